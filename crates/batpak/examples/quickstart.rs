@@ -1,0 +1,107 @@
+//! Opens a store in a temporary directory, appends events across two entities,
+//! reopens it and prints what it reads back.
+
+use batpak::{
+    AppendOptions, Batch, Coordinate, EventKind, EventPayload, ExpectedVersion, Region, Store,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, Debug)]
+struct OrderPlaced {
+    sku: String,
+    quantity: u32,
+}
+
+impl EventPayload for OrderPlaced {
+    const KIND: EventKind = EventKind::custom(1, 1);
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct PaymentCaptured {
+    order: String,
+    cents: u64,
+}
+
+impl EventPayload for PaymentCaptured {
+    const KIND: EventKind = EventKind::custom(2, 1);
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let dir = std::env::temp_dir().join(format!("batpak-quickstart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("store directory: {}", dir.display());
+
+    let order = Coordinate::new("order:507", "tenant:acme")?;
+    let payment = Coordinate::new("payment:88", "tenant:acme")?;
+    {
+        let store = Store::open(&dir)?;
+        let placed = store.append_with(
+            &order,
+            &OrderPlaced {
+                sku: "tea-earl-grey".into(),
+                quantity: 2,
+            },
+            AppendOptions::expect(ExpectedVersion::NoStream),
+        )?;
+        println!(
+            "appended order event: seq {} id {}",
+            placed.sequence, placed.event_id
+        );
+
+        // A payment and the order update it causes, committed atomically.
+        let mut batch = Batch::new();
+        let paid = batch.push(
+            &payment,
+            &PaymentCaptured {
+                order: "order:507".into(),
+                cents: 1250,
+            },
+            AppendOptions::default()
+                .caused_by(placed.event_id)
+                .correlation(placed.event_id),
+        )?;
+        batch.push(
+            &order,
+            &OrderPlaced {
+                sku: "tea-earl-grey".into(),
+                quantity: 3,
+            },
+            AppendOptions::expect(ExpectedVersion::Exact(0))
+                .caused_by_item(paid)
+                .correlation(placed.event_id),
+        )?;
+        for r in store.append_batch(&batch)? {
+            println!(
+                "appended in batch: seq {} version {} hash {}",
+                r.sequence, r.version, r.event_hash
+            );
+        }
+        store.close()?;
+    }
+
+    let store = Store::open(&dir)?;
+    let report = store.open_report();
+    println!(
+        "reopened: {} events from {} segment(s) in {:?}",
+        report.events, report.segments, report.duration
+    );
+    for e in store.stream("order:507")? {
+        let body: OrderPlaced = e.decode()?;
+        println!(
+            "  {} v{} seq {} {:?} caused by {:?}",
+            e.coordinate, e.version, e.sequence, body, e.causation
+        );
+    }
+    for e in store.query(&Region::all().scope("tenant:acme").category(2), 0, 10)? {
+        let body: PaymentCaptured = e.decode()?;
+        println!("  payment {} seq {} {:?}", e.coordinate, e.sequence, body);
+    }
+    let stats = store.stats()?;
+    println!(
+        "stats: {} events, {} entities, {} bytes on disk",
+        stats.events, stats.entities, stats.segment_bytes
+    );
+    store.close()?;
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}

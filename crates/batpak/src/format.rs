@@ -1,0 +1,6 @@
+//! Byte layouts of everything batpak writes. Pure: no I/O, no clocks.
+
+pub(crate) mod record;
+pub(crate) mod segment;
+
+pub use record::{Encoding, MAX_PAYLOAD_LEN};

@@ -1,0 +1,645 @@
+//! The record frame: one event as stored in a segment. One encoder, one decoder.
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     crc           CRC32C (Castagnoli) of bytes [4, frame_len)
+//! 4       4     frame_len     length of the whole frame, these 8 bytes included
+//! 8       8     sequence      store-wide commit position, dense, from 1
+//! 16      8     timestamp     Unix nanoseconds, never decreasing within a store
+//! 24      16    event_id      UUIDv7, big-endian
+//! 40      8     version       per-entity position, from 0
+//! 48      2     kind          4-bit category, 12-bit type id
+//! 50      2     flags         FLAG_* below
+//! 52      1     encoding      payload codec (`Encoding`)
+//! 53      1     reserved      zero
+//! 54      2     schema        payload schema version
+//! 56      2     entity_len
+//! 58      2     scope_len
+//! 60      4     payload_len
+//! 64      32    prev_hash     event hash of the entity's previous event, zero for the first
+//! 96      ...   variable part, in this order:
+//!               causation id (16)           if FLAG_CAUSATION
+//!               correlation id (16)         if FLAG_CORRELATION
+//!               idempotency key digest (16) if FLAG_IDEMPOTENCY
+//!               entity (entity_len bytes of UTF-8)
+//!               scope (scope_len bytes of UTF-8)
+//!               salt (16)                   unless FLAG_REDACTED
+//!               payload (payload_len)       if FLAG_REDACTED: the 32-byte payload digest
+//! ```
+//!
+//! A batch is a run of consecutive frames in one segment; every frame but the last
+//! carries `FLAG_BATCH_CONTINUES`, so recovery can drop an incomplete batch whole.
+//! The event hash is not stored: it is recomputed from the record (`chain`), and the
+//! successor's `prev_hash` is what links it.
+
+use std::mem::size_of;
+
+use crate::chain::Hash;
+use crate::id::EventId;
+use crate::kind::EventKind;
+
+pub(crate) const CRC_OFFSET: usize = 0;
+pub(crate) const LEN_OFFSET: usize = CRC_OFFSET + size_of::<u32>();
+pub(crate) const SEQUENCE_OFFSET: usize = LEN_OFFSET + size_of::<u32>();
+const TIMESTAMP_OFFSET: usize = SEQUENCE_OFFSET + size_of::<u64>();
+const ID_OFFSET: usize = TIMESTAMP_OFFSET + size_of::<u64>();
+const VERSION_OFFSET: usize = ID_OFFSET + size_of::<u128>();
+const KIND_OFFSET: usize = VERSION_OFFSET + size_of::<u64>();
+const FLAGS_OFFSET: usize = KIND_OFFSET + size_of::<u16>();
+const ENCODING_OFFSET: usize = FLAGS_OFFSET + size_of::<u16>();
+const RESERVED_OFFSET: usize = ENCODING_OFFSET + size_of::<u8>();
+const SCHEMA_OFFSET: usize = RESERVED_OFFSET + size_of::<u8>();
+const ENTITY_LEN_OFFSET: usize = SCHEMA_OFFSET + size_of::<u16>();
+const SCOPE_LEN_OFFSET: usize = ENTITY_LEN_OFFSET + size_of::<u16>();
+const PAYLOAD_LEN_OFFSET: usize = SCOPE_LEN_OFFSET + size_of::<u16>();
+const PREV_HASH_OFFSET: usize = PAYLOAD_LEN_OFFSET + size_of::<u32>();
+/// Size of the fixed part of every frame.
+pub(crate) const FIXED_LEN: usize = PREV_HASH_OFFSET + size_of::<[u8; 32]>();
+/// Bytes of the frame prefix (crc + frame_len) that tell how much to read.
+pub(crate) const PREFIX_LEN: usize = SEQUENCE_OFFSET;
+
+const ID_LEN: usize = size_of::<u128>();
+/// Length of the per-event payload salt.
+pub(crate) const SALT_LEN: usize = 16;
+/// Length of the stored digest of an idempotency key.
+pub(crate) const IDEMPOTENCY_LEN: usize = 16;
+const DIGEST_LEN: usize = size_of::<[u8; 32]>();
+
+/// The event names its cause.
+pub(crate) const FLAG_CAUSATION: u16 = 1 << 0;
+/// The event carries a correlation id.
+pub(crate) const FLAG_CORRELATION: u16 = 1 << 1;
+/// The event carries the digest of an idempotency key.
+pub(crate) const FLAG_IDEMPOTENCY: u16 = 1 << 2;
+/// More frames of the same batch follow this one.
+pub(crate) const FLAG_BATCH_CONTINUES: u16 = 1 << 3;
+/// The payload and salt were erased; the payload field holds the payload digest.
+pub(crate) const FLAG_REDACTED: u16 = 1 << 4;
+const KNOWN_FLAGS: u16 =
+    FLAG_CAUSATION | FLAG_CORRELATION | FLAG_IDEMPOTENCY | FLAG_BATCH_CONTINUES | FLAG_REDACTED;
+
+/// Largest payload a single event may carry.
+pub const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
+
+/// How a payload's bytes are encoded. Stored as one byte in every record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Encoding {
+    /// Bytes the store does not interpret.
+    Opaque,
+    /// MessagePack with named fields (the typed default).
+    MessagePack,
+    /// UTF-8 JSON.
+    Json,
+}
+
+impl Encoding {
+    pub(crate) fn to_byte(self) -> u8 {
+        match self {
+            Encoding::Opaque => 0,
+            Encoding::MessagePack => 1,
+            Encoding::Json => 2,
+        }
+    }
+
+    pub(crate) fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            0 => Some(Encoding::Opaque),
+            1 => Some(Encoding::MessagePack),
+            2 => Some(Encoding::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The fixed-size facts of a record, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RecordHeader {
+    pub sequence: u64,
+    pub timestamp_ns: u64,
+    pub id: EventId,
+    pub version: u64,
+    pub kind: EventKind,
+    pub flags: u16,
+    pub encoding: Encoding,
+    pub schema_version: u16,
+    pub causation: Option<EventId>,
+    pub correlation: Option<EventId>,
+    pub idempotency: Option<[u8; IDEMPOTENCY_LEN]>,
+    pub prev_hash: Hash,
+}
+
+/// The payload part of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PayloadField<'a> {
+    /// The payload as the caller's codec produced it, with its salt.
+    Present {
+        salt: &'a [u8; SALT_LEN],
+        bytes: &'a [u8],
+    },
+    /// The payload was erased; its digest remains so the chain still verifies.
+    Redacted { digest: Hash },
+}
+
+/// One decoded record, borrowing strings and payload from the frame buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct RecordView<'a> {
+    pub header: RecordHeader,
+    pub entity: &'a str,
+    pub scope: &'a str,
+    pub payload: PayloadField<'a>,
+}
+
+/// Why bytes at an offset are not a valid frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FrameError {
+    /// Fewer bytes remain than the frame needs (`needed` counts from the frame start).
+    Incomplete { needed: usize, available: usize },
+    /// The length field is zero: nothing was ever written here.
+    Zero,
+    /// The stored checksum does not match the bytes.
+    Checksum { stored: u32, computed: u32 },
+    /// The checksum matches but a field is impossible.
+    Malformed(String),
+}
+
+impl std::fmt::Display for FrameError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FrameError::Incomplete { needed, available } => write!(
+                f,
+                "incomplete record: needs {needed} bytes, {available} available"
+            ),
+            FrameError::Zero => write!(f, "zero frame length"),
+            FrameError::Checksum { stored, computed } => write!(
+                f,
+                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
+            ),
+            FrameError::Malformed(detail) => write!(f, "malformed record: {detail}"),
+        }
+    }
+}
+
+/// What the encoder writes. The writer fills it; recovery never builds one.
+#[derive(Debug)]
+pub(crate) struct RecordDraft<'a> {
+    pub header: RecordHeader,
+    pub entity: &'a str,
+    pub scope: &'a str,
+    pub salt: [u8; SALT_LEN],
+    pub payload: &'a [u8],
+}
+
+/// The encoded length of a draft's frame.
+pub(crate) fn frame_len(draft: &RecordDraft<'_>) -> usize {
+    let h = &draft.header;
+    FIXED_LEN
+        + optional_len(h.causation.is_some())
+        + optional_len(h.correlation.is_some())
+        + optional_len(h.idempotency.is_some())
+        + draft.entity.len()
+        + draft.scope.len()
+        + SALT_LEN
+        + draft.payload.len()
+}
+
+fn optional_len(present: bool) -> usize {
+    if present {
+        ID_LEN
+    } else {
+        0
+    }
+}
+
+/// Appends one frame to `out`. The flags for optional fields are derived from the
+/// header's options; callers set only `FLAG_BATCH_CONTINUES`.
+///
+/// The caller has already checked the payload and coordinate limits.
+pub(crate) fn encode(draft: &RecordDraft<'_>, out: &mut Vec<u8>) {
+    let h = &draft.header;
+    let start = out.len();
+    let len = frame_len(draft);
+    let flags = flags_for(h);
+    out.reserve(len);
+    out.extend_from_slice(&[0u8; 4]); // crc, filled below
+    out.extend_from_slice(&u32_of(len).to_le_bytes());
+    out.extend_from_slice(&h.sequence.to_le_bytes());
+    out.extend_from_slice(&h.timestamp_ns.to_le_bytes());
+    out.extend_from_slice(&h.id.to_bytes());
+    out.extend_from_slice(&h.version.to_le_bytes());
+    out.extend_from_slice(&h.kind.bits().to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
+    out.push(h.encoding.to_byte());
+    out.push(0);
+    out.extend_from_slice(&h.schema_version.to_le_bytes());
+    out.extend_from_slice(&u16_of(draft.entity.len()).to_le_bytes());
+    out.extend_from_slice(&u16_of(draft.scope.len()).to_le_bytes());
+    out.extend_from_slice(&u32_of(draft.payload.len()).to_le_bytes());
+    out.extend_from_slice(h.prev_hash.as_bytes());
+    if let Some(c) = h.causation {
+        out.extend_from_slice(&c.to_bytes());
+    }
+    if let Some(c) = h.correlation {
+        out.extend_from_slice(&c.to_bytes());
+    }
+    if let Some(k) = h.idempotency {
+        out.extend_from_slice(&k);
+    }
+    out.extend_from_slice(draft.entity.as_bytes());
+    out.extend_from_slice(draft.scope.as_bytes());
+    out.extend_from_slice(&draft.salt);
+    out.extend_from_slice(draft.payload);
+    debug_assert_eq!(out.len() - start, len);
+    let crc = crc32c::crc32c(&out[start + LEN_OFFSET..]);
+    out[start..start + LEN_OFFSET].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn flags_for(h: &RecordHeader) -> u16 {
+    let mut flags = h.flags & (FLAG_BATCH_CONTINUES | FLAG_REDACTED);
+    if h.causation.is_some() {
+        flags |= FLAG_CAUSATION;
+    }
+    if h.correlation.is_some() {
+        flags |= FLAG_CORRELATION;
+    }
+    if h.idempotency.is_some() {
+        flags |= FLAG_IDEMPOTENCY;
+    }
+    flags
+}
+
+// Limits are checked before encoding (payload <= MAX_PAYLOAD_LEN, coordinates <= 1 KiB),
+// so these conversions cannot truncate.
+fn u32_of(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+fn u16_of(n: usize) -> u16 {
+    u16::try_from(n).unwrap_or(u16::MAX)
+}
+
+/// Reads the frame length from the prefix, if enough bytes are present.
+pub(crate) fn peek_frame_len(buf: &[u8]) -> Option<usize> {
+    let bytes = buf.get(LEN_OFFSET..LEN_OFFSET + 4)?;
+    Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+}
+
+/// Decodes the frame at the start of `buf`. Returns the record and the frame length.
+pub(crate) fn decode(buf: &[u8]) -> Result<(RecordView<'_>, usize), FrameError> {
+    let len = peek_frame_len(buf).ok_or(FrameError::Incomplete {
+        needed: PREFIX_LEN,
+        available: buf.len(),
+    })?;
+    if len == 0 {
+        return Err(FrameError::Zero);
+    }
+    if len > buf.len() {
+        return Err(FrameError::Incomplete {
+            needed: len,
+            available: buf.len(),
+        });
+    }
+    let frame = &buf[..len];
+    if len < FIXED_LEN {
+        // A short length with a matching checksum is impossible from our encoder; a
+        // checksum mismatch is the more useful report for damaged bytes.
+        let computed = crc32c::crc32c(&frame[LEN_OFFSET..]);
+        let stored = read_u32(frame, CRC_OFFSET);
+        if stored != computed {
+            return Err(FrameError::Checksum { stored, computed });
+        }
+        return Err(FrameError::Malformed(format!(
+            "frame length {len} is shorter than the fixed header ({FIXED_LEN})"
+        )));
+    }
+    let stored = read_u32(frame, CRC_OFFSET);
+    let computed = crc32c::crc32c(&frame[LEN_OFFSET..]);
+    if stored != computed {
+        return Err(FrameError::Checksum { stored, computed });
+    }
+    decode_checked(frame).map(|view| (view, len))
+}
+
+fn decode_checked(frame: &[u8]) -> Result<RecordView<'_>, FrameError> {
+    let flags = read_u16(frame, FLAGS_OFFSET);
+    if flags & !KNOWN_FLAGS != 0 {
+        return Err(FrameError::Malformed(format!("unknown flags {flags:#06x}")));
+    }
+    let encoding_byte = frame[ENCODING_OFFSET];
+    let encoding = Encoding::from_byte(encoding_byte).ok_or_else(|| {
+        FrameError::Malformed(format!("unknown payload encoding {encoding_byte}"))
+    })?;
+    if frame[RESERVED_OFFSET] != 0 {
+        return Err(FrameError::Malformed("reserved byte is not zero".into()));
+    }
+    let entity_len = usize::from(read_u16(frame, ENTITY_LEN_OFFSET));
+    let scope_len = usize::from(read_u16(frame, SCOPE_LEN_OFFSET));
+    let payload_len = read_u32(frame, PAYLOAD_LEN_OFFSET) as usize;
+    let redacted = flags & FLAG_REDACTED != 0;
+    let mut cursor = Cursor {
+        frame,
+        at: FIXED_LEN,
+    };
+    let causation = cursor.optional_id(flags & FLAG_CAUSATION != 0)?;
+    let correlation = cursor.optional_id(flags & FLAG_CORRELATION != 0)?;
+    let idempotency = if flags & FLAG_IDEMPOTENCY != 0 {
+        Some(cursor.array::<IDEMPOTENCY_LEN>("idempotency key")?)
+    } else {
+        None
+    };
+    let entity = cursor.text(entity_len, "entity")?;
+    let scope = cursor.text(scope_len, "scope")?;
+    let payload = if redacted {
+        if payload_len != DIGEST_LEN {
+            return Err(FrameError::Malformed(format!(
+                "redacted record holds {payload_len} payload bytes, expected a {DIGEST_LEN}-byte digest"
+            )));
+        }
+        PayloadField::Redacted {
+            digest: Hash::from_bytes(cursor.array::<DIGEST_LEN>("payload digest")?),
+        }
+    } else {
+        let salt = cursor.take(SALT_LEN, "salt")?;
+        let salt: &[u8; SALT_LEN] = salt
+            .try_into()
+            .map_err(|_| FrameError::Malformed("salt".into()))?;
+        PayloadField::Present {
+            salt,
+            bytes: cursor.take(payload_len, "payload")?,
+        }
+    };
+    if cursor.at != frame.len() {
+        return Err(FrameError::Malformed(format!(
+            "frame length {} but fields end at {}",
+            frame.len(),
+            cursor.at
+        )));
+    }
+    let header = RecordHeader {
+        sequence: read_u64(frame, SEQUENCE_OFFSET),
+        timestamp_ns: read_u64(frame, TIMESTAMP_OFFSET),
+        id: EventId::from_bytes(read_array(frame, ID_OFFSET)),
+        version: read_u64(frame, VERSION_OFFSET),
+        kind: EventKind::from_bits(read_u16(frame, KIND_OFFSET)),
+        flags,
+        encoding,
+        schema_version: read_u16(frame, SCHEMA_OFFSET),
+        causation,
+        correlation,
+        idempotency,
+        prev_hash: Hash::from_bytes(read_array(frame, PREV_HASH_OFFSET)),
+    };
+    Ok(RecordView {
+        header,
+        entity,
+        scope,
+        payload,
+    })
+}
+
+struct Cursor<'a> {
+    frame: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], FrameError> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.frame.len());
+        match end {
+            Some(end) => {
+                let bytes = &self.frame[self.at..end];
+                self.at = end;
+                Ok(bytes)
+            }
+            None => Err(FrameError::Malformed(format!(
+                "{what} ({n} bytes at {}) runs past the frame end ({})",
+                self.at,
+                self.frame.len()
+            ))),
+        }
+    }
+
+    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], FrameError> {
+        let bytes = self.take(N, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(bytes);
+        Ok(out)
+    }
+
+    fn optional_id(&mut self, present: bool) -> Result<Option<EventId>, FrameError> {
+        if present {
+            Ok(Some(EventId::from_bytes(self.array::<ID_LEN>("id")?)))
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn text(&mut self, n: usize, what: &str) -> Result<&'a str, FrameError> {
+        let bytes = self.take(n, what)?;
+        std::str::from_utf8(bytes)
+            .map_err(|e| FrameError::Malformed(format!("{what} is not UTF-8: {e}")))
+    }
+}
+
+fn read_array<const N: usize>(buf: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    out.copy_from_slice(&buf[at..at + N]);
+    out
+}
+
+fn read_u16(buf: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(read_array(buf, at))
+}
+
+pub(crate) fn read_u32(buf: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(read_array(buf, at))
+}
+
+pub(crate) fn read_u64(buf: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(read_array(buf, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_header() -> RecordHeader {
+        RecordHeader {
+            sequence: 7,
+            timestamp_ns: 1_750_000_000_123_456_789,
+            id: EventId::from_u128(0x0197_6e1a_0b2c_7d3e_8f40_1234_5678_9abc),
+            version: 2,
+            kind: EventKind::custom(1, 7),
+            flags: 0,
+            encoding: Encoding::MessagePack,
+            schema_version: 1,
+            causation: None,
+            correlation: None,
+            idempotency: None,
+            prev_hash: Hash::from_bytes([0xAB; 32]),
+        }
+    }
+
+    fn encode_one(draft: &RecordDraft<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(draft, &mut out);
+        out
+    }
+
+    #[test]
+    fn layout_offsets_are_as_documented() {
+        assert_eq!(SEQUENCE_OFFSET, 8);
+        assert_eq!(ID_OFFSET, 24);
+        assert_eq!(KIND_OFFSET, 48);
+        assert_eq!(SCHEMA_OFFSET, 54);
+        assert_eq!(PAYLOAD_LEN_OFFSET, 60);
+        assert_eq!(FIXED_LEN, 96);
+    }
+
+    /// Pins every byte of a minimal record. If this changes, the format version must too.
+    #[test]
+    fn golden_bytes_minimal_record() {
+        let draft = RecordDraft {
+            header: sample_header(),
+            entity: "e:1",
+            scope: "s",
+            salt: [0x11; SALT_LEN],
+            payload: b"\x81\xa1a\x01",
+        };
+        let bytes = encode_one(&draft);
+        let expected_hex = concat!(
+            "9eed5db0",
+            "78000000",                         // crc, frame_len = 120
+            "0700000000000000",                 // sequence
+            "15cd4a6cba3f4918",                 // timestamp
+            "01976e1a0b2c7d3e8f40123456789abc", // id
+            "0200000000000000",                 // version
+            "0710",
+            "0000",
+            "01",
+            "00",
+            "0100", // kind, flags, encoding, reserved, schema
+            "0300",
+            "0100",
+            "04000000", // entity_len, scope_len, payload_len
+            "abababababababababababababababababababababababababababababababab",
+            "653a31",
+            "73",                               // entity, scope
+            "11111111111111111111111111111111", // salt
+            "81a16101",                         // payload
+        );
+        assert_eq!(hex(&bytes), expected_hex);
+        let (view, len) = decode(&bytes).unwrap();
+        assert_eq!(len, bytes.len());
+        assert_eq!(view.header, draft.header);
+        assert_eq!(view.entity, "e:1");
+        assert_eq!(view.scope, "s");
+        assert_eq!(
+            view.payload,
+            PayloadField::Present {
+                salt: &[0x11; SALT_LEN],
+                bytes: b"\x81\xa1a\x01"
+            }
+        );
+    }
+
+    #[test]
+    fn golden_bytes_with_every_optional_field() {
+        let mut header = sample_header();
+        header.causation = Some(EventId::from_u128(1));
+        header.correlation = Some(EventId::from_u128(2));
+        header.idempotency = Some([0x33; IDEMPOTENCY_LEN]);
+        header.flags = FLAG_BATCH_CONTINUES;
+        let draft = RecordDraft {
+            header: header.clone(),
+            entity: "e",
+            scope: "s",
+            salt: [0; SALT_LEN],
+            payload: b"",
+        };
+        let bytes = encode_one(&draft);
+        assert_eq!(bytes.len(), FIXED_LEN + 3 * 16 + 2 + SALT_LEN);
+        assert_eq!(hex(&bytes[50..52]), "0f00", "flags derived from options");
+        assert_eq!(
+            hex(&bytes[96..144]),
+            concat!(
+                "00000000000000000000000000000001",
+                "00000000000000000000000000000002",
+                "33333333333333333333333333333333"
+            )
+        );
+        let (view, _) = decode(&bytes).unwrap();
+        header.flags = 0x0f;
+        assert_eq!(view.header, header);
+    }
+
+    #[test]
+    fn redacted_record_keeps_the_digest() {
+        let digest = Hash::from_bytes([0x5A; 32]);
+        let mut header = sample_header();
+        header.flags = FLAG_REDACTED;
+        let mut bytes = Vec::new();
+        // Build a redacted frame by hand: fixed part, entity, scope, digest.
+        bytes.extend_from_slice(&[0; 4]);
+        let len = FIXED_LEN + 1 + 1 + 32;
+        bytes.extend_from_slice(&(len as u32).to_le_bytes());
+        let full = encode_one(&RecordDraft {
+            header: header.clone(),
+            entity: "e",
+            scope: "s",
+            salt: [0; SALT_LEN],
+            payload: &[0; 32],
+        });
+        bytes.extend_from_slice(&full[SEQUENCE_OFFSET..FIXED_LEN]);
+        bytes.extend_from_slice(b"es");
+        bytes.extend_from_slice(digest.as_bytes());
+        let crc = crc32c::crc32c(&bytes[LEN_OFFSET..]);
+        bytes[..4].copy_from_slice(&crc.to_le_bytes());
+        let (view, _) = decode(&bytes).unwrap();
+        assert_eq!(view.payload, PayloadField::Redacted { digest });
+        assert_eq!(view.header.flags, FLAG_REDACTED);
+    }
+
+    #[test]
+    fn each_corruption_shape_is_named() {
+        let bytes = encode_one(&RecordDraft {
+            header: sample_header(),
+            entity: "e",
+            scope: "s",
+            salt: [1; SALT_LEN],
+            payload: b"abc",
+        });
+        // Truncated anywhere: incomplete.
+        for cut in 0..bytes.len() {
+            match decode(&bytes[..cut]) {
+                Err(FrameError::Incomplete { .. }) => {}
+                other => panic!("cut at {cut}: {other:?}"),
+            }
+        }
+        // Any flipped bit after the crc: checksum mismatch (or incomplete when the
+        // length grew past the buffer).
+        for i in 4..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x40;
+            match decode(&damaged) {
+                Err(FrameError::Checksum { .. }) | Err(FrameError::Incomplete { .. }) => {}
+                other => panic!("flip at {i}: {other:?}"),
+            }
+        }
+        // Zero length: nothing written.
+        assert_eq!(decode(&[0u8; 64]), Err(FrameError::Zero));
+        // A valid checksum over an impossible field.
+        let mut bad = bytes.clone();
+        bad[ENCODING_OFFSET] = 9;
+        let crc = crc32c::crc32c(&bad[LEN_OFFSET..]);
+        bad[..4].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode(&bad), Err(FrameError::Malformed(m)) if m.contains("encoding")));
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}

@@ -1,0 +1,360 @@
+//! The in-memory index of visible events: columns keyed by sequence, interned
+//! coordinates, and postings by entity, scope, kind, causation and correlation.
+//! Pure data: built from decoded record headers, no I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::id::EventId;
+use crate::kind::EventKind;
+use crate::segment::Location;
+
+/// What the index needs to know about one event.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct IndexEntry<'a> {
+    pub sequence: u64,
+    pub id: EventId,
+    pub timestamp_ns: u64,
+    pub kind: EventKind,
+    pub version: u64,
+    pub entity: &'a str,
+    pub scope: &'a str,
+    pub location: Location,
+    pub causation: Option<EventId>,
+    pub correlation: Option<EventId>,
+}
+
+/// An `IndexEntry` that owns its strings, for events written but not yet visible.
+#[derive(Clone, Debug)]
+pub(crate) struct OwnedEntry {
+    pub sequence: u64,
+    pub id: EventId,
+    pub timestamp_ns: u64,
+    pub kind: EventKind,
+    pub version: u64,
+    pub entity: Box<str>,
+    pub scope: Box<str>,
+    pub location: Location,
+    pub causation: Option<EventId>,
+    pub correlation: Option<EventId>,
+}
+
+impl OwnedEntry {
+    pub(crate) fn from_entry(e: &IndexEntry<'_>) -> Self {
+        OwnedEntry {
+            sequence: e.sequence,
+            id: e.id,
+            timestamp_ns: e.timestamp_ns,
+            kind: e.kind,
+            version: e.version,
+            entity: e.entity.into(),
+            scope: e.scope.into(),
+            location: e.location,
+            causation: e.causation,
+            correlation: e.correlation,
+        }
+    }
+
+    pub(crate) fn as_entry(&self) -> IndexEntry<'_> {
+        IndexEntry {
+            sequence: self.sequence,
+            id: self.id,
+            timestamp_ns: self.timestamp_ns,
+            kind: self.kind,
+            version: self.version,
+            entity: &self.entity,
+            scope: &self.scope,
+            location: self.location,
+            causation: self.causation,
+            correlation: self.correlation,
+        }
+    }
+}
+
+/// Strings stored once, named by a dense `u32`.
+#[derive(Debug, Default)]
+pub(crate) struct Interner {
+    names: Vec<Arc<str>>,
+    ids: HashMap<Arc<str>, u32>,
+}
+
+impl Interner {
+    fn intern(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        let name: Arc<str> = name.into();
+        self.names.push(name.clone());
+        self.ids.insert(name, id);
+        id
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u32, &str)> {
+        self.names.iter().enumerate().map(|(i, n)| (i as u32, &**n))
+    }
+}
+
+/// The columns of one event, copied out of the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EventMeta {
+    pub sequence: u64,
+    pub id: EventId,
+    pub timestamp_ns: u64,
+    pub kind: EventKind,
+    pub entity: u32,
+    pub scope: u32,
+    pub location: Location,
+}
+
+/// Index of every visible event. Sequences are dense from 1, so the columns are
+/// plain vectors at position `sequence - 1`. Versions are not stored: an event's
+/// version is its position in its entity's posting list.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    ids: Vec<EventId>,
+    timestamps: Vec<u64>,
+    locations: Vec<Location>,
+    entity_of: Vec<u32>,
+    scope_of: Vec<u32>,
+    kinds: Vec<EventKind>,
+    entities: Interner,
+    scopes: Interner,
+    entity_events: Vec<Vec<u64>>,
+    scope_events: Vec<Vec<u64>>,
+    kind_events: HashMap<EventKind, Vec<u64>>,
+    effects: HashMap<EventId, Vec<u64>>,
+    correlated: HashMap<EventId, Vec<u64>>,
+}
+
+impl Index {
+    /// The newest visible sequence (0 when empty).
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.ids.len() as u64
+    }
+
+    pub(crate) fn entity_count(&self) -> usize {
+        self.entities.len()
+    }
+
+    pub(crate) fn scope_count(&self) -> usize {
+        self.scopes.len()
+    }
+
+    /// Adds the next event. Rejects an entry whose sequence or version does not follow
+    /// on, with a description of what was expected.
+    pub(crate) fn insert(&mut self, e: &IndexEntry<'_>) -> Result<(), String> {
+        let expected_seq = self.last_sequence() + 1;
+        if e.sequence != expected_seq {
+            return Err(format!(
+                "sequence {} where {expected_seq} was expected",
+                e.sequence
+            ));
+        }
+        if let Some(&last) = self.ids.last() {
+            if e.id <= last {
+                return Err(format!("event id {} does not increase past {last}", e.id));
+            }
+        }
+        let entity = self.entities.intern(e.entity);
+        if entity as usize == self.entity_events.len() {
+            self.entity_events.push(Vec::new());
+        }
+        let expected_version = self.entity_events[entity as usize].len() as u64;
+        if e.version != expected_version {
+            return Err(format!(
+                "entity {:?} version {} where {expected_version} was expected",
+                e.entity, e.version
+            ));
+        }
+        let scope = self.scopes.intern(e.scope);
+        if scope as usize == self.scope_events.len() {
+            self.scope_events.push(Vec::new());
+        }
+        self.ids.push(e.id);
+        self.timestamps.push(e.timestamp_ns);
+        self.locations.push(e.location);
+        self.entity_of.push(entity);
+        self.scope_of.push(scope);
+        self.kinds.push(e.kind);
+        self.entity_events[entity as usize].push(e.sequence);
+        self.scope_events[scope as usize].push(e.sequence);
+        self.kind_events.entry(e.kind).or_default().push(e.sequence);
+        if let Some(cause) = e.causation {
+            self.effects.entry(cause).or_default().push(e.sequence);
+        }
+        if let Some(corr) = e.correlation {
+            self.correlated.entry(corr).or_default().push(e.sequence);
+        }
+        Ok(())
+    }
+
+    /// The sequence of an event id, by binary search (ids increase with sequence).
+    pub(crate) fn sequence_of(&self, id: EventId) -> Option<u64> {
+        self.ids.binary_search(&id).ok().map(|i| i as u64 + 1)
+    }
+
+    fn slot(&self, sequence: u64) -> Option<usize> {
+        let slot = usize::try_from(sequence.checked_sub(1)?).ok()?;
+        (slot < self.ids.len()).then_some(slot)
+    }
+
+    /// The columns of a visible event.
+    pub(crate) fn meta(&self, sequence: u64) -> Option<EventMeta> {
+        let i = self.slot(sequence)?;
+        Some(EventMeta {
+            sequence,
+            id: self.ids[i],
+            timestamp_ns: self.timestamps[i],
+            kind: self.kinds[i],
+            entity: self.entity_of[i],
+            scope: self.scope_of[i],
+            location: self.locations[i],
+        })
+    }
+
+    pub(crate) fn location(&self, sequence: u64) -> Option<Location> {
+        self.slot(sequence).map(|i| self.locations[i])
+    }
+
+    /// The version of a visible event: its position in the entity's postings.
+    pub(crate) fn version_of(&self, sequence: u64) -> Option<u64> {
+        let i = self.slot(sequence)?;
+        let postings = &self.entity_events[self.entity_of[i] as usize];
+        postings.binary_search(&sequence).ok().map(|v| v as u64)
+    }
+
+    pub(crate) fn entities(&self) -> &Interner {
+        &self.entities
+    }
+
+    pub(crate) fn scopes(&self) -> &Interner {
+        &self.scopes
+    }
+
+    /// Sequences of an entity's events in version order.
+    pub(crate) fn entity_events(&self, entity: u32) -> &[u64] {
+        &self.entity_events[entity as usize]
+    }
+
+    /// Sequences of a scope's events in order.
+    pub(crate) fn scope_events(&self, scope: u32) -> &[u64] {
+        &self.scope_events[scope as usize]
+    }
+
+    /// Sequences of one kind's events in order.
+    pub(crate) fn kind_events(&self, kind: EventKind) -> &[u64] {
+        self.kind_events.get(&kind).map_or(&[], Vec::as_slice)
+    }
+
+    /// The kinds present in a category.
+    pub(crate) fn kinds_in_category(&self, category: u8) -> Vec<EventKind> {
+        let mut kinds: Vec<_> = self
+            .kind_events
+            .keys()
+            .copied()
+            .filter(|k| k.category() == category)
+            .collect();
+        kinds.sort_unstable();
+        kinds
+    }
+
+    /// The latest version of an entity and that event's sequence.
+    pub(crate) fn entity_head(&self, entity: &str) -> Option<(u64, u64)> {
+        let id = self.entities.get(entity)?;
+        let postings = &self.entity_events[id as usize];
+        postings.last().map(|&seq| (postings.len() as u64 - 1, seq))
+    }
+
+    /// Events whose causation is `id`, in sequence order.
+    pub(crate) fn effects_of(&self, id: EventId) -> &[u64] {
+        self.effects.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// Events carrying correlation `id`, in sequence order.
+    pub(crate) fn correlated_with(&self, id: EventId) -> &[u64] {
+        self.correlated.get(&id).map_or(&[], Vec::as_slice)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry<'a>(seq: u64, entity: &'a str, version: u64) -> IndexEntry<'a> {
+        IndexEntry {
+            sequence: seq,
+            id: EventId::from_u128(u128::from(seq) * 10),
+            timestamp_ns: seq,
+            kind: EventKind::custom(1, (seq % 3) as u16),
+            version,
+            entity,
+            scope: "s",
+            location: Location::new(1, seq * 100),
+            causation: None,
+            correlation: None,
+        }
+    }
+
+    #[test]
+    fn columns_postings_and_versions() {
+        let mut ix = Index::default();
+        ix.insert(&entry(1, "a", 0)).unwrap();
+        ix.insert(&entry(2, "b", 0)).unwrap();
+        ix.insert(&entry(3, "a", 1)).unwrap();
+        assert_eq!(ix.last_sequence(), 3);
+        assert_eq!(ix.sequence_of(EventId::from_u128(30)), Some(3));
+        assert_eq!(ix.sequence_of(EventId::from_u128(31)), None);
+        assert_eq!(ix.version_of(3), Some(1));
+        assert_eq!(ix.entity_head("a"), Some((1, 3)));
+        assert_eq!(ix.entity_head("zzz"), None);
+        let a = ix.entities().get("a").unwrap();
+        assert_eq!(ix.entity_events(a), &[1, 3]);
+        assert_eq!(ix.kind_events(EventKind::custom(1, 0)), &[3]);
+        assert_eq!(ix.location(2), Some(Location::new(1, 200)));
+        assert_eq!(ix.meta(4), None);
+        assert_eq!(ix.meta(0), None);
+    }
+
+    #[test]
+    fn rejects_gaps_and_wrong_versions() {
+        let mut ix = Index::default();
+        assert!(ix
+            .insert(&entry(2, "a", 0))
+            .unwrap_err()
+            .contains("sequence 2"));
+        ix.insert(&entry(1, "a", 0)).unwrap();
+        assert!(ix
+            .insert(&entry(2, "a", 5))
+            .unwrap_err()
+            .contains("version 5"));
+        let mut same_id = entry(2, "a", 1);
+        same_id.id = EventId::from_u128(10);
+        assert!(ix
+            .insert(&same_id)
+            .unwrap_err()
+            .contains("does not increase"));
+    }
+
+    #[test]
+    fn causation_and_correlation_postings() {
+        let mut ix = Index::default();
+        ix.insert(&entry(1, "a", 0)).unwrap();
+        let root = EventId::from_u128(10);
+        let mut e2 = entry(2, "b", 0);
+        e2.causation = Some(root);
+        e2.correlation = Some(root);
+        ix.insert(&e2).unwrap();
+        assert_eq!(ix.effects_of(root), &[2]);
+        assert_eq!(ix.correlated_with(root), &[2]);
+        assert_eq!(ix.effects_of(EventId::from_u128(20)), &[] as &[u64]);
+    }
+}

@@ -1,0 +1,55 @@
+//! batpak: an embedded, sync-first event store.
+//!
+//! Open a directory, append typed events durably through a blocking API, read them
+//! back. Every event is linked into a per-entity blake3 hash chain and may name the
+//! event that caused it and the workflow it belongs to.
+//!
+//! ```
+//! use batpak::{Coordinate, EventKind, EventPayload, Store};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! struct Deposited { cents: u64 }
+//! impl EventPayload for Deposited {
+//!     const KIND: EventKind = EventKind::custom(1, 1);
+//! }
+//!
+//! # fn main() -> batpak::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! let store = Store::open(dir.path())?;
+//! let account = Coordinate::new("account:7", "bank:demo")?;
+//! let receipt = store.append(&account, &Deposited { cents: 500 })?;
+//! let event = store.get(receipt.event_id)?.expect("just appended");
+//! assert_eq!(event.decode::<Deposited>()?, Deposited { cents: 500 });
+//! store.close()?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod chain;
+mod coordinate;
+mod error;
+mod event;
+mod format;
+mod id;
+mod index;
+mod kind;
+mod open;
+mod options;
+mod query;
+mod segment;
+mod store;
+mod writer;
+
+pub use chain::Hash;
+pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
+pub use error::{CoordinateRule, Error, Result};
+pub use event::{AppendReceipt, EventPayload, StoredEvent};
+pub use format::{Encoding, MAX_PAYLOAD_LEN};
+pub use id::EventId;
+pub use kind::EventKind;
+pub use open::OpenReport;
+pub use options::{AppendOptions, Cause, ExpectedVersion, SyncPolicy};
+pub use query::Region;
+pub use segment::recovery::TailCut;
+pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};

@@ -1,0 +1,126 @@
+//! What a caller can say about an append: expected version, causation, correlation,
+//! idempotency key.
+
+use std::fmt;
+
+use crate::id::EventId;
+
+/// The version the caller expects the entity to be at before the append.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ExpectedVersion {
+    /// No check.
+    #[default]
+    Any,
+    /// The entity must have no events yet.
+    NoStream,
+    /// The entity's latest event must have exactly this version.
+    Exact(u64),
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => write!(f, "any version"),
+            ExpectedVersion::NoStream => write!(f, "no events"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+impl ExpectedVersion {
+    /// Whether an entity currently at `actual` (`None`: no events) satisfies this.
+    pub(crate) fn admits(self, actual: Option<u64>) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::Exact(v) => actual == Some(v),
+        }
+    }
+}
+
+/// The event that caused an append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// An event already in the store.
+    Event(EventId),
+    /// An earlier item of the same batch, by its position (0-based).
+    BatchItem(usize),
+}
+
+/// Options for one append. `AppendOptions::default()` checks nothing and links nothing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AppendOptions {
+    /// Optimistic concurrency check on the entity's version. Default: `Any`.
+    pub expected_version: ExpectedVersion,
+    /// The event that caused this one. It must exist (or be an earlier batch item).
+    pub causation: Option<Cause>,
+    /// The workflow this event belongs to, usually the id of the workflow's first event.
+    pub correlation: Option<EventId>,
+    /// A caller-chosen key: repeating an append with the same key and the same content
+    /// returns the original receipt and writes nothing; different content is an error.
+    pub idempotency_key: Option<String>,
+}
+
+impl AppendOptions {
+    /// Options with only an expected version.
+    pub fn expect(version: ExpectedVersion) -> Self {
+        AppendOptions {
+            expected_version: version,
+            ..AppendOptions::default()
+        }
+    }
+
+    /// Sets the expected version.
+    pub fn expected_version(mut self, version: ExpectedVersion) -> Self {
+        self.expected_version = version;
+        self
+    }
+
+    /// Names the event that caused this one.
+    pub fn caused_by(mut self, id: EventId) -> Self {
+        self.causation = Some(Cause::Event(id));
+        self
+    }
+
+    /// Names an earlier item of the same batch as the cause.
+    pub fn caused_by_item(mut self, item: usize) -> Self {
+        self.causation = Some(Cause::BatchItem(item));
+        self
+    }
+
+    /// Sets the correlation id.
+    pub fn correlation(mut self, id: EventId) -> Self {
+        self.correlation = Some(id);
+        self
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// The digest under which an idempotency key is stored.
+pub(crate) fn idempotency_digest(key: &str) -> [u8; 16] {
+    let full = blake3::derive_key("batpak 2026 idempotency key v1", key.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
+/// When appends reach stable storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every append returns only after an fsync covers it; concurrent appenders share
+    /// fsyncs (group commit). Events become visible once durable. The default.
+    #[default]
+    Always,
+    /// The appender that brings the unsynced count to `n` syncs; appends return once
+    /// written and are visible at once.
+    EveryN(u32),
+    /// A background thread syncs this often; appends return once written.
+    Interval(std::time::Duration),
+    /// The operating system decides; `Store::sync` forces it.
+    Never,
+}

@@ -1,0 +1,200 @@
+//! `Region`: which events a query selects, and its evaluation over the index.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+
+use crate::index::Index;
+use crate::kind::EventKind;
+
+/// A selection of events: by entity (exact or prefix), scope, and kind or category.
+/// Criteria combine with AND; `Region::all()` selects everything.
+///
+/// An entity prefix matches on `:` boundaries: `order` selects `order` and `order:1`
+/// but not `orders`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Region {
+    entity: Option<EntityFilter>,
+    scope: Option<String>,
+    kind: Option<KindFilter>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum EntityFilter {
+    Exact(String),
+    Prefix(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KindFilter {
+    Kind(EventKind),
+    Category(u8),
+}
+
+impl Region {
+    /// Every event.
+    pub fn all() -> Self {
+        Region::default()
+    }
+
+    /// Only events of exactly this entity.
+    pub fn entity(mut self, entity: impl Into<String>) -> Self {
+        self.entity = Some(EntityFilter::Exact(entity.into()));
+        self
+    }
+
+    /// Only events of entities equal to `prefix` or starting with `prefix:`.
+    pub fn entity_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.entity = Some(EntityFilter::Prefix(prefix.into()));
+        self
+    }
+
+    /// Only events in this scope.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// Only events of this kind.
+    pub fn kind(mut self, kind: EventKind) -> Self {
+        self.kind = Some(KindFilter::Kind(kind));
+        self
+    }
+
+    /// Only events whose kind is in this category.
+    pub fn category(mut self, category: u8) -> Self {
+        self.kind = Some(KindFilter::Category(category));
+        self
+    }
+}
+
+/// Whether `entity` falls under `prefix` on a `:` boundary.
+pub(crate) fn prefix_matches(prefix: &str, entity: &str) -> bool {
+    match entity.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || prefix.ends_with(':') || rest.starts_with(':'),
+        None => false,
+    }
+}
+
+/// The sequences of up to `limit` events in `region` after sequence `after`, in order.
+///
+/// Evaluation starts from the smallest posting list the region names and filters the
+/// rest of the criteria on the index columns.
+pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -> Vec<u64> {
+    if limit == 0 {
+        return Vec::new();
+    }
+    // Resolve names to ids; a name the index has never seen selects nothing.
+    let entity_ids: Option<HashSet<u32>> = match &region.entity {
+        None => None,
+        Some(EntityFilter::Exact(e)) => Some(index.entities().get(e).into_iter().collect()),
+        Some(EntityFilter::Prefix(p)) => Some(
+            index
+                .entities()
+                .iter()
+                .filter(|(_, name)| prefix_matches(p, name))
+                .map(|(id, _)| id)
+                .collect(),
+        ),
+    };
+    let scope_id = match &region.scope {
+        None => None,
+        Some(s) => match index.scopes().get(s) {
+            Some(id) => Some(id),
+            None => return Vec::new(),
+        },
+    };
+    let kinds: Option<Vec<EventKind>> = region.kind.map(|k| match k {
+        KindFilter::Kind(k) => vec![k],
+        KindFilter::Category(c) => index.kinds_in_category(c),
+    });
+
+    // Candidate postings: the smallest of the named criteria.
+    let mut options: Vec<Vec<&[u64]>> = Vec::new();
+    if let Some(ids) = &entity_ids {
+        options.push(ids.iter().map(|&id| index.entity_events(id)).collect());
+    }
+    if let Some(id) = scope_id {
+        options.push(vec![index.scope_events(id)]);
+    }
+    if let Some(kinds) = &kinds {
+        options.push(kinds.iter().map(|&k| index.kind_events(k)).collect());
+    }
+    let matches = |seq: u64| -> bool {
+        let Some(meta) = index.meta(seq) else {
+            return false;
+        };
+        entity_ids
+            .as_ref()
+            .is_none_or(|ids| ids.contains(&meta.entity))
+            && scope_id.is_none_or(|s| s == meta.scope)
+            && kinds.as_ref().is_none_or(|ks| ks.contains(&meta.kind))
+    };
+    let smallest = options
+        .into_iter()
+        .min_by_key(|lists| lists.iter().map(|l| l.len()).sum::<usize>());
+    let mut out = Vec::with_capacity(limit.min(1024));
+    match smallest {
+        None => {
+            let mut seq = after.saturating_add(1);
+            while seq <= index.last_sequence() && out.len() < limit {
+                out.push(seq);
+                seq += 1;
+            }
+        }
+        Some(lists) => merge_after(&lists, after, |seq| {
+            if matches(seq) {
+                out.push(seq);
+            }
+            out.len() < limit
+        }),
+    }
+    out
+}
+
+/// Visits the union of sorted `lists` in ascending order, starting after `after`,
+/// until `visit` returns false.
+fn merge_after(lists: &[&[u64]], after: u64, mut visit: impl FnMut(u64) -> bool) {
+    let mut heap = BinaryHeap::with_capacity(lists.len());
+    for (li, list) in lists.iter().enumerate() {
+        let start = list.partition_point(|&s| s <= after);
+        if let Some(&seq) = list.get(start) {
+            heap.push(Reverse((seq, li, start)));
+        }
+    }
+    while let Some(Reverse((seq, li, pos))) = heap.pop() {
+        if !visit(seq) {
+            return;
+        }
+        if let Some(&next) = lists[li].get(pos + 1) {
+            heap.push(Reverse((next, li, pos + 1)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_respects_colon_boundaries() {
+        assert!(prefix_matches("order", "order:1"));
+        assert!(prefix_matches("order", "order"));
+        assert!(prefix_matches("order:", "order:1"));
+        assert!(prefix_matches("order:1", "order:1:line:2"));
+        assert!(!prefix_matches("order", "orders"));
+        assert!(!prefix_matches("order:1", "order:10"));
+        assert!(!prefix_matches("order", "ord"));
+    }
+
+    #[test]
+    fn merge_visits_union_in_order() {
+        let a: &[u64] = &[1, 4, 9];
+        let b: &[u64] = &[2, 3, 10];
+        let mut seen = Vec::new();
+        merge_after(&[a, b], 2, |s| {
+            seen.push(s);
+            seen.len() < 4
+        });
+        assert_eq!(seen, vec![3, 4, 9, 10]);
+    }
+}

@@ -1,0 +1,119 @@
+//! Scanning a segment on open: every record in order, batches all-or-nothing, and the
+//! tail rules. Recovery never guesses:
+//!
+//! - In the last segment, a frame that runs past the end of the file, a damaged frame
+//!   that ends exactly at the end of the file, a zero-filled remainder, and the frames
+//!   of a batch that never got its final frame are a torn tail: cut off and reported.
+//! - Anything else that fails to decode (in any segment) is an error naming the file
+//!   and offset; so is an unfinished batch at the end of an earlier segment.
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::format::record::{self, FrameError, RecordView, FLAG_BATCH_CONTINUES};
+
+/// What was cut from the end of the last segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TailCut {
+    /// The segment file.
+    pub path: std::path::PathBuf,
+    /// Where the cut starts (the new file length).
+    pub offset: u64,
+    /// How many bytes were dropped.
+    pub bytes: u64,
+    /// Complete records dropped because their batch was unfinished.
+    pub records: usize,
+    /// Why the bytes could not be kept.
+    pub reason: String,
+}
+
+/// The end of the valid data and the tail that follows it, if any.
+#[derive(Debug)]
+pub(crate) struct ScanOutcome {
+    pub valid_end: u64,
+    pub cut: Option<TailCut>,
+}
+
+/// Calls `on_record(view, offset)` for every record of every complete batch in
+/// `bytes[start..]`, in order.
+pub(crate) fn scan<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    start: usize,
+    is_last: bool,
+    mut on_record: impl FnMut(&RecordView<'a>, u64) -> Result<()>,
+) -> Result<ScanOutcome> {
+    let corrupt = |offset: usize, detail: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        detail,
+    };
+    let mut at = start;
+    let mut batch: Vec<(RecordView<'a>, u64)> = Vec::new();
+    let mut batch_start = start;
+    let torn = loop {
+        if at == bytes.len() {
+            break None;
+        }
+        match record::decode(&bytes[at..]) {
+            Ok((view, len)) => {
+                if batch.is_empty() {
+                    batch_start = at;
+                }
+                let continues = view.header.flags & FLAG_BATCH_CONTINUES != 0;
+                batch.push((view, at as u64));
+                if !continues {
+                    for (view, offset) in batch.drain(..) {
+                        on_record(&view, offset)?;
+                    }
+                }
+                at += len;
+            }
+            Err(e) => {
+                let tail_shaped = match &e {
+                    FrameError::Incomplete { .. } => true,
+                    FrameError::Zero => bytes[at..].iter().all(|&b| b == 0),
+                    FrameError::Checksum { .. } => {
+                        record::peek_frame_len(&bytes[at..]) == Some(bytes.len() - at)
+                    }
+                    FrameError::Malformed(_) => false,
+                };
+                if is_last && tail_shaped {
+                    break Some(e.to_string());
+                }
+                return Err(corrupt(at, e.to_string()));
+            }
+        }
+    };
+    let unfinished = !batch.is_empty();
+    if unfinished && !is_last {
+        return Err(corrupt(
+            batch_start,
+            format!(
+                "batch of {} records has no final record before the end of a non-final segment",
+                batch.len()
+            ),
+        ));
+    }
+    let (valid_end, reason) = match (unfinished, torn) {
+        (false, None) => {
+            return Ok(ScanOutcome {
+                valid_end: at as u64,
+                cut: None,
+            })
+        }
+        (true, Some(reason)) => (batch_start, format!("unfinished batch; then {reason}")),
+        (true, None) => (batch_start, "batch has no final record".to_string()),
+        (false, Some(reason)) => (at, reason),
+    };
+    Ok(ScanOutcome {
+        valid_end: valid_end as u64,
+        cut: Some(TailCut {
+            path: path.to_path_buf(),
+            offset: valid_end as u64,
+            bytes: (bytes.len() - valid_end) as u64,
+            records: batch.len(),
+            reason,
+        }),
+    })
+}

@@ -1,0 +1,89 @@
+//! The active segment: appends at its end and rotation to the next file.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::format::segment::{SegmentHeader, HEADER_LEN};
+
+use super::io::{sync_dir, FaultPlan, SegmentFile};
+use super::{segment_path, SEGMENTS_DIR};
+
+/// The segment new records go to. Only the writer holds one.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    pub file: Arc<SegmentFile>,
+    pub number: u64,
+    /// Bytes in the file; the next record goes here.
+    pub len: u64,
+    store_id: [u8; 16],
+    faults: Option<Arc<FaultPlan>>,
+}
+
+impl ActiveSegment {
+    /// Resumes appending to an existing file that holds `len` valid bytes.
+    pub(crate) fn resume(
+        file: Arc<SegmentFile>,
+        number: u64,
+        len: u64,
+        store_id: [u8; 16],
+        faults: Option<Arc<FaultPlan>>,
+    ) -> Self {
+        ActiveSegment {
+            file,
+            number,
+            len,
+            store_id,
+            faults,
+        }
+    }
+
+    /// Creates segment `number` (whose first record will be `first_sequence`) and
+    /// makes its directory entry durable.
+    pub(crate) fn create(
+        dir: &Path,
+        number: u64,
+        first_sequence: u64,
+        store_id: [u8; 16],
+        faults: Option<Arc<FaultPlan>>,
+    ) -> Result<Self> {
+        let header = SegmentHeader {
+            number,
+            first_sequence,
+            store_id,
+        }
+        .encode();
+        let path = segment_path(dir, number);
+        let file = Arc::new(SegmentFile::create(&path, &header, faults.clone())?);
+        sync_dir(&dir.join(SEGMENTS_DIR))?;
+        Ok(ActiveSegment {
+            file,
+            number,
+            len: HEADER_LEN as u64,
+            store_id,
+            faults,
+        })
+    }
+
+    /// Writes `frames` at the end. Returns the offset they start at.
+    pub(crate) fn append(&mut self, frames: &[u8]) -> Result<u64> {
+        let offset = self.len;
+        self.file.write_at(frames, offset)?;
+        self.len += frames.len() as u64;
+        Ok(offset)
+    }
+
+    /// Syncs this segment completely and starts the next one, so only the last segment
+    /// can ever hold unsynced bytes.
+    pub(crate) fn rotate(&mut self, dir: &Path, next_sequence: u64) -> Result<()> {
+        self.file.sync()?;
+        *self = ActiveSegment::create(
+            dir,
+            self.number + 1,
+            next_sequence,
+            self.store_id,
+            self.faults.clone(),
+        )?;
+        Ok(())
+    }
+}

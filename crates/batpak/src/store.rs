@@ -1,0 +1,772 @@
+//! `Store`: the public facade. Open, append, read, query, sync, close.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::chain;
+use crate::coordinate::Coordinate;
+use crate::error::{io_err, Error, Result};
+use crate::event::{AppendReceipt, EventPayload, StoredEvent};
+use crate::format::record::{self, PayloadField};
+use crate::format::Encoding;
+use crate::id::EventId;
+use crate::index::Index;
+use crate::kind::EventKind;
+use crate::open::{load, OpenReport};
+use crate::options::{AppendOptions, SyncPolicy};
+use crate::query::{select, Region};
+use crate::segment::io::FaultPlan;
+use crate::segment::reader::read_frame;
+use crate::segment::{Location, SegmentSet};
+use crate::writer::{Draft, Writer};
+
+/// The lock file that keeps a second writer out.
+const LOCK_FILE: &str = "LOCK";
+/// Default segment rotation size.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+/// Reads of records closer than this are merged into one positional read.
+const COALESCE_GAP: u64 = 16 * 1024;
+
+/// Configures and opens a store. Every setter names its default.
+#[derive(Clone, Debug)]
+pub struct StoreBuilder {
+    dir: PathBuf,
+    sync: SyncPolicy,
+    segment_size: u64,
+    faults: Option<Arc<FaultPlan>>,
+}
+
+impl StoreBuilder {
+    /// When appends reach stable storage. Default: [`SyncPolicy::Always`].
+    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
+        self.sync = policy;
+        self
+    }
+
+    /// Size at which the active segment is closed and a new one started.
+    /// Default: 64 MiB ([`DEFAULT_SEGMENT_SIZE`]). At least 4 KiB.
+    pub fn segment_size(mut self, bytes: u64) -> Self {
+        self.segment_size = bytes;
+        self
+    }
+
+    #[cfg(test)]
+    pub(crate) fn faults(mut self, plan: Arc<FaultPlan>) -> Self {
+        self.faults = Some(plan);
+        self
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.segment_size < 4096 || self.segment_size > crate::segment::MAX_OFFSET {
+            return Err(Error::InvalidConfig {
+                reason: format!(
+                    "segment_size {} must be between 4096 and {}",
+                    self.segment_size,
+                    crate::segment::MAX_OFFSET
+                ),
+            });
+        }
+        match self.sync {
+            SyncPolicy::EveryN(0) => Err(Error::InvalidConfig {
+                reason: "SyncPolicy::EveryN(0): n must be at least 1".into(),
+            }),
+            SyncPolicy::Interval(d) if d.is_zero() => Err(Error::InvalidConfig {
+                reason: "SyncPolicy::Interval(0): the interval must be positive".into(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens (or creates) the store for reading and writing, taking the directory lock.
+    pub fn open(self) -> Result<Store> {
+        self.validate()?;
+        std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
+        let lock = take_lock(&self.dir, false)?;
+        let loaded = load(&self.dir, false, self.faults.clone())?;
+        let index = Arc::new(RwLock::new(loaded.index));
+        let segments = Arc::new(loaded.segments);
+        let writer = match loaded.resume {
+            Some(resume) => Some(Arc::new(Writer::new(
+                self.dir.clone(),
+                self.sync,
+                self.segment_size,
+                resume,
+                Arc::clone(&index),
+                Arc::clone(&segments),
+            )?)),
+            None => None,
+        };
+        let flusher = match (self.sync, &writer) {
+            (SyncPolicy::Interval(every), Some(w)) => Some(Flusher::start(Arc::clone(w), every)),
+            _ => None,
+        };
+        Ok(Store {
+            dir: self.dir,
+            index,
+            segments,
+            writer,
+            flusher,
+            report: loaded.report,
+            _lock: lock,
+        })
+    }
+
+    /// Opens an existing store for reading only. Fails with [`Error::Locked`] while a
+    /// writer holds the directory; holds a shared lock so no writer opens meanwhile.
+    /// Nothing on disk is changed: a torn tail is reported and ignored, not cut.
+    pub fn open_read_only(self) -> Result<Store> {
+        let lock = take_lock(&self.dir, true)?;
+        let loaded = load(&self.dir, true, None)?;
+        Ok(Store {
+            dir: self.dir,
+            index: Arc::new(RwLock::new(loaded.index)),
+            segments: Arc::new(loaded.segments),
+            writer: None,
+            flusher: None,
+            report: loaded.report,
+            _lock: lock,
+        })
+    }
+}
+
+fn take_lock(dir: &Path, shared: bool) -> Result<File> {
+    let path = dir.join(LOCK_FILE);
+    let file = if shared {
+        File::open(&path).or_else(|_| {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&path)
+        })
+    } else {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+    }
+    .map_err(io_err("open lock file", &path))?;
+    let taken = if shared {
+        file.try_lock_shared()
+    } else {
+        file.try_lock()
+    };
+    match taken {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::Locked { path }),
+        Err(TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
+    }
+}
+
+/// Counts and watermarks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    /// Visible events.
+    pub events: u64,
+    /// Distinct entities among them.
+    pub entities: usize,
+    /// Distinct scopes among them.
+    pub scopes: usize,
+    /// Segment files.
+    pub segments: usize,
+    /// Bytes of all segment files.
+    pub segment_bytes: u64,
+    /// Newest written sequence (0: none).
+    pub written_sequence: u64,
+    /// Newest sequence known to be on stable storage.
+    pub durable_sequence: u64,
+    /// Newest visible sequence.
+    pub visible_sequence: u64,
+}
+
+/// An open event store. `Send + Sync`: share it (for example in an `Arc`) and append
+/// and read from many threads at once.
+#[derive(Debug)]
+pub struct Store {
+    dir: PathBuf,
+    index: Arc<RwLock<Index>>,
+    segments: Arc<SegmentSet>,
+    writer: Option<Arc<Writer>>,
+    flusher: Option<Flusher>,
+    report: OpenReport,
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir` with default settings.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::builder(dir).open()
+    }
+
+    /// A builder for a store in `dir`.
+    pub fn builder(dir: impl AsRef<Path>) -> StoreBuilder {
+        StoreBuilder {
+            dir: dir.as_ref().to_path_buf(),
+            sync: SyncPolicy::default(),
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            faults: None,
+        }
+    }
+
+    /// Opens an existing store read-only (see [`StoreBuilder::open_read_only`]).
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
+        Store::builder(dir).open_read_only()
+    }
+
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What open found and did.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.report
+    }
+
+    fn writer(&self) -> Result<&Writer> {
+        self.writer.as_deref().ok_or(Error::ReadOnly)
+    }
+
+    fn index(&self) -> RwLockReadGuard<'_, Index> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends a typed payload with default options.
+    pub fn append<P: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &P,
+    ) -> Result<AppendReceipt> {
+        self.append_with(coord, payload, AppendOptions::default())
+    }
+
+    /// Appends a typed payload with options.
+    pub fn append_with<P: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &P,
+        options: AppendOptions,
+    ) -> Result<AppendReceipt> {
+        let bytes = payload.encode()?;
+        self.append_one(Draft {
+            coordinate: coord,
+            kind: P::KIND,
+            encoding: Encoding::MessagePack,
+            schema_version: P::SCHEMA_VERSION,
+            payload: &bytes,
+            options: &options,
+        })
+    }
+
+    /// Appends bytes the caller already encoded.
+    pub fn append_raw(
+        &self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: RawPayload<'_>,
+        options: AppendOptions,
+    ) -> Result<AppendReceipt> {
+        self.append_one(Draft {
+            coordinate: coord,
+            kind,
+            encoding: payload.encoding,
+            schema_version: payload.schema_version,
+            payload: payload.bytes,
+            options: &options,
+        })
+    }
+
+    fn append_one(&self, draft: Draft<'_>) -> Result<AppendReceipt> {
+        let mut receipts = self.writer()?.append(std::slice::from_ref(&draft), false)?;
+        receipts.pop().ok_or(Error::EmptyBatch)
+    }
+
+    /// Appends every item of `batch` atomically: after a crash either all exist or none.
+    /// Returns one receipt per item, in order.
+    pub fn append_batch(&self, batch: &Batch) -> Result<Vec<AppendReceipt>> {
+        let drafts: Vec<Draft<'_>> = batch
+            .items
+            .iter()
+            .map(|item| Draft {
+                coordinate: &item.coordinate,
+                kind: item.kind,
+                encoding: item.encoding,
+                schema_version: item.schema_version,
+                payload: &item.payload,
+                options: &item.options,
+            })
+            .collect();
+        self.writer()?.append(&drafts, true)
+    }
+
+    /// The event with this id, read from disk with its checksum verified.
+    pub fn get(&self, id: EventId) -> Result<Option<StoredEvent>> {
+        let targets = self.locate(|index| index.sequence_of(id).into_iter().collect());
+        Ok(self.read_events(&targets)?.pop())
+    }
+
+    /// Every visible event of `entity`, in version order.
+    pub fn stream(&self, entity: &str) -> Result<Vec<StoredEvent>> {
+        self.query(&Region::all().entity(entity), 0, usize::MAX)
+    }
+
+    /// Up to `limit` events of `region` with sequence greater than `after`, in
+    /// sequence order. Page by passing the last returned sequence as `after`.
+    pub fn query(&self, region: &Region, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
+        let targets = self.locate(|index| select(index, region, after, limit));
+        self.read_events(&targets)
+    }
+
+    /// Reads records, merging nearby ones in the same segment into one read.
+    fn read_events(&self, targets: &[(u64, Location, u64)]) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::with_capacity(targets.len());
+        let mut i = 0;
+        while i < targets.len() {
+            let (_, first, _) = targets[i];
+            let file = self
+                .segments
+                .get(first.segment())
+                .ok_or_else(|| Error::Corrupt {
+                    path: self.dir.clone(),
+                    offset: first.offset(),
+                    detail: format!("segment {} is not open", first.segment()),
+                })?;
+            // Extend the run while the next record is in the same segment, ahead, and close.
+            let mut j = i + 1;
+            while j < targets.len() {
+                let (prev, next) = (targets[j - 1].1, targets[j].1);
+                if next.segment() != first.segment()
+                    || next.offset() <= prev.offset()
+                    || next.offset() - prev.offset() > COALESCE_GAP
+                {
+                    break;
+                }
+                j += 1;
+            }
+            if j - i == 1 {
+                let frame = read_frame(&file, first.offset())?;
+                out.push(to_event(&frame, targets[i], file.path())?);
+            } else {
+                let last = targets[j - 1].1;
+                let tail = read_frame(&file, last.offset())?;
+                let span = (last.offset() - first.offset()) as usize + tail.len();
+                let mut buf = vec![0u8; span];
+                let n = file.read_at(&mut buf, first.offset())?;
+                buf.truncate(n);
+                for &target in &targets[i..j] {
+                    let at = (target.1.offset() - first.offset()) as usize;
+                    out.push(to_event(&buf[at.min(buf.len())..], target, file.path())?);
+                }
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// Events whose causation is `id` (its direct effects), in sequence order.
+    pub fn effects(&self, id: EventId) -> Result<Vec<StoredEvent>> {
+        let targets = self.locate(|index| index.effects_of(id).to_vec());
+        self.read_events(&targets)
+    }
+
+    /// Events that carry `correlation` as their correlation id, in sequence order.
+    pub fn correlated(&self, correlation: EventId) -> Result<Vec<StoredEvent>> {
+        let targets = self.locate(|index| index.correlated_with(correlation).to_vec());
+        self.read_events(&targets)
+    }
+
+    /// Resolves the sequences `pick` chooses to record locations, under one index lock.
+    fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<(u64, Location, u64)> {
+        let index = self.index();
+        pick(&index)
+            .into_iter()
+            .filter_map(|seq| Some((seq, index.location(seq)?, index.version_of(seq)?)))
+            .collect()
+    }
+
+    /// Counts and watermarks.
+    pub fn stats(&self) -> Result<Stats> {
+        let (events, entities, scopes) = {
+            let index = self.index();
+            (
+                index.last_sequence(),
+                index.entity_count(),
+                index.scope_count(),
+            )
+        };
+        let (written, durable) = match &self.writer {
+            Some(w) => (w.written(), w.durable()),
+            None => (events, events),
+        };
+        Ok(Stats {
+            events,
+            entities,
+            scopes,
+            segments: self.segments.count(),
+            segment_bytes: self.segments.total_len()?,
+            written_sequence: written,
+            durable_sequence: durable,
+            visible_sequence: events,
+        })
+    }
+
+    /// Makes every written event durable (and visible).
+    pub fn sync(&self) -> Result<()> {
+        self.writer()?.sync()
+    }
+
+    /// Syncs and releases the directory lock. Dropping the store does the same, but
+    /// cannot report a failure.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        if let Some(flusher) = self.flusher.take() {
+            flusher.stop();
+        }
+        match self.writer.take() {
+            Some(w) => w.sync(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+/// Decodes the record at the start of `bytes` into a `StoredEvent`, checking it is the
+/// event the index said lives there.
+fn to_event(
+    bytes: &[u8],
+    (sequence, location, version): (u64, Location, u64),
+    path: &Path,
+) -> Result<StoredEvent> {
+    let corrupt = |detail: String| Error::Corrupt {
+        path: path.to_path_buf(),
+        offset: location.offset(),
+        detail,
+    };
+    let (view, _) = record::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
+    if view.header.sequence != sequence || view.header.version != version {
+        return Err(corrupt(format!(
+            "record holds sequence {} version {}, index expects sequence {sequence} version {version}",
+            view.header.sequence, view.header.version
+        )));
+    }
+    let event_hash = chain::record_hash(&view);
+    let coordinate = Coordinate::new(view.entity, view.scope)?;
+    let payload = match view.payload {
+        PayloadField::Present { bytes, .. } => bytes.to_vec(),
+        PayloadField::Redacted { .. } => Vec::new(),
+    };
+    let h = view.header;
+    Ok(StoredEvent {
+        id: h.id,
+        sequence: h.sequence,
+        version: h.version,
+        timestamp_ns: h.timestamp_ns,
+        kind: h.kind,
+        coordinate,
+        causation: h.causation,
+        correlation: h.correlation,
+        encoding: h.encoding,
+        schema_version: h.schema_version,
+        payload,
+        event_hash,
+        prev_hash: h.prev_hash,
+    })
+}
+
+/// Payload bytes the caller encoded, with how they are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawPayload<'a> {
+    /// The bytes.
+    pub bytes: &'a [u8],
+    /// Their encoding.
+    pub encoding: Encoding,
+    /// The payload schema version. Default 1.
+    pub schema_version: u16,
+}
+
+impl<'a> RawPayload<'a> {
+    /// MessagePack bytes, schema version 1.
+    pub fn msgpack(bytes: &'a [u8]) -> Self {
+        RawPayload {
+            bytes,
+            encoding: Encoding::MessagePack,
+            schema_version: 1,
+        }
+    }
+
+    /// JSON bytes, schema version 1.
+    pub fn json(bytes: &'a [u8]) -> Self {
+        RawPayload {
+            bytes,
+            encoding: Encoding::Json,
+            schema_version: 1,
+        }
+    }
+
+    /// Bytes the store does not interpret, schema version 1.
+    pub fn opaque(bytes: &'a [u8]) -> Self {
+        RawPayload {
+            bytes,
+            encoding: Encoding::Opaque,
+            schema_version: 1,
+        }
+    }
+}
+
+/// Events to append atomically with [`Store::append_batch`]. Items may name earlier
+/// items as their cause with [`AppendOptions::caused_by_item`].
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    items: Vec<BatchItem>,
+}
+
+#[derive(Clone, Debug)]
+struct BatchItem {
+    coordinate: Coordinate,
+    kind: EventKind,
+    encoding: Encoding,
+    schema_version: u16,
+    payload: Vec<u8>,
+    options: AppendOptions,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds a typed event. Returns its position, for `caused_by_item`.
+    pub fn push<P: EventPayload>(
+        &mut self,
+        coord: &Coordinate,
+        payload: &P,
+        options: AppendOptions,
+    ) -> Result<usize> {
+        let bytes = payload.encode()?;
+        Ok(self.push_item(BatchItem {
+            coordinate: coord.clone(),
+            kind: P::KIND,
+            encoding: Encoding::MessagePack,
+            schema_version: P::SCHEMA_VERSION,
+            payload: bytes,
+            options,
+        }))
+    }
+
+    /// Adds pre-encoded bytes. Returns its position.
+    pub fn push_raw(
+        &mut self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: RawPayload<'_>,
+        options: AppendOptions,
+    ) -> usize {
+        self.push_item(BatchItem {
+            coordinate: coord.clone(),
+            kind,
+            encoding: payload.encoding,
+            schema_version: payload.schema_version,
+            payload: payload.bytes.to_vec(),
+            options,
+        })
+    }
+
+    fn push_item(&mut self, item: BatchItem) -> usize {
+        self.items.push(item);
+        self.items.len() - 1
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch has no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The background thread of `SyncPolicy::Interval`.
+#[derive(Debug)]
+struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    fn start(writer: Arc<Writer>, every: Duration) -> Self {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("batpak-flush".into())
+            .spawn(move || {
+                let (lock, cv) = &*signal;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    let (guard, _) = cv
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        break;
+                    }
+                    if writer.written() > writer.durable() && writer.sync().is_err() {
+                        break; // poisoned: appends report it
+                    }
+                }
+            })
+            .ok();
+        Flusher { stop, thread }
+    }
+
+    fn stop(mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod fault_tests {
+    use super::*;
+
+    fn coord() -> Coordinate {
+        Coordinate::new("acct:1", "s").unwrap()
+    }
+
+    fn raw(store: &Store, n: u8) -> Result<AppendReceipt> {
+        store.append_raw(
+            &coord(),
+            EventKind::custom(1, 1),
+            RawPayload::opaque(&[n; 8]),
+            AppendOptions::default(),
+        )
+    }
+
+    #[test]
+    fn failed_fsync_poisons_writes_until_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        // Creating the first segment syncs once; allow one more for the first append.
+        let store = Store::builder(dir.path())
+            .faults(FaultPlan::new(2, u64::MAX))
+            .open()
+            .unwrap();
+        let first = raw(&store, 1).unwrap();
+        let err = raw(&store, 2).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    op: "fsync segment",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // Sticky: every later write gets the same refusal, naming the cause.
+        for n in 3..5 {
+            match raw(&store, n) {
+                Err(Error::Poisoned { cause }) => assert!(cause.contains("injected fsync")),
+                other => panic!("expected Poisoned, got {other:?}"),
+            }
+        }
+        assert!(matches!(store.sync(), Err(Error::Poisoned { .. })));
+        // The unacknowledged event is not visible; the acknowledged one is.
+        assert_eq!(store.stream("acct:1").unwrap().len(), 1);
+        drop(store);
+
+        let store = Store::open(dir.path()).unwrap();
+        let events = store.stream("acct:1").unwrap();
+        assert_eq!(events[0].receipt(), first);
+        // The written-but-unacknowledged event may survive; nothing else may appear.
+        assert!(events.len() <= 2);
+        raw(&store, 9).unwrap();
+    }
+
+    #[test]
+    fn failed_write_poisons_and_reopen_cuts_nothing_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        // The segment header is the first write.
+        let store = Store::builder(dir.path())
+            .faults(FaultPlan::new(u64::MAX, 3))
+            .open()
+            .unwrap();
+        let a = raw(&store, 1).unwrap();
+        let b = raw(&store, 2).unwrap();
+        let err = raw(&store, 3).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    op: "write segment",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(raw(&store, 4), Err(Error::Poisoned { .. })));
+        drop(store);
+        let store = Store::open(dir.path()).unwrap();
+        let receipts: Vec<_> = store
+            .stream("acct:1")
+            .unwrap()
+            .iter()
+            .map(StoredEvent::receipt)
+            .collect();
+        assert_eq!(receipts, vec![a, b]);
+    }
+
+    #[test]
+    fn failed_fsync_during_rotation_poisons() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder(dir.path())
+            .segment_size(4096)
+            .sync_policy(SyncPolicy::Never)
+            .faults(FaultPlan::new(1, u64::MAX))
+            .open()
+            .unwrap();
+        let big = [7u8; 1500];
+        let append = |store: &Store| {
+            store.append_raw(
+                &coord(),
+                EventKind::custom(1, 1),
+                RawPayload::opaque(&big),
+                AppendOptions::default(),
+            )
+        };
+        append(&store).unwrap();
+        append(&store).unwrap();
+        // The third append must rotate; rotation syncs the full segment and fails.
+        let err = append(&store).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Io {
+                    op: "fsync segment",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(append(&store), Err(Error::Poisoned { .. })));
+    }
+}

@@ -1,0 +1,661 @@
+//! The append path: checks, sequencing, hashing, encoding, group commit, publishing.
+//!
+//! The caller's thread does the work ("caller runs"): there is no writer thread and
+//! no hand-off per append. Under the state lock an append checks its expected
+//! version, idempotency key and causation, assigns sequence, id, timestamp and
+//! version, links the hash chain, encodes and writes its frames. It then releases the
+//! lock and, under `SyncPolicy::Always`, waits for an fsync that covers its last
+//! sequence: the first waiter becomes the leader and syncs for everyone whose record
+//! is already written, then publishes those events to the index (leader/follower
+//! group commit). Readers never take the state lock, so an fsync in progress never
+//! blocks them.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::chain::{self, Hash, Random};
+use crate::coordinate::Coordinate;
+use crate::error::{Error, Result};
+use crate::event::AppendReceipt;
+use crate::format::record::{
+    self, Encoding, RecordDraft, RecordHeader, FLAG_BATCH_CONTINUES, MAX_PAYLOAD_LEN,
+};
+use crate::format::segment::HEADER_LEN;
+use crate::id::{EventId, IdGenerator};
+use crate::index::{Index, IndexEntry, OwnedEntry};
+use crate::kind::EventKind;
+use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
+use crate::segment::reader::{read_frame, view};
+use crate::segment::writer::ActiveSegment;
+use crate::segment::{Location, SegmentSet, MAX_OFFSET, MAX_SEGMENT_NUMBER};
+
+/// One event to append, its payload already encoded.
+#[derive(Debug)]
+pub(crate) struct Draft<'a> {
+    pub coordinate: &'a Coordinate,
+    pub kind: EventKind,
+    pub encoding: Encoding,
+    pub schema_version: u16,
+    pub payload: &'a [u8],
+    pub options: &'a AppendOptions,
+}
+
+/// The newest event of an entity, including events not yet visible.
+#[derive(Clone, Copy, Debug)]
+struct Head {
+    version: u64,
+    hash: Hash,
+}
+
+/// Where the writer resumes after open.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    pub active: ActiveSegment,
+    pub next_sequence: u64,
+    pub last_timestamp_ns: u64,
+    pub last_id: Option<EventId>,
+    pub idempotency: HashMap<[u8; 16], u64>,
+}
+
+#[derive(Debug)]
+struct State {
+    active: ActiveSegment,
+    next_sequence: u64,
+    last_timestamp_ns: u64,
+    ids: IdGenerator,
+    random: Random,
+    heads: HashMap<Box<str>, Head>,
+    idempotency: HashMap<[u8; 16], u64>,
+    /// Written but not yet visible (only under `SyncPolicy::Always`), in sequence order.
+    unpublished: VecDeque<OwnedEntry>,
+    frames: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Durability {
+    durable: u64,
+    syncing: bool,
+}
+
+/// The only code that mutates segment files.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    dir: PathBuf,
+    policy: SyncPolicy,
+    segment_size: u64,
+    state: Mutex<State>,
+    durability: Mutex<Durability>,
+    durable_changed: Condvar,
+    written: AtomicU64,
+    poison: OnceLock<String>,
+    index: Arc<RwLock<Index>>,
+    segments: Arc<SegmentSet>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Writer {
+    pub(crate) fn new(
+        dir: PathBuf,
+        policy: SyncPolicy,
+        segment_size: u64,
+        resume: Resume,
+        index: Arc<RwLock<Index>>,
+        segments: Arc<SegmentSet>,
+    ) -> Result<Self> {
+        let random = Random::from_os().map_err(crate::error::io_err("seed randomness", &dir))?;
+        let last_written = resume.next_sequence - 1;
+        Ok(Writer {
+            dir,
+            policy,
+            segment_size,
+            state: Mutex::new(State {
+                active: resume.active,
+                next_sequence: resume.next_sequence,
+                last_timestamp_ns: resume.last_timestamp_ns,
+                ids: IdGenerator::resume(resume.last_id),
+                random,
+                heads: HashMap::new(),
+                idempotency: resume.idempotency,
+                unpublished: VecDeque::new(),
+                frames: Vec::new(),
+            }),
+            durability: Mutex::new(Durability {
+                durable: last_written,
+                syncing: false,
+            }),
+            durable_changed: Condvar::new(),
+            written: AtomicU64::new(last_written),
+            poison: OnceLock::new(),
+            index,
+            segments,
+        })
+    }
+
+    /// The newest written sequence.
+    pub(crate) fn written(&self) -> u64 {
+        self.written.load(Ordering::Acquire)
+    }
+
+    /// The newest sequence known to be on stable storage.
+    pub(crate) fn durable(&self) -> u64 {
+        lock(&self.durability).durable
+    }
+
+    fn check_poison(&self) -> Result<()> {
+        match self.poison.get() {
+            Some(cause) => Err(Error::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn poisoned(&self, err: Error) -> Error {
+        let _ = self.poison.set(err.to_string());
+        err
+    }
+
+    /// Appends `drafts` atomically. `batch` allows causation by item reference.
+    pub(crate) fn append(&self, drafts: &[Draft<'_>], batch: bool) -> Result<Vec<AppendReceipt>> {
+        let keys = validate(drafts, batch)?;
+        self.check_poison()?;
+        let mut state = lock(&self.state);
+        self.check_poison()?;
+        if let Some(receipts) = self.idempotent_replay(&mut state, drafts, &keys)? {
+            let last = receipts.iter().map(|r| r.sequence).max().unwrap_or(0);
+            drop(state);
+            if self.policy == SyncPolicy::Always {
+                self.wait_durable(last)?;
+            }
+            return Ok(receipts);
+        }
+        let receipts = self.write_new(&mut state, drafts, &keys)?;
+        drop(state);
+        let last = receipts.last().map_or(0, |r| r.sequence);
+        match self.policy {
+            SyncPolicy::Always => self.wait_durable(last)?,
+            SyncPolicy::EveryN(n) => {
+                if last.saturating_sub(self.durable()) >= u64::from(n) {
+                    self.wait_durable(last)?;
+                }
+            }
+            SyncPolicy::Interval(_) | SyncPolicy::Never => {}
+        }
+        Ok(receipts)
+    }
+
+    /// When every keyed item repeats an earlier append, returns the original receipts.
+    fn idempotent_replay(
+        &self,
+        state: &mut State,
+        drafts: &[Draft<'_>],
+        keys: &[Option<[u8; 16]>],
+    ) -> Result<Option<Vec<AppendReceipt>>> {
+        let seen = keys
+            .iter()
+            .flatten()
+            .any(|k| state.idempotency.contains_key(k));
+        if !seen {
+            return Ok(None);
+        }
+        let mut receipts = Vec::with_capacity(drafts.len());
+        let mut replayed: Vec<EventId> = Vec::with_capacity(drafts.len());
+        for (i, (draft, key)) in drafts.iter().zip(keys).enumerate() {
+            let text = draft.options.idempotency_key.clone().unwrap_or_default();
+            let original = key.and_then(|k| state.idempotency.get(&k).copied());
+            let Some(seq) = original else {
+                // Part of the batch is new, part repeats: neither a retry nor a new batch.
+                let first_seen = drafts.iter().zip(keys).find_map(|(d, k)| {
+                    k.and_then(|k| state.idempotency.get(&k).copied())
+                        .map(|s| (d.options.idempotency_key.clone().unwrap_or_default(), s))
+                });
+                let (key, seq) = first_seen.unwrap_or((text, 0));
+                let original = self.read_written(state, seq)?.id;
+                return Err(Error::IdempotencyConflict { key, original });
+            };
+            let stored = self.read_written(state, seq)?;
+            let cause = match draft.options.causation {
+                Some(Cause::Event(id)) => Some(id),
+                Some(Cause::BatchItem(j)) => replayed.get(j).copied(),
+                None => None,
+            };
+            let same = stored.entity == draft.coordinate.entity()
+                && stored.scope == draft.coordinate.scope()
+                && stored.header.kind == draft.kind
+                && stored.header.encoding == draft.encoding
+                && stored.header.schema_version == draft.schema_version
+                && stored.payload == draft.payload
+                && stored.header.causation == cause
+                && stored.header.correlation == draft.options.correlation
+                && (!batch_item_count_differs(stored.batch_continues, i, drafts.len()));
+            if !same {
+                return Err(Error::IdempotencyConflict {
+                    key: text,
+                    original: stored.id,
+                });
+            }
+            replayed.push(stored.id);
+            receipts.push(stored.receipt);
+        }
+        Ok(Some(receipts))
+    }
+
+    /// Reads an event the writer has written, visible or not.
+    fn read_written(&self, state: &State, sequence: u64) -> Result<WrittenEvent> {
+        let location = match self
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .location(sequence)
+        {
+            Some(loc) => loc,
+            None => state
+                .unpublished
+                .iter()
+                .find(|e| e.sequence == sequence)
+                .map(|e| e.location)
+                .ok_or_else(|| Error::Corrupt {
+                    path: self.dir.clone(),
+                    offset: 0,
+                    detail: format!("sequence {sequence} is neither visible nor pending"),
+                })?,
+        };
+        self.read_at(location)
+    }
+
+    fn read_at(&self, location: Location) -> Result<WrittenEvent> {
+        let file = self
+            .segments
+            .get(location.segment())
+            .ok_or_else(|| Error::Corrupt {
+                path: self.dir.clone(),
+                offset: location.offset(),
+                detail: format!("segment {} is not open", location.segment()),
+            })?;
+        let frame = read_frame(&file, location.offset())?;
+        let v = view(&frame).map_err(|e| Error::Corrupt {
+            path: file.path().to_path_buf(),
+            offset: location.offset(),
+            detail: e.to_string(),
+        })?;
+        let hash = chain::record_hash(&v);
+        let payload = match v.payload {
+            record::PayloadField::Present { bytes, .. } => bytes.to_vec(),
+            record::PayloadField::Redacted { .. } => Vec::new(),
+        };
+        Ok(WrittenEvent {
+            id: v.header.id,
+            entity: v.entity.to_string(),
+            scope: v.scope.to_string(),
+            payload,
+            batch_continues: v.header.flags & FLAG_BATCH_CONTINUES != 0,
+            receipt: AppendReceipt {
+                event_id: v.header.id,
+                sequence: v.header.sequence,
+                version: v.header.version,
+                timestamp_ns: v.header.timestamp_ns,
+                event_hash: hash,
+                prev_hash: v.header.prev_hash,
+            },
+            header: v.header,
+        })
+    }
+
+    /// The entity's newest event, from the cache or, on a miss, from the index and
+    /// the record itself (the hash is not stored, so it is recomputed once).
+    fn head(&self, state: &mut State, entity: &str) -> Result<Option<Head>> {
+        if let Some(h) = state.heads.get(entity) {
+            return Ok(Some(*h));
+        }
+        let found = self
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .entity_head(entity);
+        let Some((version, seq)) = found else {
+            return Ok(None);
+        };
+        let event = self.read_written(state, seq)?;
+        let head = Head {
+            version,
+            hash: event.receipt.event_hash,
+        };
+        state.heads.insert(entity.into(), head);
+        Ok(Some(head))
+    }
+
+    fn cause_exists(&self, state: &State, id: EventId) -> bool {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .sequence_of(id)
+            .is_some()
+            || state.unpublished.iter().any(|e| e.id == id)
+    }
+
+    fn write_new(
+        &self,
+        state: &mut State,
+        drafts: &[Draft<'_>],
+        keys: &[Option<[u8; 16]>],
+    ) -> Result<Vec<AppendReceipt>> {
+        // Check everything against current state before assigning anything.
+        let mut heads: HashMap<&str, Option<Head>> = HashMap::new();
+        for draft in drafts {
+            let entity = draft.coordinate.entity();
+            let current = match heads.get(entity) {
+                Some(h) => *h,
+                None => self.head(state, entity)?,
+            };
+            let actual = current.map(|h| h.version);
+            if !draft.options.expected_version.admits(actual) {
+                return Err(Error::VersionConflict {
+                    entity: entity.to_string(),
+                    expected: draft.options.expected_version,
+                    actual,
+                });
+            }
+            if let Some(Cause::Event(id)) = draft.options.causation {
+                if !self.cause_exists(state, id) {
+                    return Err(Error::UnknownCausation { causation: id });
+                }
+            }
+            // Placeholder hash: only the version matters for the next item's check.
+            heads.insert(
+                entity,
+                Some(Head {
+                    version: actual.map_or(0, |v| v + 1),
+                    hash: Hash::ZERO,
+                }),
+            );
+        }
+        heads.clear();
+
+        // Assign, hash and encode.
+        let first_sequence = state.next_sequence;
+        let now = now_ns();
+        let timestamp_ns = now.max(state.last_timestamp_ns);
+        let mut frames = std::mem::take(&mut state.frames);
+        frames.clear();
+        let mut receipts: Vec<AppendReceipt> = Vec::with_capacity(drafts.len());
+        let mut frame_offsets = Vec::with_capacity(drafts.len());
+        for (i, (draft, key)) in drafts.iter().zip(keys).enumerate() {
+            let entity = draft.coordinate.entity();
+            let prior = match heads.get(entity) {
+                Some(h) => *h,
+                None => self.head(state, entity)?,
+            };
+            let sequence = first_sequence + i as u64;
+            let block = state.random.next_block();
+            let mut salt = [0u8; record::SALT_LEN];
+            salt.copy_from_slice(&block[..record::SALT_LEN]);
+            let id_random = u128::from_le_bytes(block[16..32].try_into().unwrap_or([0; 16]));
+            let id = state.ids.next(timestamp_ns / 1_000_000, id_random);
+            let causation = match draft.options.causation {
+                Some(Cause::Event(id)) => Some(id),
+                Some(Cause::BatchItem(j)) => Some(receipts[j].event_id),
+                None => None,
+            };
+            let header = RecordHeader {
+                sequence,
+                timestamp_ns,
+                id,
+                version: prior.map_or(0, |h| h.version + 1),
+                kind: draft.kind,
+                flags: if i + 1 < drafts.len() {
+                    FLAG_BATCH_CONTINUES
+                } else {
+                    0
+                },
+                encoding: draft.encoding,
+                schema_version: draft.schema_version,
+                causation,
+                correlation: draft.options.correlation,
+                idempotency: *key,
+                prev_hash: prior.map_or(Hash::ZERO, |h| h.hash),
+            };
+            let digest = chain::payload_digest(&salt, draft.payload);
+            let event_hash = chain::event_hash(&header, entity, draft.coordinate.scope(), &digest);
+            frame_offsets.push(frames.len() as u64);
+            let rec = RecordDraft {
+                header,
+                entity,
+                scope: draft.coordinate.scope(),
+                salt,
+                payload: draft.payload,
+            };
+            record::encode(&rec, &mut frames);
+            receipts.push(AppendReceipt {
+                event_id: id,
+                sequence,
+                version: rec.header.version,
+                timestamp_ns,
+                event_hash,
+                prev_hash: rec.header.prev_hash,
+            });
+            heads.insert(
+                entity,
+                Some(Head {
+                    version: rec.header.version,
+                    hash: event_hash,
+                }),
+            );
+        }
+
+        // Write. A failure here may leave a partial frame: poison, and let recovery cut it.
+        let result = self.write_frames(state, &frames);
+        state.frames = frames;
+        let start = match result {
+            Ok(start) => start,
+            Err(e) => return Err(self.poisoned(e)),
+        };
+
+        // Commit the new state.
+        let last = receipts.last().map_or(first_sequence, |r| r.sequence);
+        state.next_sequence = last + 1;
+        state.last_timestamp_ns = timestamp_ns;
+        for (entity, head) in heads {
+            if let Some(head) = head {
+                state.heads.insert(entity.into(), head);
+            }
+        }
+        let segment = state.active.number;
+        let visible_now = self.policy != SyncPolicy::Always;
+        let mut index = visible_now.then(|| self.index.write().unwrap_or_else(|p| p.into_inner()));
+        for (i, ((draft, key), receipt)) in drafts.iter().zip(keys).zip(&receipts).enumerate() {
+            if let Some(k) = key {
+                state.idempotency.insert(*k, receipt.sequence);
+            }
+            let entry = IndexEntry {
+                sequence: receipt.sequence,
+                id: receipt.event_id,
+                timestamp_ns,
+                kind: draft.kind,
+                version: receipt.version,
+                entity: draft.coordinate.entity(),
+                scope: draft.coordinate.scope(),
+                location: Location::new(segment, start + frame_offsets[i]),
+                causation: match draft.options.causation {
+                    Some(Cause::Event(id)) => Some(id),
+                    Some(Cause::BatchItem(j)) => Some(receipts[j].event_id),
+                    None => None,
+                },
+                correlation: draft.options.correlation,
+            };
+            match index.as_mut() {
+                Some(index) => index.insert(&entry).map_err(|detail| {
+                    self.poisoned(Error::Corrupt {
+                        path: self.dir.clone(),
+                        offset: 0,
+                        detail,
+                    })
+                })?,
+                None => state.unpublished.push_back(OwnedEntry::from_entry(&entry)),
+            }
+        }
+        drop(index);
+        self.written.store(last, Ordering::Release);
+        Ok(receipts)
+    }
+
+    /// Rotates if the frames would overflow a non-empty segment, then writes them.
+    fn write_frames(&self, state: &mut State, frames: &[u8]) -> Result<u64> {
+        let active = &mut state.active;
+        if active.len > HEADER_LEN as u64 && active.len + frames.len() as u64 > self.segment_size {
+            if active.number >= MAX_SEGMENT_NUMBER {
+                return Err(Error::TooLarge {
+                    what: "segment count",
+                    size: active.number + 1,
+                    limit: MAX_SEGMENT_NUMBER,
+                });
+            }
+            active.rotate(&self.dir, state.next_sequence)?;
+            self.segments
+                .insert(active.number, Arc::clone(&active.file));
+        }
+        if active.len + frames.len() as u64 > MAX_OFFSET {
+            return Err(Error::TooLarge {
+                what: "segment size",
+                size: active.len + frames.len() as u64,
+                limit: MAX_OFFSET,
+            });
+        }
+        active.append(frames)
+    }
+
+    /// Blocks until `sequence` is durable (and visible), syncing as the leader when no
+    /// sync is in progress.
+    pub(crate) fn wait_durable(&self, sequence: u64) -> Result<()> {
+        let mut d = lock(&self.durability);
+        loop {
+            self.check_poison()?;
+            if d.durable >= sequence {
+                return Ok(());
+            }
+            if d.syncing {
+                d = self
+                    .durable_changed
+                    .wait(d)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            d.syncing = true;
+            drop(d);
+            let result = self.sync_and_publish();
+            d = lock(&self.durability);
+            d.syncing = false;
+            match result {
+                Ok(target) => d.durable = d.durable.max(target),
+                Err(e) => {
+                    let e = self.poisoned(e);
+                    self.durable_changed.notify_all();
+                    return Err(e);
+                }
+            }
+            self.durable_changed.notify_all();
+        }
+    }
+
+    /// Syncs everything written so far and makes it visible. Returns the sequence covered.
+    fn sync_and_publish(&self) -> Result<u64> {
+        let (target, file) = {
+            let state = lock(&self.state);
+            (state.next_sequence - 1, Arc::clone(&state.active.file))
+        };
+        // Earlier segments were synced when they were rotated out.
+        file.sync()?;
+        let mut state = lock(&self.state);
+        if state
+            .unpublished
+            .front()
+            .is_some_and(|e| e.sequence <= target)
+        {
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            while state
+                .unpublished
+                .front()
+                .is_some_and(|e| e.sequence <= target)
+            {
+                if let Some(entry) = state.unpublished.pop_front() {
+                    index
+                        .insert(&entry.as_entry())
+                        .map_err(|detail| Error::Corrupt {
+                            path: self.dir.clone(),
+                            offset: 0,
+                            detail,
+                        })?;
+                }
+            }
+        }
+        Ok(target)
+    }
+
+    /// Makes everything written so far durable (and visible).
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.check_poison()?;
+        self.wait_durable(self.written())
+    }
+}
+
+/// The batch flag must match the retried batch's shape: only the last item ends it.
+fn batch_item_count_differs(stored_continues: bool, i: usize, n: usize) -> bool {
+    stored_continues != (i + 1 < n)
+}
+
+/// An event the writer read back (for idempotent replays and chain heads).
+#[derive(Debug)]
+struct WrittenEvent {
+    id: EventId,
+    header: RecordHeader,
+    entity: String,
+    scope: String,
+    payload: Vec<u8>,
+    batch_continues: bool,
+    receipt: AppendReceipt,
+}
+
+/// Checks that need no store state. Returns each item's idempotency digest.
+fn validate(drafts: &[Draft<'_>], batch: bool) -> Result<Vec<Option<[u8; 16]>>> {
+    if drafts.is_empty() {
+        return Err(Error::EmptyBatch);
+    }
+    let mut keys = Vec::with_capacity(drafts.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, d) in drafts.iter().enumerate() {
+        d.kind.check_user()?;
+        if d.payload.len() > MAX_PAYLOAD_LEN {
+            return Err(Error::TooLarge {
+                what: "payload",
+                size: d.payload.len() as u64,
+                limit: MAX_PAYLOAD_LEN as u64,
+            });
+        }
+        if let Some(Cause::BatchItem(j)) = d.options.causation {
+            if !batch || j >= i {
+                return Err(Error::InvalidBatchReference { item: i, cause: j });
+            }
+        }
+        let key = d.options.idempotency_key.as_deref().map(idempotency_digest);
+        if let Some(k) = key {
+            if !seen.insert(k) {
+                return Err(Error::DuplicateIdempotencyKey {
+                    key: d.options.idempotency_key.clone().unwrap_or_default(),
+                });
+            }
+        }
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
