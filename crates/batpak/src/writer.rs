@@ -402,7 +402,7 @@ impl Writer {
                 Some(Cause::BatchItem(j)) => Some(receipts[j].event_id),
                 None => None,
             };
-            let header = RecordHeader {
+            let mut header = RecordHeader {
                 sequence,
                 timestamp_ns,
                 id,
@@ -420,6 +420,7 @@ impl Writer {
                 idempotency: *key,
                 prev_hash: prior.map_or(Hash::ZERO, |h| h.hash),
             };
+            header.flags = record::flags_for(&header);
             let digest = chain::payload_digest(&salt, draft.payload);
             let event_hash = chain::event_hash(&header, entity, draft.coordinate.scope(), &digest);
             frame_offsets.push(frames.len() as u64);

@@ -254,7 +254,10 @@ pub(crate) fn encode(draft: &RecordDraft<'_>, out: &mut Vec<u8>) {
     out[start..start + LEN_OFFSET].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn flags_for(h: &RecordHeader) -> u16 {
+/// The flags as stored: the caller's batch and redaction bits plus one bit per
+/// optional field present. The writer stamps these into the header before hashing so
+/// the hash covers exactly the stored flags.
+pub(crate) fn flags_for(h: &RecordHeader) -> u16 {
     let mut flags = h.flags & (FLAG_BATCH_CONTINUES | FLAG_REDACTED);
     if h.causation.is_some() {
         flags |= FLAG_CAUSATION;
@@ -282,6 +285,25 @@ fn u16_of(n: usize) -> u16 {
 pub(crate) fn peek_frame_len(buf: &[u8]) -> Option<usize> {
     let bytes = buf.get(LEN_OFFSET..LEN_OFFSET + 4)?;
     Some(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]) as usize)
+}
+
+/// The frame length implied by the fixed header's flags and length fields, when the
+/// whole fixed header is present. Recovery compares it with the stored frame length
+/// to tell a torn write (consistent header) from a damaged length field.
+pub(crate) fn implied_frame_len(buf: &[u8]) -> Option<usize> {
+    let fixed = buf.get(..FIXED_LEN)?;
+    let flags = read_u16(fixed, FLAGS_OFFSET);
+    let redacted = flags & FLAG_REDACTED != 0;
+    Some(
+        FIXED_LEN
+            + optional_len(flags & FLAG_CAUSATION != 0)
+            + optional_len(flags & FLAG_CORRELATION != 0)
+            + optional_len(flags & FLAG_IDEMPOTENCY != 0)
+            + usize::from(read_u16(fixed, ENTITY_LEN_OFFSET))
+            + usize::from(read_u16(fixed, SCOPE_LEN_OFFSET))
+            + if redacted { 0 } else { SALT_LEN }
+            + read_u32(fixed, PAYLOAD_LEN_OFFSET) as usize,
+    )
 }
 
 /// Decodes the frame at the start of `buf`. Returns the record and the frame length.

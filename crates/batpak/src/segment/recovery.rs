@@ -4,6 +4,9 @@
 //! - In the last segment, a frame that runs past the end of the file, a damaged frame
 //!   that ends exactly at the end of the file, a zero-filled remainder, and the frames
 //!   of a batch that never got its final frame are a torn tail: cut off and reported.
+//!   A frame only counts as torn when its stored length agrees with the length its
+//!   fixed header implies (or the header bytes were never written): a damaged length
+//!   field must not turn the records after it into a "tail".
 //! - Anything else that fails to decode (in any segment) is an error naming the file
 //!   and offset; so is an unfinished batch at the end of an earlier segment.
 
@@ -32,6 +35,20 @@ pub struct TailCut {
 pub(crate) struct ScanOutcome {
     pub valid_end: u64,
     pub cut: Option<TailCut>,
+}
+
+/// Whether the stored frame length at the start of `rest` can be trusted enough to
+/// call what follows a torn write: the fixed header is incomplete (nothing to compare),
+/// was never written (zeros), or implies the same length.
+fn length_is_credible(rest: &[u8]) -> bool {
+    let Some(stored) = record::peek_frame_len(rest) else {
+        return true;
+    };
+    let header = &rest[record::PREFIX_LEN..rest.len().min(record::FIXED_LEN)];
+    if header.iter().all(|&b| b == 0) {
+        return true;
+    }
+    record::implied_frame_len(rest).is_none_or(|implied| implied == stored)
 }
 
 /// Calls `on_record(view, offset)` for every record of every complete batch in
@@ -70,11 +87,12 @@ pub(crate) fn scan<'a>(
                 at += len;
             }
             Err(e) => {
+                let rest = &bytes[at..];
                 let tail_shaped = match &e {
-                    FrameError::Incomplete { .. } => true,
-                    FrameError::Zero => bytes[at..].iter().all(|&b| b == 0),
+                    FrameError::Incomplete { .. } => length_is_credible(rest),
+                    FrameError::Zero => rest.iter().all(|&b| b == 0),
                     FrameError::Checksum { .. } => {
-                        record::peek_frame_len(&bytes[at..]) == Some(bytes.len() - at)
+                        record::peek_frame_len(rest) == Some(rest.len()) && length_is_credible(rest)
                     }
                     FrameError::Malformed(_) => false,
                 };
