@@ -665,3 +665,99 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header_strategy() -> impl Strategy<Value = RecordHeader> {
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u128>(),
+            any::<u64>(),
+            any::<u16>(),
+            any::<bool>(),
+            0u8..3,
+            any::<u16>(),
+            proptest::option::of(any::<u128>()),
+            proptest::option::of(any::<u128>()),
+            proptest::option::of(any::<[u8; 16]>()),
+            any::<[u8; 32]>(),
+        )
+            .prop_map(
+                |(seq, ts, id, version, kind, batch, enc, schema, cause, corr, key, prev)| {
+                    let mut h = RecordHeader {
+                        sequence: seq,
+                        timestamp_ns: ts,
+                        id: EventId::from_u128(id),
+                        version,
+                        kind: EventKind::from_bits(kind),
+                        flags: if batch { FLAG_BATCH_CONTINUES } else { 0 },
+                        encoding: Encoding::from_byte(enc).unwrap_or(Encoding::Opaque),
+                        schema_version: schema,
+                        causation: cause.map(EventId::from_u128),
+                        correlation: corr.map(EventId::from_u128),
+                        idempotency: key,
+                        prev_hash: Hash::from_bytes(prev),
+                    };
+                    h.flags = flags_for(&h);
+                    h
+                },
+            )
+    }
+
+    proptest! {
+        /// Whatever the bytes, decoding returns a value or an error; it never panics
+        /// and never claims more bytes than it was given.
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            if let Ok((_, len)) = decode(&bytes) {
+                prop_assert!(len <= bytes.len());
+            }
+            let _ = implied_frame_len(&bytes);
+        }
+
+        /// Valid length prefixes followed by random bytes: still no panic.
+        #[test]
+        fn decode_random_body_never_panics(
+            body in proptest::collection::vec(any::<u8>(), 0..400),
+            fix_crc in any::<bool>(),
+        ) {
+            let mut bytes = vec![0u8; 8];
+            bytes.extend_from_slice(&body);
+            let len = bytes.len() as u32;
+            bytes[4..8].copy_from_slice(&len.to_le_bytes());
+            if fix_crc {
+                let crc = crc32c::crc32c(&bytes[4..]);
+                bytes[..4].copy_from_slice(&crc.to_le_bytes());
+            }
+            let _ = decode(&bytes);
+        }
+
+        /// Encode then decode returns every field; the implied length is the frame length.
+        #[test]
+        fn round_trip(
+            header in header_strategy(),
+            entity in "[a-z:0-9]{1,40}",
+            scope in "[a-z:]{1,20}",
+            salt in any::<[u8; SALT_LEN]>(),
+            payload in proptest::collection::vec(any::<u8>(), 0..300),
+        ) {
+            let draft = RecordDraft { header: header.clone(), entity: &entity, scope: &scope, salt, payload: &payload };
+            let mut out = vec![0xEE; 3]; // encoding appends after existing bytes
+            encode(&draft, &mut out);
+            let frame = &out[3..];
+            prop_assert_eq!(frame.len(), frame_len(&draft));
+            prop_assert_eq!(implied_frame_len(frame), Some(frame.len()));
+            let (view, len) = decode(frame).unwrap();
+            prop_assert_eq!(len, frame.len());
+            prop_assert_eq!(view.header, header);
+            prop_assert_eq!(view.entity, entity.as_str());
+            prop_assert_eq!(view.scope, scope.as_str());
+            prop_assert_eq!(view.payload, PayloadField::Present { salt: &salt, bytes: &payload });
+        }
+    }
+}

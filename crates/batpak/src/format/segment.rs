@@ -178,3 +178,23 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..100)) {
+            let _ = SegmentHeader::decode(&bytes);
+        }
+
+        #[test]
+        fn round_trip(number in any::<u64>(), first in any::<u64>(), id in any::<[u8; 16]>()) {
+            let h = SegmentHeader { number, first_sequence: first, store_id: id };
+            prop_assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
+        }
+    }
+}
