@@ -110,12 +110,18 @@ impl FromStr for EventId {
 #[derive(Debug, Default)]
 pub(crate) struct IdGenerator {
     last: Option<EventId>,
+    /// Set after a resume: the first id in the same millisecond skips a random gap, so
+    /// an id handed out before a crash and lost with the torn tail is not reissued.
+    resumed: bool,
 }
 
 impl IdGenerator {
     /// Continues after `last` (the newest stored id), if any.
     pub(crate) fn resume(last: Option<EventId>) -> Self {
-        IdGenerator { last }
+        IdGenerator {
+            last,
+            resumed: true,
+        }
     }
 
     /// The next id for an event stamped `unix_millis`. `random` seeds the counter when
@@ -123,7 +129,12 @@ impl IdGenerator {
     pub(crate) fn next(&mut self, unix_millis: u64, random: u128) -> EventId {
         let id = match self.last {
             Some(last) if last.unix_millis() >= unix_millis => {
-                let counter = last.counter() + 1;
+                let gap = if self.resumed {
+                    1 + (random & 0xFFFF_FFFF)
+                } else {
+                    1
+                };
+                let counter = last.counter() + gap;
                 if counter >> COUNTER_BITS == 0 {
                     EventId::compose(last.unix_millis(), counter)
                 } else {
@@ -133,6 +144,7 @@ impl IdGenerator {
             _ => EventId::compose(unix_millis, random & ((1 << (COUNTER_BITS - 1)) - 1)),
         };
         self.last = Some(id);
+        self.resumed = false;
         id
     }
 }
@@ -194,6 +206,15 @@ mod tests {
             assert_eq!((id.as_u128() >> 62) & 0b11, 0b10, "variant bits");
             prev = id;
         }
+    }
+
+    #[test]
+    fn resume_in_the_same_millisecond_skips_a_random_gap() {
+        let last = EventId::compose(5, 100);
+        let mut g = IdGenerator::resume(Some(last));
+        let first = g.next(5, 0xABCD);
+        assert_eq!(first.counter(), 100 + 1 + 0xABCD);
+        assert_eq!(g.next(5, 0xABCD).counter(), first.counter() + 1);
     }
 
     #[test]

@@ -42,7 +42,9 @@ impl Region {
         self
     }
 
-    /// Only events of entities equal to `prefix` or starting with `prefix:`.
+    /// Only events of entities under `prefix` on a `:` boundary: equal to it, or
+    /// starting with it followed by `:` (a prefix that itself ends in `:` matches any
+    /// entity that starts with it).
     pub fn entity_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.entity = Some(EntityFilter::Prefix(prefix.into()));
         self

@@ -243,6 +243,24 @@ impl Writer {
             replayed.push(stored.id);
             receipts.push(stored.receipt);
         }
+        // The originals must be one whole append: consecutive sequences, the first
+        // not continuing an earlier batch (the last item's flag was checked above).
+        let first = receipts[0].sequence;
+        let consecutive = receipts
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.sequence == first + i as u64);
+        let starts_append = first == 1 || !self.read_written(state, first - 1)?.batch_continues;
+        if !(consecutive && starts_append) {
+            return Err(Error::IdempotencyConflict {
+                key: drafts[0]
+                    .options
+                    .idempotency_key
+                    .clone()
+                    .unwrap_or_default(),
+                original: receipts[0].event_id,
+            });
+        }
         Ok(Some(receipts))
     }
 
@@ -463,7 +481,13 @@ impl Writer {
         state.last_timestamp_ns = timestamp_ns;
         for (entity, head) in heads {
             if let Some(head) = head {
-                state.heads.insert(entity.into(), head);
+                // Reuse the cached key: no allocation for an entity already seen.
+                match state.heads.get_mut(entity) {
+                    Some(slot) => *slot = head,
+                    None => {
+                        state.heads.insert(entity.into(), head);
+                    }
+                }
             }
         }
         let segment = state.active.number;
@@ -627,7 +651,7 @@ fn validate(drafts: &[Draft<'_>], batch: bool) -> Result<Vec<Option<[u8; 16]>>> 
         return Err(Error::EmptyBatch);
     }
     let mut keys = Vec::with_capacity(drafts.len());
-    let mut seen = std::collections::HashSet::new();
+    let mut seen = std::collections::HashSet::new(); // allocates only when keys exist
     for (i, d) in drafts.iter().enumerate() {
         d.kind.check_user()?;
         if d.payload.len() > MAX_PAYLOAD_LEN {

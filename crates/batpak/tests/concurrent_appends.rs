@@ -1,6 +1,8 @@
 //! `Store` is `Send + Sync`: many threads append and read at once; group commit keeps
 //! every receipt durable and every chain intact.
 
+#![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -1,6 +1,8 @@
 //! Damage anywhere but the tail of the last segment is an error that names the file
 //! and the offset; nothing is skipped and nothing is rewritten.
 
+#![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 

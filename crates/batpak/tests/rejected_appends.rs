@@ -1,5 +1,7 @@
 //! Bad appends are rejected before anything is written, each with its own error.
 
+#![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
+
 use batpak::{
     AppendOptions, Batch, Coordinate, CoordinateRule, Error, EventId, EventKind, EventPayload,
     ExpectedVersion, RawPayload, Store, MAX_PAYLOAD_LEN,
@@ -411,4 +413,35 @@ fn invalid_configuration_is_rejected() {
             .open(),
         Err(Error::InvalidConfig { .. })
     ));
+}
+
+#[test]
+fn a_retry_must_repeat_one_whole_earlier_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let keyed = |k: &str| AppendOptions::default().idempotency_key(k);
+    let mut a = Batch::new();
+    a.push(&coord("x"), &note("a0"), keyed("a0")).unwrap();
+    a.push(&coord("x"), &note("a1"), keyed("a1")).unwrap();
+    let mut b = Batch::new();
+    b.push(&coord("x"), &note("b0"), keyed("b0")).unwrap();
+    b.push(&coord("x"), &note("b1"), keyed("b1")).unwrap();
+    store.append_batch(&a).unwrap();
+    store.append_batch(&b).unwrap();
+    unchanged(&store, || {
+        // Items of two different batches, each in its original position.
+        let mut mixed = Batch::new();
+        mixed.push(&coord("x"), &note("a0"), keyed("a0")).unwrap();
+        mixed.push(&coord("x"), &note("b1"), keyed("b1")).unwrap();
+        assert!(matches!(
+            store.append_batch(&mixed),
+            Err(Error::IdempotencyConflict { .. })
+        ));
+        // The tail of a batch retried alone.
+        assert!(matches!(
+            store.append_with(&coord("x"), &note("a1"), keyed("a1")),
+            Err(Error::IdempotencyConflict { .. })
+        ));
+        assert_eq!(store.append_batch(&b).unwrap().len(), 2);
+    });
 }

@@ -1,6 +1,8 @@
 //! Reopen returns exactly what was appended, and continues sequences, versions, chains
 //! and timestamps exactly.
 
+#![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
+
 use std::collections::HashMap;
 
 use batpak::{

@@ -1,6 +1,8 @@
 //! A torn tail of the last segment is cut on reopen and reported; a half-written batch
 //! disappears whole; nothing before the tear is lost.
 
+#![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
