@@ -34,6 +34,7 @@ mod format;
 mod id;
 mod index;
 mod kind;
+mod lock;
 mod open;
 mod options;
 mod query;

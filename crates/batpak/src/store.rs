@@ -1,6 +1,5 @@
 //! `Store`: the public facade. Open, append, read, query, sync, close.
 
-use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
@@ -15,6 +14,7 @@ use crate::format::Encoding;
 use crate::id::EventId;
 use crate::index::Index;
 use crate::kind::EventKind;
+use crate::lock::DirLock;
 use crate::open::{load, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
 use crate::query::{select, Region};
@@ -23,8 +23,6 @@ use crate::segment::reader::read_frame;
 use crate::segment::{Location, SegmentSet};
 use crate::writer::{Draft, Writer};
 
-/// The lock file that keeps a second writer out.
-const LOCK_FILE: &str = "LOCK";
 /// Default segment rotation size.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 /// Reads of records closer than this are merged into one positional read.
@@ -84,7 +82,7 @@ impl StoreBuilder {
     pub fn open(self) -> Result<Store> {
         self.validate()?;
         std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
-        let lock = take_lock(&self.dir, false)?;
+        let lock = DirLock::acquire(&self.dir, false)?;
         let loaded = load(&self.dir, false, self.faults.clone())?;
         let index = Arc::new(RwLock::new(loaded.index));
         let segments = Arc::new(loaded.segments);
@@ -118,7 +116,15 @@ impl StoreBuilder {
     /// writer holds the directory; holds a shared lock so no writer opens meanwhile.
     /// Nothing on disk is changed: a torn tail is reported and ignored, not cut.
     pub fn open_read_only(self) -> Result<Store> {
-        let lock = take_lock(&self.dir, true)?;
+        let segments = self.dir.join(crate::segment::SEGMENTS_DIR);
+        if !segments.is_dir() {
+            return Err(Error::Io {
+                op: "open store read-only",
+                path: segments,
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segments directory"),
+            });
+        }
+        let lock = DirLock::acquire(&self.dir, true)?;
         let loaded = load(&self.dir, true, None)?;
         Ok(Store {
             dir: self.dir,
@@ -129,38 +135,6 @@ impl StoreBuilder {
             report: loaded.report,
             _lock: lock,
         })
-    }
-}
-
-fn take_lock(dir: &Path, shared: bool) -> Result<File> {
-    let path = dir.join(LOCK_FILE);
-    let file = if shared {
-        File::open(&path).or_else(|_| {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-        })
-    } else {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-    }
-    .map_err(io_err("open lock file", &path))?;
-    let taken = if shared {
-        file.try_lock_shared()
-    } else {
-        file.try_lock()
-    };
-    match taken {
-        Ok(()) => Ok(file),
-        Err(TryLockError::WouldBlock) => Err(Error::Locked { path }),
-        Err(TryLockError::Error(e)) => Err(io_err("lock", &path)(e)),
     }
 }
 
@@ -195,7 +169,7 @@ pub struct Store {
     writer: Option<Arc<Writer>>,
     flusher: Option<Flusher>,
     report: OpenReport,
-    _lock: File,
+    _lock: DirLock,
 }
 
 impl Store {

@@ -450,7 +450,6 @@ fn read_only_open_reports_a_torn_tail_and_leaves_it() {
 /// closed store's lock outlives it. Nothing holds the directory, yet the error says
 /// "locked by another writer".
 #[test]
-#[ignore = "known issue: a concurrent process spawn makes a reopen fail with Error::Locked"]
 fn reopen_is_not_locked_by_a_child_spawned_meanwhile() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();

@@ -1,0 +1,140 @@
+//! The directory lock: one writer, or any number of read-only opens, per store.
+//!
+//! Two layers, because an flock alone is not enough:
+//! - An in-process registry of open directories answers at once for a second `Store`
+//!   in the same process (flock would also refuse it, but only by accident of
+//!   separate open file descriptions).
+//! - `flock` on `<dir>/LOCK` keeps other processes out. A child process forked by any
+//!   thread of ours briefly shares our LOCK descriptor (until it execs and the
+//!   close-on-exec flag drops it), so a close followed by an immediate reopen can find
+//!   the lock still held. Since the registry already rules out this process, a
+//!   refusal is retried for a short while before it is reported as `Error::Locked`.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::error::{io_err, Error, Result};
+
+/// The lock file under the store directory.
+pub(crate) const LOCK_FILE: &str = "LOCK";
+/// How long a refused flock is retried (see the module comment).
+const FORK_GRACE: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Writer,
+    Readers(usize),
+}
+
+fn registry() -> &'static Mutex<HashMap<PathBuf, Holder>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Holder>>> = OnceLock::new();
+    OPEN.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// A held directory lock; released on drop.
+#[derive(Debug)]
+pub(crate) struct DirLock {
+    key: PathBuf,
+    shared: bool,
+    /// `None` for a read-only open of a store that has no LOCK file (nothing is created).
+    _file: Option<File>,
+}
+
+impl DirLock {
+    /// Takes the lock for a writer (`shared == false`) or a read-only open. A writer
+    /// creates `LOCK` if needed; a read-only open never creates anything.
+    pub(crate) fn acquire(dir: &Path, shared: bool) -> Result<Self> {
+        let path = dir.join(LOCK_FILE);
+        let key = dir
+            .canonicalize()
+            .map_err(io_err("resolve directory", dir))?;
+        register(&key, shared, &path)?;
+        match lock_file(&path, shared) {
+            Ok(file) => Ok(DirLock {
+                key,
+                shared,
+                _file: file,
+            }),
+            Err(e) => {
+                unregister(&key, shared);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        unregister(&self.key, self.shared);
+    }
+}
+
+fn register(key: &Path, shared: bool, lock_path: &Path) -> Result<()> {
+    let mut open = registry().lock().unwrap_or_else(|p| p.into_inner());
+    let next = match (open.get(key).copied(), shared) {
+        (None, false) => Holder::Writer,
+        (None, true) => Holder::Readers(1),
+        (Some(Holder::Readers(n)), true) => Holder::Readers(n + 1),
+        (Some(_), _) => {
+            return Err(Error::Locked {
+                path: lock_path.to_path_buf(),
+            })
+        }
+    };
+    open.insert(key.to_path_buf(), next);
+    Ok(())
+}
+
+fn unregister(key: &Path, shared: bool) {
+    let mut open = registry().lock().unwrap_or_else(|p| p.into_inner());
+    match open.get(key).copied() {
+        Some(Holder::Readers(n)) if shared && n > 1 => {
+            open.insert(key.to_path_buf(), Holder::Readers(n - 1));
+        }
+        Some(_) => {
+            open.remove(key);
+        }
+        None => {}
+    }
+}
+
+fn lock_file(path: &Path, shared: bool) -> Result<Option<File>> {
+    let file = if shared {
+        match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err("open lock file", path)(e)),
+        }
+    } else {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io_err("open lock file", path))?
+    };
+    let started = Instant::now();
+    loop {
+        let taken = if shared {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match taken {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) if started.elapsed() < FORK_GRACE => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(TryLockError::WouldBlock) => {
+                return Err(Error::Locked {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(TryLockError::Error(e)) => return Err(io_err("lock", path)(e)),
+        }
+    }
+}
