@@ -53,7 +53,12 @@ struct Progress {
 
 /// Loads `dir`. Writable opens create a missing store and truncate a torn tail;
 /// read-only opens change nothing on disk.
-pub(crate) fn load(dir: &Path, read_only: bool, faults: Option<Arc<FaultPlan>>) -> Result<Loaded> {
+pub(crate) fn load(
+    dir: &Path,
+    read_only: bool,
+    segment_size: u64,
+    faults: Option<Arc<FaultPlan>>,
+) -> Result<Loaded> {
     let started = Instant::now();
     let seg_dir = dir.join(SEGMENTS_DIR);
     let mut created = false;
@@ -83,7 +88,9 @@ pub(crate) fn load(dir: &Path, read_only: bool, faults: Option<Arc<FaultPlan>>) 
     let count = files.len();
     for (i, (number, path)) in files.iter().enumerate() {
         let is_last = i + 1 == count;
-        let file = SegmentFile::open(path, is_last && !read_only, faults.clone())?;
+        let writable = is_last && !read_only;
+        let capacity = if writable { segment_size } else { 0 };
+        let file = SegmentFile::open(path, writable, capacity, faults.clone())?;
         let bytes = file.read_all()?;
         bytes_scanned += bytes.len() as u64;
         let header = match SegmentHeader::decode(&bytes) {
@@ -169,6 +176,7 @@ pub(crate) fn load(dir: &Path, read_only: bool, faults: Option<Arc<FaultPlan>>) 
                 number,
                 len,
                 store_id.unwrap_or_default(),
+                segment_size,
                 faults.clone(),
             ),
             None => {
@@ -177,8 +185,14 @@ pub(crate) fn load(dir: &Path, read_only: bool, faults: Option<Arc<FaultPlan>>) 
                     Some(id) => id,
                     None => new_store_id(dir)?,
                 };
-                let seg =
-                    ActiveSegment::create(dir, number, progress.next_sequence, id, faults.clone())?;
+                let seg = ActiveSegment::create(
+                    dir,
+                    number,
+                    progress.next_sequence,
+                    id,
+                    segment_size,
+                    faults.clone(),
+                )?;
                 segments.insert(number, Arc::clone(&seg.file));
                 seg
             }

@@ -104,14 +104,12 @@ impl SegmentSet {
     }
 
     /// Total bytes of all segment files.
-    pub(crate) fn total_len(&self) -> Result<u64> {
-        let files: Vec<_> = self
-            .files
+    pub(crate) fn total_len(&self) -> u64 {
+        self.files
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .cloned()
-            .collect();
-        files.iter().map(|f| f.len()).sum()
+            .map(|f| f.len())
+            .sum()
     }
 }

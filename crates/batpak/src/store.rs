@@ -83,7 +83,7 @@ impl StoreBuilder {
         self.validate()?;
         std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
         let lock = DirLock::acquire(&self.dir, false)?;
-        let loaded = load(&self.dir, false, self.faults.clone())?;
+        let loaded = load(&self.dir, false, self.segment_size, self.faults.clone())?;
         let index = Arc::new(RwLock::new(loaded.index));
         let segments = Arc::new(loaded.segments);
         let writer = match loaded.resume {
@@ -125,7 +125,7 @@ impl StoreBuilder {
             });
         }
         let lock = DirLock::acquire(&self.dir, true)?;
-        let loaded = load(&self.dir, true, None)?;
+        let loaded = load(&self.dir, true, 0, None)?;
         Ok(Store {
             dir: self.dir,
             index: Arc::new(RwLock::new(loaded.index)),
@@ -383,7 +383,7 @@ impl Store {
             entities,
             scopes,
             segments: self.segments.count(),
-            segment_bytes: self.segments.total_len()?,
+            segment_bytes: self.segments.total_len(),
             written_sequence: written,
             durable_sequence: durable,
             visible_sequence: events,

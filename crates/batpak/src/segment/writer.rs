@@ -17,6 +17,8 @@ pub(crate) struct ActiveSegment {
     /// Bytes in the file; the next record goes here.
     pub len: u64,
     store_id: [u8; 16],
+    /// The rotation size; new segments reserve a read map this large.
+    capacity: u64,
     faults: Option<Arc<FaultPlan>>,
 }
 
@@ -27,6 +29,7 @@ impl ActiveSegment {
         number: u64,
         len: u64,
         store_id: [u8; 16],
+        capacity: u64,
         faults: Option<Arc<FaultPlan>>,
     ) -> Self {
         ActiveSegment {
@@ -34,6 +37,7 @@ impl ActiveSegment {
             number,
             len,
             store_id,
+            capacity,
             faults,
         }
     }
@@ -45,6 +49,7 @@ impl ActiveSegment {
         number: u64,
         first_sequence: u64,
         store_id: [u8; 16],
+        capacity: u64,
         faults: Option<Arc<FaultPlan>>,
     ) -> Result<Self> {
         let header = SegmentHeader {
@@ -54,13 +59,19 @@ impl ActiveSegment {
         }
         .encode();
         let path = segment_path(dir, number);
-        let file = Arc::new(SegmentFile::create(&path, &header, faults.clone())?);
+        let file = Arc::new(SegmentFile::create(
+            &path,
+            &header,
+            capacity,
+            faults.clone(),
+        )?);
         sync_dir(&dir.join(SEGMENTS_DIR))?;
         Ok(ActiveSegment {
             file,
             number,
             len: HEADER_LEN as u64,
             store_id,
+            capacity,
             faults,
         })
     }
@@ -82,6 +93,7 @@ impl ActiveSegment {
             self.number + 1,
             next_sequence,
             self.store_id,
+            self.capacity,
             self.faults.clone(),
         )?;
         Ok(())

@@ -1,0 +1,99 @@
+#!/usr/bin/env python3
+"""Prints a Markdown table of batpak against SQLite from criterion's results.
+
+Reads target/criterion/<group>/<function>/new/estimates.json (time per iteration,
+in ns: the slope estimate where criterion computed one, as its console report does,
+else the mean) and benchmark.json (the throughput declared per iteration) as written
+by `cargo bench -p batpak-bench`. Standard library only.
+
+Usage: scripts/bench-table.py [CRITERION_DIR]   (default: target/criterion)
+"""
+
+import json
+import os
+import sys
+
+# (group, what the ops column counts, target ratio, note on how the target is read)
+WORKLOADS = [
+    ("append_nosync", "events/s", 5.0, None),
+    ("append_fsync", "events/s", 1.0, None),
+    ("append_fsync_16_threads", "events/s", 10.0, "batpak 16 threads / batpak 1 thread"),
+    ("append_batch_1000", "events/s", 10.0, None),
+    ("get_random", "events/s", 5.0, None),
+    ("read_entity_100", "events/s (100 per entity read)", 5.0, None),
+]
+
+
+def load(root, group, function):
+    """Events per second of one benchmark, or None if it has no results."""
+    base = os.path.join(root, group, function, "new")
+    try:
+        with open(os.path.join(base, "estimates.json")) as f:
+            estimates = json.load(f)
+        with open(os.path.join(base, "benchmark.json")) as f:
+            benchmark = json.load(f)
+    except (OSError, ValueError):
+        return None
+    estimate = estimates.get("slope") or estimates["mean"]
+    ns = estimate["point_estimate"]
+    throughput = benchmark.get("throughput") or {}
+    elements = throughput.get("Elements", 1)
+    if ns <= 0:
+        return None
+    return elements * 1e9 / ns
+
+
+def fmt_rate(rate):
+    if rate is None:
+        return "n/a"
+    if rate >= 100:
+        return f"{rate:,.0f}"
+    return f"{rate:,.1f}"
+
+
+def fmt_ratio(ratio):
+    return "n/a" if ratio is None else f"{ratio:.2f}x"
+
+
+def main():
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion")
+    if not os.path.isdir(root):
+        sys.exit(f"no criterion results under {root}: run `cargo bench -p batpak-bench` first")
+
+    print("| workload | batpak (ops/s) | SQLite (ops/s) | ratio batpak/SQLite | target |")
+    print("| --- | ---: | ---: | ---: | --- |")
+    notes = []
+    for group, unit, target, special in WORKLOADS:
+        batpak = load(root, group, "batpak")
+        sqlite = load(root, group, "sqlite")
+        ratio = batpak / sqlite if batpak and sqlite else None
+        if special is None:
+            met = ratio is not None and ratio >= target
+            verdict = f">= {target:g}x: {'met' if met else 'NOT met'}"
+        else:
+            one = load(root, group, "batpak_1_thread")
+            scale = batpak / one if batpak and one else None
+            met = scale is not None and scale >= target
+            verdict = (
+                f"{special} = {fmt_ratio(scale)}, >= {target:g}x: "
+                f"{'met' if met else 'NOT met'}"
+            )
+            sqlite_one = load(root, group, "sqlite_1_thread")
+            notes.append(
+                f"{group}: 1 thread: batpak {fmt_rate(one)} events/s, "
+                f"SQLite {fmt_rate(sqlite_one)} events/s; SQLite 16/1 = "
+                f"{fmt_ratio(sqlite / sqlite_one if sqlite and sqlite_one else None)}"
+            )
+        print(
+            f"| {group} | {fmt_rate(batpak)} | {fmt_rate(sqlite)} | {fmt_ratio(ratio)} | {verdict} |"
+        )
+    print()
+    print("ops/s are events per second (criterion's time per iteration,")
+    print("Throughput::Elements events per iteration); read_entity_100 counts each")
+    print("of the 100 events of an entity read, so entity reads/s = ops/s / 100.")
+    for note in notes:
+        print(f"- {note}")
+
+
+if __name__ == "__main__":
+    main()
