@@ -1,6 +1,7 @@
 //! `Coordinate`: where an event lands (entity and scope), validated on construction.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{CoordinateRule, Error, Result};
 
@@ -13,10 +14,13 @@ pub const MAX_COORDINATE_LEN: usize = 1024;
 ///
 /// Both components are non-empty UTF-8 of at most [`MAX_COORDINATE_LEN`] bytes with
 /// no NUL or other control characters.
+///
+/// Cloning is cheap: both strings are shared, and coordinates read back from the store
+/// share the index's interned copies.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Coordinate {
-    entity: Box<str>,
-    scope: Box<str>,
+    entity: Arc<str>,
+    scope: Arc<str>,
 }
 
 impl Coordinate {
@@ -30,6 +34,11 @@ impl Coordinate {
             entity: entity.into(),
             scope: scope.into(),
         })
+    }
+
+    /// A coordinate from strings the index interned; they were validated on append.
+    pub(crate) fn from_interned(entity: Arc<str>, scope: Arc<str>) -> Self {
+        Coordinate { entity, scope }
     }
 
     /// The entity (stream key).

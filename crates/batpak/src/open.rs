@@ -75,7 +75,7 @@ pub(crate) fn load(
         created = true;
     }
     let files = segment::list(dir)?;
-    let segments = SegmentSet::default();
+    let segments = SegmentSet::new(dir);
     let mut index = Index::default();
     let mut progress = Progress {
         next_sequence: 1,

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
 use crate::error::{io_err, Error, Result};
+use crate::format::record::RecordView;
 use io::SegmentFile;
 
 /// The directory under the store root that holds segment files.
@@ -77,13 +78,40 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Every segment file of the store, open for positional reads.
-#[derive(Debug, Default)]
+/// Every segment file of the store, open for reads.
+#[derive(Debug)]
 pub(crate) struct SegmentSet {
+    dir: PathBuf,
     files: RwLock<BTreeMap<u64, Arc<SegmentFile>>>,
 }
 
 impl SegmentSet {
+    pub(crate) fn new(dir: &Path) -> Self {
+        SegmentSet {
+            dir: dir.to_path_buf(),
+            files: RwLock::default(),
+        }
+    }
+
+    /// The path of segment `number`.
+    pub(crate) fn path_of(&self, number: u64) -> PathBuf {
+        segment_path(&self.dir, number)
+    }
+
+    /// Decodes the record at `location` (checksum verified) and hands it to `f`.
+    pub(crate) fn with_record<R>(
+        &self,
+        location: Location,
+        f: impl FnOnce(&RecordView<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let file = self.get(location.segment()).ok_or_else(|| Error::Corrupt {
+            path: self.path_of(location.segment()),
+            offset: location.offset(),
+            detail: "the index points into a segment that is not open".into(),
+        })?;
+        reader::with_record(&file, location.offset(), f)
+    }
+
     pub(crate) fn insert(&self, number: u64, file: Arc<SegmentFile>) {
         self.files
             .write()

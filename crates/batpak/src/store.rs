@@ -9,7 +9,7 @@ use crate::chain;
 use crate::coordinate::Coordinate;
 use crate::error::{io_err, Error, Result};
 use crate::event::{AppendReceipt, EventPayload, StoredEvent};
-use crate::format::record::{self, PayloadField};
+use crate::format::record::{PayloadField, RecordView};
 use crate::format::Encoding;
 use crate::id::EventId;
 use crate::index::Index;
@@ -19,14 +19,11 @@ use crate::open::{load, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
 use crate::query::{select, Region};
 use crate::segment::io::FaultPlan;
-use crate::segment::reader::read_frame;
 use crate::segment::{Location, SegmentSet};
 use crate::writer::{Draft, Writer};
 
 /// Default segment rotation size.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
-/// Reads of records closer than this are merged into one positional read.
-const COALESCE_GAP: u64 = 16 * 1024;
 
 /// Configures and opens a store. Every setter names its default.
 #[derive(Clone, Debug)]
@@ -297,50 +294,20 @@ impl Store {
         self.read_events(&targets)
     }
 
-    /// Reads records, merging nearby ones in the same segment into one read.
-    fn read_events(&self, targets: &[(u64, Location, u64)]) -> Result<Vec<StoredEvent>> {
-        let mut out = Vec::with_capacity(targets.len());
-        let mut i = 0;
-        while i < targets.len() {
-            let (_, first, _) = targets[i];
-            let file = self
-                .segments
-                .get(first.segment())
-                .ok_or_else(|| Error::Corrupt {
-                    path: self.dir.clone(),
-                    offset: first.offset(),
-                    detail: format!("segment {} is not open", first.segment()),
-                })?;
-            // Extend the run while the next record is in the same segment, ahead, and close.
-            let mut j = i + 1;
-            while j < targets.len() {
-                let (prev, next) = (targets[j - 1].1, targets[j].1);
-                if next.segment() != first.segment()
-                    || next.offset() <= prev.offset()
-                    || next.offset() - prev.offset() > COALESCE_GAP
-                {
-                    break;
-                }
-                j += 1;
-            }
-            if j - i == 1 {
-                let frame = read_frame(&file, first.offset())?;
-                out.push(to_event(&frame, targets[i], file.path())?);
-            } else {
-                let last = targets[j - 1].1;
-                let tail = read_frame(&file, last.offset())?;
-                let span = (last.offset() - first.offset()) as usize + tail.len();
-                let mut buf = vec![0u8; span];
-                let n = file.read_at(&mut buf, first.offset())?;
-                buf.truncate(n);
-                for &target in &targets[i..j] {
-                    let at = (target.1.offset() - first.offset()) as usize;
-                    out.push(to_event(&buf[at.min(buf.len())..], target, file.path())?);
-                }
-            }
-            i = j;
-        }
-        Ok(out)
+    /// Reads the records of `targets`, in order.
+    fn read_events(&self, targets: &[Target]) -> Result<Vec<StoredEvent>> {
+        targets
+            .iter()
+            .map(|t| {
+                self.segments
+                    .with_record(t.location, |view| Ok(to_event(view, t)))?
+                    .map_err(|detail| Error::Corrupt {
+                        path: self.segments.path_of(t.location.segment()),
+                        offset: t.location.offset(),
+                        detail,
+                    })
+            })
+            .collect()
     }
 
     /// Events whose causation is `id` (its direct effects), in sequence order.
@@ -355,12 +322,23 @@ impl Store {
         self.read_events(&targets)
     }
 
-    /// Resolves the sequences `pick` chooses to record locations, under one index lock.
-    fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<(u64, Location, u64)> {
+    /// Resolves the sequences `pick` chooses to what reading them needs, under one
+    /// index lock.
+    fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<Target> {
         let index = self.index();
         pick(&index)
             .into_iter()
-            .filter_map(|seq| Some((seq, index.location(seq)?, index.version_of(seq)?)))
+            .filter_map(|sequence| {
+                let (location, entity, scope) = index.read_target(sequence)?;
+                Some(Target {
+                    sequence,
+                    location,
+                    coordinate: Coordinate::from_interned(
+                        index.entities().shared(entity),
+                        index.scopes().shared(scope),
+                    ),
+                })
+            })
             .collect()
     }
 
@@ -418,45 +396,45 @@ impl Drop for Store {
     }
 }
 
-/// Decodes the record at the start of `bytes` into a `StoredEvent`, checking it is the
-/// event the index said lives there.
-fn to_event(
-    bytes: &[u8],
-    (sequence, location, version): (u64, Location, u64),
-    path: &Path,
-) -> Result<StoredEvent> {
-    let corrupt = |detail: String| Error::Corrupt {
-        path: path.to_path_buf(),
-        offset: location.offset(),
-        detail,
-    };
-    let (view, _) = record::decode(bytes).map_err(|e| corrupt(e.to_string()))?;
-    if view.header.sequence != sequence || view.header.version != version {
-        return Err(corrupt(format!(
-            "record holds sequence {} version {}, index expects sequence {sequence} version {version}",
-            view.header.sequence, view.header.version
-        )));
+/// What reading one visible event needs, taken from the index.
+#[derive(Debug)]
+struct Target {
+    sequence: u64,
+    location: Location,
+    coordinate: Coordinate,
+}
+
+/// Builds a `StoredEvent` from its decoded record, checking it is the event the index
+/// said lives there (the error describes the mismatch).
+fn to_event(view: &RecordView<'_>, target: &Target) -> std::result::Result<StoredEvent, String> {
+    let h = &view.header;
+    let c = &target.coordinate;
+    if h.sequence != target.sequence || view.entity != c.entity() || view.scope != c.scope() {
+        return Err(format!(
+            "record holds sequence {} of {:?}, the index expects sequence {} of {:?}",
+            h.sequence,
+            view.entity,
+            target.sequence,
+            c.entity()
+        ));
     }
-    let event_hash = chain::record_hash(&view);
-    let coordinate = Coordinate::new(view.entity, view.scope)?;
     let payload = match view.payload {
         PayloadField::Present { bytes, .. } => bytes.to_vec(),
         PayloadField::Redacted { .. } => Vec::new(),
     };
-    let h = view.header;
     Ok(StoredEvent {
         id: h.id,
         sequence: h.sequence,
         version: h.version,
         timestamp_ns: h.timestamp_ns,
         kind: h.kind,
-        coordinate,
+        coordinate: c.clone(),
         causation: h.causation,
         correlation: h.correlation,
         encoding: h.encoding,
         schema_version: h.schema_version,
         payload,
-        event_hash,
+        event_hash: chain::record_hash(view),
         prev_hash: h.prev_hash,
     })
 }

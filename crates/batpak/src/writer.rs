@@ -28,7 +28,6 @@ use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
-use crate::segment::reader::{read_frame, view};
 use crate::segment::writer::ActiveSegment;
 use crate::segment::{Location, SegmentSet, MAX_OFFSET, MAX_SEGMENT_NUMBER};
 
@@ -288,40 +287,27 @@ impl Writer {
     }
 
     fn read_at(&self, location: Location) -> Result<WrittenEvent> {
-        let file = self
-            .segments
-            .get(location.segment())
-            .ok_or_else(|| Error::Corrupt {
-                path: self.dir.clone(),
-                offset: location.offset(),
-                detail: format!("segment {} is not open", location.segment()),
-            })?;
-        let frame = read_frame(&file, location.offset())?;
-        let v = view(&frame).map_err(|e| Error::Corrupt {
-            path: file.path().to_path_buf(),
-            offset: location.offset(),
-            detail: e.to_string(),
-        })?;
-        let hash = chain::record_hash(&v);
-        let payload = match v.payload {
-            record::PayloadField::Present { bytes, .. } => bytes.to_vec(),
-            record::PayloadField::Redacted { .. } => Vec::new(),
-        };
-        Ok(WrittenEvent {
-            id: v.header.id,
-            entity: v.entity.to_string(),
-            scope: v.scope.to_string(),
-            payload,
-            batch_continues: v.header.flags & FLAG_BATCH_CONTINUES != 0,
-            receipt: AppendReceipt {
-                event_id: v.header.id,
-                sequence: v.header.sequence,
-                version: v.header.version,
-                timestamp_ns: v.header.timestamp_ns,
-                event_hash: hash,
-                prev_hash: v.header.prev_hash,
-            },
-            header: v.header,
+        self.segments.with_record(location, |v| {
+            let payload = match v.payload {
+                record::PayloadField::Present { bytes, .. } => bytes.to_vec(),
+                record::PayloadField::Redacted { .. } => Vec::new(),
+            };
+            Ok(WrittenEvent {
+                id: v.header.id,
+                entity: v.entity.to_string(),
+                scope: v.scope.to_string(),
+                payload,
+                batch_continues: v.header.flags & FLAG_BATCH_CONTINUES != 0,
+                receipt: AppendReceipt {
+                    event_id: v.header.id,
+                    sequence: v.header.sequence,
+                    version: v.header.version,
+                    timestamp_ns: v.header.timestamp_ns,
+                    event_hash: chain::record_hash(v),
+                    prev_hash: v.header.prev_hash,
+                },
+                header: v.header.clone(),
+            })
         })
     }
 

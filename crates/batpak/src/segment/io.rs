@@ -138,6 +138,14 @@ impl SegmentFile {
         Ok(filled)
     }
 
+    /// The mapped bytes from `offset` to the end of the file's known contents, when the
+    /// map covers them.
+    pub(crate) fn mapped_from(&self, offset: u64) -> Option<&[u8]> {
+        let start = usize::try_from(offset).ok()?;
+        let end = usize::try_from(self.len()).ok()?;
+        self.map.as_deref()?.get(start..end)
+    }
+
     /// Writes all of `buf` at `offset`.
     pub(crate) fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         if let Some(f) = &self.faults {
