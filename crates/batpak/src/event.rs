@@ -4,9 +4,10 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::chain::Hash;
+use crate::chain::{self, Hash};
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
+use crate::format::record::RecordHeader;
 use crate::format::Encoding;
 use crate::id::EventId;
 use crate::kind::EventKind;
@@ -77,12 +78,28 @@ pub struct StoredEvent {
     pub encoding: Encoding,
     /// The payload schema version written with the event.
     pub schema_version: u16,
-    /// The payload bytes as the caller's codec produced them.
+    /// The payload bytes as the caller's codec produced them (empty once redacted).
     pub payload: Vec<u8>,
-    /// This event's hash.
-    pub event_hash: Hash,
     /// The entity's previous event hash, zero for the first.
     pub prev_hash: Hash,
+    /// What `event_hash` needs beyond the public fields.
+    pub(crate) proof: HashInputs,
+}
+
+/// The stored facts the event hash covers that `StoredEvent` does not show: computing
+/// the hash costs two blake3 calls, so reads leave it to `event_hash()`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HashInputs {
+    pub flags: u16,
+    pub idempotency: Option<[u8; 16]>,
+    pub payload: PayloadProof,
+}
+
+/// How the payload enters the hash: salt and bytes, or the digest left by redaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PayloadProof {
+    Salt([u8; 16]),
+    Digest(Hash),
 }
 
 impl StoredEvent {
@@ -105,14 +122,43 @@ impl StoredEvent {
         }
     }
 
-    /// The receipt this event's append returned.
+    /// This event's hash, recomputed from the stored record: its link in the entity's
+    /// chain (the next event's `prev_hash`).
+    pub fn event_hash(&self) -> Hash {
+        let header = RecordHeader {
+            sequence: self.sequence,
+            timestamp_ns: self.timestamp_ns,
+            id: self.id,
+            version: self.version,
+            kind: self.kind,
+            flags: self.proof.flags,
+            encoding: self.encoding,
+            schema_version: self.schema_version,
+            causation: self.causation,
+            correlation: self.correlation,
+            idempotency: self.proof.idempotency,
+            prev_hash: self.prev_hash,
+        };
+        let digest = match self.proof.payload {
+            PayloadProof::Salt(salt) => chain::payload_digest(&salt, &self.payload),
+            PayloadProof::Digest(digest) => digest,
+        };
+        chain::event_hash(
+            &header,
+            self.coordinate.entity(),
+            self.coordinate.scope(),
+            &digest,
+        )
+    }
+
+    /// The receipt this event's append returned (the hash is recomputed).
     pub fn receipt(&self) -> AppendReceipt {
         AppendReceipt {
             event_id: self.id,
             sequence: self.sequence,
             version: self.version,
             timestamp_ns: self.timestamp_ns,
-            event_hash: self.event_hash,
+            event_hash: self.event_hash(),
             prev_hash: self.prev_hash,
         }
     }

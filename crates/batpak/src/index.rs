@@ -189,7 +189,7 @@ impl Index {
         if scope as usize == self.scope_events.len() {
             self.scope_events.push(Vec::new());
         }
-        if self.ids.len() % FENCE_EVERY == 0 {
+        if self.ids.len().is_multiple_of(FENCE_EVERY) {
             self.fences.push(e.id);
         }
         self.ids.push(e.id);

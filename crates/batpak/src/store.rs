@@ -5,10 +5,9 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::chain;
 use crate::coordinate::Coordinate;
 use crate::error::{io_err, Error, Result};
-use crate::event::{AppendReceipt, EventPayload, StoredEvent};
+use crate::event::{AppendReceipt, EventPayload, HashInputs, PayloadProof, StoredEvent};
 use crate::format::record::{PayloadField, RecordView};
 use crate::format::Encoding;
 use crate::id::EventId;
@@ -418,9 +417,9 @@ fn to_event(view: &RecordView<'_>, target: &Target) -> std::result::Result<Store
             c.entity()
         ));
     }
-    let payload = match view.payload {
-        PayloadField::Present { bytes, .. } => bytes.to_vec(),
-        PayloadField::Redacted { .. } => Vec::new(),
+    let (payload, proof) = match view.payload {
+        PayloadField::Present { salt, bytes } => (bytes.to_vec(), PayloadProof::Salt(*salt)),
+        PayloadField::Redacted { digest } => (Vec::new(), PayloadProof::Digest(digest)),
     };
     Ok(StoredEvent {
         id: h.id,
@@ -434,8 +433,12 @@ fn to_event(view: &RecordView<'_>, target: &Target) -> std::result::Result<Store
         encoding: h.encoding,
         schema_version: h.schema_version,
         payload,
-        event_hash: chain::record_hash(view),
         prev_hash: h.prev_hash,
+        proof: HashInputs {
+            flags: h.flags,
+            idempotency: h.idempotency,
+            payload: proof,
+        },
     })
 }
 

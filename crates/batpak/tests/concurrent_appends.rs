@@ -86,7 +86,7 @@ fn many_threads_append_and_read_at_once() {
                 .get(&entity)
                 .map_or((0, Hash::ZERO), |(v, h)| (v + 1, *h));
             assert_eq!((e.version, e.prev_hash), (version, prev));
-            heads.insert(entity, (e.version, e.event_hash));
+            heads.insert(entity, (e.version, e.event_hash()));
         }
     }
 }

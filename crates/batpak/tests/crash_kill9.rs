@@ -688,7 +688,7 @@ fn verify(dir: &Path, acks: &[Ack], batches: bool) -> Reopened {
             );
             assert_eq!(streamed.version, version as u64, "versions of {entity}");
             assert_eq!(streamed.prev_hash, prev, "chain of {entity} at {version}");
-            prev = streamed.event_hash;
+            prev = streamed.event_hash();
         }
     }
 

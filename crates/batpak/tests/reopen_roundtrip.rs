@@ -159,7 +159,7 @@ fn reopen_returns_exactly_what_was_appended() {
             assert!(event.id > all[i - 1].id);
             assert!(event.timestamp_ns >= all[i - 1].timestamp_ns);
         }
-        let prev = heads.insert(event.coordinate.entity().to_string(), event.event_hash);
+        let prev = heads.insert(event.coordinate.entity().to_string(), event.event_hash());
         assert_eq!(event.prev_hash, prev.unwrap_or(Hash::ZERO));
     }
 
@@ -176,7 +176,7 @@ fn reopen_returns_exactly_what_was_appended() {
         .unwrap();
     assert_eq!(next.sequence, expected.len() as u64 + 1);
     assert_eq!(next.version, last_of_entity.version + 1);
-    assert_eq!(next.prev_hash, last_of_entity.event_hash);
+    assert_eq!(next.prev_hash, last_of_entity.event_hash());
     assert!(next.event_id > all.last().unwrap().id);
     assert!(next.timestamp_ns >= all.last().unwrap().timestamp_ns);
 }
