@@ -14,7 +14,6 @@ use crate::segment::Location;
 pub(crate) struct IndexEntry<'a> {
     pub sequence: u64,
     pub id: EventId,
-    pub timestamp_ns: u64,
     pub kind: EventKind,
     pub version: u64,
     pub entity: &'a str,
@@ -29,7 +28,6 @@ pub(crate) struct IndexEntry<'a> {
 pub(crate) struct OwnedEntry {
     pub sequence: u64,
     pub id: EventId,
-    pub timestamp_ns: u64,
     pub kind: EventKind,
     pub version: u64,
     pub entity: Box<str>,
@@ -44,7 +42,6 @@ impl OwnedEntry {
         OwnedEntry {
             sequence: e.sequence,
             id: e.id,
-            timestamp_ns: e.timestamp_ns,
             kind: e.kind,
             version: e.version,
             entity: e.entity.into(),
@@ -59,7 +56,6 @@ impl OwnedEntry {
         IndexEntry {
             sequence: self.sequence,
             id: self.id,
-            timestamp_ns: self.timestamp_ns,
             kind: self.kind,
             version: self.version,
             entity: &self.entity,
@@ -108,18 +104,6 @@ impl Interner {
     }
 }
 
-/// The columns of one event, copied out of the index.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct EventMeta {
-    pub sequence: u64,
-    pub id: EventId,
-    pub timestamp_ns: u64,
-    pub kind: EventKind,
-    pub entity: u32,
-    pub scope: u32,
-    pub location: Location,
-}
-
 const FENCE_EVERY: usize = 64;
 
 /// Index of every visible event. Sequences are dense from 1, so the columns are
@@ -131,7 +115,6 @@ pub(crate) struct Index {
     /// Every `FENCE_EVERY`th id: a small array the id search starts in, so a lookup
     /// touches a few cache lines of `ids` instead of one per binary-search step.
     fences: Vec<EventId>,
-    timestamps: Vec<u64>,
     locations: Vec<Location>,
     entity_of: Vec<u32>,
     scope_of: Vec<u32>,
@@ -193,7 +176,6 @@ impl Index {
             self.fences.push(e.id);
         }
         self.ids.push(e.id);
-        self.timestamps.push(e.timestamp_ns);
         self.locations.push(e.location);
         self.entity_of.push(entity);
         self.scope_of.push(scope);
@@ -224,25 +206,17 @@ impl Index {
         (slot < self.ids.len()).then_some(slot)
     }
 
-    /// The columns of a visible event.
-    pub(crate) fn meta(&self, sequence: u64) -> Option<EventMeta> {
-        let i = self.slot(sequence)?;
-        Some(EventMeta {
-            sequence,
-            id: self.ids[i],
-            timestamp_ns: self.timestamps[i],
-            kind: self.kinds[i],
-            entity: self.entity_of[i],
-            scope: self.scope_of[i],
-            location: self.locations[i],
-        })
-    }
-
     /// Location, entity and scope of a visible event: all a read needs (three columns,
     /// so a random read touches as few cache lines as possible).
     pub(crate) fn read_target(&self, sequence: u64) -> Option<(Location, u32, u32)> {
         let i = self.slot(sequence)?;
         Some((self.locations[i], self.entity_of[i], self.scope_of[i]))
+    }
+
+    /// Entity, scope and kind of a visible event: the columns region filters read.
+    pub(crate) fn filter_columns(&self, sequence: u64) -> Option<(u32, u32, EventKind)> {
+        let i = self.slot(sequence)?;
+        Some((self.entity_of[i], self.scope_of[i], self.kinds[i]))
     }
 
     pub(crate) fn location(&self, sequence: u64) -> Option<Location> {
@@ -310,7 +284,6 @@ mod tests {
         IndexEntry {
             sequence: seq,
             id: EventId::from_u128(u128::from(seq) * 10),
-            timestamp_ns: seq,
             kind: EventKind::custom(1, (seq % 3) as u16),
             version,
             entity,
@@ -337,8 +310,9 @@ mod tests {
         assert_eq!(ix.entity_events(a), &[1, 3]);
         assert_eq!(ix.kind_events(EventKind::custom(1, 0)), &[3]);
         assert_eq!(ix.location(2), Some(Location::new(1, 200)));
-        assert_eq!(ix.meta(4), None);
-        assert_eq!(ix.meta(0), None);
+        assert_eq!(ix.filter_columns(4), None);
+        assert_eq!(ix.filter_columns(0), None);
+        assert_eq!(ix.filter_columns(2), Some((1, 0, EventKind::custom(1, 2))));
     }
 
     #[test]

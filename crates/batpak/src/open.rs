@@ -238,7 +238,6 @@ fn admit(
     index.insert(&IndexEntry {
         sequence: h.sequence,
         id: h.id,
-        timestamp_ns: h.timestamp_ns,
         kind: h.kind,
         version: h.version,
         entity: view.entity,

@@ -110,46 +110,60 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
         KindFilter::Category(c) => index.kinds_in_category(c),
     });
 
-    // Candidate postings: the smallest of the named criteria.
-    let mut options: Vec<Vec<&[u64]>> = Vec::new();
+    // Candidate postings: the smallest of the named criteria. Candidates already
+    // satisfy the criterion they came from, so only the others are checked.
+    #[derive(Clone, Copy, PartialEq)]
+    enum By {
+        Entity,
+        Scope,
+        Kind,
+    }
+    let mut options: Vec<(By, Vec<&[u64]>)> = Vec::new();
     if let Some(ids) = &entity_ids {
-        options.push(ids.iter().map(|&id| index.entity_events(id)).collect());
+        options.push((
+            By::Entity,
+            ids.iter().map(|&id| index.entity_events(id)).collect(),
+        ));
     }
     if let Some(id) = scope_id {
-        options.push(vec![index.scope_events(id)]);
+        options.push((By::Scope, vec![index.scope_events(id)]));
     }
     if let Some(kinds) = &kinds {
-        options.push(kinds.iter().map(|&k| index.kind_events(k)).collect());
+        options.push((
+            By::Kind,
+            kinds.iter().map(|&k| index.kind_events(k)).collect(),
+        ));
     }
-    let matches = |seq: u64| -> bool {
-        let Some(meta) = index.meta(seq) else {
-            return false;
-        };
-        entity_ids
-            .as_ref()
-            .is_none_or(|ids| ids.contains(&meta.entity))
-            && scope_id.is_none_or(|s| s == meta.scope)
-            && kinds.as_ref().is_none_or(|ks| ks.contains(&meta.kind))
-    };
     let smallest = options
         .into_iter()
-        .min_by_key(|lists| lists.iter().map(|l| l.len()).sum::<usize>());
+        .min_by_key(|(_, lists)| lists.iter().map(|l| l.len()).sum::<usize>());
     let mut out = Vec::with_capacity(limit.min(1024));
-    match smallest {
-        None => {
-            let mut seq = after.saturating_add(1);
-            while seq <= index.last_sequence() && out.len() < limit {
-                out.push(seq);
-                seq += 1;
-            }
+    let Some((source, lists)) = smallest else {
+        let mut seq = after.saturating_add(1);
+        while seq <= index.last_sequence() && out.len() < limit {
+            out.push(seq);
+            seq += 1;
         }
-        Some(lists) => merge_after(&lists, after, |seq| {
-            if matches(seq) {
-                out.push(seq);
-            }
-            out.len() < limit
-        }),
-    }
+        return out;
+    };
+    let check_entity = entity_ids.as_ref().filter(|_| source != By::Entity);
+    let check_scope = scope_id.filter(|_| source != By::Scope);
+    let check_kinds = kinds.as_ref().filter(|_| source != By::Kind);
+    let unfiltered = check_entity.is_none() && check_scope.is_none() && check_kinds.is_none();
+    merge_after(&lists, after, |seq| {
+        let keep = unfiltered
+            || index
+                .filter_columns(seq)
+                .is_some_and(|(entity, scope, kind)| {
+                    check_entity.is_none_or(|ids| ids.contains(&entity))
+                        && check_scope.is_none_or(|s| s == scope)
+                        && check_kinds.is_none_or(|ks| ks.contains(&kind))
+                });
+        if keep {
+            out.push(seq);
+        }
+        out.len() < limit
+    });
     out
 }
 

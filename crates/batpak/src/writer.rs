@@ -486,7 +486,6 @@ impl Writer {
             let entry = IndexEntry {
                 sequence: receipt.sequence,
                 id: receipt.event_id,
-                timestamp_ns,
                 kind: draft.kind,
                 version: receipt.version,
                 entity: draft.coordinate.entity(),
