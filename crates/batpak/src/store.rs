@@ -724,4 +724,40 @@ mod fault_tests {
         );
         assert!(matches!(append(&store), Err(Error::Poisoned { .. })));
     }
+
+    #[test]
+    fn readers_do_not_wait_for_an_fsync_and_see_only_durable_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = FaultPlan::new(u64::MAX, u64::MAX);
+        let store = Arc::new(
+            Store::builder(dir.path())
+                .faults(Arc::clone(&plan))
+                .open()
+                .unwrap(),
+        );
+        let first = raw(&store, 1).unwrap();
+        plan.hold_syncs();
+        let appender = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || raw(&store, 2))
+        };
+        // Wait until the second event is written; its fsync is now held.
+        while store.stats().unwrap().written_sequence < 2 {
+            std::thread::yield_now();
+        }
+        // Reads complete while the fsync is in progress, and do not see the event
+        // that a crash could still take back.
+        let stats = store.stats().unwrap();
+        assert_eq!((stats.durable_sequence, stats.visible_sequence), (1, 1));
+        assert_eq!(store.get(first.event_id).unwrap().unwrap().receipt(), first);
+        assert_eq!(store.stream("acct:1").unwrap().len(), 1);
+        assert!(!appender.is_finished(), "the append waits for its fsync");
+        plan.release_syncs();
+        let second = appender.join().unwrap().unwrap();
+        assert_eq!(
+            store.get(second.event_id).unwrap().unwrap().receipt(),
+            second
+        );
+        assert_eq!(store.stats().unwrap().durable_sequence, 2);
+    }
 }

@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
 
 use memmap2::{Mmap, MmapOptions};
 use std::sync::Arc;
@@ -12,10 +13,13 @@ use std::sync::Arc;
 use crate::error::{io_err, Result};
 
 /// Injected failures: each budget counts the calls that still succeed.
+/// A test can also hold every fsync until it releases them.
 #[derive(Debug)]
 pub(crate) struct FaultPlan {
     syncs_left: AtomicU64,
     writes_left: AtomicU64,
+    hold: Mutex<bool>,
+    released: Condvar,
 }
 
 impl FaultPlan {
@@ -25,7 +29,29 @@ impl FaultPlan {
         Arc::new(FaultPlan {
             syncs_left: AtomicU64::new(syncs),
             writes_left: AtomicU64::new(writes),
+            hold: Mutex::new(false),
+            released: Condvar::new(),
         })
+    }
+
+    /// From now on every fsync blocks until `release_syncs`.
+    #[cfg(test)]
+    pub(crate) fn hold_syncs(&self) {
+        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+
+    /// Lets held and later fsyncs proceed.
+    #[cfg(test)]
+    pub(crate) fn release_syncs(&self) {
+        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        self.released.notify_all();
+    }
+
+    fn wait_while_held(&self) {
+        let mut held = self.hold.lock().unwrap_or_else(|p| p.into_inner());
+        while *held {
+            held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
+        }
     }
 
     fn take(budget: &AtomicU64) -> bool {
@@ -164,6 +190,7 @@ impl SegmentFile {
     /// fdatasync.
     pub(crate) fn sync(&self) -> Result<()> {
         if let Some(f) = &self.faults {
+            f.wait_while_held();
             if !FaultPlan::take(&f.syncs_left) {
                 return Err(io_err("fsync segment", &self.path)(injected("fsync")));
             }
