@@ -14,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::chain::{self, Hash, Random};
 use crate::coordinate::Coordinate;
@@ -28,8 +28,12 @@ use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
+use crate::segment::io::SegmentFile;
 use crate::segment::writer::ActiveSegment;
 use crate::segment::{Location, SegmentSet, MAX_OFFSET, MAX_SEGMENT_NUMBER};
+
+/// The longest a sync leader waits for more appends to join its sync.
+const MAX_LINGER: Duration = Duration::from_micros(500);
 
 /// One event to append, its payload already encoded.
 #[derive(Debug)]
@@ -68,8 +72,6 @@ struct State {
     random: Random,
     heads: HashMap<Box<str>, Head>,
     idempotency: HashMap<[u8; 16], u64>,
-    /// Written but not yet visible (only under `SyncPolicy::Always`), in sequence order.
-    unpublished: VecDeque<OwnedEntry>,
     frames: Vec<u8>,
 }
 
@@ -77,6 +79,11 @@ struct State {
 struct Durability {
     durable: u64,
     syncing: bool,
+    /// `appends` as the last sync captured it, and how many appends that sync covered.
+    captured_appends: u64,
+    last_round_appends: u64,
+    /// How long the last sync took.
+    last_sync: Duration,
 }
 
 /// The only code that mutates segment files.
@@ -89,6 +96,13 @@ pub(crate) struct Writer {
     durability: Mutex<Durability>,
     durable_changed: Condvar,
     written: AtomicU64,
+    /// Append calls that have written their records (a batch counts once).
+    appends: AtomicU64,
+    /// Written but not yet visible (only under `SyncPolicy::Always`), in sequence order.
+    /// Lock order: state, then unpublished, then index.
+    unpublished: Mutex<VecDeque<OwnedEntry>>,
+    /// The segment being appended to, for sync leaders (who never take the state lock).
+    active_file: Mutex<Arc<SegmentFile>>,
     poison: OnceLock<String>,
     index: Arc<RwLock<Index>>,
     segments: Arc<SegmentSet>,
@@ -109,6 +123,7 @@ impl Writer {
     ) -> Result<Self> {
         let random = Random::from_os().map_err(crate::error::io_err("seed randomness", &dir))?;
         let last_written = resume.next_sequence - 1;
+        let active_file = Mutex::new(Arc::clone(&resume.active.file));
         Ok(Writer {
             dir,
             policy,
@@ -121,15 +136,17 @@ impl Writer {
                 random,
                 heads: HashMap::new(),
                 idempotency: resume.idempotency,
-                unpublished: VecDeque::new(),
                 frames: Vec::new(),
             }),
             durability: Mutex::new(Durability {
                 durable: last_written,
-                syncing: false,
+                ..Durability::default()
             }),
             durable_changed: Condvar::new(),
             written: AtomicU64::new(last_written),
+            appends: AtomicU64::new(0),
+            unpublished: Mutex::new(VecDeque::new()),
+            active_file,
             poison: OnceLock::new(),
             index,
             segments,
@@ -164,27 +181,23 @@ impl Writer {
     pub(crate) fn append(&self, drafts: &[Draft<'_>], batch: bool) -> Result<Vec<AppendReceipt>> {
         let keys = validate(drafts, batch)?;
         self.check_poison()?;
-        let mut state = lock(&self.state);
-        self.check_poison()?;
-        if let Some(receipts) = self.idempotent_replay(&mut state, drafts, &keys)? {
-            let last = receipts.iter().map(|r| r.sequence).max().unwrap_or(0);
-            drop(state);
-            if self.policy == SyncPolicy::Always {
-                self.wait_durable(last)?;
+        let (receipts, fresh) = {
+            let mut state = lock(&self.state);
+            self.check_poison()?;
+            match self.idempotent_replay(&mut state, drafts, &keys)? {
+                Some(originals) => (originals, false),
+                None => (self.write_new(&mut state, drafts, &keys)?, true),
             }
-            return Ok(receipts);
-        }
-        let receipts = self.write_new(&mut state, drafts, &keys)?;
-        drop(state);
-        let last = receipts.last().map_or(0, |r| r.sequence);
+        };
+        let last = receipts.iter().map(|r| r.sequence).max().unwrap_or(0);
         match self.policy {
             SyncPolicy::Always => self.wait_durable(last)?,
-            SyncPolicy::EveryN(n) => {
-                if last.saturating_sub(self.durable()) >= u64::from(n) {
-                    self.wait_durable(last)?;
-                }
+            SyncPolicy::EveryN(n)
+                if fresh && last.saturating_sub(self.durable()) >= u64::from(n) =>
+            {
+                self.wait_durable(last)?;
             }
-            SyncPolicy::Interval(_) | SyncPolicy::Never => {}
+            _ => {}
         }
         Ok(receipts)
     }
@@ -215,10 +228,10 @@ impl Writer {
                         .map(|s| (d.options.idempotency_key.clone().unwrap_or_default(), s))
                 });
                 let (key, seq) = first_seen.unwrap_or((text, 0));
-                let original = self.read_written(state, seq)?.id;
+                let original = self.read_written(seq)?.id;
                 return Err(Error::IdempotencyConflict { key, original });
             };
-            let stored = self.read_written(state, seq)?;
+            let stored = self.read_written(seq)?;
             let cause = match draft.options.causation {
                 Some(Cause::Event(id)) => Some(id),
                 Some(Cause::BatchItem(j)) => replayed.get(j).copied(),
@@ -249,7 +262,7 @@ impl Writer {
             .iter()
             .enumerate()
             .all(|(i, r)| r.sequence == first + i as u64);
-        let starts_append = first == 1 || !self.read_written(state, first - 1)?.batch_continues;
+        let starts_append = first == 1 || !self.read_written(first - 1)?.batch_continues;
         if !(consecutive && starts_append) {
             return Err(Error::IdempotencyConflict {
                 key: drafts[0]
@@ -264,26 +277,31 @@ impl Writer {
     }
 
     /// Reads an event the writer has written, visible or not.
-    fn read_written(&self, state: &State, sequence: u64) -> Result<WrittenEvent> {
-        let location = match self
-            .index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .location(sequence)
-        {
-            Some(loc) => loc,
-            None => state
-                .unpublished
-                .iter()
-                .find(|e| e.sequence == sequence)
-                .map(|e| e.location)
-                .ok_or_else(|| Error::Corrupt {
-                    path: self.dir.clone(),
-                    offset: 0,
-                    detail: format!("sequence {sequence} is neither visible nor pending"),
-                })?,
-        };
-        self.read_at(location)
+    fn read_written(&self, sequence: u64) -> Result<WrittenEvent> {
+        let location =
+            self.find_written(|e| e.sequence == sequence, |index| index.location(sequence));
+        match location {
+            Some(location) => self.read_at(location),
+            None => Err(Error::Corrupt {
+                path: self.dir.clone(),
+                offset: 0,
+                detail: format!("sequence {sequence} is neither visible nor pending"),
+            }),
+        }
+    }
+
+    /// Looks among unpublished entries, then in the index, holding the unpublished lock
+    /// throughout so a sync leader cannot move an entry between the two looks.
+    fn find_written(
+        &self,
+        pending: impl Fn(&OwnedEntry) -> bool,
+        visible: impl FnOnce(&Index) -> Option<Location>,
+    ) -> Option<Location> {
+        let unpublished = lock(&self.unpublished);
+        if let Some(e) = unpublished.iter().find(|e| pending(e)) {
+            return Some(e.location);
+        }
+        visible(&self.index.read().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn read_at(&self, location: Location) -> Result<WrittenEvent> {
@@ -325,7 +343,7 @@ impl Writer {
         let Some((version, seq)) = found else {
             return Ok(None);
         };
-        let event = self.read_written(state, seq)?;
+        let event = self.read_written(seq)?;
         let head = Head {
             version,
             hash: event.receipt.event_hash,
@@ -334,13 +352,12 @@ impl Writer {
         Ok(Some(head))
     }
 
-    fn cause_exists(&self, state: &State, id: EventId) -> bool {
-        self.index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .sequence_of(id)
-            .is_some()
-            || state.unpublished.iter().any(|e| e.id == id)
+    fn cause_exists(&self, id: EventId) -> bool {
+        self.find_written(
+            |e| e.id == id,
+            |index| index.sequence_of(id).and_then(|seq| index.location(seq)),
+        )
+        .is_some()
     }
 
     fn write_new(
@@ -366,7 +383,7 @@ impl Writer {
                 });
             }
             if let Some(Cause::Event(id)) = draft.options.causation {
-                if !self.cause_exists(state, id) {
+                if !self.cause_exists(id) {
                     return Err(Error::UnknownCausation { causation: id });
                 }
             }
@@ -506,11 +523,12 @@ impl Writer {
                         detail,
                     })
                 })?,
-                None => state.unpublished.push_back(OwnedEntry::from_entry(&entry)),
+                None => lock(&self.unpublished).push_back(OwnedEntry::from_entry(&entry)),
             }
         }
         drop(index);
         self.written.store(last, Ordering::Release);
+        self.appends.fetch_add(1, Ordering::Release);
         Ok(receipts)
     }
 
@@ -526,6 +544,7 @@ impl Writer {
                 });
             }
             active.rotate(&self.dir, state.next_sequence)?;
+            *lock(&self.active_file) = Arc::clone(&active.file);
             self.segments
                 .insert(active.number, Arc::clone(&active.file));
         }
@@ -556,12 +575,34 @@ impl Writer {
                 continue;
             }
             d.syncing = true;
+            // Linger: the appenders the last sync released are likely to append again
+            // at once. Waiting (at most one sync's time) until as many appends as it
+            // covered have been written lets this sync cover them too, instead of
+            // leaving them a whole round to wait. One thread alone never waits, and
+            // only `Always` appenders are waiting on the sync.
+            let goal = d.captured_appends + d.last_round_appends.max(1);
+            let linger = match self.policy {
+                SyncPolicy::Always => d.last_sync.min(MAX_LINGER),
+                _ => Duration::ZERO,
+            };
             drop(d);
+            let started = Instant::now();
+            while self.appends.load(Ordering::Acquire) < goal && started.elapsed() < linger {
+                std::thread::yield_now();
+            }
+            let appends = self.appends.load(Ordering::Acquire);
+            let sync_started = Instant::now();
             let result = self.sync_and_publish();
+            let took = sync_started.elapsed();
             d = lock(&self.durability);
             d.syncing = false;
             match result {
-                Ok(target) => d.durable = d.durable.max(target),
+                Ok(target) => {
+                    d.durable = d.durable.max(target);
+                    d.last_round_appends = appends.saturating_sub(d.captured_appends);
+                    d.captured_appends = appends;
+                    d.last_sync = took;
+                }
                 Err(e) => {
                     let e = self.poisoned(e);
                     self.durable_changed.notify_all();
@@ -574,33 +615,25 @@ impl Writer {
 
     /// Syncs everything written so far and makes it visible. Returns the sequence covered.
     fn sync_and_publish(&self) -> Result<u64> {
-        let (target, file) = {
-            let state = lock(&self.state);
-            (state.next_sequence - 1, Arc::clone(&state.active.file))
-        };
-        // Earlier segments were synced when they were rotated out.
+        // `written` first: every record up to it is in the file read next or in an
+        // earlier segment, which was synced when it was rotated out.
+        let target = self.written();
+        let file = Arc::clone(&lock(&self.active_file));
         file.sync()?;
-        let mut state = lock(&self.state);
-        if state
-            .unpublished
-            .front()
-            .is_some_and(|e| e.sequence <= target)
-        {
+        let mut unpublished = lock(&self.unpublished);
+        if unpublished.front().is_some_and(|e| e.sequence <= target) {
             let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            while state
-                .unpublished
-                .front()
-                .is_some_and(|e| e.sequence <= target)
-            {
-                if let Some(entry) = state.unpublished.pop_front() {
-                    index
-                        .insert(&entry.as_entry())
-                        .map_err(|detail| Error::Corrupt {
-                            path: self.dir.clone(),
-                            offset: 0,
-                            detail,
-                        })?;
-                }
+            while unpublished.front().is_some_and(|e| e.sequence <= target) {
+                let Some(entry) = unpublished.pop_front() else {
+                    break;
+                };
+                index
+                    .insert(&entry.as_entry())
+                    .map_err(|detail| Error::Corrupt {
+                        path: self.dir.clone(),
+                        offset: 0,
+                        detail,
+                    })?;
             }
         }
         Ok(target)
