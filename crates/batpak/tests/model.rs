@@ -1271,8 +1271,9 @@ fn config_gen(policy: SyncPolicy) -> impl Strategy<Value = Config> {
 }
 
 proptest! {
+    // 64 cases in the test suite; `MODEL_CASES=<n>` for longer soak runs.
     #![proptest_config(ProptestConfig {
-        cases: 64,
+        cases: std::env::var("MODEL_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(64),
         ..ProptestConfig::default()
     })]
 
