@@ -1,5 +1,6 @@
 //! Byte layouts of everything batpak writes. Pure: no I/O, no clocks.
 
+pub(crate) mod checkpoint;
 pub(crate) mod record;
 pub(crate) mod segment;
 
