@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::format::checkpoint::Checkpoint;
 use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::segment::Location;
@@ -276,6 +277,102 @@ impl Index {
     }
 }
 
+impl Index {
+    /// Copies the columns, names and sparse postings into `c`.
+    pub(crate) fn export(&self, c: &mut Checkpoint) {
+        c.ids = self.ids.iter().map(|id| id.as_u128()).collect();
+        c.locations = self.locations.iter().map(|l| l.to_bits()).collect();
+        c.entity_of.clone_from(&self.entity_of);
+        c.scope_of.clone_from(&self.scope_of);
+        c.kinds = self.kinds.iter().map(|k| k.bits()).collect();
+        c.entity_names = self.entities.names.iter().map(|n| n.to_string()).collect();
+        c.scope_names = self.scopes.names.iter().map(|n| n.to_string()).collect();
+        c.causation = pairs(&self.effects);
+        c.correlation = pairs(&self.correlated);
+    }
+
+    /// Rebuilds an index from checkpoint columns, checking they are consistent.
+    pub(crate) fn import(c: &Checkpoint) -> Result<Index, String> {
+        let n = c.ids.len();
+        if [
+            c.locations.len(),
+            c.entity_of.len(),
+            c.scope_of.len(),
+            c.kinds.len(),
+        ]
+        .iter()
+        .any(|&len| len != n)
+        {
+            return Err("columns have different lengths".into());
+        }
+        let mut ix = Index::default();
+        for name in &c.entity_names {
+            ix.entities.intern(name);
+        }
+        for name in &c.scope_names {
+            ix.scopes.intern(name);
+        }
+        if ix.entities.len() != c.entity_names.len() || ix.scopes.len() != c.scope_names.len() {
+            return Err("a name appears twice".into());
+        }
+        ix.entity_events = vec![Vec::new(); ix.entities.len()];
+        ix.scope_events = vec![Vec::new(); ix.scopes.len()];
+        ix.ids.reserve_exact(n);
+        ix.locations.reserve_exact(n);
+        for i in 0..n {
+            let seq = i as u64 + 1;
+            let id = EventId::from_u128(c.ids[i]);
+            if ix.ids.last().is_some_and(|&last| id <= last) {
+                return Err(format!("event id at sequence {seq} does not increase"));
+            }
+            let (entity, scope) = (c.entity_of[i], c.scope_of[i]);
+            let postings = ix.entity_events.get_mut(entity as usize).ok_or_else(|| {
+                format!("sequence {seq} names entity {entity}, which has no name")
+            })?;
+            postings.push(seq);
+            ix.scope_events
+                .get_mut(scope as usize)
+                .ok_or_else(|| format!("sequence {seq} names scope {scope}, which has no name"))?
+                .push(seq);
+            let kind = EventKind::from_bits(c.kinds[i]);
+            ix.kind_events.entry(kind).or_default().push(seq);
+            if i.is_multiple_of(FENCE_EVERY) {
+                ix.fences.push(id);
+            }
+            ix.ids.push(id);
+            ix.locations.push(Location::from_bits(c.locations[i]));
+            ix.kinds.push(kind);
+        }
+        ix.entity_of.clone_from(&c.entity_of);
+        ix.scope_of.clone_from(&c.scope_of);
+        for (pairs, postings) in [
+            (&c.causation, &mut ix.effects),
+            (&c.correlation, &mut ix.correlated),
+        ] {
+            for &(seq, id) in pairs {
+                if seq == 0 || seq > n as u64 {
+                    return Err(format!("a link names sequence {seq}, outside 1..={n}"));
+                }
+                postings
+                    .entry(EventId::from_u128(id))
+                    .or_default()
+                    .push(seq);
+            }
+        }
+        Ok(ix)
+    }
+}
+
+/// A posting map flattened to (sequence, key) pairs in sequence order.
+fn pairs(map: &HashMap<EventId, Vec<u64>>) -> Vec<(u64, u128)> {
+    let mut out: Vec<(u64, u128)> = map
+        .iter()
+        .flat_map(|(id, seqs)| seqs.iter().map(move |&s| (s, id.as_u128())))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +431,49 @@ mod tests {
         }
         assert_eq!(ix.sequence_of(EventId::from_u128(0)), None);
         assert_eq!(ix.sequence_of(EventId::from_u128(u128::MAX)), None);
+    }
+
+    #[test]
+    fn export_then_import_is_the_same_index() {
+        let mut ix = Index::default();
+        let root = EventId::from_u128(10);
+        for seq in 1..=200u64 {
+            let entity = ["a", "b", "c:1"][(seq % 3) as usize];
+            let version = ix
+                .entities()
+                .get(entity)
+                .map_or(0, |e| ix.entity_events(e).len() as u64);
+            let mut e = entry(seq, entity, version);
+            if seq > 1 && seq % 7 == 0 {
+                e.causation = Some(root);
+            }
+            if seq % 11 == 0 {
+                e.correlation = Some(EventId::from_u128(20));
+            }
+            ix.insert(&e).unwrap();
+        }
+        let mut c = Checkpoint::default();
+        ix.export(&mut c);
+        let back = Index::import(&c).unwrap();
+        fn sorted<K: Ord + Copy>(m: &HashMap<K, Vec<u64>>) -> Vec<(K, Vec<u64>)> {
+            let mut v: Vec<_> = m.iter().map(|(k, s)| (*k, s.clone())).collect();
+            v.sort_by_key(|(k, _)| *k);
+            v
+        }
+        assert!(back.ids == ix.ids && back.fences == ix.fences && back.locations == ix.locations);
+        assert!(
+            back.entity_of == ix.entity_of
+                && back.scope_of == ix.scope_of
+                && back.kinds == ix.kinds
+        );
+        assert!(back.entities.names == ix.entities.names && back.scopes.names == ix.scopes.names);
+        assert!(back.entity_events == ix.entity_events && back.scope_events == ix.scope_events);
+        assert!(sorted(&back.kind_events) == sorted(&ix.kind_events));
+        assert!(sorted(&back.effects) == sorted(&ix.effects));
+        assert!(sorted(&back.correlated) == sorted(&ix.correlated));
+        assert_eq!(back.entities.get("c:1"), ix.entities.get("c:1"));
+        c.entity_of[5] = 99;
+        assert!(Index::import(&c).unwrap_err().contains("entity 99"));
     }
 
     #[test]

@@ -40,6 +40,15 @@ impl Location {
     pub(crate) fn offset(self) -> u64 {
         self.0 & MAX_OFFSET
     }
+
+    /// The packed form stored in checkpoints.
+    pub(crate) fn to_bits(self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn from_bits(bits: u64) -> Self {
+        Location(bits)
+    }
 }
 
 /// The path of segment `number` under the store directory.
