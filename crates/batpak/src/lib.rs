@@ -49,7 +49,7 @@ pub use event::{AppendReceipt, EventPayload, StoredEvent};
 pub use format::{Encoding, MAX_PAYLOAD_LEN};
 pub use id::EventId;
 pub use kind::EventKind;
-pub use open::OpenReport;
+pub use open::{IndexSource, OpenReport};
 pub use options::{AppendOptions, Cause, ExpectedVersion, SyncPolicy};
 pub use query::Region;
 pub use segment::recovery::TailCut;

@@ -1,11 +1,12 @@
 //! Opening a store directory: read every segment, rebuild the index, cut a torn tail.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::error::{io_err, Error, Result};
+use crate::format::checkpoint::Checkpoint;
 use crate::format::record::RecordView;
 use crate::format::segment::{HeaderError, SegmentHeader, HEADER_LEN, SEGMENT_FORMAT_VERSION};
 use crate::id::EventId;
@@ -21,6 +22,8 @@ use crate::writer::Resume;
 pub struct OpenReport {
     /// The directory held no store and a new one was created.
     pub created: bool,
+    /// Where the index came from.
+    pub index: IndexSource,
     /// Segment files read.
     pub segments: usize,
     /// Events loaded into the index.
@@ -31,6 +34,100 @@ pub struct OpenReport {
     pub tail_cut: Option<TailCut>,
     /// Wall time of the open.
     pub duration: Duration,
+}
+
+/// Where open got the index from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IndexSource {
+    /// The checkpoint, covering this many events; the rest came from the segment tail.
+    Checkpoint {
+        /// Events the checkpoint held.
+        events: u64,
+    },
+    /// Every segment was scanned.
+    Rebuilt {
+        /// Why the checkpoint was not used (missing, damaged, stale, foreign, ...).
+        reason: String,
+    },
+}
+
+/// The checkpoint file under the store directory.
+pub(crate) const CHECKPOINT_FILE: &str = "index.ckpt";
+
+/// Reads the checkpoint and checks it against the segment files without scanning
+/// them: the same store, every covered segment present with the recorded length, and
+/// the last covered record where the checkpoint says, with its sequence and id. The
+/// error is the reason to rebuild instead.
+fn read_checkpoint(
+    dir: &Path,
+    files: &[(u64, PathBuf)],
+) -> std::result::Result<Checkpoint, String> {
+    let path = dir.join(CHECKPOINT_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no checkpoint".into()),
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let c = Checkpoint::decode(&bytes).map_err(|e| format!("checkpoint unusable: {e}"))?;
+    let recorded: Vec<u64> = c.segments.iter().map(|(n, _)| *n).collect();
+    let present: Vec<u64> = files.iter().take(recorded.len()).map(|(n, _)| *n).collect();
+    if recorded != present || recorded.last() != Some(&c.segment) {
+        return Err(format!(
+            "checkpoint covers segments {recorded:?}, the directory has {present:?} there"
+        ));
+    }
+    for ((number, len), (_, file)) in c.segments.iter().zip(files) {
+        let actual = std::fs::metadata(file)
+            .map_err(|e| format!("cannot stat {}: {e}", file.display()))?
+            .len();
+        let fits = if *number == c.segment {
+            actual >= *len
+        } else {
+            actual == *len
+        };
+        if !fits {
+            return Err(format!(
+                "segment {number} is {actual} bytes, the checkpoint recorded {len}: it is stale or the segments changed"
+            ));
+        }
+    }
+    let first = files.first().map(|(_, p)| p).ok_or("no segments")?;
+    let mut header = [0u8; HEADER_LEN];
+    let header = std::fs::File::open(first)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
+        .ok()
+        .and_then(|()| SegmentHeader::decode(&header).ok())
+        .ok_or_else(|| format!("cannot read the header of {}", first.display()))?;
+    if header.store_id != c.store_id {
+        return Err("checkpoint belongs to another store (store id differs)".into());
+    }
+    if let (Some(&last), Some(&loc)) = (c.ids.last(), c.locations.last()) {
+        let loc = Location::from_bits(loc);
+        let n = c.ids.len() as u64;
+        let (_, file) = files
+            .iter()
+            .find(|(number, _)| *number == loc.segment())
+            .ok_or_else(|| {
+                format!(
+                    "last covered event is in segment {}, which is missing",
+                    loc.segment()
+                )
+            })?;
+        let seg = SegmentFile::open(file, false, 0, None).map_err(|e| e.to_string())?;
+        let ok = crate::segment::reader::with_record(&seg, loc.offset(), |view| {
+            let end = loc.offset() + crate::format::record::frame_len_of(view) as u64;
+            Ok(view.header.sequence == n
+                && view.header.id.as_u128() == last
+                && last == c.last_id
+                && (loc.segment() != c.segment || end == c.offset))
+        })
+        .map_err(|e| format!("last covered event does not read back: {e}"))?;
+        if !ok {
+            return Err("the segments disagree with the checkpoint about its last event".into());
+        }
+    }
+    Ok(c)
 }
 
 /// The loaded state of a directory.
@@ -81,6 +178,28 @@ pub(crate) fn load(
         next_sequence: 1,
         ..Progress::default()
     };
+    // Load the checkpoint if it agrees with the segments; otherwise rebuild from them.
+    let mut covered: Option<(u64, u64)> = None;
+    let index_source = match read_checkpoint(dir, &files) {
+        Ok(c) => {
+            index = Index::import(&c).map_err(|detail| Error::Corrupt {
+                path: dir.join(CHECKPOINT_FILE),
+                offset: 0,
+                detail,
+            })?;
+            progress = Progress {
+                next_sequence: index.last_sequence() + 1,
+                last_timestamp_ns: c.last_timestamp_ns,
+                last_id: (!c.ids.is_empty()).then(|| EventId::from_u128(c.last_id)),
+                idempotency: c.idempotency.iter().copied().collect(),
+            };
+            covered = Some((c.segment, c.offset));
+            IndexSource::Checkpoint {
+                events: index.last_sequence(),
+            }
+        }
+        Err(reason) => IndexSource::Rebuilt { reason },
+    };
     let mut store_id: Option<[u8; 16]> = None;
     let mut bytes_scanned = 0;
     let mut tail_cut = None;
@@ -91,9 +210,32 @@ pub(crate) fn load(
         let writable = is_last && !read_only;
         let capacity = if writable { segment_size } else { 0 };
         let file = SegmentFile::open(path, writable, capacity, faults.clone())?;
-        let bytes = file.read_all()?;
-        bytes_scanned += bytes.len() as u64;
-        let header = match SegmentHeader::decode(&bytes) {
+        // A segment the checkpoint covers whole needs only its header read; the
+        // watermark segment is scanned from the watermark; later ones from the start.
+        let (start, whole) = match covered {
+            Some((segment, _)) if *number < segment => (None, false),
+            Some((segment, offset)) if *number == segment => (Some(offset), true),
+            _ => (Some(HEADER_LEN as u64), true),
+        };
+        let owned;
+        let bytes: &[u8] = match (whole, file.mapped_from(0)) {
+            (true, Some(mapped)) => mapped,
+            (true, None) => {
+                owned = file.read_all()?;
+                &owned
+            }
+            (false, _) => {
+                let mut header = vec![0u8; HEADER_LEN];
+                let n = file.read_at(&mut header, 0)?;
+                header.truncate(n);
+                owned = header;
+                &owned
+            }
+        };
+        bytes_scanned += start.map_or(bytes.len() as u64, |s| {
+            (bytes.len() as u64).saturating_sub(s)
+        });
+        let header = match SegmentHeader::decode(bytes) {
             Ok(h) => h,
             Err(HeaderError::Incomplete) if is_last => {
                 // Crashed while creating this segment: it never held a record.
@@ -136,14 +278,25 @@ pub(crate) fn load(
             "segment belongs to another store (store id differs)".into(),
         )?;
         store_id = Some(header.store_id);
-        expect(
-            header.first_sequence == progress.next_sequence,
-            format!(
-                "segment starts at sequence {}, expected {}",
-                header.first_sequence, progress.next_sequence
-            ),
-        )?;
-        let outcome = scan(path, &bytes, HEADER_LEN, is_last, |view, offset| {
+        let Some(start) = start else {
+            // Covered by the checkpoint, which checked the length.
+            let file = Arc::new(file);
+            let len = file.len();
+            segments.insert(*number, Arc::clone(&file));
+            active = Some((file, *number, len));
+            continue;
+        };
+        if start == HEADER_LEN as u64 {
+            expect(
+                header.first_sequence == progress.next_sequence,
+                format!(
+                    "segment starts at sequence {}, expected {}",
+                    header.first_sequence, progress.next_sequence
+                ),
+            )?;
+        }
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let outcome = scan(path, bytes, start, is_last, |view, offset| {
             admit(
                 &mut index,
                 &mut progress,
@@ -207,6 +360,7 @@ pub(crate) fn load(
     };
     let report = OpenReport {
         created,
+        index: index_source,
         segments: segments.count(),
         events: index.last_sequence(),
         bytes_scanned,

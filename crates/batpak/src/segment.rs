@@ -136,6 +136,16 @@ impl SegmentSet {
             .cloned()
     }
 
+    /// (number, length) of every segment up to and including `last`.
+    pub(crate) fn lengths_up_to(&self, last: u64) -> Vec<(u64, u64)> {
+        self.files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .range(..=last)
+            .map(|(n, f)| (*n, f.len()))
+            .collect()
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.files.read().unwrap_or_else(|p| p.into_inner()).len()
     }

@@ -383,7 +383,10 @@ impl Store {
             flusher.stop();
         }
         match self.writer.take() {
-            Some(w) => w.sync(),
+            Some(w) => {
+                w.sync()?;
+                w.write_checkpoint()
+            }
             None => Ok(()),
         }
     }

@@ -20,6 +20,7 @@ use crate::chain::{self, Hash, Random};
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
 use crate::event::AppendReceipt;
+use crate::format::checkpoint::Checkpoint;
 use crate::format::record::{
     self, Encoding, RecordDraft, RecordHeader, FLAG_BATCH_CONTINUES, MAX_PAYLOAD_LEN,
 };
@@ -27,8 +28,9 @@ use crate::format::segment::HEADER_LEN;
 use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
+use crate::open::CHECKPOINT_FILE;
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
-use crate::segment::io::SegmentFile;
+use crate::segment::io::{replace_file, SegmentFile};
 use crate::segment::writer::ActiveSegment;
 use crate::segment::{Location, SegmentSet, MAX_OFFSET, MAX_SEGMENT_NUMBER};
 
@@ -637,6 +639,33 @@ impl Writer {
             }
         }
         Ok(target)
+    }
+
+    /// Writes the index checkpoint for everything written so far. Call after `sync`:
+    /// when some written event is not yet visible, nothing is written.
+    pub(crate) fn write_checkpoint(&self) -> Result<()> {
+        self.check_poison()?;
+        let bytes = {
+            let state = lock(&self.state);
+            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            if index.last_sequence() + 1 != state.next_sequence {
+                return Ok(());
+            }
+            let mut c = Checkpoint {
+                store_id: state.active.store_id(),
+                segment: state.active.number,
+                offset: state.active.len,
+                last_timestamp_ns: state.last_timestamp_ns,
+                last_id: state.ids.last().map_or(0, EventId::as_u128),
+                segments: self.segments.lengths_up_to(state.active.number),
+                ..Checkpoint::default()
+            };
+            index.export(&mut c);
+            c.idempotency = state.idempotency.iter().map(|(k, s)| (*k, *s)).collect();
+            c.idempotency.sort_unstable_by_key(|&(_, seq)| seq);
+            c.encode()
+        };
+        replace_file(&self.dir, CHECKPOINT_FILE, &bytes)
     }
 
     /// Makes everything written so far durable (and visible).

@@ -6,7 +6,10 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use batpak::{AppendOptions, AppendReceipt, Coordinate, Error, EventKind, RawPayload, Store};
+use batpak::{
+    AppendOptions, AppendReceipt, Coordinate, Error, EventId, EventKind, IndexSource, RawPayload,
+    Store,
+};
 
 fn segments(dir: &Path) -> Vec<PathBuf> {
     let mut files: Vec<_> = fs::read_dir(dir.join("segments"))
@@ -64,13 +67,29 @@ fn frame_offsets(path: &Path) -> Vec<u64> {
     out
 }
 
+/// Damage to a record the checkpoint covers is found when the event is read (open
+/// trusts the checkpoint for those bytes); without the checkpoint, open finds it.
+/// Either way the error names the file and the record's offset.
+fn expect_damage_found(dir: &Path, seg: &Path, offset: u64, damaged: EventId) {
+    let store = Store::open_read_only(dir).unwrap();
+    assert!(matches!(
+        store.open_report().index,
+        IndexSource::Checkpoint { .. }
+    ));
+    expect_corrupt(store.get(damaged).unwrap_err(), seg, offset);
+    drop(store);
+    let ckpt = dir.join("index.ckpt");
+    let saved = fs::read(&ckpt).unwrap();
+    fs::remove_file(&ckpt).unwrap();
+    expect_corrupt(Store::open(dir).unwrap_err(), seg, offset);
+    fs::write(&ckpt, saved).unwrap();
+}
+
 #[test]
-fn flipped_byte_in_an_earlier_record_fails_open_with_file_and_offset() {
+fn flipped_byte_in_an_earlier_record_is_named_by_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    for i in 0..5 {
-        append(&store, i);
-    }
+    let receipts: Vec<_> = (0..5).map(|i| append(&store, i)).collect();
     store.close().unwrap();
     let seg = segments(dir.path()).pop().unwrap();
     let offsets = frame_offsets(&seg);
@@ -79,8 +98,7 @@ fn flipped_byte_in_an_earlier_record_fails_open_with_file_and_offset() {
     for at in offsets[1]..offsets[2] {
         fs::write(&seg, &original).unwrap();
         flip(&seg, at);
-        let err = Store::open(dir.path()).unwrap_err();
-        expect_corrupt(err, &seg, offsets[1]);
+        expect_damage_found(dir.path(), &seg, offsets[1], receipts[1].event_id);
         assert_eq!(
             fs::read(&seg).unwrap().len(),
             original.len(),
@@ -92,15 +110,13 @@ fn flipped_byte_in_an_earlier_record_fails_open_with_file_and_offset() {
 }
 
 #[test]
-fn flipped_byte_in_an_earlier_segment_fails_open() {
+fn flipped_byte_in_an_earlier_segment_is_named_by_file_and_offset() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::builder(dir.path())
         .segment_size(4096)
         .open()
         .unwrap();
-    for i in 0..20 {
-        append(&store, i);
-    }
+    let receipts: Vec<_> = (0..20).map(|i| append(&store, i)).collect();
     store.close().unwrap();
     let segs = segments(dir.path());
     assert!(segs.len() >= 3, "rotation happened: {segs:?}");
@@ -109,8 +125,8 @@ fn flipped_byte_in_an_earlier_segment_fails_open() {
     // Damage to the last record of a non-final segment is corruption, not a torn tail.
     let last = *offsets.last().unwrap();
     flip(first, last + 100);
-    let err = Store::open(dir.path()).unwrap_err();
-    expect_corrupt(err, first, last);
+    let damaged = receipts[offsets.len() - 1].event_id;
+    expect_damage_found(dir.path(), first, last, damaged);
 }
 
 #[test]

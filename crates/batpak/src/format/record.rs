@@ -281,6 +281,21 @@ fn u16_of(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
+/// The length of the frame a decoded record came from.
+pub(crate) fn frame_len_of(view: &RecordView<'_>) -> usize {
+    let payload = match view.payload {
+        PayloadField::Present { bytes, .. } => SALT_LEN + bytes.len(),
+        PayloadField::Redacted { .. } => DIGEST_LEN,
+    };
+    FIXED_LEN
+        + optional_len(view.header.causation.is_some())
+        + optional_len(view.header.correlation.is_some())
+        + optional_len(view.header.idempotency.is_some())
+        + view.entity.len()
+        + view.scope.len()
+        + payload
+}
+
 /// Reads the frame length from the prefix, if enough bytes are present.
 pub(crate) fn peek_frame_len(buf: &[u8]) -> Option<usize> {
     let bytes = buf.get(LEN_OFFSET..LEN_OFFSET + 4)?;

@@ -242,6 +242,20 @@ fn map(file: &File, capacity: u64) -> Option<Mmap> {
     unsafe { MmapOptions::new().len(len).map(file) }.ok()
 }
 
+/// Replaces `dir/name` with `bytes` atomically: write a temporary file, fsync it,
+/// rename it over the old one, fsync the directory.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = dir.join(format!("{name}.tmp"));
+    let target = dir.join(name);
+    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+    f.write_all(bytes).map_err(io_err("write", &tmp))?;
+    f.sync_all().map_err(io_err("fsync", &tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &target).map_err(io_err("rename", &target))?;
+    sync_dir(dir)
+}
+
 /// fsyncs a directory so a created, renamed or removed entry survives a crash.
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
     File::open(path)

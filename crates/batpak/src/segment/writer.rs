@@ -76,6 +76,11 @@ impl ActiveSegment {
         })
     }
 
+    /// The id shared by the store's segments.
+    pub(crate) fn store_id(&self) -> [u8; 16] {
+        self.store_id
+    }
+
     /// Writes `frames` at the end. Returns the offset they start at.
     pub(crate) fn append(&mut self, frames: &[u8]) -> Result<u64> {
         let offset = self.len;
