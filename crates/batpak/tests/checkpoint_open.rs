@@ -14,7 +14,7 @@ use batpak::{
 fn append(store: &Store, i: u32) {
     let c = Coordinate::new(format!("acct:{}", i % 5), format!("t{}", i % 2)).unwrap();
     let mut opts = AppendOptions::default();
-    if i % 4 == 0 {
+    if i.is_multiple_of(4) {
         opts = opts.idempotency_key(format!("key-{i}"));
     }
     store
