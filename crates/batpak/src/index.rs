@@ -3,6 +3,7 @@
 //! Pure data: built from decoded record headers, no I/O.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::format::checkpoint::Checkpoint;
@@ -107,6 +108,26 @@ impl Interner {
 
 const FENCE_EVERY: usize = 64;
 
+/// Kinds are 16-bit numbers: hash them with a multiply, not SipHash per event.
+#[derive(Default)]
+pub(crate) struct KindHasher(u64);
+
+impl Hasher for KindHasher {
+    fn finish(&self) -> u64 {
+        self.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | u64::from(b);
+        }
+    }
+
+    fn write_u16(&mut self, n: u16) {
+        self.0 = u64::from(n);
+    }
+}
+
 /// Index of every visible event. Sequences are dense from 1, so the columns are
 /// plain vectors at position `sequence - 1`. Versions are not stored: an event's
 /// version is its position in its entity's posting list.
@@ -124,7 +145,7 @@ pub(crate) struct Index {
     scopes: Interner,
     entity_events: Vec<Vec<u64>>,
     scope_events: Vec<Vec<u64>>,
-    kind_events: HashMap<EventKind, Vec<u64>>,
+    kind_events: HashMap<EventKind, Vec<u64>, BuildHasherDefault<KindHasher>>,
     effects: HashMap<EventId, Vec<u64>>,
     correlated: HashMap<EventId, Vec<u64>>,
 }
@@ -455,7 +476,7 @@ mod tests {
         let mut c = Checkpoint::default();
         ix.export(&mut c);
         let back = Index::import(&c).unwrap();
-        fn sorted<K: Ord + Copy>(m: &HashMap<K, Vec<u64>>) -> Vec<(K, Vec<u64>)> {
+        fn sorted<K: Ord + Copy, S>(m: &HashMap<K, Vec<u64>, S>) -> Vec<(K, Vec<u64>)> {
             let mut v: Vec<_> = m.iter().map(|(k, s)| (*k, s.clone())).collect();
             v.sort_by_key(|(k, _)| *k);
             v

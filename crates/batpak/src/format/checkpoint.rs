@@ -192,18 +192,14 @@ impl Checkpoint {
             c.segments.push((r.u64()?, r.u64()?));
         }
         // Check the column sizes up front so a bad count cannot make us allocate wildly.
-        let columns = n
-            .checked_mul(16 + 8 + 4 + 4 + 2)
+        n.checked_mul(16 + 8 + 4 + 4 + 2)
             .filter(|&len| len <= body.len() - r.at)
             .ok_or_else(|| format!("{n} events do not fit in the body"))?;
-        let _ = columns;
-        c.ids = (0..n)
-            .map(|_| r.array::<16>().map(u128::from_be_bytes))
-            .collect::<Result<_, _>>()?;
-        c.locations = (0..n).map(|_| r.u64()).collect::<Result<_, _>>()?;
-        c.entity_of = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
-        c.scope_of = (0..n).map(|_| r.u32()).collect::<Result<_, _>>()?;
-        c.kinds = (0..n).map(|_| r.u16()).collect::<Result<_, _>>()?;
+        c.ids = column(r.take(n * 16)?, u128::from_be_bytes);
+        c.locations = column(r.take(n * 8)?, u64::from_le_bytes);
+        c.entity_of = column(r.take(n * 4)?, u32::from_le_bytes);
+        c.scope_of = column(r.take(n * 4)?, u32::from_le_bytes);
+        c.kinds = column(r.take(n * 2)?, u16::from_le_bytes);
         c.entity_names = r.names()?;
         c.scope_names = r.names()?;
         c.causation = r.id_pairs()?;
@@ -220,6 +216,18 @@ impl Checkpoint {
         }
         Ok(c)
     }
+}
+
+/// Decodes a column of fixed-size values.
+fn column<T, const N: usize>(bytes: &[u8], decode: impl Fn([u8; N]) -> T) -> Vec<T> {
+    bytes
+        .chunks_exact(N)
+        .map(|chunk| {
+            let mut a = [0u8; N];
+            a.copy_from_slice(chunk);
+            decode(a)
+        })
+        .collect()
 }
 
 fn put_u32(out: &mut Vec<u8>, n: usize) {

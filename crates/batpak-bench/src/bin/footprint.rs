@@ -1,0 +1,128 @@
+//! Footprint at scale: disk bytes per event (every file in the store directory),
+//! open time from a checkpoint and by a full rebuild, and resident memory with the
+//! store open, for N events of the benchmark payload (default 1,000,000), beside the
+//! SQLite baseline's file sizes for the same events.
+//!
+//! `cargo run --release -p batpak-bench --bin footprint [-- N]`
+
+use std::path::Path;
+use std::time::Instant;
+
+use batpak::{AppendOptions, Batch, Coordinate, IndexSource, Store, SyncPolicy};
+use batpak_bench::{entity_name, OrderPlaced, SqliteJournal, Synchronous, ENTITIES, SCOPE};
+
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let meta = match entry.metadata() {
+            Ok(m) => m,
+            Err(_) => continue,
+        };
+        total += if meta.is_dir() {
+            dir_bytes(&entry.path())
+        } else {
+            meta.len()
+        };
+    }
+    total
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map_or(Ok(1_000_000), |s| s.parse())?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("store");
+    let coords: Vec<Coordinate> = (0..ENTITIES)
+        .map(|i| Coordinate::new(entity_name(i), SCOPE))
+        .collect::<Result<_, _>>()?;
+    let payloads: Vec<OrderPlaced> = (0..ENTITIES as u64).map(OrderPlaced::sample).collect();
+
+    let started = Instant::now();
+    {
+        let store = Store::builder(&dir).sync_policy(SyncPolicy::Never).open()?;
+        let mut i = 0;
+        while i < n {
+            let mut batch = Batch::new();
+            for _ in 0..1000.min(n - i) {
+                let e = i % ENTITIES;
+                batch.push(&coords[e], &payloads[e], AppendOptions::default())?;
+                i += 1;
+            }
+            store.append_batch(&batch)?;
+        }
+        store.close()?;
+    }
+    println!("filled {n} events in {:?}", started.elapsed());
+    let disk = dir_bytes(&dir);
+    let ckpt = std::fs::metadata(dir.join("index.ckpt"))?.len();
+    println!(
+        "disk: {disk} bytes = {:.1} bytes/event (checkpoint {:.1} bytes/event)",
+        disk as f64 / n as f64,
+        ckpt as f64 / n as f64
+    );
+
+    let rss_before = rss_bytes();
+    let started = Instant::now();
+    let store = Store::open(&dir)?;
+    let took = started.elapsed();
+    assert!(matches!(
+        store.open_report().index,
+        IndexSource::Checkpoint { .. }
+    ));
+    let rss_after = rss_bytes();
+    println!(
+        "open from checkpoint: {took:?}; resident memory grew {} bytes = {:.1} bytes/event",
+        rss_after.saturating_sub(rss_before),
+        rss_after.saturating_sub(rss_before) as f64 / n as f64
+    );
+    drop(store);
+    for _ in 0..2 {
+        let started = Instant::now();
+        let store = Store::open_read_only(&dir)?;
+        println!(
+            "open from checkpoint (read-only, warm): {:?}",
+            started.elapsed()
+        );
+        drop(store);
+    }
+
+    std::fs::remove_file(dir.join("index.ckpt"))?;
+    let started = Instant::now();
+    let store = Store::open_read_only(&dir)?;
+    println!(
+        "open by full rebuild (no checkpoint): {:?}",
+        started.elapsed()
+    );
+    drop(store);
+
+    let db_path = tmp.path().join("sqlite.db");
+    let mut db = SqliteJournal::open(&db_path, Synchronous::Off)?;
+    let mut i = 0;
+    while i < n {
+        let items: Vec<(&str, &OrderPlaced)> = (0..1000.min(n - i))
+            .map(|k| {
+                let e = (i + k) % ENTITIES;
+                (coords[e].entity(), &payloads[e])
+            })
+            .collect();
+        i += items.len();
+        db.append_batch(SCOPE, &items)?;
+    }
+    drop(db);
+    let sqlite = dir_bytes(tmp.path()) - dir_bytes(&dir);
+    println!(
+        "sqlite: {sqlite} bytes = {:.1} bytes/event",
+        sqlite as f64 / n as f64
+    );
+    Ok(())
+}
