@@ -299,17 +299,29 @@ impl Index {
 }
 
 impl Index {
-    /// Copies the columns, names and sparse postings into `c`.
-    pub(crate) fn export(&self, c: &mut Checkpoint) {
-        c.ids = self.ids.iter().map(|id| id.as_u128()).collect();
-        c.locations = self.locations.iter().map(|l| l.to_bits()).collect();
-        c.entity_of.clone_from(&self.entity_of);
-        c.scope_of.clone_from(&self.scope_of);
-        c.kinds = self.kinds.iter().map(|k| k.bits()).collect();
-        c.entity_names = self.entities.names.iter().map(|n| n.to_string()).collect();
-        c.scope_names = self.scopes.names.iter().map(|n| n.to_string()).collect();
-        c.causation = pairs(&self.effects);
-        c.correlation = pairs(&self.correlated);
+    /// Copies the columns, names and sparse postings of sequences `1..=upto` into `c`.
+    /// Names are interned in order of first appearance, so the names those events use
+    /// are a prefix of the name table.
+    pub(crate) fn export(&self, c: &mut Checkpoint, upto: u64) {
+        let n = usize::try_from(upto)
+            .unwrap_or(usize::MAX)
+            .min(self.ids.len());
+        c.ids = self.ids[..n].iter().map(|id| id.as_u128()).collect();
+        c.locations = self.locations[..n].iter().map(|l| l.to_bits()).collect();
+        c.entity_of = self.entity_of[..n].to_vec();
+        c.scope_of = self.scope_of[..n].to_vec();
+        c.kinds = self.kinds[..n].iter().map(|k| k.bits()).collect();
+        let used = |ids: &[u32]| ids.iter().max().map_or(0, |&m| m as usize + 1);
+        c.entity_names = self.entities.names[..used(&c.entity_of)]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        c.scope_names = self.scopes.names[..used(&c.scope_of)]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        c.causation = pairs(&self.effects, n as u64);
+        c.correlation = pairs(&self.correlated, n as u64);
     }
 
     /// Rebuilds an index from checkpoint columns, checking they are consistent.
@@ -384,11 +396,12 @@ impl Index {
     }
 }
 
-/// A posting map flattened to (sequence, key) pairs in sequence order.
-fn pairs(map: &HashMap<EventId, Vec<u64>>) -> Vec<(u64, u128)> {
+/// A posting map flattened to (sequence, key) pairs up to `upto`, in sequence order.
+fn pairs(map: &HashMap<EventId, Vec<u64>>, upto: u64) -> Vec<(u64, u128)> {
     let mut out: Vec<(u64, u128)> = map
         .iter()
         .flat_map(|(id, seqs)| seqs.iter().map(move |&s| (s, id.as_u128())))
+        .filter(|&(s, _)| s <= upto)
         .collect();
     out.sort_unstable();
     out
@@ -474,7 +487,7 @@ mod tests {
             ix.insert(&e).unwrap();
         }
         let mut c = Checkpoint::default();
-        ix.export(&mut c);
+        ix.export(&mut c, u64::MAX);
         let back = Index::import(&c).unwrap();
         fn sorted<K: Ord + Copy, S>(m: &HashMap<K, Vec<u64>, S>) -> Vec<(K, Vec<u64>)> {
             let mut v: Vec<_> = m.iter().map(|(k, s)| (*k, s.clone())).collect();

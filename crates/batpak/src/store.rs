@@ -392,6 +392,18 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Stops without the close-time sync and checkpoint, as a crash would (the lock is
+    /// still released). Under `SyncPolicy::Always` every acknowledged event is on disk.
+    #[cfg(test)]
+    fn abandon(mut self) {
+        if let Some(flusher) = self.flusher.take() {
+            flusher.stop();
+        }
+        self.writer = None;
+    }
+}
+
 impl Drop for Store {
     fn drop(&mut self) {
         let _ = self.shutdown();
@@ -762,5 +774,29 @@ mod fault_tests {
             second
         );
         assert_eq!(store.stats().unwrap().durable_sequence, 2);
+    }
+
+    #[test]
+    fn open_after_an_unclean_stop_uses_the_last_rotation_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder(dir.path())
+            .segment_size(4096)
+            .open()
+            .unwrap();
+        let receipts: Vec<_> = (0..120).map(|i| raw(&store, i).unwrap()).collect();
+        assert!(store.stats().unwrap().segments > 2);
+        store.abandon();
+        let store = Store::open(dir.path()).unwrap();
+        match store.open_report().index {
+            crate::open::IndexSource::Checkpoint { events } => {
+                assert!(events > 0 && events < 120, "checkpoint at {events}");
+            }
+            ref other => panic!("expected the rotation checkpoint, got {other:?}"),
+        }
+        for r in &receipts {
+            assert_eq!(store.get(r.event_id).unwrap().unwrap().receipt(), *r);
+        }
+        assert_eq!(store.stats().unwrap().events, 120);
+        assert_eq!(raw(&store, 121).unwrap().sequence, 121);
     }
 }

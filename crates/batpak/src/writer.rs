@@ -98,6 +98,9 @@ pub(crate) struct Writer {
     durability: Mutex<Durability>,
     durable_changed: Condvar,
     written: AtomicU64,
+    /// Set when a segment was rotated: the appender writes a checkpoint once its own
+    /// append is done, so open after a crash scans at most about one segment.
+    checkpoint_due: std::sync::atomic::AtomicBool,
     /// Append calls that have written their records (a batch counts once).
     appends: AtomicU64,
     /// Written but not yet visible (only under `SyncPolicy::Always`), in sequence order.
@@ -147,6 +150,7 @@ impl Writer {
             durable_changed: Condvar::new(),
             written: AtomicU64::new(last_written),
             appends: AtomicU64::new(0),
+            checkpoint_due: std::sync::atomic::AtomicBool::new(false),
             unpublished: Mutex::new(VecDeque::new()),
             active_file,
             poison: OnceLock::new(),
@@ -200,6 +204,11 @@ impl Writer {
                 self.wait_durable(last)?;
             }
             _ => {}
+        }
+        if self.checkpoint_due.swap(false, Ordering::AcqRel) {
+            // Best effort: the append has succeeded, and a missing or older checkpoint
+            // only makes the next open scan more (its report says why).
+            let _ = self.write_checkpoint();
         }
         Ok(receipts)
     }
@@ -547,6 +556,7 @@ impl Writer {
             }
             active.rotate(&self.dir, state.next_sequence)?;
             *lock(&self.active_file) = Arc::clone(&active.file);
+            self.checkpoint_due.store(true, Ordering::Release);
             self.segments
                 .insert(active.number, Arc::clone(&active.file));
         }
@@ -641,31 +651,53 @@ impl Writer {
         Ok(target)
     }
 
-    /// Writes the index checkpoint for everything written so far. Call after `sync`:
-    /// when some written event is not yet visible, nothing is written.
+    /// Writes the index checkpoint for the events that are both visible and durable
+    /// (under `Always` that is every visible event). Holds the writer and index locks
+    /// while it copies the columns; the file is written after they are released.
     pub(crate) fn write_checkpoint(&self) -> Result<()> {
         self.check_poison()?;
-        let bytes = {
+        let durable = self.durable();
+        let mut c = {
             let state = lock(&self.state);
             let index = self.index.read().unwrap_or_else(|p| p.into_inner());
-            if index.last_sequence() + 1 != state.next_sequence {
-                return Ok(());
-            }
+            let n = index.last_sequence().min(durable);
+            let Some(location) = index.location(n) else {
+                return Ok(()); // nothing durable to record yet
+            };
             let mut c = Checkpoint {
                 store_id: state.active.store_id(),
-                segment: state.active.number,
-                offset: state.active.len,
-                last_timestamp_ns: state.last_timestamp_ns,
-                last_id: state.ids.last().map_or(0, EventId::as_u128),
-                segments: self.segments.lengths_up_to(state.active.number),
                 ..Checkpoint::default()
             };
-            index.export(&mut c);
-            c.idempotency = state.idempotency.iter().map(|(k, s)| (*k, *s)).collect();
+            index.export(&mut c, n);
+            c.idempotency = state
+                .idempotency
+                .iter()
+                .filter(|(_, &seq)| seq <= n)
+                .map(|(k, s)| (*k, *s))
+                .collect();
             c.idempotency.sort_unstable_by_key(|&(_, seq)| seq);
-            c.encode()
+            c.segment = location.segment();
+            c.offset = location.offset();
+            c
         };
-        replace_file(&self.dir, CHECKPOINT_FILE, &bytes)
+        // The watermark is the end of event n's record; its timestamp and id resume the writer.
+        let (end, timestamp, id) =
+            self.segments
+                .with_record(crate::segment::Location::new(c.segment, c.offset), |v| {
+                    Ok((
+                        c.offset + record::frame_len_of(v) as u64,
+                        v.header.timestamp_ns,
+                        v.header.id,
+                    ))
+                })?;
+        c.offset = end;
+        c.last_timestamp_ns = timestamp;
+        c.last_id = id.as_u128();
+        c.segments = self.segments.lengths_up_to(c.segment);
+        if let Some(last) = c.segments.last_mut() {
+            last.1 = end;
+        }
+        replace_file(&self.dir, CHECKPOINT_FILE, &c.encode())
     }
 
     /// Makes everything written so far durable (and visible).
