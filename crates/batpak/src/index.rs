@@ -245,6 +245,13 @@ impl Index {
         self.slot(sequence).map(|i| self.locations[i])
     }
 
+    /// The version of a visible event: its position in its entity's postings.
+    pub(crate) fn version_of(&self, sequence: u64) -> Option<u64> {
+        let i = self.slot(sequence)?;
+        let postings = &self.entity_events[self.entity_of[i] as usize];
+        postings.binary_search(&sequence).ok().map(|v| v as u64)
+    }
+
     pub(crate) fn entities(&self) -> &Interner {
         &self.entities
     }

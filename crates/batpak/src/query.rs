@@ -2,6 +2,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
+use std::ops::{Bound, RangeBounds};
 
 use crate::index::Index;
 use crate::kind::EventKind;
@@ -16,6 +17,25 @@ pub struct Region {
     entity: Option<EntityFilter>,
     scope: Option<String>,
     kind: Option<KindFilter>,
+    /// Half-open range of per-entity versions.
+    versions: Option<(u64, u64)>,
+    /// Half-open range of sequences.
+    sequences: Option<(u64, u64)>,
+}
+
+/// A `RangeBounds<u64>` as a half-open `[start, end)` pair.
+fn half_open(range: impl RangeBounds<u64>) -> (u64, u64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.saturating_add(1),
+        Bound::Excluded(&e) => e,
+        Bound::Unbounded => u64::MAX,
+    };
+    (start, end.max(start))
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +85,19 @@ impl Region {
     /// Only events whose kind is in this category.
     pub fn category(mut self, category: u8) -> Self {
         self.kind = Some(KindFilter::Category(category));
+        self
+    }
+
+    /// Only events whose version (position in their entity) is in `range`. With an
+    /// exact entity this is a slice of its history, found without scanning.
+    pub fn versions(mut self, range: impl RangeBounds<u64>) -> Self {
+        self.versions = Some(half_open(range));
+        self
+    }
+
+    /// Only events whose sequence is in `range`.
+    pub fn sequences(mut self, range: impl RangeBounds<u64>) -> Self {
+        self.sequences = Some(half_open(range));
         self
     }
 }
@@ -118,12 +151,27 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
         Scope,
         Kind,
     }
+    let (seq_start, seq_end) = region.sequences.unwrap_or((0, u64::MAX));
+    let after = after.max(seq_start.saturating_sub(1));
+    let exact_entity = matches!(region.entity, Some(EntityFilter::Exact(_)));
     let mut options: Vec<(By, Vec<&[u64]>)> = Vec::new();
     if let Some(ids) = &entity_ids {
-        options.push((
-            By::Entity,
-            ids.iter().map(|&id| index.entity_events(id)).collect(),
-        ));
+        let lists = ids
+            .iter()
+            .map(|&id| {
+                let postings = index.entity_events(id);
+                // An exact entity's versions are positions in its postings.
+                match region.versions.filter(|_| exact_entity) {
+                    Some((from, to)) => {
+                        let len = postings.len() as u64;
+                        let (from, to) = (from.min(len) as usize, to.min(len) as usize);
+                        &postings[from..to]
+                    }
+                    None => postings,
+                }
+            })
+            .collect();
+        options.push((By::Entity, lists));
     }
     if let Some(id) = scope_id {
         options.push((By::Scope, vec![index.scope_events(id)]));
@@ -138,10 +186,18 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
         .into_iter()
         .min_by_key(|(_, lists)| lists.iter().map(|l| l.len()).sum::<usize>());
     let mut out = Vec::with_capacity(limit.min(1024));
+    let check_versions = region
+        .versions
+        .filter(|_| !(exact_entity && smallest.as_ref().is_some_and(|(by, _)| *by == By::Entity)));
     let Some((source, lists)) = smallest else {
         let mut seq = after.saturating_add(1);
-        while seq <= index.last_sequence() && out.len() < limit {
-            out.push(seq);
+        let last = index.last_sequence().min(seq_end.saturating_sub(1));
+        while seq <= last && out.len() < limit {
+            if check_versions
+                .is_none_or(|(from, to)| index.version_of(seq).is_some_and(|v| v >= from && v < to))
+            {
+                out.push(seq);
+            }
             seq += 1;
         }
         return out;
@@ -149,16 +205,25 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
     let check_entity = entity_ids.as_ref().filter(|_| source != By::Entity);
     let check_scope = scope_id.filter(|_| source != By::Scope);
     let check_kinds = kinds.as_ref().filter(|_| source != By::Kind);
-    let unfiltered = check_entity.is_none() && check_scope.is_none() && check_kinds.is_none();
+    let unfiltered = check_entity.is_none()
+        && check_scope.is_none()
+        && check_kinds.is_none()
+        && check_versions.is_none();
     merge_after(&lists, after, |seq| {
+        if seq >= seq_end {
+            return false;
+        }
         let keep = unfiltered
-            || index
+            || (index
                 .filter_columns(seq)
                 .is_some_and(|(entity, scope, kind)| {
                     check_entity.is_none_or(|ids| ids.contains(&entity))
                         && check_scope.is_none_or(|s| s == scope)
                         && check_kinds.is_none_or(|ks| ks.contains(&kind))
-                });
+                })
+                && check_versions.is_none_or(|(from, to)| {
+                    index.version_of(seq).is_some_and(|v| v >= from && v < to)
+                }));
         if keep {
             out.push(seq);
         }
