@@ -252,6 +252,13 @@ impl Index {
         postings.binary_search(&sequence).ok().map(|v| v as u64)
     }
 
+    /// The event of the same entity at `version`, if it exists.
+    pub(crate) fn entity_event_at(&self, sequence: u64, version: u64) -> Option<u64> {
+        let i = self.slot(sequence)?;
+        let postings = &self.entity_events[self.entity_of[i] as usize];
+        postings.get(usize::try_from(version).ok()?).copied()
+    }
+
     pub(crate) fn entities(&self) -> &Interner {
         &self.entities
     }
