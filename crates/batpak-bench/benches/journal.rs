@@ -355,9 +355,67 @@ fn config() -> Criterion {
         .without_plots()
 }
 
+/// Walks 1,000 ancestors of an entity's newest event, verifying every link, in stores
+/// of 50 entities x 1,000 interleaved events: batpak follows its chain; SQLite looks up
+/// (entity, version - 1) per step and recomputes each row's hash.
+fn walk_1000_ancestors(c: &mut Criterion) {
+    const WALK: usize = 1_000;
+    const WALKED: usize = 50;
+    let inputs = Inputs::new();
+    let (_batpak_dir, store) = batpak_store(SyncPolicy::Never);
+    let (_sqlite_dir, mut db) = sqlite_db(Synchronous::Off);
+    let mut heads = vec![(EventId::from_u128(0), [0u8; 16]); WALKED];
+    for round in 0..WALK {
+        let mut batch = Batch::new();
+        let mut items = Vec::with_capacity(WALKED);
+        for e in 0..WALKED {
+            batch
+                .push(
+                    &inputs.coords[e],
+                    &inputs.payloads[e],
+                    AppendOptions::default(),
+                )
+                .unwrap();
+            items.push((inputs.names[e].as_str(), &inputs.payloads[e]));
+        }
+        let ours = store.append_batch(&batch).unwrap();
+        let theirs = db.append_batch(SCOPE, &items).unwrap();
+        if round == WALK - 1 {
+            for e in 0..WALKED {
+                heads[e] = (ours[e].event_id, theirs[e].id);
+            }
+        }
+    }
+    let mut group = c.benchmark_group("walk_1000_ancestors");
+    group.throughput(Throughput::Elements(WALK as u64));
+    let mut e = 0;
+    group.bench_function("batpak", |b| {
+        b.iter(|| {
+            let walk = store
+                .walk_ancestors(heads[e % WALKED].0, WALK)
+                .unwrap()
+                .unwrap();
+            e += 1;
+            assert!(walk.broken.is_none() && walk.events.len() == WALK);
+            black_box(walk)
+        });
+    });
+    let mut e = 0;
+    group.bench_function("sqlite", |b| {
+        b.iter(|| {
+            let walk = db.walk_ancestors(&heads[e % WALKED].1, WALK).unwrap();
+            e += 1;
+            assert_eq!(walk.len(), WALK);
+            black_box(walk)
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = journal;
     config = config();
-    targets = append_nosync, append_fsync, append_fsync_16_threads, append_batch_1000, reads
+    targets = append_nosync, append_fsync, append_fsync_16_threads, append_batch_1000, reads,
+        walk_1000_ancestors
 }
 criterion_main!(journal);

@@ -175,6 +175,29 @@ impl SqliteEvent {
     }
 }
 
+/// The baseline's chain hash of one row.
+fn chain_hash(
+    prev_hash: &[u8; 32],
+    entity: &str,
+    scope: &str,
+    version: i64,
+    kind: u16,
+    ts: i64,
+    payload: &[u8],
+) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(prev_hash);
+    for text in [entity, scope] {
+        h.update(&(text.len() as u16).to_le_bytes());
+        h.update(text.as_bytes());
+    }
+    h.update(&version.to_le_bytes());
+    h.update(&kind.to_le_bytes());
+    h.update(&ts.to_le_bytes());
+    h.update(payload);
+    *h.finalize().as_bytes()
+}
+
 /// The newest event of an entity.
 #[derive(Clone, Copy, Debug)]
 struct Head {
@@ -215,6 +238,8 @@ const HEAD: &str =
     "SELECT version, hash FROM events WHERE entity = ?1 ORDER BY version DESC LIMIT 1";
 const BY_ID: &str = "SELECT seq, id, entity, scope, version, kind, ts, payload, prev_hash, \
     hash FROM events WHERE id = ?1";
+const BY_ENTITY_VERSION: &str = "SELECT seq, id, entity, scope, version, kind, ts, payload, \
+    prev_hash, hash FROM events WHERE entity = ?1 AND version = ?2";
 const BY_ENTITY: &str = "SELECT seq, id, entity, scope, version, kind, ts, payload, \
     prev_hash, hash FROM events WHERE entity = ?1 ORDER BY version";
 
@@ -284,24 +309,16 @@ impl SqliteJournal {
         let ts = now_ns().max(self.last_ts);
         self.last_ts = ts;
         let bytes = rmp_serde::to_vec_named(payload)?;
+        let ts = i64::try_from(ts)?;
         let kind = OrderPlaced::KIND.bits();
-        let mut h = blake3::Hasher::new();
-        h.update(&prev_hash);
-        for text in [entity, scope] {
-            h.update(&(text.len() as u16).to_le_bytes());
-            h.update(text.as_bytes());
-        }
-        h.update(&version.to_le_bytes());
-        h.update(&kind.to_le_bytes());
-        h.update(&ts.to_le_bytes());
-        h.update(&bytes);
+        let hash = chain_hash(&prev_hash, entity, scope, version, kind, ts, &bytes);
         Ok(Prepared {
             id: self.ids.next_id(),
             version,
-            ts: i64::try_from(ts)?,
+            ts,
             payload: bytes,
             prev_hash,
-            hash: *h.finalize().as_bytes(),
+            hash,
         })
     }
 
@@ -383,6 +400,44 @@ impl SqliteJournal {
         let mut stmt = self.conn.prepare_cached(BY_ENTITY)?;
         let rows = stmt.query_map(params![entity], SqliteEvent::from_row)?;
         Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// The event `id` and up to `limit - 1` earlier events of its entity, newest first:
+    /// one indexed lookup per step (entity, version - 1), each row's hash recomputed and
+    /// checked against its successor's `prev_hash`, as batpak's walk does.
+    pub fn walk_ancestors(&self, id: &[u8; 16], limit: usize) -> Result<Vec<SqliteEvent>> {
+        let mut out = Vec::new();
+        let Some(mut current) = self.get(id)? else {
+            return Ok(out);
+        };
+        let mut stmt = self.conn.prepare_cached(BY_ENTITY_VERSION)?;
+        loop {
+            let computed = chain_hash(
+                &current.prev_hash,
+                &current.entity,
+                &current.scope,
+                current.version,
+                current.kind,
+                current.timestamp_ns,
+                &current.payload,
+            );
+            if computed != current.hash {
+                return Err(format!("hash mismatch at version {}", current.version).into());
+            }
+            let (entity, version, prev) =
+                (current.entity.clone(), current.version, current.prev_hash);
+            out.push(current);
+            if out.len() >= limit || version == 0 {
+                return Ok(out);
+            }
+            current = stmt
+                .query_row(params![entity, version - 1], SqliteEvent::from_row)
+                .optional()?
+                .ok_or("missing predecessor")?;
+            if current.hash != prev {
+                return Err(format!("broken link below version {version}").into());
+            }
+        }
     }
 
     /// Number of rows.
