@@ -30,6 +30,13 @@ pub struct OpenReport {
     pub events: u64,
     /// Bytes of segment files read.
     pub bytes_scanned: u64,
+    /// Events recovered by scanning segments (all of them after a rebuild, the tail
+    /// after the watermark otherwise).
+    pub scanned_events: u64,
+    /// Time spent reading and checking the checkpoint and importing it.
+    pub checkpoint_duration: Duration,
+    /// Time spent reading segment headers and scanning records.
+    pub scan_duration: Duration,
     /// A torn tail cut from the last segment (or, read-only, ignored), if any.
     pub tail_cut: Option<TailCut>,
     /// Wall time of the open.
@@ -180,6 +187,7 @@ pub(crate) fn load(
     };
     // Load the checkpoint if it agrees with the segments; otherwise rebuild from them.
     let mut covered: Option<(u64, u64)> = None;
+    let checkpoint_started = Instant::now();
     let index_source = match read_checkpoint(dir, &files) {
         Ok(c) => {
             index = Index::import(&c).map_err(|detail| Error::Corrupt {
@@ -200,6 +208,9 @@ pub(crate) fn load(
         }
         Err(reason) => IndexSource::Rebuilt { reason },
     };
+    let checkpoint_duration = checkpoint_started.elapsed();
+    let from_checkpoint = index.last_sequence();
+    let scan_started = Instant::now();
     let mut store_id: Option<[u8; 16]> = None;
     let mut bytes_scanned = 0;
     let mut tail_cut = None;
@@ -358,7 +369,11 @@ pub(crate) fn load(
             idempotency: progress.idempotency,
         })
     };
+    let scan_duration = scan_started.elapsed();
     let report = OpenReport {
+        scanned_events: index.last_sequence() - from_checkpoint,
+        checkpoint_duration,
+        scan_duration,
         created,
         index: index_source,
         segments: segments.count(),
