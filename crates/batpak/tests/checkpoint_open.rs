@@ -8,14 +8,23 @@ use std::fs;
 use std::path::Path;
 
 use batpak::{
-    AppendOptions, Coordinate, EventKind, IndexSource, RawPayload, Region, Store, StoredEvent,
+    AppendOptions, Coordinate, EventId, EventKind, IndexSource, RawPayload, Region, Store,
+    StoredEvent,
 };
 
-fn append(store: &Store, i: u32) {
+const GROUP: u128 = 0x42;
+
+fn append(store: &Store, i: u32, cause: Option<EventId>) -> EventId {
     let c = Coordinate::new(format!("acct:{}", i % 5), format!("t{}", i % 2)).unwrap();
     let mut opts = AppendOptions::default();
     if i.is_multiple_of(4) {
         opts = opts.idempotency_key(format!("key-{i}"));
+    }
+    if i.is_multiple_of(3) {
+        opts = opts.correlation(EventId::from_u128(GROUP));
+    }
+    if let Some(cause) = cause.filter(|_| i.is_multiple_of(5)) {
+        opts = opts.caused_by(cause);
     }
     store
         .append_raw(
@@ -24,20 +33,31 @@ fn append(store: &Store, i: u32) {
             RawPayload::opaque(&[i as u8; 40]),
             opts,
         )
-        .unwrap();
+        .unwrap()
+        .event_id
 }
 
 fn fill(dir: &Path, range: std::ops::Range<u32>) {
     let store = Store::builder(dir).segment_size(4096).open().unwrap();
+    let mut last = store
+        .query(&Region::all(), 0, usize::MAX)
+        .unwrap()
+        .last()
+        .map(|e| e.id);
     for i in range {
-        append(&store, i);
+        last = Some(append(&store, i, last));
     }
     store.close().unwrap();
 }
 
 /// Everything the read API answers, for comparing two opens.
 fn answers(store: &Store) -> Vec<Vec<StoredEvent>> {
-    let mut out = vec![store.query(&Region::all(), 0, usize::MAX).unwrap()];
+    let all = store.query(&Region::all(), 0, usize::MAX).unwrap();
+    let mut out = vec![store.correlated(EventId::from_u128(GROUP)).unwrap()];
+    for e in all.iter().step_by(7) {
+        out.push(store.effects(e.id).unwrap());
+    }
+    out.push(all);
     for r in [
         Region::all().entity("acct:3"),
         Region::all().entity_prefix("acct"),
@@ -77,7 +97,7 @@ fn clean_reopen_uses_the_checkpoint_and_agrees_with_a_rebuild() {
     let from_checkpoint = answers(&store);
     // Idempotency keys came back from the checkpoint too.
     let stats = store.stats().unwrap();
-    append(&store, 8);
+    append(&store, 8, None);
     assert_eq!(
         store.stats().unwrap().events,
         stats.events,
@@ -112,9 +132,9 @@ fn a_stale_checkpoint_is_used_and_the_tail_scanned() {
     assert_eq!(answers(&store), expected);
     // The writer continues exactly: sequence, chain and idempotency keys of the tail.
     let before = store.stats().unwrap().events;
-    append(&store, 248); // key-248 was written in the tail
+    append(&store, 248, None); // key-248 was written in the tail
     assert_eq!(store.stats().unwrap().events, before);
-    append(&store, 1001);
+    append(&store, 1001, None);
     let last = store.query(&Region::all(), before, 10).unwrap();
     assert_eq!(last.len(), 1);
     assert_eq!(last[0].sequence, 251);
