@@ -21,6 +21,7 @@ WORKLOADS = [
     ("append_batch_1000", "events/s", 10.0, None),
     ("get_random", "events/s", 5.0, None),
     ("read_entity_100", "events/s (100 per entity read)", 5.0, None),
+    ("walk_1000_ancestors", "events/s (1,000 per walk, links verified)", 5.0, None),
 ]
 
 
