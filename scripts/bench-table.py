@@ -44,6 +44,25 @@ def load(root, group, function):
     return elements * 1e9 / ns
 
 
+def load_ms(root, group, function):
+    """Milliseconds per iteration of one benchmark, or None."""
+    path = os.path.join(root, group, function, "new", "estimates.json")
+    try:
+        with open(path) as f:
+            estimates = json.load(f)
+    except (OSError, ValueError):
+        return None
+    estimate = estimates.get("slope") or estimates["mean"]
+    return estimate["point_estimate"] / 1e6
+
+
+# (group, function, what, target in ms)
+ABSOLUTE = [
+    ("open_1m", "checkpoint", "open a closed store of 1M events from its checkpoint", 150.0),
+    ("open_1m", "rebuild", "open the same store with no checkpoint (full rebuild)", 1500.0),
+]
+
+
 def fmt_rate(rate):
     if rate is None:
         return "n/a"
@@ -96,5 +115,21 @@ def main():
         print(f"- {note}")
 
 
+def absolute(root):
+    rows = [(what, load_ms(root, g, f), target) for g, f, what, target in ABSOLUTE]
+    if all(ms is None for _, ms, _ in rows):
+        return
+    print()
+    print("| measure | batpak | target |")
+    print("| --- | ---: | --- |")
+    for what, ms, target in rows:
+        if ms is None:
+            print(f"| {what} | n/a | <= {target:g} ms |")
+        else:
+            verdict = "met" if ms <= target else "NOT met"
+            print(f"| {what} | {ms:,.1f} ms | <= {target:g} ms: {verdict} |")
+
+
 if __name__ == "__main__":
     main()
+    absolute(sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion"))

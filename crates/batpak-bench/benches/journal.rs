@@ -412,10 +412,50 @@ fn walk_1000_ancestors(c: &mut Criterion) {
     group.finish();
 }
 
+/// Opens a cleanly closed store of 1,000,000 events: from its checkpoint, and by a full
+/// rebuild with the checkpoint removed (read-only opens, so nothing is rewritten).
+fn open_1m(c: &mut Criterion) {
+    const EVENTS: usize = 1_000_000;
+    let inputs = Inputs::new();
+    let (dir, store) = batpak_store(SyncPolicy::Never);
+    for first in (0..EVENTS).step_by(BATCH) {
+        let mut batch = Batch::new();
+        for i in first..first + BATCH {
+            let e = i % ENTITIES;
+            batch
+                .push(
+                    &inputs.coords[e],
+                    &inputs.payloads[e],
+                    AppendOptions::default(),
+                )
+                .unwrap();
+        }
+        store.append_batch(&batch).unwrap();
+    }
+    store.close().unwrap();
+    let mut group = c.benchmark_group("open_1m");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    group.bench_function("checkpoint", |b| {
+        b.iter(|| {
+            let store = Store::open_read_only(dir.path()).unwrap();
+            assert_eq!(store.open_report().events, EVENTS as u64);
+            black_box(store)
+        });
+    });
+    let ckpt = dir.path().join("index.ckpt");
+    std::fs::rename(&ckpt, dir.path().join("saved.ckpt")).unwrap();
+    group.bench_function("rebuild", |b| {
+        b.iter(|| black_box(Store::open_read_only(dir.path()).unwrap()));
+    });
+    std::fs::rename(dir.path().join("saved.ckpt"), &ckpt).unwrap();
+    group.finish();
+}
+
 criterion_group! {
     name = journal;
     config = config();
     targets = append_nosync, append_fsync, append_fsync_16_threads, append_batch_1000, reads,
-        walk_1000_ancestors
+        walk_1000_ancestors, open_1m
 }
 criterion_main!(journal);
