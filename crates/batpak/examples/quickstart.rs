@@ -1,29 +1,21 @@
 //! Opens a store in a temporary directory, appends events across two entities,
 //! reopens it and prints what it reads back.
 
-use batpak::{
-    AppendOptions, Batch, Coordinate, EventKind, EventPayload, ExpectedVersion, Region, Store,
-};
+use batpak::prelude::*;
 use serde::{Deserialize, Serialize};
 
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, EventPayload, Debug)]
+#[batpak(category = 1, type_id = 1)]
 struct OrderPlaced {
     sku: String,
     quantity: u32,
 }
 
-impl EventPayload for OrderPlaced {
-    const KIND: EventKind = EventKind::custom(1, 1);
-}
-
-#[derive(Serialize, Deserialize, Debug)]
+#[derive(Serialize, Deserialize, EventPayload, Debug)]
+#[batpak(category = 2, type_id = 1)]
 struct PaymentCaptured {
     order: String,
     cents: u64,
-}
-
-impl EventPayload for PaymentCaptured {
-    const KIND: EventKind = EventKind::custom(2, 1);
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,14 +5,12 @@
 //! event that caused it and the workflow it belongs to.
 //!
 //! ```
-//! use batpak::{Coordinate, EventKind, EventPayload, Store};
+//! use batpak::prelude::*;
 //! use serde::{Deserialize, Serialize};
 //!
-//! #[derive(Serialize, Deserialize, Debug, PartialEq)]
+//! #[derive(Serialize, Deserialize, EventPayload, Debug, PartialEq)]
+//! #[batpak(category = 1, type_id = 1)]
 //! struct Deposited { cents: u64 }
-//! impl EventPayload for Deposited {
-//!     const KIND: EventKind = EventKind::custom(1, 1);
-//! }
 //!
 //! # fn main() -> batpak::Result<()> {
 //! # let dir = tempfile::tempdir().unwrap();
@@ -25,6 +23,9 @@
 //! # Ok(())
 //! # }
 //! ```
+
+// Lets the derive's `::batpak::...` paths resolve inside this crate's own tests.
+extern crate self as batpak;
 
 mod chain;
 mod coordinate;
@@ -43,6 +44,9 @@ mod segment;
 mod store;
 mod writer;
 
+/// `#[derive(EventPayload)]` with `#[batpak(category = C, type_id = T, version = V)]`.
+#[cfg(feature = "derive")]
+pub use batpak_derive::EventPayload;
 pub use chain::Hash;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use error::{CoordinateRule, Error, Result};
@@ -56,3 +60,11 @@ pub use options::{AppendOptions, Cause, ExpectedVersion, SyncPolicy};
 pub use query::Region;
 pub use segment::recovery::TailCut;
 pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
+
+/// The names a first program needs: `use batpak::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        AppendOptions, Batch, Coordinate, EventKind, EventPayload, ExpectedVersion, Region, Store,
+        StoredEvent, SyncPolicy,
+    };
+}

@@ -1,0 +1,147 @@
+//! `#[derive(EventPayload)]`: binds a payload type to its event kind at compile time.
+//!
+//! ```ignore
+//! #[derive(Serialize, Deserialize, EventPayload)]
+//! #[batpak(category = 1, type_id = 7)]            // version = 1 by default
+//! struct OrderPlaced { sku: String, qty: u32 }
+//! ```
+//!
+//! Every rule the kind must follow is checked here, so a mistake is a compile error
+//! that points at the attribute: category 0 is reserved for the store, categories stop
+//! at 15, type ids at 4095, versions start at 1.
+
+use proc_macro::TokenStream;
+use proc_macro2::Span;
+use quote::quote;
+use syn::spanned::Spanned;
+use syn::{parse_macro_input, Data, DeriveInput, Error, LitInt};
+
+const MAX_CATEGORY: u64 = 15;
+const MAX_TYPE_ID: u64 = 4095;
+
+/// Derives `batpak::EventPayload` from `#[batpak(category = C, type_id = T, version = V)]`.
+#[proc_macro_derive(EventPayload, attributes(batpak))]
+pub fn derive_event_payload(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match expand(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+struct KindAttr {
+    category: Option<(u64, Span)>,
+    type_id: Option<(u64, Span)>,
+    version: Option<(u64, Span)>,
+}
+
+fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    if let Data::Union(u) = &input.data {
+        return Err(Error::new(
+            u.union_token.span(),
+            "EventPayload cannot be derived for a union: use a struct or an enum",
+        ));
+    }
+    if !input.generics.params.is_empty() {
+        return Err(Error::new(
+            input.generics.span(),
+            "EventPayload cannot be derived for a generic type: every instantiation would share one event kind",
+        ));
+    }
+    let attr = parse_attr(input)?;
+    let (category, category_span) = attr.category.ok_or_else(|| {
+        Error::new(
+            input.ident.span(),
+            "missing `category`: add #[batpak(category = 1..=15, type_id = 0..=4095)]",
+        )
+    })?;
+    let (type_id, type_span) = attr.type_id.ok_or_else(|| {
+        Error::new(
+            input.ident.span(),
+            "missing `type_id`: add #[batpak(category = 1..=15, type_id = 0..=4095)]",
+        )
+    })?;
+    if category == 0 {
+        return Err(Error::new(
+            category_span,
+            "category 0 is reserved for the store's own events: use 1..=15",
+        ));
+    }
+    if category > MAX_CATEGORY {
+        return Err(Error::new(
+            category_span,
+            format!("category {category} is out of range: categories are 1..=15 (4 bits)"),
+        ));
+    }
+    if type_id > MAX_TYPE_ID {
+        return Err(Error::new(
+            type_span,
+            format!("type_id {type_id} is out of range: type ids are 0..=4095 (12 bits)"),
+        ));
+    }
+    let version = match attr.version {
+        None => 1,
+        Some((0, span)) => {
+            return Err(Error::new(
+                span,
+                "version 0 is not allowed: versions start at 1",
+            ))
+        }
+        Some((v, span)) if v > u64::from(u16::MAX) => {
+            return Err(Error::new(
+                span,
+                format!("version {v} does not fit in 16 bits"),
+            ))
+        }
+        Some((v, _)) => v,
+    };
+    let name = &input.ident;
+    let category = category as u8;
+    let type_id = type_id as u16;
+    let version = version as u16;
+    Ok(quote! {
+        impl ::batpak::EventPayload for #name {
+            const KIND: ::batpak::EventKind = ::batpak::EventKind::custom(#category, #type_id);
+            const SCHEMA_VERSION: u16 = #version;
+        }
+    })
+}
+
+fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
+    let mut out = KindAttr {
+        category: None,
+        type_id: None,
+        version: None,
+    };
+    let mut seen = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("batpak")) {
+        seen = true;
+        attr.parse_nested_meta(|meta| {
+            let slot = if meta.path.is_ident("category") {
+                &mut out.category
+            } else if meta.path.is_ident("type_id") {
+                &mut out.type_id
+            } else if meta.path.is_ident("version") {
+                &mut out.version
+            } else {
+                return Err(meta.error(
+                    "unknown batpak attribute: expected `category`, `type_id` or `version`",
+                ));
+            };
+            if slot.is_some() {
+                return Err(meta.error("this batpak attribute is given twice"));
+            }
+            let lit: LitInt = meta.value()?.parse()?;
+            let value = lit.base10_parse::<u64>()?;
+            *slot = Some((value, lit.span()));
+            Ok(())
+        })?;
+    }
+    if !seen {
+        return Err(Error::new(
+            input.ident.span(),
+            "missing #[batpak(category = C, type_id = T)] attribute: it binds the type to its event kind",
+        ));
+    }
+    Ok(out)
+}

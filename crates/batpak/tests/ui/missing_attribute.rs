@@ -1,0 +1,8 @@
+use batpak::EventPayload;
+
+#[derive(EventPayload)]
+struct Unbound {
+    x: u32,
+}
+
+fn main() {}
