@@ -3,6 +3,7 @@
 //! ```ignore
 //! #[derive(Serialize, Deserialize, EventPayload)]
 //! #[batpak(category = 1, type_id = 7)]            // version = 1 by default
+//! // or: #[batpak(category = 1, type_id = 7, version = 3, upcast = Self::upcast)]
 //! struct OrderPlaced { sku: String, qty: u32 }
 //! ```
 //!
@@ -33,6 +34,7 @@ struct KindAttr {
     category: Option<(u64, Span)>,
     type_id: Option<(u64, Span)>,
     version: Option<(u64, Span)>,
+    upcast: Option<syn::Path>,
 }
 
 fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
@@ -99,10 +101,21 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     let category = category as u8;
     let type_id = type_id as u16;
     let version = version as u16;
+    let upcast = attr.upcast.map(|path| {
+        quote! {
+            fn upcast(
+                from: u16,
+                value: ::batpak::PayloadValue,
+            ) -> ::core::result::Result<::batpak::PayloadValue, ::std::string::String> {
+                #path(from, value)
+            }
+        }
+    });
     Ok(quote! {
         impl ::batpak::EventPayload for #name {
             const KIND: ::batpak::EventKind = ::batpak::EventKind::custom(#category, #type_id);
             const SCHEMA_VERSION: u16 = #version;
+            #upcast
         }
     })
 }
@@ -112,11 +125,19 @@ fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
         category: None,
         type_id: None,
         version: None,
+        upcast: None,
     };
     let mut seen = false;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("batpak")) {
         seen = true;
         attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("upcast") {
+                if out.upcast.is_some() {
+                    return Err(meta.error("this batpak attribute is given twice"));
+                }
+                out.upcast = Some(meta.value()?.parse()?);
+                return Ok(());
+            }
             let slot = if meta.path.is_ident("category") {
                 &mut out.category
             } else if meta.path.is_ident("type_id") {
@@ -125,7 +146,7 @@ fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
                 &mut out.version
             } else {
                 return Err(meta.error(
-                    "unknown batpak attribute: expected `category`, `type_id` or `version`",
+                    "unknown batpak attribute: expected `category`, `type_id`, `version` or `upcast`",
                 ));
             };
             if slot.is_some() {

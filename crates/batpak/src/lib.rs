@@ -50,7 +50,7 @@ pub use batpak_derive::EventPayload;
 pub use chain::Hash;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use error::{CoordinateRule, Error, Result};
-pub use event::{AppendReceipt, EventPayload, StoredEvent};
+pub use event::{AppendReceipt, EventPayload, PayloadValue, StoredEvent};
 pub use format::{Encoding, MAX_PAYLOAD_LEN};
 pub use graph::{CausalGraph, ChainBreak, ChainWalk, EdgeKind, GraphEdge, GraphNode};
 pub use id::EventId;
