@@ -117,6 +117,12 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
             const SCHEMA_VERSION: u16 = #version;
             #upcast
         }
+        ::batpak::__private::inventory::submit! {
+            ::batpak::__private::KindRegistration {
+                kind: ::batpak::EventKind::custom(#category, #type_id),
+                type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+            }
+        }
     })
 }
 

@@ -136,6 +136,14 @@ pub enum Error {
         /// The setting and the rule it broke.
         reason: String,
     },
+    /// Two payload types in this program claim the same kind (see
+    /// `StoreBuilder::allow_kind_collisions`).
+    KindCollision {
+        /// The contested kind.
+        kind: EventKind,
+        /// The types that claim it.
+        types: Vec<&'static str>,
+    },
     /// Text that should be an event id is not one.
     InvalidEventId {
         /// The text.
@@ -261,6 +269,11 @@ impl fmt::Display for Error {
                 write!(f, "could not decode event {id} (kind {kind}): {message}")
             }
             Error::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
+            Error::KindCollision { kind, types } => write!(
+                f,
+                "event kind {kind} is claimed by more than one payload type: {}",
+                types.join(", ")
+            ),
             Error::InvalidEventId { text } => write!(f, "{text:?} is not an event id (UUID)"),
         }
     }

@@ -40,6 +40,7 @@ mod lock;
 mod open;
 mod options;
 mod query;
+mod registry;
 mod segment;
 mod store;
 mod writer;
@@ -58,7 +59,15 @@ pub use kind::EventKind;
 pub use open::{IndexSource, OpenReport};
 pub use options::{AppendOptions, Cause, ExpectedVersion, SyncPolicy};
 pub use query::Region;
+pub use registry::KindCollision;
 pub use segment::recovery::TailCut;
+
+/// What the derive's generated code refers to. Not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::KindRegistration;
+    pub use inventory;
+}
 pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
 
 /// The names a first program needs: `use batpak::prelude::*;`.

@@ -41,6 +41,8 @@ pub struct OpenReport {
     pub tail_cut: Option<TailCut>,
     /// Wall time of the open.
     pub duration: Duration,
+    /// Kinds claimed by more than one payload type, when the builder allowed it.
+    pub kind_collisions: Vec<crate::registry::KindCollision>,
 }
 
 /// Where open got the index from.
@@ -381,6 +383,7 @@ pub(crate) fn load(
         bytes_scanned,
         tail_cut,
         duration: started.elapsed(),
+        kind_collisions: Vec::new(),
     };
     Ok(Loaded {
         index,

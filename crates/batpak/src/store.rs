@@ -31,10 +31,31 @@ pub struct StoreBuilder {
     dir: PathBuf,
     sync: SyncPolicy,
     segment_size: u64,
+    allow_kind_collisions: bool,
     faults: Option<Arc<FaultPlan>>,
 }
 
 impl StoreBuilder {
+    /// Open even when two payload types in this program claim the same kind; the
+    /// collisions are listed in `OpenReport::kind_collisions` instead. Default: false,
+    /// open fails with [`Error::KindCollision`] naming the kind and both types.
+    pub fn allow_kind_collisions(mut self, allow: bool) -> Self {
+        self.allow_kind_collisions = allow;
+        self
+    }
+
+    /// Checks the program's kind registry, returning the collisions to report.
+    fn check_kinds(&self) -> Result<Vec<crate::registry::KindCollision>> {
+        let collisions = crate::registry::collisions();
+        match collisions.first() {
+            Some(c) if !self.allow_kind_collisions => Err(Error::KindCollision {
+                kind: c.kind,
+                types: c.types.clone(),
+            }),
+            _ => Ok(collisions),
+        }
+    }
+
     /// When appends reach stable storage. Default: [`SyncPolicy::Always`].
     pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
         self.sync = policy;
@@ -78,9 +99,11 @@ impl StoreBuilder {
     /// Opens (or creates) the store for reading and writing, taking the directory lock.
     pub fn open(self) -> Result<Store> {
         self.validate()?;
+        let collisions = self.check_kinds()?;
         std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
         let lock = DirLock::acquire(&self.dir, false)?;
-        let loaded = load(&self.dir, false, self.segment_size, self.faults.clone())?;
+        let mut loaded = load(&self.dir, false, self.segment_size, self.faults.clone())?;
+        loaded.report.kind_collisions = collisions;
         let index = Arc::new(RwLock::new(loaded.index));
         let segments = Arc::new(loaded.segments);
         let writer = match loaded.resume {
@@ -121,8 +144,10 @@ impl StoreBuilder {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segments directory"),
             });
         }
+        let collisions = self.check_kinds()?;
         let lock = DirLock::acquire(&self.dir, true)?;
-        let loaded = load(&self.dir, true, 0, None)?;
+        let mut loaded = load(&self.dir, true, 0, None)?;
+        loaded.report.kind_collisions = collisions;
         Ok(Store {
             dir: self.dir,
             index: Arc::new(RwLock::new(loaded.index)),
@@ -181,6 +206,7 @@ impl Store {
             dir: dir.as_ref().to_path_buf(),
             sync: SyncPolicy::default(),
             segment_size: DEFAULT_SEGMENT_SIZE,
+            allow_kind_collisions: false,
             faults: None,
         }
     }
