@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use batpak::{EventKind, EventPayload};
+use batpak::EventPayload;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,8 @@ pub fn entity_name(i: usize) -> String {
 }
 
 /// The benchmark payload: about 50 bytes of MessagePack with named fields.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, EventPayload, Clone, Debug, PartialEq, Eq)]
+#[batpak(category = 1, type_id = 1)]
 pub struct OrderPlaced {
     /// Stock-keeping unit, `SKU-nnnn`.
     pub sku: String,
@@ -37,10 +38,6 @@ pub struct OrderPlaced {
     pub price_cents: u64,
     /// Customer reference, `c-nnnnn`.
     pub customer: String,
-}
-
-impl EventPayload for OrderPlaced {
-    const KIND: EventKind = EventKind::custom(1, 1);
 }
 
 impl OrderPlaced {
