@@ -17,6 +17,7 @@ use crate::kind::EventKind;
 use crate::lock::DirLock;
 use crate::open::{load, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
+use crate::projection::{ProjectionCache, DEFAULT_PROJECTION_CACHE};
 use crate::query::{select, Region};
 use crate::segment::io::FaultPlan;
 use crate::segment::{Location, SegmentSet};
@@ -32,10 +33,19 @@ pub struct StoreBuilder {
     sync: SyncPolicy,
     segment_size: u64,
     allow_kind_collisions: bool,
+    projection_cache: usize,
     faults: Option<Arc<FaultPlan>>,
 }
 
 impl StoreBuilder {
+    /// How many projection states (per projection, version and entity) are cached;
+    /// the least recently used is evicted beyond it. 0 disables the cache. Default:
+    /// 4096 ([`DEFAULT_PROJECTION_CACHE`]).
+    pub fn projection_cache(mut self, states: usize) -> Self {
+        self.projection_cache = states;
+        self
+    }
+
     /// Open even when two payload types in this program claim the same kind; the
     /// collisions are listed in `OpenReport::kind_collisions` instead. Default: false,
     /// open fails with [`Error::KindCollision`] naming the kind and both types.
@@ -128,6 +138,7 @@ impl StoreBuilder {
             writer,
             flusher,
             report: loaded.report,
+            projections: ProjectionCache::new(self.projection_cache),
             _lock: lock,
         })
     }
@@ -155,6 +166,7 @@ impl StoreBuilder {
             writer: None,
             flusher: None,
             report: loaded.report,
+            projections: ProjectionCache::new(self.projection_cache),
             _lock: lock,
         })
     }
@@ -191,6 +203,7 @@ pub struct Store {
     writer: Option<Arc<Writer>>,
     flusher: Option<Flusher>,
     report: OpenReport,
+    pub(crate) projections: ProjectionCache,
     _lock: DirLock,
 }
 
@@ -207,6 +220,7 @@ impl Store {
             sync: SyncPolicy::default(),
             segment_size: DEFAULT_SEGMENT_SIZE,
             allow_kind_collisions: false,
+            projection_cache: DEFAULT_PROJECTION_CACHE,
             faults: None,
         }
     }
@@ -506,6 +520,23 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// The entity's newest visible sequence, 0 when it has none.
+    pub(crate) fn entity_last_sequence(&self, entity: &str) -> u64 {
+        self.index().entity_head(entity).map_or(0, |(_, seq)| seq)
+    }
+
+    /// The entity's visible events with sequence greater than `after`, in order.
+    pub(crate) fn entity_events_after(&self, entity: &str, after: u64) -> Result<Vec<StoredEvent>> {
+        let targets = self.locate(|index| match index.entities().get(entity) {
+            Some(id) => {
+                let postings = index.entity_events(id);
+                postings[postings.partition_point(|&s| s <= after)..].to_vec()
+            }
+            None => Vec::new(),
+        });
+        self.read_events(&targets)
     }
 
     /// Counts and watermarks.

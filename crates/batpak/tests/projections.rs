@@ -1,0 +1,265 @@
+//! Projections: cached and advanced incrementally, always equal to a fold from
+//! scratch; freshness, change tokens, kind filters and decode failures.
+
+#![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
+
+use std::time::Duration;
+
+use batpak::{
+    AppendOptions, Coordinate, Encoding, Error, EventKind, EventPayload, Freshness, Projection,
+    RawPayload, Store, StoredEvent,
+};
+use proptest::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, EventPayload)]
+#[batpak(category = 1, type_id = 1)]
+struct Deposited {
+    cents: i64,
+}
+
+#[derive(Serialize, Deserialize, EventPayload)]
+#[batpak(category = 1, type_id = 2)]
+struct Withdrawn {
+    cents: i64,
+}
+
+#[derive(Serialize, Deserialize, EventPayload)]
+#[batpak(category = 2, type_id = 1)]
+struct Noted {
+    text: String,
+}
+
+#[derive(Clone, Default, Debug, PartialEq)]
+struct Balance {
+    cents: i64,
+    moves: u32,
+}
+
+impl Projection for Balance {
+    const NAME: &'static str = "balance";
+    const KINDS: &'static [EventKind] = &[Deposited::KIND, Withdrawn::KIND];
+
+    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+        if let Some(d) = event.decode_if::<Deposited>()? {
+            self.cents += d.cents;
+        } else {
+            self.cents -= event.decode::<Withdrawn>()?.cents;
+        }
+        self.moves += 1;
+        Ok(())
+    }
+}
+
+/// The same fold, from scratch over the entity's stream.
+fn fold(store: &Store, entity: &str) -> Option<Balance> {
+    let mut state: Option<Balance> = None;
+    for e in store.stream(entity).unwrap() {
+        if Balance::KINDS.contains(&e.kind) {
+            state
+                .get_or_insert_with(Balance::default)
+                .apply(&e)
+                .unwrap();
+        }
+    }
+    state
+}
+
+fn acct(i: usize) -> Coordinate {
+    Coordinate::new(format!("acct:{i}"), "bank").unwrap()
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Deposit(usize, i64),
+    Withdraw(usize, i64),
+    Note(usize),
+    Project(usize),
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0usize..3, 1i64..1000).prop_map(|(a, c)| Op::Deposit(a, c)),
+        2 => (0usize..3, 1i64..1000).prop_map(|(a, c)| Op::Withdraw(a, c)),
+        1 => (0usize..3).prop_map(Op::Note),
+        3 => (0usize..3).prop_map(Op::Project),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// Whatever the order of appends, projections and reopens, the cached and
+    /// incrementally advanced state equals a fold from scratch.
+    #[test]
+    fn incremental_equals_from_scratch(ops in prop::collection::vec(op(), 1..60)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::builder(dir.path()).sync_policy(batpak::SyncPolicy::Never).open().unwrap();
+        for op in ops {
+            match op {
+                Op::Deposit(a, c) => { store.append(&acct(a), &Deposited { cents: c }).unwrap(); }
+                Op::Withdraw(a, c) => { store.append(&acct(a), &Withdrawn { cents: c }).unwrap(); }
+                Op::Note(a) => { store.append(&acct(a), &Noted { text: "n".into() }).unwrap(); }
+                Op::Project(a) => {
+                    let got = store.project::<Balance>(&format!("acct:{a}"), Freshness::Consistent).unwrap();
+                    prop_assert_eq!(got, fold(&store, &format!("acct:{a}")));
+                }
+                Op::Reopen => {
+                    drop(store);
+                    store = Store::open(dir.path()).unwrap();
+                }
+            }
+        }
+        for a in 0..3 {
+            let entity = format!("acct:{a}");
+            prop_assert_eq!(store.project::<Balance>(&entity, Freshness::Consistent).unwrap(), fold(&store, &entity));
+        }
+    }
+}
+
+#[test]
+fn maybe_stale_may_serve_the_cached_state_and_says_how_old_it_may_be() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(&acct(1), &Deposited { cents: 100 }).unwrap();
+    let fresh = Freshness::Consistent;
+    assert_eq!(
+        store
+            .project::<Balance>("acct:1", fresh)
+            .unwrap()
+            .unwrap()
+            .cents,
+        100
+    );
+    store.append(&acct(1), &Deposited { cents: 5 }).unwrap();
+    let stale = Freshness::MaybeStale {
+        max_age: Duration::from_secs(3600),
+    };
+    assert_eq!(
+        store
+            .project::<Balance>("acct:1", stale)
+            .unwrap()
+            .unwrap()
+            .cents,
+        100
+    );
+    assert_eq!(
+        store
+            .project::<Balance>("acct:1", fresh)
+            .unwrap()
+            .unwrap()
+            .cents,
+        105
+    );
+    store.append(&acct(1), &Deposited { cents: 1 }).unwrap();
+    let expired = Freshness::MaybeStale {
+        max_age: Duration::ZERO,
+    };
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(
+        store
+            .project::<Balance>("acct:1", expired)
+            .unwrap()
+            .unwrap()
+            .cents,
+        106
+    );
+}
+
+#[test]
+fn project_if_changed_returns_nothing_for_an_unchanged_entity() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store
+        .project_if_changed::<Balance>("acct:1", 0)
+        .unwrap()
+        .is_none());
+    store.append(&acct(1), &Deposited { cents: 7 }).unwrap();
+    let (state, token) = store
+        .project_if_changed::<Balance>("acct:1", 0)
+        .unwrap()
+        .unwrap();
+    assert_eq!(state.unwrap().cents, 7);
+    assert!(store
+        .project_if_changed::<Balance>("acct:1", token)
+        .unwrap()
+        .is_none());
+    store.append(&acct(2), &Deposited { cents: 1 }).unwrap();
+    assert!(
+        store
+            .project_if_changed::<Balance>("acct:1", token)
+            .unwrap()
+            .is_none(),
+        "another entity"
+    );
+    store.append(&acct(1), &Noted { text: "x".into() }).unwrap();
+    let (state, newer) = store
+        .project_if_changed::<Balance>("acct:1", token)
+        .unwrap()
+        .unwrap();
+    assert!(newer > token);
+    assert_eq!(
+        state.unwrap().cents,
+        7,
+        "a note changes the entity, not the balance"
+    );
+}
+
+#[test]
+fn other_kinds_are_skipped_and_no_relevant_event_means_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store
+        .append(
+            &acct(1),
+            &Noted {
+                text: "hello".into(),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        store
+            .project::<Balance>("acct:1", Freshness::Consistent)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .project::<Balance>("acct:9", Freshness::Consistent)
+            .unwrap(),
+        None
+    );
+    store.append(&acct(1), &Withdrawn { cents: 3 }).unwrap();
+    let b = store
+        .project::<Balance>("acct:1", Freshness::Consistent)
+        .unwrap()
+        .unwrap();
+    assert_eq!((b.cents, b.moves), (-3, 1));
+}
+
+#[test]
+fn a_payload_that_fails_to_decode_is_an_error_naming_the_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append(&acct(1), &Deposited { cents: 1 }).unwrap();
+    let bad = store
+        .append_raw(
+            &acct(1),
+            Deposited::KIND,
+            RawPayload {
+                bytes: b"\xc1",
+                encoding: Encoding::MessagePack,
+                schema_version: 1,
+            },
+            AppendOptions::default(),
+        )
+        .unwrap();
+    match store.project::<Balance>("acct:1", Freshness::Consistent) {
+        Err(Error::Decode { id, kind, .. }) => {
+            assert_eq!((id, kind), (bad.event_id, Deposited::KIND))
+        }
+        other => panic!("{other:?}"),
+    }
+}
