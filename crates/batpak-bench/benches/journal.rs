@@ -12,7 +12,10 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use batpak::{AppendOptions, Batch, Coordinate, EventId, Store, SyncPolicy};
+use batpak::{
+    AppendOptions, Batch, Coordinate, EventId, EventPayload, Freshness, Projection, Store,
+    StoredEvent, SyncPolicy,
+};
 use batpak_bench::{
     entity_name, OrderPlaced, SqliteJournal, Synchronous, XorShift, ENTITIES, SCOPE,
 };
@@ -452,10 +455,111 @@ fn open_1m(c: &mut Criterion) {
     group.finish();
 }
 
+/// A running total over the payloads of one entity.
+#[derive(Clone, Default)]
+struct Total {
+    cents: u64,
+    units: u64,
+}
+
+impl Projection for Total {
+    const NAME: &'static str = "total";
+    const KINDS: &'static [batpak::EventKind] = &[<OrderPlaced as EventPayload>::KIND];
+
+    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+        let o: OrderPlaced = event.decode()?;
+        self.cents += o.price_cents * u64::from(o.qty);
+        self.units += u64::from(o.qty);
+        Ok(())
+    }
+}
+
+/// A projection over one entity of 100,000 events: cold (no cache: every event read
+/// and decoded), cached (nothing new), and after one more append; SQLite reads and
+/// folds the same rows.
+fn projection_100k(c: &mut Criterion) {
+    const EVENTS: usize = 100_000;
+    let inputs = Inputs::new();
+    let (dir, store) = batpak_store(SyncPolicy::Never);
+    let (_sqlite_dir, mut db) = sqlite_db(Synchronous::Off);
+    for first in (0..EVENTS).step_by(BATCH) {
+        let mut batch = Batch::new();
+        let mut items = Vec::with_capacity(BATCH);
+        for i in first..first + BATCH {
+            let p = &inputs.payloads[i % ENTITIES];
+            batch
+                .push(&inputs.coords[0], p, AppendOptions::default())
+                .unwrap();
+            items.push((inputs.names[0].as_str(), p));
+        }
+        store.append_batch(&batch).unwrap();
+        db.append_batch(SCOPE, &items).unwrap();
+    }
+    store.close().unwrap();
+    let entity = inputs.names[0].as_str();
+    let mut group = c.benchmark_group("projection_100k");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(EVENTS as u64));
+    let cold = Store::builder(dir.path())
+        .projection_cache(0)
+        .open()
+        .unwrap();
+    group.bench_function("batpak", |b| {
+        b.iter(|| {
+            black_box(
+                cold.project::<Total>(entity, Freshness::Consistent)
+                    .unwrap(),
+            )
+        });
+    });
+    drop(cold);
+    group.bench_function("sqlite", |b| {
+        b.iter(|| {
+            let mut total = Total::default();
+            for e in db.stream(entity).unwrap() {
+                let o = e.decode().unwrap();
+                total.cents += o.price_cents * u64::from(o.qty);
+                total.units += u64::from(o.qty);
+            }
+            black_box(total.cents + total.units)
+        });
+    });
+    group.throughput(Throughput::Elements(1));
+    let store = Store::builder(dir.path())
+        .sync_policy(SyncPolicy::Never)
+        .open()
+        .unwrap();
+    store
+        .project::<Total>(entity, Freshness::Consistent)
+        .unwrap();
+    group.bench_function("cached", |b| {
+        b.iter(|| {
+            black_box(
+                store
+                    .project::<Total>(entity, Freshness::Consistent)
+                    .unwrap(),
+            )
+        });
+    });
+    group.bench_function("after_one_append", |b| {
+        b.iter(|| {
+            store
+                .append(&inputs.coords[0], &inputs.payloads[0])
+                .unwrap();
+            black_box(
+                store
+                    .project::<Total>(entity, Freshness::Consistent)
+                    .unwrap(),
+            )
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = journal;
     config = config();
     targets = append_nosync, append_fsync, append_fsync_16_threads, append_batch_1000, reads,
-        walk_1000_ancestors, open_1m
+        walk_1000_ancestors, open_1m, projection_100k
 }
 criterion_main!(journal);

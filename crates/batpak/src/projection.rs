@@ -195,14 +195,11 @@ impl Store {
             Some((state, through, _)) => (typed(state), *through),
             None => (None, 0),
         };
-        let newer = self.entity_events_after(entity, through)?;
-        let Some(last) = newer.last().map(|e| e.sequence) else {
+        let last = self.visit_entity_events_after(entity, through, P::KINDS, |event| {
+            state.get_or_insert_with(P::default).apply(event)
+        })?;
+        if last == through {
             return Ok((state, through));
-        };
-        for event in &newer {
-            if P::KINDS.is_empty() || P::KINDS.contains(&event.kind) {
-                state.get_or_insert_with(P::default).apply(event)?;
-            }
         }
         let shared = state
             .clone()

@@ -527,16 +527,67 @@ impl Store {
         self.index().entity_head(entity).map_or(0, |(_, seq)| seq)
     }
 
-    /// The entity's visible events with sequence greater than `after`, in order.
-    pub(crate) fn entity_events_after(&self, entity: &str, after: u64) -> Result<Vec<StoredEvent>> {
-        let targets = self.locate(|index| match index.entities().get(entity) {
-            Some(id) => {
-                let postings = index.entity_events(id);
-                postings[postings.partition_point(|&s| s <= after)..].to_vec()
+    /// Calls `f` with each of the entity's visible events after sequence `after` whose
+    /// kind is in `kinds` (every kind when empty), in order, reading one record at a
+    /// time. Returns the entity's newest sequence considered (`after` when none).
+    pub(crate) fn visit_entity_events_after(
+        &self,
+        entity: &str,
+        after: u64,
+        kinds: &[EventKind],
+        mut f: impl FnMut(&StoredEvent) -> Result<()>,
+    ) -> Result<u64> {
+        let (targets, last) = {
+            let index = self.index();
+            let Some(id) = index.entities().get(entity) else {
+                return Ok(after);
+            };
+            let postings = index.entity_events(id);
+            let newer = &postings[postings.partition_point(|&s| s <= after)..];
+            let Some(&last) = newer.last() else {
+                return Ok(after);
+            };
+            let mut coordinate: Option<Coordinate> = None;
+            let mut targets = Vec::with_capacity(newer.len());
+            for &sequence in newer {
+                let Some((location, entity, scope)) = index.read_target(sequence) else {
+                    continue;
+                };
+                if !kinds.is_empty()
+                    && !index
+                        .filter_columns(sequence)
+                        .is_some_and(|(_, _, kind)| kinds.contains(&kind))
+                {
+                    continue;
+                }
+                let coordinate = coordinate
+                    .get_or_insert_with(|| {
+                        Coordinate::from_interned(
+                            index.entities().shared(entity),
+                            index.scopes().shared(scope),
+                        )
+                    })
+                    .clone();
+                targets.push(Target {
+                    sequence,
+                    location,
+                    coordinate,
+                });
             }
-            None => Vec::new(),
-        });
-        self.read_events(&targets)
+            (targets, last)
+        };
+        for t in &targets {
+            let event = self
+                .segments
+                .with_record(t.location, |view| Ok(to_event(view, t)))?
+                .map_err(|detail| Error::Corrupt {
+                    path: self.segments.path_of(t.location.segment()),
+                    offset: t.location.offset(),
+                    detail,
+                })?;
+            f(&event)?;
+        }
+        Ok(last)
     }
 
     /// Counts and watermarks.
