@@ -144,6 +144,13 @@ pub enum Error {
         /// The types that claim it.
         types: Vec<&'static str>,
     },
+    /// A projection's `apply` failed; the report describes the failed run.
+    ProjectionFailed {
+        /// The report of the run, with the error text in its diagnostics.
+        report: Box<crate::report::Report<crate::projection::ProjectionRun>>,
+        /// The error `apply` returned.
+        cause: Box<Error>,
+    },
     /// Text that should be an event id is not one.
     InvalidEventId {
         /// The text.
@@ -274,6 +281,11 @@ impl fmt::Display for Error {
                 "event kind {kind} is claimed by more than one payload type: {}",
                 types.join(", ")
             ),
+            Error::ProjectionFailed { report, cause } => write!(
+                f,
+                "projection {} failed on entity {:?}: {cause}",
+                report.body.projection, report.body.entity
+            ),
             Error::InvalidEventId { text } => write!(f, "{text:?} is not an event id (UUID)"),
         }
     }
@@ -283,6 +295,7 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::ProjectionFailed { cause, .. } => Some(cause.as_ref()),
             _ => None,
         }
     }

@@ -42,6 +42,7 @@ mod options;
 mod projection;
 mod query;
 mod registry;
+mod report;
 mod segment;
 mod store;
 mod writer;
@@ -59,9 +60,13 @@ pub use id::EventId;
 pub use kind::EventKind;
 pub use open::{IndexSource, OpenReport};
 pub use options::{AppendOptions, Cause, ExpectedVersion, SyncPolicy};
-pub use projection::{Freshness, Projection, DEFAULT_PROJECTION_CACHE};
+pub use projection::{
+    CacheStatus, Finding, Freshness, InputFrontier, ObservedFreshness, OutputHash, Projection,
+    ProjectionRun, RequestedFreshness, SourceRef, DEFAULT_PROJECTION_CACHE,
+};
 pub use query::Region;
 pub use registry::KindCollision;
+pub use report::{Report, ReportBody, ReportMetadata};
 pub use segment::recovery::TailCut;
 
 /// What the derive's generated code refers to. Not part of the public API.

@@ -3,12 +3,15 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::error::Result;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::kind::EventKind;
+use crate::report::{Report, ReportBody};
 use crate::store::Store;
 
 /// A fold of an entity's events into a value.
@@ -71,8 +74,18 @@ struct Entry {
     state: SharedState,
     /// The newest sequence of the entity the state reflects.
     through: u64,
+    /// Sequence and timestamp of the last event applied.
+    frontier: Option<(u64, u64)>,
     computed: Instant,
     used: u64,
+}
+
+/// A cache entry as a caller sees it.
+struct Cached {
+    state: SharedState,
+    through: u64,
+    frontier: Option<(u64, u64)>,
+    computed: Instant,
 }
 
 /// Cached projection states, least recently used evicted beyond `capacity`.
@@ -97,16 +110,25 @@ impl ProjectionCache {
         }
     }
 
-    fn lookup(&self, key: &Key) -> Option<(SharedState, u64, Instant)> {
+    fn lookup(&self, key: &Key) -> Option<Cached> {
         let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         let (map, tick) = &mut *guard;
         *tick += 1;
         let entry = map.get_mut(key)?;
         entry.used = *tick;
-        Some((entry.state.clone(), entry.through, entry.computed))
+        Some(Cached {
+            state: entry.state.clone(),
+            through: entry.through,
+            frontier: entry.frontier,
+            computed: entry.computed,
+        })
     }
 
-    fn store(&self, key: Key, state: SharedState, through: u64) {
+    fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    fn store(&self, key: Key, state: SharedState, through: u64, frontier: Option<(u64, u64)>) {
         if self.capacity == 0 {
             return;
         }
@@ -130,6 +152,7 @@ impl ProjectionCache {
             Entry {
                 state,
                 through,
+                frontier,
                 computed: Instant::now(),
                 used: *tick,
             },
@@ -169,44 +192,337 @@ impl Store {
         Ok(Some((state, through)))
     }
 
+    /// The state of `P` over `entity` with a deterministic report of the run: what was
+    /// asked, what was observed, the input frontier, the hash of the state's canonical
+    /// encoding and how the cache was used. When the projection fails, the error
+    /// (`Error::ProjectionFailed`) carries the report of the failed run.
+    pub fn project_with_report<P: Projection + Serialize>(
+        &self,
+        entity: &str,
+        freshness: Freshness,
+    ) -> Result<(Option<P>, Report<ProjectionRun>)> {
+        let mut findings = Vec::new();
+        let mut run = ProjectionRun {
+            projection: P::NAME.to_string(),
+            projection_version: P::VERSION,
+            entity: entity.to_string(),
+            sources: sources::<P>(entity),
+            requested_freshness: match freshness {
+                Freshness::Consistent => RequestedFreshness::Consistent,
+                Freshness::MaybeStale { max_age } => RequestedFreshness::MaybeStale {
+                    max_age_ms: u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX),
+                },
+            },
+            observed_freshness: ObservedFreshness::NotApplicable,
+            input_frontier: None,
+            output_hash: OutputHash::NotApplicable,
+            cache: CacheStatus::Miss,
+            findings: Vec::new(),
+        };
+        let outcome = match self.run::<P>(entity, freshness) {
+            Ok(outcome) => outcome,
+            Err(RunError { error, cache }) => {
+                run.cache = cache;
+                run.observed_freshness = ObservedFreshness::Unavailable {
+                    reason: "the projection failed".into(),
+                };
+                run.output_hash = OutputHash::Unavailable {
+                    reason: "the projection failed".into(),
+                };
+                findings.extend([Finding::ProjectionFailed, Finding::InputFrontierUnknown]);
+                run.findings = sorted(findings);
+                let report = Report::new(run, vec![error.to_string()]);
+                return Err(Error::ProjectionFailed {
+                    report: Box::new(report),
+                    cause: Box::new(error),
+                });
+            }
+        };
+        run.cache = outcome.cache;
+        run.input_frontier = outcome
+            .frontier
+            .map(|(sequence, timestamp_ns)| InputFrontier {
+                sequence,
+                timestamp_ns,
+            });
+        run.observed_freshness = match (&outcome.state, outcome.stale) {
+            (None, _) => ObservedFreshness::NotApplicable,
+            (Some(_), true) => {
+                findings.push(Finding::StaleStateUsed);
+                ObservedFreshness::StaleAllowed
+            }
+            (Some(_), false) => ObservedFreshness::Fresh,
+        };
+        run.output_hash = match &outcome.state {
+            None => OutputHash::NotApplicable,
+            Some(state) => match serde_json::to_vec(state) {
+                Ok(bytes) => OutputHash::Hash {
+                    blake3: blake3::keyed_hash(&OUTPUT_KEY, &bytes).to_hex().to_string(),
+                },
+                Err(e) => {
+                    findings.push(Finding::OutputHashUnavailable);
+                    OutputHash::Unavailable {
+                        reason: format!("the state does not encode: {e}"),
+                    }
+                }
+            },
+        };
+        run.findings = sorted(findings);
+        Ok((outcome.state, Report::new(run, Vec::new())))
+    }
+
     /// The projected state and the newest entity sequence it reflects.
     fn project_through<P: Projection>(
         &self,
         entity: &str,
         freshness: Freshness,
     ) -> Result<(Option<P>, u64)> {
+        self.run::<P>(entity, freshness)
+            .map(|o| (o.state, o.through))
+            .map_err(|e| e.error)
+    }
+
+    /// One projection run: from the cache when allowed, advanced by newer events.
+    fn run<P: Projection>(
+        &self,
+        entity: &str,
+        freshness: Freshness,
+    ) -> Result<Outcome<P>, RunError> {
         let key = Key {
             projection: TypeId::of::<P>(),
             version: P::VERSION,
             entity: Arc::from(entity),
         };
         let cached = self.projections.lookup(&key);
+        let cache = match (&cached, self.projections.enabled()) {
+            (_, false) => CacheStatus::Bypassed,
+            (Some(_), true) => CacheStatus::Hit,
+            (None, true) => CacheStatus::Miss,
+        };
         let typed = |state: &SharedState| -> Option<P> {
             state.as_ref().and_then(|s| s.downcast_ref::<P>()).cloned()
         };
-        if let (Freshness::MaybeStale { max_age }, Some((state, through, computed))) =
-            (freshness, &cached)
-        {
-            if computed.elapsed() <= max_age {
-                return Ok((typed(state), *through));
+        if let (Freshness::MaybeStale { max_age }, Some(c)) = (freshness, &cached) {
+            if c.computed.elapsed() <= max_age {
+                return Ok(Outcome {
+                    state: typed(&c.state),
+                    through: c.through,
+                    frontier: c.frontier,
+                    cache,
+                    stale: true,
+                });
             }
         }
-        let (mut state, through) = match &cached {
-            Some((state, through, _)) => (typed(state), *through),
-            None => (None, 0),
+        let (mut state, through, mut frontier) = match &cached {
+            Some(c) => (typed(&c.state), c.through, c.frontier),
+            None => (None, 0, None),
         };
-        let last = self.visit_entity_events_after(entity, through, P::KINDS, |event| {
-            state.get_or_insert_with(P::default).apply(event)
-        })?;
-        if last == through {
-            return Ok((state, through));
+        let last = self
+            .visit_entity_events_after(entity, through, P::KINDS, |event| {
+                state.get_or_insert_with(P::default).apply(event)?;
+                frontier = Some((event.sequence, event.timestamp_ns));
+                Ok(())
+            })
+            .map_err(|error| RunError {
+                error,
+                cache: cache.clone(),
+            })?;
+        if last != through {
+            let shared = state
+                .clone()
+                .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>);
+            self.projections.store(key, shared, last, frontier);
         }
-        let shared = state
-            .clone()
-            .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>);
-        self.projections.store(key, shared, last);
-        Ok((state, last))
+        Ok(Outcome {
+            state,
+            through: last,
+            frontier,
+            cache,
+            stale: false,
+        })
     }
+}
+
+struct Outcome<P> {
+    state: Option<P>,
+    through: u64,
+    frontier: Option<(u64, u64)>,
+    cache: CacheStatus,
+    stale: bool,
+}
+
+struct RunError {
+    error: Error,
+    cache: CacheStatus,
+}
+
+static OUTPUT_KEY: LazyLock<[u8; 32]> =
+    LazyLock::new(|| blake3::derive_key("batpak 2026 projection output v1", &[]));
+
+fn sources<P: Projection>(entity: &str) -> Vec<SourceRef> {
+    let mut out = vec![SourceRef::Entity {
+        name: entity.to_string(),
+    }];
+    let mut kinds: Vec<EventKind> = P::KINDS.to_vec();
+    kinds.sort_unstable();
+    kinds.dedup();
+    if kinds.is_empty() {
+        out.push(SourceRef::AllKinds);
+    }
+    out.extend(kinds.into_iter().map(|k| SourceRef::Kind {
+        category: k.category(),
+        type_id: k.type_id(),
+    }));
+    out
+}
+
+fn sorted(mut findings: Vec<Finding>) -> Vec<Finding> {
+    findings.sort_unstable();
+    findings.dedup();
+    findings
+}
+
+/// The body of a projection-run report. Deterministic: two runs over the same
+/// history give byte-identical bodies unless a field says what differed (the cache
+/// status, the observed freshness).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProjectionRun {
+    /// `Projection::NAME`.
+    pub projection: String,
+    /// `Projection::VERSION`.
+    pub projection_version: u32,
+    /// The entity projected.
+    pub entity: String,
+    /// What the run read: the entity, then each consumed kind (sorted).
+    pub sources: Vec<SourceRef>,
+    /// What the caller asked for.
+    pub requested_freshness: RequestedFreshness,
+    /// What the result is.
+    pub observed_freshness: ObservedFreshness,
+    /// The last event the result reflects.
+    pub input_frontier: Option<InputFrontier>,
+    /// blake3 of the state's canonical encoding.
+    pub output_hash: OutputHash,
+    /// How the cache was used.
+    pub cache: CacheStatus,
+    /// Notable facts, sorted.
+    pub findings: Vec<Finding>,
+}
+
+impl ReportBody for ProjectionRun {
+    const KIND: &'static str = "projection-run";
+}
+
+/// Something a projection run read.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceRef {
+    /// The entity's events.
+    Entity {
+        /// The entity.
+        name: String,
+    },
+    /// Every kind (the projection names none).
+    AllKinds,
+    /// One consumed kind.
+    Kind {
+        /// Its category.
+        category: u8,
+        /// Its type id.
+        type_id: u16,
+    },
+}
+
+/// The freshness a caller asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RequestedFreshness {
+    /// Every visible event.
+    Consistent,
+    /// A cached state no older than this.
+    MaybeStale {
+        /// The bound, in milliseconds.
+        max_age_ms: u64,
+    },
+}
+
+/// The freshness a run delivered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ObservedFreshness {
+    /// Reflects every visible event.
+    Fresh,
+    /// A cached state within the allowed age, not checked for newer events.
+    StaleAllowed,
+    /// Nothing to project: the entity has no event the projection consumes.
+    NotApplicable,
+    /// Unknown.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The last event a result reflects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct InputFrontier {
+    /// Its sequence.
+    pub sequence: u64,
+    /// Its timestamp (Unix nanoseconds, as stored).
+    pub timestamp_ns: u64,
+}
+
+/// The hash of a run's output.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutputHash {
+    /// blake3 (keyed, "batpak 2026 projection output v1") of the state's JSON, in hex.
+    Hash {
+        /// The hex digest.
+        blake3: String,
+    },
+    /// There is no state.
+    NotApplicable,
+    /// The state could not be hashed.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How a run used the projection cache.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CacheStatus {
+    /// A cached state was the starting point.
+    Hit,
+    /// No cached state: folded from the first event.
+    Miss,
+    /// The cache is disabled.
+    Bypassed,
+    /// Unknown.
+    Unavailable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// A notable fact about a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finding {
+    /// A cached state was returned without looking for newer events.
+    StaleStateUsed,
+    /// The input frontier is not known.
+    InputFrontierUnknown,
+    /// The output hash could not be computed.
+    OutputHashUnavailable,
+    /// The cache status is not known.
+    CacheStatusUnavailable,
+    /// The freshness is not known.
+    FreshnessUnavailable,
+    /// The projection returned an error.
+    ProjectionFailed,
 }
 
 #[cfg(test)]
