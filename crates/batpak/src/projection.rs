@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::kind::EventKind;
+use crate::query::Region;
 use crate::report::{Report, ReportBody};
 use crate::store::Store;
 
@@ -64,7 +65,14 @@ pub const DEFAULT_PROJECTION_CACHE: usize = 4096;
 struct Key {
     projection: TypeId,
     version: u32,
-    entity: Arc<str>,
+    target: Target,
+}
+
+/// What a cached state folds: one entity's events, or a region's in sequence order.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Target {
+    Entity(Arc<str>),
+    Region(Box<Region>),
 }
 
 /// A cached state of some projection type, `None` until a relevant event was applied.
@@ -192,6 +200,61 @@ impl Store {
         Ok(Some((state, through)))
     }
 
+    /// A read model over every event of `region` (many entities: all orders of a
+    /// tenant, say), folded in sequence order; `None` when the region holds no event of
+    /// a kind `P` consumes. Cached per (P, P::VERSION, region) and advanced by the
+    /// events appended since, like [`project`](Self::project).
+    pub fn project_region<P: Projection>(
+        &self,
+        region: &Region,
+        freshness: Freshness,
+    ) -> Result<Option<P>> {
+        let key = Key {
+            projection: TypeId::of::<P>(),
+            version: P::VERSION,
+            target: Target::Region(Box::new(region.clone())),
+        };
+        let cached = self.projections.lookup(&key);
+        let typed = |state: &SharedState| -> Option<P> {
+            state.as_ref().and_then(|s| s.downcast_ref::<P>()).cloned()
+        };
+        if let (Freshness::MaybeStale { max_age }, Some(c)) = (freshness, &cached) {
+            if c.computed.elapsed() <= max_age {
+                return Ok(typed(&c.state));
+            }
+        }
+        let (mut state, mut through, mut frontier) = match &cached {
+            Some(c) => (typed(&c.state), c.through, c.frontier),
+            None => (None, 0, None),
+        };
+        let start = through;
+        const PAGE: usize = 4096;
+        loop {
+            let page = self.query(region, through, PAGE)?;
+            for event in &page {
+                if P::KINDS.is_empty() || P::KINDS.contains(&event.kind) {
+                    state.get_or_insert_with(P::default).apply(event)?;
+                    frontier = Some((event.sequence, event.timestamp_ns));
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE => through = last.sequence,
+                Some(last) => {
+                    through = last.sequence;
+                    break;
+                }
+                None => break,
+            }
+        }
+        if through != start {
+            let shared = state
+                .clone()
+                .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>);
+            self.projections.store(key, shared, through, frontier);
+        }
+        Ok(state)
+    }
+
     /// The state of `P` over `entity` with a deterministic report of the run: what was
     /// asked, what was observed, the input frontier, the hash of the state's canonical
     /// encoding and how the cache was used. When the projection fails, the error
@@ -291,7 +354,7 @@ impl Store {
         let key = Key {
             projection: TypeId::of::<P>(),
             version: P::VERSION,
-            entity: Arc::from(entity),
+            target: Target::Entity(Arc::from(entity)),
         };
         let cached = self.projections.lookup(&key);
         let cache = match (&cached, self.projections.enabled()) {

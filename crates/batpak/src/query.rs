@@ -12,7 +12,7 @@ use crate::kind::EventKind;
 ///
 /// An entity prefix matches on `:` boundaries: `order` selects `order` and `order:1`
 /// but not `orders`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Region {
     entity: Option<EntityFilter>,
     scope: Option<String>,
@@ -38,13 +38,13 @@ fn half_open(range: impl RangeBounds<u64>) -> (u64, u64) {
     (start, end.max(start))
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum EntityFilter {
     Exact(String),
     Prefix(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum KindFilter {
     Kind(EventKind),
     Category(u8),

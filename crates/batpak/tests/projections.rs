@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use batpak::{
     AppendOptions, Coordinate, Encoding, Error, EventKind, EventPayload, Freshness, Projection,
-    RawPayload, Store, StoredEvent,
+    RawPayload, Region, Store, StoredEvent,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -261,5 +261,52 @@ fn a_payload_that_fails_to_decode_is_an_error_naming_the_event() {
             assert_eq!((id, kind), (bad.event_id, Deposited::KIND))
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// The same fold over a region, from scratch.
+fn fold_region(store: &Store, region: &Region) -> Option<Balance> {
+    let mut state: Option<Balance> = None;
+    for e in store.query(region, 0, usize::MAX).unwrap() {
+        if Balance::KINDS.contains(&e.kind) {
+            state
+                .get_or_insert_with(Balance::default)
+                .apply(&e)
+                .unwrap();
+        }
+    }
+    state
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// A region read model, cached and advanced, equals a fold of the region's events.
+    #[test]
+    fn region_read_models_equal_a_fold_of_the_region(
+        ops in prop::collection::vec((0usize..6, 0usize..2, 0u8..4, 1i64..500), 1..80),
+        checks in prop::collection::vec(0usize..3, 1..10),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder(dir.path()).sync_policy(batpak::SyncPolicy::Never).open().unwrap();
+        let regions = [
+            Region::all().entity_prefix("order").scope("t1"),
+            Region::all().entity_prefix("order"),
+            Region::all().scope("t0").kind(Deposited::KIND),
+        ];
+        for (step, (entity, scope, what, cents)) in ops.into_iter().enumerate() {
+            let name = if entity < 4 { format!("order:{entity}") } else { format!("refund:{entity}") };
+            let c = Coordinate::new(name, format!("t{scope}")).unwrap();
+            match what {
+                0 | 1 => { store.append(&c, &Deposited { cents }).unwrap(); }
+                2 => { store.append(&c, &Withdrawn { cents }).unwrap(); }
+                _ => { store.append(&c, &Noted { text: "n".into() }).unwrap(); }
+            }
+            let r = &regions[checks[step % checks.len()]];
+            prop_assert_eq!(store.project_region::<Balance>(r, Freshness::Consistent).unwrap(), fold_region(&store, r));
+        }
+        for r in &regions {
+            prop_assert_eq!(store.project_region::<Balance>(r, Freshness::Consistent).unwrap(), fold_region(&store, r));
+        }
     }
 }
