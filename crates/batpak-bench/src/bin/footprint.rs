@@ -8,7 +8,10 @@
 use std::path::Path;
 use std::time::Instant;
 
-use batpak::{AppendOptions, Batch, Coordinate, IndexSource, Store, SyncPolicy};
+use batpak::{
+    AppendOptions, Batch, Coordinate, EventPayload, Freshness, IndexSource, Projection, Region,
+    Store, StoredEvent, SyncPolicy,
+};
 use batpak_bench::{entity_name, OrderPlaced, SqliteJournal, Synchronous, ENTITIES, SCOPE};
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -34,6 +37,20 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
+}
+
+/// Units ordered across every entity of the region.
+#[derive(Clone, Default)]
+struct Units(u64);
+
+impl Projection for Units {
+    const NAME: &'static str = "units";
+    const KINDS: &'static [batpak::EventKind] = &[<OrderPlaced as EventPayload>::KIND];
+
+    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+        self.0 += u64::from(event.decode::<OrderPlaced>()?.qty);
+        Ok(())
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
@@ -84,6 +101,15 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "open from checkpoint: {took:?}; resident memory grew {} bytes = {:.1} bytes/event",
         rss_after.saturating_sub(rss_before),
         rss_after.saturating_sub(rss_before) as f64 / n as f64
+    );
+    let region = Region::all().entity_prefix("order").scope(SCOPE);
+    let started = Instant::now();
+    let units = store.project_region::<Units>(&region, Freshness::Consistent)?;
+    let took = started.elapsed();
+    println!(
+        "region read model over {n} events of {ENTITIES} entities: {took:?} = {:.0} events/s (units {})",
+        n as f64 / took.as_secs_f64(),
+        units.map_or(0, |u| u.0)
     );
     drop(store);
     for _ in 0..2 {
