@@ -172,3 +172,113 @@ fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
     }
     Ok(out)
 }
+
+/// Derives `batpak::Projection` from handler methods:
+///
+/// ```ignore
+/// #[derive(Clone, Default, EventSourced)]
+/// #[batpak(name = "balance", version = 2, events(Deposited => on_deposit, Withdrawn => on_withdraw))]
+/// struct Balance { cents: i64 }
+///
+/// impl Balance {
+///     fn on_deposit(&mut self, e: &Deposited) { self.cents += e.cents }
+///     fn on_withdraw(&mut self, e: &Withdrawn) { self.cents -= e.cents }
+/// }
+/// ```
+///
+/// The listed payload types are the projection's kinds; each stored event of one of
+/// them is decoded (with upcasting) and handed to its method. `version` defaults to 1.
+#[proc_macro_derive(EventSourced, attributes(batpak))]
+pub fn derive_event_sourced(input: TokenStream) -> TokenStream {
+    let input = parse_macro_input!(input as DeriveInput);
+    match expand_event_sourced(&input) {
+        Ok(tokens) => tokens.into(),
+        Err(e) => e.to_compile_error().into(),
+    }
+}
+
+fn expand_event_sourced(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
+    if !input.generics.params.is_empty() {
+        return Err(Error::new(
+            input.generics.span(),
+            "EventSourced cannot be derived for a generic type",
+        ));
+    }
+    let mut name: Option<syn::LitStr> = None;
+    let mut version: Option<(u64, Span)> = None;
+    let mut handlers: Vec<(syn::Path, syn::Ident)> = Vec::new();
+    let mut seen = false;
+    for attr in input.attrs.iter().filter(|a| a.path().is_ident("batpak")) {
+        seen = true;
+        attr.parse_nested_meta(|meta| {
+            if meta.path.is_ident("name") {
+                name = Some(meta.value()?.parse()?);
+                Ok(())
+            } else if meta.path.is_ident("version") {
+                let lit: LitInt = meta.value()?.parse()?;
+                version = Some((lit.base10_parse::<u64>()?, lit.span()));
+                Ok(())
+            } else if meta.path.is_ident("events") {
+                let content;
+                syn::parenthesized!(content in meta.input);
+                while !content.is_empty() {
+                    let ty: syn::Path = content.parse()?;
+                    content.parse::<syn::Token![=>]>()?;
+                    let method: syn::Ident = content.parse()?;
+                    handlers.push((ty, method));
+                    if content.is_empty() {
+                        break;
+                    }
+                    content.parse::<syn::Token![,]>()?;
+                }
+                Ok(())
+            } else {
+                Err(meta.error(
+                    "unknown batpak attribute for EventSourced: expected `name`, `version` or `events`",
+                ))
+            }
+        })?;
+    }
+    let ident = &input.ident;
+    if !seen || handlers.is_empty() {
+        return Err(Error::new(
+            ident.span(),
+            "missing #[batpak(events(Payload => handler, ...))]: list the payload types this projection folds",
+        ));
+    }
+    let version = match version {
+        None => 1u32,
+        Some((0, span)) => {
+            return Err(Error::new(
+                span,
+                "version 0 is not allowed: versions start at 1",
+            ))
+        }
+        Some((v, span)) => u32::try_from(v)
+            .map_err(|_| Error::new(span, format!("version {v} does not fit in 32 bits")))?,
+    };
+    let name = name.map_or_else(|| ident.to_string(), |n| n.value());
+    let kinds = handlers.iter().map(|(ty, _)| {
+        quote! { <#ty as ::batpak::EventPayload>::KIND }
+    });
+    let arms = handlers.iter().map(|(ty, method)| {
+        quote! {
+            if event.kind == <#ty as ::batpak::EventPayload>::KIND {
+                self.#method(&event.decode::<#ty>()?);
+                return ::core::result::Result::Ok(());
+            }
+        }
+    });
+    Ok(quote! {
+        impl ::batpak::Projection for #ident {
+            const NAME: &'static str = #name;
+            const VERSION: u32 = #version;
+            const KINDS: &'static [::batpak::EventKind] = &[#(#kinds),*];
+
+            fn apply(&mut self, event: &::batpak::StoredEvent) -> ::batpak::Result<()> {
+                #(#arms)*
+                ::core::result::Result::Ok(())
+            }
+        }
+    })
+}

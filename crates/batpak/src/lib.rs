@@ -50,6 +50,9 @@ mod writer;
 /// `#[derive(EventPayload)]` with `#[batpak(category = C, type_id = T, version = V)]`.
 #[cfg(feature = "derive")]
 pub use batpak_derive::EventPayload;
+/// `#[derive(EventSourced)]`: a `Projection` from `#[batpak(events(Payload => handler))]`.
+#[cfg(feature = "derive")]
+pub use batpak_derive::EventSourced;
 pub use chain::Hash;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use error::{CoordinateRule, Error, Result};

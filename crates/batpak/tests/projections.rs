@@ -310,3 +310,57 @@ proptest! {
         }
     }
 }
+
+mod derived {
+    use super::*;
+    use batpak::EventSourced;
+
+    /// The same balance as a struct plus handler methods.
+    #[derive(Clone, Default, Debug, PartialEq, EventSourced)]
+    #[batpak(name = "balance-derived", version = 3, events(Deposited => on_deposit, Withdrawn => on_withdraw))]
+    struct DerivedBalance {
+        cents: i64,
+        moves: u32,
+    }
+
+    impl DerivedBalance {
+        fn on_deposit(&mut self, e: &Deposited) {
+            self.cents += e.cents;
+            self.moves += 1;
+        }
+
+        fn on_withdraw(&mut self, e: &Withdrawn) {
+            self.cents -= e.cents;
+            self.moves += 1;
+        }
+    }
+
+    #[test]
+    fn a_derived_projection_folds_like_the_hand_written_one() {
+        assert_eq!(DerivedBalance::NAME, "balance-derived");
+        assert_eq!(DerivedBalance::VERSION, 3);
+        assert_eq!(DerivedBalance::KINDS, &[Deposited::KIND, Withdrawn::KIND]);
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.append(&acct(1), &Deposited { cents: 50 }).unwrap();
+        store
+            .append(
+                &acct(1),
+                &Noted {
+                    text: "skip".into(),
+                },
+            )
+            .unwrap();
+        store.append(&acct(1), &Withdrawn { cents: 8 }).unwrap();
+        let derived = store
+            .project::<DerivedBalance>("acct:1", Freshness::Consistent)
+            .unwrap()
+            .unwrap();
+        let manual = store
+            .project::<Balance>("acct:1", Freshness::Consistent)
+            .unwrap()
+            .unwrap();
+        assert_eq!((derived.cents, derived.moves), (manual.cents, manual.moves));
+        assert_eq!((derived.cents, derived.moves), (42, 2));
+    }
+}
