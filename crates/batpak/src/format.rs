@@ -3,5 +3,6 @@
 pub(crate) mod checkpoint;
 pub(crate) mod record;
 pub(crate) mod segment;
+pub(crate) mod snapshot;
 
 pub use record::{Encoding, MAX_PAYLOAD_LEN};

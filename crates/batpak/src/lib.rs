@@ -65,7 +65,7 @@ pub use open::{IndexSource, OpenReport};
 pub use options::{AppendOptions, Cause, ExpectedVersion, SyncPolicy};
 pub use projection::{
     CacheStatus, Finding, Freshness, InputFrontier, ObservedFreshness, OutputHash, Projection,
-    ProjectionRun, RequestedFreshness, SourceRef, DEFAULT_PROJECTION_CACHE,
+    ProjectionRun, RequestedFreshness, SnapshotRef, SourceRef, DEFAULT_PROJECTION_CACHE,
 };
 pub use query::Region;
 pub use registry::KindCollision;

@@ -3,6 +3,7 @@
 
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,9 +11,11 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
+use crate::format::snapshot::Snapshot;
 use crate::kind::EventKind;
 use crate::query::Region;
 use crate::report::{Report, ReportBody};
+use crate::segment::io::replace_file;
 use crate::store::Store;
 
 /// A fold of an entity's events into a value.
@@ -40,10 +43,55 @@ pub trait Projection: Clone + Default + Send + Sync + 'static {
     /// The kinds `apply` sees; events of other kinds are skipped. Empty: every kind.
     const KINDS: &'static [EventKind] = &[];
 
+    /// Keep cached states as snapshot files under `projections/`, so a restarted
+    /// process resumes from them instead of refolding history. Needs `to_snapshot`
+    /// and `from_snapshot`. Default: false.
+    const PERSIST: bool = false;
+
     /// Folds one event into the state (which starts as `Default::default()`). A
     /// payload that fails to decode should be returned as the error, never skipped.
     fn apply(&mut self, event: &StoredEvent) -> Result<()>;
+
+    /// The state's bytes for a snapshot (any encoding). `None`: not persisted.
+    fn to_snapshot(&self) -> Option<Vec<u8>> {
+        None
+    }
+
+    /// A state from `to_snapshot`'s bytes; `None` rejects the snapshot.
+    fn from_snapshot(bytes: &[u8]) -> Option<Self> {
+        let _ = bytes;
+        None
+    }
 }
+
+/// Encodes a type-erased cached state of `P` for its snapshot.
+type EncodeState = fn(&(dyn Any + Send + Sync)) -> Option<Vec<u8>>;
+
+/// Where and how a persisting projection's cached state is written.
+#[derive(Clone)]
+struct PersistTo {
+    path: PathBuf,
+    version: u32,
+    encode: EncodeState,
+}
+
+fn encode_state<P: Projection>(state: &(dyn Any + Send + Sync)) -> Option<Vec<u8>> {
+    state.downcast_ref::<P>().and_then(P::to_snapshot)
+}
+
+/// Where a projection's snapshot of `entity` lives.
+fn snapshot_path<P: Projection>(dir: &Path, entity: &str) -> PathBuf {
+    dir.join(SNAPSHOT_DIR)
+        .join(format!("{}.v{}", hex(P::NAME.as_bytes()), P::VERSION))
+        .join(format!("{}.snap", hex(entity.as_bytes())))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The directory under the store root that holds projection snapshots.
+const SNAPSHOT_DIR: &str = "projections";
 
 /// How current a projected state must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +127,10 @@ enum Target {
 type SharedState = Option<Arc<dyn Any + Send + Sync>>;
 
 struct Entry {
+    /// Snapshot file and encoder, for projections that persist.
+    persist: Option<PersistTo>,
+    /// Changed since it was loaded or last written.
+    dirty: bool,
     state: SharedState,
     /// The newest sequence of the entity the state reflects.
     through: u64,
@@ -136,7 +188,14 @@ impl ProjectionCache {
         self.capacity > 0
     }
 
-    fn store(&self, key: Key, state: SharedState, through: u64, frontier: Option<(u64, u64)>) {
+    fn store(
+        &self,
+        key: Key,
+        state: SharedState,
+        through: u64,
+        frontier: Option<(u64, u64)>,
+        persist: Option<PersistTo>,
+    ) {
         if self.capacity == 0 {
             return;
         }
@@ -158,6 +217,8 @@ impl ProjectionCache {
         map.insert(
             key,
             Entry {
+                dirty: persist.is_some(),
+                persist,
                 state,
                 through,
                 frontier,
@@ -165,6 +226,38 @@ impl ProjectionCache {
                 used: *tick,
             },
         );
+    }
+
+    /// Writes the snapshot of every persisting state that changed. Best effort: a
+    /// snapshot is an optimisation, and a missing or damaged one is rebuilt.
+    pub(crate) fn write_snapshots(&self) {
+        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in guard.0.values_mut().filter(|e| e.dirty) {
+            let Some(to) = &entry.persist else { continue };
+            let state = match &entry.state {
+                Some(s) => match (to.encode)(s.as_ref()) {
+                    Some(bytes) => Some(bytes),
+                    None => continue,
+                },
+                None => None,
+            };
+            let bytes = Snapshot {
+                projection_version: to.version,
+                through: entry.through,
+                frontier: entry.frontier,
+                state,
+            }
+            .encode();
+            let (Some(dir), Some(name)) = (
+                to.path.parent(),
+                to.path.file_name().and_then(|n| n.to_str()),
+            ) else {
+                continue;
+            };
+            if std::fs::create_dir_all(dir).is_ok() && replace_file(dir, name, &bytes).is_ok() {
+                entry.dirty = false;
+            }
+        }
     }
 
     #[cfg(test)]
@@ -198,6 +291,49 @@ impl Store {
         }
         let (state, through) = self.project_through::<P>(entity, Freshness::Consistent)?;
         Ok(Some((state, through)))
+    }
+
+    /// Reads `P`'s snapshot of `entity`: `Ok(None)` when there is none, an error
+    /// (the reason to ignore it) when it is damaged, of another version, ahead of the
+    /// store, or does not decode. Returns the state, the sequence it reflects, its
+    /// frontier and the blake3 of the file.
+    #[allow(clippy::type_complexity)]
+    fn load_snapshot<P: Projection>(
+        &self,
+        entity: &str,
+    ) -> std::result::Result<Option<(Option<P>, u64, Option<(u64, u64)>, String)>, String> {
+        let path = snapshot_path::<P>(self.dir(), entity);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let snapshot =
+            Snapshot::decode(&bytes).map_err(|e| format!("snapshot {}: {e}", path.display()))?;
+        if snapshot.projection_version != P::VERSION {
+            return Err(format!(
+                "snapshot is of projection version {}, this is version {}",
+                snapshot.projection_version,
+                P::VERSION
+            ));
+        }
+        let last = self.entity_last_sequence(entity);
+        if snapshot.through > last
+            || (snapshot.through > 0 && !self.entity_has(entity, snapshot.through))
+        {
+            return Err(format!(
+                "snapshot reflects sequence {}, which the store does not hold for this entity (its newest is {last})",
+                snapshot.through
+            ));
+        }
+        let state = match &snapshot.state {
+            None => None,
+            Some(bytes) => {
+                Some(P::from_snapshot(bytes).ok_or("the snapshot state does not decode")?)
+            }
+        };
+        let hash = blake3::hash(&bytes).to_hex().to_string();
+        Ok(Some((state, snapshot.through, snapshot.frontier, hash)))
     }
 
     /// A read model over every event of `region` (many entities: all orders of a
@@ -250,7 +386,7 @@ impl Store {
             let shared = state
                 .clone()
                 .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>);
-            self.projections.store(key, shared, through, frontier);
+            self.projections.store(key, shared, through, frontier, None);
         }
         Ok(state)
     }
@@ -280,6 +416,7 @@ impl Store {
             input_frontier: None,
             output_hash: OutputHash::NotApplicable,
             cache: CacheStatus::Miss,
+            snapshot: None,
             findings: Vec::new(),
         };
         let outcome = match self.run::<P>(entity, freshness) {
@@ -302,6 +439,20 @@ impl Store {
             }
         };
         run.cache = outcome.cache;
+        let mut diagnostics = Vec::new();
+        match &outcome.snapshot {
+            SnapshotUse::None => {}
+            SnapshotUse::Used { through, hash } => {
+                run.snapshot = Some(SnapshotRef {
+                    sequence: *through,
+                    blake3: hash.clone(),
+                });
+            }
+            SnapshotUse::Ignored(reason) => {
+                findings.push(Finding::SnapshotIgnored);
+                diagnostics.push(reason.clone());
+            }
+        }
         run.input_frontier = outcome
             .frontier
             .map(|(sequence, timestamp_ns)| InputFrontier {
@@ -331,7 +482,7 @@ impl Store {
             },
         };
         run.findings = sorted(findings);
-        Ok((outcome.state, Report::new(run, Vec::new())))
+        Ok((outcome.state, Report::new(run, diagnostics)))
     }
 
     /// The projected state and the newest entity sequence it reflects.
@@ -373,11 +524,24 @@ impl Store {
                     frontier: c.frontier,
                     cache,
                     stale: true,
+                    snapshot: SnapshotUse::None,
                 });
             }
         }
+        let mut snapshot = SnapshotUse::None;
         let (mut state, through, mut frontier) = match &cached {
             Some(c) => (typed(&c.state), c.through, c.frontier),
+            None if P::PERSIST => match self.load_snapshot::<P>(entity) {
+                Ok(Some((state, through, frontier, hash))) => {
+                    snapshot = SnapshotUse::Used { through, hash };
+                    (state, through, frontier)
+                }
+                Ok(None) => (None, 0, None),
+                Err(reason) => {
+                    snapshot = SnapshotUse::Ignored(reason);
+                    (None, 0, None)
+                }
+            },
             None => (None, 0, None),
         };
         let last = self
@@ -390,11 +554,16 @@ impl Store {
                 error,
                 cache: cache.clone(),
             })?;
-        if last != through {
+        if last != through || matches!(snapshot, SnapshotUse::Used { .. }) {
             let shared = state
                 .clone()
                 .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>);
-            self.projections.store(key, shared, last, frontier);
+            let persist = P::PERSIST.then(|| PersistTo {
+                path: snapshot_path::<P>(self.dir(), entity),
+                version: P::VERSION,
+                encode: encode_state::<P>,
+            });
+            self.projections.store(key, shared, last, frontier, persist);
         }
         Ok(Outcome {
             state,
@@ -402,6 +571,7 @@ impl Store {
             frontier,
             cache,
             stale: false,
+            snapshot,
         })
     }
 }
@@ -412,6 +582,14 @@ struct Outcome<P> {
     frontier: Option<(u64, u64)>,
     cache: CacheStatus,
     stale: bool,
+    snapshot: SnapshotUse,
+}
+
+/// Whether a run started from a persisted snapshot.
+enum SnapshotUse {
+    None,
+    Used { through: u64, hash: String },
+    Ignored(String),
 }
 
 struct RunError {
@@ -468,8 +646,19 @@ pub struct ProjectionRun {
     pub output_hash: OutputHash,
     /// How the cache was used.
     pub cache: CacheStatus,
+    /// The persisted snapshot the run started from, if one was used.
+    pub snapshot: Option<SnapshotRef>,
     /// Notable facts, sorted.
     pub findings: Vec<Finding>,
+}
+
+/// A persisted snapshot a run started from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotRef {
+    /// The entity sequence the snapshot reflects.
+    pub sequence: u64,
+    /// blake3 of the snapshot file, in hex.
+    pub blake3: String,
 }
 
 impl ReportBody for ProjectionRun {
@@ -586,6 +775,8 @@ pub enum Finding {
     FreshnessUnavailable,
     /// The projection returned an error.
     ProjectionFailed,
+    /// A persisted snapshot was found but not used (the reason is in the diagnostics).
+    SnapshotIgnored,
 }
 
 #[cfg(test)]

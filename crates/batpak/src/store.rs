@@ -522,6 +522,15 @@ impl Store {
             .collect()
     }
 
+    /// Whether `sequence` is a visible event of `entity`.
+    pub(crate) fn entity_has(&self, entity: &str, sequence: u64) -> bool {
+        let index = self.index();
+        index
+            .entities()
+            .get(entity)
+            .is_some_and(|id| index.entity_events(id).binary_search(&sequence).is_ok())
+    }
+
     /// The entity's newest visible sequence, 0 when it has none.
     pub(crate) fn entity_last_sequence(&self, entity: &str) -> u64 {
         self.index().entity_head(entity).map_or(0, |(_, seq)| seq)
@@ -634,6 +643,7 @@ impl Store {
         match self.writer.take() {
             Some(w) => {
                 w.sync()?;
+                self.projections.write_snapshots();
                 w.write_checkpoint()
             }
             None => Ok(()),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use batpak::{
     CacheStatus, Coordinate, Error, EventKind, EventPayload, Finding, Freshness, InputFrontier,
     ObservedFreshness, OutputHash, Projection, ProjectionRun, Report, RequestedFreshness,
-    SourceRef, Store, StoredEvent,
+    SnapshotRef, SourceRef, Store, StoredEvent,
 };
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +196,10 @@ fn golden_bytes_of_a_projection_run_body() {
             blake3: "ab".repeat(32),
         },
         cache: CacheStatus::Hit,
+        snapshot: Some(SnapshotRef {
+            sequence: 2,
+            blake3: "cd".repeat(32),
+        }),
         findings: vec![Finding::StaleStateUsed],
     };
     let report = Report::new(body, vec!["not hashed".into()]);
@@ -209,12 +213,14 @@ fn golden_bytes_of_a_projection_run_body() {
             r#""observed_freshness":{"type":"stale_allowed"},"#,
             r#""input_frontier":{"sequence":3,"timestamp_ns":1700000000000000000},"#,
             r#""output_hash":{"type":"hash","blake3":"abababababababababababababababababababababababababababababababab"},"#,
-            r#""cache":{"type":"hit"},"findings":["stale_state_used"]}"#,
+            r#""cache":{"type":"hit"},"#,
+            r#""snapshot":{"sequence":2,"blake3":"cdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcdcd"},"#,
+            r#""findings":["stale_state_used"]}"#,
         )
     );
     // Cross-checked with an independent implementation (Python blake3, keyed mode).
     assert_eq!(
         report.body_hash.to_string(),
-        "fbb4a27160994b9ce823021a5d4a70a59adc1bb40e0f960bab0f445cc32dc330"
+        "9ae07c58330482173d822655f96aab735074ed402b57bab82b1e6b7c089b635a"
     );
 }
