@@ -148,6 +148,25 @@ struct Cached {
     computed: Instant,
 }
 
+impl Cached {
+    /// Whether `freshness` lets this state be served without looking for newer events.
+    fn serves(&self, freshness: Freshness) -> bool {
+        matches!(freshness, Freshness::MaybeStale { max_age } if self.computed.elapsed() <= max_age)
+    }
+}
+
+/// The cached state as `P`.
+fn typed<P: Projection>(state: &SharedState) -> Option<P> {
+    state.as_ref().and_then(|s| s.downcast_ref::<P>()).cloned()
+}
+
+/// A state to cache.
+fn shared<P: Projection>(state: &Option<P>) -> SharedState {
+    state
+        .clone()
+        .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>)
+}
+
 /// Cached projection states, least recently used evicted beyond `capacity`.
 pub(crate) struct ProjectionCache {
     entries: Mutex<(HashMap<Key, Entry>, u64)>,
@@ -351,16 +370,11 @@ impl Store {
             target: Target::Region(Box::new(region.clone())),
         };
         let cached = self.projections.lookup(&key);
-        let typed = |state: &SharedState| -> Option<P> {
-            state.as_ref().and_then(|s| s.downcast_ref::<P>()).cloned()
-        };
-        if let (Freshness::MaybeStale { max_age }, Some(c)) = (freshness, &cached) {
-            if c.computed.elapsed() <= max_age {
-                return Ok(typed(&c.state));
-            }
+        if let Some(c) = cached.as_ref().filter(|c| c.serves(freshness)) {
+            return Ok(typed(&c.state));
         }
         let (mut state, mut through, mut frontier) = match &cached {
-            Some(c) => (typed(&c.state), c.through, c.frontier),
+            Some(c) => (typed::<P>(&c.state), c.through, c.frontier),
             None => (None, 0, None),
         };
         let start = through;
@@ -383,10 +397,8 @@ impl Store {
             }
         }
         if through != start {
-            let shared = state
-                .clone()
-                .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>);
-            self.projections.store(key, shared, through, frontier, None);
+            self.projections
+                .store(key, shared(&state), through, frontier, None);
         }
         Ok(state)
     }
@@ -513,24 +525,19 @@ impl Store {
             (Some(_), true) => CacheStatus::Hit,
             (None, true) => CacheStatus::Miss,
         };
-        let typed = |state: &SharedState| -> Option<P> {
-            state.as_ref().and_then(|s| s.downcast_ref::<P>()).cloned()
-        };
-        if let (Freshness::MaybeStale { max_age }, Some(c)) = (freshness, &cached) {
-            if c.computed.elapsed() <= max_age {
-                return Ok(Outcome {
-                    state: typed(&c.state),
-                    through: c.through,
-                    frontier: c.frontier,
-                    cache,
-                    stale: true,
-                    snapshot: SnapshotUse::None,
-                });
-            }
+        if let Some(c) = cached.as_ref().filter(|c| c.serves(freshness)) {
+            return Ok(Outcome {
+                state: typed(&c.state),
+                through: c.through,
+                frontier: c.frontier,
+                cache,
+                stale: true,
+                snapshot: SnapshotUse::None,
+            });
         }
         let mut snapshot = SnapshotUse::None;
         let (mut state, through, mut frontier) = match &cached {
-            Some(c) => (typed(&c.state), c.through, c.frontier),
+            Some(c) => (typed::<P>(&c.state), c.through, c.frontier),
             None if P::PERSIST => match self.load_snapshot::<P>(entity) {
                 Ok(Some((state, through, frontier, hash))) => {
                     snapshot = SnapshotUse::Used { through, hash };
@@ -555,15 +562,13 @@ impl Store {
                 cache: cache.clone(),
             })?;
         if last != through || matches!(snapshot, SnapshotUse::Used { .. }) {
-            let shared = state
-                .clone()
-                .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>);
             let persist = P::PERSIST.then(|| PersistTo {
                 path: snapshot_path::<P>(self.dir(), entity),
                 version: P::VERSION,
                 encode: encode_state::<P>,
             });
-            self.projections.store(key, shared, last, frontier, persist);
+            self.projections
+                .store(key, shared(&state), last, frontier, persist);
         }
         Ok(Outcome {
             state,
