@@ -60,12 +60,6 @@ fn derived_payloads_round_trip_through_the_store() {
     );
 }
 
-#[test]
-fn invalid_attributes_are_compile_errors() {
-    let cases = trybuild::TestCases::new();
-    cases.compile_fail("tests/ui/*.rs");
-}
-
 mod every_shape {
     use std::collections::{BTreeMap, HashMap};
 

@@ -1,0 +1,309 @@
+//! Gates: caller-defined policy predicates evaluated before a commit.
+//!
+//! A [`Gate`] is a named, pure predicate over a context the caller defines. A
+//! [`GateSet`] runs gates in order: [`GateSet::evaluate`] stops at the first denial,
+//! [`GateSet::evaluate_all`] collects every denial. Only a passed evaluation produces
+//! a [`GateReceipt`]; callers cannot build one. A gate that panics is a denial with
+//! code [`PANICKED`], never a crash of the caller.
+
+use std::fmt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The code of the denial a panicking gate turns into.
+pub const PANICKED: &str = "gate_panicked";
+
+/// Why a gate refused a proposal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    /// The gate that denied (filled in by the gate set).
+    pub gate: String,
+    /// A stable, machine-readable reason (`"overdraft"`).
+    pub code: String,
+    /// A sentence for people.
+    pub message: String,
+    /// Facts behind the decision, in the order the gate gave them.
+    pub context: Vec<(String, String)>,
+}
+
+impl Denial {
+    /// A denial with a code and a message.
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Denial {
+            gate: String::new(),
+            code: code.into(),
+            message: message.into(),
+            context: Vec::new(),
+        }
+    }
+
+    /// Adds a fact behind the decision.
+    pub fn with(mut self, key: impl Into<String>, value: impl ToString) -> Self {
+        self.context.push((key.into(), value.to_string()));
+        self
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "denied by gate {:?} ({}): {}",
+            self.gate, self.code, self.message
+        )
+    }
+}
+
+/// A named, pure predicate over a caller-defined context.
+pub trait Gate<Ctx>: Send + Sync {
+    /// The gate's name, reported in receipts and denials.
+    fn name(&self) -> &str;
+    /// Permits (`Ok`) or denies.
+    fn check(&self, context: &Ctx) -> Result<(), Denial>;
+}
+
+/// A gate from a name and a closure.
+pub fn gate<Ctx, F>(name: impl Into<String>, check: F) -> impl Gate<Ctx>
+where
+    F: Fn(&Ctx) -> Result<(), Denial> + Send + Sync,
+{
+    FnGate {
+        name: name.into(),
+        check,
+    }
+}
+
+struct FnGate<F> {
+    name: String,
+    check: F,
+}
+
+impl<Ctx, F> Gate<Ctx> for FnGate<F>
+where
+    F: Fn(&Ctx) -> Result<(), Denial> + Send + Sync,
+{
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn check(&self, context: &Ctx) -> Result<(), Denial> {
+        (self.check)(context)
+    }
+}
+
+/// Proof that a gate set passed: the gates, in order. Only [`GateSet::evaluate`] and
+/// [`GateSet::evaluate_all`] create one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateReceipt {
+    gates: Vec<String>,
+    _sealed: Sealed,
+}
+
+/// Keeps `GateReceipt` from being built outside this module.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Sealed;
+
+impl GateReceipt {
+    /// The gates that passed, in evaluation order.
+    pub fn gates(&self) -> &[String] {
+        &self.gates
+    }
+}
+
+/// What one gate did in an evaluation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GateOutcome {
+    /// It permitted.
+    Permitted,
+    /// It denied.
+    Denied(Denial),
+    /// It was not run (an earlier gate denied, fail-fast).
+    Skipped,
+}
+
+/// An ordered set of gates over one context type.
+pub struct GateSet<Ctx> {
+    gates: Vec<Box<dyn Gate<Ctx>>>,
+}
+
+impl<Ctx> fmt::Debug for GateSet<Ctx> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.gates.iter().map(|g| g.name().to_string()))
+            .finish()
+    }
+}
+
+impl<Ctx> Default for GateSet<Ctx> {
+    fn default() -> Self {
+        GateSet { gates: Vec::new() }
+    }
+}
+
+impl<Ctx> GateSet<Ctx> {
+    /// An empty set (everything passes).
+    pub fn new() -> Self {
+        GateSet::default()
+    }
+
+    /// Appends a gate; gates run in the order they were added.
+    pub fn with(mut self, gate: impl Gate<Ctx> + 'static) -> Self {
+        self.gates.push(Box::new(gate));
+        self
+    }
+
+    /// Runs the gates in order and stops at the first denial.
+    pub fn evaluate(&self, context: &Ctx) -> Result<GateReceipt, Denial> {
+        let trace = self.trace(context, true);
+        Self::conclude(trace).map_err(|mut d| d.remove(0))
+    }
+
+    /// Runs every gate and collects every denial.
+    pub fn evaluate_all(&self, context: &Ctx) -> Result<GateReceipt, Vec<Denial>> {
+        Self::conclude(self.trace(context, false))
+    }
+
+    /// What each gate did, in order (`fail_fast`: gates after a denial are skipped).
+    pub fn trace(&self, context: &Ctx, fail_fast: bool) -> Vec<(String, GateOutcome)> {
+        let mut denied = false;
+        self.gates
+            .iter()
+            .map(|g| {
+                let name = g.name().to_string();
+                if denied && fail_fast {
+                    return (name, GateOutcome::Skipped);
+                }
+                let outcome = match catch_unwind(AssertUnwindSafe(|| g.check(context))) {
+                    Ok(Ok(())) => GateOutcome::Permitted,
+                    Ok(Err(mut d)) => {
+                        d.gate.clone_from(&name);
+                        GateOutcome::Denied(d)
+                    }
+                    Err(panic) => {
+                        let message = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "the gate panicked".to_string());
+                        let mut d = Denial::new(PANICKED, message);
+                        d.gate.clone_from(&name);
+                        GateOutcome::Denied(d)
+                    }
+                };
+                denied |= matches!(outcome, GateOutcome::Denied(_));
+                (name, outcome)
+            })
+            .collect()
+    }
+
+    fn conclude(trace: Vec<(String, GateOutcome)>) -> Result<GateReceipt, Vec<Denial>> {
+        let mut passed = Vec::new();
+        let mut denials = Vec::new();
+        for (name, outcome) in trace {
+            match outcome {
+                GateOutcome::Permitted => passed.push(name),
+                GateOutcome::Denied(d) => denials.push(d),
+                GateOutcome::Skipped => {}
+            }
+        }
+        if denials.is_empty() {
+            Ok(GateReceipt {
+                gates: passed,
+                _sealed: Sealed,
+            })
+        } else {
+            Err(denials)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Account {
+        balance: i64,
+        amount: i64,
+    }
+
+    fn set() -> GateSet<Account> {
+        GateSet::new()
+            .with(gate("positive", |a: &Account| {
+                if a.amount > 0 {
+                    Ok(())
+                } else {
+                    Err(Denial::new("not_positive", "amounts must be positive")
+                        .with("amount", a.amount))
+                }
+            }))
+            .with(gate("overdraft", |a: &Account| {
+                if a.balance >= a.amount {
+                    Ok(())
+                } else {
+                    Err(Denial::new("overdraft", "not enough money")
+                        .with("balance", a.balance)
+                        .with("amount", a.amount))
+                }
+            }))
+            .with(gate("fragile", |a: &Account| {
+                assert!(a.amount != 13, "unlucky amount");
+                Ok(())
+            }))
+    }
+
+    #[test]
+    fn a_pass_lists_every_gate_in_order() {
+        let r = set()
+            .evaluate(&Account {
+                balance: 100,
+                amount: 10,
+            })
+            .unwrap();
+        assert_eq!(r.gates(), ["positive", "overdraft", "fragile"]);
+    }
+
+    #[test]
+    fn evaluate_stops_at_the_first_denial() {
+        let d = set()
+            .evaluate(&Account {
+                balance: 0,
+                amount: -5,
+            })
+            .unwrap_err();
+        assert_eq!(
+            (d.gate.as_str(), d.code.as_str()),
+            ("positive", "not_positive")
+        );
+        let trace = set().trace(
+            &Account {
+                balance: 0,
+                amount: -5,
+            },
+            true,
+        );
+        assert!(matches!(trace[1].1, GateOutcome::Skipped));
+        assert!(matches!(trace[2].1, GateOutcome::Skipped));
+    }
+
+    #[test]
+    fn evaluate_all_collects_every_denial_and_panics_become_denials() {
+        let ds = set()
+            .evaluate_all(&Account {
+                balance: 0,
+                amount: 13,
+            })
+            .unwrap_err();
+        let codes: Vec<_> = ds
+            .iter()
+            .map(|d| (d.gate.as_str(), d.code.as_str()))
+            .collect();
+        assert_eq!(codes, [("overdraft", "overdraft"), ("fragile", PANICKED)]);
+        assert!(ds[1].message.contains("unlucky amount"));
+        assert_eq!(
+            ds[0].context,
+            [
+                ("balance".to_string(), "0".to_string()),
+                ("amount".to_string(), "13".to_string())
+            ]
+        );
+    }
+}
