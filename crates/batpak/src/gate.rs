@@ -307,3 +307,19 @@ mod tests {
         );
     }
 }
+
+/// What [`Store::decide`](crate::Store::decide) did.
+#[derive(Debug)]
+pub enum Decision<E> {
+    /// The gates passed and the event was appended.
+    Committed {
+        /// The append's receipt.
+        receipt: crate::AppendReceipt,
+        /// The gates that passed.
+        gates: GateReceipt,
+        /// The committed payload.
+        payload: E,
+    },
+    /// A gate refused; nothing was appended.
+    Denied(Denial),
+}

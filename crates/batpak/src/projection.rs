@@ -9,10 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
+use crate::event::EventPayload;
 use crate::event::StoredEvent;
 use crate::format::snapshot::Snapshot;
+use crate::gate::{Decision, GateSet};
 use crate::kind::EventKind;
+use crate::options::{AppendOptions, ExpectedVersion};
 use crate::query::Region;
 use crate::report::{Report, ReportBody};
 use crate::segment::io::replace_file;
@@ -353,6 +357,55 @@ impl Store {
         };
         let hash = blake3::hash(&bytes).to_hex().to_string();
         Ok(Some((state, snapshot.through, snapshot.frontier, hash)))
+    }
+
+    /// Decides and commits without a check-then-act window: projects `P` over the
+    /// coordinate's entity, lets `propose` turn that state into the gate context and
+    /// the event, runs `gates`, and appends with the expected version the state was
+    /// built from. When another writer got there first (a version conflict) it reloads
+    /// and decides again, up to `attempts` times, then returns the conflict.
+    pub fn decide<P, E, Ctx>(
+        &self,
+        coord: &Coordinate,
+        gates: &GateSet<Ctx>,
+        attempts: u32,
+        mut propose: impl FnMut(Option<&P>) -> (Ctx, E),
+    ) -> Result<Decision<E>>
+    where
+        P: Projection,
+        E: EventPayload,
+    {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let (state, through) =
+                self.project_through::<P>(coord.entity(), Freshness::Consistent)?;
+            let (context, payload) = propose(state.as_ref());
+            let receipt = match gates.evaluate(&context) {
+                Ok(receipt) => receipt,
+                Err(denial) => return Ok(Decision::Denied(denial)),
+            };
+            let expected = match self.version_at(through) {
+                Some(v) => ExpectedVersion::Exact(v),
+                None => ExpectedVersion::NoStream,
+            };
+            match self.append_with(coord, &payload, AppendOptions::expect(expected)) {
+                Ok(appended) => {
+                    return Ok(Decision::Committed {
+                        receipt: appended,
+                        gates: receipt,
+                        payload,
+                    })
+                }
+                Err(Error::VersionConflict { .. }) if tries < attempts => {
+                    // The winner's event may be written but not yet visible (its
+                    // fsync is in flight): wait for it, or the reload sees the same
+                    // state and conflicts again.
+                    self.sync()?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A read model over every event of `region` (many entities: all orders of a

@@ -522,6 +522,11 @@ impl Store {
             .collect()
     }
 
+    /// The version of the visible event at `sequence` (`None` for sequence 0 or none).
+    pub(crate) fn version_at(&self, sequence: u64) -> Option<u64> {
+        self.index().version_of(sequence)
+    }
+
     /// Whether `sequence` is a visible event of `entity`.
     pub(crate) fn entity_has(&self, entity: &str, sequence: u64) -> bool {
         let index = self.index();
