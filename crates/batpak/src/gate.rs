@@ -195,7 +195,7 @@ impl<Ctx> GateSet<Ctx> {
             .collect()
     }
 
-    fn conclude(trace: Vec<(String, GateOutcome)>) -> Result<GateReceipt, Vec<Denial>> {
+    pub(crate) fn conclude(trace: Vec<(String, GateOutcome)>) -> Result<GateReceipt, Vec<Denial>> {
         let mut passed = Vec::new();
         let mut denials = Vec::new();
         for (name, outcome) in trace {
@@ -322,4 +322,114 @@ pub enum Decision<E> {
     },
     /// A gate refused; nothing was appended.
     Denied(Denial),
+}
+
+/// The kind of a recorded denial: a store-owned record on the entity's chain.
+pub const DENIAL_KIND: crate::EventKind = crate::EventKind::custom(0, 1);
+/// The kind of a bypass audit record, appended with the bypassed event.
+pub const BYPASS_KIND: crate::EventKind = crate::EventKind::custom(0, 2);
+
+/// What was refused and why, as recorded on the entity's chain: the evaluation trace,
+/// the proposed kind and the digest of the proposed payload (not the payload).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedDenial {
+    /// The kind the proposal would have appended.
+    pub proposed_kind: u16,
+    /// blake3 of the proposed payload's bytes, in hex.
+    pub payload_digest: String,
+    /// Each gate in order: `permitted`, `denied` (with code, message, context) or
+    /// `skipped`.
+    pub trace: Vec<TraceEntry>,
+}
+
+/// One gate's line in a [`RecordedDenial`].
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TraceEntry {
+    /// The gate.
+    pub gate: String,
+    /// `permitted`, `denied` or `skipped`.
+    pub outcome: String,
+    /// The denial code, when denied.
+    pub code: Option<String>,
+    /// The denial message, when denied.
+    pub message: Option<String>,
+    /// The denial's facts, when denied.
+    pub context: Vec<(String, String)>,
+}
+
+impl crate::EventPayload for RecordedDenial {
+    const KIND: crate::EventKind = DENIAL_KIND;
+}
+
+/// Why gates were skipped for a committed event, recorded with it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RecordedBypass {
+    /// The reason given.
+    pub reason: String,
+    /// Who approved it, if anyone was named.
+    pub approver: Option<String>,
+}
+
+impl crate::EventPayload for RecordedBypass {
+    const KIND: crate::EventKind = BYPASS_KIND;
+}
+
+/// An event proposed for commit through gates.
+#[derive(Clone, Debug)]
+pub struct Proposal<T> {
+    /// Where it would land.
+    pub coordinate: crate::Coordinate,
+    /// The payload.
+    pub payload: T,
+    /// Append options (expected version, causation, ...).
+    pub options: crate::AppendOptions,
+    /// Record a denial on the entity's chain (`DENIAL_KIND`). Default false.
+    pub record_denial: bool,
+}
+
+impl<T> Proposal<T> {
+    /// A proposal with default options that does not record denials.
+    pub fn new(coordinate: crate::Coordinate, payload: T) -> Self {
+        Proposal {
+            coordinate,
+            payload,
+            options: crate::AppendOptions::default(),
+            record_denial: false,
+        }
+    }
+
+    /// Records a denial of this proposal on the entity's chain.
+    pub fn recording_denials(mut self) -> Self {
+        self.record_denial = true;
+        self
+    }
+}
+
+pub(crate) fn trace_entries(trace: Vec<(String, GateOutcome)>) -> Vec<TraceEntry> {
+    trace
+        .into_iter()
+        .map(|(gate, outcome)| match outcome {
+            GateOutcome::Permitted => TraceEntry {
+                gate,
+                outcome: "permitted".into(),
+                code: None,
+                message: None,
+                context: Vec::new(),
+            },
+            GateOutcome::Skipped => TraceEntry {
+                gate,
+                outcome: "skipped".into(),
+                code: None,
+                message: None,
+                context: Vec::new(),
+            },
+            GateOutcome::Denied(d) => TraceEntry {
+                gate,
+                outcome: "denied".into(),
+                code: Some(d.code),
+                message: Some(d.message),
+                context: d.context,
+            },
+        })
+        .collect()
 }

@@ -59,7 +59,10 @@ pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use error::{CoordinateRule, Error, Result};
 pub use event::{AppendReceipt, EventPayload, PayloadValue, StoredEvent};
 pub use format::{Encoding, MAX_PAYLOAD_LEN};
-pub use gate::{gate, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet, PANICKED};
+pub use gate::{
+    gate, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet, Proposal, RecordedBypass,
+    RecordedDenial, TraceEntry, BYPASS_KIND, DENIAL_KIND, PANICKED,
+};
 pub use graph::{CausalGraph, ChainBreak, ChainWalk, EdgeKind, GraphEdge, GraphNode};
 pub use id::EventId;
 pub use kind::EventKind;

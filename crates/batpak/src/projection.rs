@@ -11,15 +11,17 @@ use serde::Serialize;
 
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
+use crate::event::AppendReceipt;
 use crate::event::EventPayload;
 use crate::event::StoredEvent;
 use crate::format::snapshot::Snapshot;
-use crate::gate::{Decision, GateSet};
+use crate::gate::{trace_entries, Decision, GateSet, Proposal, RecordedBypass, RecordedDenial};
 use crate::kind::EventKind;
 use crate::options::{AppendOptions, ExpectedVersion};
 use crate::query::Region;
 use crate::report::{Report, ReportBody};
 use crate::segment::io::replace_file;
+use crate::store::Batch;
 use crate::store::Store;
 
 /// A fold of an entity's events into a value.
@@ -406,6 +408,70 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Runs `gates` over `context` and, if they pass, appends the proposal. A denial
+    /// appends nothing of the proposal; with `record_denial` it is recorded on the
+    /// entity's chain as a store-owned `RecordedDenial` (the trace, the proposed kind
+    /// and the digest of the proposed payload), verifiable like any event.
+    pub fn propose<T: EventPayload, Ctx>(
+        &self,
+        proposal: Proposal<T>,
+        gates: &GateSet<Ctx>,
+        context: &Ctx,
+    ) -> Result<Decision<T>> {
+        let trace = gates.trace(context, true);
+        match GateSet::<Ctx>::conclude(trace.clone()).map_err(|mut d| d.remove(0)) {
+            Ok(receipt) => {
+                let appended =
+                    self.append_with(&proposal.coordinate, &proposal.payload, proposal.options)?;
+                Ok(Decision::Committed {
+                    receipt: appended,
+                    gates: receipt,
+                    payload: proposal.payload,
+                })
+            }
+            Err(denial) => {
+                if proposal.record_denial {
+                    let bytes = proposal.payload.encode()?;
+                    let record = RecordedDenial {
+                        proposed_kind: T::KIND.bits(),
+                        payload_digest: blake3::hash(&bytes).to_hex().to_string(),
+                        trace: trace_entries(trace),
+                    };
+                    let mut batch = Batch::new();
+                    batch.push_system(&proposal.coordinate, &record, AppendOptions::default())?;
+                    self.append_batch(&batch)?;
+                }
+                Ok(Decision::Denied(denial))
+            }
+        }
+    }
+
+    /// Commits a proposal without its gates, on purpose: the event and a
+    /// `RecordedBypass` (reason, approver) naming it as its cause are appended in one
+    /// atomic batch, so an audit finds every bypass by kind (`BYPASS_KIND`).
+    /// Returns the event's receipt.
+    pub fn bypass<T: EventPayload>(
+        &self,
+        proposal: Proposal<T>,
+        reason: impl Into<String>,
+        approver: Option<String>,
+    ) -> Result<AppendReceipt> {
+        let mut batch = Batch::new();
+        let item = batch.push(&proposal.coordinate, &proposal.payload, proposal.options)?;
+        let audit = RecordedBypass {
+            reason: reason.into(),
+            approver,
+        };
+        batch.push_system(
+            &proposal.coordinate,
+            &audit,
+            AppendOptions::default().caused_by_item(item),
+        )?;
+        let mut receipts = self.append_batch(&batch)?;
+        receipts.truncate(1);
+        receipts.pop().ok_or(Error::EmptyBatch)
     }
 
     /// A read model over every event of `region` (many entities: all orders of a

@@ -272,6 +272,7 @@ impl Store {
             schema_version: P::SCHEMA_VERSION,
             payload: &bytes,
             options: &options,
+            system: false,
         })
     }
 
@@ -290,6 +291,7 @@ impl Store {
             schema_version: payload.schema_version,
             payload: payload.bytes,
             options: &options,
+            system: false,
         })
     }
 
@@ -311,6 +313,7 @@ impl Store {
                 schema_version: item.schema_version,
                 payload: &item.payload,
                 options: &item.options,
+                system: item.system,
             })
             .collect();
         self.writer()?.append(&drafts, true)
@@ -776,6 +779,7 @@ struct BatchItem {
     schema_version: u16,
     payload: Vec<u8>,
     options: AppendOptions,
+    system: bool,
 }
 
 impl Batch {
@@ -799,6 +803,26 @@ impl Batch {
             schema_version: P::SCHEMA_VERSION,
             payload: bytes,
             options,
+            system: false,
+        }))
+    }
+
+    /// Adds a store-owned record (reserved category), for the store's own evidence.
+    pub(crate) fn push_system<P: EventPayload>(
+        &mut self,
+        coord: &Coordinate,
+        payload: &P,
+        options: AppendOptions,
+    ) -> Result<usize> {
+        let bytes = payload.encode()?;
+        Ok(self.push_item(BatchItem {
+            coordinate: coord.clone(),
+            kind: P::KIND,
+            encoding: Encoding::MessagePack,
+            schema_version: P::SCHEMA_VERSION,
+            payload: bytes,
+            options,
+            system: true,
         }))
     }
 
@@ -817,6 +841,7 @@ impl Batch {
             schema_version: payload.schema_version,
             payload: payload.bytes.to_vec(),
             options,
+            system: false,
         })
     }
 

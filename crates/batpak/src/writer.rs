@@ -46,6 +46,8 @@ pub(crate) struct Draft<'a> {
     pub schema_version: u16,
     pub payload: &'a [u8],
     pub options: &'a AppendOptions,
+    /// A store-owned record (reserved category 0), written by the store itself.
+    pub system: bool,
 }
 
 /// The newest event of an entity, including events not yet visible.
@@ -732,7 +734,9 @@ fn validate(drafts: &[Draft<'_>], batch: bool) -> Result<Vec<Option<[u8; 16]>>> 
     let mut keys = Vec::with_capacity(drafts.len());
     let mut seen = std::collections::HashSet::new(); // allocates only when keys exist
     for (i, d) in drafts.iter().enumerate() {
-        d.kind.check_user()?;
+        if !d.system {
+            d.kind.check_user()?;
+        }
         if d.payload.len() > MAX_PAYLOAD_LEN {
             return Err(Error::TooLarge {
                 what: "payload",

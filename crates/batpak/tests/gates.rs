@@ -124,3 +124,100 @@ fn retries_are_bounded_and_the_conflict_is_reported() {
     );
     assert_eq!(calls, 3);
 }
+
+#[test]
+fn a_recorded_denial_is_on_the_chain_and_verifies() {
+    use batpak::{Proposal, RecordedDenial, DENIAL_KIND};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let acct = Coordinate::new("acct:3", "bank").unwrap();
+    store.append(&acct, &Moved { cents: 10 }).unwrap();
+    let gates = policy().with(gate("never-reached", |_: &Withdrawal| Ok(())));
+    let proposal = Proposal::new(acct.clone(), Moved { cents: -50 }).recording_denials();
+    let decision = store
+        .propose(
+            proposal,
+            &gates,
+            &Withdrawal {
+                balance: 10,
+                amount: 50,
+            },
+        )
+        .unwrap();
+    assert!(matches!(decision, Decision::Denied(ref d) if d.code == "overdraft"));
+    let events = store.stream("acct:3").unwrap();
+    assert_eq!(events.len(), 2, "the denial, not the withdrawal");
+    let record: RecordedDenial = events[1].decode().unwrap();
+    assert_eq!(events[1].kind, DENIAL_KIND);
+    assert_eq!(
+        record.proposed_kind,
+        <Moved as batpak::EventPayload>::KIND.bits()
+    );
+    let bytes = batpak::EventPayload::encode(&Moved { cents: -50 }).unwrap();
+    assert_eq!(
+        record.payload_digest,
+        blake3::hash(&bytes).to_hex().to_string()
+    );
+    let outcomes: Vec<_> = record
+        .trace
+        .iter()
+        .map(|t| (t.gate.as_str(), t.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("overdraft", "denied"), ("never-reached", "skipped")]
+    );
+    assert_eq!(record.trace[0].code.as_deref(), Some("overdraft"));
+    // Part of the tamper-evident history: the chain verifies through it.
+    let walk = store.walk_ancestors(events[1].id, 10).unwrap().unwrap();
+    assert!(walk.broken.is_none() && walk.reached_first);
+    // A passing proposal commits.
+    let ok = store
+        .propose(
+            Proposal::new(acct, Moved { cents: -5 }),
+            &gates,
+            &Withdrawal {
+                balance: 10,
+                amount: 5,
+            },
+        )
+        .unwrap();
+    assert!(matches!(ok, Decision::Committed { .. }));
+}
+
+#[test]
+fn a_bypass_is_audited_with_the_event() {
+    use batpak::{Proposal, RecordedBypass, Region, BYPASS_KIND};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let acct = Coordinate::new("acct:4", "bank").unwrap();
+    let r = store
+        .bypass(
+            Proposal::new(acct, Moved { cents: -500 }),
+            "chargeback ordered by court",
+            Some("ops:alice".into()),
+        )
+        .unwrap();
+    let audits = store
+        .query(&Region::all().kind(BYPASS_KIND), 0, 100)
+        .unwrap();
+    assert_eq!(audits.len(), 1);
+    assert_eq!(
+        audits[0].causation,
+        Some(r.event_id),
+        "the audit names the bypassed event"
+    );
+    let audit: RecordedBypass = audits[0].decode().unwrap();
+    assert_eq!(audit.reason, "chargeback ordered by court");
+    assert_eq!(audit.approver.as_deref(), Some("ops:alice"));
+    // User appends of the reserved kinds stay refused.
+    let err = store
+        .append_raw(
+            &Coordinate::new("acct:4", "bank").unwrap(),
+            BYPASS_KIND,
+            batpak::RawPayload::opaque(b"forged"),
+            batpak::AppendOptions::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::ReservedKind { .. }));
+}
