@@ -87,8 +87,11 @@ pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_S
 
 /// The names a first program needs: `use batpak::prelude::*;`.
 pub mod prelude {
+    #[cfg(feature = "derive")]
+    pub use crate::EventSourced;
     pub use crate::{
-        AppendOptions, Batch, Coordinate, EventKind, EventPayload, ExpectedVersion, Region, Store,
-        StoredEvent, SyncPolicy,
+        gate, AppendOptions, Batch, Coordinate, Decision, Denial, EventKind, EventPayload,
+        ExpectedVersion, Freshness, GateSet, Projection, Proposal, Region, Store, StoredEvent,
+        SyncPolicy,
     };
 }
