@@ -13,8 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use batpak::{
-    AppendOptions, Batch, Coordinate, EventId, EventPayload, Freshness, Projection, Store,
-    StoredEvent, SyncPolicy,
+    gate, AppendOptions, Batch, Coordinate, Decision, Denial, EventId, EventPayload, Freshness,
+    GateSet, Projection, Proposal, Store, StoredEvent, SyncPolicy,
 };
 use batpak_bench::{
     entity_name, OrderPlaced, SqliteJournal, Synchronous, XorShift, ENTITIES, SCOPE,
@@ -604,10 +604,102 @@ fn projection_100k(c: &mut Criterion) {
     group.finish();
 }
 
+/// The projection `decide` reads: units ordered so far.
+#[derive(Clone, Default)]
+struct Stock {
+    units: u64,
+}
+
+impl Projection for Stock {
+    const NAME: &'static str = "stock";
+    const KINDS: &'static [batpak::EventKind] = &[<OrderPlaced as EventPayload>::KIND];
+
+    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+        self.units += u64::from(event.decode::<OrderPlaced>()?.qty);
+        Ok(())
+    }
+}
+
+fn stock_gates() -> GateSet<u64> {
+    GateSet::new()
+        .with(gate("positive", |units: &u64| {
+            if *units < u64::MAX / 2 {
+                Ok(())
+            } else {
+                Err(Denial::new("overflow", "too many"))
+            }
+        }))
+        .with(gate("limit", |units: &u64| {
+            if *units < u64::MAX / 4 {
+                Ok(())
+            } else {
+                Err(Denial::new("limit", "over the limit"))
+            }
+        }))
+        .with(gate("sane", |_: &u64| Ok(())))
+}
+
+/// Decide-and-commit on one hot entity (durable, `SyncPolicy::Always`) with 1, 4 and
+/// 16 threads: every decision projects, runs three gates and appends with the expected
+/// version, retrying on conflicts. And the gates' own cost: `propose` through three
+/// gates against a plain append (no fsync).
+fn gates_bench(c: &mut Criterion) {
+    let inputs = Inputs::new();
+    let mut group = c.benchmark_group("decide_hot_entity");
+    group.sample_size(10);
+    for threads in [1usize, 4, 16] {
+        let (_dir, store) = batpak_store(SyncPolicy::Always);
+        let store = Arc::new(store);
+        let gates = Arc::new(stock_gates());
+        let mut states: Vec<(Arc<Store>, Arc<GateSet<u64>>)> = (0..threads)
+            .map(|_| (Arc::clone(&store), Arc::clone(&gates)))
+            .collect();
+        group.throughput(Throughput::Elements(threads as u64));
+        group.bench_function(format!("{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                run_threads(threads, iters, &mut states, |(store, gates), _, _| {
+                    let decision = store
+                        .decide::<Stock, OrderPlaced, u64>(&inputs.coords[0], gates, 1000, |s| {
+                            (s.map_or(0, |s| s.units), inputs.payloads[0].clone())
+                        })
+                        .unwrap();
+                    assert!(matches!(decision, Decision::Committed { .. }));
+                })
+            });
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("gate_overhead");
+    group.throughput(Throughput::Elements(1));
+    let (_dir, store) = batpak_store(SyncPolicy::Never);
+    let gates = stock_gates();
+    let mut i = 0;
+    group.bench_function("append", |b| {
+        b.iter(|| {
+            i += 1;
+            store
+                .append(&inputs.coords[i % ENTITIES], &inputs.payloads[i % ENTITIES])
+                .unwrap()
+        });
+    });
+    group.bench_function("propose_3_gates", |b| {
+        b.iter(|| {
+            i += 1;
+            let proposal = Proposal::new(
+                inputs.coords[i % ENTITIES].clone(),
+                inputs.payloads[i % ENTITIES].clone(),
+            );
+            store.propose(proposal, &gates, &7).unwrap()
+        });
+    });
+    group.finish();
+}
+
 criterion_group! {
     name = journal;
     config = config();
     targets = append_nosync, append_fsync, append_fsync_16_threads, append_batch_1000, reads,
-        walk_1000_ancestors, open_1m, projection_100k
+        walk_1000_ancestors, open_1m, projection_100k, gates_bench
 }
 criterion_main!(journal);

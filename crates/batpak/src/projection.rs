@@ -21,8 +21,8 @@ use crate::options::{AppendOptions, ExpectedVersion};
 use crate::query::Region;
 use crate::report::{Report, ReportBody};
 use crate::segment::io::replace_file;
-use crate::store::Batch;
 use crate::store::Store;
+use crate::store::{Batch, DECIDE_STRIPES};
 
 /// A fold of an entity's events into a value.
 ///
@@ -377,6 +377,18 @@ impl Store {
         P: Projection,
         E: EventPayload,
     {
+        // Deciders on one entity take turns: under `SyncPolicy::Always` another
+        // decider's event is written before it is visible, and deciding against the
+        // visible state in parallel would conflict again and again.
+        let stripe = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            coord.entity().hash(&mut h);
+            (h.finish() % DECIDE_STRIPES as u64) as usize
+        };
+        let _turn = self.decide_locks[stripe]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let mut tries = 0;
         loop {
             tries += 1;

@@ -139,6 +139,7 @@ impl StoreBuilder {
             flusher,
             report: loaded.report,
             projections: ProjectionCache::new(self.projection_cache),
+            decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
             _lock: lock,
         })
     }
@@ -167,6 +168,7 @@ impl StoreBuilder {
             flusher: None,
             report: loaded.report,
             projections: ProjectionCache::new(self.projection_cache),
+            decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
             _lock: lock,
         })
     }
@@ -204,8 +206,14 @@ pub struct Store {
     flusher: Option<Flusher>,
     report: OpenReport,
     pub(crate) projections: ProjectionCache,
+    /// Serialises `decide` per entity (striped): deciders on one entity take turns, so
+    /// each sees the previous one's event and none livelocks on version conflicts.
+    pub(crate) decide_locks: Box<[Mutex<()>; DECIDE_STRIPES]>,
     _lock: DirLock,
 }
+
+/// Number of `decide` lock stripes.
+pub(crate) const DECIDE_STRIPES: usize = 64;
 
 impl Store {
     /// Opens (or creates) the store in `dir` with default settings.
