@@ -13,8 +13,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use batpak::{
-    gate, AppendOptions, Batch, Coordinate, Decision, Denial, EventId, EventPayload, Freshness,
-    GateSet, Projection, Proposal, Store, StoredEvent, SyncPolicy,
+    gate, AppendOptions, Batch, Coordinate, DecideOptions, Decision, Denial, EventId, EventPayload,
+    Freshness, GateSet, Projection, Proposal, Store, StoredEvent, SyncPolicy,
 };
 use batpak_bench::{
     entity_name, OrderPlaced, SqliteJournal, Synchronous, XorShift, ENTITIES, SCOPE,
@@ -659,9 +659,15 @@ fn gates_bench(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 run_threads(threads, iters, &mut states, |(store, gates), _, _| {
                     let decision = store
-                        .decide::<Stock, OrderPlaced, u64>(&inputs.coords[0], gates, 1000, |s| {
-                            (s.map_or(0, |s| s.units), inputs.payloads[0].clone())
-                        })
+                        .decide::<Stock, OrderPlaced, u64>(
+                            &inputs.coords[0],
+                            gates,
+                            DecideOptions {
+                                attempts: 1000,
+                                record_denials: false,
+                            },
+                            |s| (s.map_or(0, |s| s.units), inputs.payloads[0].clone()),
+                        )
                         .unwrap();
                     assert!(matches!(decision, Decision::Committed { .. }));
                 })

@@ -93,11 +93,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     store.append(&account, &Deposited { cents: 100_000 })?;
 
     let day = 1;
+    // Retry a few times on a version conflict; record every refusal on the chain.
+    let recording = DecideOptions {
+        attempts: 10,
+        record_denials: true,
+    };
     for amount in [30_000, 15_000, 20_000, 90_000] {
         // Decided against the projected account and committed with the version it was
         // built from: concurrent withdrawals cannot both spend the same money.
-        let decision =
-            store.decide::<Account, Withdrawn, Withdrawal>(&account, &gates, 10, |state| {
+        let decision = store.decide::<Account, Withdrawn, Withdrawal>(
+            &account,
+            &gates,
+            recording,
+            |state| {
                 let state = state.cloned().unwrap_or_default();
                 let context = Withdrawal {
                     balance: state.balance,
@@ -105,7 +113,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     amount,
                 };
                 (context, Withdrawn { cents: amount, day })
-            })?;
+            },
+        )?;
         match decision {
             Decision::Committed { receipt, gates, .. } => {
                 println!(
@@ -114,21 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     gates.gates()
                 )
             }
-            Decision::Denied(denial) => {
-                println!("refused   {amount:>6}: {denial}");
-                // Record the refusal on the account's chain, with the evaluation trace.
-                let state = store
-                    .project::<Account>("account:alice", Freshness::Consistent)?
-                    .unwrap_or_default();
-                let context = Withdrawal {
-                    balance: state.balance,
-                    withdrawn_today: state.withdrawn_on(day),
-                    amount,
-                };
-                let proposal = Proposal::new(account.clone(), Withdrawn { cents: amount, day })
-                    .recording_denials();
-                store.propose(proposal, &gates, &context)?;
-            }
+            Decision::Denied(denial) => println!("refused   {amount:>6}: {denial}"),
         }
     }
 

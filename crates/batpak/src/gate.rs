@@ -251,6 +251,50 @@ mod tests {
     }
 
     #[test]
+    fn the_pipeline_commits_only_after_the_gates_pass() {
+        let mut committed = Vec::new();
+        let ok = set()
+            .commit(
+                &Account {
+                    balance: 50,
+                    amount: 20,
+                },
+                "withdraw 20",
+                |p, g| {
+                    committed.push((p.to_string(), g.gates().len()));
+                    Ok::<_, String>(7u64)
+                },
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (ok.payload, ok.receipt, ok.gates.gates().len()),
+            ("withdraw 20", 7, 3)
+        );
+        let denied = set()
+            .commit(
+                &Account {
+                    balance: 5,
+                    amount: 20,
+                },
+                "withdraw 20",
+                |_, _| -> Result<u64, String> { panic!("must not commit a denied proposal") },
+            )
+            .unwrap();
+        assert_eq!(denied.unwrap_err().code, "overdraft");
+        let failed = set().commit(
+            &Account {
+                balance: 50,
+                amount: 1,
+            },
+            (),
+            |_, _| Err::<(), _>("disk full"),
+        );
+        assert_eq!(failed.unwrap_err(), "disk full");
+        assert_eq!(committed, [("withdraw 20".to_string(), 3)]);
+    }
+
+    #[test]
     fn a_pass_lists_every_gate_in_order() {
         let r = set()
             .evaluate(&Account {
@@ -305,6 +349,59 @@ mod tests {
                 ("amount".to_string(), "13".to_string())
             ]
         );
+    }
+}
+
+/// How [`Store::decide`](crate::Store::decide) retries and records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecideOptions {
+    /// Decisions attempted before a version conflict is returned. Default 16.
+    pub attempts: u32,
+    /// Record each denial on the entity's chain (`RecordedDenial`). Default false.
+    pub record_denials: bool,
+}
+
+impl Default for DecideOptions {
+    fn default() -> Self {
+        DecideOptions {
+            attempts: 16,
+            record_denials: false,
+        }
+    }
+}
+
+/// A commit that passed its gates: the payload, the commit's result, the gates.
+#[derive(Debug)]
+pub struct Committed<T, R> {
+    /// The payload committed.
+    pub payload: T,
+    /// What the commit closure returned (usually an `AppendReceipt`).
+    pub receipt: R,
+    /// The gates that passed.
+    pub gates: GateReceipt,
+}
+
+impl<Ctx> GateSet<Ctx> {
+    /// The pipeline: evaluates the gates over `context` and, only if they pass, hands
+    /// the payload and the gate receipt to `commit` (which does the append). A denial
+    /// is returned as `Ok(Err(denial))` without calling `commit`.
+    pub fn commit<T, R, E>(
+        &self,
+        context: &Ctx,
+        payload: T,
+        commit: impl FnOnce(&T, &GateReceipt) -> Result<R, E>,
+    ) -> Result<Result<Committed<T, R>, Denial>, E> {
+        match self.evaluate(context) {
+            Ok(gates) => {
+                let receipt = commit(&payload, &gates)?;
+                Ok(Ok(Committed {
+                    payload,
+                    receipt,
+                    gates,
+                }))
+            }
+            Err(denial) => Ok(Err(denial)),
+        }
     }
 }
 

@@ -60,8 +60,8 @@ pub use error::{CoordinateRule, Error, Result};
 pub use event::{AppendReceipt, EventPayload, PayloadValue, StoredEvent};
 pub use format::{Encoding, MAX_PAYLOAD_LEN};
 pub use gate::{
-    gate, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet, Proposal, RecordedBypass,
-    RecordedDenial, TraceEntry, BYPASS_KIND, DENIAL_KIND, PANICKED,
+    gate, Committed, DecideOptions, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet,
+    Proposal, RecordedBypass, RecordedDenial, TraceEntry, BYPASS_KIND, DENIAL_KIND, PANICKED,
 };
 pub use graph::{CausalGraph, ChainBreak, ChainWalk, EdgeKind, GraphEdge, GraphNode};
 pub use id::EventId;
@@ -90,8 +90,8 @@ pub mod prelude {
     #[cfg(feature = "derive")]
     pub use crate::EventSourced;
     pub use crate::{
-        gate, AppendOptions, Batch, Coordinate, Decision, Denial, EventKind, EventPayload,
-        ExpectedVersion, Freshness, GateSet, Projection, Proposal, Region, Store, StoredEvent,
-        SyncPolicy,
+        gate, AppendOptions, Batch, Coordinate, DecideOptions, Decision, Denial, EventKind,
+        EventPayload, ExpectedVersion, Freshness, GateSet, Projection, Proposal, Region, Store,
+        StoredEvent, SyncPolicy,
     };
 }

@@ -15,7 +15,9 @@ use crate::event::AppendReceipt;
 use crate::event::EventPayload;
 use crate::event::StoredEvent;
 use crate::format::snapshot::Snapshot;
-use crate::gate::{trace_entries, Decision, GateSet, Proposal, RecordedBypass, RecordedDenial};
+use crate::gate::{
+    trace_entries, DecideOptions, Decision, GateSet, Proposal, RecordedBypass, RecordedDenial,
+};
 use crate::kind::EventKind;
 use crate::options::{AppendOptions, ExpectedVersion};
 use crate::query::Region;
@@ -365,12 +367,13 @@ impl Store {
     /// coordinate's entity, lets `propose` turn that state into the gate context and
     /// the event, runs `gates`, and appends with the expected version the state was
     /// built from. When another writer got there first (a version conflict) it reloads
-    /// and decides again, up to `attempts` times, then returns the conflict.
+    /// and decides again, up to `options.attempts` times, then returns the conflict.
+    /// With `options.record_denials`, a refusal is recorded on the entity's chain.
     pub fn decide<P, E, Ctx>(
         &self,
         coord: &Coordinate,
         gates: &GateSet<Ctx>,
-        attempts: u32,
+        options: DecideOptions,
         mut propose: impl FnMut(Option<&P>) -> (Ctx, E),
     ) -> Result<Decision<E>>
     where
@@ -395,9 +398,15 @@ impl Store {
             let (state, through) =
                 self.project_through::<P>(coord.entity(), Freshness::Consistent)?;
             let (context, payload) = propose(state.as_ref());
-            let receipt = match gates.evaluate(&context) {
+            let trace = gates.trace(&context, true);
+            let receipt = match GateSet::<Ctx>::conclude(trace.clone()) {
                 Ok(receipt) => receipt,
-                Err(denial) => return Ok(Decision::Denied(denial)),
+                Err(mut denials) => {
+                    if options.record_denials {
+                        self.record_denial(coord, &payload, trace)?;
+                    }
+                    return Ok(Decision::Denied(denials.remove(0)));
+                }
             };
             let expected = match self.version_at(through) {
                 Some(v) => ExpectedVersion::Exact(v),
@@ -411,7 +420,7 @@ impl Store {
                         payload,
                     })
                 }
-                Err(Error::VersionConflict { .. }) if tries < attempts => {
+                Err(Error::VersionConflict { .. }) if tries < options.attempts => {
                     // The winner's event may be written but not yet visible (its
                     // fsync is in flight): wait for it, or the reload sees the same
                     // state and conflicts again.
@@ -445,19 +454,30 @@ impl Store {
             }
             Err(denial) => {
                 if proposal.record_denial {
-                    let bytes = proposal.payload.encode()?;
-                    let record = RecordedDenial {
-                        proposed_kind: T::KIND.bits(),
-                        payload_digest: blake3::hash(&bytes).to_hex().to_string(),
-                        trace: trace_entries(trace),
-                    };
-                    let mut batch = Batch::new();
-                    batch.push_system(&proposal.coordinate, &record, AppendOptions::default())?;
-                    self.append_batch(&batch)?;
+                    self.record_denial(&proposal.coordinate, &proposal.payload, trace)?;
                 }
                 Ok(Decision::Denied(denial))
             }
         }
+    }
+
+    /// Appends a `RecordedDenial` of `payload` at `coord`: the trace, the proposed kind
+    /// and the digest of the proposed payload.
+    fn record_denial<T: EventPayload>(
+        &self,
+        coord: &Coordinate,
+        payload: &T,
+        trace: Vec<(String, crate::gate::GateOutcome)>,
+    ) -> Result<AppendReceipt> {
+        let bytes = payload.encode()?;
+        let record = RecordedDenial {
+            proposed_kind: T::KIND.bits(),
+            payload_digest: blake3::hash(&bytes).to_hex().to_string(),
+            trace: trace_entries(trace),
+        };
+        let mut batch = Batch::new();
+        batch.push_system(coord, &record, AppendOptions::default())?;
+        self.append_batch(&batch)?.pop().ok_or(Error::EmptyBatch)
     }
 
     /// Commits a proposal without its gates, on purpose: the event and a

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use batpak::{gate, Coordinate, Decision, Denial, Error, EventSourced, GateSet, Store};
+use batpak::{
+    gate, Coordinate, DecideOptions, Decision, Denial, Error, EventSourced, GateSet, Store,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, batpak::EventPayload, Debug, Clone, PartialEq)]
@@ -47,6 +49,10 @@ fn sixteen_threads_withdrawing_never_overdraw() {
     let acct = Coordinate::new("acct:1", "bank").unwrap();
     store.append(&acct, &Moved { cents: 1000 }).unwrap();
     let gates = Arc::new(policy());
+    let recording = DecideOptions {
+        attempts: 1000,
+        record_denials: true,
+    };
     let handles: Vec<_> = (0..16)
         .map(|_| {
             let (store, gates, acct) = (Arc::clone(&store), Arc::clone(&gates), acct.clone());
@@ -54,7 +60,7 @@ fn sixteen_threads_withdrawing_never_overdraw() {
                 let (mut committed, mut denied) = (0, 0);
                 for _ in 0..10 {
                     let decision = store
-                        .decide::<Account, Moved, Withdrawal>(&acct, &gates, 1000, |state| {
+                        .decide::<Account, Moved, Withdrawal>(&acct, &gates, recording, |state| {
                             let balance = state.map_or(0, |a| a.balance);
                             (
                                 Withdrawal {
@@ -97,6 +103,17 @@ fn sixteen_threads_withdrawing_never_overdraw() {
         .balance;
     assert_eq!(balance, 1000 - 30 * committed);
     assert!(balance >= 0);
+    // Every refusal is recorded on the account's chain.
+    let recorded = store
+        .query(
+            &batpak::Region::all()
+                .entity("acct:1")
+                .kind(batpak::DENIAL_KIND),
+            0,
+            1000,
+        )
+        .unwrap();
+    assert_eq!(recorded.len() as i64, denied);
 }
 
 #[test]
@@ -107,7 +124,11 @@ fn retries_are_bounded_and_the_conflict_is_reported() {
     store.append(&acct, &Moved { cents: 100 }).unwrap();
     let mut calls = 0;
     // Every attempt, another writer slips in an event before the commit.
-    let result = store.decide::<Account, Moved, Withdrawal>(&acct, &policy(), 3, |state| {
+    let three = DecideOptions {
+        attempts: 3,
+        record_denials: false,
+    };
+    let result = store.decide::<Account, Moved, Withdrawal>(&acct, &policy(), three, |state| {
         calls += 1;
         store.append(&acct, &Moved { cents: 1 }).unwrap();
         (
