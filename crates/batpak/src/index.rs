@@ -241,6 +241,10 @@ impl Index {
         Some((self.entity_of[i], self.scope_of[i], self.kinds[i]))
     }
 
+    pub(crate) fn id_of(&self, sequence: u64) -> Option<EventId> {
+        self.slot(sequence).map(|i| self.ids[i])
+    }
+
     pub(crate) fn location(&self, sequence: u64) -> Option<Location> {
         self.slot(sequence).map(|i| self.locations[i])
     }

@@ -46,6 +46,7 @@ mod registry;
 mod report;
 mod segment;
 mod store;
+mod verify;
 mod writer;
 
 /// `#[derive(EventPayload)]` with `#[batpak(category = C, type_id = T, version = V)]`.
@@ -84,6 +85,7 @@ pub mod __private {
     pub use inventory;
 }
 pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
+pub use verify::{Anchor, Check, Verification, VerifyFinding};
 
 /// The names a first program needs: `use batpak::prelude::*;`.
 pub mod prelude {

@@ -128,6 +128,16 @@ impl SegmentSet {
             .insert(number, file);
     }
 
+    /// Every segment, by number.
+    pub(crate) fn all(&self) -> Vec<(u64, Arc<SegmentFile>)> {
+        self.files
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, f)| (*n, Arc::clone(f)))
+            .collect()
+    }
+
     pub(crate) fn get(&self, number: u64) -> Option<Arc<SegmentFile>> {
         self.files
             .read()

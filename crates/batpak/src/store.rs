@@ -538,6 +538,17 @@ impl Store {
         self.index().version_of(sequence)
     }
 
+    /// The segment files, for verification.
+    pub(crate) fn segments(&self) -> &SegmentSet {
+        &self.segments
+    }
+
+    /// Location and id the index holds for a visible sequence.
+    pub(crate) fn index_entry(&self, sequence: u64) -> Option<(Location, EventId)> {
+        let index = self.index();
+        Some((index.location(sequence)?, index.id_of(sequence)?))
+    }
+
     /// Whether `sequence` is a visible event of `entity`.
     pub(crate) fn entity_has(&self, entity: &str, sequence: u64) -> bool {
         let index = self.index();
