@@ -111,6 +111,17 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         n as f64 / took.as_secs_f64(),
         units.map_or(0, |u| u.0)
     );
+    let started = Instant::now();
+    let report = store.verify()?;
+    let took = started.elapsed();
+    println!(
+        "verify: {} events, {} MB in {took:?} = {:.0} events/s, {:.0} MB/s, clean: {}",
+        report.body.events,
+        report.body.bytes / 1_000_000,
+        report.body.events as f64 / took.as_secs_f64(),
+        report.body.bytes as f64 / 1e6 / took.as_secs_f64(),
+        report.body.is_clean()
+    );
     drop(store);
     for _ in 0..2 {
         let started = Instant::now();
