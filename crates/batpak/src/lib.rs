@@ -64,7 +64,10 @@ pub use gate::{
     gate, Committed, DecideOptions, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet,
     Proposal, RecordedBypass, RecordedDenial, TraceEntry, BYPASS_KIND, DENIAL_KIND, PANICKED,
 };
-pub use graph::{CausalGraph, ChainBreak, ChainWalk, EdgeKind, GraphEdge, GraphNode};
+pub use graph::{
+    CausalGraph, ChainBreak, ChainWalk, ChainWalkReport, EdgeKind, EventRef, GraphEdge, GraphNode,
+    WalkFinding,
+};
 pub use id::EventId;
 pub use kind::EventKind;
 pub use open::{IndexSource, OpenReport};

@@ -40,6 +40,29 @@ fn walk_ancestors_follows_and_verifies_the_entity_chain() {
     let short = store.walk_ancestors(head, 10).unwrap().unwrap();
     assert_eq!(short.events.len(), 10);
     assert!(!short.reached_first);
+
+    // The walk's evidence report.
+    let report = walk.report();
+    assert!(report.verify());
+    assert_eq!(report.body.checked, 50);
+    assert_eq!(report.body.first.as_ref().unwrap().id, head.to_string());
+    assert_eq!(report.body.last.as_ref().unwrap().version, 0);
+    assert!(report.body.findings.is_empty());
+    let key = blake3::derive_key("batpak 2026 chain walk v1", &[]);
+    let mut h = blake3::Hasher::new_keyed(&key);
+    for e in &walk.events {
+        h.update(e.event_hash().as_bytes());
+    }
+    assert_eq!(report.body.digest, h.finalize().to_hex().to_string());
+    let again = store.walk_ancestors(head, 1000).unwrap().unwrap().report();
+    assert_eq!(
+        (again.body, again.body_hash),
+        (report.body, report.body_hash)
+    );
+    assert_eq!(
+        short.report().body.findings,
+        vec![batpak::WalkFinding::TruncatedByLimit]
+    );
     assert_eq!(short.events[9].version, 40);
     let middle = store
         .walk_ancestors(mine[5].event_id, 100)
@@ -94,6 +117,13 @@ fn walk_ancestors_reports_a_tampered_record() {
     // The walk keeps what verified and stops at the break.
     assert_eq!(walk.events.len(), 3);
     assert_eq!(walk.events[2].version, 3);
+    assert_eq!(
+        walk.report().body.findings,
+        vec![batpak::WalkFinding::HashMismatch {
+            event: receipts[3].event_id.to_string(),
+            predecessor: Some(receipts[2].event_id.to_string()),
+        }]
+    );
 }
 
 #[test]
@@ -182,4 +212,39 @@ fn causal_graph_has_typed_edges_within_the_depth() {
         .any(|e| (e.from, e.to, e.kind) == (b0.event_id, c0.event_id, EdgeKind::Causation)));
     let g0 = store.causal_graph(a1.event_id, 0).unwrap().unwrap();
     assert_eq!((g0.nodes.len(), g0.edges.len()), (1, 0));
+}
+
+/// Pins the canonical encoding and hash of a chain-walk report body.
+#[test]
+fn golden_bytes_of_a_chain_walk_report() {
+    let body = batpak::ChainWalkReport {
+        checked: 2,
+        first: Some(batpak::EventRef {
+            id: "0190a3f2-7c1d-7abc-8def-0123456789ab".into(),
+            sequence: 9,
+            version: 1,
+        }),
+        last: Some(batpak::EventRef {
+            id: "0190a3f2-7c1d-7abc-8def-0123456789aa".into(),
+            sequence: 4,
+            version: 0,
+        }),
+        digest: "ef".repeat(32),
+        findings: vec![batpak::WalkFinding::TruncatedByLimit],
+    };
+    let report = batpak::Report::new(body, Vec::new());
+    assert_eq!(
+        String::from_utf8(report.canonical_body()).unwrap(),
+        concat!(
+            r#"{"checked":2,"first":{"id":"0190a3f2-7c1d-7abc-8def-0123456789ab","sequence":9,"version":1},"#,
+            r#""last":{"id":"0190a3f2-7c1d-7abc-8def-0123456789aa","sequence":4,"version":0},"#,
+            r#""digest":"efefefefefefefefefefefefefefefefefefefefefefefefefefefefefefefef","#,
+            r#""findings":[{"type":"truncated_by_limit"}]}"#,
+        )
+    );
+    // Cross-checked with an independent implementation (Python blake3, keyed mode).
+    assert_eq!(
+        report.body_hash.to_string(),
+        "39c8da3d2f291f02a4ff4834aeb130d9da2888621e42965dc3d330402c87af39"
+    );
 }
