@@ -179,3 +179,31 @@ fn an_anchor_catches_a_history_rewritten_or_truncated_by_an_attacker() {
     }
     assert!(!short.verify_against(&anchor).unwrap());
 }
+
+#[test]
+fn large_segments_are_checked_on_both_cores_with_the_same_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..300 {
+        append(&store, i, 3);
+    }
+    let clean = store.verify().unwrap();
+    assert!(clean.body.is_clean());
+    assert_eq!(clean.body.events, 300);
+    let seg = segments(dir.path()).remove(0);
+    let offsets = frame_offsets(&seg);
+    flip(&seg, offsets[250] + 100);
+    let report = store.verify().unwrap();
+    assert_eq!(report.body.findings.len(), 1, "{:?}", report.body.findings);
+    assert_eq!(
+        (
+            report.body.findings[0].check,
+            report.body.findings[0].offset
+        ),
+        (Check::Record, offsets[250])
+    );
+    assert_eq!(
+        report.body.events, 250,
+        "the records before the damage were checked"
+    );
+}
