@@ -814,16 +814,7 @@ impl Batch {
         payload: &P,
         options: AppendOptions,
     ) -> Result<usize> {
-        let bytes = payload.encode()?;
-        Ok(self.push_item(BatchItem {
-            coordinate: coord.clone(),
-            kind: P::KIND,
-            encoding: Encoding::MessagePack,
-            schema_version: P::SCHEMA_VERSION,
-            payload: bytes,
-            options,
-            system: false,
-        }))
+        self.push_typed(coord, payload, options, false)
     }
 
     /// Adds a store-owned record (reserved category), for the store's own evidence.
@@ -833,6 +824,16 @@ impl Batch {
         payload: &P,
         options: AppendOptions,
     ) -> Result<usize> {
+        self.push_typed(coord, payload, options, true)
+    }
+
+    fn push_typed<P: EventPayload>(
+        &mut self,
+        coord: &Coordinate,
+        payload: &P,
+        options: AppendOptions,
+        system: bool,
+    ) -> Result<usize> {
         let bytes = payload.encode()?;
         Ok(self.push_item(BatchItem {
             coordinate: coord.clone(),
@@ -841,7 +842,7 @@ impl Batch {
             schema_version: P::SCHEMA_VERSION,
             payload: bytes,
             options,
-            system: true,
+            system,
         }))
     }
 

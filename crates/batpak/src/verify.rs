@@ -176,30 +176,13 @@ impl Store {
         &self,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Report<Verification>> {
-        let mut body = Verification {
-            segments: 0,
-            events: 0,
-            bytes: 0,
-            last_sequence: 0,
-            running_hash: String::new(),
-            findings: Vec::new(),
-        };
-        let running = self.scan_history(u64::MAX, &mut body, &mut progress)?;
-        body.running_hash = running.to_string();
+        let (body, _) = self.scan_history(u64::MAX, &mut progress)?;
         Ok(Report::new(body, Vec::new()))
     }
 
     /// An anchor of the history up to the newest visible event.
     pub fn anchor(&self) -> Result<Anchor> {
-        let mut body = Verification {
-            segments: 0,
-            events: 0,
-            bytes: 0,
-            last_sequence: 0,
-            running_hash: String::new(),
-            findings: Vec::new(),
-        };
-        let running = self.scan_history(u64::MAX, &mut body, &mut |_, _| {})?;
+        let (body, running) = self.scan_history(u64::MAX, &mut |_, _| {})?;
         if let Some(f) = body.findings.first() {
             return Err(Error::Corrupt {
                 path: self.dir().join(crate::segment::SEGMENTS_DIR).join(&f.file),
@@ -219,6 +202,17 @@ impl Store {
     /// Whether the history up to `anchor.sequence` is exactly the history the anchor
     /// was taken of. `Ok(false)` when it was truncated, reordered or rewritten.
     pub fn verify_against(&self, anchor: &Anchor) -> Result<bool> {
+        let (body, running) = self.scan_history(anchor.sequence, &mut |_, _| {})?;
+        Ok(body.last_sequence == anchor.sequence && running == anchor.running_hash)
+    }
+
+    /// Scans records with sequence `..= upto` (and visible): the verification body and
+    /// the running hash.
+    fn scan_history(
+        &self,
+        upto: u64,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(Verification, Hash)> {
         let mut body = Verification {
             segments: 0,
             events: 0,
@@ -227,18 +221,6 @@ impl Store {
             running_hash: String::new(),
             findings: Vec::new(),
         };
-        let running = self.scan_history(anchor.sequence, &mut body, &mut |_, _| {})?;
-        Ok(body.last_sequence == anchor.sequence && running == anchor.running_hash)
-    }
-
-    /// Scans records with sequence `..= upto` (and visible), filling `body`; returns
-    /// the running hash.
-    fn scan_history(
-        &self,
-        upto: u64,
-        body: &mut Verification,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Hash> {
         let visible = self.stats()?.visible_sequence;
         let upto = upto.min(visible);
         let files = self.segments().all();
@@ -344,6 +326,7 @@ impl Store {
             done += bytes.len() as u64;
             progress(done.min(total), total);
         }
-        Ok(running)
+        body.running_hash = running.to_string();
+        Ok((body, running))
     }
 }
