@@ -29,6 +29,7 @@ extern crate self as batpak;
 
 mod chain;
 mod coordinate;
+mod decide;
 mod error;
 mod event;
 mod format;
