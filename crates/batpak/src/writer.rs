@@ -207,7 +207,9 @@ impl Writer {
             }
             _ => {}
         }
-        if self.checkpoint_due.swap(false, Ordering::AcqRel) {
+        if self.checkpoint_due.load(Ordering::Relaxed)
+            && self.checkpoint_due.swap(false, Ordering::AcqRel)
+        {
             // Best effort: the append has succeeded, and a missing or older checkpoint
             // only makes the next open scan more (its report says why).
             let _ = self.write_checkpoint();
