@@ -9,6 +9,9 @@
 //!     flags u16 (without FLAG_REDACTED) | encoding u8 | schema_version u16 |
 //!     causation (0u8 | 1u8 [16]) | correlation (0u8 | 1u8 [16]) | idempotency (0u8 | 1u8 [16]) |
 //!     entity_len u16 | entity | scope_len u16 | scope | payload_digest [32] | prev_hash [32])
+//! coordinate_key    = blake3::derive_key("batpak 2026 coordinate digest v1", b"")
+//! coordinate_digest = blake3::keyed_hash(coordinate_key,
+//!     entity_len u16 | entity | scope_len u16 | scope)
 //! ```
 //! All integers little-endian. The payload enters only through its digest, so a
 //! redacted record (payload and salt erased, digest kept) still verifies.
@@ -24,6 +27,8 @@ const EVENT_CONTEXT: &str = "batpak 2026 event hash v1";
 // One key per purpose, derived once: keyed mode then costs no extra compression per
 // hash (derive-key mode would re-derive the context key every time).
 static PAYLOAD_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| blake3::derive_key(PAYLOAD_CONTEXT, &[]));
+static COORDINATE_KEY: LazyLock<[u8; 32]> =
+    LazyLock::new(|| blake3::derive_key("batpak 2026 coordinate digest v1", &[]));
 static EVENT_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| blake3::derive_key(EVENT_CONTEXT, &[]));
 
 /// A 32-byte blake3 digest. Displays as lowercase hex.
@@ -51,6 +56,20 @@ impl fmt::Display for Hash {
             write!(f, "{b:02x}")?;
         }
         Ok(())
+    }
+}
+
+impl std::str::FromStr for Hash {
+    type Err = crate::Error;
+
+    /// 64 hex digits.
+    fn from_str(text: &str) -> crate::Result<Self> {
+        crate::hex::decode(text)
+            .map(Hash)
+            .ok_or_else(|| crate::Error::Malformed {
+                what: "hash",
+                detail: format!("{text:?} is not 64 hex digits"),
+            })
     }
 }
 
@@ -105,6 +124,17 @@ pub(crate) fn payload_digest(salt: &[u8; SALT_LEN], payload: &[u8]) -> Hash {
     keyed_hash(&PAYLOAD_KEY, len, |input| {
         input.put(salt);
         input.put(payload);
+    })
+}
+
+/// The digest of a coordinate that receipts carry (and sign) in its place.
+pub(crate) fn coordinate_digest(entity: &str, scope: &str) -> Hash {
+    keyed_hash(&COORDINATE_KEY, 4 + entity.len() + scope.len(), |input| {
+        for text in [entity, scope] {
+            let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
+            input.put(&len.to_le_bytes());
+            input.put(text.as_bytes());
+        }
     })
 }
 

@@ -3,13 +3,14 @@
 
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
-use crate::event::{AppendReceipt, EventPayload};
+use crate::event::EventPayload;
 use crate::gate::{
     trace_entries, DecideOptions, Decision, GateOutcome, GateSet, Proposal, RecordedBypass,
     RecordedDenial,
 };
 use crate::options::{AppendOptions, ExpectedVersion};
 use crate::projection::{Freshness, Projection};
+use crate::receipt::AppendReceipt;
 use crate::store::{Batch, Store, DECIDE_STRIPES};
 
 impl Store {

@@ -156,6 +156,13 @@ pub enum Error {
         /// The text.
         text: String,
     },
+    /// Bytes or text that should encode a key, signature, receipt or anchor do not.
+    Malformed {
+        /// What was being decoded (`"receipt"`, `"verifying key"`, ...).
+        what: &'static str,
+        /// What was wrong, with expected and actual values where they exist.
+        detail: String,
+    },
 }
 
 /// The rule a coordinate component broke.
@@ -287,6 +294,7 @@ impl fmt::Display for Error {
                 report.body.projection, report.body.entity
             ),
             Error::InvalidEventId { text } => write!(f, "{text:?} is not an event id (UUID)"),
+            Error::Malformed { what, detail } => write!(f, "malformed {what}: {detail}"),
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::format::record::RecordHeader;
 use crate::format::Encoding;
 use crate::id::EventId;
 use crate::kind::EventKind;
+use crate::receipt::AppendReceipt;
 
 /// A Rust type stored as an event payload: its kind and schema version, and serde for
 /// the bytes (MessagePack with named fields).
@@ -49,23 +50,6 @@ pub trait EventPayload: Serialize + DeserializeOwned {
 
 /// The generic form of a payload that upcasters work on.
 pub type PayloadValue = serde_json::Value;
-
-/// What an accepted append returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct AppendReceipt {
-    /// The id the writer assigned.
-    pub event_id: EventId,
-    /// Store-wide commit position.
-    pub sequence: u64,
-    /// Position within the entity, from 0.
-    pub version: u64,
-    /// Unix nanoseconds the writer stamped.
-    pub timestamp_ns: u64,
-    /// The event's hash (its link in the entity's chain).
-    pub event_hash: Hash,
-    /// The hash of the entity's previous event, zero for the first.
-    pub prev_hash: Hash,
-}
 
 /// An event read back from the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -209,15 +193,18 @@ impl StoredEvent {
         )
     }
 
-    /// The receipt this event's append returned (the hash is recomputed).
+    /// The receipt this event's append returned, unsigned (the hash is recomputed).
     pub fn receipt(&self) -> AppendReceipt {
         AppendReceipt {
             event_id: self.id,
             sequence: self.sequence,
             version: self.version,
             timestamp_ns: self.timestamp_ns,
+            kind: self.kind,
+            coordinate_digest: self.coordinate.digest(),
             event_hash: self.event_hash(),
             prev_hash: self.prev_hash,
+            signature: None,
         }
     }
 

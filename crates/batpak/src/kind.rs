@@ -79,6 +79,34 @@ impl fmt::Display for EventKind {
     }
 }
 
+impl std::str::FromStr for EventKind {
+    type Err = Error;
+
+    /// `C:T`, each part decimal or `0x` hex: `1:1`, `0x2:0x01F`.
+    fn from_str(text: &str) -> Result<Self> {
+        let invalid = |why: &str| Error::InvalidKind {
+            reason: format!("{text:?} is not a kind C:T ({why})"),
+        };
+        let (category, type_id) = text.split_once(':').ok_or_else(|| invalid("no ':'"))?;
+        let number = |part: &str| -> Option<u32> {
+            match part.strip_prefix("0x").or_else(|| part.strip_prefix("0X")) {
+                Some(hex) if !hex.is_empty() => u32::from_str_radix(hex, 16).ok(),
+                Some(_) => None,
+                None if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) => {
+                    part.parse().ok()
+                }
+                None => None,
+            }
+        };
+        let category = number(category).ok_or_else(|| invalid("bad category"))?;
+        let type_id = number(type_id).ok_or_else(|| invalid("bad type id"))?;
+        EventKind::new(
+            u8::try_from(category).unwrap_or(u8::MAX),
+            u16::try_from(type_id).unwrap_or(u16::MAX),
+        )
+    }
+}
+
 impl fmt::Debug for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EventKind({self})")
@@ -88,6 +116,32 @@ impl fmt::Debug for EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_its_text_form() {
+        assert_eq!(
+            "1:1".parse::<EventKind>().ok(),
+            Some(EventKind::custom(1, 1))
+        );
+        assert_eq!(
+            "0x2:0x01F".parse::<EventKind>().ok(),
+            Some(EventKind::custom(2, 0x1F))
+        );
+        assert_eq!(
+            "15:4095".parse::<EventKind>().ok(),
+            Some(EventKind::custom(15, 4095))
+        );
+        for bad in [
+            "", "1", "1:", ":1", "16:0", "1:4096", "a:1", "1:-1", "0x:1", "1:1:1", "300:1",
+        ] {
+            assert!(
+                matches!(bad.parse::<EventKind>(), Err(Error::InvalidKind { .. })),
+                "{bad:?}"
+            );
+        }
+        let k = EventKind::custom(7, 300);
+        assert_eq!(k.to_string().parse::<EventKind>().ok(), Some(k));
+    }
 
     #[test]
     fn packs_category_and_type_id() {

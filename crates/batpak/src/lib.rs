@@ -35,6 +35,7 @@ mod event;
 mod format;
 mod gate;
 mod graph;
+mod hex;
 mod id;
 mod index;
 mod kind;
@@ -43,9 +44,11 @@ mod open;
 mod options;
 mod projection;
 mod query;
+mod receipt;
 mod registry;
 mod report;
 mod segment;
+mod sign;
 mod store;
 mod verify;
 mod writer;
@@ -59,7 +62,7 @@ pub use batpak_derive::EventSourced;
 pub use chain::Hash;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use error::{CoordinateRule, Error, Result};
-pub use event::{AppendReceipt, EventPayload, PayloadValue, StoredEvent};
+pub use event::{EventPayload, PayloadValue, StoredEvent};
 pub use format::{Encoding, MAX_PAYLOAD_LEN};
 pub use gate::{
     gate, Committed, DecideOptions, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet,
@@ -78,9 +81,13 @@ pub use projection::{
     ProjectionRun, RequestedFreshness, SnapshotRef, SourceRef, DEFAULT_PROJECTION_CACHE,
 };
 pub use query::Region;
+pub use receipt::{
+    AppendReceipt, ReceiptCheck, ReceiptField, RECEIPT_MESSAGE_LEN, SIGNED_RECEIPT_LEN,
+};
 pub use registry::KindCollision;
 pub use report::{Report, ReportBody, ReportMetadata};
 pub use segment::recovery::TailCut;
+pub use sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
 
 /// What the derive's generated code refers to. Not part of the public API.
 #[doc(hidden)]

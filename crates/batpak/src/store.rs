@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::coordinate::Coordinate;
 use crate::error::{io_err, Error, Result};
-use crate::event::{AppendReceipt, EventPayload, HashInputs, PayloadProof, StoredEvent};
+use crate::event::{EventPayload, HashInputs, PayloadProof, StoredEvent};
 use crate::format::record::{PayloadField, RecordView};
 use crate::format::Encoding;
 use crate::graph::{CausalGraph, ChainWalk, EdgeKind, GraphEdge, GraphNode};
@@ -19,8 +19,10 @@ use crate::open::{load, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
 use crate::projection::{ProjectionCache, DEFAULT_PROJECTION_CACHE};
 use crate::query::{select, Region};
+use crate::receipt::AppendReceipt;
 use crate::segment::io::FaultPlan;
 use crate::segment::{Location, SegmentSet};
+use crate::sign::{Keyring, SigningKey, VerifyingKey};
 use crate::writer::{Draft, Writer};
 
 /// Default segment rotation size.
@@ -34,6 +36,8 @@ pub struct StoreBuilder {
     segment_size: u64,
     allow_kind_collisions: bool,
     projection_cache: usize,
+    signing_key: Option<SigningKey>,
+    trusted_keys: Vec<VerifyingKey>,
     faults: Option<Arc<FaultPlan>>,
 }
 
@@ -44,6 +48,24 @@ impl StoreBuilder {
     pub fn projection_cache(mut self, states: usize) -> Self {
         self.projection_cache = states;
         self
+    }
+
+    /// Sign every receipt and anchor with this key. Its public half is trusted for
+    /// verification. Default: none, receipts are unsigned.
+    pub fn signing_key(mut self, key: SigningKey) -> Self {
+        self.signing_key = Some(key);
+        self
+    }
+
+    /// Also accept signatures made by this key, for example the one used before a key
+    /// rotation, or the writer's key in a verifying reader. May be called repeatedly.
+    pub fn trust_key(mut self, key: VerifyingKey) -> Self {
+        self.trusted_keys.push(key);
+        self
+    }
+
+    fn keyring(&self) -> Keyring {
+        Keyring::new(self.signing_key.clone(), self.trusted_keys.clone())
     }
 
     /// Open even when two payload types in this program claim the same kind; the
@@ -111,6 +133,7 @@ impl StoreBuilder {
         self.validate()?;
         let collisions = self.check_kinds()?;
         std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
+        let keys = self.keyring();
         let lock = DirLock::acquire(&self.dir, false)?;
         let mut loaded = load(&self.dir, false, self.segment_size, self.faults.clone())?;
         loaded.report.kind_collisions = collisions;
@@ -140,6 +163,7 @@ impl StoreBuilder {
             report: loaded.report,
             projections: ProjectionCache::new(self.projection_cache),
             decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
+            keys,
             _lock: lock,
         })
     }
@@ -157,6 +181,7 @@ impl StoreBuilder {
             });
         }
         let collisions = self.check_kinds()?;
+        let keys = self.keyring();
         let lock = DirLock::acquire(&self.dir, true)?;
         let mut loaded = load(&self.dir, true, 0, None)?;
         loaded.report.kind_collisions = collisions;
@@ -169,6 +194,7 @@ impl StoreBuilder {
             report: loaded.report,
             projections: ProjectionCache::new(self.projection_cache),
             decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
+            keys,
             _lock: lock,
         })
     }
@@ -209,6 +235,7 @@ pub struct Store {
     /// Serialises `decide` per entity (striped): deciders on one entity take turns, so
     /// each sees the previous one's event and none livelocks on version conflicts.
     pub(crate) decide_locks: Box<[Mutex<()>; DECIDE_STRIPES]>,
+    keys: Keyring,
     _lock: DirLock,
 }
 
@@ -229,6 +256,8 @@ impl Store {
             segment_size: DEFAULT_SEGMENT_SIZE,
             allow_kind_collisions: false,
             projection_cache: DEFAULT_PROJECTION_CACHE,
+            signing_key: None,
+            trusted_keys: Vec::new(),
             faults: None,
         }
     }
@@ -246,6 +275,24 @@ impl Store {
     /// What open found and did.
     pub fn open_report(&self) -> &OpenReport {
         &self.report
+    }
+
+    /// The keys this store signs and verifies with.
+    pub(crate) fn keyring(&self) -> &Keyring {
+        &self.keys
+    }
+
+    /// Writes `drafts` and signs the receipts when the store has a key. Signing runs
+    /// after the commit, on the caller's thread, holding no lock.
+    fn commit(&self, drafts: &[Draft<'_>], batch: bool) -> Result<Vec<AppendReceipt>> {
+        let mut receipts = self.writer()?.append(drafts, batch)?;
+        if self.keys.signs() {
+            let key_id = self.keys.signer_id();
+            for r in &mut receipts {
+                r.signature = self.keys.sign(&r.signed_message(key_id));
+            }
+        }
+        Ok(receipts)
     }
 
     fn writer(&self) -> Result<&Writer> {
@@ -304,7 +351,7 @@ impl Store {
     }
 
     fn append_one(&self, draft: Draft<'_>) -> Result<AppendReceipt> {
-        let mut receipts = self.writer()?.append(std::slice::from_ref(&draft), false)?;
+        let mut receipts = self.commit(std::slice::from_ref(&draft), false)?;
         receipts.pop().ok_or(Error::EmptyBatch)
     }
 
@@ -324,7 +371,7 @@ impl Store {
                 system: item.system,
             })
             .collect();
-        self.writer()?.append(&drafts, true)
+        self.commit(&drafts, true)
     }
 
     /// The event with this id, read from disk with its checksum verified.

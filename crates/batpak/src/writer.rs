@@ -19,7 +19,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::chain::{self, Hash, Random};
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
-use crate::event::AppendReceipt;
 use crate::format::checkpoint::Checkpoint;
 use crate::format::record::{
     self, Encoding, RecordDraft, RecordHeader, FLAG_BATCH_CONTINUES, MAX_PAYLOAD_LEN,
@@ -30,6 +29,7 @@ use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
 use crate::open::CHECKPOINT_FILE;
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
+use crate::receipt::AppendReceipt;
 use crate::segment::io::{replace_file, SegmentFile};
 use crate::segment::writer::ActiveSegment;
 use crate::segment::{Location, SegmentSet, MAX_OFFSET, MAX_SEGMENT_NUMBER};
@@ -336,8 +336,11 @@ impl Writer {
                     sequence: v.header.sequence,
                     version: v.header.version,
                     timestamp_ns: v.header.timestamp_ns,
+                    kind: v.header.kind,
+                    coordinate_digest: chain::coordinate_digest(v.entity, v.scope),
                     event_hash: chain::record_hash(v),
                     prev_hash: v.header.prev_hash,
+                    signature: None,
                 },
                 header: v.header.clone(),
             })
@@ -473,8 +476,11 @@ impl Writer {
                 sequence,
                 version: rec.header.version,
                 timestamp_ns,
+                kind: draft.kind,
+                coordinate_digest: draft.coordinate.digest(),
                 event_hash,
                 prev_hash: rec.header.prev_hash,
+                signature: None,
             });
             heads.insert(
                 entity,

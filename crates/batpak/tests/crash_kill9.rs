@@ -278,19 +278,16 @@ fn coordinate(entity: &str) -> Coordinate {
 
 fn ack_line(mark: &Mark, entity: &str, r: &AppendReceipt) -> String {
     format!(
-        "{ACK_MARK}round={} worker={} n={} item={} len={} seq={} id={} version={} ts={} \
-         hash={} prev={} entity={entity}\n",
+        "{ACK_MARK}round={} worker={} n={} item={} len={} receipt={} entity={entity}\n",
         mark.round,
         mark.worker,
         mark.n,
         mark.item,
         mark.len,
-        r.sequence,
-        r.event_id,
-        r.version,
-        r.timestamp_ns,
-        r.event_hash,
-        r.prev_hash,
+        r.to_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
     )
 }
 
@@ -397,13 +394,12 @@ struct Ack {
     receipt: AppendReceipt,
 }
 
-fn parse_hash(hex: &str) -> Hash {
-    assert_eq!(hex.len(), 64, "hash {hex:?}");
-    let mut bytes = [0u8; 32];
-    for (i, b) in bytes.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap();
-    }
-    Hash::from_bytes(bytes)
+/// A receipt from the hex of its wire form.
+fn parse_receipt(hex: &str) -> AppendReceipt {
+    let bytes: Vec<u8> = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    AppendReceipt::from_bytes(&bytes).unwrap()
 }
 
 /// Parses an `@@ACK` line; `None` for any other line.
@@ -432,14 +428,7 @@ fn parse_ack(line: &str) -> Option<Ack> {
             len: u32::try_from(num("len")).unwrap(),
         },
         entity: get("entity").to_string(),
-        receipt: AppendReceipt {
-            event_id: get("id").parse().unwrap(),
-            sequence: num("seq"),
-            version: num("version"),
-            timestamp_ns: num("ts"),
-            event_hash: parse_hash(get("hash")),
-            prev_hash: parse_hash(get("prev")),
-        },
+        receipt: parse_receipt(get("receipt")),
     })
 }
 
@@ -665,6 +654,10 @@ fn verify(dir: &Path, acks: &[Ack], batches: bool) -> Reopened {
             .unwrap()
             .unwrap_or_else(|| panic!("acknowledged event lost: {ack:?}"));
         assert_eq!(event.receipt(), ack.receipt, "receipt differs for {ack:?}");
+        assert!(
+            store.verify_receipt(&ack.receipt).unwrap().is_valid(),
+            "{ack:?}"
+        );
         assert_eq!(event.coordinate.entity(), ack.entity);
         assert_eq!(Mark::of(&event), ack.mark);
     }
