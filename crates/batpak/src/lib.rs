@@ -96,7 +96,7 @@ pub mod __private {
     pub use inventory;
 }
 pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
-pub use verify::{Anchor, Check, Verification, VerifyFinding};
+pub use verify::{Anchor, AnchorCheck, Check, Verification, VerifyFinding, ANCHOR_MESSAGE_LEN};
 
 /// The names a first program needs: `use batpak::prelude::*;`.
 pub mod prelude {

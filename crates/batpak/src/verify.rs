@@ -27,6 +27,7 @@ use crate::format::record;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
 use crate::report::{Report, ReportBody};
 use crate::segment::Location;
+use crate::sign::{KeyId, Signature, SignatureCheck, Signed};
 use crate::store::Store;
 
 static RUNNING_KEY: LazyLock<[u8; 32]> =
@@ -90,15 +91,153 @@ fn next_running(running: &Hash, sequence: u64, event_hash: &Hash) -> Hash {
 }
 
 /// A checkpoint of the whole history to keep outside the store: the running hash
-/// after `sequence`.
+/// after `sequence`, signed when the store has a key. Its signed layout and wire form:
+///
+/// ```text
+/// offset  size  field
+/// 0       16    domain        ASCII "batpak anchor v1"
+/// 16      8     sequence      u64 LE
+/// 24      32    running_hash
+/// 56      8     unix_ms       u64 LE
+/// 64      8     key_id        zero when unsigned
+/// 72      64    signature     Ed25519 over bytes [0, 72); present only when signed
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Anchor {
     /// The last sequence covered.
     pub sequence: u64,
     /// The running hash after it.
     pub running_hash: Hash,
-    /// When the anchor was taken, Unix milliseconds (informational).
+    /// When the anchor was taken, Unix milliseconds.
     pub unix_ms: u64,
+    /// The store's signature, when it was opened with a key.
+    pub signature: Option<Signed>,
+}
+
+const ANCHOR_DOMAIN: &[u8; 16] = b"batpak anchor v1";
+/// Length of an anchor's signed message (and of an unsigned anchor's wire form).
+pub const ANCHOR_MESSAGE_LEN: usize = 72;
+
+impl Anchor {
+    /// The bytes a signature covers, naming `key_id` (zero when unsigned).
+    pub fn signed_message(&self, key_id: Option<KeyId>) -> [u8; ANCHOR_MESSAGE_LEN] {
+        let mut out = [0u8; ANCHOR_MESSAGE_LEN];
+        out[..16].copy_from_slice(ANCHOR_DOMAIN);
+        out[16..24].copy_from_slice(&self.sequence.to_le_bytes());
+        out[24..56].copy_from_slice(self.running_hash.as_bytes());
+        out[56..64].copy_from_slice(&self.unix_ms.to_le_bytes());
+        if let Some(id) = key_id {
+            out[64..].copy_from_slice(&id.to_bytes());
+        }
+        out
+    }
+
+    /// The wire form: 72 bytes, plus the 64-byte signature when signed.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self
+            .signed_message(self.signature.map(|s| s.key_id))
+            .to_vec();
+        if let Some(s) = &self.signature {
+            out.extend_from_slice(&s.signature.to_bytes());
+        }
+        out
+    }
+
+    /// Decodes the wire form. The error names what was wrong.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let malformed = |detail: String| Error::Malformed {
+            what: "anchor",
+            detail,
+        };
+        let signed_len = ANCHOR_MESSAGE_LEN + 64;
+        if bytes.len() != ANCHOR_MESSAGE_LEN && bytes.len() != signed_len {
+            return Err(malformed(format!(
+                "{} bytes, expected {ANCHOR_MESSAGE_LEN} (unsigned) or {signed_len} (signed)",
+                bytes.len()
+            )));
+        }
+        if &bytes[..16] != ANCHOR_DOMAIN {
+            return Err(malformed(format!(
+                "bytes [0, 16) are {:?}, expected {:?}",
+                String::from_utf8_lossy(&bytes[..16]),
+                String::from_utf8_lossy(ANCHOR_DOMAIN)
+            )));
+        }
+        let mut u64_bytes = [0u8; 8];
+        let mut u64_at = |at: usize| {
+            u64_bytes.copy_from_slice(&bytes[at..at + 8]);
+            u64::from_le_bytes(u64_bytes)
+        };
+        let (sequence, unix_ms) = (u64_at(16), u64_at(56));
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&bytes[24..56]);
+        let mut key_id = [0u8; 8];
+        key_id.copy_from_slice(&bytes[64..72]);
+        let signature = if bytes.len() == signed_len {
+            let mut sig = [0u8; 64];
+            sig.copy_from_slice(&bytes[72..]);
+            Some(Signed {
+                key_id: KeyId::from_bytes(key_id),
+                signature: Signature::from_bytes(sig),
+            })
+        } else if key_id != [0; 8] {
+            return Err(malformed(
+                "an unsigned anchor names a key; the key id must be zero without a signature"
+                    .into(),
+            ));
+        } else {
+            None
+        };
+        Ok(Anchor {
+            sequence,
+            running_hash: Hash::from_bytes(hash),
+            unix_ms,
+            signature,
+        })
+    }
+}
+
+/// What checking the history against an anchor found. Only `Holds` is valid.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AnchorCheck {
+    /// The history up to the anchor's sequence is exactly the anchored one.
+    Holds {
+        /// The key that signed the anchor, when it was signed.
+        signed_by: Option<KeyId>,
+    },
+    /// The anchor's signature names a key that is not configured.
+    UnknownKey {
+        /// The key id the anchor names.
+        key_id: KeyId,
+    },
+    /// The anchor's signature does not verify: the anchor itself was changed.
+    BadSignature {
+        /// The key id the anchor names.
+        key_id: KeyId,
+    },
+    /// The history ends before the anchored sequence.
+    Truncated {
+        /// The anchor's sequence.
+        anchored: u64,
+        /// The last sequence the store holds.
+        present: u64,
+    },
+    /// The running hash after the anchored sequence differs: some event up to it was
+    /// rewritten, removed, inserted or reordered.
+    Rewritten {
+        /// The anchor's sequence.
+        anchored: u64,
+        /// The running hash the store has there, in hex.
+        running_hash: Hash,
+    },
+}
+
+impl AnchorCheck {
+    /// Whether the history holds.
+    pub fn holds(&self) -> bool {
+        matches!(self, AnchorCheck::Holds { .. })
+    }
 }
 
 /// The body of a verification report.
@@ -190,20 +329,55 @@ impl Store {
                 detail: format!("cannot anchor a damaged history: {}", f.detail),
             });
         }
-        Ok(Anchor {
+        let mut anchor = Anchor {
             sequence: body.last_sequence,
             running_hash: running,
             unix_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-        })
+            signature: None,
+        };
+        let keys = self.keyring();
+        anchor.signature = keys.sign(&anchor.signed_message(keys.signer_id()));
+        Ok(anchor)
     }
 
-    /// Whether the history up to `anchor.sequence` is exactly the history the anchor
-    /// was taken of. `Ok(false)` when it was truncated, reordered or rewritten.
-    pub fn verify_against(&self, anchor: &Anchor) -> Result<bool> {
+    /// Checks that the history up to `anchor.sequence` is exactly the history the
+    /// anchor was taken of: its signature first (when signed, under the configured
+    /// keys), then the running hash recomputed from the segments.
+    pub fn verify_against(&self, anchor: &Anchor) -> Result<AnchorCheck> {
+        if let Some(signed) = &anchor.signature {
+            let message = anchor.signed_message(Some(signed.key_id));
+            match self.keyring().check(&message, signed) {
+                SignatureCheck::Valid => {}
+                SignatureCheck::UnknownKey => {
+                    return Ok(AnchorCheck::UnknownKey {
+                        key_id: signed.key_id,
+                    })
+                }
+                SignatureCheck::Bad => {
+                    return Ok(AnchorCheck::BadSignature {
+                        key_id: signed.key_id,
+                    })
+                }
+            }
+        }
         let (body, running) = self.scan_history(anchor.sequence, &mut |_, _| {})?;
-        Ok(body.last_sequence == anchor.sequence && running == anchor.running_hash)
+        Ok(if body.last_sequence < anchor.sequence {
+            AnchorCheck::Truncated {
+                anchored: anchor.sequence,
+                present: body.last_sequence,
+            }
+        } else if running != anchor.running_hash {
+            AnchorCheck::Rewritten {
+                anchored: anchor.sequence,
+                running_hash: running,
+            }
+        } else {
+            AnchorCheck::Holds {
+                signed_by: anchor.signature.map(|s| s.key_id),
+            }
+        })
     }
 
     /// Scans records with sequence `..= upto` (and visible): the verification body and
@@ -328,5 +502,62 @@ impl Store {
         }
         body.running_hash = running.to_string();
         Ok((body, running))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sign::SigningKey;
+
+    /// The anchor layout and its signature, cross-checked with Python's `blake3` and
+    /// `cryptography`.
+    #[test]
+    fn anchor_golden_bytes() {
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let mut anchor = Anchor {
+            sequence: 1000,
+            running_hash: Hash::from_bytes([0xAB; 32]),
+            unix_ms: 1_700_000_000_000,
+            signature: None,
+        };
+        let message = anchor.signed_message(Some(key.key_id()));
+        assert_eq!(
+            crate::hex::encode(&message),
+            "62617470616b20616e63686f72207631e803000000000000\
+             abababababababababababababababababababababababababababababababab\
+             0068e5cf8b010000d53d694e268603a6"
+        );
+        anchor.signature = Some(Signed {
+            key_id: key.key_id(),
+            signature: key.sign(&message),
+        });
+        let wire = anchor.to_bytes();
+        assert_eq!(
+            crate::hex::encode(&wire[ANCHOR_MESSAGE_LEN..]),
+            "bc5ef8ffc0324e92e8a31b4379fe6864e1055d341608b594c6588f317fa85fb1\
+             e72e98ca43adde179dd6bb722cbdcd10c2b0022b2fb5a3ec73be17674731c303"
+        );
+        assert_eq!(Anchor::from_bytes(&wire).ok(), Some(anchor));
+        let unsigned = Anchor {
+            signature: None,
+            ..anchor
+        };
+        assert_eq!(unsigned.to_bytes().len(), ANCHOR_MESSAGE_LEN);
+        assert_eq!(
+            Anchor::from_bytes(&unsigned.to_bytes()).ok(),
+            Some(unsigned)
+        );
+        for bad_len in [0, 71, 73, 135, 137] {
+            let mut b = wire.clone();
+            b.resize(bad_len, 0);
+            assert!(matches!(
+                Anchor::from_bytes(&b),
+                Err(Error::Malformed { what: "anchor", .. })
+            ));
+        }
+        let mut stray = unsigned.to_bytes();
+        stray[70] = 1;
+        assert!(Anchor::from_bytes(&stray).is_err());
     }
 }

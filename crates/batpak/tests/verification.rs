@@ -7,7 +7,9 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use batpak::{AppendOptions, Check, Coordinate, EventKind, RawPayload, Store};
+use batpak::{
+    Anchor, AnchorCheck, AppendOptions, Check, Coordinate, EventKind, RawPayload, SigningKey, Store,
+};
 
 fn append(store: &Store, i: u32, payload: u8) {
     let c = Coordinate::new(format!("e:{}", i % 3), "s").unwrap();
@@ -155,10 +157,12 @@ fn an_anchor_catches_a_history_rewritten_or_truncated_by_an_attacker() {
     }
     let anchor = store.anchor().unwrap();
     assert_eq!(anchor.sequence, 20);
-    assert!(store.verify_against(&anchor).unwrap());
+    let holds = AnchorCheck::Holds { signed_by: None };
+    assert_eq!(store.verify_against(&anchor).unwrap(), holds);
     append(&store, 20, 1);
-    assert!(
+    assert_eq!(
         store.verify_against(&anchor).unwrap(),
+        holds,
         "later events do not matter"
     );
     drop(store);
@@ -170,14 +174,111 @@ fn an_anchor_catches_a_history_rewritten_or_truncated_by_an_attacker() {
         append(&forged, i, if i == 11 { 2 } else { 1 });
     }
     assert!(forged.verify().unwrap().body.is_clean());
-    assert!(!forged.verify_against(&anchor).unwrap());
+    assert!(matches!(
+        forged.verify_against(&anchor).unwrap(),
+        AnchorCheck::Rewritten { anchored: 20, .. }
+    ));
     // A truncated history fails too.
     let short_dir = tempfile::tempdir().unwrap();
     let short = Store::open(short_dir.path()).unwrap();
     for i in 0..15 {
         append(&short, i, 1);
     }
-    assert!(!short.verify_against(&anchor).unwrap());
+    assert_eq!(
+        short.verify_against(&anchor).unwrap(),
+        AnchorCheck::Truncated {
+            anchored: 20,
+            present: 15
+        }
+    );
+}
+
+#[test]
+fn signed_anchors_detect_tampering_and_survive_the_wire() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let store = Store::builder(dir.path())
+        .signing_key(key.clone())
+        .open()
+        .unwrap();
+    for i in 0..10 {
+        append(&store, i, 1);
+    }
+    let anchor = store.anchor().unwrap();
+    let signed = anchor.signature.expect("a store with a key signs anchors");
+    assert_eq!(signed.key_id, key.key_id());
+    let holds = AnchorCheck::Holds {
+        signed_by: Some(key.key_id()),
+    };
+    assert_eq!(store.verify_against(&anchor).unwrap(), holds);
+    let wire = anchor.to_bytes();
+    assert_eq!(wire.len(), batpak::ANCHOR_MESSAGE_LEN + 64);
+    assert_eq!(Anchor::from_bytes(&wire).unwrap(), anchor);
+    // Every byte of the wire form matters: it no longer decodes, or it fails.
+    for at in 0..wire.len() {
+        let mut bad = wire.clone();
+        bad[at] ^= 0x10;
+        if let Ok(a) = Anchor::from_bytes(&bad) {
+            let check = store.verify_against(&a).unwrap();
+            assert!(!check.holds(), "byte {at}: {check:?}");
+            if at < batpak::ANCHOR_MESSAGE_LEN - 8 || at >= batpak::ANCHOR_MESSAGE_LEN {
+                assert_eq!(
+                    check,
+                    AnchorCheck::BadSignature {
+                        key_id: key.key_id()
+                    },
+                    "byte {at}"
+                );
+            }
+        }
+    }
+    // An attacker's own signature over a changed anchor names a key nobody trusts.
+    let attacker = SigningKey::from_bytes(&[10; 32]);
+    let mut forged = Anchor {
+        sequence: 5,
+        ..anchor
+    };
+    forged.signature = Some(batpak::Signed {
+        key_id: attacker.key_id(),
+        signature: attacker.sign(&forged.signed_message(Some(attacker.key_id()))),
+    });
+    assert_eq!(
+        store.verify_against(&forged).unwrap(),
+        AnchorCheck::UnknownKey {
+            key_id: attacker.key_id()
+        }
+    );
+    drop(store);
+
+    // Truncate the log on disk, as an attacker would: drop the last three records.
+    // The shorter history verifies on its own, but not against the anchor.
+    let seg = segments(dir.path()).pop().unwrap();
+    let offsets = frame_offsets(&seg);
+    let cut = offsets[offsets.len() - 3];
+    OpenOptions::new()
+        .write(true)
+        .open(&seg)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    fs::remove_file(dir.path().join("index.ckpt")).ok();
+    let store = Store::builder(dir.path()).signing_key(key).open().unwrap();
+    assert!(store.verify().unwrap().body.is_clean());
+    assert_eq!(
+        store.verify_against(&anchor).unwrap(),
+        AnchorCheck::Truncated {
+            anchored: 10,
+            present: 7
+        }
+    );
+    // Re-appending three events to reach the anchored length does not help either.
+    for i in 0..3 {
+        append(&store, i, 1);
+    }
+    assert!(matches!(
+        store.verify_against(&anchor).unwrap(),
+        AnchorCheck::Rewritten { anchored: 10, .. }
+    ));
 }
 
 #[test]
