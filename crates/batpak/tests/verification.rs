@@ -221,7 +221,8 @@ fn signed_anchors_detect_tampering_and_survive_the_wire() {
         if let Ok(a) = Anchor::from_bytes(&bad) {
             let check = store.verify_against(&a).unwrap();
             assert!(!check.holds(), "byte {at}: {check:?}");
-            if at < batpak::ANCHOR_MESSAGE_LEN - 8 || at >= batpak::ANCHOR_MESSAGE_LEN {
+            let key_id_bytes = batpak::ANCHOR_MESSAGE_LEN - 8..batpak::ANCHOR_MESSAGE_LEN;
+            if !key_id_bytes.contains(&at) {
                 assert_eq!(
                     check,
                     AnchorCheck::BadSignature {
