@@ -198,7 +198,7 @@ fn event_input_len(header: &RecordHeader, entity: &str, scope: &str) -> usize {
 pub(crate) fn record_hash(view: &RecordView<'_>) -> Hash {
     let digest = match view.payload {
         PayloadField::Present { salt, bytes } => payload_digest(salt, bytes),
-        PayloadField::Redacted { digest } => digest,
+        PayloadField::Redacted { digest, .. } => digest,
     };
     event_hash(&view.header, view.entity, view.scope, &digest)
 }

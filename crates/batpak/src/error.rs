@@ -156,6 +156,25 @@ pub enum Error {
         /// The text.
         text: String,
     },
+    /// No event has this id.
+    NoSuchEvent {
+        /// The id asked for.
+        id: EventId,
+    },
+    /// The event cannot be redacted.
+    CannotRedact {
+        /// The event.
+        id: EventId,
+        /// Why not.
+        reason: String,
+    },
+    /// The event's payload was redacted (erased), so it cannot be decoded.
+    Redacted {
+        /// The event.
+        id: EventId,
+        /// Its kind.
+        kind: EventKind,
+    },
     /// Bytes or text that should encode a key, signature, receipt or anchor do not.
     Malformed {
         /// What was being decoded (`"receipt"`, `"verifying key"`, ...).
@@ -294,6 +313,12 @@ impl fmt::Display for Error {
                 report.body.projection, report.body.entity
             ),
             Error::InvalidEventId { text } => write!(f, "{text:?} is not an event id (UUID)"),
+            Error::NoSuchEvent { id } => write!(f, "no event has id {id}"),
+            Error::CannotRedact { id, reason } => write!(f, "cannot redact event {id}: {reason}"),
+            Error::Redacted { id, kind } => write!(
+                f,
+                "event {id} (kind {kind}) was redacted: its payload is erased"
+            ),
             Error::Malformed { what, detail } => write!(f, "malformed {what}: {detail}"),
         }
     }

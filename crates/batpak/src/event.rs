@@ -105,6 +105,12 @@ impl StoredEvent {
     /// missing step, or a stored version newer than `P`'s, is an error, never a
     /// silent misread.
     pub fn decode<P: EventPayload>(&self) -> Result<P> {
+        if self.is_redacted() && self.kind == P::KIND {
+            return Err(Error::Redacted {
+                id: self.id,
+                kind: self.kind,
+            });
+        }
         if self.kind != P::KIND {
             return Err(self.decode_error(format!(
                 "stored kind {} is not the requested type's kind {}",
@@ -162,6 +168,12 @@ impl StoredEvent {
             Encoding::Opaque => Err(self
                 .decode_error("the payload is opaque bytes, not MessagePack or JSON".to_string())),
         }
+    }
+
+    /// Whether the payload was redacted: erased with its salt, only its digest kept.
+    /// `payload` is then empty and `decode` fails with `Error::Redacted`.
+    pub fn is_redacted(&self) -> bool {
+        matches!(self.proof.payload, PayloadProof::Digest(_))
     }
 
     /// This event's hash, recomputed from the stored record: its link in the entity's

@@ -2,6 +2,7 @@
 
 pub(crate) mod checkpoint;
 pub(crate) mod record;
+pub(crate) mod redo;
 pub(crate) mod segment;
 pub(crate) mod snapshot;
 

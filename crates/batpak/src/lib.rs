@@ -45,6 +45,7 @@ mod options;
 mod projection;
 mod query;
 mod receipt;
+mod redact;
 mod registry;
 mod report;
 mod segment;
@@ -84,6 +85,7 @@ pub use query::Region;
 pub use receipt::{
     AppendReceipt, ReceiptCheck, ReceiptField, RECEIPT_MESSAGE_LEN, SIGNED_RECEIPT_LEN,
 };
+pub use redact::{Redaction, REDACTION_KIND};
 pub use registry::KindCollision;
 pub use report::{Report, ReportBody, ReportMetadata};
 pub use segment::recovery::TailCut;

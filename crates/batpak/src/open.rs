@@ -131,6 +131,7 @@ fn read_checkpoint(
                 && last == c.last_id
                 && (loc.segment() != c.segment || end == c.offset))
         })
+        .unwrap_or_else(|(_, e)| Err(e))
         .map_err(|e| format!("last covered event does not read back: {e}"))?;
         if !ok {
             return Err("the segments disagree with the checkpoint about its last event".into());

@@ -171,6 +171,9 @@ fn shared<P: Projection>(state: &Option<P>) -> SharedState {
 pub(crate) struct ProjectionCache {
     entries: Mutex<(HashMap<Key, Entry>, u64)>,
     capacity: usize,
+    /// Bumped when states are dropped for a redaction: a run that started before the
+    /// bump may hold erased data and must not be stored.
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for ProjectionCache {
@@ -186,7 +189,24 @@ impl ProjectionCache {
         ProjectionCache {
             entries: Mutex::new((HashMap::new(), 0)),
             capacity,
+            epoch: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The current epoch; pass it back to `store`.
+    fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Drops the states of `entity` and every region state (a region may include the
+    /// entity's events), and makes runs already under way not store theirs.
+    fn forget_entity(&self, entity: &str) {
+        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        guard.0.retain(|key, _| match &key.target {
+            Target::Entity(e) => &**e != entity,
+            Target::Region(_) => false,
+        });
     }
 
     fn lookup(&self, key: &Key) -> Option<Cached> {
@@ -207,6 +227,7 @@ impl ProjectionCache {
         self.capacity > 0
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn store(
         &self,
         key: Key,
@@ -214,11 +235,15 @@ impl ProjectionCache {
         through: u64,
         frontier: Option<(u64, u64)>,
         persist: Option<PersistTo>,
+        epoch: u64,
     ) {
         if self.capacity == 0 {
             return;
         }
         let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if self.epoch() != epoch {
+            return; // computed before a redaction dropped this entity's states
+        }
         let (map, tick) = &mut *guard;
         *tick += 1;
         if map.get(&key).is_some_and(|e| e.through > through) {
@@ -312,6 +337,28 @@ impl Store {
         Ok(Some((state, through)))
     }
 
+    /// Drops every cached state and snapshot file of `entity` (and every cached region
+    /// state): after a redaction they may hold erased data.
+    pub(crate) fn forget_projections(&self, entity: &str) -> Result<()> {
+        self.projections.forget_entity(entity);
+        let name = format!("{}.snap", hex(entity.as_bytes()));
+        let root = self.dir().join(SNAPSHOT_DIR);
+        let dirs = match std::fs::read_dir(&root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(crate::error::io_err("list snapshots", &root)(e)),
+        };
+        for dir in dirs.flatten() {
+            let path = dir.path().join(&name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(crate::error::io_err("remove snapshot", &path)(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Reads `P`'s snapshot of `entity`: `Ok(None)` when there is none, an error
     /// (the reason to ignore it) when it is damaged, of another version, ahead of the
     /// store, or does not decode. Returns the state, the sequence it reflects, its
@@ -369,6 +416,7 @@ impl Store {
             version: P::VERSION,
             target: Target::Region(Box::new(region.clone())),
         };
+        let epoch = self.projections.epoch();
         let cached = self.projections.lookup(&key);
         if let Some(c) = cached.as_ref().filter(|c| c.serves(freshness)) {
             return Ok(typed(&c.state));
@@ -398,7 +446,7 @@ impl Store {
         }
         if through != start {
             self.projections
-                .store(key, shared(&state), through, frontier, None);
+                .store(key, shared(&state), through, frontier, None, epoch);
         }
         Ok(state)
     }
@@ -519,6 +567,7 @@ impl Store {
             version: P::VERSION,
             target: Target::Entity(Arc::from(entity)),
         };
+        let epoch = self.projections.epoch();
         let cached = self.projections.lookup(&key);
         let cache = match (&cached, self.projections.enabled()) {
             (_, false) => CacheStatus::Bypassed,
@@ -568,7 +617,7 @@ impl Store {
                 encode: encode_state::<P>,
             });
             self.projections
-                .store(key, shared(&state), last, frontier, persist);
+                .store(key, shared(&state), last, frontier, persist, epoch);
         }
         Ok(Outcome {
             state,

@@ -7,7 +7,7 @@ pub(crate) mod writer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crate::error::{io_err, Error, Result};
 use crate::format::record::RecordView;
@@ -92,6 +92,10 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 pub(crate) struct SegmentSet {
     dir: PathBuf,
     files: RwLock<BTreeMap<u64, Arc<SegmentFile>>>,
+    /// Held while a record is rewritten in place (redaction) and by scans that must not
+    /// see a half-rewritten frame. Point reads take it only after a record failed to
+    /// decode, to retry once the rewrite is done.
+    rewrite: Mutex<()>,
 }
 
 impl SegmentSet {
@@ -99,6 +103,7 @@ impl SegmentSet {
         SegmentSet {
             dir: dir.to_path_buf(),
             files: RwLock::default(),
+            rewrite: Mutex::new(()),
         }
     }
 
@@ -107,7 +112,9 @@ impl SegmentSet {
         segment_path(&self.dir, number)
     }
 
-    /// Decodes the record at `location` (checksum verified) and hands it to `f`.
+    /// Decodes the record at `location` (checksum verified) and hands it to `f`. A
+    /// record that fails to decode is read again once any in-place rewrite is done, so
+    /// a reader racing a redaction sees the record before or after, never an error.
     pub(crate) fn with_record<R>(
         &self,
         location: Location,
@@ -118,7 +125,21 @@ impl SegmentSet {
             offset: location.offset(),
             detail: "the index points into a segment that is not open".into(),
         })?;
-        reader::with_record(&file, location.offset(), f)
+        match reader::with_record(&file, location.offset(), f) {
+            Ok(result) => result,
+            Err((f, _)) => {
+                let _rewrite = self.rewrite_guard();
+                match reader::with_record(&file, location.offset(), f) {
+                    Ok(result) => result,
+                    Err((_, error)) => Err(error),
+                }
+            }
+        }
+    }
+
+    /// Excludes in-place rewrites while held.
+    pub(crate) fn rewrite_guard(&self) -> MutexGuard<'_, ()> {
+        self.rewrite.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(crate) fn insert(&self, number: u64, file: Arc<SegmentFile>) {

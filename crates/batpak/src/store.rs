@@ -135,6 +135,7 @@ impl StoreBuilder {
         std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
         let keys = self.keyring();
         let lock = DirLock::acquire(&self.dir, false)?;
+        crate::redact::finish_pending(&self.dir, false)?;
         let mut loaded = load(&self.dir, false, self.segment_size, self.faults.clone())?;
         loaded.report.kind_collisions = collisions;
         let index = Arc::new(RwLock::new(loaded.index));
@@ -154,7 +155,7 @@ impl StoreBuilder {
             (SyncPolicy::Interval(every), Some(w)) => Some(Flusher::start(Arc::clone(w), every)),
             _ => None,
         };
-        Ok(Store {
+        let store = Store {
             dir: self.dir,
             index,
             segments,
@@ -164,8 +165,11 @@ impl StoreBuilder {
             projections: ProjectionCache::new(self.projection_cache),
             decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
             keys,
+            redacting: Mutex::new(()),
             _lock: lock,
-        })
+        };
+        store.finish_recorded_redactions()?;
+        Ok(store)
     }
 
     /// Opens an existing store for reading only. Fails with [`Error::Locked`] while a
@@ -183,6 +187,7 @@ impl StoreBuilder {
         let collisions = self.check_kinds()?;
         let keys = self.keyring();
         let lock = DirLock::acquire(&self.dir, true)?;
+        crate::redact::finish_pending(&self.dir, true)?;
         let mut loaded = load(&self.dir, true, 0, None)?;
         loaded.report.kind_collisions = collisions;
         Ok(Store {
@@ -195,6 +200,7 @@ impl StoreBuilder {
             projections: ProjectionCache::new(self.projection_cache),
             decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
             keys,
+            redacting: Mutex::new(()),
             _lock: lock,
         })
     }
@@ -236,6 +242,8 @@ pub struct Store {
     /// each sees the previous one's event and none livelocks on version conflicts.
     pub(crate) decide_locks: Box<[Mutex<()>; DECIDE_STRIPES]>,
     keys: Keyring,
+    /// Serialises redactions.
+    pub(crate) redacting: Mutex<()>,
     _lock: DirLock,
 }
 
@@ -295,7 +303,7 @@ impl Store {
         Ok(receipts)
     }
 
-    fn writer(&self) -> Result<&Writer> {
+    pub(crate) fn writer(&self) -> Result<&Writer> {
         self.writer.as_deref().ok_or(Error::ReadOnly)
     }
 
@@ -767,7 +775,7 @@ fn to_event(view: &RecordView<'_>, target: &Target) -> std::result::Result<Store
     }
     let (payload, proof) = match view.payload {
         PayloadField::Present { salt, bytes } => (bytes.to_vec(), PayloadProof::Salt(*salt)),
-        PayloadField::Redacted { digest } => (Vec::new(), PayloadProof::Digest(digest)),
+        PayloadField::Redacted { digest, .. } => (Vec::new(), PayloadProof::Digest(digest)),
     };
     Ok(StoredEvent {
         id: h.id,

@@ -397,6 +397,8 @@ impl Store {
         };
         let visible = self.stats()?.visible_sequence;
         let upto = upto.min(visible);
+        // No redaction may rewrite a frame while the mapped bytes are scanned.
+        let _rewrite = self.segments().rewrite_guard();
         let files = self.segments().all();
         let total: u64 = files.iter().map(|(_, f)| f.len()).sum();
         let mut running = Hash::ZERO;

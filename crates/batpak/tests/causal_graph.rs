@@ -98,7 +98,10 @@ fn walk_ancestors_reports_a_tampered_record() {
         at += u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
     }
     let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-    bytes[at + len - 1] ^= 0x01;
+    // The first payload byte: after the 96-byte fixed part, entity, scope and salt.
+    let text_len = |o: usize| u16::from_le_bytes(bytes[at + o..at + o + 2].try_into().unwrap());
+    let payload_at = at + 96 + usize::from(text_len(56) + text_len(58)) + 16;
+    bytes[payload_at] ^= 0x01;
     let crc = crc32c::crc32c(&bytes[at + 4..at + len]);
     bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
     fs::write(&seg, &bytes).unwrap();

@@ -23,9 +23,14 @@
 //!               idempotency key digest (16) if FLAG_IDEMPOTENCY
 //!               entity (entity_len bytes of UTF-8)
 //!               scope (scope_len bytes of UTF-8)
-//!               salt (16)                   unless FLAG_REDACTED
-//!               payload (payload_len)       if FLAG_REDACTED: the 32-byte payload digest
+//!               payload area, 16 + max(payload_len, 16) bytes:
+//!                 salt (16), payload (payload_len), zeros to the area's end
+//!                 or, if FLAG_REDACTED: payload digest (32), zeros to the area's end
 //! ```
+//!
+//! A payload shorter than 16 bytes is padded with zeros so that the digest always fits
+//! where salt and payload were: redaction rewrites a frame in place, same length, and
+//! `payload_len` keeps the erased payload's length.
 //!
 //! A batch is a run of consecutive frames in one segment; every frame but the last
 //! carries `FLAG_BATCH_CONTINUES`, so recovery can drop an incomplete batch whole.
@@ -138,7 +143,12 @@ pub(crate) enum PayloadField<'a> {
         bytes: &'a [u8],
     },
     /// The payload was erased; its digest remains so the chain still verifies.
-    Redacted { digest: Hash },
+    Redacted {
+        /// The salted payload digest.
+        digest: Hash,
+        /// The erased payload's length.
+        len: usize,
+    },
 }
 
 /// One decoded record, borrowing strings and payload from the frame buffer.
@@ -190,6 +200,12 @@ pub(crate) struct RecordDraft<'a> {
     pub payload: &'a [u8],
 }
 
+/// Bytes of the payload area for a payload of `payload_len` bytes: the salt and the
+/// payload, or the digest that replaces both once redacted.
+pub(crate) fn payload_area(payload_len: usize) -> usize {
+    SALT_LEN + payload_len.max(DIGEST_LEN - SALT_LEN)
+}
+
 /// The encoded length of a draft's frame.
 pub(crate) fn frame_len(draft: &RecordDraft<'_>) -> usize {
     let h = &draft.header;
@@ -199,8 +215,7 @@ pub(crate) fn frame_len(draft: &RecordDraft<'_>) -> usize {
         + optional_len(h.idempotency.is_some())
         + draft.entity.len()
         + draft.scope.len()
-        + SALT_LEN
-        + draft.payload.len()
+        + payload_area(draft.payload.len())
 }
 
 fn optional_len(present: bool) -> usize {
@@ -249,9 +264,32 @@ pub(crate) fn encode(draft: &RecordDraft<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(draft.scope.as_bytes());
     out.extend_from_slice(&draft.salt);
     out.extend_from_slice(draft.payload);
+    out.resize(start + len, 0); // padding of a short payload
     debug_assert_eq!(out.len() - start, len);
     let crc = crc32c::crc32c(&out[start + LEN_OFFSET..]);
     out[start..start + LEN_OFFSET].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The same frame with its payload and salt erased: `FLAG_REDACTED` set, the payload
+/// area holding `digest` then zeros, the checksum recomputed. Same length, so it can be
+/// written over the original in place. `frame` must be a valid, unredacted frame.
+pub(crate) fn redacted_copy(frame: &[u8], digest: &Hash) -> Result<Vec<u8>, FrameError> {
+    let (view, len) = decode(frame)?;
+    let PayloadField::Present { bytes, .. } = view.payload else {
+        return Err(FrameError::Malformed(
+            "the record is already redacted".into(),
+        ));
+    };
+    let area = payload_area(bytes.len());
+    let mut out = frame[..len].to_vec();
+    let flags = read_u16(&out, FLAGS_OFFSET) | FLAG_REDACTED;
+    out[FLAGS_OFFSET..FLAGS_OFFSET + 2].copy_from_slice(&flags.to_le_bytes());
+    let area_start = len - area;
+    out[area_start..].fill(0);
+    out[area_start..area_start + DIGEST_LEN].copy_from_slice(digest.as_bytes());
+    let crc = crc32c::crc32c(&out[LEN_OFFSET..]);
+    out[CRC_OFFSET..LEN_OFFSET].copy_from_slice(&crc.to_le_bytes());
+    Ok(out)
 }
 
 /// The flags as stored: the caller's batch and redaction bits plus one bit per
@@ -284,8 +322,8 @@ fn u16_of(n: usize) -> u16 {
 /// The length of the frame a decoded record came from.
 pub(crate) fn frame_len_of(view: &RecordView<'_>) -> usize {
     let payload = match view.payload {
-        PayloadField::Present { bytes, .. } => SALT_LEN + bytes.len(),
-        PayloadField::Redacted { .. } => DIGEST_LEN,
+        PayloadField::Present { bytes, .. } => payload_area(bytes.len()),
+        PayloadField::Redacted { len, .. } => payload_area(len),
     };
     FIXED_LEN
         + optional_len(view.header.causation.is_some())
@@ -308,7 +346,6 @@ pub(crate) fn peek_frame_len(buf: &[u8]) -> Option<usize> {
 pub(crate) fn implied_frame_len(buf: &[u8]) -> Option<usize> {
     let fixed = buf.get(..FIXED_LEN)?;
     let flags = read_u16(fixed, FLAGS_OFFSET);
-    let redacted = flags & FLAG_REDACTED != 0;
     Some(
         FIXED_LEN
             + optional_len(flags & FLAG_CAUSATION != 0)
@@ -316,8 +353,7 @@ pub(crate) fn implied_frame_len(buf: &[u8]) -> Option<usize> {
             + optional_len(flags & FLAG_IDEMPOTENCY != 0)
             + usize::from(read_u16(fixed, ENTITY_LEN_OFFSET))
             + usize::from(read_u16(fixed, SCOPE_LEN_OFFSET))
-            + if redacted { 0 } else { SALT_LEN }
-            + read_u32(fixed, PAYLOAD_LEN_OFFSET) as usize,
+            + payload_area(read_u32(fixed, PAYLOAD_LEN_OFFSET) as usize),
     )
 }
 
@@ -386,25 +422,30 @@ fn decode_checked(frame: &[u8]) -> Result<RecordView<'_>, FrameError> {
     };
     let entity = cursor.text(entity_len, "entity")?;
     let scope = cursor.text(scope_len, "scope")?;
-    let payload = if redacted {
-        if payload_len != DIGEST_LEN {
-            return Err(FrameError::Malformed(format!(
-                "redacted record holds {payload_len} payload bytes, expected a {DIGEST_LEN}-byte digest"
-            )));
-        }
-        PayloadField::Redacted {
-            digest: Hash::from_bytes(cursor.array::<DIGEST_LEN>("payload digest")?),
-        }
+    let area = cursor.take(payload_area(payload_len), "payload area")?;
+    let (payload, padding) = if redacted {
+        let (digest, rest) = area.split_at(DIGEST_LEN);
+        let digest = Hash::from_bytes(read_array(digest, 0));
+        let payload = PayloadField::Redacted {
+            digest,
+            len: payload_len,
+        };
+        (payload, rest)
     } else {
-        let salt = cursor.take(SALT_LEN, "salt")?;
+        let (salt, rest) = area.split_at(SALT_LEN);
         let salt: &[u8; SALT_LEN] = salt
             .try_into()
             .map_err(|_| FrameError::Malformed("salt".into()))?;
-        PayloadField::Present {
-            salt,
-            bytes: cursor.take(payload_len, "payload")?,
-        }
+        let (bytes, rest) = rest.split_at(payload_len);
+        (PayloadField::Present { salt, bytes }, rest)
     };
+    if let Some(at) = padding.iter().position(|&b| b != 0) {
+        return Err(FrameError::Malformed(format!(
+            "padding byte {at} after the {} is {:#04x}, not zero",
+            if redacted { "digest" } else { "payload" },
+            padding[at]
+        )));
+    }
     if cursor.at != frame.len() {
         return Err(FrameError::Malformed(format!(
             "frame length {} but fields end at {}",
@@ -548,8 +589,8 @@ mod tests {
         };
         let bytes = encode_one(&draft);
         let expected_hex = concat!(
-            "9eed5db0",
-            "78000000",                         // crc, frame_len = 120
+            "66fc9bff",
+            "84000000",                         // crc, frame_len = 132
             "0700000000000000",                 // sequence
             "15cd4a6cba3f4918",                 // timestamp
             "01976e1a0b2c7d3e8f40123456789abc", // id
@@ -567,6 +608,7 @@ mod tests {
             "73",                               // entity, scope
             "11111111111111111111111111111111", // salt
             "81a16101",                         // payload
+            "000000000000000000000000",         // padding to the 16-byte minimum
         );
         assert_eq!(hex(&bytes), expected_hex);
         let (view, len) = decode(&bytes).unwrap();
@@ -598,7 +640,7 @@ mod tests {
             payload: b"",
         };
         let bytes = encode_one(&draft);
-        assert_eq!(bytes.len(), FIXED_LEN + 3 * 16 + 2 + SALT_LEN);
+        assert_eq!(bytes.len(), FIXED_LEN + 3 * 16 + 2 + SALT_LEN + 16);
         assert_eq!(hex(&bytes[50..52]), "0f00", "flags derived from options");
         assert_eq!(
             hex(&bytes[96..144]),
@@ -614,30 +656,81 @@ mod tests {
     }
 
     #[test]
-    fn redacted_record_keeps_the_digest() {
+    fn redacted_record_keeps_the_digest_in_place() {
         let digest = Hash::from_bytes([0x5A; 32]);
-        let mut header = sample_header();
-        header.flags = FLAG_REDACTED;
-        let mut bytes = Vec::new();
-        // Build a redacted frame by hand: fixed part, entity, scope, digest.
-        bytes.extend_from_slice(&[0; 4]);
-        let len = FIXED_LEN + 1 + 1 + 32;
-        bytes.extend_from_slice(&(len as u32).to_le_bytes());
-        let full = encode_one(&RecordDraft {
-            header: header.clone(),
-            entity: "e",
-            scope: "s",
-            salt: [0; SALT_LEN],
-            payload: &[0; 32],
-        });
-        bytes.extend_from_slice(&full[SEQUENCE_OFFSET..FIXED_LEN]);
-        bytes.extend_from_slice(b"es");
-        bytes.extend_from_slice(digest.as_bytes());
-        let crc = crc32c::crc32c(&bytes[LEN_OFFSET..]);
-        bytes[..4].copy_from_slice(&crc.to_le_bytes());
-        let (view, _) = decode(&bytes).unwrap();
-        assert_eq!(view.payload, PayloadField::Redacted { digest });
-        assert_eq!(view.header.flags, FLAG_REDACTED);
+        for payload in [&b""[..], b"abc", &[0x77; 16], &[0x77; 40]] {
+            let original = encode_one(&RecordDraft {
+                header: sample_header(),
+                entity: "e",
+                scope: "s",
+                salt: [0x99; SALT_LEN],
+                payload,
+            });
+            let redacted = redacted_copy(&original, &digest).unwrap();
+            assert_eq!(redacted.len(), original.len(), "rewritten in place");
+            let (view, len) = decode(&redacted).unwrap();
+            assert_eq!(len, original.len());
+            assert_eq!(
+                view.payload,
+                PayloadField::Redacted {
+                    digest,
+                    len: payload.len()
+                }
+            );
+            assert_eq!(view.header.flags, FLAG_REDACTED);
+            assert_eq!(frame_len_of(&view), len);
+            assert_eq!(implied_frame_len(&redacted), Some(len));
+            // Only flags, checksum and the payload area changed; salt and payload
+            // bytes are gone.
+            assert_eq!(
+                redacted[SEQUENCE_OFFSET..FLAGS_OFFSET],
+                original[SEQUENCE_OFFSET..FLAGS_OFFSET]
+            );
+            assert_eq!(
+                redacted[FLAGS_OFFSET + 2..FIXED_LEN + 2],
+                original[FLAGS_OFFSET + 2..FIXED_LEN + 2]
+            );
+            let area = &redacted[FIXED_LEN + 2..];
+            assert_eq!(&area[..32], digest.as_bytes());
+            assert!(area[32..].iter().all(|&b| b == 0));
+            assert!(
+                !redacted.windows(2).any(|w| w == [0x99, 0x99]),
+                "salt erased"
+            );
+            assert!(matches!(
+                redacted_copy(&redacted, &digest),
+                Err(FrameError::Malformed(m)) if m.contains("already redacted")
+            ));
+        }
+    }
+
+    #[test]
+    fn padding_and_redaction_remainder_must_be_zero() {
+        let digest = Hash::from_bytes([0x5A; 32]);
+        let frame_of = |payload: &[u8]| {
+            encode_one(&RecordDraft {
+                header: sample_header(),
+                entity: "e",
+                scope: "s",
+                salt: [0; SALT_LEN],
+                payload,
+            })
+        };
+        // A padded short payload, and a redacted long one (digest then zeros).
+        let padded = frame_of(b"abc");
+        let redacted = redacted_copy(&frame_of(&[7; 40]), &digest).unwrap();
+        for frame in [padded, redacted] {
+            let mut bad = frame.clone();
+            let last = bad.len() - 1;
+            bad[last] = 1;
+            let crc = crc32c::crc32c(&bad[LEN_OFFSET..]);
+            bad[..4].copy_from_slice(&crc.to_le_bytes());
+            assert!(
+                matches!(decode(&bad), Err(FrameError::Malformed(m)) if m.contains("not zero")),
+                "a non-zero byte after the payload or digest is refused: {:?}",
+                decode(&bad)
+            );
+        }
     }
 
     #[test]

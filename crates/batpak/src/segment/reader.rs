@@ -9,39 +9,51 @@ use super::io::SegmentFile;
 /// a single positional read.
 const FIRST_READ: usize = 512;
 
-/// Decodes the record at `offset` and hands it to `f`. The bytes come straight from the
-/// segment's memory map when there is one, else from positional reads. A record that
-/// does not decode is `Error::Corrupt` naming the file and offset.
-pub(crate) fn with_record<R>(
+/// Why a record could not be handed over: `f` back (it was not called) and the error,
+/// `Error::Corrupt` naming the file and offset, or the read's I/O error.
+pub(crate) type NotRead<F> = (F, Error);
+
+/// Decodes the record at `offset` and hands it to `f`, returning what `f` returned.
+/// The bytes come straight from the segment's memory map when there is one, else from
+/// positional reads. When the record cannot be read, `f` comes back uncalled.
+pub(crate) fn with_record<R, F>(
     file: &SegmentFile,
     offset: u64,
-    f: impl FnOnce(&RecordView<'_>) -> Result<R>,
-) -> Result<R> {
+    f: F,
+) -> std::result::Result<Result<R>, NotRead<F>>
+where
+    F: FnOnce(&RecordView<'_>) -> Result<R>,
+{
     let corrupt = |detail: String| Error::Corrupt {
         path: file.path().to_path_buf(),
         offset,
         detail,
     };
-    let decode = |bytes: &[u8]| match record::decode(bytes) {
-        Ok((view, _)) => f(&view),
-        Err(e) => Err(corrupt(e.to_string())),
+    let decode = |bytes: &[u8], f: F| match record::decode(bytes) {
+        Ok((view, _)) => Ok(f(&view)),
+        Err(e) => Err((f, corrupt(e.to_string()))),
     };
     if let Some(mapped) = file.mapped_from(offset) {
-        return decode(mapped);
+        return decode(mapped, f);
     }
     let mut buf = vec![0u8; FIRST_READ];
-    let n = file.read_at(&mut buf, offset)?;
+    let n = match file.read_at(&mut buf, offset) {
+        Ok(n) => n,
+        Err(e) => return Err((f, e)),
+    };
     buf.truncate(n);
-    let len = record::peek_frame_len(&buf).ok_or_else(|| {
-        corrupt(format!(
-            "record prefix needs {PREFIX_LEN} bytes, file has {n} at this offset"
-        ))
-    })?;
+    let Some(len) = record::peek_frame_len(&buf) else {
+        let detail = format!("record prefix needs {PREFIX_LEN} bytes, file has {n} at this offset");
+        return Err((f, corrupt(detail)));
+    };
     if len > buf.len() && n == FIRST_READ {
         let have = buf.len();
         buf.resize(len, 0);
-        let more = file.read_at(&mut buf[have..], offset + have as u64)?;
+        let more = match file.read_at(&mut buf[have..], offset + have as u64) {
+            Ok(more) => more,
+            Err(e) => return Err((f, e)),
+        };
         buf.truncate(have + more);
     }
-    decode(&buf)
+    decode(&buf, f)
 }

@@ -1,0 +1,382 @@
+//! Redaction: erase one event's payload and salt in place, keeping its digest so the
+//! chain still verifies; record the redaction as an event; finish interrupted
+//! rewrites at open.
+//!
+//! Order of work, each step durable before the next:
+//! 1. append the `Redaction` record (kind 0:3) on the target's coordinate, caused by
+//!    the target, and sync;
+//! 2. write `redact.pending` (the rewritten frame and where it goes) atomically;
+//! 3. write the frame over the original in the segment and fsync the segment;
+//! 4. remove `redact.pending`.
+//!
+//! A crash after 1 is finished by the next read-write open, which erases every target
+//! a `Redaction` record names that is not yet erased; a crash during 3 is finished
+//! from the pending file before the segments are scanned, so no torn frame is ever
+//! seen mid-file.
+
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain;
+use crate::error::{io_err, Error, Result};
+use crate::event::EventPayload;
+use crate::format::record::{self, PayloadField};
+use crate::format::redo::{PendingRewrite, PENDING_FILE};
+use crate::id::EventId;
+use crate::kind::EventKind;
+use crate::options::AppendOptions;
+use crate::query::Region;
+use crate::receipt::AppendReceipt;
+use crate::segment::io::{replace_file, sync_dir, SegmentFile};
+use crate::segment::{segment_path, Location};
+use crate::store::{Batch, Store};
+
+/// The kind of the record a redaction leaves (reserved category 0).
+pub const REDACTION_KIND: EventKind = EventKind::custom(0, 3);
+
+/// The record of a redaction, appended to the redacted event's coordinate and caused
+/// by it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redaction {
+    /// The event whose payload was erased.
+    pub target: EventId,
+    /// Why, in the caller's words (who asked is the caller's business).
+    pub reason: String,
+}
+
+impl EventPayload for Redaction {
+    const KIND: EventKind = REDACTION_KIND;
+}
+
+impl Store {
+    /// Erases the payload and salt of event `id`, keeping its header, coordinate,
+    /// links and payload digest, so its hash, its chain and `verify()` still hold.
+    /// Records the redaction as a `Redaction` event (kind 0:3) on the same coordinate,
+    /// caused by `id`, and returns that record's receipt. On return the erasure is on
+    /// stable storage, whatever the sync policy, and cached projection states and
+    /// snapshots of the entity are dropped (they may hold the erased data); the next
+    /// projection replays and sees the event as redacted.
+    ///
+    /// Errors: `NoSuchEvent` for an unknown id; `CannotRedact` for an event already
+    /// redacted or a `Redaction` record itself.
+    pub fn redact(&self, id: EventId, reason: impl Into<String>) -> Result<AppendReceipt> {
+        self.writer()?;
+        let _one_at_a_time = self.redacting.lock().unwrap_or_else(|p| p.into_inner());
+        let event = self.get(id)?.ok_or(Error::NoSuchEvent { id })?;
+        let refuse = |reason: &str| Error::CannotRedact {
+            id,
+            reason: reason.to_string(),
+        };
+        if event.kind == REDACTION_KIND {
+            return Err(refuse("it is a redaction record"));
+        }
+        if event.is_redacted() {
+            return Err(refuse("it is already redacted"));
+        }
+        let mut batch = Batch::new();
+        batch.push_system(
+            &event.coordinate,
+            &Redaction {
+                target: id,
+                reason: reason.into(),
+            },
+            AppendOptions::default().caused_by(id),
+        )?;
+        let receipt = self.append_batch(&batch)?.pop().ok_or(Error::EmptyBatch)?;
+        self.sync()?;
+        let location = self
+            .index_entry(event.sequence)
+            .map(|(location, _)| location)
+            .ok_or(Error::NoSuchEvent { id })?;
+        self.erase(location)?;
+        self.forget_projections(event.coordinate.entity())?;
+        Ok(receipt)
+    }
+
+    /// Rewrites the record at `location` without its payload and salt. `false` when
+    /// it was already erased.
+    fn erase(&self, location: Location) -> Result<bool> {
+        let segments = self.segments();
+        let path = segments.path_of(location.segment());
+        let file = segments
+            .get(location.segment())
+            .ok_or_else(|| Error::Corrupt {
+                path: path.clone(),
+                offset: location.offset(),
+                detail: "the index points into a segment that is not open".into(),
+            })?;
+        let frame = read_frame(&file, location.offset())?;
+        let corrupt = |detail: String| Error::Corrupt {
+            path: path.clone(),
+            offset: location.offset(),
+            detail,
+        };
+        let (view, _) = record::decode(&frame).map_err(|e| corrupt(e.to_string()))?;
+        let digest = match view.payload {
+            PayloadField::Present { salt, bytes } => chain::payload_digest(salt, bytes),
+            PayloadField::Redacted { .. } => return Ok(false),
+        };
+        let rewritten =
+            record::redacted_copy(&frame, &digest).map_err(|e| corrupt(e.to_string()))?;
+        let pending = PendingRewrite {
+            segment: location.segment(),
+            offset: location.offset(),
+            frame: rewritten,
+        };
+        replace_file(self.dir(), PENDING_FILE, &pending.encode())?;
+        {
+            let _no_readers_mid_frame = segments.rewrite_guard();
+            apply(self.dir(), &pending)?;
+        }
+        remove_pending(self.dir())?;
+        Ok(true)
+    }
+
+    /// Erases every target a `Redaction` record names that still holds its payload:
+    /// the redactions a crash interrupted between recording and erasing.
+    pub(crate) fn finish_recorded_redactions(&self) -> Result<()> {
+        let records = self.query(&Region::all().kind(REDACTION_KIND), 0, usize::MAX)?;
+        for record in records {
+            let Ok(redaction) = record.decode::<Redaction>() else {
+                continue;
+            };
+            let Some(target) = self.get(redaction.target)? else {
+                continue;
+            };
+            if target.is_redacted() {
+                continue;
+            }
+            if let Some((location, _)) = self.index_entry(target.sequence) {
+                self.erase(location)?;
+                self.forget_projections(target.coordinate.entity())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The whole frame at `offset`.
+fn read_frame(file: &SegmentFile, offset: u64) -> Result<Vec<u8>> {
+    let corrupt = |detail: String| Error::Corrupt {
+        path: file.path().to_path_buf(),
+        offset,
+        detail,
+    };
+    let mut prefix = [0u8; record::PREFIX_LEN];
+    if file.read_at(&mut prefix, offset)? < prefix.len() {
+        return Err(corrupt(
+            "the record prefix runs past the end of the file".into(),
+        ));
+    }
+    let len = record::peek_frame_len(&prefix).unwrap_or(0);
+    let mut frame = vec![0u8; len];
+    if file.read_at(&mut frame, offset)? < len {
+        return Err(corrupt(format!(
+            "the {len}-byte record runs past the end of the file"
+        )));
+    }
+    Ok(frame)
+}
+
+/// Writes the pending frame over the original and makes it durable.
+fn apply(dir: &Path, pending: &PendingRewrite) -> Result<()> {
+    let path = segment_path(dir, pending.segment);
+    let file = OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .map_err(io_err("open segment for redaction", &path))?;
+    let len = file
+        .metadata()
+        .map_err(io_err("stat segment", &path))?
+        .len();
+    if pending.offset + pending.frame.len() as u64 > len {
+        return Err(Error::Corrupt {
+            path: dir.join(PENDING_FILE),
+            offset: 0,
+            detail: format!(
+                "the pending rewrite of {} bytes at offset {} runs past the end of {} ({len} bytes)",
+                pending.frame.len(),
+                pending.offset,
+                path.display()
+            ),
+        });
+    }
+    file.write_all_at(&pending.frame, pending.offset)
+        .map_err(io_err("rewrite record", &path))?;
+    file.sync_data().map_err(io_err("fsync segment", &path))
+}
+
+fn remove_pending(dir: &Path) -> Result<()> {
+    let path = dir.join(PENDING_FILE);
+    std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    sync_dir(dir)
+}
+
+/// Finishes a rewrite a crash interrupted, before the segments are scanned. A
+/// read-only open cannot write, so it refuses with an error that says so.
+pub(crate) fn finish_pending(dir: &Path, read_only: bool) -> Result<()> {
+    let path = dir.join(PENDING_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    // The file is renamed into place whole, so a damaged one was damaged at rest.
+    let pending = PendingRewrite::decode(&bytes).map_err(|detail| Error::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        detail,
+    })?;
+    if let Err(e) = record::decode(&pending.frame) {
+        return Err(Error::Corrupt {
+            path,
+            offset: 0,
+            detail: format!("the pending frame does not decode: {e}"),
+        });
+    }
+    if read_only {
+        return Err(Error::Corrupt {
+            path,
+            offset: 0,
+            detail: "a redaction was interrupted; open the store read-write once to finish it"
+                .into(),
+        });
+    }
+    apply(dir, &pending)?;
+    remove_pending(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinate::Coordinate;
+    use crate::store::RawPayload;
+
+    const SECRET: &[u8] = b"a secret that must not survive: 0123456789";
+
+    fn on_disk(dir: &Path, needle: &[u8]) -> bool {
+        crate::segment::list(dir)
+            .unwrap_or_default()
+            .iter()
+            .any(|(_, p)| {
+                std::fs::read(p)
+                    .unwrap_or_default()
+                    .windows(needle.len())
+                    .any(|w| w == needle)
+            })
+    }
+
+    /// A store with three events, the middle one secret. Returns its id and location.
+    fn setup(dir: &Path) -> (Store, EventId, Location) {
+        let store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
+        let c = Coordinate::new("e", "s").unwrap_or_else(|e| panic!("{e}"));
+        let kind = EventKind::custom(1, 1);
+        let mut ids = Vec::new();
+        for payload in [&b"before"[..], SECRET, b"after"] {
+            let r = store
+                .append_raw(
+                    &c,
+                    kind,
+                    RawPayload::opaque(payload),
+                    AppendOptions::default(),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            ids.push(r);
+        }
+        let (location, _) = store
+            .index_entry(ids[1].sequence)
+            .unwrap_or_else(|| panic!("indexed"));
+        (store, ids[1].event_id, location)
+    }
+
+    /// Reopens read-write and checks the redaction of `id` was finished.
+    fn check_erased(dir: &Path, id: EventId) {
+        let store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            !dir.join(PENDING_FILE).exists(),
+            "the pending file is removed"
+        );
+        assert!(!on_disk(dir, SECRET), "the payload is gone");
+        let event = store.get(id).unwrap_or_else(|e| panic!("{e}"));
+        assert!(event.is_some_and(|e| e.is_redacted()));
+        let report = store.verify().unwrap_or_else(|e| panic!("{e}"));
+        assert!(report.body.is_clean(), "{:?}", report.body.findings);
+    }
+
+    /// A crash halfway through writing the frame over the original: the next open
+    /// finishes it from the pending file before scanning.
+    #[test]
+    fn a_torn_rewrite_is_finished_from_the_pending_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (store, id, location) = setup(dir.path());
+        let file = store
+            .segments()
+            .get(location.segment())
+            .unwrap_or_else(|| panic!("open segment"));
+        let frame = read_frame(&file, location.offset()).unwrap_or_else(|e| panic!("{e}"));
+        let (view, _) = record::decode(&frame).unwrap_or_else(|e| panic!("{e}"));
+        let PayloadField::Present { salt, bytes } = view.payload else {
+            panic!("present")
+        };
+        let digest = chain::payload_digest(salt, bytes);
+        let pending = PendingRewrite {
+            segment: location.segment(),
+            offset: location.offset(),
+            frame: record::redacted_copy(&frame, &digest).unwrap_or_else(|e| panic!("{e}")),
+        };
+        drop(store);
+        replace_file(dir.path(), PENDING_FILE, &pending.encode()).unwrap_or_else(|e| panic!("{e}"));
+        // Half of the new frame reached the disk.
+        let half = &pending.frame[..pending.frame.len() / 2 + 7];
+        let path = segment_path(dir.path(), location.segment());
+        let seg = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        seg.write_all_at(half, location.offset())
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(seg);
+        // A read-only open refuses, naming the file, and changes nothing.
+        match Store::open_read_only(dir.path()) {
+            Err(Error::Corrupt { path, detail, .. }) => {
+                assert!(path.ends_with(PENDING_FILE) && detail.contains("read-write"));
+            }
+            other => panic!("{other:?}"),
+        }
+        check_erased(dir.path(), id);
+    }
+
+    /// A crash after the redaction was recorded but before the rewrite began: the next
+    /// read-write open erases the target the record names.
+    #[test]
+    fn a_recorded_redaction_is_finished_at_open() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (store, id, _) = setup(dir.path());
+        let coordinate = store.get(id).ok().flatten().map(|e| e.coordinate);
+        let mut batch = Batch::new();
+        batch
+            .push_system(
+                &coordinate.unwrap_or_else(|| panic!("target")),
+                &Redaction {
+                    target: id,
+                    reason: "interrupted".into(),
+                },
+                AppendOptions::default().caused_by(id),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        store.append_batch(&batch).unwrap_or_else(|e| panic!("{e}"));
+        drop(store);
+        assert!(on_disk(dir.path(), SECRET));
+        check_erased(dir.path(), id);
+    }
+
+    #[test]
+    fn the_record_kind_is_reserved_and_distinct() {
+        assert!(REDACTION_KIND.is_reserved());
+        assert_ne!(REDACTION_KIND, crate::gate::DENIAL_KIND);
+        assert_ne!(REDACTION_KIND, crate::gate::BYPASS_KIND);
+    }
+}
