@@ -188,6 +188,9 @@ fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
 ///
 /// The listed payload types are the projection's kinds; each stored event of one of
 /// them is decoded (with upcasting) and handed to its method. `version` defaults to 1.
+///
+/// A redacted event (its payload erased) cannot be decoded: it is skipped, or handed
+/// as a `&StoredEvent` to the method named by `redacted = method` when there is one.
 #[proc_macro_derive(EventSourced, attributes(batpak))]
 pub fn derive_event_sourced(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -207,6 +210,7 @@ fn expand_event_sourced(input: &DeriveInput) -> syn::Result<proc_macro2::TokenSt
     let mut name: Option<syn::LitStr> = None;
     let mut version: Option<(u64, Span)> = None;
     let mut handlers: Vec<(syn::Path, syn::Ident)> = Vec::new();
+    let mut on_redacted: Option<syn::Ident> = None;
     let mut seen = false;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("batpak")) {
         seen = true;
@@ -217,6 +221,9 @@ fn expand_event_sourced(input: &DeriveInput) -> syn::Result<proc_macro2::TokenSt
             } else if meta.path.is_ident("version") {
                 let lit: LitInt = meta.value()?.parse()?;
                 version = Some((lit.base10_parse::<u64>()?, lit.span()));
+                Ok(())
+            } else if meta.path.is_ident("redacted") {
+                on_redacted = Some(meta.value()?.parse()?);
                 Ok(())
             } else if meta.path.is_ident("events") {
                 let content;
@@ -234,7 +241,7 @@ fn expand_event_sourced(input: &DeriveInput) -> syn::Result<proc_macro2::TokenSt
                 Ok(())
             } else {
                 Err(meta.error(
-                    "unknown batpak attribute for EventSourced: expected `name`, `version` or `events`",
+                    "unknown batpak attribute for EventSourced: expected `name`, `version`, `events` or `redacted`",
                 ))
             }
         })?;
@@ -261,6 +268,10 @@ fn expand_event_sourced(input: &DeriveInput) -> syn::Result<proc_macro2::TokenSt
     let kinds = handlers.iter().map(|(ty, _)| {
         quote! { <#ty as ::batpak::EventPayload>::KIND }
     });
+    let redacted = match &on_redacted {
+        Some(method) => quote! { self.#method(event); },
+        None => quote! {},
+    };
     let arms = handlers.iter().map(|(ty, method)| {
         quote! {
             if event.kind == <#ty as ::batpak::EventPayload>::KIND {
@@ -276,6 +287,10 @@ fn expand_event_sourced(input: &DeriveInput) -> syn::Result<proc_macro2::TokenSt
             const KINDS: &'static [::batpak::EventKind] = &[#(#kinds),*];
 
             fn apply(&mut self, event: &::batpak::StoredEvent) -> ::batpak::Result<()> {
+                if event.is_redacted() {
+                    #redacted
+                    return ::core::result::Result::Ok(());
+                }
                 #(#arms)*
                 ::core::result::Result::Ok(())
             }

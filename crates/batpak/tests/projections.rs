@@ -363,4 +363,43 @@ mod derived {
         assert_eq!((derived.cents, derived.moves), (manual.cents, manual.moves));
         assert_eq!((derived.cents, derived.moves), (42, 2));
     }
+
+    /// Counts what it could not read.
+    #[derive(Clone, Default, Debug, PartialEq, EventSourced)]
+    #[batpak(events(Deposited => on_deposit), redacted = on_redacted)]
+    struct Audited {
+        cents: i64,
+        redacted: Vec<batpak::EventId>,
+    }
+
+    impl Audited {
+        fn on_deposit(&mut self, e: &Deposited) {
+            self.cents += e.cents;
+        }
+
+        fn on_redacted(&mut self, e: &batpak::StoredEvent) {
+            self.redacted.push(e.id);
+        }
+    }
+
+    #[test]
+    fn derived_projections_skip_redacted_events_or_hand_them_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.append(&acct(1), &Deposited { cents: 50 }).unwrap();
+        let gone = store.append(&acct(1), &Deposited { cents: 7 }).unwrap();
+        store.append(&acct(1), &Withdrawn { cents: 8 }).unwrap();
+        store.redact(gone.event_id, "entered by mistake").unwrap();
+        let balance = store
+            .project::<DerivedBalance>("acct:1", Freshness::Consistent)
+            .unwrap()
+            .unwrap();
+        assert_eq!((balance.cents, balance.moves), (42, 2), "skipped");
+        let audited = store
+            .project::<Audited>("acct:1", Freshness::Consistent)
+            .unwrap()
+            .unwrap();
+        assert_eq!(audited.cents, 50);
+        assert_eq!(audited.redacted, vec![gone.event_id]);
+    }
 }
