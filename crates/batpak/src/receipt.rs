@@ -481,3 +481,60 @@ mod tests {
         assert!(serde_json::from_str::<AppendReceipt>(half).is_err());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn receipt_strategy() -> impl Strategy<Value = AppendReceipt> {
+        (
+            any::<[u8; 16]>(),
+            any::<(u64, u64, u64, u16)>(),
+            any::<[[u8; 32]; 3]>(),
+            proptest::option::of((any::<[u8; 8]>(), proptest::collection::vec(any::<u8>(), 64))),
+        )
+            .prop_map(
+                |(id, (sequence, version, ts, kind), hashes, sig)| AppendReceipt {
+                    event_id: EventId::from_bytes(id),
+                    sequence,
+                    version,
+                    timestamp_ns: ts,
+                    kind: EventKind::from_bits(kind),
+                    coordinate_digest: Hash::from_bytes(hashes[0]),
+                    event_hash: Hash::from_bytes(hashes[1]),
+                    prev_hash: Hash::from_bytes(hashes[2]),
+                    signature: sig.map(|(key, bytes)| Signed {
+                        key_id: KeyId::from_bytes(key),
+                        signature: Signature::from_bytes(array(&bytes)),
+                    }),
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn wire_and_json_round_trip(r in receipt_strategy()) {
+            // A signed receipt with an all-zero key id is still signed: the length says so.
+            prop_assert_eq!(AppendReceipt::from_bytes(&r.to_bytes()).ok(), Some(r));
+            let json = serde_json::to_string(&r).unwrap_or_default();
+            prop_assert_eq!(serde_json::from_str::<AppendReceipt>(&json).ok(), Some(r));
+        }
+
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(bytes in prop_oneof![
+            // After the 16-byte domain: exactly an unsigned or a signed body, or anything.
+            proptest::collection::vec(any::<u8>(), RECEIPT_MESSAGE_LEN - 16),
+            proptest::collection::vec(any::<u8>(), SIGNED_RECEIPT_LEN - 16),
+            proptest::collection::vec(any::<u8>(), 0..300),
+        ]) {
+            let _ = AppendReceipt::from_bytes(&bytes);
+            let mut framed = DOMAIN.to_vec();
+            framed.extend_from_slice(&bytes);
+            if let Ok(r) = AppendReceipt::from_bytes(&framed) {
+                prop_assert_eq!(r.to_bytes(), framed);
+            }
+        }
+    }
+}

@@ -307,7 +307,7 @@ impl Store {
         self.writer.as_deref().ok_or(Error::ReadOnly)
     }
 
-    fn index(&self) -> RwLockReadGuard<'_, Index> {
+    pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
         self.index.read().unwrap_or_else(|p| p.into_inner())
     }
 
