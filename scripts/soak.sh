@@ -12,6 +12,11 @@ BATPAK_KILL9_ROUNDS=100000 BATPAK_KILL9_BUDGET_SECS="$secs" \
   cargo test --release -p batpak --test crash_kill9 -- --nocapture --test-threads=1 2>&1 \
   | grep -E "rounds in|; cut [0-9]|test result|panicked" | tail -n 40
 
+echo "== kill -9 during redactions (${minutes} min)"
+BATPAK_REDACT_KILL9_ROUNDS=100000 BATPAK_REDACT_KILL9_BUDGET_SECS="$secs" \
+  cargo test --release -p batpak --test redaction_kill9 -- --nocapture 2>&1 \
+  | grep -E "rounds,|test result|panicked" | tail -n 5
+
 echo "== model-based property test"
 MODEL_CASES=$((2000 * minutes)) \
   cargo test --release -p batpak --test model -- --test-threads=2 2>&1 | tail -n 5

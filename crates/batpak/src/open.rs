@@ -43,6 +43,9 @@ pub struct OpenReport {
     pub duration: Duration,
     /// Kinds claimed by more than one payload type, when the builder allowed it.
     pub kind_collisions: Vec<crate::registry::KindCollision>,
+    /// Redactions a crash interrupted that this open finished: a rewrite in progress,
+    /// or a recorded redaction whose payload was not yet erased.
+    pub redactions_finished: u64,
 }
 
 /// Where open got the index from.
@@ -385,6 +388,7 @@ pub(crate) fn load(
         tail_cut,
         duration: started.elapsed(),
         kind_collisions: Vec::new(),
+        redactions_finished: 0,
     };
     Ok(Loaded {
         index,

@@ -137,8 +137,10 @@ impl Store {
 
     /// Erases every target a `Redaction` record names that still holds its payload:
     /// the redactions a crash interrupted between recording and erasing.
-    pub(crate) fn finish_recorded_redactions(&self) -> Result<()> {
+    /// Returns how many it erased.
+    pub(crate) fn finish_recorded_redactions(&self) -> Result<u64> {
         let records = self.query(&Region::all().kind(REDACTION_KIND), 0, usize::MAX)?;
+        let mut erased = 0;
         for record in records {
             let Ok(redaction) = record.decode::<Redaction>() else {
                 continue;
@@ -150,11 +152,11 @@ impl Store {
                 continue;
             }
             if let Some((location, _)) = self.index_entry(target.sequence) {
-                self.erase(location)?;
+                erased += u64::from(self.erase(location)?);
                 self.forget_projections(target.coordinate.entity())?;
             }
         }
-        Ok(())
+        Ok(erased)
     }
 }
 
@@ -215,13 +217,14 @@ fn remove_pending(dir: &Path) -> Result<()> {
     sync_dir(dir)
 }
 
-/// Finishes a rewrite a crash interrupted, before the segments are scanned. A
-/// read-only open cannot write, so it refuses with an error that says so.
-pub(crate) fn finish_pending(dir: &Path, read_only: bool) -> Result<()> {
+/// Finishes a rewrite a crash interrupted, before the segments are scanned; `true`
+/// when there was one. A read-only open cannot write, so it refuses with an error
+/// that says so.
+pub(crate) fn finish_pending(dir: &Path, read_only: bool) -> Result<bool> {
     let path = dir.join(PENDING_FILE);
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err("read", &path)(e)),
     };
     // The file is renamed into place whole, so a damaged one was damaged at rest.
@@ -246,7 +249,8 @@ pub(crate) fn finish_pending(dir: &Path, read_only: bool) -> Result<()> {
         });
     }
     apply(dir, &pending)?;
-    remove_pending(dir)
+    remove_pending(dir)?;
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -292,9 +296,10 @@ mod tests {
         (store, ids[1].event_id, location)
     }
 
-    /// Reopens read-write and checks the redaction of `id` was finished.
+    /// Reopens read-write and checks the redaction of `id` was finished by that open.
     fn check_erased(dir: &Path, id: EventId) {
         let store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(store.open_report().redactions_finished, 1);
         assert!(
             !dir.join(PENDING_FILE).exists(),
             "the pending file is removed"

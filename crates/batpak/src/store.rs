@@ -135,7 +135,7 @@ impl StoreBuilder {
         std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
         let keys = self.keyring();
         let lock = DirLock::acquire(&self.dir, false)?;
-        crate::redact::finish_pending(&self.dir, false)?;
+        let pending_finished = crate::redact::finish_pending(&self.dir, false)?;
         let mut loaded = load(&self.dir, false, self.segment_size, self.faults.clone())?;
         loaded.report.kind_collisions = collisions;
         let index = Arc::new(RwLock::new(loaded.index));
@@ -155,7 +155,7 @@ impl StoreBuilder {
             (SyncPolicy::Interval(every), Some(w)) => Some(Flusher::start(Arc::clone(w), every)),
             _ => None,
         };
-        let store = Store {
+        let mut store = Store {
             dir: self.dir,
             index,
             segments,
@@ -168,7 +168,8 @@ impl StoreBuilder {
             redacting: Mutex::new(()),
             _lock: lock,
         };
-        store.finish_recorded_redactions()?;
+        let swept = store.finish_recorded_redactions()?;
+        store.report.redactions_finished = u64::from(pending_finished) + swept;
         Ok(store)
     }
 
