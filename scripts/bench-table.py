@@ -135,6 +135,24 @@ def absolute(root):
             print(f"| {what} | {shown} | <= {target:g} ms: {verdict} |")
 
 
+def signing(root):
+    rows = []
+    for group, label in [("signing_nosync", "without fsync"), ("signing_fsync", "with fsync")]:
+        unsigned = load(root, group, "unsigned")
+        signed = load(root, group, "signed")
+        if unsigned and signed:
+            rows.append((label, unsigned, signed))
+    if not rows:
+        return
+    print()
+    print("| single appends | unsigned (events/s) | signed (events/s) | signed / unsigned |")
+    print("| --- | ---: | ---: | ---: |")
+    for label, unsigned, signed in rows:
+        print(f"| {label} | {fmt_rate(unsigned)} | {fmt_rate(signed)} | {signed / unsigned:.2f}x |")
+
+
 if __name__ == "__main__":
+    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion")
     main()
-    absolute(sys.argv[1] if len(sys.argv) > 1 else os.path.join("target", "criterion"))
+    absolute(root)
+    signing(root)

@@ -112,6 +112,39 @@ fn append_fsync(c: &mut Criterion) {
     group.finish();
 }
 
+/// Signing overhead: the same single appends with and without a signing key, without
+/// and with fsync. The table reports signed / unsigned throughput.
+fn signing(c: &mut Criterion) {
+    let inputs = Inputs::new();
+    let key = batpak::SigningKey::from_bytes(&[42; 32]);
+    for (group_name, policy) in [
+        ("signing_nosync", SyncPolicy::Never),
+        ("signing_fsync", SyncPolicy::Always),
+    ] {
+        let mut group = c.benchmark_group(group_name);
+        group.throughput(Throughput::Elements(1));
+        for (function, signer) in [("unsigned", None), ("signed", Some(key.clone()))] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut builder = Store::builder(dir.path()).sync_policy(policy);
+            if let Some(k) = signer {
+                builder = builder.signing_key(k);
+            }
+            let store = builder.open().unwrap();
+            let mut i = 0;
+            group.bench_function(function, |b| {
+                b.iter(|| {
+                    let e = i % ENTITIES;
+                    i += 1;
+                    store
+                        .append(&inputs.coords[e], &inputs.payloads[e])
+                        .unwrap()
+                });
+            });
+        }
+        group.finish();
+    }
+}
+
 /// Runs `threads` appenders that each call `append(thread, k)` for `k` in `0..iters`,
 /// released together; returns the wall time until the last one finishes.
 fn run_threads<S: Send>(
@@ -706,6 +739,6 @@ criterion_group! {
     name = journal;
     config = config();
     targets = append_nosync, append_fsync, append_fsync_16_threads, append_batch_1000, reads,
-        walk_1000_ancestors, open_1m, projection_100k, gates_bench
+        walk_1000_ancestors, open_1m, projection_100k, gates_bench, signing
 }
 criterion_main!(journal);

@@ -257,7 +257,9 @@ impl Writer {
                 && stored.header.kind == draft.kind
                 && stored.header.encoding == draft.encoding
                 && stored.header.schema_version == draft.schema_version
-                && stored.payload == draft.payload
+                // A redacted original cannot be compared; the key names it, and writing
+                // the payload again would undo the redaction.
+                && (stored.redacted || stored.payload == draft.payload)
                 && stored.header.causation == cause
                 && stored.header.correlation == draft.options.correlation
                 && (!batch_item_count_differs(stored.batch_continues, i, drafts.len()));
@@ -321,15 +323,16 @@ impl Writer {
 
     fn read_at(&self, location: Location) -> Result<WrittenEvent> {
         self.segments.with_record(location, |v| {
-            let payload = match v.payload {
-                record::PayloadField::Present { bytes, .. } => bytes.to_vec(),
-                record::PayloadField::Redacted { .. } => Vec::new(),
+            let (payload, redacted) = match v.payload {
+                record::PayloadField::Present { bytes, .. } => (bytes.to_vec(), false),
+                record::PayloadField::Redacted { .. } => (Vec::new(), true),
             };
             Ok(WrittenEvent {
                 id: v.header.id,
                 entity: v.entity.to_string(),
                 scope: v.scope.to_string(),
                 payload,
+                redacted,
                 batch_continues: v.header.flags & FLAG_BATCH_CONTINUES != 0,
                 receipt: AppendReceipt {
                     event_id: v.header.id,
@@ -730,6 +733,8 @@ struct WrittenEvent {
     entity: String,
     scope: String,
     payload: Vec<u8>,
+    /// The payload was erased (`payload` is empty).
+    redacted: bool,
     batch_continues: bool,
     receipt: AppendReceipt,
 }

@@ -257,3 +257,30 @@ fn projections_drop_cached_states_and_snapshots_and_see_the_marker() {
         "the new snapshot holds only the marker"
     );
 }
+
+#[test]
+fn a_retry_of_a_redacted_append_returns_the_original_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let secret = b"api_key=sk_live_0123456789abcdef";
+    let append = || {
+        store.append_raw(
+            &coord("config"),
+            NOTE,
+            RawPayload::opaque(secret),
+            AppendOptions::default().idempotency_key("upload-7"),
+        )
+    };
+    let original = append().unwrap();
+    store.redact(original.event_id, "secret pasted").unwrap();
+    // The client never saw the first receipt and retries: the secret must not be
+    // written again, and the retry is answered with the original receipt.
+    let retry = append().unwrap();
+    assert_eq!(retry, original);
+    assert!(!on_disk(dir.path(), secret));
+    assert_eq!(
+        store.stream("config").unwrap().len(),
+        2,
+        "the event and its redaction"
+    );
+}
