@@ -106,7 +106,7 @@ pub mod prelude {
     pub use crate::EventSourced;
     pub use crate::{
         gate, AppendOptions, Batch, Coordinate, DecideOptions, Decision, Denial, EventKind,
-        EventPayload, ExpectedVersion, Freshness, GateSet, Projection, Proposal, Region, Store,
-        StoredEvent, SyncPolicy,
+        EventPayload, ExpectedVersion, Freshness, GateSet, Projection, Proposal, RawPayload,
+        Region, SigningKey, Store, StoredEvent, SyncPolicy,
     };
 }
