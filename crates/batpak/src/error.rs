@@ -175,6 +175,17 @@ pub enum Error {
         /// Its kind.
         kind: EventKind,
     },
+    /// A wait ended before the watermark reached the sequence.
+    Timeout {
+        /// The watermark waited on.
+        watermark: crate::delivery::Watermark,
+        /// The sequence it had to reach.
+        wanted: u64,
+        /// Where it was when the wait ended.
+        reached: u64,
+        /// How long the wait took.
+        waited: std::time::Duration,
+    },
     /// Bytes or text that should encode a key, signature, receipt or anchor do not.
     Malformed {
         /// What was being decoded (`"receipt"`, `"verifying key"`, ...).
@@ -318,6 +329,15 @@ impl fmt::Display for Error {
             Error::Redacted { id, kind } => write!(
                 f,
                 "event {id} (kind {kind}) was redacted: its payload is erased"
+            ),
+            Error::Timeout {
+                watermark,
+                wanted,
+                reached,
+                waited,
+            } => write!(
+                f,
+                "timed out after {waited:?} waiting for the {watermark} watermark to reach sequence {wanted}; it reached {reached}"
             ),
             Error::Malformed { what, detail } => write!(f, "malformed {what}: {detail}"),
         }

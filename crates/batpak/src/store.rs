@@ -15,6 +15,7 @@ use crate::id::EventId;
 use crate::index::Index;
 use crate::kind::EventKind;
 use crate::lock::DirLock;
+use crate::notify::Signal;
 use crate::open::{load, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
 use crate::projection::{ProjectionCache, DEFAULT_PROJECTION_CACHE};
@@ -140,6 +141,7 @@ impl StoreBuilder {
         loaded.report.kind_collisions = collisions;
         let index = Arc::new(RwLock::new(loaded.index));
         let segments = Arc::new(loaded.segments);
+        let signal = Arc::new(Signal::default());
         let writer = match loaded.resume {
             Some(resume) => Some(Arc::new(Writer::new(
                 self.dir.clone(),
@@ -148,6 +150,7 @@ impl StoreBuilder {
                 resume,
                 Arc::clone(&index),
                 Arc::clone(&segments),
+                Arc::clone(&signal),
             )?)),
             None => None,
         };
@@ -166,6 +169,7 @@ impl StoreBuilder {
             decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
             keys,
             redacting: Mutex::new(()),
+            signal,
             _lock: lock,
         };
         let swept = store.finish_recorded_redactions()?;
@@ -202,6 +206,7 @@ impl StoreBuilder {
             decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
             keys,
             redacting: Mutex::new(()),
+            signal: Arc::new(Signal::default()),
             _lock: lock,
         })
     }
@@ -245,6 +250,8 @@ pub struct Store {
     keys: Keyring,
     /// Serialises redactions.
     pub(crate) redacting: Mutex<()>,
+    /// Wakes waiters and subscribers when events are written, made durable or visible.
+    pub(crate) signal: Arc<Signal>,
     _lock: DirLock,
 }
 

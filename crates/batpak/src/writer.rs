@@ -27,6 +27,7 @@ use crate::format::segment::HEADER_LEN;
 use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
+use crate::notify::Signal;
 use crate::open::CHECKPOINT_FILE;
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
 use crate::receipt::AppendReceipt;
@@ -100,6 +101,7 @@ pub(crate) struct Writer {
     durability: Mutex<Durability>,
     durable_changed: Condvar,
     written: AtomicU64,
+    durable_seq: AtomicU64,
     /// Set when a segment was rotated: the appender writes a checkpoint once its own
     /// append is done, so open after a crash scans at most about one segment.
     checkpoint_due: std::sync::atomic::AtomicBool,
@@ -113,6 +115,8 @@ pub(crate) struct Writer {
     poison: OnceLock<String>,
     index: Arc<RwLock<Index>>,
     segments: Arc<SegmentSet>,
+    /// Woken after every write, sync and publish.
+    signal: Arc<Signal>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -127,6 +131,7 @@ impl Writer {
         resume: Resume,
         index: Arc<RwLock<Index>>,
         segments: Arc<SegmentSet>,
+        signal: Arc<Signal>,
     ) -> Result<Self> {
         let random = Random::from_os().map_err(crate::error::io_err("seed randomness", &dir))?;
         let last_written = resume.next_sequence - 1;
@@ -151,6 +156,7 @@ impl Writer {
             }),
             durable_changed: Condvar::new(),
             written: AtomicU64::new(last_written),
+            durable_seq: AtomicU64::new(last_written),
             appends: AtomicU64::new(0),
             checkpoint_due: std::sync::atomic::AtomicBool::new(false),
             unpublished: Mutex::new(VecDeque::new()),
@@ -158,6 +164,7 @@ impl Writer {
             poison: OnceLock::new(),
             index,
             segments,
+            signal,
         })
     }
 
@@ -166,9 +173,10 @@ impl Writer {
         self.written.load(Ordering::Acquire)
     }
 
-    /// The newest sequence known to be on stable storage.
+    /// The newest sequence known to be on stable storage. An atomic mirror of
+    /// `Durability::durable`, so waiters can read it without the durability lock.
     pub(crate) fn durable(&self) -> u64 {
-        lock(&self.durability).durable
+        self.durable_seq.load(Ordering::Acquire)
     }
 
     fn check_poison(&self) -> Result<()> {
@@ -553,6 +561,7 @@ impl Writer {
         drop(index);
         self.written.store(last, Ordering::Release);
         self.appends.fetch_add(1, Ordering::Release);
+        self.signal.notify();
         Ok(receipts)
     }
 
@@ -624,6 +633,7 @@ impl Writer {
             match result {
                 Ok(target) => {
                     d.durable = d.durable.max(target);
+                    self.durable_seq.store(d.durable, Ordering::Release);
                     d.last_round_appends = appends.saturating_sub(d.captured_appends);
                     d.captured_appends = appends;
                     d.last_sync = took;
@@ -635,6 +645,7 @@ impl Writer {
                 }
             }
             self.durable_changed.notify_all();
+            self.signal.notify();
         }
     }
 
