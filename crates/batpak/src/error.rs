@@ -175,6 +175,30 @@ pub enum Error {
         /// Its kind.
         kind: EventKind,
     },
+    /// A durable cursor was reopened with a region other than the one it was created
+    /// with.
+    CursorRegionMismatch {
+        /// The cursor.
+        name: String,
+        /// The region it was created with (`Region::canonical`).
+        stored: String,
+        /// The region asked for now.
+        requested: String,
+    },
+    /// Another handle of this cursor is open.
+    CursorInUse {
+        /// The cursor.
+        name: String,
+    },
+    /// A cursor commit names a sequence it may not.
+    InvalidCommit {
+        /// The cursor.
+        name: String,
+        /// The sequence given.
+        sequence: u64,
+        /// Why it is refused.
+        reason: String,
+    },
     /// A wait ended before the watermark reached the sequence.
     Timeout {
         /// The watermark waited on.
@@ -330,6 +354,20 @@ impl fmt::Display for Error {
                 f,
                 "event {id} (kind {kind}) was redacted: its payload is erased"
             ),
+            Error::CursorRegionMismatch {
+                name,
+                stored,
+                requested,
+            } => write!(
+                f,
+                "cursor {name:?} was created over region {stored}, not {requested}"
+            ),
+            Error::CursorInUse { name } => write!(f, "cursor {name:?} is already open"),
+            Error::InvalidCommit {
+                name,
+                sequence,
+                reason,
+            } => write!(f, "cursor {name:?} cannot commit sequence {sequence}: {reason}"),
             Error::Timeout {
                 watermark,
                 wanted,

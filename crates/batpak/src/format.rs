@@ -1,6 +1,7 @@
 //! Byte layouts of everything batpak writes. Pure: no I/O, no clocks.
 
 pub(crate) mod checkpoint;
+pub(crate) mod cursor;
 pub(crate) mod record;
 pub(crate) mod redo;
 pub(crate) mod segment;

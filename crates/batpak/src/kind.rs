@@ -107,6 +107,16 @@ impl std::str::FromStr for EventKind {
     }
 }
 
+/// Serialised as its text form `C:T`.
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
 impl fmt::Debug for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EventKind({self})")

@@ -29,6 +29,7 @@ extern crate self as batpak;
 
 mod chain;
 mod coordinate;
+mod cursor;
 mod decide;
 mod delivery;
 mod error;
@@ -64,6 +65,7 @@ pub use batpak_derive::EventPayload;
 pub use batpak_derive::EventSourced;
 pub use chain::Hash;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
+pub use cursor::{Cursor, CursorStart, MAX_CURSOR_NAME};
 pub use delivery::{Frontier, RecvError, Subscription, Watermark, DEFAULT_LAG_LIMIT};
 pub use error::{CoordinateRule, Error, Result};
 pub use event::{EventPayload, PayloadValue, StoredEvent};

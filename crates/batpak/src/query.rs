@@ -12,7 +12,7 @@ use crate::kind::EventKind;
 ///
 /// An entity prefix matches on `:` boundaries: `order` selects `order` and `order:1`
 /// but not `orders`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
 pub struct Region {
     entity: Option<EntityFilter>,
     scope: Option<String>,
@@ -38,13 +38,15 @@ fn half_open(range: impl RangeBounds<u64>) -> (u64, u64) {
     (start, end.max(start))
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 enum EntityFilter {
     Exact(String),
     Prefix(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 enum KindFilter {
     Kind(EventKind),
     Category(u8),
@@ -99,6 +101,12 @@ impl Region {
     pub fn sequences(mut self, range: impl RangeBounds<u64>) -> Self {
         self.sequences = Some(half_open(range));
         self
+    }
+
+    /// A stable text form (JSON, fields in a fixed order): equal regions give equal
+    /// text. Durable cursors store it to refuse being reopened with another region.
+    pub fn canonical(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
     }
 }
 
@@ -255,6 +263,36 @@ fn merge_after(lists: &[&[u64]], after: u64, mut visit: impl FnMut(u64) -> bool)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Golden: cursors persist this text, so it must not drift.
+    #[test]
+    fn canonical_text_is_stable() {
+        assert_eq!(
+            Region::all().canonical(),
+            r#"{"entity":null,"scope":null,"kind":null,"versions":null,"sequences":null}"#
+        );
+        assert_eq!(
+            Region::all()
+                .entity_prefix("order")
+                .scope("t:1")
+                .kind(EventKind::custom(2, 5))
+                .versions(1..3)
+                .sequences(10..=20)
+                .canonical(),
+            concat!(
+                r#"{"entity":{"prefix":"order"},"scope":"t:1","kind":{"kind":"2:5"},"#,
+                r#""versions":[1,3],"sequences":[10,21]}"#
+            )
+        );
+        assert_ne!(
+            Region::all().entity("a").canonical(),
+            Region::all().entity_prefix("a").canonical()
+        );
+        assert_eq!(
+            Region::all().category(3).canonical(),
+            r#"{"entity":null,"scope":null,"kind":{"category":3},"versions":null,"sequences":null}"#
+        );
+    }
 
     #[test]
     fn prefix_respects_colon_boundaries() {

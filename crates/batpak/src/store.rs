@@ -170,6 +170,7 @@ impl StoreBuilder {
             keys,
             redacting: Mutex::new(()),
             signal,
+            cursors: Default::default(),
             _lock: lock,
         };
         let swept = store.finish_recorded_redactions()?;
@@ -207,6 +208,7 @@ impl StoreBuilder {
             keys,
             redacting: Mutex::new(()),
             signal: Arc::new(Signal::default()),
+            cursors: Default::default(),
             _lock: lock,
         })
     }
@@ -252,6 +254,8 @@ pub struct Store {
     pub(crate) redacting: Mutex<()>,
     /// Wakes waiters and subscribers when events are written, made durable or visible.
     pub(crate) signal: Arc<Signal>,
+    /// Names of the durable cursors open now.
+    pub(crate) cursors: crate::cursor::OpenCursors,
     _lock: DirLock,
 }
 

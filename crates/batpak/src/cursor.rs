@@ -1,0 +1,265 @@
+//! Durable cursors: a named position in a region that survives restarts. Delivery is
+//! a subscription that never lags; `commit` persists the position atomically (temp
+//! file, fsync, rename, directory fsync). At least once: a reopened cursor resumes
+//! after its last commit, so nothing committed is delivered again and nothing
+//! uncommitted is lost.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use crate::delivery::{RecvError, Subscription};
+use crate::error::{io_err, Error, Result};
+use crate::event::StoredEvent;
+use crate::format::cursor::CursorFile;
+use crate::query::Region;
+use crate::segment::io::{replace_file, sync_dir};
+use crate::store::Store;
+
+/// The directory under the store root that holds cursor files.
+pub(crate) const CURSORS_DIR: &str = "cursors";
+/// Longest cursor name, in bytes.
+pub const MAX_CURSOR_NAME: usize = 200;
+
+/// Where a new cursor starts. A cursor that exists resumes after its last commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CursorStart {
+    /// Deliver from the first event.
+    #[default]
+    Beginning,
+    /// Deliver the events after this sequence.
+    After(u64),
+    /// Deliver only events appended from now on.
+    Now,
+}
+
+/// Names of the cursors open in this store, so two handles never race on one file.
+#[derive(Debug, Default)]
+pub(crate) struct OpenCursors(Mutex<HashSet<String>>);
+
+/// A durable cursor. See [`Store::cursor`].
+pub struct Cursor<'s> {
+    store: &'s Store,
+    name: String,
+    region: Region,
+    subscription: Subscription<'s>,
+    committed: u64,
+}
+
+impl fmt::Debug for Cursor<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cursor")
+            .field("name", &self.name)
+            .field("region", &self.region)
+            .field("committed", &self.committed)
+            .field("delivered", &self.subscription.position())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the durable cursor `name` over `region`, creating it at the beginning of
+    /// the log if it does not exist. See [`cursor_from`](Self::cursor_from).
+    pub fn cursor(&self, name: &str, region: Region) -> Result<Cursor<'_>> {
+        self.cursor_from(name, region, CursorStart::Beginning)
+    }
+
+    /// Opens the durable cursor `name` over `region`. An existing cursor resumes after
+    /// its last commit (and `start` is ignored); it must have been created with the
+    /// same region (`Error::CursorRegionMismatch` otherwise). A new one starts at
+    /// `start` and is persisted at once. One handle per name at a time
+    /// (`Error::CursorInUse`). Needs a writable store.
+    pub fn cursor_from(
+        &self,
+        name: &str,
+        region: Region,
+        start: CursorStart,
+    ) -> Result<Cursor<'_>> {
+        self.writer()?;
+        check_name(name)?;
+        {
+            let mut open = self.cursors.0.lock().unwrap_or_else(|p| p.into_inner());
+            if !open.insert(name.to_string()) {
+                return Err(Error::CursorInUse {
+                    name: name.to_string(),
+                });
+            }
+        }
+        match self.load_cursor(name, &region, start) {
+            Ok(committed) => Ok(Cursor {
+                store: self,
+                name: name.to_string(),
+                subscription: self
+                    .subscribe_from(region.clone(), committed + 1)
+                    .lag_limit(u64::MAX),
+                region,
+                committed,
+            }),
+            Err(e) => {
+                self.release_cursor(name);
+                Err(e)
+            }
+        }
+    }
+
+    /// The committed position of an existing cursor, or of a new one at `start`.
+    fn load_cursor(&self, name: &str, region: &Region, start: CursorStart) -> Result<u64> {
+        let path = cursor_path(self, name);
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let file = CursorFile::decode(&bytes).map_err(|detail| Error::Corrupt {
+                    path: path.clone(),
+                    offset: 0,
+                    detail,
+                })?;
+                let requested = region.canonical();
+                if file.region != requested || file.name != name {
+                    return Err(Error::CursorRegionMismatch {
+                        name: name.to_string(),
+                        stored: file.region,
+                        requested,
+                    });
+                }
+                Ok(file.committed)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let committed = match start {
+                    CursorStart::Beginning => 0,
+                    CursorStart::After(sequence) => sequence,
+                    CursorStart::Now => self.visible_sequence(),
+                };
+                let dir = self.dir().join(CURSORS_DIR);
+                if !dir.is_dir() {
+                    std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+                    sync_dir(self.dir())?;
+                }
+                write_cursor(self, name, region, committed)?;
+                Ok(committed)
+            }
+            Err(e) => Err(io_err("read cursor", &path)(e)),
+        }
+    }
+
+    fn release_cursor(&self, name: &str) {
+        self.cursors
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+}
+
+impl Cursor<'_> {
+    /// The cursor's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The last committed sequence (0: nothing committed).
+    pub fn committed(&self) -> u64 {
+        self.committed
+    }
+
+    /// The last sequence delivered by this handle.
+    pub fn position(&self) -> u64 {
+        self.subscription.position()
+    }
+
+    /// Up to `max` next events, waiting at most `timeout` for the first; empty when
+    /// none arrived in time.
+    pub fn next_batch(&mut self, max: usize, timeout: Duration) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        match self.subscription.recv_timeout(timeout) {
+            Ok(e) => out.push(e),
+            Err(RecvError::Failed(e)) => return Err(e),
+            Err(_) => return Ok(out),
+        }
+        while out.len() < max {
+            match self.subscription.try_recv() {
+                Ok(e) => out.push(e),
+                Err(RecvError::Failed(e)) => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Persists `sequence` as processed: after a restart the cursor resumes after it.
+    /// It may not go back, nor past what this handle delivered
+    /// (`Error::InvalidCommit`).
+    pub fn commit(&mut self, sequence: u64) -> Result<()> {
+        let invalid = |reason: String| Error::InvalidCommit {
+            name: self.name.clone(),
+            sequence,
+            reason,
+        };
+        if sequence < self.committed {
+            return Err(invalid(format!(
+                "it is before the last commit, {}",
+                self.committed
+            )));
+        }
+        if sequence > self.position() {
+            return Err(invalid(format!(
+                "it is past the last delivered sequence, {}",
+                self.position()
+            )));
+        }
+        if sequence == self.committed {
+            return Ok(());
+        }
+        write_cursor(self.store, &self.name, &self.region, sequence)?;
+        self.committed = sequence;
+        Ok(())
+    }
+}
+
+impl Drop for Cursor<'_> {
+    fn drop(&mut self) {
+        self.store.release_cursor(&self.name);
+    }
+}
+
+fn check_name(name: &str) -> Result<()> {
+    let problem = if name.is_empty() {
+        Some("is empty".to_string())
+    } else if name.len() > MAX_CURSOR_NAME {
+        Some(format!("is {} bytes, over {MAX_CURSOR_NAME}", name.len()))
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character".to_string())
+    } else {
+        None
+    };
+    match problem {
+        Some(p) => Err(Error::InvalidConfig {
+            reason: format!("cursor name {name:?} {p}"),
+        }),
+        None => Ok(()),
+    }
+}
+
+fn cursor_file_name(name: &str) -> String {
+    format!("{}.cursor", crate::hex::encode(name.as_bytes()))
+}
+
+fn cursor_path(store: &Store, name: &str) -> PathBuf {
+    store.dir().join(CURSORS_DIR).join(cursor_file_name(name))
+}
+
+fn write_cursor(store: &Store, name: &str, region: &Region, committed: u64) -> Result<()> {
+    let file = CursorFile {
+        committed,
+        region: region.canonical(),
+        name: name.to_string(),
+    };
+    replace_file(
+        &store.dir().join(CURSORS_DIR),
+        &cursor_file_name(name),
+        &file.encode(),
+    )
+}
