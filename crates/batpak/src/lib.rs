@@ -54,6 +54,7 @@ mod report;
 mod segment;
 mod sign;
 mod store;
+mod transaction;
 mod verify;
 mod writer;
 
@@ -103,6 +104,7 @@ pub mod __private {
     pub use inventory;
 }
 pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
+pub use transaction::Transaction;
 pub use verify::{Anchor, AnchorCheck, Check, Verification, VerifyFinding, ANCHOR_MESSAGE_LEN};
 
 /// The names a first program needs: `use batpak::prelude::*;`.

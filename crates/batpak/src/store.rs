@@ -625,6 +625,11 @@ impl Store {
             .is_some_and(|id| index.entity_events(id).binary_search(&sequence).is_ok())
     }
 
+    /// The entity's newest visible version, `None` when it has no events.
+    pub(crate) fn entity_version(&self, entity: &str) -> Option<u64> {
+        self.index().entity_head(entity).map(|(version, _)| version)
+    }
+
     /// The entity's newest visible sequence, 0 when it has none.
     pub(crate) fn entity_last_sequence(&self, entity: &str) -> u64 {
         self.index().entity_head(entity).map_or(0, |(_, seq)| seq)

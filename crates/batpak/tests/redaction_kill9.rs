@@ -10,11 +10,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use batpak::{
     AppendOptions, Coordinate, EventId, EventKind, RawPayload, Redaction, Region, Store,
@@ -29,12 +30,6 @@ const BUDGET: Duration = Duration::from_secs(8);
 const ENV_ROUNDS: &str = "BATPAK_REDACT_KILL9_ROUNDS";
 const ENV_BUDGET: &str = "BATPAK_REDACT_KILL9_BUDGET_SECS";
 
-fn setting(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 const KIND: EventKind = EventKind::custom(1, 1);
 /// Every secret starts with this and is `SECRET_LEN` bytes long.
 const MARK: &[u8] = b"SECRET-";
@@ -139,56 +134,31 @@ fn check(dir: &Path, acked: &[EventId]) -> (usize, usize, u64) {
 fn redaction_survives_kill9() {
     let dir = tempfile::tempdir().unwrap();
     let start = Instant::now();
-    let mut seed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
+    let mut delays = support::Delays::new();
     let mut total_acked = 0;
     let mut total_finished = 0;
     let mut rounds = 0;
-    let budget = Duration::from_secs(setting(ENV_BUDGET, BUDGET.as_secs()));
-    for round in 0..setting(ENV_ROUNDS, u64::from(ROUNDS)) as u32 {
+    let budget = Duration::from_secs(support::setting(ENV_BUDGET, BUDGET.as_secs()));
+    for round in 0..support::setting(ENV_ROUNDS, u64::from(ROUNDS)) as u32 {
         if start.elapsed() > budget {
             break;
         }
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        let delay = Duration::from_millis(5 + seed % 80);
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_redacts", "--ignored", "--nocapture"])
-            .env(ENV_DIR, dir.path())
-            .env(ENV_ROUND, round.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut acked = Vec::new();
-            let mut opened = false;
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if line == "@@OPEN" {
-                    opened = true;
-                } else if let Some(id) = line.strip_prefix("@@REDACTED ") {
-                    if let Ok(id) = id.parse::<EventId>() {
-                        acked.push(id);
-                    }
-                }
-            }
-            (opened, acked)
-        });
-        std::thread::sleep(delay);
-        child.kill().unwrap();
-        let status = child.wait().unwrap();
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&status),
-            Some(9),
-            "the child ended by itself ({status}); run it alone to see why"
+        let delay = delays.next(5, 80);
+        let killed = support::run_and_kill(
+            "child_redacts",
+            &[
+                (ENV_DIR, dir.path().display().to_string()),
+                (ENV_ROUND, round.to_string()),
+            ],
+            delay,
         );
-        let (opened, acked) = reader.join().unwrap();
+        let opened = killed.opened;
+        let acked: Vec<EventId> = killed
+            .lines
+            .iter()
+            .filter_map(|l| l.strip_prefix("@@REDACTED "))
+            .filter_map(|id| id.parse().ok())
+            .collect();
         total_acked += acked.len();
         let (_, _, finished) = check(dir.path(), &acked);
         total_finished += finished;

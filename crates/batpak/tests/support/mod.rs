@@ -1,0 +1,78 @@
+//! Shared by the kill -9 tests: run one ignored test of this binary as a child
+//! process, collect the lines it prints, and kill it with SIGKILL.
+
+#![allow(dead_code, reason = "each test binary uses part of this")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What a killed child printed.
+pub struct Killed {
+    /// It printed `@@OPEN` (its store was open) before the kill.
+    pub opened: bool,
+    /// Every complete line it printed.
+    pub lines: Vec<String>,
+}
+
+/// Runs the ignored test `test` of the current binary with `envs`, kills it
+/// `delay` after the spawn, and checks the kill (not a failure) ended it.
+pub fn run_and_kill(test: &str, envs: &[(&str, String)], delay: Duration) -> Killed {
+    let mut command = Command::new(std::env::current_exe().expect("test binary path"));
+    command
+        .args(["--exact", test, "--ignored", "--nocapture"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let mut child = command.spawn().expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let reader = std::thread::spawn(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<_>>()
+    });
+    std::thread::sleep(delay);
+    child.kill().expect("kill child");
+    let status = child.wait().expect("wait for child");
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the child ended by itself ({status}); run `{test}` alone with its environment to see why"
+    );
+    let lines = reader.join().expect("reader thread");
+    Killed {
+        opened: lines.iter().any(|l| l == "@@OPEN"),
+        lines,
+    }
+}
+
+/// A xorshift generator seeded from the clock, for kill delays.
+pub struct Delays(u64);
+
+impl Delays {
+    pub fn new() -> Self {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64);
+        Delays(nanos | 1)
+    }
+
+    /// A delay in `[min_ms, min_ms + spread_ms)`.
+    pub fn next(&mut self, min_ms: u64, spread_ms: u64) -> Duration {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        Duration::from_millis(min_ms + self.0 % spread_ms.max(1))
+    }
+}
+
+/// An integer setting from the environment, or `default`.
+pub fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
