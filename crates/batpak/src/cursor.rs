@@ -35,9 +35,16 @@ pub enum CursorStart {
     Now,
 }
 
-/// Names of the cursors open in this store, so two handles never race on one file.
+/// Names of the cursors (and reactors) open in this store, so two handles never race
+/// on one position.
 #[derive(Debug, Default)]
 pub(crate) struct OpenCursors(Mutex<HashSet<String>>);
+
+impl OpenCursors {
+    pub(crate) fn names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// A durable cursor. See [`Store::cursor`].
 pub struct Cursor<'s> {
@@ -80,7 +87,7 @@ impl Store {
         self.writer()?;
         check_name(name)?;
         {
-            let mut open = self.cursors.0.lock().unwrap_or_else(|p| p.into_inner());
+            let mut open = self.cursors.names();
             if !open.insert(name.to_string()) {
                 return Err(Error::CursorInUse {
                     name: name.to_string(),
@@ -143,11 +150,7 @@ impl Store {
     }
 
     fn release_cursor(&self, name: &str) {
-        self.cursors
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        self.cursors.names().remove(name);
     }
 }
 
@@ -225,7 +228,7 @@ impl Drop for Cursor<'_> {
     }
 }
 
-fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let problem = if name.is_empty() {
         Some("is empty".to_string())
     } else if name.len() > MAX_CURSOR_NAME {

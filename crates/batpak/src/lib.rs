@@ -47,6 +47,7 @@ mod open;
 mod options;
 mod projection;
 mod query;
+mod reactor;
 mod receipt;
 mod redact;
 mod registry;
@@ -88,6 +89,10 @@ pub use projection::{
     ProjectionRun, RequestedFreshness, SnapshotRef, SourceRef, DEFAULT_PROJECTION_CACHE,
 };
 pub use query::Region;
+pub use reactor::{
+    OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition, ReactorSkipped,
+    ReactorState, ReactorStatus, REACTOR_POSITION_KIND, REACTOR_SKIP_KIND,
+};
 pub use receipt::{
     AppendReceipt, ReceiptCheck, ReceiptField, RECEIPT_MESSAGE_LEN, SIGNED_RECEIPT_LEN,
 };

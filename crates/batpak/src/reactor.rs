@@ -1,0 +1,606 @@
+//! Reactors: a named consumer of a region that appends reactions, exactly once.
+//!
+//! For each source event the handler fills a `Reactions` batch. The reactions (each
+//! caused by the source, correlation inherited) and a `ReactorPosition` record naming
+//! the source's sequence are appended as one atomic batch, so after any crash every
+//! source event has either all its reactions and the position past it, or neither.
+//! The position lives in the journal, on the entity `batpak:reactor:<name>`, whose
+//! head is where a restarted reactor resumes. Sources that need no reaction advance
+//! the position in memory; it is recorded every `POSITION_EVERY` such events, when
+//! idle, and on stop (replaying them after a crash appends nothing).
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::coordinate::Coordinate;
+use crate::cursor::CursorStart;
+use crate::delivery::RecvError;
+use crate::error::{Error, Result};
+use crate::event::{EventPayload, StoredEvent};
+use crate::id::EventId;
+use crate::kind::EventKind;
+use crate::options::{AppendOptions, ExpectedVersion};
+use crate::query::Region;
+use crate::store::{Batch, RawPayload, Store};
+
+/// The kind of a reactor's position record (reserved category 0).
+pub const REACTOR_POSITION_KIND: EventKind = EventKind::custom(0, 4);
+/// The kind of the record of a source event a reactor skipped after an error.
+pub const REACTOR_SKIP_KIND: EventKind = EventKind::custom(0, 5);
+
+/// Sources without reactions between two position records.
+const POSITION_EVERY: u64 = 1024;
+/// How often a waiting reactor checks whether it was asked to stop.
+const POLL: Duration = Duration::from_millis(50);
+/// The scope of every reactor's position entity.
+const REACTOR_SCOPE: &str = "batpak:reactors";
+
+/// Where a reactor stands: every source up to `sequence` has been handled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactorPosition {
+    /// The reactor's name.
+    pub reactor: String,
+    /// The last source sequence handled.
+    pub sequence: u64,
+}
+
+impl EventPayload for ReactorPosition {
+    const KIND: EventKind = REACTOR_POSITION_KIND;
+}
+
+/// A source event a reactor skipped after its handler failed (`OnError::Skip`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactorSkipped {
+    /// The reactor's name.
+    pub reactor: String,
+    /// The source event.
+    pub source: EventId,
+    /// What the handler said (or its panic message).
+    pub error: String,
+}
+
+impl EventPayload for ReactorSkipped {
+    const KIND: EventKind = REACTOR_SKIP_KIND;
+}
+
+/// What a reactor does when its handler returns an error or panics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnError {
+    /// Stop with `ReactorState::Failed`; nothing is recorded for the source, which is
+    /// handled again when a reactor of this name next runs. The default.
+    #[default]
+    Stop,
+    /// Run the handler again up to `attempts` more times, waiting `backoff`, then
+    /// twice that, and so on; then stop as `Stop` does.
+    Retry {
+        /// Further attempts after the first.
+        attempts: u32,
+        /// The first wait.
+        backoff: Duration,
+    },
+    /// Record a `ReactorSkipped` event (with the position, atomically) and go on.
+    Skip,
+}
+
+/// How a reactor runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReactorOptions {
+    /// Error policy. Default `Stop`.
+    pub on_error: OnError,
+    /// Where a reactor that has never run starts. Default: the beginning.
+    pub start: CursorStart,
+}
+
+/// The reactions to one source event. Each is caused by the source and carries the
+/// source's correlation (or, when it has none, the source's id).
+#[derive(Debug)]
+pub struct Reactions {
+    batch: Batch,
+    source: EventId,
+    correlation: EventId,
+}
+
+impl Reactions {
+    fn new(source: &StoredEvent) -> Self {
+        Reactions {
+            batch: Batch::new(),
+            source: source.id,
+            correlation: source.correlation.unwrap_or(source.id),
+        }
+    }
+
+    fn link(&self, options: AppendOptions) -> AppendOptions {
+        let mut options = options.caused_by(self.source);
+        options.correlation = Some(self.correlation);
+        options
+    }
+
+    /// Adds a typed reaction.
+    pub fn emit<P: EventPayload>(&mut self, coord: &Coordinate, payload: &P) -> Result<()> {
+        self.emit_with(coord, payload, AppendOptions::default())
+    }
+
+    /// Adds a typed reaction with options (an expected version, an idempotency key);
+    /// causation and correlation are set by the reactor.
+    pub fn emit_with<P: EventPayload>(
+        &mut self,
+        coord: &Coordinate,
+        payload: &P,
+        options: AppendOptions,
+    ) -> Result<()> {
+        self.batch
+            .push(coord, payload, self.link(options))
+            .map(|_| ())
+    }
+
+    /// Adds pre-encoded bytes.
+    pub fn emit_raw(
+        &mut self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: RawPayload<'_>,
+        options: AppendOptions,
+    ) {
+        let options = self.link(options);
+        self.batch.push_raw(coord, kind, payload, options);
+    }
+
+    /// Reactions added so far.
+    pub fn len(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Whether none were added.
+    pub fn is_empty(&self) -> bool {
+        self.batch.is_empty()
+    }
+}
+
+/// Whether a reactor runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReactorState {
+    /// Handling events or waiting for more.
+    Running,
+    /// Stopped on request.
+    Stopped,
+    /// Stopped because handling `sequence` failed, or the store did.
+    Failed {
+        /// The source sequence that failed (0: none in particular).
+        sequence: u64,
+        /// What went wrong.
+        error: String,
+    },
+}
+
+/// A reactor's progress.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReactorStatus {
+    /// The reactor's name.
+    pub name: String,
+    /// Running, stopped or failed.
+    pub state: ReactorState,
+    /// Every source up to this sequence has been handled (recorded or not yet).
+    pub position: u64,
+    /// Sources handled by this run.
+    pub handled: u64,
+    /// Reactions appended by this run.
+    pub reactions: u64,
+    /// Sources skipped after errors by this run.
+    pub skipped: u64,
+    /// Handler attempts that failed and were retried.
+    pub retries: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    status: Mutex<ReactorStatus>,
+    changed: Condvar,
+    stop: AtomicBool,
+}
+
+impl Shared {
+    fn status(&self) -> MutexGuard<'_, ReactorStatus> {
+        self.status.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn update(&self, f: impl FnOnce(&mut ReactorStatus)) {
+        f(&mut self.status());
+        self.changed.notify_all();
+    }
+}
+
+/// A running reactor. Dropping it stops the reactor and waits for its thread.
+#[derive(Debug)]
+pub struct ReactorHandle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ReactorHandle {
+    /// The reactor's progress now.
+    pub fn status(&self) -> ReactorStatus {
+        self.shared.status().clone()
+    }
+
+    /// Blocks until the reactor's position reaches `sequence` or it stops running;
+    /// returns the status then, or the status at the deadline.
+    pub fn wait_for(&self, sequence: u64, timeout: Duration) -> ReactorStatus {
+        let deadline = Instant::now() + timeout;
+        let mut status = self.shared.status();
+        while status.position < sequence && status.state == ReactorState::Running {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            status = self
+                .shared
+                .changed
+                .wait_timeout(status, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        status.clone()
+    }
+
+    /// Asks the reactor to stop, waits for it (it records its position first) and
+    /// returns its final status.
+    pub fn stop(mut self) -> ReactorStatus {
+        self.halt();
+        self.status()
+    }
+
+    fn halt(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ReactorHandle {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+impl Store {
+    /// Starts the reactor `name` over `region` on a new thread: `handler` sees each
+    /// source event in order and fills the reactions to append; reactions and the
+    /// reactor's position are committed atomically, so across crashes every source is
+    /// reacted to exactly once. A reactor that ran before resumes after its recorded
+    /// position. The reactor never sees its own position and skip records. One reactor
+    /// per name at a time (`Error::CursorInUse`). Needs a writable store.
+    pub fn react<F>(
+        self: &Arc<Self>,
+        name: &str,
+        region: Region,
+        options: ReactorOptions,
+        handler: F,
+    ) -> Result<ReactorHandle>
+    where
+        F: FnMut(&StoredEvent, &mut Reactions) -> Result<()> + Send + 'static,
+    {
+        self.writer()?;
+        crate::cursor::check_name(name)?;
+        let entity = format!("batpak:reactor:{name}");
+        let coordinate = Coordinate::new(&entity, REACTOR_SCOPE)?;
+        let registry_name = format!("\0reactor:{name}");
+        {
+            let mut open = self.cursors.names();
+            if !open.insert(registry_name.clone()) {
+                return Err(Error::CursorInUse {
+                    name: name.to_string(),
+                });
+            }
+        }
+        let started = self.reactor_position(&coordinate, name, options.start);
+        let (position, version) = match started {
+            Ok(p) => p,
+            Err(e) => {
+                self.cursors.names().remove(&registry_name);
+                return Err(e);
+            }
+        };
+        let shared = Arc::new(Shared {
+            status: Mutex::new(ReactorStatus {
+                name: name.to_string(),
+                state: ReactorState::Running,
+                position,
+                handled: 0,
+                reactions: 0,
+                skipped: 0,
+                retries: 0,
+            }),
+            changed: Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let mut run = Run {
+            store: Arc::clone(self),
+            name: name.to_string(),
+            coordinate,
+            region,
+            options,
+            shared: Arc::clone(&shared),
+            position,
+            recorded: position,
+            version,
+            registry_name,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("batpak-reactor-{name}"))
+            .spawn(move || run.run(handler))
+            .map_err(|e| Error::Io {
+                op: "spawn reactor thread",
+                path: self.dir().to_path_buf(),
+                source: e,
+            })?;
+        Ok(ReactorHandle {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// The reactor's recorded position and the version of its position entity,
+    /// recording the start position first for a reactor that never ran.
+    fn reactor_position(
+        &self,
+        coordinate: &Coordinate,
+        name: &str,
+        start: CursorStart,
+    ) -> Result<(u64, u64)> {
+        if let Some(head) = self.stream(coordinate.entity())?.pop() {
+            let position = head.decode::<ReactorPosition>()?;
+            return Ok((position.sequence, head.version));
+        }
+        let sequence = match start {
+            CursorStart::Beginning => 0,
+            CursorStart::After(s) => s,
+            CursorStart::Now => self.visible_sequence(),
+        };
+        let mut batch = Batch::new();
+        batch.push_system(
+            coordinate,
+            &ReactorPosition {
+                reactor: name.to_string(),
+                sequence,
+            },
+            AppendOptions::expect(ExpectedVersion::NoStream),
+        )?;
+        let receipt = self.append_batch(&batch)?;
+        Ok((sequence, receipt.first().map_or(0, |r| r.version)))
+    }
+}
+
+/// The reactor thread's state.
+struct Run {
+    store: Arc<Store>,
+    name: String,
+    coordinate: Coordinate,
+    region: Region,
+    options: ReactorOptions,
+    shared: Arc<Shared>,
+    /// Every source up to here is handled.
+    position: u64,
+    /// The position the journal holds.
+    recorded: u64,
+    /// The version of the position entity's head.
+    version: u64,
+    registry_name: String,
+}
+
+/// How handling one source ended.
+enum Outcome {
+    Done,
+    Stop,
+}
+
+impl Run {
+    fn run<F>(&mut self, mut handler: F)
+    where
+        F: FnMut(&StoredEvent, &mut Reactions) -> Result<()>,
+    {
+        let end = self.main_loop(&mut handler);
+        let flushed = self.record_position();
+        let state = match (end, flushed) {
+            (Err(failed), _) => failed,
+            (Ok(()), Err(e)) => ReactorState::Failed {
+                sequence: 0,
+                error: e.to_string(),
+            },
+            (Ok(()), Ok(())) => ReactorState::Stopped,
+        };
+        self.shared.update(|s| s.state = state);
+        self.store.cursors.names().remove(&self.registry_name);
+    }
+
+    fn main_loop<F>(&mut self, handler: &mut F) -> std::result::Result<(), ReactorState>
+    where
+        F: FnMut(&StoredEvent, &mut Reactions) -> Result<()>,
+    {
+        let store = Arc::clone(&self.store);
+        let mut feed = store
+            .subscribe_from(self.region.clone(), self.position + 1)
+            .lag_limit(u64::MAX);
+        while !self.shared.stop.load(Ordering::SeqCst) {
+            let event = match feed.recv_timeout(POLL) {
+                Ok(e) => e,
+                Err(RecvError::Timeout) => {
+                    self.record_position().map_err(|e| failed(0, &e))?;
+                    continue;
+                }
+                Err(RecvError::Failed(e)) => return Err(failed(0, &e)),
+                Err(other) => return Err(failed(0, &other)),
+            };
+            if event.kind == REACTOR_POSITION_KIND || event.kind == REACTOR_SKIP_KIND {
+                // Reactor bookkeeping is never a source; pass it by.
+                self.position = event.sequence;
+                self.shared.update(|s| s.position = event.sequence);
+                continue;
+            }
+            match self.handle(&event, handler) {
+                Ok(Outcome::Done) => {}
+                Ok(Outcome::Stop) => return Ok(()),
+                Err(state) => return Err(state),
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the handler on one source and commits, following the error policy.
+    fn handle<F>(
+        &mut self,
+        event: &StoredEvent,
+        handler: &mut F,
+    ) -> std::result::Result<Outcome, ReactorState>
+    where
+        F: FnMut(&StoredEvent, &mut Reactions) -> Result<()>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            let mut reactions = Reactions::new(event);
+            let result = match catch_unwind(AssertUnwindSafe(|| handler(event, &mut reactions))) {
+                Ok(Ok(())) => self.commit(event, reactions).map_err(|e| e.to_string()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(panic) => Err(panic_message(panic.as_ref())),
+            };
+            let error = match result {
+                Ok(()) => return Ok(Outcome::Done),
+                Err(error) => error,
+            };
+            match self.options.on_error {
+                OnError::Retry { attempts, backoff } if attempt < attempts => {
+                    self.shared.update(|s| s.retries += 1);
+                    let wait = backoff.saturating_mul(1 << attempt.min(16));
+                    attempt += 1;
+                    if self.sleep(wait) {
+                        return Ok(Outcome::Stop);
+                    }
+                }
+                OnError::Skip => {
+                    self.skip(event, error)
+                        .map_err(|e| failed(event.sequence, &e))?;
+                    return Ok(Outcome::Done);
+                }
+                _ => {
+                    return Err(ReactorState::Failed {
+                        sequence: event.sequence,
+                        error,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Appends the reactions and the position past `event` atomically, or, with no
+    /// reactions, advances in memory.
+    fn commit(&mut self, event: &StoredEvent, reactions: Reactions) -> Result<()> {
+        if reactions.is_empty() {
+            self.advance(event.sequence, 0, false);
+            if self.position - self.recorded >= POSITION_EVERY {
+                self.record_position()?;
+            }
+            return Ok(());
+        }
+        let count = reactions.len() as u64;
+        let mut batch = reactions.batch;
+        self.push_position(&mut batch, event.sequence, self.version)?;
+        let receipts = self.store.append_batch(&batch)?;
+        self.version = receipts.last().map_or(self.version, |r| r.version);
+        self.recorded = event.sequence;
+        self.advance(event.sequence, count, false);
+        Ok(())
+    }
+
+    fn skip(&mut self, event: &StoredEvent, error: String) -> Result<()> {
+        let mut batch = Batch::new();
+        batch.push_system(
+            &self.coordinate,
+            &ReactorSkipped {
+                reactor: self.name.clone(),
+                source: event.id,
+                error,
+            },
+            AppendOptions::expect(ExpectedVersion::Exact(self.version)).caused_by(event.id),
+        )?;
+        self.push_position(&mut batch, event.sequence, self.version + 1)?;
+        let receipts = self.store.append_batch(&batch)?;
+        self.version = receipts.last().map_or(self.version, |r| r.version);
+        self.recorded = event.sequence;
+        self.advance(event.sequence, 0, true);
+        Ok(())
+    }
+
+    /// Adds the position record naming `sequence`, expecting the position entity at
+    /// `version` (so two writers of one reactor cannot both commit).
+    fn push_position(&self, batch: &mut Batch, sequence: u64, version: u64) -> Result<()> {
+        batch
+            .push_system(
+                &self.coordinate,
+                &ReactorPosition {
+                    reactor: self.name.clone(),
+                    sequence,
+                },
+                AppendOptions::expect(ExpectedVersion::Exact(version)),
+            )
+            .map(|_| ())
+    }
+
+    /// Records the in-memory position when it is ahead of the journal's.
+    fn record_position(&mut self) -> Result<()> {
+        if self.position == self.recorded {
+            return Ok(());
+        }
+        let mut batch = Batch::new();
+        self.push_position(&mut batch, self.position, self.version)?;
+        let receipts = self.store.append_batch(&batch)?;
+        self.version = receipts.last().map_or(self.version, |r| r.version);
+        self.recorded = self.position;
+        Ok(())
+    }
+
+    fn advance(&mut self, sequence: u64, reactions: u64, skipped: bool) {
+        self.position = sequence;
+        self.shared.update(|s| {
+            s.position = sequence;
+            s.handled += 1;
+            s.reactions += reactions;
+            s.skipped += u64::from(skipped);
+        });
+    }
+
+    /// Sleeps `wait` in short steps; `true` when asked to stop meanwhile.
+    fn sleep(&self, wait: Duration) -> bool {
+        let until = Instant::now() + wait;
+        loop {
+            if self.shared.stop.load(Ordering::SeqCst) {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until {
+                return false;
+            }
+            std::thread::sleep((until - now).min(POLL));
+        }
+    }
+}
+
+fn failed(sequence: u64, error: &dyn std::fmt::Display) -> ReactorState {
+    ReactorState::Failed {
+        sequence,
+        error: error.to_string(),
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-text panic payload".to_string());
+    format!("the handler panicked: {text}")
+}
