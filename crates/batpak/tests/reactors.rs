@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batpak::{
-    AppendOptions, Coordinate, Error, EventId, EventKind, EventPayload, OnError, Reactions,
-    ReactorOptions, ReactorSkipped, ReactorState, Region, Store, StoredEvent, SyncPolicy,
-    REACTOR_SKIP_KIND,
+    Coordinate, Error, EventId, EventKind, EventPayload, OnError, Reactions, ReactorOptions,
+    ReactorSkipped, ReactorState, Region, Store, StoredEvent, SyncPolicy, REACTOR_SKIP_KIND,
 };
 use serde::{Deserialize, Serialize};
 
