@@ -57,6 +57,7 @@ mod sign;
 mod store;
 mod transaction;
 mod verify;
+mod watch;
 mod writer;
 
 /// `#[derive(EventPayload)]` with `#[batpak(category = C, type_id = T, version = V)]`.
@@ -111,6 +112,7 @@ pub mod __private {
 pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
 pub use transaction::Transaction;
 pub use verify::{Anchor, AnchorCheck, Check, Verification, VerifyFinding, ANCHOR_MESSAGE_LEN};
+pub use watch::Watch;
 
 /// The names a first program needs: `use batpak::prelude::*;`.
 pub mod prelude {

@@ -232,3 +232,78 @@ fn under_always_events_are_delivered_once_durable() {
     assert_eq!(e.sequence, seq);
     assert!(store.frontier().durable >= seq);
 }
+
+#[derive(Clone, Default, Debug, PartialEq)]
+struct Count(u32);
+
+impl batpak::Projection for Count {
+    const NAME: &'static str = "count";
+    const KINDS: &'static [EventKind] = &[KIND];
+
+    fn apply(&mut self, _: &batpak::StoredEvent) -> batpak::Result<()> {
+        self.0 += 1;
+        Ok(())
+    }
+}
+
+#[test]
+fn a_watcher_yields_the_new_state_after_each_relevant_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .sync_policy(SyncPolicy::Never)
+        .open()
+        .unwrap();
+    append(&store, "acct:1", 0);
+    let mut watch = store.watch::<Count>("acct:1");
+    assert!(matches!(
+        watch.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    ));
+    append(&store, "acct:2", 0); // another entity
+    store
+        .append_raw(
+            &Coordinate::new("acct:1", "s").unwrap(),
+            EventKind::custom(1, 2), // a kind Count ignores
+            RawPayload::opaque(b""),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    assert!(matches!(
+        watch.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    ));
+    append(&store, "acct:1", 1);
+    assert_eq!(
+        watch.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Some(Count(2))
+    );
+    // A burst gives one state that covers it.
+    append(&store, "acct:1", 2);
+    append(&store, "acct:1", 3);
+    assert_eq!(
+        watch.recv_timeout(Duration::from_secs(5)).unwrap(),
+        Some(Count(4))
+    );
+    assert!(matches!(
+        watch.recv_timeout(Duration::from_millis(20)),
+        Err(RecvError::Timeout)
+    ));
+    // From another thread, live.
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(Duration::from_millis(20));
+            append(&store, "acct:1", 4);
+        });
+        assert_eq!(watch.recv().unwrap(), Some(Count(5)));
+    });
+    // Lag semantics are the subscription's.
+    let mut watch = store.watch::<Count>("acct:1").lag_limit(2);
+    assert!(matches!(
+        watch.recv_timeout(Duration::from_millis(5)),
+        Err(RecvError::Timeout)
+    ));
+    for i in 0..5 {
+        append(&store, "acct:1", 10 + i);
+    }
+    assert!(matches!(watch.recv(), Err(RecvError::Lagged { .. })));
+}
