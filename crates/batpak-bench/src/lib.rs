@@ -227,8 +227,13 @@ CREATE TABLE IF NOT EXISTS events (
     hash BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_entity_version ON events (entity, version);
+CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, position INTEGER NOT NULL);
 ";
 
+const AFTER: &str = "SELECT seq, id, entity, scope, version, kind, ts, payload, prev_hash, \
+    hash FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2";
+const SAVE_POSITION: &str =
+    "INSERT INTO cursors (name, position) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET position = ?2";
 const INSERT: &str = "INSERT INTO events (id, entity, scope, version, kind, ts, payload, \
     prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 const HEAD: &str =
@@ -435,6 +440,43 @@ impl SqliteJournal {
                 return Err(format!("broken link below version {version}").into());
             }
         }
+    }
+
+    /// Up to `limit` events after sequence `after`, in order: what a polling
+    /// subscriber or a cursor reads.
+    pub fn read_after(&self, after: i64, limit: usize) -> Result<Vec<SqliteEvent>> {
+        let mut stmt = self.conn.prepare_cached(AFTER)?;
+        let rows = stmt.query_map(params![after, i64::try_from(limit)?], SqliteEvent::from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Saves a named position (its own transaction, with the journal's `synchronous`).
+    pub fn save_position(&self, name: &str, position: i64) -> Result<()> {
+        self.conn
+            .prepare_cached(SAVE_POSITION)?
+            .execute(params![name, position])?;
+        Ok(())
+    }
+
+    /// Appends one event and saves a named position in one transaction: a reaction
+    /// committed with its reactor's position.
+    pub fn append_with_position(
+        &mut self,
+        entity: &str,
+        scope: &str,
+        payload: &OrderPlaced,
+        name: &str,
+        position: i64,
+    ) -> Result<SqliteReceipt> {
+        let prior = self.head(entity)?;
+        let row = self.prepare(prior, entity, scope, payload)?;
+        let tx = self.conn.unchecked_transaction()?;
+        let sequence = insert(&tx, entity, scope, &row)?;
+        tx.prepare_cached(SAVE_POSITION)?
+            .execute(params![name, position])?;
+        tx.commit()?;
+        self.set_head(entity, &row);
+        Ok(receipt(sequence, &row))
     }
 
     /// Number of rows.
