@@ -30,9 +30,9 @@ fn rate(n: u64, d: Duration) -> f64 {
     n as f64 / d.as_secs_f64()
 }
 
-fn coords() -> Vec<Coordinate> {
+fn coords() -> Result<Vec<Coordinate>> {
     (0..ENTITIES)
-        .map(|i| Coordinate::new(entity_name(i), SCOPE).expect("valid coordinate"))
+        .map(|i| Ok(Coordinate::new(entity_name(i), SCOPE)?))
         .collect()
 }
 
@@ -56,7 +56,7 @@ fn sqlite_writer(db: &mut SqliteJournal, names: &[String], n: u64) -> Result<Dur
 }
 
 fn fanout(n: u64) -> Result<()> {
-    let coords = coords();
+    let coords = coords()?;
     let names: Vec<String> = (0..ENTITIES).map(entity_name).collect();
 
     // batpak: the writer alone, then with 16 subscribers.
@@ -164,7 +164,7 @@ fn fanout(n: u64) -> Result<()> {
 
 fn cursor_catch_up(n: u64) -> Result<()> {
     const BATCH: usize = 1_000;
-    let coords = coords();
+    let coords = coords()?;
     let names: Vec<String> = (0..ENTITIES).map(entity_name).collect();
     let dir = tempfile::tempdir()?;
     let store = Store::builder(dir.path())
@@ -174,9 +174,9 @@ fn cursor_catch_up(n: u64) -> Result<()> {
     let mut i = 0u64;
     while i < n {
         let mut batch = Batch::new();
-        for k in 0..BATCH.min((n - i) as usize) {
+        for (k, payload) in payloads.iter().take((n - i) as usize).enumerate() {
             let e = (i as usize + k) % ENTITIES;
-            batch.push(&coords[e], &payloads[k], Default::default())?;
+            batch.push(&coords[e], payload, Default::default())?;
         }
         i += batch.len() as u64;
         store.append_batch(&batch)?;
@@ -238,7 +238,7 @@ fn cursor_catch_up(n: u64) -> Result<()> {
 }
 
 fn reactor(n: u64) -> Result<()> {
-    let coords = coords();
+    let coords = coords()?;
     let names: Vec<String> = (0..ENTITIES).map(entity_name).collect();
     let dir = tempfile::tempdir()?;
     let store = Arc::new(
