@@ -437,7 +437,13 @@ impl Run {
                 Err(other) => return Err(failed(0, &other)),
             };
             if event.kind == REACTOR_POSITION_KIND || event.kind == REACTOR_SKIP_KIND {
-                // Reactor bookkeeping is never a source; pass it by.
+                // Reactor bookkeeping is never a source; pass it by. When the journal
+                // already held the position before it, it still does (nothing to
+                // react to lies between), so passing it records nothing: otherwise a
+                // reactor over every event would record its own records forever.
+                if self.position == self.recorded {
+                    self.recorded = event.sequence;
+                }
                 self.position = event.sequence;
                 self.shared.update(|s| s.position = event.sequence);
                 continue;

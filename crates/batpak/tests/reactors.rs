@@ -240,6 +240,37 @@ fn retry_and_skip_policies() {
     assert_eq!(status.handled, 0);
 }
 
+#[test]
+fn a_reactor_over_every_event_does_not_feed_on_its_own_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let only_payments =
+        |event: &StoredEvent, out: &mut Reactions| match event.decode_if::<Paid>()? {
+            Some(_) => receipt(event, out),
+            None => Ok(()),
+        };
+    let handle = store
+        .react(
+            "all",
+            Region::all(),
+            ReactorOptions::default(),
+            only_payments,
+        )
+        .unwrap();
+    let last = (0..5).map(|n| pay(&store, n)).last().unwrap();
+    assert_eq!(handle.wait_for(last, WAIT).reactions, 5);
+    // Idle for a few polls: the number of events must settle.
+    std::thread::sleep(Duration::from_millis(300));
+    let settled = store.frontier().visible;
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        store.frontier().visible,
+        settled,
+        "the reactor keeps appending"
+    );
+    drop(handle);
+}
+
 const ENV_DIR: &str = "BATPAK_REACTOR_KILL9_DIR";
 
 /// Child: one thread pays, a reactor issues receipts; both until killed.
