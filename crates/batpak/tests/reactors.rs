@@ -257,7 +257,10 @@ fn a_reactor_over_every_event_does_not_feed_on_its_own_records() {
             only_payments,
         )
         .unwrap();
-    let last = (0..5).map(|n| pay(&store, n)).last().unwrap();
+    let mut last = 0;
+    for n in 0..5 {
+        last = pay(&store, n);
+    }
     assert_eq!(handle.wait_for(last, WAIT).reactions, 5);
     // Idle for a few polls: the number of events must settle.
     std::thread::sleep(Duration::from_millis(300));
