@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batpak::prelude::*;
-use batpak::{ReactorOptions, Reactions, Watermark};
+use batpak::{Reactions, ReactorOptions, Watermark};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, EventPayload, Debug)]
