@@ -171,7 +171,7 @@ impl StoreBuilder {
             redacting: Mutex::new(()),
             signal,
             cursors: Default::default(),
-            _lock: lock,
+            _lock: Some(lock),
         };
         let swept = store.finish_recorded_redactions()?;
         store.report.redactions_finished = u64::from(pending_finished) + swept;
@@ -182,6 +182,19 @@ impl StoreBuilder {
     /// writer holds the directory; holds a shared lock so no writer opens meanwhile.
     /// Nothing on disk is changed: a torn tail is reported and ignored, not cut.
     pub fn open_read_only(self) -> Result<Store> {
+        self.open_reader(true)
+    }
+
+    /// Opens a read-only view of the store as it is now, taking no lock, so it works
+    /// while another process writes to it (the `batpak` tool reads live stores this
+    /// way). The view does not see later appends; the writer's unfinished tail is
+    /// ignored like a torn one. A read that races a redaction in the other process
+    /// may fail with `Error::Corrupt`; reopening the view reads the record again.
+    pub fn open_view(self) -> Result<Store> {
+        self.open_reader(false)
+    }
+
+    fn open_reader(self, lock: bool) -> Result<Store> {
         let segments = self.dir.join(crate::segment::SEGMENTS_DIR);
         if !segments.is_dir() {
             return Err(Error::Io {
@@ -192,7 +205,11 @@ impl StoreBuilder {
         }
         let collisions = self.check_kinds()?;
         let keys = self.keyring();
-        let lock = DirLock::acquire(&self.dir, true)?;
+        let lock = if lock {
+            Some(DirLock::acquire(&self.dir, true)?)
+        } else {
+            None
+        };
         crate::redact::finish_pending(&self.dir, true)?;
         let mut loaded = load(&self.dir, true, 0, None)?;
         loaded.report.kind_collisions = collisions;
@@ -256,7 +273,8 @@ pub struct Store {
     pub(crate) signal: Arc<Signal>,
     /// Names of the durable cursors open now.
     pub(crate) cursors: crate::cursor::OpenCursors,
-    _lock: DirLock,
+    /// `None` for a view (`open_view`), which takes no lock.
+    _lock: Option<DirLock>,
 }
 
 /// Number of `decide` lock stripes.

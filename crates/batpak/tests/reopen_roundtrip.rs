@@ -236,3 +236,35 @@ fn every_sync_policy_round_trips() {
         assert_eq!(got, receipts, "{policy:?}");
     }
 }
+
+#[test]
+fn a_view_reads_a_store_another_handle_is_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = batpak::Store::open(dir.path()).unwrap();
+    let c = batpak::Coordinate::new("e", "s").unwrap();
+    let kind = batpak::EventKind::custom(1, 1);
+    let raw = batpak::RawPayload::opaque(b"x");
+    let first = writer
+        .append_raw(&c, kind, raw, batpak::AppendOptions::default())
+        .unwrap();
+    assert!(matches!(
+        batpak::Store::open_read_only(dir.path()),
+        Err(batpak::Error::Locked { .. })
+    ));
+    let view = batpak::Store::builder(dir.path()).open_view().unwrap();
+    assert_eq!(view.get(first.event_id).unwrap().unwrap().sequence, 1);
+    writer
+        .append_raw(&c, kind, raw, batpak::AppendOptions::default())
+        .unwrap();
+    assert_eq!(
+        view.stats().unwrap().events,
+        1,
+        "a view does not follow appends"
+    );
+    assert!(matches!(
+        view.append_raw(&c, kind, raw, batpak::AppendOptions::default()),
+        Err(batpak::Error::ReadOnly)
+    ));
+    drop(view);
+    writer.close().unwrap();
+}
