@@ -197,6 +197,63 @@ impl Anchor {
     }
 }
 
+/// The JSON form: running hash, key id and signature in hex.
+#[derive(Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnchorJson {
+    sequence: u64,
+    running_hash: String,
+    unix_ms: u64,
+    #[serde(default)]
+    key_id: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
+}
+
+impl Serialize for Anchor {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        AnchorJson {
+            sequence: self.sequence,
+            running_hash: self.running_hash.to_string(),
+            unix_ms: self.unix_ms,
+            key_id: self.signature.map(|s| s.key_id.to_string()),
+            signature: self.signature.map(|s| s.signature.to_string()),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Anchor {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let j = AnchorJson::deserialize(deserializer)?;
+        let text = |e: Error| D::Error::custom(e.to_string());
+        let signature = match (j.key_id, j.signature) {
+            (Some(k), Some(s)) => Some(Signed {
+                key_id: k.parse().map_err(text)?,
+                signature: s.parse().map_err(text)?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(D::Error::custom(
+                    "key_id and signature must be both present or both absent",
+                ))
+            }
+        };
+        Ok(Anchor {
+            sequence: j.sequence,
+            running_hash: j.running_hash.parse().map_err(text)?,
+            unix_ms: j.unix_ms,
+            signature,
+        })
+    }
+}
+
 /// What checking the history against an anchor found. Only `Holds` is valid.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -693,6 +750,8 @@ mod tests {
              e72e98ca43adde179dd6bb722cbdcd10c2b0022b2fb5a3ec73be17674731c303"
         );
         assert_eq!(Anchor::from_bytes(&wire).ok(), Some(anchor));
+        let json = serde_json::to_string(&anchor).unwrap_or_default();
+        assert_eq!(serde_json::from_str::<Anchor>(&json).ok(), Some(anchor));
         let unsigned = Anchor {
             signature: None,
             ..anchor

@@ -1,0 +1,209 @@
+//! The command line: every flag and subcommand, with their help texts.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Look into, write to and prove a batpak event store from the terminal.
+///
+/// The store directory is `--dir`, else `$BATPAK_DIR`, else `./batpak-data`. Reading
+/// commands open the store read-only, or, while another process writes to it, as a
+/// lock-free view. Every command takes `--json` for output meant for scripts. Event
+/// ids are UUIDs; kinds are `C:T` (category and type id, decimal or 0x-hex).
+#[derive(Debug, Parser)]
+#[command(name = "batpak", version, propagate_version = true)]
+pub struct Cli {
+    /// The store directory [env: BATPAK_DIR] [default: ./batpak-data].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Print JSON instead of tables (one JSON document, or JSON Lines for event
+    /// lists).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Ed25519 secret key (64 hex digits) to sign receipts and anchors with.
+    #[arg(
+        long,
+        global = true,
+        env = "BATPAK_SIGNING_KEY",
+        value_name = "HEX",
+        hide_env_values = true
+    )]
+    pub signing_key: Option<String>,
+
+    /// An Ed25519 public key (64 hex digits) whose signatures to accept; repeatable.
+    #[arg(long = "trust-key", global = true, value_name = "HEX")]
+    pub trust_keys: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build a realistic store (orders, payments, shipments; a reactor, a gate, a
+    /// redaction) and show what batpak does with it. Leaves the store in --dir (a new
+    /// temporary directory by default) for the other commands.
+    Demo,
+    /// One event by id.
+    Get {
+        /// The event id.
+        id: String,
+    },
+    /// Every event of an entity, in version order.
+    Stream {
+        /// The entity.
+        entity: String,
+    },
+    /// Events matching filters, in sequence order.
+    Query(Filters),
+    /// The newest events matching filters; with -f, keep printing new ones.
+    Tail {
+        #[command(flatten)]
+        filters: Filters,
+        /// Follow: print events as other processes append them (Ctrl-C stops).
+        #[arg(short, long)]
+        follow: bool,
+    },
+    /// Walk an entity's hash chain back from an event, checking every link.
+    Walk {
+        /// The event to start from.
+        id: String,
+        /// At most this many events.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Follow causation links from an event back to its root cause.
+    Causes {
+        /// The event.
+        id: String,
+        /// At most this many causes.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Events that name this event as their cause.
+    Effects {
+        /// The event.
+        id: String,
+    },
+    /// Events carrying this correlation id.
+    Correlated {
+        /// The correlation id (usually the id of a workflow's first event).
+        id: String,
+    },
+    /// The causal neighbourhood of an event (chain and causation edges).
+    Graph {
+        /// The event at the centre.
+        id: String,
+        /// How many links away to go.
+        #[arg(long, default_value_t = 2)]
+        depth: usize,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+        format: GraphFormat,
+    },
+    /// Counts, watermarks and how the store was opened.
+    Stats,
+    /// Append one event with a JSON payload (an argument, or standard input).
+    Append {
+        /// The entity (stream key).
+        #[arg(long)]
+        entity: String,
+        /// The scope (isolation label).
+        #[arg(long)]
+        scope: String,
+        /// The kind, C:T.
+        #[arg(long)]
+        kind: String,
+        /// Expected version of the entity: a number, `none` (no events yet) or `any`.
+        #[arg(long, default_value = "any")]
+        expect: String,
+        /// The event that caused this one.
+        #[arg(long)]
+        causation: Option<String>,
+        /// The workflow this event belongs to.
+        #[arg(long)]
+        correlation: Option<String>,
+        /// Repeating an append with this key returns the first receipt.
+        #[arg(long)]
+        idempotency_key: Option<String>,
+        /// The payload as JSON; `-` or nothing reads standard input.
+        payload: Option<String>,
+    },
+    /// Append every event of a JSON Lines file (as `export` writes, or
+    /// `{"entity","scope","kind","payload"}` per line), in batches of 1,000.
+    Import {
+        /// The file; `-` reads standard input.
+        file: PathBuf,
+    },
+    /// Check every record, hash, chain link and the index; exit code 1 on findings.
+    Verify,
+    /// Check a receipt (its JSON, an argument or standard input) against the store.
+    VerifyReceipt {
+        /// The receipt JSON; `-` or nothing reads standard input.
+        receipt: Option<String>,
+    },
+    /// Print an anchor of the whole history (signed with --signing-key) to keep
+    /// outside the store.
+    Anchor,
+    /// Check the history against an anchor (its JSON); exit code 1 unless it holds.
+    VerifyAnchor {
+        /// The anchor JSON; `-` or nothing reads standard input.
+        anchor: Option<String>,
+    },
+    /// Write events matching filters as JSON Lines.
+    Export {
+        #[command(flatten)]
+        filters: Filters,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Erase an event's payload (its hash and chain still verify); records why.
+    Redact {
+        /// The event.
+        id: String,
+        /// Why, recorded with the redaction.
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+/// Which events: every filter given must hold.
+#[derive(Debug, Args, Clone, Default)]
+pub struct Filters {
+    /// Exactly this entity.
+    #[arg(long, conflicts_with = "prefix")]
+    pub entity: Option<String>,
+    /// Entities under this prefix (on `:` boundaries).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Only this scope.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Only this kind, C:T.
+    #[arg(long, conflicts_with = "category")]
+    pub kind: Option<String>,
+    /// Only kinds of this category (0-15).
+    #[arg(long)]
+    pub category: Option<u8>,
+    /// Only events after this sequence.
+    #[arg(long, default_value_t = 0)]
+    pub after: u64,
+    /// At most this many events (query and export: all by default; tail: 10).
+    #[arg(long)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Indented lines for people.
+    Text,
+    /// Graphviz.
+    Dot,
+    /// Mermaid flowchart.
+    Mermaid,
+    /// Nodes and edges.
+    Json,
+}

@@ -1,0 +1,231 @@
+//! `batpak`: the command-line tool. Parses the command line, opens the store the way
+//! the command needs, runs it, and turns failures into a message on stderr and a
+//! non-zero exit code.
+
+mod cli;
+mod commands;
+mod demo;
+mod render;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use batpak::{Error, SigningKey, Store, StoreBuilder, VerifyingKey};
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+/// A failure to report: the message, and the exit code (1 by default).
+#[derive(Debug)]
+pub struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl Failure {
+    /// A failure with exit code 1.
+    pub fn new(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            code: 1,
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::new(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        Failure::new(format!("JSON: {e}"))
+    }
+}
+
+pub type Outcome = Result<(), Failure>;
+
+/// What every command needs: where the store is and how to open it.
+#[derive(Debug)]
+pub struct Context {
+    pub dir: PathBuf,
+    /// `--dir` (or `$BATPAK_DIR`) was given.
+    pub dir_given: bool,
+    pub json: bool,
+    signing_key: Option<SigningKey>,
+    trusted: Vec<VerifyingKey>,
+}
+
+impl Context {
+    fn builder(&self, dir: &Path) -> StoreBuilder {
+        let mut b = Store::builder(dir).allow_kind_collisions(true);
+        if let Some(k) = &self.signing_key {
+            b = b.signing_key(k.clone());
+        }
+        for k in &self.trusted {
+            b = b.trust_key(*k);
+        }
+        b
+    }
+
+    /// Opens for reading: read-only, or as a lock-free view while another process
+    /// writes. A directory with no store is an error naming it.
+    pub fn open_read(&self) -> Result<Store, Failure> {
+        self.require_store()?;
+        match self.builder(&self.dir).open_read_only() {
+            Err(Error::Locked { .. }) => Ok(self.builder(&self.dir).open_view()?),
+            other => other.map_err(|e| self.open_failure(e)),
+        }
+    }
+
+    /// A fresh lock-free view (for `tail -f`, which must not block writers).
+    pub fn open_view(&self) -> Result<Store, Failure> {
+        self.require_store()?;
+        self.builder(&self.dir)
+            .open_view()
+            .map_err(|e| self.open_failure(e))
+    }
+
+    /// Opens for writing, creating the store when `create` and it does not exist.
+    pub fn open_write(&self, create: bool) -> Result<Store, Failure> {
+        if !create {
+            self.require_store()?;
+        }
+        self.builder(&self.dir)
+            .open()
+            .map_err(|e| self.open_failure(e))
+    }
+
+    fn require_store(&self) -> Outcome {
+        if self.dir.join("segments").is_dir() {
+            Ok(())
+        } else {
+            Err(Failure::new(format!(
+                "no batpak store at {} (set --dir or BATPAK_DIR; `batpak demo` makes one)",
+                self.dir.display()
+            )))
+        }
+    }
+
+    fn open_failure(&self, e: Error) -> Failure {
+        Failure::new(format!(
+            "cannot open the store at {}: {e}",
+            self.dir.display()
+        ))
+    }
+}
+
+fn parse_keys(cli: &Cli) -> Result<(Option<SigningKey>, Vec<VerifyingKey>), Failure> {
+    let signing = match &cli.signing_key {
+        None => None,
+        Some(hex) => {
+            let bytes = decode_hex32(hex).ok_or_else(|| {
+                Failure::new("--signing-key: expected 64 hex digits (an Ed25519 secret key)")
+            })?;
+            Some(SigningKey::from_bytes(&bytes))
+        }
+    };
+    let trusted = cli
+        .trust_keys
+        .iter()
+        .map(|k| {
+            k.parse::<VerifyingKey>()
+                .map_err(|e| Failure::new(format!("--trust-key {k}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((signing, trusted))
+}
+
+fn decode_hex32(text: &str) -> Option<[u8; 32]> {
+    let t = text.trim();
+    if t.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = parse_keys(&cli).and_then(|(signing_key, trusted)| {
+        let env_dir = std::env::var_os("BATPAK_DIR").map(PathBuf::from);
+        let dir_given = cli.dir.is_some() || env_dir.is_some();
+        let dir = cli
+            .dir
+            .clone()
+            .or(env_dir)
+            .unwrap_or_else(|| PathBuf::from("./batpak-data"));
+        let ctx = Context {
+            dir,
+            dir_given,
+            json: cli.json,
+            signing_key,
+            trusted,
+        };
+        run(&ctx, cli.command)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            let _ = writeln!(std::io::stderr(), "error: {}", f.message);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn run(ctx: &Context, command: Command) -> Outcome {
+    use commands as c;
+    match command {
+        Command::Demo => demo::run(ctx),
+        Command::Get { id } => c::get(ctx, &id),
+        Command::Stream { entity } => c::stream(ctx, &entity),
+        Command::Query(filters) => c::query(ctx, &filters),
+        Command::Tail { filters, follow } => c::tail(ctx, &filters, follow),
+        Command::Walk { id, limit } => c::walk(ctx, &id, limit),
+        Command::Causes { id, limit } => c::causes(ctx, &id, limit),
+        Command::Effects { id } => c::effects(ctx, &id),
+        Command::Correlated { id } => c::correlated(ctx, &id),
+        Command::Graph { id, depth, format } => c::graph(ctx, &id, depth, format),
+        Command::Stats => c::stats(ctx),
+        Command::Append {
+            entity,
+            scope,
+            kind,
+            expect,
+            causation,
+            correlation,
+            idempotency_key,
+            payload,
+        } => c::append(
+            ctx,
+            c::AppendArgs {
+                entity,
+                scope,
+                kind,
+                expect,
+                causation,
+                correlation,
+                idempotency_key,
+                payload,
+            },
+        ),
+        Command::Import { file } => c::import(ctx, &file),
+        Command::Verify => c::verify(ctx),
+        Command::VerifyReceipt { receipt } => c::verify_receipt(ctx, receipt),
+        Command::Anchor => c::anchor(ctx),
+        Command::VerifyAnchor { anchor } => c::verify_anchor(ctx, anchor),
+        Command::Export { filters, output } => c::export(ctx, &filters, output.as_deref()),
+        Command::Redact { id, reason } => c::redact(ctx, &id, &reason),
+    }
+}

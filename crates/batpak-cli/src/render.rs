@@ -1,0 +1,200 @@
+//! Output: events as JSON values and as aligned tables, RFC 3339 times.
+
+use batpak::{Encoding, StoredEvent};
+use serde_json::{json, Value};
+
+/// Unix nanoseconds as RFC 3339 UTC with milliseconds: `2026-11-28T15:08:42.123Z`.
+pub fn rfc3339(unix_ns: u64) -> String {
+    let secs = unix_ns / 1_000_000_000;
+    let millis = (unix_ns / 1_000_000) % 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to (year, month, day) in the proleptic Gregorian calendar.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// The payload decoded to JSON: MessagePack and JSON payloads as their value,
+/// opaque bytes as `{"hex": ...}`, a redacted payload as `null`.
+pub fn payload_json(e: &StoredEvent) -> Value {
+    if e.is_redacted() {
+        return Value::Null;
+    }
+    let decoded = match e.encoding {
+        Encoding::MessagePack => rmp_serde::from_slice::<Value>(&e.payload).ok(),
+        Encoding::Json => serde_json::from_slice::<Value>(&e.payload).ok(),
+        _ => None,
+    };
+    decoded.unwrap_or_else(|| json!({ "hex": hex(&e.payload) }))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An event as one JSON object (the `--json` and `export` form).
+pub fn event_json(e: &StoredEvent) -> Value {
+    json!({
+        "sequence": e.sequence,
+        "id": e.id.to_string(),
+        "entity": e.coordinate.entity(),
+        "scope": e.coordinate.scope(),
+        "kind": e.kind.to_string(),
+        "version": e.version,
+        "timestamp": rfc3339(e.timestamp_ns),
+        "timestamp_ns": e.timestamp_ns,
+        "causation": e.causation.map(|c| c.to_string()),
+        "correlation": e.correlation.map(|c| c.to_string()),
+        "schema_version": e.schema_version,
+        "redacted": e.is_redacted(),
+        "payload": payload_json(e),
+        "event_hash": e.event_hash().to_string(),
+    })
+}
+
+/// The payload in one line for a table, cut to `width` characters.
+fn payload_cell(e: &StoredEvent, width: usize) -> String {
+    if e.is_redacted() {
+        return "<redacted>".to_string();
+    }
+    let text = payload_json(e).to_string();
+    if text.chars().count() <= width {
+        text
+    } else {
+        let cut: String = text.chars().take(width.saturating_sub(3)).collect();
+        format!("{cut}...")
+    }
+}
+
+/// Rows of cells as a left-aligned table with a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(header.to_vec());
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+        out.push('\n');
+    }
+    out
+}
+
+/// Events as a table, one row each.
+pub fn events_table(events: &[StoredEvent]) -> String {
+    let rows: Vec<Vec<String>> = events
+        .iter()
+        .map(|e| {
+            vec![
+                e.sequence.to_string(),
+                e.id.to_string(),
+                e.coordinate.entity().to_string(),
+                e.coordinate.scope().to_string(),
+                e.kind.to_string(),
+                e.version.to_string(),
+                rfc3339(e.timestamp_ns),
+                payload_cell(e, 60),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "SEQ", "ID", "ENTITY", "SCOPE", "KIND", "VER", "TIME", "PAYLOAD",
+        ],
+        &rows,
+    )
+}
+
+/// One event in detail, a field per line.
+pub fn event_detail(e: &StoredEvent) -> String {
+    let opt = |id: Option<batpak::EventId>| id.map_or_else(|| "-".to_string(), |i| i.to_string());
+    let rows = vec![
+        vec!["id".into(), e.id.to_string()],
+        vec!["sequence".into(), e.sequence.to_string()],
+        vec!["entity".into(), e.coordinate.entity().to_string()],
+        vec!["scope".into(), e.coordinate.scope().to_string()],
+        vec!["kind".into(), e.kind.to_string()],
+        vec!["version".into(), e.version.to_string()],
+        vec!["time".into(), rfc3339(e.timestamp_ns)],
+        vec!["causation".into(), opt(e.causation)],
+        vec!["correlation".into(), opt(e.correlation)],
+        vec!["event hash".into(), e.event_hash().to_string()],
+        vec!["prev hash".into(), e.prev_hash.to_string()],
+        vec![
+            "payload".into(),
+            if e.is_redacted() {
+                "<redacted>".into()
+            } else {
+                payload_json(e).to_string()
+            },
+        ],
+    ];
+    let mut out = String::new();
+    for row in rows {
+        out.push_str(&format!("{:<12} {}\n", row[0], row[1]));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(
+            rfc3339(1_795_878_522_123_456_789),
+            "2026-11-28T15:08:42.123Z"
+        );
+        assert_eq!(
+            rfc3339(4_102_444_799_999_000_000),
+            "2099-12-31T23:59:59.999Z"
+        );
+    }
+
+    #[test]
+    fn tables_align_columns() {
+        let t = table(
+            &["A", "LONGER"],
+            &[
+                vec!["xyz".into(), "1".into()],
+                vec!["q".into(), "22".into()],
+            ],
+        );
+        assert_eq!(t, "A    LONGER\nxyz  1\nq    22\n");
+    }
+}

@@ -1,0 +1,615 @@
+//! The `batpak` binary run as a process against stores built here: every command's
+//! output (snapshots of the human form, parsed `--json`), and bad input giving a
+//! clear message and a non-zero exit code.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use batpak::{AppendOptions, Coordinate, EventKind, RawPayload, Store};
+use serde_json::Value;
+
+fn batpak(dir: &Path, args: &[&str]) -> Output {
+    batpak_with_input(dir, args, None)
+}
+
+fn batpak_with_input(dir: &Path, args: &[&str], input: Option<&str>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .arg("--dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("BATPAK_DIR")
+        .env_remove("BATPAK_SIGNING_KEY")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    if let Some(text) = input {
+        stdin.write_all(text.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// Runs and expects success; returns stdout.
+fn ok(dir: &Path, args: &[&str]) -> String {
+    let o = batpak(dir, args);
+    assert!(o.status.success(), "{args:?} failed: {}", stderr(&o));
+    stdout(&o)
+}
+
+/// Runs and expects failure with a message containing `needle`.
+fn fails(dir: &Path, args: &[&str], needle: &str) {
+    let o = batpak(dir, args);
+    assert!(!o.status.success(), "{args:?} should fail: {}", stdout(&o));
+    let err = stderr(&o);
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: expected {needle:?} in {err:?}"
+    );
+}
+
+fn json_lines(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+const ORDER: EventKind = EventKind::custom(1, 1);
+const PAYMENT: EventKind = EventKind::custom(2, 1);
+
+/// A small store: two orders (one with two events), a payment caused by the first.
+/// Returns the ids: order 1 placed, order 1 changed, order 2 placed, payment.
+fn build(dir: &Path) -> Vec<String> {
+    let store = Store::open(dir).unwrap();
+    let append = |entity: &str, scope: &str, kind, json: &str, options| {
+        store
+            .append_raw(
+                &Coordinate::new(entity, scope).unwrap(),
+                kind,
+                RawPayload::json(json.as_bytes()),
+                options,
+            )
+            .unwrap()
+            .event_id
+    };
+    let o1 = append(
+        "order:1",
+        "t:a",
+        ORDER,
+        r#"{"sku":"tea","qty":2}"#,
+        AppendOptions::default(),
+    );
+    let o1b = append(
+        "order:1",
+        "t:a",
+        ORDER,
+        r#"{"sku":"tea","qty":3}"#,
+        AppendOptions::default().correlation(o1),
+    );
+    let o2 = append(
+        "order:2",
+        "t:b",
+        ORDER,
+        r#"{"sku":"mug","qty":1}"#,
+        AppendOptions::default(),
+    );
+    let pay = append(
+        "payment:1",
+        "t:a",
+        PAYMENT,
+        r#"{"cents":1250}"#,
+        AppendOptions::default().caused_by(o1b).correlation(o1),
+    );
+    store.close().unwrap();
+    [o1, o1b, o2, pay].iter().map(|i| i.to_string()).collect()
+}
+
+/// Replaces event ids and timestamps, so human output can be compared exactly.
+fn normalize(text: &str, ids: &[String]) -> String {
+    let mut out = text.to_string();
+    for (i, id) in ids.iter().enumerate() {
+        out = out.replace(id, &format!("<id{i}>{}", " ".repeat(36 - 5)));
+    }
+    let mut result = String::new();
+    for line in out.lines() {
+        let mut l = line.to_string();
+        while let Some(at) = l
+            .find("T")
+            .filter(|&at| at >= 10 && l[at - 10..].starts_with("20"))
+        {
+            let end = (at + 14).min(l.len());
+            if l.get(at - 10..end).is_some_and(|t| t.ends_with('Z')) {
+                l.replace_range(at - 10..end, "<time>                  ");
+            } else {
+                break;
+            }
+        }
+        result.push_str(l.trim_end());
+        result.push('\n');
+    }
+    result
+}
+
+#[test]
+fn reading_commands_print_tables_and_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ids = build(dir);
+
+    // Human form, exactly (ids and times normalised).
+    let table = normalize(&ok(dir, &["query"]), &ids);
+    let expected = "\
+SEQ  ID                                    ENTITY     SCOPE  KIND  VER  TIME                      PAYLOAD
+1    <id0>                                 order:1    t:a    1:1   0    <time>                    {\"qty\":2,\"sku\":\"tea\"}
+2    <id1>                                 order:1    t:a    1:1   1    <time>                    {\"qty\":3,\"sku\":\"tea\"}
+3    <id2>                                 order:2    t:b    1:1   0    <time>                    {\"qty\":1,\"sku\":\"mug\"}
+4    <id3>                                 payment:1  t:a    2:1   0    <time>                    {\"cents\":1250}
+";
+    assert_eq!(table, expected);
+
+    let get = ok(dir, &["get", &ids[3]]);
+    assert!(get.contains("entity       payment:1"), "{get}");
+    assert!(get.contains(&format!("causation    {}", ids[1])), "{get}");
+    let json: Value = serde_json::from_str(&ok(dir, &["get", &ids[3], "--json"])).unwrap();
+    assert_eq!(json["payload"]["cents"], 1250);
+    assert_eq!(json["kind"], "2:1");
+    assert_eq!(json["causation"], ids[1].as_str());
+    assert!(json["timestamp"].as_str().unwrap().ends_with('Z'));
+
+    // Filters.
+    let count = |args: &[&str]| {
+        let mut a = vec!["query", "--json"];
+        a.extend_from_slice(args);
+        json_lines(&ok(dir, &a)).len()
+    };
+    assert_eq!(count(&[]), 4);
+    assert_eq!(count(&["--entity", "order:1"]), 2);
+    assert_eq!(count(&["--prefix", "order"]), 3);
+    assert_eq!(count(&["--scope", "t:b"]), 1);
+    assert_eq!(count(&["--kind", "2:1"]), 1);
+    assert_eq!(count(&["--kind", "0x2:0x1"]), 1);
+    assert_eq!(count(&["--category", "1"]), 3);
+    assert_eq!(count(&["--after", "2"]), 2);
+    assert_eq!(count(&["--limit", "1"]), 1);
+    assert_eq!(
+        json_lines(&ok(dir, &["stream", "order:1", "--json"])).len(),
+        2
+    );
+    let tail = json_lines(&ok(dir, &["tail", "--limit", "2", "--json"]));
+    assert_eq!(tail[1]["sequence"], 4);
+    assert_eq!(tail.len(), 2);
+
+    // Graph and links.
+    let effects = json_lines(&ok(dir, &["effects", &ids[1], "--json"]));
+    assert_eq!(effects[0]["id"], ids[3].as_str());
+    let causes = json_lines(&ok(dir, &["causes", &ids[3], "--json"]));
+    assert_eq!(causes[0]["id"], ids[1].as_str());
+    assert_eq!(
+        json_lines(&ok(dir, &["correlated", &ids[0], "--json"])).len(),
+        2
+    );
+    let walk = ok(dir, &["walk", &ids[1]]);
+    assert!(
+        walk.contains("intact back to the entity's first event"),
+        "{walk}"
+    );
+    let walk: Value = serde_json::from_str(&ok(dir, &["walk", &ids[1], "--json"])).unwrap();
+    assert_eq!(walk["report"]["checked"], 2);
+    let dot = ok(dir, &["graph", &ids[3], "--format", "dot"]);
+    assert!(
+        dot.starts_with("digraph causal {") && dot.contains("n2 -> n4 [label=\"caused\"]"),
+        "{dot}"
+    );
+    let mermaid = ok(dir, &["graph", &ids[3], "--format", "mermaid"]);
+    assert!(mermaid.contains("n2 -->|caused| n4"), "{mermaid}");
+    let graph: Value =
+        serde_json::from_str(&ok(dir, &["graph", &ids[3], "--format", "json"])).unwrap();
+    assert_eq!(graph["root"], ids[3].as_str());
+    assert!(graph["edges"].as_array().unwrap().len() >= 2);
+    let tree = ok(dir, &["graph", &ids[3]]);
+    assert!(
+        tree.contains("payment:1 v0 (2:1) seq 4  <- this event"),
+        "{tree}"
+    );
+
+    let stats: Value = serde_json::from_str(&ok(dir, &["stats", "--json"])).unwrap();
+    assert_eq!(stats["events"], 4);
+    assert_eq!(stats["entities"], 3);
+}
+
+#[test]
+fn writing_commands_append_import_export_and_redact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ids = build(dir);
+    let receipt = ok(
+        dir,
+        &[
+            "append",
+            "--entity",
+            "order:1",
+            "--scope",
+            "t:a",
+            "--kind",
+            "1:1",
+            "--expect",
+            "1",
+            "--causation",
+            &ids[0],
+            "--json",
+            r#"{"sku":"tea","qty":4}"#,
+        ],
+    );
+    let receipt: Value = serde_json::from_str(&receipt).unwrap();
+    assert_eq!(receipt["version"], 2);
+    // From stdin, with an idempotency key: the retry returns the same receipt.
+    let args = [
+        "append",
+        "--entity",
+        "note:1",
+        "--scope",
+        "t:a",
+        "--kind",
+        "3:1",
+        "--idempotency-key",
+        "k1",
+        "--json",
+    ];
+    let first = stdout(&batpak_with_input(dir, &args, Some(r#"{"text":"hello"}"#)));
+    let again = stdout(&batpak_with_input(dir, &args, Some(r#"{"text":"hello"}"#)));
+    assert_eq!(first, again);
+    fails(
+        dir,
+        &[
+            "append", "--entity", "order:1", "--scope", "t:a", "--kind", "1:1", "--expect", "0",
+            "{}",
+        ],
+        "expected version 0",
+    );
+
+    // Export, then import into a new store: same events, links carried over.
+    let exported = ok(dir, &["export"]);
+    assert_eq!(exported.lines().count(), 6);
+    let other = tempfile::tempdir().unwrap();
+    let file = other.path().join("events.jsonl");
+    std::fs::write(&file, &exported).unwrap();
+    let target = other.path().join("store");
+    let imported = ok(&target, &["import", file.to_str().unwrap()]);
+    assert_eq!(imported, "imported 6 events\n");
+    let copied = json_lines(&ok(&target, &["query", "--json"]));
+    assert_eq!(copied.len(), 6);
+    let payment = copied.iter().find(|e| e["entity"] == "payment:1").unwrap();
+    let cause = copied.iter().find(|e| e["sequence"] == 2).unwrap();
+    assert_eq!(
+        payment["causation"], cause["id"],
+        "the causation follows the new ids"
+    );
+    assert_eq!(payment["payload"]["cents"], 1250);
+
+    // Redact.
+    let out = ok(dir, &["redact", &ids[2], "--reason", "test"]);
+    assert!(out.starts_with(&format!("redacted {}", ids[2])), "{out}");
+    assert!(ok(dir, &["get", &ids[2]]).contains("<redacted>"));
+    let json: Value = serde_json::from_str(&ok(dir, &["get", &ids[2], "--json"])).unwrap();
+    assert_eq!(
+        (json["redacted"].as_bool(), json["payload"].is_null()),
+        (Some(true), true)
+    );
+    fails(
+        dir,
+        &["redact", &ids[2], "--reason", "again"],
+        "already redacted",
+    );
+}
+
+#[test]
+fn proof_commands_verify_receipts_anchors_and_the_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build(dir);
+    let key = "11".repeat(32);
+    let receipt = ok(
+        dir,
+        &[
+            "append",
+            "--signing-key",
+            &key,
+            "--entity",
+            "e",
+            "--scope",
+            "s",
+            "--kind",
+            "1:9",
+            "--json",
+            "{}",
+        ],
+    );
+    // The signing key's public half is trusted when the key is given.
+    let check = batpak_with_input(
+        dir,
+        &["verify-receipt", "--signing-key", &key],
+        Some(&receipt),
+    );
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(stdout(&check).contains("valid, signed by key"));
+    let untrusted = batpak_with_input(dir, &["verify-receipt"], Some(&receipt));
+    assert!(!untrusted.status.success());
+    assert!(stderr(&untrusted).contains("not trusted"));
+    let tampered = receipt.replacen("\"version\": 0", "\"version\": 1", 1);
+    assert_ne!(tampered, receipt);
+    let bad = batpak_with_input(
+        dir,
+        &["verify-receipt", "--signing-key", &key],
+        Some(&tampered),
+    );
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("signature does not verify"),
+        "{}",
+        stderr(&bad)
+    );
+
+    let anchor = ok(dir, &["anchor", "--json"]);
+    let holds = batpak_with_input(dir, &["verify-anchor"], Some(&anchor));
+    assert!(holds.status.success());
+    assert!(stdout(&holds).starts_with("holds"));
+    let mut forged: Value = serde_json::from_str(&anchor).unwrap();
+    forged["running_hash"] = Value::String("00".repeat(32));
+    let rewritten = batpak_with_input(dir, &["verify-anchor"], Some(&forged.to_string()));
+    assert!(!rewritten.status.success());
+    assert!(stderr(&rewritten).contains("rewritten"));
+
+    assert!(ok(dir, &["verify"]).contains("clean"));
+    let report: Value = serde_json::from_str(&ok(dir, &["verify", "--json"])).unwrap();
+    assert_eq!(report["clean"], true);
+    // Damage a byte in the middle of the first record: exit 1, the finding named.
+    let seg = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[64 + 40] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let o = batpak(dir, &["verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(
+        text.contains("Record") && text.contains("0000000000000001.seg") && text.contains("64"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nothing-here");
+    for args in [
+        vec!["stats"],
+        vec!["query"],
+        vec!["verify"],
+        vec!["get", "01a222ec-09de-70cb-9cda-3ba4e91c7fb4"],
+        vec!["anchor"],
+        vec![
+            "redact",
+            "01a222ec-09de-70cb-9cda-3ba4e91c7fb4",
+            "--reason",
+            "r",
+        ],
+    ] {
+        fails(&missing, &args, "no batpak store at");
+    }
+    let dir = tmp.path().join("store");
+    build(&dir);
+    fails(&dir, &["get", "not-a-uuid"], "is not an event id");
+    fails(
+        &dir,
+        &["get", "01a222ec-09de-70cb-9cda-3ba4e91c7fb4"],
+        "no event has id",
+    );
+    fails(
+        &dir,
+        &["walk", "01a222ec-09de-70cb-9cda-3ba4e91c7fb4"],
+        "no event has id",
+    );
+    fails(&dir, &["query", "--kind", "1-1"], "--kind");
+    fails(&dir, &["query", "--kind", "16:1"], "--kind");
+    fails(&dir, &["query", "--category", "16"], "--category");
+    fails(
+        &dir,
+        &[
+            "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "{bad",
+        ],
+        "not JSON",
+    );
+    fails(
+        &dir,
+        &[
+            "append", "--entity", "e", "--scope", "s", "--kind", "0:1", "{}",
+        ],
+        "reserved",
+    );
+    fails(
+        &dir,
+        &[
+            "append", "--entity", "", "--scope", "s", "--kind", "1:1", "{}",
+        ],
+        "entity",
+    );
+    fails(
+        &dir,
+        &[
+            "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "--expect", "x", "{}",
+        ],
+        "--expect",
+    );
+    fails(&dir, &["verify-receipt", "{}"], "not a receipt");
+    fails(&dir, &["verify-anchor", "[]"], "not an anchor");
+    fails(&dir, &["--signing-key", "xyz", "stats"], "--signing-key");
+    let jsonl = tmp.path().join("bad.jsonl");
+    std::fs::write(
+        &jsonl,
+        "{\"entity\":\"e\",\"scope\":\"s\",\"kind\":\"1:1\",\"payload\":{}}\nnot json\n",
+    )
+    .unwrap();
+    fails(&dir, &["import", jsonl.to_str().unwrap()], "line 2");
+    // clap's own errors: unknown flags and commands.
+    let o = batpak(&dir, &["frobnicate"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn the_store_comes_from_dir_anywhere_or_the_environment_and_help_is_complete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s");
+    build(&dir);
+    // --dir after the subcommand.
+    let o = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .args(["stats", "--json", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // $BATPAK_DIR.
+    let o = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .args(["stats", "--json"])
+        .env("BATPAK_DIR", &dir)
+        .output()
+        .unwrap();
+    let stats: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stats["events"], 4);
+    for cmd in [
+        "demo",
+        "get",
+        "stream",
+        "query",
+        "tail",
+        "walk",
+        "causes",
+        "effects",
+        "correlated",
+        "graph",
+        "stats",
+        "append",
+        "import",
+        "verify",
+        "verify-receipt",
+        "anchor",
+        "verify-anchor",
+        "export",
+        "redact",
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_batpak"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd} --help");
+        let help = String::from_utf8(o.stdout).unwrap();
+        assert!(
+            help.contains("--dir") && help.contains("--json"),
+            "{cmd}: {help}"
+        );
+    }
+}
+
+#[test]
+fn a_store_held_by_a_writer_is_read_through_a_view() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build(dir);
+    let writer = Store::open(dir).unwrap();
+    let stats: Value = serde_json::from_str(&ok(dir, &["stats", "--json"])).unwrap();
+    assert_eq!(stats["events"], 4);
+    fails(
+        dir,
+        &[
+            "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "{}",
+        ],
+        "locked",
+    );
+    drop(writer);
+}
+
+#[test]
+fn demo_runs_end_to_end_and_leaves_a_store_to_explore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    let out = ok(&dir, &["demo"]);
+    for needle in [
+        "gate denial (recorded)",
+        "Projection of order:",
+        "refused to confirm",
+        "<- this event",
+        "Signed { key_id",
+        "payload erased from disk: true",
+        "0 findings",
+    ] {
+        assert!(out.contains(needle), "demo output lacks {needle:?}:\n{out}");
+    }
+    assert!(ok(&dir, &["verify"]).contains("clean"));
+    assert!(json_lines(&ok(&dir, &["query", "--kind", "3:1", "--json"])).len() >= 10);
+    fails(&dir, &["demo"], "already holds a store");
+}
+
+#[test]
+fn tail_follow_prints_what_another_process_appends() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build(dir);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .arg("--dir")
+        .arg(dir)
+        .args(["tail", "-f", "--json", "--kind", "2:1", "--limit", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let wait = std::time::Duration::from_secs(10);
+    let first: Value = serde_json::from_str(&rx.recv_timeout(wait).unwrap()).unwrap();
+    assert_eq!(first["sequence"], 4, "the newest matching event first");
+    // A writer appends while the tool follows (the tool holds no lock).
+    let store = Store::open(dir).unwrap();
+    for (kind, cents) in [(ORDER, 0), (PAYMENT, 77)] {
+        store
+            .append_raw(
+                &Coordinate::new("payment:2", "t:a").unwrap(),
+                kind,
+                RawPayload::json(format!("{{\"cents\":{cents}}}").as_bytes()),
+                AppendOptions::default(),
+            )
+            .unwrap();
+    }
+    let next: Value = serde_json::from_str(&rx.recv_timeout(wait).unwrap()).unwrap();
+    assert_eq!(
+        next["payload"]["cents"], 77,
+        "only the matching kind is followed"
+    );
+    child.kill().unwrap();
+    let _ = child.wait();
+    drop(store);
+}
