@@ -17,6 +17,16 @@ BATPAK_REDACT_KILL9_ROUNDS=100000 BATPAK_REDACT_KILL9_BUDGET_SECS="$secs" \
   cargo test --release -p batpak --test redaction_kill9 -- --nocapture 2>&1 \
   | grep -E "rounds,|test result|panicked" | tail -n 5
 
+echo "== kill -9 during transactions (${minutes} min)"
+BATPAK_TX_KILL9_ROUNDS=100000 BATPAK_TX_KILL9_BUDGET_SECS="$secs" \
+  cargo test --release -p batpak --test transactions survive -- --nocapture 2>&1 \
+  | grep -E "rounds,|test result|panicked" | tail -n 5
+
+echo "== kill -9 during reactor runs (${minutes} min)"
+BATPAK_REACTOR_KILL9_ROUNDS=100000 BATPAK_REACTOR_KILL9_BUDGET_SECS="$secs" \
+  cargo test --release -p batpak --test reactors kill9 -- --nocapture 2>&1 \
+  | grep -E "rounds,|test result|panicked" | tail -n 5
+
 echo "== model-based property test"
 MODEL_CASES=$((2000 * minutes)) \
   cargo test --release -p batpak --test model -- --test-threads=2 2>&1 | tail -n 5

@@ -300,7 +300,11 @@ fn reactors_react_exactly_once_across_kill9() {
     let mut delays = support::Delays::new();
     let started = Instant::now();
     let mut rounds = 0;
-    while rounds < 10 && started.elapsed() < Duration::from_secs(6) {
+    let (max_rounds, budget) = (
+        support::setting("BATPAK_REACTOR_KILL9_ROUNDS", 10),
+        Duration::from_secs(support::setting("BATPAK_REACTOR_KILL9_BUDGET_SECS", 6)),
+    );
+    while rounds < max_rounds && started.elapsed() < budget {
         let killed = support::run_and_kill(
             "child_pays_and_reacts",
             &[(ENV_DIR, dir.path().display().to_string())],

@@ -178,7 +178,11 @@ fn transactions_survive_kill9() {
     let started = Instant::now();
     let mut acked: BTreeMap<u64, u8> = BTreeMap::new();
     let mut rounds = 0;
-    while rounds < 10 && started.elapsed() < Duration::from_secs(6) {
+    let (max_rounds, budget) = (
+        support::setting("BATPAK_TX_KILL9_ROUNDS", 10),
+        Duration::from_secs(support::setting("BATPAK_TX_KILL9_BUDGET_SECS", 6)),
+    );
+    while rounds < max_rounds && started.elapsed() < budget {
         let killed = support::run_and_kill(
             "child_commits_transactions",
             &[(ENV_DIR, dir.path().display().to_string())],
