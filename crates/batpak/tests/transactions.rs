@@ -226,4 +226,8 @@ fn transactions_survive_kill9() {
         !acked.is_empty(),
         "no child committed anything before it was killed"
     );
+    println!(
+        "{rounds} rounds, {} transactions acknowledged, every one whole",
+        acked.len()
+    );
 }
