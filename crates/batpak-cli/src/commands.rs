@@ -141,9 +141,16 @@ pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
     }
     let mut last = store.frontier().visible.max(filters.after);
     drop(store);
-    // Other processes append: reopen a view (no lock) and print what is new.
+    // Other processes append: when the segment files change, reopen a view (no lock)
+    // and print what is new.
+    let mut seen = segments_fingerprint(&ctx.dir);
     loop {
         std::thread::sleep(Duration::from_millis(250));
+        let now = segments_fingerprint(&ctx.dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
         let store = ctx.open_view()?;
         let new = store.query(&region, last, usize::MAX)?;
         last = store.frontier().visible.max(last);
@@ -158,6 +165,22 @@ pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
             out(table.split_once('\n').map_or("", |(_, rows)| rows))?;
         }
     }
+}
+
+/// The number of segment files and the total of their lengths: changes with every
+/// append, and costs one directory listing.
+fn segments_fingerprint(dir: &Path) -> (usize, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir.join("segments"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        files += 1;
+        bytes += entry.metadata().map_or(0, |m| m.len());
+    }
+    (files, bytes)
 }
 
 pub fn walk(ctx: &Context, id: &str, limit: usize) -> Outcome {

@@ -188,8 +188,10 @@ impl StoreBuilder {
     /// Opens a read-only view of the store as it is now, taking no lock, so it works
     /// while another process writes to it (the `batpak` tool reads live stores this
     /// way). The view does not see later appends; the writer's unfinished tail is
-    /// ignored like a torn one. A read that races a redaction in the other process
-    /// may fail with `Error::Corrupt`; reopening the view reads the record again.
+    /// ignored like a torn one. It may include events the writer has written but not
+    /// yet made durable (and so not yet acknowledged). A read that races a redaction
+    /// in the other process may fail with `Error::Corrupt`; reopening the view reads
+    /// the record again.
     pub fn open_view(self) -> Result<Store> {
         self.open_reader(false)
     }
