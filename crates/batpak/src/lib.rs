@@ -91,7 +91,7 @@ pub use projection::{
 };
 pub use query::Region;
 pub use reactor::{
-    OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition, ReactorSkipped,
+    on_kind, OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition, ReactorSkipped,
     ReactorState, ReactorStatus, REACTOR_POSITION_KIND, REACTOR_SKIP_KIND,
 };
 pub use receipt::{

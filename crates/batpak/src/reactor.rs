@@ -161,6 +161,21 @@ impl Reactions {
     }
 }
 
+/// A reactor handler that sees only events of `P`'s kind, decoded (with upcasting):
+/// `store.react(name, region, options, on_kind::<Paid, _>(|event, paid, out| ...))`.
+/// Events of other kinds in the region are passed by; a payload that does not decode
+/// is the handler's error (the reactor's error policy applies).
+pub fn on_kind<P, F>(mut handler: F) -> impl FnMut(&StoredEvent, &mut Reactions) -> Result<()>
+where
+    P: EventPayload,
+    F: FnMut(&StoredEvent, P, &mut Reactions) -> Result<()>,
+{
+    move |event, out| match event.decode_if::<P>()? {
+        Some(payload) => handler(event, payload, out),
+        None => Ok(()),
+    }
+}
+
 /// Whether a reactor runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReactorState {
