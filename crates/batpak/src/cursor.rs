@@ -20,8 +20,9 @@ use crate::store::Store;
 
 /// The directory under the store root that holds cursor files.
 pub(crate) const CURSORS_DIR: &str = "cursors";
-/// Longest cursor name, in bytes.
-pub const MAX_CURSOR_NAME: usize = 200;
+/// Longest cursor (and reactor) name, in bytes: its file name is the name in hex,
+/// which must stay under the usual 255-byte limit.
+pub const MAX_CURSOR_NAME: usize = 120;
 
 /// Where a new cursor starts. A cursor that exists resumes after its last commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

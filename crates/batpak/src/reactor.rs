@@ -368,9 +368,15 @@ impl Store {
         name: &str,
         start: CursorStart,
     ) -> Result<(u64, u64)> {
-        if let Some(head) = self.stream(coordinate.entity())?.pop() {
-            let position = head.decode::<ReactorPosition>()?;
-            return Ok((position.sequence, head.version));
+        // The head only: the position entity grows by one record per reacted source.
+        if let Some(version) = self.entity_version(coordinate.entity()) {
+            let region = Region::all()
+                .entity(coordinate.entity())
+                .versions(version..=version);
+            if let Some(head) = self.query(&region, 0, 1)?.pop() {
+                let position = head.decode::<ReactorPosition>()?;
+                return Ok((position.sequence, head.version));
+            }
         }
         let sequence = match start {
             CursorStart::Beginning => 0,
