@@ -225,6 +225,12 @@ impl<'s> Subscription<'s> {
         self.delivered
     }
 
+    /// Every event up to this sequence has been looked at: those of the region are
+    /// delivered or buffered, the rest are not the region's.
+    pub(crate) fn scanned(&self) -> u64 {
+        self.scanned
+    }
+
     /// Blocks until the next event arrives.
     pub fn recv(&mut self) -> std::result::Result<StoredEvent, RecvError> {
         self.next_until(None)

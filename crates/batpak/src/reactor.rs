@@ -199,7 +199,8 @@ pub struct ReactorStatus {
     pub name: String,
     /// Running, stopped or failed.
     pub state: ReactorState,
-    /// Every source up to this sequence has been handled (recorded or not yet).
+    /// Every source up to this sequence has been handled (recorded or not yet); when
+    /// idle, every visible event up to it has been looked at.
     pub position: u64,
     /// Sources handled by this run.
     pub handled: u64,
@@ -346,13 +347,17 @@ impl Store {
             version,
             registry_name,
         };
+        let registered = run.registry_name.clone();
         let thread = std::thread::Builder::new()
             .name(format!("batpak-reactor-{name}"))
             .spawn(move || run.run(handler))
-            .map_err(|e| Error::Io {
-                op: "spawn reactor thread",
-                path: self.dir().to_path_buf(),
-                source: e,
+            .map_err(|e| {
+                self.cursors.names().remove(&registered);
+                Error::Io {
+                    op: "spawn reactor thread",
+                    path: self.dir().to_path_buf(),
+                    source: e,
+                }
             })?;
         Ok(ReactorHandle {
             shared,
@@ -452,6 +457,10 @@ impl Run {
                 Ok(e) => e,
                 Err(RecvError::Timeout) => {
                     self.record_position().map_err(|e| failed(0, &e))?;
+                    // Idle: every visible event up to `scanned` is handled or outside
+                    // the region, so waiters for a later sequence need not wait on.
+                    let scanned = feed.scanned();
+                    self.shared.update(|s| s.position = s.position.max(scanned));
                     continue;
                 }
                 Err(RecvError::Failed(e)) => return Err(failed(0, &e)),

@@ -97,6 +97,17 @@ fn reactions_are_linked_and_a_restart_does_not_repeat_them() {
         store.react("receipts", payments(), ReactorOptions::default(), receipt),
         Err(Error::CursorInUse { .. })
     ));
+    // Events outside the region do not keep a waiter waiting.
+    let outside = store
+        .append_raw(
+            &Coordinate::new("other", "shop").unwrap(),
+            EventKind::custom(5, 1),
+            batpak::RawPayload::opaque(b""),
+            batpak::AppendOptions::default(),
+        )
+        .unwrap()
+        .sequence;
+    assert!(handle.wait_for(outside, WAIT).position >= outside);
     let stopped = handle.stop();
     assert_eq!(stopped.state, ReactorState::Stopped);
 
