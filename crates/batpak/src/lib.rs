@@ -102,6 +102,10 @@ pub use registry::KindCollision;
 pub use report::{Report, ReportBody, ReportMetadata};
 pub use segment::recovery::TailCut;
 pub use sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
+pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
+pub use transaction::Transaction;
+pub use verify::{Anchor, AnchorCheck, Check, Verification, VerifyFinding, ANCHOR_MESSAGE_LEN};
+pub use watch::Watch;
 
 /// What the derive's generated code refers to. Not part of the public API.
 #[doc(hidden)]
@@ -109,10 +113,6 @@ pub mod __private {
     pub use crate::registry::KindRegistration;
     pub use inventory;
 }
-pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
-pub use transaction::Transaction;
-pub use verify::{Anchor, AnchorCheck, Check, Verification, VerifyFinding, ANCHOR_MESSAGE_LEN};
-pub use watch::Watch;
 
 /// The names a first program needs: `use batpak::prelude::*;`.
 pub mod prelude {
