@@ -27,6 +27,7 @@
 // Lets the derive's `::batpak::...` paths resolve inside this crate's own tests.
 extern crate self as batpak;
 
+mod backup;
 mod chain;
 mod coordinate;
 mod cursor;
@@ -60,6 +61,7 @@ mod verify;
 mod watch;
 mod writer;
 
+pub use backup::Backup;
 /// `#[derive(EventPayload)]` with `#[batpak(category = C, type_id = T, version = V)]`.
 #[cfg(feature = "derive")]
 pub use batpak_derive::EventPayload;

@@ -1,0 +1,190 @@
+//! Backups: a consistent copy of the store, taken while it runs.
+//!
+//! The copy holds exactly the visible events at the moment it starts: every segment
+//! before the one holding the newest visible event in full (their events are all
+//! visible), and that segment up to the end of that event. Redactions wait while the
+//! bytes are copied, so no half-rewritten record is copied. Cursor files come along;
+//! the index checkpoint and projection snapshots do not (the copy rebuilds the index
+//! when first opened). Everything is written under a temporary name, fsynced, and
+//! renamed into place, so the destination is either absent or a complete store.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::cursor::CURSORS_DIR;
+use crate::error::{io_err, Error, Result};
+use crate::format::record;
+use crate::segment::io::{sync_dir, SegmentFile};
+use crate::segment::{segment_path, SEGMENTS_DIR};
+use crate::store::Store;
+
+/// What a backup copied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Backup {
+    /// The directory written.
+    pub dir: PathBuf,
+    /// Events copied: the visible sequence when the backup started.
+    pub events: u64,
+    /// Segment files copied.
+    pub segments: u64,
+    /// Bytes of segment data copied.
+    pub bytes: u64,
+}
+
+/// Bytes copied per read.
+const CHUNK: usize = 1 << 20;
+
+impl Store {
+    /// Copies the store, as of now, to `dest`, which must not exist or be an empty
+    /// directory. Appends and reads go on meanwhile; redactions wait. The copy opens
+    /// as a store of its own with the same store id and history (so anchors of this
+    /// store up to `events` hold on it).
+    pub fn backup(&self, dest: impl AsRef<Path>) -> Result<Backup> {
+        let dest = dest.as_ref();
+        let refuse = |reason: &str| Error::InvalidConfig {
+            reason: format!("backup destination {}: {reason}", dest.display()),
+        };
+        match std::fs::read_dir(dest) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(refuse("is not empty"));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err("read backup destination", dest)(e)),
+        }
+        let name = dest
+            .file_name()
+            .ok_or_else(|| refuse("has no directory name"))?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match dest.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(staging.join(SEGMENTS_DIR))
+            .map_err(io_err("create directory", &staging))?;
+        let result = self.copy_into(&staging);
+        let backup = match result {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
+        if dest.exists() {
+            std::fs::remove_dir(dest).map_err(io_err("replace empty directory", dest))?;
+        }
+        std::fs::rename(&staging, dest).map_err(io_err("rename backup into place", dest))?;
+        sync_dir(&parent)?;
+        Ok(Backup {
+            dir: dest.to_path_buf(),
+            ..backup
+        })
+    }
+
+    fn copy_into(&self, staging: &Path) -> Result<Backup> {
+        let segments = self.segments();
+        let _no_rewrites = segments.rewrite_guard();
+        let events = self.visible_sequence();
+        let end = match self.index_entry(events) {
+            Some((location, _)) if events > 0 => {
+                let file = segments
+                    .get(location.segment())
+                    .ok_or_else(|| Error::Corrupt {
+                        path: segments.path_of(location.segment()),
+                        offset: location.offset(),
+                        detail: "the index points into a segment that is not open".into(),
+                    })?;
+                Some((
+                    location.segment(),
+                    location.offset() + frame_len_at(&file, location.offset())?,
+                ))
+            }
+            _ => None,
+        };
+        let mut copied = Backup {
+            dir: staging.to_path_buf(),
+            events,
+            segments: 0,
+            bytes: 0,
+        };
+        if let Some((last_segment, last_end)) = end {
+            for (number, file) in segments.all() {
+                if number > last_segment {
+                    break;
+                }
+                let len = if number == last_segment {
+                    last_end
+                } else {
+                    file.len()
+                };
+                copy_file(&file, len, &segment_path(staging, number))?;
+                copied.segments += 1;
+                copied.bytes += len;
+            }
+        }
+        sync_dir(&staging.join(SEGMENTS_DIR))?;
+        let cursors = self.dir().join(CURSORS_DIR);
+        if cursors.is_dir() {
+            let target = staging.join(CURSORS_DIR);
+            std::fs::create_dir_all(&target).map_err(io_err("create directory", &target))?;
+            for entry in std::fs::read_dir(&cursors).map_err(io_err("list cursors", &cursors))? {
+                let path = entry.map_err(io_err("list cursors", &cursors))?.path();
+                if path.extension().is_some_and(|e| e == "cursor") {
+                    let bytes = std::fs::read(&path).map_err(io_err("read cursor", &path))?;
+                    write_synced(&target.join(path.file_name().unwrap_or_default()), &bytes)?;
+                }
+            }
+            sync_dir(&target)?;
+        }
+        sync_dir(staging)?;
+        Ok(copied)
+    }
+}
+
+/// The length of the frame at `offset`, from its prefix.
+fn frame_len_at(file: &SegmentFile, offset: u64) -> Result<u64> {
+    let mut prefix = [0u8; record::PREFIX_LEN];
+    let n = file.read_at(&mut prefix, offset)?;
+    match record::peek_frame_len(&prefix[..n]) {
+        Some(len) if len >= record::PREFIX_LEN => Ok(len as u64),
+        _ => Err(Error::Corrupt {
+            path: file.path().to_path_buf(),
+            offset,
+            detail: "the newest visible record has no readable length".into(),
+        }),
+    }
+}
+
+/// Copies the first `len` bytes of `file` to `to`, fsynced.
+fn copy_file(file: &SegmentFile, len: u64, to: &Path) -> Result<()> {
+    let mut out = File::create(to).map_err(io_err("create backup file", to))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = 0u64;
+    while at < len {
+        let want = usize::try_from(len - at).unwrap_or(CHUNK).min(CHUNK);
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            return Err(Error::Corrupt {
+                path: file.path().to_path_buf(),
+                offset: at,
+                detail: format!("the segment ended at {at} bytes while copying {len}"),
+            });
+        }
+        out.write_all(&buf[..n])
+            .map_err(io_err("write backup file", to))?;
+        at += n as u64;
+    }
+    out.sync_all().map_err(io_err("fsync backup file", to))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = File::create(path).map_err(io_err("create backup file", path))?;
+    f.write_all(bytes)
+        .map_err(io_err("write backup file", path))?;
+    f.sync_all().map_err(io_err("fsync backup file", path))
+}
