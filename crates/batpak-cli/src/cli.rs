@@ -160,6 +160,11 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Copy the store as it is now to DIR (absent or empty), while it runs.
+    Snapshot {
+        /// The destination directory.
+        dest: PathBuf,
+    },
     /// Erase an event's payload (its hash and chain still verify); records why.
     Redact {
         /// The event.

@@ -853,6 +853,27 @@ pub fn export(ctx: &Context, filters: &Filters, output: Option<&Path>) -> Outcom
     Ok(())
 }
 
+pub fn snapshot(ctx: &Context, dest: &Path) -> Outcome {
+    let store = ctx.open_read()?;
+    let backup = store.backup(dest)?;
+    if ctx.json {
+        print_json(&json!({
+            "dir": backup.dir.display().to_string(),
+            "events": backup.events,
+            "segments": backup.segments,
+            "bytes": backup.bytes,
+        }))
+    } else {
+        out(&format!(
+            "copied {} events ({} segment(s), {} bytes) to {}\n",
+            backup.events,
+            backup.segments,
+            backup.bytes,
+            backup.dir.display()
+        ))
+    }
+}
+
 pub fn redact(ctx: &Context, id: &str, reason: &str) -> Outcome {
     let id = parse_id(id, "ID")?;
     let store = ctx.open_write(false)?;

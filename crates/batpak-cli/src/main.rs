@@ -226,6 +226,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Anchor => c::anchor(ctx),
         Command::VerifyAnchor { anchor } => c::verify_anchor(ctx, anchor),
         Command::Export { filters, output } => c::export(ctx, &filters, output.as_deref()),
+        Command::Snapshot { dest } => c::snapshot(ctx, &dest),
         Command::Redact { id, reason } => c::redact(ctx, &id, &reason),
     }
 }

@@ -300,6 +300,13 @@ fn writing_commands_append_import_export_and_redact() {
     );
     assert_eq!(payment["payload"]["cents"], 1250);
 
+    // Snapshot: a copy that reads the same.
+    let copy = other.path().join("copy");
+    let out = ok(dir, &["snapshot", copy.to_str().unwrap()]);
+    assert!(out.starts_with("copied 6 events"), "{out}");
+    assert_eq!(ok(&copy, &["export"]), ok(dir, &["export"]));
+    fails(dir, &["snapshot", copy.to_str().unwrap()], "not empty");
+
     // Redact.
     let out = ok(dir, &["redact", &ids[2], "--reason", "test"]);
     assert!(out.starts_with(&format!("redacted {}", ids[2])), "{out}");
