@@ -15,8 +15,10 @@ pub struct Killed {
     pub lines: Vec<String>,
 }
 
-/// Runs the ignored test `test` of the current binary with `envs`, kills it
-/// `delay` after the spawn, and checks the kill (not a failure) ended it.
+/// Runs the ignored test `test` of the current binary with `envs`, kills it `delay`
+/// after it printed `@@OPEN` (its store is open; at most 20 s after the spawn, so a
+/// slow machine still gets kills during work), and checks the kill (not a failure)
+/// ended it.
 pub fn run_and_kill(test: &str, envs: &[(&str, String)], delay: Duration) -> Killed {
     let mut command = Command::new(std::env::current_exe().expect("test binary path"));
     command
@@ -28,12 +30,23 @@ pub fn run_and_kill(test: &str, envs: &[(&str, String)], delay: Duration) -> Kil
     }
     let mut child = command.spawn().expect("spawn child");
     let stdout = child.stdout.take().expect("child stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .collect::<Vec<_>>()
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line.clone());
+            lines.push(line);
+        }
+        lines
     });
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_secs(20) {
+        match rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(line) if line == "@@OPEN" => break,
+            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
     std::thread::sleep(delay);
     child.kill().expect("kill child");
     let status = child.wait().expect("wait for child");
