@@ -675,7 +675,8 @@ impl Store {
             let Some(&last) = newer.last() else {
                 return Ok(after);
             };
-            let mut coordinate: Option<Coordinate> = None;
+            // One coordinate per scope the entity's events use (usually one).
+            let mut coordinate: Option<(u32, Coordinate)> = None;
             let mut targets = Vec::with_capacity(newer.len());
             for &sequence in newer {
                 let Some((location, entity, scope)) = index.read_target(sequence) else {
@@ -688,14 +689,17 @@ impl Store {
                 {
                     continue;
                 }
-                let coordinate = coordinate
-                    .get_or_insert_with(|| {
-                        Coordinate::from_interned(
+                let coordinate = match &coordinate {
+                    Some((s, c)) if *s == scope => c.clone(),
+                    _ => {
+                        let c = Coordinate::from_interned(
                             index.entities().shared(entity),
                             index.scopes().shared(scope),
-                        )
-                    })
-                    .clone();
+                        );
+                        coordinate = Some((scope, c.clone()));
+                        c
+                    }
+                };
                 targets.push(Target {
                     sequence,
                     location,
@@ -803,11 +807,13 @@ fn to_event(view: &RecordView<'_>, target: &Target) -> std::result::Result<Store
     let c = &target.coordinate;
     if h.sequence != target.sequence || view.entity != c.entity() || view.scope != c.scope() {
         return Err(format!(
-            "record holds sequence {} of {:?}, the index expects sequence {} of {:?}",
+            "record holds sequence {} of {:?} in {:?}, the index expects sequence {} of {:?} in {:?}",
             h.sequence,
             view.entity,
+            view.scope,
             target.sequence,
-            c.entity()
+            c.entity(),
+            c.scope()
         ));
     }
     let (payload, proof) = match view.payload {

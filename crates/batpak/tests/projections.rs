@@ -403,3 +403,27 @@ mod derived {
         assert_eq!(audited.redacted, vec![gone.event_id]);
     }
 }
+
+/// An entity's events may carry different scopes; folding them reads each with its own.
+#[test]
+fn an_entity_whose_events_span_scopes_projects() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    for (scope, cents) in [("tenant:a", 5), ("tenant:b", 7), ("tenant:a", 11)] {
+        store
+            .append(&Coordinate::new("acct:x", scope).unwrap(), &Deposited { cents })
+            .unwrap();
+    }
+    let balance = store
+        .project::<Balance>("acct:x", Freshness::Consistent)
+        .unwrap()
+        .unwrap();
+    assert_eq!(balance.cents, 23);
+    let scopes: Vec<String> = store
+        .stream("acct:x")
+        .unwrap()
+        .iter()
+        .map(|e| e.coordinate.scope().to_string())
+        .collect();
+    assert_eq!(scopes, ["tenant:a", "tenant:b", "tenant:a"]);
+}
