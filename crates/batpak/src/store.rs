@@ -708,16 +708,24 @@ impl Store {
             }
             (targets, last)
         };
+        // One event value, refilled per record: a fold allocates nothing per event.
+        let mut scratch: Option<StoredEvent> = None;
         for t in &targets {
-            let event = self
-                .segments
-                .with_record(t.location, |view| Ok(to_event(view, t)))?
+            self.segments
+                .with_record(t.location, |view| {
+                    Ok(match scratch.as_mut() {
+                        Some(event) => refill_event(event, view, t),
+                        None => to_event(view, t).map(|event| scratch = Some(event)),
+                    })
+                })?
                 .map_err(|detail| Error::Corrupt {
                     path: self.segments.path_of(t.location.segment()),
                     offset: t.location.offset(),
                     detail,
                 })?;
-            f(&event)?;
+            if let Some(event) = &scratch {
+                f(event)?;
+            }
         }
         Ok(last)
     }
@@ -803,6 +811,73 @@ struct Target {
 /// Builds a `StoredEvent` from its decoded record, checking it is the event the index
 /// said lives there (the error describes the mismatch).
 fn to_event(view: &RecordView<'_>, target: &Target) -> std::result::Result<StoredEvent, String> {
+    check_target(view, target)?;
+    let h = &view.header;
+    let (payload, proof) = match view.payload {
+        PayloadField::Present { salt, bytes } => (bytes.to_vec(), PayloadProof::Salt(*salt)),
+        PayloadField::Redacted { digest, .. } => (Vec::new(), PayloadProof::Digest(digest)),
+    };
+    Ok(StoredEvent {
+        id: h.id,
+        sequence: h.sequence,
+        version: h.version,
+        timestamp_ns: h.timestamp_ns,
+        kind: h.kind,
+        coordinate: target.coordinate.clone(),
+        causation: h.causation,
+        correlation: h.correlation,
+        encoding: h.encoding,
+        schema_version: h.schema_version,
+        payload,
+        prev_hash: h.prev_hash,
+        proof: HashInputs {
+            flags: h.flags,
+            idempotency: h.idempotency,
+            payload: proof,
+        },
+    })
+}
+
+/// Like `to_event`, into an event read before: its payload buffer is reused and its
+/// coordinate kept when it is the same, so a fold allocates nothing per event.
+fn refill_event(
+    event: &mut StoredEvent,
+    view: &RecordView<'_>,
+    target: &Target,
+) -> std::result::Result<(), String> {
+    check_target(view, target)?;
+    let h = &view.header;
+    event.payload.clear();
+    let proof = match view.payload {
+        PayloadField::Present { salt, bytes } => {
+            event.payload.extend_from_slice(bytes);
+            PayloadProof::Salt(*salt)
+        }
+        PayloadField::Redacted { digest, .. } => PayloadProof::Digest(digest),
+    };
+    if !event.coordinate.same_interned(&target.coordinate) {
+        event.coordinate = target.coordinate.clone();
+    }
+    event.id = h.id;
+    event.sequence = h.sequence;
+    event.version = h.version;
+    event.timestamp_ns = h.timestamp_ns;
+    event.kind = h.kind;
+    event.causation = h.causation;
+    event.correlation = h.correlation;
+    event.encoding = h.encoding;
+    event.schema_version = h.schema_version;
+    event.prev_hash = h.prev_hash;
+    event.proof = HashInputs {
+        flags: h.flags,
+        idempotency: h.idempotency,
+        payload: proof,
+    };
+    Ok(())
+}
+
+/// Checks the record is the event the index said lives there.
+fn check_target(view: &RecordView<'_>, target: &Target) -> std::result::Result<(), String> {
     let h = &view.header;
     let c = &target.coordinate;
     if h.sequence != target.sequence || view.entity != c.entity() || view.scope != c.scope() {
@@ -816,29 +891,7 @@ fn to_event(view: &RecordView<'_>, target: &Target) -> std::result::Result<Store
             c.scope()
         ));
     }
-    let (payload, proof) = match view.payload {
-        PayloadField::Present { salt, bytes } => (bytes.to_vec(), PayloadProof::Salt(*salt)),
-        PayloadField::Redacted { digest, .. } => (Vec::new(), PayloadProof::Digest(digest)),
-    };
-    Ok(StoredEvent {
-        id: h.id,
-        sequence: h.sequence,
-        version: h.version,
-        timestamp_ns: h.timestamp_ns,
-        kind: h.kind,
-        coordinate: c.clone(),
-        causation: h.causation,
-        correlation: h.correlation,
-        encoding: h.encoding,
-        schema_version: h.schema_version,
-        payload,
-        prev_hash: h.prev_hash,
-        proof: HashInputs {
-            flags: h.flags,
-            idempotency: h.idempotency,
-            payload: proof,
-        },
-    })
+    Ok(())
 }
 
 /// Payload bytes the caller encoded, with how they are encoded.
