@@ -411,7 +411,10 @@ fn an_entity_whose_events_span_scopes_projects() {
     let store = Store::open(dir.path()).unwrap();
     for (scope, cents) in [("tenant:a", 5), ("tenant:b", 7), ("tenant:a", 11)] {
         store
-            .append(&Coordinate::new("acct:x", scope).unwrap(), &Deposited { cents })
+            .append(
+                &Coordinate::new("acct:x", scope).unwrap(),
+                &Deposited { cents },
+            )
             .unwrap();
     }
     let balance = store
