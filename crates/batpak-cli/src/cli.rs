@@ -138,7 +138,12 @@ pub enum Command {
         file: PathBuf,
     },
     /// Check every record, hash, chain link and the index; exit code 1 on findings.
-    Verify,
+    /// With filters, check only the events they select and their links; here
+    /// `--after A --limit N` selects the sequences A+1 to A+N.
+    Verify {
+        #[command(flatten)]
+        filters: Filters,
+    },
     /// Check a receipt (its JSON, an argument or standard input) against the store.
     VerifyReceipt {
         /// The receipt JSON; `-` or nothing reads standard input.

@@ -672,12 +672,31 @@ impl Progress {
     }
 }
 
-pub fn verify(ctx: &Context) -> Outcome {
+pub fn verify(ctx: &Context, filters: &Filters) -> Outcome {
     let store = ctx.open_read()?;
-    let mut progress = Progress::new();
-    let report =
-        store.verify_with_progress(|done, total| progress.update("verifying", done, total))?;
-    progress.finish();
+    let filtered = filters.entity.is_some()
+        || filters.prefix.is_some()
+        || filters.scope.is_some()
+        || filters.kind.is_some()
+        || filters.category.is_some()
+        || filters.after > 0
+        || filters.limit.is_some();
+    let report = if filtered {
+        let mut region = region(filters)?;
+        if filters.after > 0 || filters.limit.is_some() {
+            let end = filters.limit.map_or(u64::MAX, |n| {
+                filters.after.saturating_add(n as u64).saturating_add(1)
+            });
+            region = region.sequences(filters.after + 1..end);
+        }
+        store.verify_region(&region)?
+    } else {
+        let mut progress = Progress::new();
+        let report =
+            store.verify_with_progress(|done, total| progress.update("verifying", done, total))?;
+        progress.finish();
+        report
+    };
     let body = &report.body;
     if ctx.json {
         print_json(&json!({

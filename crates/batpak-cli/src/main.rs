@@ -221,7 +221,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
             },
         ),
         Command::Import { file } => c::import(ctx, &file),
-        Command::Verify => c::verify(ctx),
+        Command::Verify { filters } => c::verify(ctx, &filters),
         Command::VerifyReceipt { receipt } => c::verify_receipt(ctx, receipt),
         Command::Anchor => c::anchor(ctx),
         Command::VerifyAnchor { anchor } => c::verify_anchor(ctx, anchor),

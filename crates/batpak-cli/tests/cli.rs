@@ -383,6 +383,17 @@ fn proof_commands_verify_receipts_anchors_and_the_store() {
     assert!(ok(dir, &["verify"]).contains("clean"));
     let report: Value = serde_json::from_str(&ok(dir, &["verify", "--json"])).unwrap();
     assert_eq!(report["clean"], true);
+    // A region: one entity, or a sequence range (--after, --limit).
+    let one: Value =
+        serde_json::from_str(&ok(dir, &["verify", "--entity", "order:1", "--json"])).unwrap();
+    assert_eq!(one["report"]["events"], 2);
+    assert!(one["report"]["running_hash"].is_null());
+    let range: Value = serde_json::from_str(&ok(
+        dir,
+        &["verify", "--after", "1", "--limit", "2", "--json"],
+    ))
+    .unwrap();
+    assert_eq!(range["report"]["events"], 2);
     // Damage a byte in the middle of the first record: exit 1, the finding named.
     let seg = std::fs::read_dir(dir.join("segments"))
         .unwrap()
