@@ -205,6 +205,10 @@ impl Writer {
                 None => (self.write_new(&mut state, drafts, &keys)?, true),
             }
         };
+        if fresh {
+            // Outside the state lock: waking subscribers must not hold up appenders.
+            self.signal.notify();
+        }
         let last = receipts.iter().map(|r| r.sequence).max().unwrap_or(0);
         match self.policy {
             SyncPolicy::Always => self.wait_durable(last)?,
@@ -561,7 +565,6 @@ impl Writer {
         drop(index);
         self.written.store(last, Ordering::Release);
         self.appends.fetch_add(1, Ordering::Release);
-        self.signal.notify();
         Ok(receipts)
     }
 
