@@ -106,31 +106,7 @@ pub enum Command {
     /// Counts, watermarks and how the store was opened.
     Stats,
     /// Append one event with a JSON payload (an argument, or standard input).
-    Append {
-        /// The entity (stream key).
-        #[arg(long)]
-        entity: String,
-        /// The scope (isolation label).
-        #[arg(long)]
-        scope: String,
-        /// The kind, C:T.
-        #[arg(long)]
-        kind: String,
-        /// Expected version of the entity: a number, `none` (no events yet) or `any`.
-        #[arg(long, default_value = "any")]
-        expect: String,
-        /// The event that caused this one.
-        #[arg(long)]
-        causation: Option<String>,
-        /// The workflow this event belongs to.
-        #[arg(long)]
-        correlation: Option<String>,
-        /// Repeating an append with this key returns the first receipt.
-        #[arg(long)]
-        idempotency_key: Option<String>,
-        /// The payload as JSON; `-` or nothing reads standard input.
-        payload: Option<String>,
-    },
+    Append(AppendArgs),
     /// Append every event of a JSON Lines file (as `export` writes, or
     /// `{"entity","scope","kind","payload"}` per line), in batches of 1,000.
     Import {
@@ -178,6 +154,34 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+}
+
+/// `append`: one event and its options.
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// The entity (stream key).
+    #[arg(long)]
+    pub entity: String,
+    /// The scope (isolation label).
+    #[arg(long)]
+    pub scope: String,
+    /// The kind, C:T.
+    #[arg(long)]
+    pub kind: String,
+    /// Expected version of the entity: a number, `none` (no events yet) or `any`.
+    #[arg(long, default_value = "any")]
+    pub expect: String,
+    /// The event that caused this one.
+    #[arg(long)]
+    pub causation: Option<String>,
+    /// The workflow this event belongs to.
+    #[arg(long)]
+    pub correlation: Option<String>,
+    /// Repeating an append with this key returns the first receipt.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// The payload as JSON; `-` or nothing reads standard input.
+    pub payload: Option<String>,
 }
 
 /// Which events: every filter given must hold.

@@ -11,7 +11,7 @@ use batpak::{
 };
 use serde_json::{json, Value};
 
-use crate::cli::{Filters, GraphFormat};
+use crate::cli::{AppendArgs, Filters, GraphFormat};
 use crate::render::{event_detail, event_json, events_table, rfc3339, table};
 use crate::{Context, Failure, Outcome};
 
@@ -441,17 +441,6 @@ pub fn stats(ctx: &Context) -> Outcome {
         .skip(1)
         .map(|l| format!("{l}\n"))
         .collect::<String>())
-}
-
-pub struct AppendArgs {
-    pub entity: String,
-    pub scope: String,
-    pub kind: String,
-    pub expect: String,
-    pub causation: Option<String>,
-    pub correlation: Option<String>,
-    pub idempotency_key: Option<String>,
-    pub payload: Option<String>,
 }
 
 fn parse_expect(text: &str) -> Result<ExpectedVersion, Failure> {
