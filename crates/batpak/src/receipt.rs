@@ -27,7 +27,7 @@ use crate::chain::Hash;
 use crate::error::{Error, Result};
 use crate::id::EventId;
 use crate::kind::EventKind;
-use crate::sign::{KeyId, Signature, SignatureCheck, Signed, VerifyingKey};
+use crate::sign::{KeyId, SignatureCheck, Signed, VerifyingKey};
 use crate::store::Store;
 
 const DOMAIN: &[u8; 16] = b"batpak receipt 1";
@@ -154,56 +154,22 @@ impl AppendReceipt {
 
     /// The wire form: 162 bytes, plus the 64-byte signature when signed.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self
-            .signed_message(self.signature.map(|s| s.key_id))
-            .to_vec();
-        if let Some(s) = &self.signature {
-            out.extend_from_slice(&s.signature.to_bytes());
-        }
-        out
+        let message = self.signed_message(self.signature.map(|s| s.key_id));
+        crate::sign::to_wire(&message, self.signature.as_ref())
     }
 
     /// Decodes the wire form. The error names what was wrong.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let malformed = |detail: String| Error::Malformed {
-            what: "receipt",
-            detail,
-        };
-        if bytes.len() != RECEIPT_MESSAGE_LEN && bytes.len() != SIGNED_RECEIPT_LEN {
-            return Err(malformed(format!(
-                "{} bytes, expected {RECEIPT_MESSAGE_LEN} (unsigned) or {SIGNED_RECEIPT_LEN} (signed)",
-                bytes.len()
-            )));
-        }
-        if &bytes[..ID_OFFSET] != DOMAIN {
-            return Err(malformed(format!(
-                "bytes [0, 16) are {:?}, expected {:?}",
-                String::from_utf8_lossy(&bytes[..ID_OFFSET]),
-                String::from_utf8_lossy(DOMAIN)
-            )));
-        }
-        let u64_at = |at: usize| u64::from_le_bytes(array(&bytes[at..at + 8]));
-        let hash_at = |at: usize| Hash::from_bytes(array(&bytes[at..at + 32]));
-        let key_id = KeyId::from_bytes(array(&bytes[KEY_ID_OFFSET..RECEIPT_MESSAGE_LEN]));
-        let signature = if bytes.len() == SIGNED_RECEIPT_LEN {
-            Some(Signed {
-                key_id,
-                signature: Signature::from_bytes(array(&bytes[RECEIPT_MESSAGE_LEN..])),
-            })
-        } else if key_id.to_bytes() != [0; 8] {
-            return Err(malformed(format!(
-                "unsigned receipt names key {key_id}; the key id must be zero without a signature"
-            )));
-        } else {
-            None
-        };
+        let (m, signature) = crate::sign::from_wire(bytes, DOMAIN, RECEIPT_MESSAGE_LEN, "receipt")?;
+        let u64_at = |at: usize| u64::from_le_bytes(array(&m[at..at + 8]));
+        let hash_at = |at: usize| Hash::from_bytes(array(&m[at..at + 32]));
         Ok(AppendReceipt {
-            event_id: EventId::from_bytes(array(&bytes[ID_OFFSET..SEQUENCE_OFFSET])),
+            event_id: EventId::from_bytes(array(&m[ID_OFFSET..SEQUENCE_OFFSET])),
             sequence: u64_at(SEQUENCE_OFFSET),
             version: u64_at(VERSION_OFFSET),
             timestamp_ns: u64_at(TIMESTAMP_OFFSET),
             kind: EventKind::from_bits(u16::from_le_bytes(array(
-                &bytes[KIND_OFFSET..COORDINATE_OFFSET],
+                &m[KIND_OFFSET..COORDINATE_OFFSET],
             ))),
             coordinate_digest: hash_at(COORDINATE_OFFSET),
             event_hash: hash_at(HASH_OFFSET),
@@ -352,18 +318,7 @@ impl<'de> Deserialize<'de> for AppendReceipt {
         use serde::de::Error as _;
         let j = ReceiptJson::deserialize(deserializer)?;
         let text = |e: Error| D::Error::custom(e.to_string());
-        let signature = match (j.key_id, j.signature) {
-            (Some(key_id), Some(signature)) => Some(Signed {
-                key_id: key_id.parse().map_err(text)?,
-                signature: signature.parse().map_err(text)?,
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(D::Error::custom(
-                    "key_id and signature must be both present or both absent",
-                ))
-            }
-        };
+        let signature = Signed::from_text(j.key_id, j.signature).map_err(D::Error::custom)?;
         Ok(AppendReceipt {
             event_id: j.event_id.parse().map_err(text)?,
             sequence: j.sequence,
@@ -487,6 +442,7 @@ mod properties {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::sign::Signature;
 
     fn receipt_strategy() -> impl Strategy<Value = AppendReceipt> {
         (

@@ -215,6 +215,82 @@ pub struct Signed {
     pub signature: Signature,
 }
 
+impl Signed {
+    /// The key id and signature of a JSON form, both hex or both absent.
+    pub(crate) fn from_text(
+        key_id: Option<String>,
+        signature: Option<String>,
+    ) -> std::result::Result<Option<Signed>, String> {
+        match (key_id, signature) {
+            (Some(k), Some(s)) => Ok(Some(Signed {
+                key_id: k.parse().map_err(|e: Error| e.to_string())?,
+                signature: s.parse().map_err(|e: Error| e.to_string())?,
+            })),
+            (None, None) => Ok(None),
+            _ => Err("key_id and signature must be both present or both absent".into()),
+        }
+    }
+}
+
+/// Length of the domain every signed message starts with.
+pub(crate) const DOMAIN_LEN: usize = 16;
+
+/// The wire form of a signed message (receipts, anchors): the message, which starts
+/// with its domain and ends with the key id, then the signature when there is one.
+pub(crate) fn to_wire(message: &[u8], signature: Option<&Signed>) -> Vec<u8> {
+    let mut out = message.to_vec();
+    if let Some(s) = signature {
+        out.extend_from_slice(&s.signature.to_bytes());
+    }
+    out
+}
+
+/// Splits a wire form into its message and signature, checking the length (the
+/// message alone, or with a signature), the domain, and that an unsigned message names
+/// no key. `what` names the form in errors.
+pub(crate) fn from_wire<'a>(
+    bytes: &'a [u8],
+    domain: &[u8; DOMAIN_LEN],
+    message_len: usize,
+    what: &'static str,
+) -> Result<(&'a [u8], Option<Signed>)> {
+    let malformed = |detail: String| Error::Malformed { what, detail };
+    let signed_len = message_len + 64;
+    if bytes.len() != message_len && bytes.len() != signed_len {
+        return Err(malformed(format!(
+            "{} bytes, expected {message_len} (unsigned) or {signed_len} (signed)",
+            bytes.len()
+        )));
+    }
+    if &bytes[..DOMAIN_LEN] != domain {
+        return Err(malformed(format!(
+            "bytes [0, {DOMAIN_LEN}) are {:?}, expected {:?}",
+            String::from_utf8_lossy(&bytes[..DOMAIN_LEN]),
+            String::from_utf8_lossy(domain)
+        )));
+    }
+    let (message, rest) = bytes.split_at(message_len);
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&message[message_len - 8..]);
+    let key_id = KeyId(id);
+    let signature = if rest.is_empty() {
+        if id != [0; 8] {
+            return Err(malformed(format!(
+                "unsigned {what} names key {key_id}; the key id must be zero without a signature"
+            )));
+        }
+        None
+    } else {
+        let mut sig = [0u8; 64];
+        sig.copy_from_slice(rest);
+        Some(Signed {
+            key_id,
+            signature: Signature(sig),
+        })
+    };
+    Ok((message, signature))
+}
+
 /// What checking a signature against the configured keys found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum SignatureCheck {

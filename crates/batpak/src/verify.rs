@@ -27,7 +27,7 @@ use crate::format::record;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
 use crate::report::{Report, ReportBody};
 use crate::segment::Location;
-use crate::sign::{KeyId, Signature, SignatureCheck, Signed};
+use crate::sign::{KeyId, SignatureCheck, Signed};
 use crate::store::Store;
 
 static RUNNING_KEY: LazyLock<[u8; 32]> =
@@ -134,64 +134,25 @@ impl Anchor {
 
     /// The wire form: 72 bytes, plus the 64-byte signature when signed.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = self
-            .signed_message(self.signature.map(|s| s.key_id))
-            .to_vec();
-        if let Some(s) = &self.signature {
-            out.extend_from_slice(&s.signature.to_bytes());
-        }
-        out
+        let message = self.signed_message(self.signature.map(|s| s.key_id));
+        crate::sign::to_wire(&message, self.signature.as_ref())
     }
 
     /// Decodes the wire form. The error names what was wrong.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let malformed = |detail: String| Error::Malformed {
-            what: "anchor",
-            detail,
+        let (m, signature) =
+            crate::sign::from_wire(bytes, ANCHOR_DOMAIN, ANCHOR_MESSAGE_LEN, "anchor")?;
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&m[at..at + 8]);
+            u64::from_le_bytes(b)
         };
-        let signed_len = ANCHOR_MESSAGE_LEN + 64;
-        if bytes.len() != ANCHOR_MESSAGE_LEN && bytes.len() != signed_len {
-            return Err(malformed(format!(
-                "{} bytes, expected {ANCHOR_MESSAGE_LEN} (unsigned) or {signed_len} (signed)",
-                bytes.len()
-            )));
-        }
-        if &bytes[..16] != ANCHOR_DOMAIN {
-            return Err(malformed(format!(
-                "bytes [0, 16) are {:?}, expected {:?}",
-                String::from_utf8_lossy(&bytes[..16]),
-                String::from_utf8_lossy(ANCHOR_DOMAIN)
-            )));
-        }
-        let mut u64_bytes = [0u8; 8];
-        let mut u64_at = |at: usize| {
-            u64_bytes.copy_from_slice(&bytes[at..at + 8]);
-            u64::from_le_bytes(u64_bytes)
-        };
-        let (sequence, unix_ms) = (u64_at(16), u64_at(56));
         let mut hash = [0u8; 32];
-        hash.copy_from_slice(&bytes[24..56]);
-        let mut key_id = [0u8; 8];
-        key_id.copy_from_slice(&bytes[64..72]);
-        let signature = if bytes.len() == signed_len {
-            let mut sig = [0u8; 64];
-            sig.copy_from_slice(&bytes[72..]);
-            Some(Signed {
-                key_id: KeyId::from_bytes(key_id),
-                signature: Signature::from_bytes(sig),
-            })
-        } else if key_id != [0; 8] {
-            return Err(malformed(
-                "an unsigned anchor names a key; the key id must be zero without a signature"
-                    .into(),
-            ));
-        } else {
-            None
-        };
+        hash.copy_from_slice(&m[24..56]);
         Ok(Anchor {
-            sequence,
+            sequence: u64_at(16),
             running_hash: Hash::from_bytes(hash),
-            unix_ms,
+            unix_ms: u64_at(56),
             signature,
         })
     }
@@ -233,18 +194,7 @@ impl<'de> serde::Deserialize<'de> for Anchor {
         use serde::de::Error as _;
         let j = AnchorJson::deserialize(deserializer)?;
         let text = |e: Error| D::Error::custom(e.to_string());
-        let signature = match (j.key_id, j.signature) {
-            (Some(k), Some(s)) => Some(Signed {
-                key_id: k.parse().map_err(text)?,
-                signature: s.parse().map_err(text)?,
-            }),
-            (None, None) => None,
-            _ => {
-                return Err(D::Error::custom(
-                    "key_id and signature must be both present or both absent",
-                ))
-            }
-        };
+        let signature = Signed::from_text(j.key_id, j.signature).map_err(D::Error::custom)?;
         Ok(Anchor {
             sequence: j.sequence,
             running_hash: j.running_hash.parse().map_err(text)?,
