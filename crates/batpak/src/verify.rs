@@ -248,7 +248,7 @@ impl AnchorCheck {
 }
 
 /// The body of a verification report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Verification {
     /// Segment files read.
     pub segments: u64,
@@ -339,15 +339,7 @@ impl Store {
             let index = self.index();
             crate::query::select(&index, region, 0, usize::MAX)
         };
-        let mut body = Verification {
-            segments: 0,
-            events: 0,
-            bytes: 0,
-            last_sequence: 0,
-            running_hash: None,
-            redacted: 0,
-            findings: Vec::new(),
-        };
+        let mut body = Verification::default();
         let mut segments = std::collections::BTreeSet::new();
         // Each entity's last checked (version, hash), to link the next without a read.
         let mut heads: HashMap<String, (u64, Hash)> = HashMap::new();
@@ -508,15 +500,7 @@ impl Store {
         upto: u64,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(Verification, Hash)> {
-        let mut body = Verification {
-            segments: 0,
-            events: 0,
-            bytes: 0,
-            last_sequence: 0,
-            running_hash: None,
-            redacted: 0,
-            findings: Vec::new(),
-        };
+        let mut body = Verification::default();
         let visible = self.stats()?.visible_sequence;
         let upto = upto.min(visible);
         // No redaction may rewrite a frame while the mapped bytes are scanned.
