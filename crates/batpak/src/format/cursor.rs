@@ -39,29 +39,13 @@ impl CursorFile {
         out.extend_from_slice(&[0; 2]);
         out.extend_from_slice(self.region.as_bytes());
         out.extend_from_slice(self.name.as_bytes());
-        let crc = crc32c::crc32c(&out[4..]);
-        out[..4].copy_from_slice(&crc.to_le_bytes());
+        crate::format::seal(&mut out);
         out
     }
 
     /// Decodes the file; the error says what is wrong with it.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < HEADER_LEN {
-            return Err(format!(
-                "{} bytes, shorter than the {HEADER_LEN}-byte header",
-                bytes.len()
-            ));
-        }
-        let stored = read_u32(bytes, 0);
-        let computed = crc32c::crc32c(&bytes[4..]);
-        if stored != computed {
-            return Err(format!(
-                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-            ));
-        }
-        if &bytes[4..8] != MAGIC {
-            return Err(format!("magic {:?}, expected {MAGIC:?}", &bytes[4..8]));
-        }
+        crate::format::check_sealed(bytes, HEADER_LEN, MAGIC)?;
         let region_len = read_u32(bytes, 16) as usize;
         let name_len = usize::from(u16::from_le_bytes([bytes[20], bytes[21]]));
         if bytes[22..24] != [0, 0] {

@@ -40,29 +40,13 @@ impl PendingRewrite {
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&[0; 4]);
         out.extend_from_slice(&self.frame);
-        let crc = crc32c::crc32c(&out[4..]);
-        out[..4].copy_from_slice(&crc.to_le_bytes());
+        crate::format::seal(&mut out);
         out
     }
 
     /// Decodes the file; the error says what is wrong with it.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < HEADER_LEN {
-            return Err(format!(
-                "{} bytes, shorter than the {HEADER_LEN}-byte header",
-                bytes.len()
-            ));
-        }
-        let stored = crate::format::record::read_u32(bytes, 0);
-        let computed = crc32c::crc32c(&bytes[4..]);
-        if stored != computed {
-            return Err(format!(
-                "checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"
-            ));
-        }
-        if &bytes[4..8] != MAGIC {
-            return Err(format!("magic {:?}, expected {:?}", &bytes[4..8], MAGIC));
-        }
+        crate::format::check_sealed(bytes, HEADER_LEN, MAGIC)?;
         let len = crate::format::record::read_u32(bytes, 24) as usize;
         if len != bytes.len() - HEADER_LEN {
             return Err(format!(
