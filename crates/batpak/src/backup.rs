@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use crate::cursor::CURSORS_DIR;
 use crate::error::{io_err, Error, Result};
-use crate::format::record;
 use crate::segment::io::{sync_dir, SegmentFile};
+use crate::segment::reader::read_frame;
 use crate::segment::{segment_path, SEGMENTS_DIR};
 use crate::store::Store;
 
@@ -101,7 +101,7 @@ impl Store {
                     })?;
                 Some((
                     location.segment(),
-                    location.offset() + frame_len_at(&file, location.offset())?,
+                    location.offset() + read_frame(&file, location.offset())?.len() as u64,
                 ))
             }
             _ => None,
@@ -143,20 +143,6 @@ impl Store {
         }
         sync_dir(staging)?;
         Ok(copied)
-    }
-}
-
-/// The length of the frame at `offset`, from its prefix.
-fn frame_len_at(file: &SegmentFile, offset: u64) -> Result<u64> {
-    let mut prefix = [0u8; record::PREFIX_LEN];
-    let n = file.read_at(&mut prefix, offset)?;
-    match record::peek_frame_len(&prefix[..n]) {
-        Some(len) if len >= record::PREFIX_LEN => Ok(len as u64),
-        _ => Err(Error::Corrupt {
-            path: file.path().to_path_buf(),
-            offset,
-            detail: "the newest visible record has no readable length".into(),
-        }),
     }
 }
 

@@ -30,7 +30,7 @@ use crate::kind::EventKind;
 use crate::options::AppendOptions;
 use crate::query::Region;
 use crate::receipt::AppendReceipt;
-use crate::segment::io::{replace_file, sync_dir, SegmentFile};
+use crate::segment::io::{replace_file, sync_dir};
 use crate::segment::{segment_path, Location};
 use crate::store::{Batch, Store};
 
@@ -108,7 +108,7 @@ impl Store {
                 offset: location.offset(),
                 detail: "the index points into a segment that is not open".into(),
             })?;
-        let frame = read_frame(&file, location.offset())?;
+        let frame = crate::segment::reader::read_frame(&file, location.offset())?;
         let corrupt = |detail: String| Error::Corrupt {
             path: path.clone(),
             offset: location.offset(),
@@ -158,29 +158,6 @@ impl Store {
         }
         Ok(erased)
     }
-}
-
-/// The whole frame at `offset`.
-fn read_frame(file: &SegmentFile, offset: u64) -> Result<Vec<u8>> {
-    let corrupt = |detail: String| Error::Corrupt {
-        path: file.path().to_path_buf(),
-        offset,
-        detail,
-    };
-    let mut prefix = [0u8; record::PREFIX_LEN];
-    if file.read_at(&mut prefix, offset)? < prefix.len() {
-        return Err(corrupt(
-            "the record prefix runs past the end of the file".into(),
-        ));
-    }
-    let len = record::peek_frame_len(&prefix).unwrap_or(0);
-    let mut frame = vec![0u8; len];
-    if file.read_at(&mut frame, offset)? < len {
-        return Err(corrupt(format!(
-            "the {len}-byte record runs past the end of the file"
-        )));
-    }
-    Ok(frame)
 }
 
 /// Writes the pending frame over the original and makes it durable.
@@ -321,7 +298,8 @@ mod tests {
             .segments()
             .get(location.segment())
             .unwrap_or_else(|| panic!("open segment"));
-        let frame = read_frame(&file, location.offset()).unwrap_or_else(|e| panic!("{e}"));
+        let frame = crate::segment::reader::read_frame(&file, location.offset())
+            .unwrap_or_else(|e| panic!("{e}"));
         let (view, _) = record::decode(&frame).unwrap_or_else(|e| panic!("{e}"));
         let PayloadField::Present { salt, bytes } = view.payload else {
             panic!("present")

@@ -57,3 +57,32 @@ where
     }
     decode(&buf, f)
 }
+
+/// The whole frame at `offset`, raw (not decoded): what an in-place rewrite starts from
+/// and what a backup measures.
+pub(crate) fn read_frame(file: &SegmentFile, offset: u64) -> Result<Vec<u8>> {
+    let corrupt = |detail: String| Error::Corrupt {
+        path: file.path().to_path_buf(),
+        offset,
+        detail,
+    };
+    let mut prefix = [0u8; PREFIX_LEN];
+    if file.read_at(&mut prefix, offset)? < prefix.len() {
+        return Err(corrupt(
+            "the record prefix runs past the end of the file".into(),
+        ));
+    }
+    let len = record::peek_frame_len(&prefix).unwrap_or(0);
+    if len < PREFIX_LEN {
+        return Err(corrupt(format!(
+            "frame length {len} is shorter than its prefix"
+        )));
+    }
+    let mut frame = vec![0u8; len];
+    if file.read_at(&mut frame, offset)? < len {
+        return Err(corrupt(format!(
+            "the {len}-byte record runs past the end of the file"
+        )));
+    }
+    Ok(frame)
+}
