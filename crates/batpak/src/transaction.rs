@@ -66,13 +66,7 @@ impl Transaction<'_> {
         options: AppendOptions,
     ) -> Result<usize> {
         kind.check_user()?;
-        if payload.bytes.len() > crate::MAX_PAYLOAD_LEN {
-            return Err(Error::TooLarge {
-                what: "payload",
-                size: payload.bytes.len() as u64,
-                limit: crate::MAX_PAYLOAD_LEN as u64,
-            });
-        }
+        crate::writer::check_payload_len(payload.bytes.len())?;
         self.check(coord, &options)?;
         let item = self.batch.push_raw(coord, kind, payload, options);
         self.advance(coord);

@@ -753,6 +753,18 @@ struct WrittenEvent {
     receipt: AppendReceipt,
 }
 
+/// Refuses a payload over `MAX_PAYLOAD_LEN`.
+pub(crate) fn check_payload_len(len: usize) -> Result<()> {
+    if len > MAX_PAYLOAD_LEN {
+        return Err(Error::TooLarge {
+            what: "payload",
+            size: len as u64,
+            limit: MAX_PAYLOAD_LEN as u64,
+        });
+    }
+    Ok(())
+}
+
 /// Checks that need no store state. Returns each item's idempotency digest.
 fn validate(drafts: &[Draft<'_>], batch: bool) -> Result<Vec<Option<[u8; 16]>>> {
     if drafts.is_empty() {
@@ -764,13 +776,7 @@ fn validate(drafts: &[Draft<'_>], batch: bool) -> Result<Vec<Option<[u8; 16]>>> 
         if !d.system {
             d.kind.check_user()?;
         }
-        if d.payload.len() > MAX_PAYLOAD_LEN {
-            return Err(Error::TooLarge {
-                what: "payload",
-                size: d.payload.len() as u64,
-                limit: MAX_PAYLOAD_LEN as u64,
-            });
-        }
+        check_payload_len(d.payload.len())?;
         if let Some(Cause::BatchItem(j)) = d.options.causation {
             if !batch || j >= i {
                 return Err(Error::InvalidBatchReference { item: i, cause: j });
