@@ -48,6 +48,18 @@ fn frame_offsets(path: &Path) -> Vec<u64> {
     out
 }
 
+/// Changes the last payload byte of the record at `at` and fixes its checksum, as an
+/// attacker would: the record still reads, only its hash changes.
+fn rewrite_last_payload_byte(seg: &Path, at: usize) {
+    let mut bytes = fs::read(seg).unwrap();
+    let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+    bytes[at + len - 1] ^= 0x01;
+    let crc = crc32c::crc32c(&bytes[at + 4..at + len]);
+    bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
+    let f = OpenOptions::new().write(true).open(seg).unwrap();
+    f.write_all_at(&bytes[at..at + len], at as u64).unwrap();
+}
+
 fn flip(path: &Path, offset: u64) {
     let f = OpenOptions::new()
         .read(true)
@@ -131,13 +143,7 @@ fn a_rewritten_payload_with_a_fixed_checksum_breaks_the_chain_link() {
     let offsets = frame_offsets(&seg);
     // Record 3 (entity e:0, its version 1): change a payload byte, recompute its CRC.
     let at = offsets[3] as usize;
-    let mut bytes = fs::read(&seg).unwrap();
-    let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-    bytes[at + len - 1] ^= 0x01;
-    let crc = crc32c::crc32c(&bytes[at + 4..at + len]);
-    bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-    let f = OpenOptions::new().write(true).open(&seg).unwrap();
-    f.write_all_at(&bytes[at..at + len], at as u64).unwrap();
+    rewrite_last_payload_byte(&seg, at);
     let report = store.verify().unwrap();
     assert_eq!(report.body.findings.len(), 1, "{:?}", report.body.findings);
     let finding = &report.body.findings[0];
@@ -331,13 +337,7 @@ fn a_region_verifies_alone_and_links_to_events_outside_it() {
     // An attacker rewrites e:0's version 1 (sequence 4) and fixes its checksum.
     let seg = segments(dir.path()).remove(0);
     let at = frame_offsets(&seg)[3] as usize;
-    let mut bytes = fs::read(&seg).unwrap();
-    let len = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
-    bytes[at + len - 1] ^= 0x01;
-    let crc = crc32c::crc32c(&bytes[at + 4..at + len]);
-    bytes[at..at + 4].copy_from_slice(&crc.to_le_bytes());
-    let f = OpenOptions::new().write(true).open(&seg).unwrap();
-    f.write_all_at(&bytes[at..at + len], at as u64).unwrap();
+    rewrite_last_payload_byte(&seg, at);
 
     // A range holding only the successor still catches it: the predecessor is read
     // from disk and hashed.
