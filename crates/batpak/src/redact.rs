@@ -356,6 +356,183 @@ mod tests {
         check_erased(dir.path(), id);
     }
 
+    /// Writes the frozen format-v1 store under `tests/fixtures/v1/` (see
+    /// `tests/v1_fixture.rs`, which reads it). Run once, by hand, when the fixture is
+    /// made: `BATPAK_WRITE_V1_FIXTURE=1 cargo test -p batpak --lib write_v1_fixture -- --ignored`.
+    /// Never rerun it to make a failing fixture test pass: old stores must keep opening.
+    #[test]
+    #[ignore = "writes the committed v1 fixture; run by hand only"]
+    fn write_v1_fixture() {
+        use crate::projection::{Freshness, Projection};
+        #[derive(serde::Serialize, serde::Deserialize, crate::EventPayload)]
+        #[batpak(category = 1, type_id = 1)]
+        struct Deposited {
+            account: String,
+            cents: u64,
+            memo: String,
+        }
+        #[derive(Clone, Default)]
+        struct Total(u64);
+        impl Projection for Total {
+            const NAME: &'static str = "fixture-total";
+            const PERSIST: bool = true;
+            const KINDS: &'static [EventKind] = &[Deposited::KIND];
+            fn apply(&mut self, event: &crate::StoredEvent) -> Result<()> {
+                if !event.is_redacted() {
+                    self.0 += event.decode::<Deposited>()?.cents;
+                }
+                Ok(())
+            }
+            fn to_snapshot(&self) -> Option<Vec<u8>> {
+                Some(self.0.to_le_bytes().to_vec())
+            }
+            fn from_snapshot(bytes: &[u8]) -> Option<Self> {
+                Some(Total(u64::from_le_bytes(bytes.try_into().ok()?)))
+            }
+        }
+        if std::env::var_os("BATPAK_WRITE_V1_FIXTURE").is_none() {
+            return;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
+        let _ = std::fs::remove_dir_all(&root);
+        let dir = root.join("store");
+        let key = crate::SigningKey::from_bytes(&[7; 32]);
+        let store = Store::builder(&dir)
+            .segment_size(4096)
+            .signing_key(key.clone())
+            .open()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut receipts = Vec::new();
+        // 40 typed deposits over 4 accounts: account:{i % 4}, cents 100 * i + 1.
+        for i in 0u64..40 {
+            let c = Coordinate::new(format!("account:{}", i % 4), "bank:fixture")
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut options = AppendOptions::default();
+            if i % 10 == 0 {
+                options = options.idempotency_key(format!("deposit-{i}"));
+            }
+            if i > 0 && i % 7 == 0 {
+                options = options.caused_by(receipts[(i - 1) as usize]);
+            }
+            let r: AppendReceipt = store
+                .append_with(
+                    &c,
+                    &Deposited {
+                        account: format!("account:{}", i % 4),
+                        cents: 100 * i + 1,
+                        memo: "x".repeat((i % 5) as usize * 20),
+                    },
+                    options,
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+            receipts.push(r.event_id);
+        }
+        // A batch of three raw payloads, one per encoding, with correlation and an
+        // item cause; the JSON one is schema version 2.
+        let audit = Coordinate::new("audit:1", "ops").unwrap_or_else(|e| panic!("{e}"));
+        let mut batch = Batch::new();
+        let first = batch.push_raw(
+            &audit,
+            EventKind::custom(2, 5),
+            RawPayload {
+                bytes: br#"{"note":"json, schema 2"}"#,
+                encoding: crate::Encoding::Json,
+                schema_version: 2,
+            },
+            AppendOptions::default().correlation(receipts[0]),
+        );
+        batch.push_raw(
+            &audit,
+            EventKind::custom(2, 6),
+            RawPayload::opaque(&[0, 1, 2, 254, 255]),
+            AppendOptions::default().caused_by_item(first),
+        );
+        batch.push_raw(
+            &audit,
+            EventKind::custom(2, 7),
+            RawPayload::msgpack(&[0x91, 0x2a]),
+            AppendOptions::default().correlation(receipts[0]),
+        );
+        let batch_receipts = store.append_batch(&batch).unwrap_or_else(|e| panic!("{e}"));
+        // A completed redaction of deposit 5.
+        store
+            .redact(receipts[5], "fixture: erased")
+            .unwrap_or_else(|e| panic!("{e}"));
+        // A durable cursor that committed through sequence 20.
+        {
+            let mut cursor = store
+                .cursor("fixture-cursor", Region::all())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let seen = cursor
+                .next_batch(20, std::time::Duration::from_secs(1))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(seen.len(), 20);
+            cursor.commit(20).unwrap_or_else(|e| panic!("{e}"));
+        }
+        // A projection snapshot of account:1 (written at close).
+        let total = store
+            .project::<Total>("account:1", Freshness::Consistent)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("projected"));
+        assert!(total.0 > 0);
+        let receipt = batch_receipts[1];
+        let anchor = store.anchor().unwrap_or_else(|e| panic!("{e}"));
+        // An interrupted redaction of deposit 11: recorded, its pending rewrite written,
+        // the segment not yet rewritten.
+        let target = store
+            .get(receipts[11])
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("deposit 11"));
+        let mut record = Batch::new();
+        record
+            .push_system(
+                &target.coordinate,
+                &Redaction {
+                    target: target.id,
+                    reason: "fixture: interrupted".into(),
+                },
+                AppendOptions::default().caused_by(target.id),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        store
+            .append_batch(&record)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (location, _) = store
+            .index_entry(target.sequence)
+            .unwrap_or_else(|| panic!("indexed"));
+        let file = store
+            .segments()
+            .get(location.segment())
+            .unwrap_or_else(|| panic!("segment"));
+        let frame = crate::segment::reader::read_frame(&file, location.offset())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (view, _) = record::decode(&frame).unwrap_or_else(|e| panic!("{e}"));
+        let PayloadField::Present { salt, bytes } = view.payload else {
+            panic!("present")
+        };
+        let digest = chain::payload_digest(salt, bytes);
+        let pending = PendingRewrite {
+            segment: location.segment(),
+            offset: location.offset(),
+            frame: record::redacted_copy(&frame, &digest).unwrap_or_else(|e| panic!("{e}")),
+        };
+        assert!(store.stats().unwrap_or_else(|e| panic!("{e}")).segments >= 2);
+        drop(file);
+        store.close().unwrap_or_else(|e| panic!("{e}"));
+        replace_file(&dir, PENDING_FILE, &pending.encode()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("receipt.bin"), receipt.to_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(root.join("anchor.bin"), anchor.to_bytes())
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(
+            root.join("verifying-key.hex"),
+            crate::hex::encode(&key.verifying_key().to_bytes()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        // The lock file is made by every open; the fixture is a store at rest.
+        std::fs::remove_file(dir.join("LOCK")).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     #[test]
     fn the_record_kind_is_reserved_and_distinct() {
         assert!(REDACTION_KIND.is_reserved());
