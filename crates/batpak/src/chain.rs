@@ -19,7 +19,9 @@
 use std::fmt;
 use std::sync::LazyLock;
 
+use crate::coordinate::Coordinate;
 use crate::format::record::{PayloadField, RecordHeader, RecordView, FLAG_REDACTED, SALT_LEN};
+use crate::hash::Hash;
 
 const PAYLOAD_CONTEXT: &str = "batpak 2026 payload digest v1";
 const EVENT_CONTEXT: &str = "batpak 2026 event hash v1";
@@ -30,54 +32,6 @@ static PAYLOAD_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| blake3::derive_key(PAY
 static COORDINATE_KEY: LazyLock<[u8; 32]> =
     LazyLock::new(|| blake3::derive_key("batpak 2026 coordinate digest v1", &[]));
 static EVENT_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| blake3::derive_key(EVENT_CONTEXT, &[]));
-
-/// A 32-byte blake3 digest. Displays as lowercase hex.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-pub struct Hash([u8; 32]);
-
-impl Hash {
-    /// All zeros: the `prev_hash` of an entity's first event.
-    pub const ZERO: Hash = Hash([0; 32]);
-
-    /// Wraps raw bytes.
-    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
-        Hash(bytes)
-    }
-
-    /// The raw bytes.
-    pub const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-}
-
-impl fmt::Display for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in self.0 {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::str::FromStr for Hash {
-    type Err = crate::Error;
-
-    /// 64 hex digits.
-    fn from_str(text: &str) -> crate::Result<Self> {
-        crate::hex::decode(text)
-            .map(Hash)
-            .ok_or_else(|| crate::Error::Malformed {
-                what: "hash",
-                detail: format!("{text:?} is not 64 hex digits"),
-            })
-    }
-}
-
-impl fmt::Debug for Hash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Hash({self})")
-    }
-}
 
 /// Inputs up to this size are gathered on the stack and hashed in one call: blake3's
 /// one-shot path skips building its 1.9 KB incremental state, and one `update` of the
@@ -97,7 +51,7 @@ fn keyed_hash(key: &[u8; 32], len: usize, fill: impl FnOnce(&mut Input<'_>)) -> 
     let mut input = Input { buf, at: 0 };
     fill(&mut input);
     debug_assert_eq!(input.at, len);
-    Hash(*blake3::keyed_hash(key, &input.buf[..input.at]).as_bytes())
+    Hash::from_bytes(*blake3::keyed_hash(key, &input.buf[..input.at]).as_bytes())
 }
 
 struct Input<'a> {
@@ -119,12 +73,19 @@ pub(crate) fn payload_digest(salt: &[u8; SALT_LEN], payload: &[u8]) -> Hash {
         let mut h = blake3::Hasher::new_keyed(&PAYLOAD_KEY);
         h.update(salt);
         h.update(payload);
-        return Hash(*h.finalize().as_bytes());
+        return Hash::from_bytes(*h.finalize().as_bytes());
     }
     keyed_hash(&PAYLOAD_KEY, len, |input| {
         input.put(salt);
         input.put(payload);
     })
+}
+
+impl Coordinate {
+    /// The digest receipts carry in place of the coordinate (see the layout above).
+    pub fn digest(&self) -> Hash {
+        coordinate_digest(self.entity(), self.scope())
+    }
 }
 
 /// The digest of a coordinate that receipts carry (and sign) in its place.
@@ -239,6 +200,7 @@ impl Random {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::coordinate::Coordinate;
     use crate::format::record::Encoding;
     use crate::id::EventId;
     use crate::kind::EventKind;

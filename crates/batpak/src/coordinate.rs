@@ -55,11 +55,6 @@ impl Coordinate {
     pub fn scope(&self) -> &str {
         &self.scope
     }
-
-    /// The digest receipts carry in place of the coordinate (see `chain`).
-    pub fn digest(&self) -> crate::Hash {
-        crate::chain::coordinate_digest(&self.entity, &self.scope)
-    }
 }
 
 impl fmt::Debug for Coordinate {

@@ -248,7 +248,7 @@ pub(crate) fn check_name(name: &str) -> Result<()> {
 }
 
 fn cursor_file_name(name: &str) -> String {
-    format!("{}.cursor", crate::hex::encode(name.as_bytes()))
+    format!("{}.cursor", crate::hash::hex::encode(name.as_bytes()))
 }
 
 fn cursor_path(store: &Store, name: &str) -> PathBuf {

@@ -147,7 +147,7 @@ pub enum Error {
     /// A projection's `apply` failed; the report describes the failed run.
     ProjectionFailed {
         /// The report of the run, with the error text in its diagnostics.
-        report: Box<crate::report::Report<crate::projection::ProjectionRun>>,
+        report: Box<crate::report::Report<crate::report::ProjectionRun>>,
         /// The error `apply` returned.
         cause: Box<Error>,
     },
@@ -202,7 +202,7 @@ pub enum Error {
     /// A wait ended before the watermark reached the sequence.
     Timeout {
         /// The watermark waited on.
-        watermark: crate::delivery::Watermark,
+        watermark: crate::options::Watermark,
         /// The sequence it had to reach.
         wanted: u64,
         /// Where it was when the wait ended.

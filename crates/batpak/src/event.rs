@@ -4,11 +4,12 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::chain::{self, Hash};
+use crate::chain;
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
 use crate::format::record::RecordHeader;
 use crate::format::Encoding;
+use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::receipt::AppendReceipt;

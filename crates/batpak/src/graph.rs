@@ -1,10 +1,11 @@
 //! The causal graph as data: verified chain walks and event neighbourhoods.
 
-use crate::chain::Hash;
 use crate::coordinate::Coordinate;
 use crate::event::StoredEvent;
+use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
+use crate::report::{ChainWalkReport, EventRef, Report, WalkFinding};
 
 /// The result of [`Store::walk_ancestors`](crate::Store::walk_ancestors): the event and
 /// its entity's earlier events, newest first, each link checked.
@@ -110,58 +111,12 @@ pub enum EdgeKind {
     Causation,
 }
 
-/// The body of a chain-walk report: verified ancestry from an event.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct ChainWalkReport {
-    /// Events whose links were checked.
-    pub checked: u64,
-    /// The event the walk started from (newest).
-    pub first: Option<EventRef>,
-    /// The oldest event reached.
-    pub last: Option<EventRef>,
-    /// blake3 (keyed, "batpak 2026 chain walk v1") of the walked event hashes in walk
-    /// order, in hex: two walks over the same chain give the same digest.
-    pub digest: String,
-    /// Sorted.
-    pub findings: Vec<WalkFinding>,
-}
-
-/// An event named in a report.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct EventRef {
-    /// Its id, in the standard UUID form.
-    pub id: String,
-    /// Its sequence.
-    pub sequence: u64,
-    /// Its version within the entity.
-    pub version: u64,
-}
-
-/// A notable fact about a chain walk.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum WalkFinding {
-    /// A link does not verify: `event`'s stored `prev_hash` is not its predecessor's hash.
-    HashMismatch {
-        /// The event whose link is broken.
-        event: String,
-        /// Its predecessor, if it has one.
-        predecessor: Option<String>,
-    },
-    /// The walk stopped at its limit before the entity's first event.
-    TruncatedByLimit,
-}
-
-impl crate::report::ReportBody for ChainWalkReport {
-    const KIND: &'static str = "chain-walk";
-}
-
 static WALK_KEY: std::sync::LazyLock<[u8; 32]> =
     std::sync::LazyLock::new(|| blake3::derive_key("batpak 2026 chain walk v1", &[]));
 
 impl ChainWalk {
     /// The evidence report of this walk.
-    pub fn report(&self) -> crate::report::Report<ChainWalkReport> {
+    pub fn report(&self) -> Report<ChainWalkReport> {
         let to_ref = |e: &StoredEvent| EventRef {
             id: e.id.to_string(),
             sequence: e.sequence,
@@ -181,7 +136,7 @@ impl ChainWalk {
             findings.push(WalkFinding::TruncatedByLimit);
         }
         findings.sort();
-        crate::report::Report::new(
+        Report::new(
             ChainWalkReport {
                 checked: self.events.len() as u64,
                 first: self.events.first().map(to_ref),

@@ -38,7 +38,7 @@ mod event;
 mod format;
 mod gate;
 mod graph;
-mod hex;
+mod hash;
 mod id;
 mod index;
 mod kind;
@@ -68,10 +68,9 @@ pub use batpak_derive::EventPayload;
 /// `#[derive(EventSourced)]`: a `Projection` from `#[batpak(events(Payload => handler))]`.
 #[cfg(feature = "derive")]
 pub use batpak_derive::EventSourced;
-pub use chain::Hash;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use cursor::{Cursor, CursorStart, MAX_CURSOR_NAME};
-pub use delivery::{Frontier, RecvError, Subscription, Watermark, DEFAULT_LAG_LIMIT};
+pub use delivery::{RecvError, Subscription, DEFAULT_LAG_LIMIT};
 pub use error::{CoordinateRule, Error, Result};
 pub use event::{EventPayload, PayloadValue, StoredEvent};
 pub use format::{Encoding, MAX_PAYLOAD_LEN};
@@ -79,18 +78,13 @@ pub use gate::{
     gate, Committed, DecideOptions, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet,
     Proposal, RecordedBypass, RecordedDenial, TraceEntry, BYPASS_KIND, DENIAL_KIND, PANICKED,
 };
-pub use graph::{
-    CausalGraph, ChainBreak, ChainWalk, ChainWalkReport, EdgeKind, EventRef, GraphEdge, GraphNode,
-    WalkFinding,
-};
+pub use graph::{CausalGraph, ChainBreak, ChainWalk, EdgeKind, GraphEdge, GraphNode};
+pub use hash::Hash;
 pub use id::EventId;
 pub use kind::EventKind;
 pub use open::{IndexSource, OpenReport};
-pub use options::{AppendOptions, Cause, ExpectedVersion, SyncPolicy};
-pub use projection::{
-    CacheStatus, Finding, Freshness, InputFrontier, ObservedFreshness, OutputHash, Projection,
-    ProjectionRun, RequestedFreshness, SnapshotRef, SourceRef, DEFAULT_PROJECTION_CACHE,
-};
+pub use options::{AppendOptions, Cause, ExpectedVersion, Frontier, SyncPolicy, Watermark};
+pub use projection::{Freshness, Projection, DEFAULT_PROJECTION_CACHE};
 pub use query::Region;
 pub use reactor::{
     on_kind, OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition, ReactorSkipped,
@@ -101,12 +95,16 @@ pub use receipt::{
 };
 pub use redact::{Redaction, REDACTION_KIND};
 pub use registry::KindCollision;
-pub use report::{Report, ReportBody, ReportMetadata};
+pub use report::{
+    CacheStatus, ChainWalkReport, Check, EventRef, Finding, InputFrontier, ObservedFreshness,
+    OutputHash, ProjectionRun, Report, ReportBody, ReportMetadata, RequestedFreshness, SnapshotRef,
+    SourceRef, Verification, VerifyFinding, WalkFinding,
+};
 pub use segment::recovery::TailCut;
 pub use sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
 pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
 pub use transaction::Transaction;
-pub use verify::{Anchor, AnchorCheck, Check, Verification, VerifyFinding, ANCHOR_MESSAGE_LEN};
+pub use verify::{Anchor, AnchorCheck, ANCHOR_MESSAGE_LEN};
 pub use watch::Watch;
 
 /// What the derive's generated code refers to. Not part of the public API.

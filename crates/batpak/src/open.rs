@@ -15,7 +15,6 @@ use crate::segment::io::{sync_dir, FaultPlan, SegmentFile};
 use crate::segment::recovery::{scan, TailCut};
 use crate::segment::writer::ActiveSegment;
 use crate::segment::{self, Location, SegmentSet, SEGMENTS_DIR};
-use crate::writer::Resume;
 
 /// What `open` found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +140,16 @@ fn read_checkpoint(
         }
     }
     Ok(c)
+}
+
+/// Where the writer resumes after open.
+#[derive(Debug)]
+pub(crate) struct Resume {
+    pub active: ActiveSegment,
+    pub next_sequence: u64,
+    pub last_timestamp_ns: u64,
+    pub last_id: Option<EventId>,
+    pub idempotency: HashMap<[u8; 16], u64>,
 }
 
 /// The loaded state of a directory.

@@ -124,3 +124,45 @@ pub enum SyncPolicy {
     /// The operating system decides; `Store::sync` forces it.
     Never,
 }
+
+/// How far the store has got: sequences written, on stable storage, and visible.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Frontier {
+    /// Newest sequence written to the segment (maybe not yet durable or visible).
+    pub written: u64,
+    /// Newest sequence known to be on stable storage.
+    pub durable: u64,
+    /// Newest sequence readers can see.
+    pub visible: u64,
+}
+
+/// One of the three watermarks of a [`Frontier`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Watermark {
+    /// `Frontier::written`.
+    Written,
+    /// `Frontier::durable`.
+    Durable,
+    /// `Frontier::visible`.
+    Visible,
+}
+
+impl Watermark {
+    pub(crate) fn of(self, f: &Frontier) -> u64 {
+        match self {
+            Watermark::Written => f.written,
+            Watermark::Durable => f.durable,
+            Watermark::Visible => f.visible,
+        }
+    }
+}
+
+impl fmt::Display for Watermark {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Watermark::Written => "written",
+            Watermark::Durable => "durable",
+            Watermark::Visible => "visible",
+        })
+    }
+}

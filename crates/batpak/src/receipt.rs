@@ -23,12 +23,11 @@
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::chain::Hash;
 use crate::error::{Error, Result};
+use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::sign::{KeyId, SignatureCheck, Signed, VerifyingKey};
-use crate::store::Store;
 
 const DOMAIN: &[u8; 16] = b"batpak receipt 1";
 const ID_OFFSET: usize = DOMAIN.len();
@@ -180,7 +179,7 @@ impl AppendReceipt {
 
     /// Checks only the signature, against `keys`: for a client that holds the
     /// store's public keys but not the store. `Signed` or `Unsigned` when it holds;
-    /// the receipt's facts are checked by [`Store::verify_receipt`].
+    /// the receipt's facts are checked by [`Store::verify_receipt`](crate::Store::verify_receipt).
     pub fn check_signature(&self, keys: &[VerifyingKey]) -> ReceiptCheck {
         let ring = crate::sign::Keyring::new(None, keys.to_vec());
         signature_check(&ring, self).unwrap_or(ReceiptCheck::Unsigned)
@@ -194,7 +193,10 @@ fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 }
 
 /// The signature's verdict, or `None` when there is none to check.
-fn signature_check(ring: &crate::sign::Keyring, r: &AppendReceipt) -> Option<ReceiptCheck> {
+pub(crate) fn signature_check(
+    ring: &crate::sign::Keyring,
+    r: &AppendReceipt,
+) -> Option<ReceiptCheck> {
     let signed = r.signature?;
     let message = r.signed_message(Some(signed.key_id));
     Some(match ring.check(&message, &signed) {
@@ -208,73 +210,6 @@ fn signature_check(ring: &crate::sign::Keyring, r: &AppendReceipt) -> Option<Rec
             key_id: signed.key_id,
         },
     })
-}
-
-impl Store {
-    /// Checks a receipt (or one rebuilt from its wire form) against the store: the
-    /// signature first, when there is one, under the configured keys; then that the
-    /// event exists and every field matches the stored event, its hash recomputed.
-    /// An error means the check itself could not run (for example a damaged record).
-    pub fn verify_receipt(&self, receipt: &AppendReceipt) -> Result<ReceiptCheck> {
-        let signed = match signature_check(self.keyring(), receipt) {
-            Some(ok @ ReceiptCheck::Signed { .. }) => ok,
-            Some(failure) => return Ok(failure),
-            None => ReceiptCheck::Unsigned,
-        };
-        let Some(event) = self.get(receipt.event_id)? else {
-            return Ok(ReceiptCheck::NoSuchEvent {
-                event_id: receipt.event_id,
-            });
-        };
-        let stored = event.receipt();
-        let fields: [(ReceiptField, String, String); 7] = [
-            (
-                ReceiptField::Sequence,
-                receipt.sequence.to_string(),
-                stored.sequence.to_string(),
-            ),
-            (
-                ReceiptField::Version,
-                receipt.version.to_string(),
-                stored.version.to_string(),
-            ),
-            (
-                ReceiptField::Timestamp,
-                receipt.timestamp_ns.to_string(),
-                stored.timestamp_ns.to_string(),
-            ),
-            (
-                ReceiptField::Kind,
-                receipt.kind.to_string(),
-                stored.kind.to_string(),
-            ),
-            (
-                ReceiptField::Coordinate,
-                receipt.coordinate_digest.to_string(),
-                stored.coordinate_digest.to_string(),
-            ),
-            (
-                ReceiptField::EventHash,
-                receipt.event_hash.to_string(),
-                stored.event_hash.to_string(),
-            ),
-            (
-                ReceiptField::PrevHash,
-                receipt.prev_hash.to_string(),
-                stored.prev_hash.to_string(),
-            ),
-        ];
-        for (field, receipt, stored) in fields {
-            if receipt != stored {
-                return Ok(ReceiptCheck::Mismatch {
-                    field,
-                    receipt,
-                    stored,
-                });
-            }
-        }
-        Ok(signed)
-    }
 }
 
 /// The JSON form: ids in UUID text, kind as `C:T`, digests, key id and signature in hex.
@@ -360,7 +295,7 @@ mod tests {
         let m = sample().signed_message(Some(key.key_id()));
         assert_eq!(&m[..16], b"batpak receipt 1");
         assert_eq!(
-            crate::hex::encode(&m[16..58]),
+            crate::hash::hex::encode(&m[16..58]),
             "0190a3f2000070008000000000000007\
              2a00000000000000\
              0300000000000000\

@@ -526,7 +526,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(
             root.join("verifying-key.hex"),
-            crate::hex::encode(&key.verifying_key().to_bytes()),
+            crate::hash::hex::encode(&key.verifying_key().to_bytes()),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         // The lock file is made by every open; the fixture is a store at rest.

@@ -15,7 +15,18 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::chain::Hash;
+use crate::hash::Hash;
+
+mod projection;
+mod verification;
+mod walk;
+
+pub use projection::{
+    CacheStatus, Finding, InputFrontier, ObservedFreshness, OutputHash, ProjectionRun,
+    RequestedFreshness, SnapshotRef, SourceRef,
+};
+pub use verification::{Check, Verification, VerifyFinding};
+pub use walk::{ChainWalkReport, EventRef, WalkFinding};
 
 /// A report body: plain, deterministic data with a kind name.
 pub trait ReportBody: Serialize {

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use ed25519_dalek::{Signer as _, SECRET_KEY_LENGTH};
 
 use crate::error::{Error, Result};
-use crate::hex;
+use crate::hash::hex;
 
 /// Names a verifying key: the first 8 bytes of a keyed digest of it. Carried in every
 /// signature so the verifier knows which configured key to try.

@@ -21,11 +21,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::chain::{self, Hash};
+use crate::chain;
 use crate::error::{Error, Result};
 use crate::format::record;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
-use crate::report::{Report, ReportBody};
+use crate::hash::Hash;
+use crate::receipt::{signature_check, AppendReceipt, ReceiptCheck, ReceiptField};
+use crate::report::{Check, Report, Verification, VerifyFinding};
 use crate::segment::Location;
 use crate::sign::{KeyId, SignatureCheck, Signed};
 use crate::store::Store;
@@ -247,67 +249,71 @@ impl AnchorCheck {
     }
 }
 
-/// The body of a verification report.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Verification {
-    /// Segment files read.
-    pub segments: u64,
-    /// Records checked.
-    pub events: u64,
-    /// Bytes of segment data read.
-    pub bytes: u64,
-    /// The last sequence checked.
-    pub last_sequence: u64,
-    /// The running hash after it, in hex; `None` for a region, which does not cover
-    /// the whole history.
-    pub running_hash: Option<String>,
-    /// Events checked whose payload was redacted (their digest is what is hashed).
-    pub redacted: u64,
-    /// What failed, in file order.
-    pub findings: Vec<VerifyFinding>,
-}
-
-impl ReportBody for Verification {
-    const KIND: &'static str = "verification";
-}
-
-impl Verification {
-    /// Whether nothing failed.
-    pub fn is_clean(&self) -> bool {
-        self.findings.is_empty()
+impl Store {
+    /// Checks a receipt (or one rebuilt from its wire form) against the store: the
+    /// signature first, when there is one, under the configured keys; then that the
+    /// event exists and every field matches the stored event, its hash recomputed.
+    /// An error means the check itself could not run (for example a damaged record).
+    pub fn verify_receipt(&self, receipt: &AppendReceipt) -> Result<ReceiptCheck> {
+        let signed = match signature_check(self.keyring(), receipt) {
+            Some(ok @ ReceiptCheck::Signed { .. }) => ok,
+            Some(failure) => return Ok(failure),
+            None => ReceiptCheck::Unsigned,
+        };
+        let Some(event) = self.get(receipt.event_id)? else {
+            return Ok(ReceiptCheck::NoSuchEvent {
+                event_id: receipt.event_id,
+            });
+        };
+        let stored = event.receipt();
+        let fields: [(ReceiptField, String, String); 7] = [
+            (
+                ReceiptField::Sequence,
+                receipt.sequence.to_string(),
+                stored.sequence.to_string(),
+            ),
+            (
+                ReceiptField::Version,
+                receipt.version.to_string(),
+                stored.version.to_string(),
+            ),
+            (
+                ReceiptField::Timestamp,
+                receipt.timestamp_ns.to_string(),
+                stored.timestamp_ns.to_string(),
+            ),
+            (
+                ReceiptField::Kind,
+                receipt.kind.to_string(),
+                stored.kind.to_string(),
+            ),
+            (
+                ReceiptField::Coordinate,
+                receipt.coordinate_digest.to_string(),
+                stored.coordinate_digest.to_string(),
+            ),
+            (
+                ReceiptField::EventHash,
+                receipt.event_hash.to_string(),
+                stored.event_hash.to_string(),
+            ),
+            (
+                ReceiptField::PrevHash,
+                receipt.prev_hash.to_string(),
+                stored.prev_hash.to_string(),
+            ),
+        ];
+        for (field, receipt, stored) in fields {
+            if receipt != stored {
+                return Ok(ReceiptCheck::Mismatch {
+                    field,
+                    receipt,
+                    stored,
+                });
+            }
+        }
+        Ok(signed)
     }
-}
-
-/// One failed check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct VerifyFinding {
-    /// What failed.
-    pub check: Check,
-    /// The segment file name (no directory).
-    pub file: String,
-    /// Byte offset of the record in the file.
-    pub offset: u64,
-    /// The record's sequence, when it could be read.
-    pub sequence: Option<u64>,
-    /// The record's event id, when it could be read.
-    pub event: Option<String>,
-    /// Expected vs actual, in words.
-    pub detail: String,
-}
-
-/// The kind of check that failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Check {
-    /// The record does not decode (checksum, framing, fields). The rest of its file
-    /// cannot be located and is not checked.
-    Record,
-    /// The sequence is not the next one.
-    Sequence,
-    /// The record's `prev_hash` is not its entity's previous event hash.
-    ChainLink,
-    /// The index disagrees with the record (location, id).
-    Index,
 }
 
 impl Store {
@@ -668,7 +674,7 @@ mod tests {
         };
         let message = anchor.signed_message(Some(key.key_id()));
         assert_eq!(
-            crate::hex::encode(&message),
+            crate::hash::hex::encode(&message),
             "62617470616b20616e63686f72207631e803000000000000\
              abababababababababababababababababababababababababababababababab\
              0068e5cf8b010000d53d694e268603a6"
@@ -679,7 +685,7 @@ mod tests {
         });
         let wire = anchor.to_bytes();
         assert_eq!(
-            crate::hex::encode(&wire[ANCHOR_MESSAGE_LEN..]),
+            crate::hash::hex::encode(&wire[ANCHOR_MESSAGE_LEN..]),
             "bc5ef8ffc0324e92e8a31b4379fe6864e1055d341608b594c6588f317fa85fb1\
              e72e98ca43adde179dd6bb722cbdcd10c2b0022b2fb5a3ec73be17674731c303"
         );

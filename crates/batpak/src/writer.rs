@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::chain::{self, Hash, Random};
+use crate::chain::{self, Random};
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Checkpoint;
@@ -24,11 +24,12 @@ use crate::format::record::{
     self, Encoding, RecordDraft, RecordHeader, FLAG_BATCH_CONTINUES, MAX_PAYLOAD_LEN,
 };
 use crate::format::segment::HEADER_LEN;
+use crate::hash::Hash;
 use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
 use crate::notify::Signal;
-use crate::open::CHECKPOINT_FILE;
+use crate::open::{Resume, CHECKPOINT_FILE};
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
 use crate::receipt::AppendReceipt;
 use crate::segment::io::{replace_file, SegmentFile};
@@ -56,16 +57,6 @@ pub(crate) struct Draft<'a> {
 struct Head {
     version: u64,
     hash: Hash,
-}
-
-/// Where the writer resumes after open.
-#[derive(Debug)]
-pub(crate) struct Resume {
-    pub active: ActiveSegment,
-    pub next_sequence: u64,
-    pub last_timestamp_ns: u64,
-    pub last_id: Option<EventId>,
-    pub idempotency: HashMap<[u8; 16], u64>,
 }
 
 #[derive(Debug)]

@@ -39,7 +39,7 @@
 
 use std::mem::size_of;
 
-use crate::chain::Hash;
+use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
 

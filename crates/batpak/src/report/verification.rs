@@ -1,0 +1,68 @@
+//! The body of a verification report: what a scan of the segments checked and found.
+
+use serde::Serialize;
+
+use super::ReportBody;
+
+/// The body of a verification report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    /// Segment files read.
+    pub segments: u64,
+    /// Records checked.
+    pub events: u64,
+    /// Bytes of segment data read.
+    pub bytes: u64,
+    /// The last sequence checked.
+    pub last_sequence: u64,
+    /// The running hash after it, in hex; `None` for a region, which does not cover
+    /// the whole history.
+    pub running_hash: Option<String>,
+    /// Events checked whose payload was redacted (their digest is what is hashed).
+    pub redacted: u64,
+    /// What failed, in file order.
+    pub findings: Vec<VerifyFinding>,
+}
+
+impl ReportBody for Verification {
+    const KIND: &'static str = "verification";
+}
+
+impl Verification {
+    /// Whether nothing failed.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// One failed check.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct VerifyFinding {
+    /// What failed.
+    pub check: Check,
+    /// The segment file name (no directory).
+    pub file: String,
+    /// Byte offset of the record in the file.
+    pub offset: u64,
+    /// The record's sequence, when it could be read.
+    pub sequence: Option<u64>,
+    /// The record's event id, when it could be read.
+    pub event: Option<String>,
+    /// Expected vs actual, in words.
+    pub detail: String,
+}
+
+/// The kind of check that failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The record does not decode (checksum, framing, fields). The rest of its file
+    /// cannot be located and is not checked.
+    Record,
+    /// The sequence is not the next one.
+    Sequence,
+    /// The record's `prev_hash` is not its entity's previous event hash.
+    ChainLink,
+    /// The index disagrees with the record (location, id).
+    Index,
+}
