@@ -200,7 +200,6 @@ impl Random {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinate::Coordinate;
     use crate::format::record::Encoding;
     use crate::id::EventId;
     use crate::kind::EventKind;
@@ -286,7 +285,7 @@ mod tests {
         h.update(&[7; SALT_LEN]);
         h.update(&payload);
         let digest = payload_digest(&[7; SALT_LEN], &payload);
-        assert_eq!(digest, Hash(*h.finalize().as_bytes()));
+        assert_eq!(digest, Hash::from_bytes(*h.finalize().as_bytes()));
         let mut header = header();
         header.causation = Some(EventId::from_u128(5));
         let mut h = blake3::Hasher::new_keyed(&EVENT_KEY);
@@ -311,7 +310,7 @@ mod tests {
         h.update(&input);
         assert_eq!(
             event_hash(&header, &long, &long, &digest),
-            Hash(*h.finalize().as_bytes())
+            Hash::from_bytes(*h.finalize().as_bytes())
         );
     }
 

@@ -28,6 +28,7 @@
 extern crate self as batpak;
 
 mod backup;
+mod cache;
 mod chain;
 mod coordinate;
 mod cursor;
@@ -68,6 +69,7 @@ pub use batpak_derive::EventPayload;
 /// `#[derive(EventSourced)]`: a `Projection` from `#[batpak(events(Payload => handler))]`.
 #[cfg(feature = "derive")]
 pub use batpak_derive::EventSourced;
+pub use cache::DEFAULT_PROJECTION_CACHE;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use cursor::{Cursor, CursorStart, MAX_CURSOR_NAME};
 pub use delivery::{RecvError, Subscription, DEFAULT_LAG_LIMIT};
@@ -84,7 +86,7 @@ pub use id::EventId;
 pub use kind::EventKind;
 pub use open::{IndexSource, OpenReport};
 pub use options::{AppendOptions, Cause, ExpectedVersion, Frontier, SyncPolicy, Watermark};
-pub use projection::{Freshness, Projection, DEFAULT_PROJECTION_CACHE};
+pub use projection::{Freshness, Projection};
 pub use query::Region;
 pub use reactor::{
     on_kind, OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition, ReactorSkipped,

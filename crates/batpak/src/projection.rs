@@ -2,13 +2,13 @@
 //! (projection type, projection version, entity) and advanced incrementally.
 
 use std::any::{Any, TypeId};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::cache::{Cached, Key, PersistTo, SharedState, Target};
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::format::snapshot::Snapshot;
@@ -18,7 +18,6 @@ use crate::report::{
     CacheStatus, Finding, InputFrontier, ObservedFreshness, OutputHash, ProjectionRun, Report,
     RequestedFreshness, SnapshotRef, SourceRef,
 };
-use crate::segment::io::replace_file;
 use crate::store::Store;
 
 /// A fold of an entity's events into a value.
@@ -67,17 +66,6 @@ pub trait Projection: Clone + Default + Send + Sync + 'static {
     }
 }
 
-/// Encodes a type-erased cached state of `P` for its snapshot.
-type EncodeState = fn(&(dyn Any + Send + Sync)) -> Option<Vec<u8>>;
-
-/// Where and how a persisting projection's cached state is written.
-#[derive(Clone)]
-struct PersistTo {
-    path: PathBuf,
-    version: u32,
-    encode: EncodeState,
-}
-
 fn encode_state<P: Projection>(state: &(dyn Any + Send + Sync)) -> Option<Vec<u8>> {
     state.downcast_ref::<P>().and_then(P::to_snapshot)
 }
@@ -109,53 +97,9 @@ pub enum Freshness {
     },
 }
 
-/// Default number of cached projection states.
-pub const DEFAULT_PROJECTION_CACHE: usize = 4096;
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-struct Key {
-    projection: TypeId,
-    version: u32,
-    target: Target,
-}
-
-/// What a cached state folds: one entity's events, or a region's in sequence order.
-#[derive(Clone, PartialEq, Eq, Hash)]
-enum Target {
-    Entity(Arc<str>),
-    Region(Box<Region>),
-}
-
-/// A cached state of some projection type, `None` until a relevant event was applied.
-type SharedState = Option<Arc<dyn Any + Send + Sync>>;
-
-struct Entry {
-    /// Snapshot file and encoder, for projections that persist.
-    persist: Option<PersistTo>,
-    /// Changed since it was loaded or last written.
-    dirty: bool,
-    state: SharedState,
-    /// The newest sequence of the entity the state reflects.
-    through: u64,
-    /// Sequence and timestamp of the last event applied.
-    frontier: Option<(u64, u64)>,
-    computed: Instant,
-    used: u64,
-}
-
-/// A cache entry as a caller sees it.
-struct Cached {
-    state: SharedState,
-    through: u64,
-    frontier: Option<(u64, u64)>,
-    computed: Instant,
-}
-
-impl Cached {
-    /// Whether `freshness` lets this state be served without looking for newer events.
-    fn serves(&self, freshness: Freshness) -> bool {
-        matches!(freshness, Freshness::MaybeStale { max_age } if self.computed.elapsed() <= max_age)
-    }
+/// Whether `freshness` lets `cached` be served without looking for newer events.
+fn serves(cached: &Cached, freshness: Freshness) -> bool {
+    matches!(freshness, Freshness::MaybeStale { max_age } if cached.computed.elapsed() <= max_age)
 }
 
 /// The cached state as `P`.
@@ -168,153 +112,6 @@ fn shared<P: Projection>(state: &Option<P>) -> SharedState {
     state
         .clone()
         .map(|s| Arc::new(s) as Arc<dyn Any + Send + Sync>)
-}
-
-/// Cached projection states, least recently used evicted beyond `capacity`.
-pub(crate) struct ProjectionCache {
-    entries: Mutex<(HashMap<Key, Entry>, u64)>,
-    capacity: usize,
-    /// Bumped when states are dropped for a redaction: a run that started before the
-    /// bump may hold erased data and must not be stored.
-    epoch: std::sync::atomic::AtomicU64,
-}
-
-impl std::fmt::Debug for ProjectionCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ProjectionCache")
-            .field("capacity", &self.capacity)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ProjectionCache {
-    pub(crate) fn new(capacity: usize) -> Self {
-        ProjectionCache {
-            entries: Mutex::new((HashMap::new(), 0)),
-            capacity,
-            epoch: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// The current epoch; pass it back to `store`.
-    fn epoch(&self) -> u64 {
-        self.epoch.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    /// Drops the states of `entity` and every region state (a region may include the
-    /// entity's events), and makes runs already under way not store theirs.
-    fn forget_entity(&self, entity: &str) {
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        guard.0.retain(|key, _| match &key.target {
-            Target::Entity(e) => &**e != entity,
-            Target::Region(_) => false,
-        });
-    }
-
-    fn lookup(&self, key: &Key) -> Option<Cached> {
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, tick) = &mut *guard;
-        *tick += 1;
-        let entry = map.get_mut(key)?;
-        entry.used = *tick;
-        Some(Cached {
-            state: entry.state.clone(),
-            through: entry.through,
-            frontier: entry.frontier,
-            computed: entry.computed,
-        })
-    }
-
-    fn enabled(&self) -> bool {
-        self.capacity > 0
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn store(
-        &self,
-        key: Key,
-        state: SharedState,
-        through: u64,
-        frontier: Option<(u64, u64)>,
-        persist: Option<PersistTo>,
-        epoch: u64,
-    ) {
-        if self.capacity == 0 {
-            return;
-        }
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if self.epoch() != epoch {
-            return; // computed before a redaction dropped this entity's states
-        }
-        let (map, tick) = &mut *guard;
-        *tick += 1;
-        if map.get(&key).is_some_and(|e| e.through > through) {
-            return; // a concurrent caller stored a newer state
-        }
-        if !map.contains_key(&key) && map.len() >= self.capacity {
-            if let Some(oldest) = map
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&oldest);
-            }
-        }
-        map.insert(
-            key,
-            Entry {
-                dirty: persist.is_some(),
-                persist,
-                state,
-                through,
-                frontier,
-                computed: Instant::now(),
-                used: *tick,
-            },
-        );
-    }
-
-    /// Writes the snapshot of every persisting state that changed. Best effort: a
-    /// snapshot is an optimisation, and a missing or damaged one is rebuilt.
-    pub(crate) fn write_snapshots(&self) {
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        for entry in guard.0.values_mut().filter(|e| e.dirty) {
-            let Some(to) = &entry.persist else { continue };
-            let state = match &entry.state {
-                Some(s) => match (to.encode)(s.as_ref()) {
-                    Some(bytes) => Some(bytes),
-                    None => continue,
-                },
-                None => None,
-            };
-            let bytes = Snapshot {
-                projection_version: to.version,
-                through: entry.through,
-                frontier: entry.frontier,
-                state,
-            }
-            .encode();
-            let (Some(dir), Some(name)) = (
-                to.path.parent(),
-                to.path.file_name().and_then(|n| n.to_str()),
-            ) else {
-                continue;
-            };
-            if std::fs::create_dir_all(dir).is_ok() && replace_file(dir, name, &bytes).is_ok() {
-                entry.dirty = false;
-            }
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .len()
-    }
 }
 
 impl Store {
@@ -421,7 +218,7 @@ impl Store {
         };
         let epoch = self.projections.epoch();
         let cached = self.projections.lookup(&key);
-        if let Some(c) = cached.as_ref().filter(|c| c.serves(freshness)) {
+        if let Some(c) = cached.as_ref().filter(|c| serves(c, freshness)) {
             return Ok(typed(&c.state));
         }
         let (mut state, mut through, mut frontier) = match &cached {
@@ -577,7 +374,7 @@ impl Store {
             (Some(_), true) => CacheStatus::Hit,
             (None, true) => CacheStatus::Miss,
         };
-        if let Some(c) = cached.as_ref().filter(|c| c.serves(freshness)) {
+        if let Some(c) = cached.as_ref().filter(|c| serves(c, freshness)) {
             return Ok(Outcome {
                 state: typed(&c.state),
                 through: c.through,

@@ -5,6 +5,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::cache::{ProjectionCache, DEFAULT_PROJECTION_CACHE};
 use crate::coordinate::Coordinate;
 use crate::error::{io_err, Error, Result};
 use crate::event::{EventPayload, HashInputs, PayloadProof, StoredEvent};
@@ -18,7 +19,6 @@ use crate::lock::DirLock;
 use crate::notify::Signal;
 use crate::open::{load, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
-use crate::projection::{ProjectionCache, DEFAULT_PROJECTION_CACHE};
 use crate::query::{select, Region};
 use crate::receipt::AppendReceipt;
 use crate::segment::io::FaultPlan;
