@@ -4,10 +4,8 @@
 //! after its last commit, so nothing committed is delivered again and nothing
 //! uncommitted is lost.
 
-use std::collections::HashSet;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::delivery::{RecvError, Subscription};
@@ -34,17 +32,6 @@ pub enum CursorStart {
     After(u64),
     /// Deliver only events appended from now on.
     Now,
-}
-
-/// Names of the cursors (and reactors) open in this store, so two handles never race
-/// on one position.
-#[derive(Debug, Default)]
-pub(crate) struct OpenCursors(Mutex<HashSet<String>>);
-
-impl OpenCursors {
-    pub(crate) fn names(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
 /// A durable cursor. See [`Store::cursor`].
@@ -87,13 +74,10 @@ impl Store {
     ) -> Result<Cursor<'_>> {
         self.writer()?;
         check_name(name)?;
-        {
-            let mut open = self.cursors.names();
-            if !open.insert(name.to_string()) {
-                return Err(Error::CursorInUse {
-                    name: name.to_string(),
-                });
-            }
+        if !self.claim_cursor_name(name) {
+            return Err(Error::CursorInUse {
+                name: name.to_string(),
+            });
         }
         match self.load_cursor(name, &region, start) {
             Ok(committed) => Ok(Cursor {
@@ -151,7 +135,7 @@ impl Store {
     }
 
     fn release_cursor(&self, name: &str) {
-        self.cursors.names().remove(name);
+        self.release_cursor_name(name);
     }
 }
 

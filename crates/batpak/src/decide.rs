@@ -11,7 +11,7 @@ use crate::gate::{
 use crate::options::{AppendOptions, ExpectedVersion};
 use crate::projection::{Freshness, Projection};
 use crate::receipt::AppendReceipt;
-use crate::store::{Batch, Store, DECIDE_STRIPES};
+use crate::store::{Batch, Store};
 
 impl Store {
     /// Decides and commits without a check-then-act window: projects `P` over the
@@ -34,15 +34,7 @@ impl Store {
         // Deciders on one entity take turns: under `SyncPolicy::Always` another
         // decider's event is written before it is visible, and deciding against the
         // visible state in parallel would conflict again and again.
-        let stripe = {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            coord.entity().hash(&mut h);
-            (h.finish() % DECIDE_STRIPES as u64) as usize
-        };
-        let _turn = self.decide_locks[stripe]
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let _turn = self.decide_turn(coord.entity());
         let mut tries = 0;
         loop {
             tries += 1;

@@ -51,7 +51,7 @@ impl Store {
     ) -> Result<Frontier> {
         let started = Instant::now();
         let mut now = self.frontier();
-        let reached = self.signal.wait_until(Some(started + timeout), || {
+        let reached = self.signal().wait_until(Some(started + timeout), || {
             now = self.frontier();
             watermark.of(&now) >= sequence
         });
@@ -227,7 +227,7 @@ impl<'s> Subscription<'s> {
             let scanned = self.scanned;
             let store = self.store;
             if !store
-                .signal
+                .signal()
                 .wait_until(deadline, || store.visible_sequence() > scanned)
             {
                 return Err(RecvError::Timeout);

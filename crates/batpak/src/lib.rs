@@ -28,6 +28,7 @@
 extern crate self as batpak;
 
 mod backup;
+mod builder;
 mod cache;
 mod chain;
 mod coordinate;
@@ -69,6 +70,7 @@ pub use batpak_derive::EventPayload;
 /// `#[derive(EventSourced)]`: a `Projection` from `#[batpak(events(Payload => handler))]`.
 #[cfg(feature = "derive")]
 pub use batpak_derive::EventSourced;
+pub use builder::StoreBuilder;
 pub use cache::DEFAULT_PROJECTION_CACHE;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use cursor::{Cursor, CursorStart, MAX_CURSOR_NAME};
@@ -104,7 +106,7 @@ pub use report::{
 };
 pub use segment::recovery::TailCut;
 pub use sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
-pub use store::{Batch, RawPayload, Stats, Store, StoreBuilder, DEFAULT_SEGMENT_SIZE};
+pub use store::{Batch, RawPayload, Stats, Store, DEFAULT_SEGMENT_SIZE};
 pub use transaction::Transaction;
 pub use verify::{Anchor, AnchorCheck, ANCHOR_MESSAGE_LEN};
 pub use watch::Watch;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use crate::error::{io_err, Error, Result};
 use crate::format::checkpoint::Checkpoint;
 use crate::format::record::RecordView;
+use crate::format::redo::{PendingRewrite, PENDING_FILE};
 use crate::format::segment::{HeaderError, SegmentHeader, HEADER_LEN, SEGMENT_FORMAT_VERSION};
 use crate::id::EventId;
 use crate::index::{Index, IndexEntry};
@@ -152,6 +153,72 @@ pub(crate) struct Resume {
     pub idempotency: HashMap<[u8; 16], u64>,
 }
 
+/// Finishes a rewrite a crash interrupted (`redact.pending`), before the segments are
+/// scanned, so no torn frame is ever seen mid-file; `true` when there was one. A
+/// read-only open cannot write, so it refuses with an error that says so.
+fn finish_pending(dir: &Path, read_only: bool, faults: Option<Arc<FaultPlan>>) -> Result<bool> {
+    let path = dir.join(PENDING_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    // The file is renamed into place whole, so a damaged one was damaged at rest.
+    let corrupt = |detail: String| Error::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        detail,
+    };
+    let pending = PendingRewrite::decode(&bytes).map_err(corrupt)?;
+    if let Err(e) = crate::format::record::decode(&pending.frame) {
+        return Err(corrupt(format!("the pending frame does not decode: {e}")));
+    }
+    if read_only {
+        return Err(corrupt(
+            "a redaction was interrupted; open the store read-write once to finish it".into(),
+        ));
+    }
+    let file = SegmentFile::open(
+        &segment::segment_path(dir, pending.segment),
+        true,
+        0,
+        faults,
+    )?;
+    apply_pending(&file, &pending, dir)?;
+    remove_pending(dir)?;
+    Ok(true)
+}
+
+/// Writes a pending frame over the original, through the segment seam, and syncs it.
+pub(crate) fn apply_pending(
+    file: &SegmentFile,
+    pending: &PendingRewrite,
+    dir: &Path,
+) -> Result<()> {
+    let len = file.len();
+    if pending.offset + pending.frame.len() as u64 > len {
+        return Err(Error::Corrupt {
+            path: dir.join(PENDING_FILE),
+            offset: 0,
+            detail: format!(
+                "the pending rewrite of {} bytes at offset {} runs past the end of {} ({len} bytes)",
+                pending.frame.len(),
+                pending.offset,
+                file.path().display()
+            ),
+        });
+    }
+    file.write_at(&pending.frame, pending.offset)?;
+    file.sync()
+}
+
+/// Removes the pending-redaction file once its rewrite is durable.
+pub(crate) fn remove_pending(dir: &Path) -> Result<()> {
+    let path = dir.join(PENDING_FILE);
+    std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    sync_dir(dir)
+}
+
 /// The loaded state of a directory.
 #[derive(Debug)]
 pub(crate) struct Loaded {
@@ -179,6 +246,7 @@ pub(crate) fn load(
     faults: Option<Arc<FaultPlan>>,
 ) -> Result<Loaded> {
     let started = Instant::now();
+    let pending_finished = finish_pending(dir, read_only, faults.clone())?;
     let seg_dir = dir.join(SEGMENTS_DIR);
     let mut created = false;
     if !seg_dir.exists() {
@@ -233,7 +301,8 @@ pub(crate) fn load(
     let count = files.len();
     for (i, (number, path)) in files.iter().enumerate() {
         let is_last = i + 1 == count;
-        let writable = is_last && !read_only;
+        // Sealed segments are writable too: redaction rewrites records in place.
+        let writable = !read_only;
         let capacity = if writable { segment_size } else { 0 };
         let file = SegmentFile::open(path, writable, capacity, faults.clone())?;
         // A segment the checkpoint covers whole needs only its header read; the
@@ -397,7 +466,7 @@ pub(crate) fn load(
         tail_cut,
         duration: started.elapsed(),
         kind_collisions: Vec::new(),
-        redactions_finished: 0,
+        redactions_finished: u64::from(pending_finished),
     };
     Ok(Loaded {
         index,

@@ -140,7 +140,7 @@ impl Store {
     /// Drops every cached state and snapshot file of `entity` (and every cached region
     /// state): after a redaction they may hold erased data.
     pub(crate) fn forget_projections(&self, entity: &str) -> Result<()> {
-        self.projections.forget_entity(entity);
+        self.projections().forget_entity(entity);
         let name = format!("{}.snap", hex(entity.as_bytes()));
         let root = self.dir().join(SNAPSHOT_DIR);
         let dirs = match std::fs::read_dir(&root) {
@@ -216,8 +216,8 @@ impl Store {
             version: P::VERSION,
             target: Target::Region(Box::new(region.clone())),
         };
-        let epoch = self.projections.epoch();
-        let cached = self.projections.lookup(&key);
+        let epoch = self.projections().epoch();
+        let cached = self.projections().lookup(&key);
         if let Some(c) = cached.as_ref().filter(|c| serves(c, freshness)) {
             return Ok(typed(&c.state));
         }
@@ -245,7 +245,7 @@ impl Store {
             }
         }
         if through != start {
-            self.projections
+            self.projections()
                 .store(key, shared(&state), through, frontier, None, epoch);
         }
         Ok(state)
@@ -367,9 +367,9 @@ impl Store {
             version: P::VERSION,
             target: Target::Entity(Arc::from(entity)),
         };
-        let epoch = self.projections.epoch();
-        let cached = self.projections.lookup(&key);
-        let cache = match (&cached, self.projections.enabled()) {
+        let epoch = self.projections().epoch();
+        let cached = self.projections().lookup(&key);
+        let cache = match (&cached, self.projections().enabled()) {
             (_, false) => CacheStatus::Bypassed,
             (Some(_), true) => CacheStatus::Hit,
             (None, true) => CacheStatus::Miss,
@@ -416,7 +416,7 @@ impl Store {
                 version: P::VERSION,
                 encode: encode_state::<P>,
             });
-            self.projections
+            self.projections()
                 .store(key, shared(&state), last, frontier, persist, epoch);
         }
         Ok(Outcome {
@@ -520,6 +520,6 @@ mod tests {
                 Some(Count(1))
             );
         }
-        assert_eq!(store.projections.len(), 2);
+        assert_eq!(store.projections().len(), 2);
     }
 }

@@ -306,19 +306,16 @@ impl Store {
         let entity = format!("batpak:reactor:{name}");
         let coordinate = Coordinate::new(&entity, REACTOR_SCOPE)?;
         let registry_name = format!("\0reactor:{name}");
-        {
-            let mut open = self.cursors.names();
-            if !open.insert(registry_name.clone()) {
-                return Err(Error::CursorInUse {
-                    name: name.to_string(),
-                });
-            }
+        if !self.claim_cursor_name(&registry_name) {
+            return Err(Error::CursorInUse {
+                name: name.to_string(),
+            });
         }
         let started = self.reactor_position(&coordinate, name, options.start);
         let (position, version) = match started {
             Ok(p) => p,
             Err(e) => {
-                self.cursors.names().remove(&registry_name);
+                self.release_cursor_name(&registry_name);
                 return Err(e);
             }
         };
@@ -352,7 +349,7 @@ impl Store {
             .name(format!("batpak-reactor-{name}"))
             .spawn(move || run.run(handler))
             .map_err(|e| {
-                self.cursors.names().remove(&registered);
+                self.release_cursor_name(&registered);
                 Error::Io {
                     op: "spawn reactor thread",
                     path: self.dir().to_path_buf(),
@@ -441,7 +438,7 @@ impl Run {
             (Ok(()), Ok(())) => ReactorState::Stopped,
         };
         self.shared.update(|s| s.state = state);
-        self.store.cursors.names().remove(&self.registry_name);
+        self.store.release_cursor_name(&self.registry_name);
     }
 
     fn main_loop<F>(&mut self, handler: &mut F) -> std::result::Result<(), ReactorState>

@@ -14,24 +14,19 @@
 //! from the pending file before the segments are scanned, so no torn frame is ever
 //! seen mid-file.
 
-use std::fs::OpenOptions;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 
 use crate::chain;
-use crate::error::{io_err, Error, Result};
+use crate::error::{Error, Result};
 use crate::event::EventPayload;
 use crate::format::record::{self, PayloadField};
-use crate::format::redo::{PendingRewrite, PENDING_FILE};
+use crate::format::redo::PendingRewrite;
 use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::options::AppendOptions;
 use crate::query::Region;
 use crate::receipt::AppendReceipt;
-use crate::segment::io::{replace_file, sync_dir};
-use crate::segment::{segment_path, Location};
+use crate::segment::Location;
 use crate::store::{Batch, Store};
 
 /// The kind of the record a redaction leaves (reserved category 0).
@@ -64,7 +59,7 @@ impl Store {
     /// redacted or a `Redaction` record itself.
     pub fn redact(&self, id: EventId, reason: impl Into<String>) -> Result<AppendReceipt> {
         self.writer()?;
-        let _one_at_a_time = self.redacting.lock().unwrap_or_else(|p| p.into_inner());
+        let _one_at_a_time = self.redaction_turn();
         let event = self.get(id)?.ok_or(Error::NoSuchEvent { id })?;
         let refuse = |reason: &str| Error::CannotRedact {
             id,
@@ -126,12 +121,7 @@ impl Store {
             offset: location.offset(),
             frame: rewritten,
         };
-        replace_file(self.dir(), PENDING_FILE, &pending.encode())?;
-        {
-            let _no_readers_mid_frame = segments.rewrite_guard();
-            apply(self.dir(), &pending)?;
-        }
-        remove_pending(self.dir())?;
+        self.writer()?.rewrite_record(&pending)?;
         Ok(true)
     }
 
@@ -160,80 +150,17 @@ impl Store {
     }
 }
 
-/// Writes the pending frame over the original and makes it durable.
-fn apply(dir: &Path, pending: &PendingRewrite) -> Result<()> {
-    let path = segment_path(dir, pending.segment);
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(io_err("open segment for redaction", &path))?;
-    let len = file
-        .metadata()
-        .map_err(io_err("stat segment", &path))?
-        .len();
-    if pending.offset + pending.frame.len() as u64 > len {
-        return Err(Error::Corrupt {
-            path: dir.join(PENDING_FILE),
-            offset: 0,
-            detail: format!(
-                "the pending rewrite of {} bytes at offset {} runs past the end of {} ({len} bytes)",
-                pending.frame.len(),
-                pending.offset,
-                path.display()
-            ),
-        });
-    }
-    file.write_all_at(&pending.frame, pending.offset)
-        .map_err(io_err("rewrite record", &path))?;
-    file.sync_data().map_err(io_err("fsync segment", &path))
-}
-
-fn remove_pending(dir: &Path) -> Result<()> {
-    let path = dir.join(PENDING_FILE);
-    std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
-    sync_dir(dir)
-}
-
-/// Finishes a rewrite a crash interrupted, before the segments are scanned; `true`
-/// when there was one. A read-only open cannot write, so it refuses with an error
-/// that says so.
-pub(crate) fn finish_pending(dir: &Path, read_only: bool) -> Result<bool> {
-    let path = dir.join(PENDING_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err("read", &path)(e)),
-    };
-    // The file is renamed into place whole, so a damaged one was damaged at rest.
-    let pending = PendingRewrite::decode(&bytes).map_err(|detail| Error::Corrupt {
-        path: path.clone(),
-        offset: 0,
-        detail,
-    })?;
-    if let Err(e) = record::decode(&pending.frame) {
-        return Err(Error::Corrupt {
-            path,
-            offset: 0,
-            detail: format!("the pending frame does not decode: {e}"),
-        });
-    }
-    if read_only {
-        return Err(Error::Corrupt {
-            path,
-            offset: 0,
-            detail: "a redaction was interrupted; open the store read-write once to finish it"
-                .into(),
-        });
-    }
-    apply(dir, &pending)?;
-    remove_pending(dir)?;
-    Ok(true)
-}
-
 #[cfg(test)]
 mod tests {
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
+
     use super::*;
     use crate::coordinate::Coordinate;
+    use crate::format::redo::PENDING_FILE;
+    use crate::segment::io::replace_file;
+    use crate::segment::segment_path;
     use crate::store::RawPayload;
 
     const SECRET: &[u8] = b"a secret that must not survive: 0123456789";
@@ -531,6 +458,40 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         // The lock file is made by every open; the fixture is a store at rest.
         std::fs::remove_file(dir.join("LOCK")).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The in-place rewrite goes through the writer and its fault seam: a failed
+    /// fsync there poisons the store like a failed append, and the next open finishes
+    /// the rewrite from the pending file.
+    #[test]
+    fn a_failed_fsync_of_the_rewrite_poisons_the_store() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let plan = crate::segment::io::FaultPlan::new(u64::MAX, u64::MAX);
+        let store = Store::builder(dir.path())
+            .faults(std::sync::Arc::clone(&plan))
+            .open()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let c = Coordinate::new("e", "s").unwrap_or_else(|e| panic!("{e}"));
+        let append = |payload: &[u8]| {
+            store.append_raw(
+                &c,
+                EventKind::custom(1, 1),
+                RawPayload::opaque(payload),
+                AppendOptions::default(),
+            )
+        };
+        let secret = append(SECRET).unwrap_or_else(|e| panic!("{e}"));
+        // The redaction record's own fsync succeeds; the rewrite's fails.
+        plan.allow_syncs(1);
+        match store.redact(secret.event_id, "erase") {
+            Err(Error::Io { op, .. }) => assert_eq!(op, "fsync segment"),
+            other => panic!("expected the injected fsync failure, got {other:?}"),
+        }
+        assert!(matches!(append(b"later"), Err(Error::Poisoned { .. })));
+        assert!(matches!(store.sync(), Err(Error::Poisoned { .. })));
+        assert!(dir.path().join(PENDING_FILE).exists());
+        drop(store);
+        check_erased(dir.path(), secret.event_id);
     }
 
     #[test]

@@ -1,13 +1,12 @@
 //! `Store`: the public facade. Open, append, read, query, sync, close.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, RwLock, RwLockReadGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use crate::cache::{ProjectionCache, DEFAULT_PROJECTION_CACHE};
+use crate::cache::ProjectionCache;
 use crate::coordinate::Coordinate;
-use crate::error::{io_err, Error, Result};
+use crate::error::{Error, Result};
 use crate::event::{EventPayload, HashInputs, PayloadProof, StoredEvent};
 use crate::format::record::{PayloadField, RecordView};
 use crate::format::Encoding;
@@ -17,221 +16,13 @@ use crate::index::Index;
 use crate::kind::EventKind;
 use crate::lock::DirLock;
 use crate::notify::Signal;
-use crate::open::{load, OpenReport};
+use crate::open::{Loaded, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
 use crate::query::{select, Region};
 use crate::receipt::AppendReceipt;
-use crate::segment::io::FaultPlan;
 use crate::segment::{Location, SegmentSet};
-use crate::sign::{Keyring, SigningKey, VerifyingKey};
-use crate::writer::{Draft, Writer};
-
-/// Default segment rotation size.
-pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
-
-/// Configures and opens a store. Every setter names its default.
-#[derive(Clone, Debug)]
-pub struct StoreBuilder {
-    dir: PathBuf,
-    sync: SyncPolicy,
-    segment_size: u64,
-    allow_kind_collisions: bool,
-    projection_cache: usize,
-    signing_key: Option<SigningKey>,
-    trusted_keys: Vec<VerifyingKey>,
-    faults: Option<Arc<FaultPlan>>,
-}
-
-impl StoreBuilder {
-    /// How many projection states (per projection, version and entity) are cached;
-    /// the least recently used is evicted beyond it. 0 disables the cache. Default:
-    /// 4096 ([`DEFAULT_PROJECTION_CACHE`]).
-    pub fn projection_cache(mut self, states: usize) -> Self {
-        self.projection_cache = states;
-        self
-    }
-
-    /// Sign every receipt and anchor with this key. Its public half is trusted for
-    /// verification. Default: none, receipts are unsigned.
-    pub fn signing_key(mut self, key: SigningKey) -> Self {
-        self.signing_key = Some(key);
-        self
-    }
-
-    /// Also accept signatures made by this key, for example the one used before a key
-    /// rotation, or the writer's key in a verifying reader. May be called repeatedly.
-    pub fn trust_key(mut self, key: VerifyingKey) -> Self {
-        self.trusted_keys.push(key);
-        self
-    }
-
-    fn keyring(&self) -> Keyring {
-        Keyring::new(self.signing_key.clone(), self.trusted_keys.clone())
-    }
-
-    /// Open even when two payload types in this program claim the same kind; the
-    /// collisions are listed in `OpenReport::kind_collisions` instead. Default: false,
-    /// open fails with [`Error::KindCollision`] naming the kind and both types.
-    pub fn allow_kind_collisions(mut self, allow: bool) -> Self {
-        self.allow_kind_collisions = allow;
-        self
-    }
-
-    /// Checks the program's kind registry, returning the collisions to report.
-    fn check_kinds(&self) -> Result<Vec<crate::registry::KindCollision>> {
-        let collisions = crate::registry::collisions();
-        match collisions.first() {
-            Some(c) if !self.allow_kind_collisions => Err(Error::KindCollision {
-                kind: c.kind,
-                types: c.types.clone(),
-            }),
-            _ => Ok(collisions),
-        }
-    }
-
-    /// When appends reach stable storage. Default: [`SyncPolicy::Always`].
-    pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
-        self.sync = policy;
-        self
-    }
-
-    /// Size at which the active segment is closed and a new one started.
-    /// Default: 64 MiB ([`DEFAULT_SEGMENT_SIZE`]). At least 4 KiB.
-    pub fn segment_size(mut self, bytes: u64) -> Self {
-        self.segment_size = bytes;
-        self
-    }
-
-    #[cfg(test)]
-    pub(crate) fn faults(mut self, plan: Arc<FaultPlan>) -> Self {
-        self.faults = Some(plan);
-        self
-    }
-
-    fn validate(&self) -> Result<()> {
-        if self.segment_size < 4096 || self.segment_size > crate::segment::MAX_OFFSET {
-            return Err(Error::InvalidConfig {
-                reason: format!(
-                    "segment_size {} must be between 4096 and {}",
-                    self.segment_size,
-                    crate::segment::MAX_OFFSET
-                ),
-            });
-        }
-        match self.sync {
-            SyncPolicy::EveryN(0) => Err(Error::InvalidConfig {
-                reason: "SyncPolicy::EveryN(0): n must be at least 1".into(),
-            }),
-            SyncPolicy::Interval(d) if d.is_zero() => Err(Error::InvalidConfig {
-                reason: "SyncPolicy::Interval(0): the interval must be positive".into(),
-            }),
-            _ => Ok(()),
-        }
-    }
-
-    /// Opens (or creates) the store for reading and writing, taking the directory lock.
-    pub fn open(self) -> Result<Store> {
-        self.validate()?;
-        let collisions = self.check_kinds()?;
-        std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
-        let keys = self.keyring();
-        let lock = DirLock::acquire(&self.dir, false)?;
-        let pending_finished = crate::redact::finish_pending(&self.dir, false)?;
-        let mut loaded = load(&self.dir, false, self.segment_size, self.faults.clone())?;
-        loaded.report.kind_collisions = collisions;
-        let index = Arc::new(RwLock::new(loaded.index));
-        let segments = Arc::new(loaded.segments);
-        let signal = Arc::new(Signal::default());
-        let writer = match loaded.resume {
-            Some(resume) => Some(Arc::new(Writer::new(
-                self.dir.clone(),
-                self.sync,
-                self.segment_size,
-                resume,
-                Arc::clone(&index),
-                Arc::clone(&segments),
-                Arc::clone(&signal),
-            )?)),
-            None => None,
-        };
-        let flusher = match (self.sync, &writer) {
-            (SyncPolicy::Interval(every), Some(w)) => Some(Flusher::start(Arc::clone(w), every)),
-            _ => None,
-        };
-        let mut store = Store {
-            dir: self.dir,
-            index,
-            segments,
-            writer,
-            flusher,
-            report: loaded.report,
-            projections: ProjectionCache::new(self.projection_cache),
-            decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
-            keys,
-            redacting: Mutex::new(()),
-            signal,
-            cursors: Default::default(),
-            _lock: Some(lock),
-        };
-        let swept = store.finish_recorded_redactions()?;
-        store.report.redactions_finished = u64::from(pending_finished) + swept;
-        Ok(store)
-    }
-
-    /// Opens an existing store for reading only. Fails with [`Error::Locked`] while a
-    /// writer holds the directory; holds a shared lock so no writer opens meanwhile.
-    /// Nothing on disk is changed: a torn tail is reported and ignored, not cut.
-    pub fn open_read_only(self) -> Result<Store> {
-        self.open_reader(true)
-    }
-
-    /// Opens a read-only view of the store as it is now, taking no lock, so it works
-    /// while another process writes to it (the `batpak` tool reads live stores this
-    /// way). The view does not see later appends; the writer's unfinished tail is
-    /// ignored like a torn one. It may include events the writer has written but not
-    /// yet made durable (and so not yet acknowledged). A read that races a redaction
-    /// in the other process may fail with `Error::Corrupt`; reopening the view reads
-    /// the record again.
-    pub fn open_view(self) -> Result<Store> {
-        self.open_reader(false)
-    }
-
-    fn open_reader(self, lock: bool) -> Result<Store> {
-        let segments = self.dir.join(crate::segment::SEGMENTS_DIR);
-        if !segments.is_dir() {
-            return Err(Error::Io {
-                op: "open store read-only",
-                path: segments,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segments directory"),
-            });
-        }
-        let collisions = self.check_kinds()?;
-        let keys = self.keyring();
-        let lock = if lock {
-            Some(DirLock::acquire(&self.dir, true)?)
-        } else {
-            None
-        };
-        crate::redact::finish_pending(&self.dir, true)?;
-        let mut loaded = load(&self.dir, true, 0, None)?;
-        loaded.report.kind_collisions = collisions;
-        Ok(Store {
-            dir: self.dir,
-            index: Arc::new(RwLock::new(loaded.index)),
-            segments: Arc::new(loaded.segments),
-            writer: None,
-            flusher: None,
-            report: loaded.report,
-            projections: ProjectionCache::new(self.projection_cache),
-            decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
-            keys,
-            redacting: Mutex::new(()),
-            signal: Arc::new(Signal::default()),
-            cursors: Default::default(),
-            _lock: lock,
-        })
-    }
-}
+use crate::sign::Keyring;
+use crate::writer::{Draft, Flusher, Writer};
 
 /// Counts and watermarks.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -264,47 +55,122 @@ pub struct Store {
     writer: Option<Arc<Writer>>,
     flusher: Option<Flusher>,
     report: OpenReport,
-    pub(crate) projections: ProjectionCache,
+    projections: ProjectionCache,
     /// Serialises `decide` per entity (striped): deciders on one entity take turns, so
     /// each sees the previous one's event and none livelocks on version conflicts.
-    pub(crate) decide_locks: Box<[Mutex<()>; DECIDE_STRIPES]>,
+    decide_locks: Box<[Mutex<()>; DECIDE_STRIPES]>,
     keys: Keyring,
     /// Serialises redactions.
-    pub(crate) redacting: Mutex<()>,
+    redacting: Mutex<()>,
     /// Wakes waiters and subscribers when events are written, made durable or visible.
-    pub(crate) signal: Arc<Signal>,
-    /// Names of the durable cursors open now.
-    pub(crate) cursors: crate::cursor::OpenCursors,
+    signal: Arc<Signal>,
+    /// Names of the durable cursors and reactors open now.
+    cursors: Mutex<HashSet<String>>,
     /// `None` for a view (`open_view`), which takes no lock.
     _lock: Option<DirLock>,
 }
 
 /// Number of `decide` lock stripes.
-pub(crate) const DECIDE_STRIPES: usize = 64;
+const DECIDE_STRIPES: usize = 64;
+
+/// Default segment rotation size.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+
+/// What a writable store's writer is configured with.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriterConfig {
+    pub sync: SyncPolicy,
+    pub segment_size: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 impl Store {
-    /// Opens (or creates) the store in `dir` with default settings.
-    pub fn open(dir: impl AsRef<Path>) -> Result<Store> {
-        Store::builder(dir).open()
+    /// Builds the facade over a loaded directory: a writer (and, under
+    /// `SyncPolicy::Interval`, its flusher) when `writer` is given and the load left
+    /// somewhere to resume.
+    pub(crate) fn assemble(
+        dir: PathBuf,
+        loaded: Loaded,
+        writer: Option<WriterConfig>,
+        keys: Keyring,
+        projection_cache: usize,
+        dir_lock: Option<DirLock>,
+    ) -> Result<Store> {
+        let index = Arc::new(RwLock::new(loaded.index));
+        let segments = Arc::new(loaded.segments);
+        let signal = Arc::new(Signal::default());
+        let writer = match (writer, loaded.resume) {
+            (Some(config), Some(resume)) => Some(Arc::new(Writer::new(
+                dir.clone(),
+                config.sync,
+                config.segment_size,
+                resume,
+                Arc::clone(&index),
+                Arc::clone(&segments),
+                Arc::clone(&signal),
+            )?)),
+            _ => None,
+        };
+        let flusher = match writer.as_ref().map(|w| (w, w.policy())) {
+            Some((w, SyncPolicy::Interval(every))) => Some(Flusher::start(Arc::clone(w), every)?),
+            _ => None,
+        };
+        Ok(Store {
+            dir,
+            index,
+            segments,
+            writer,
+            flusher,
+            report: loaded.report,
+            projections: ProjectionCache::new(projection_cache),
+            decide_locks: Box::new(std::array::from_fn(|_| Mutex::new(()))),
+            keys,
+            redacting: Mutex::new(()),
+            signal,
+            cursors: Mutex::default(),
+            _lock: dir_lock,
+        })
     }
 
-    /// A builder for a store in `dir`.
-    pub fn builder(dir: impl AsRef<Path>) -> StoreBuilder {
-        StoreBuilder {
-            dir: dir.as_ref().to_path_buf(),
-            sync: SyncPolicy::default(),
-            segment_size: DEFAULT_SEGMENT_SIZE,
-            allow_kind_collisions: false,
-            projection_cache: DEFAULT_PROJECTION_CACHE,
-            signing_key: None,
-            trusted_keys: Vec::new(),
-            faults: None,
-        }
+    /// Counts redactions the open finished after the load (see `OpenReport`).
+    pub(crate) fn add_redactions_finished(&mut self, n: u64) {
+        self.report.redactions_finished += n;
     }
 
-    /// Opens an existing store read-only (see [`StoreBuilder::open_read_only`]).
-    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
-        Store::builder(dir).open_read_only()
+    /// The projection cache.
+    pub(crate) fn projections(&self) -> &ProjectionCache {
+        &self.projections
+    }
+
+    /// Deciders on one entity take turns (striped by entity): held for one `decide`.
+    pub(crate) fn decide_turn(&self, entity: &str) -> MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        entity.hash(&mut h);
+        lock(&self.decide_locks[(h.finish() % DECIDE_STRIPES as u64) as usize])
+    }
+
+    /// Redactions take turns: held for one `redact`.
+    pub(crate) fn redaction_turn(&self) -> MutexGuard<'_, ()> {
+        lock(&self.redacting)
+    }
+
+    /// Wakes waiters when events are written, made durable or visible.
+    pub(crate) fn signal(&self) -> &Signal {
+        &self.signal
+    }
+
+    /// Claims `name` among the open cursors and reactors; `false` when it is taken.
+    pub(crate) fn claim_cursor_name(&self, name: &str) -> bool {
+        lock(&self.cursors).insert(name.to_string())
+    }
+
+    /// Releases a name `claim_cursor_name` took.
+    pub(crate) fn release_cursor_name(&self, name: &str) {
+        lock(&self.cursors).remove(name);
     }
 
     /// The store directory.
@@ -1032,52 +898,10 @@ impl Batch {
     }
 }
 
-/// The background thread of `SyncPolicy::Interval`.
-#[derive(Debug)]
-struct Flusher {
-    stop: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Flusher {
-    fn start(writer: Arc<Writer>, every: Duration) -> Self {
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
-        let signal = Arc::clone(&stop);
-        let thread = std::thread::Builder::new()
-            .name("batpak-flush".into())
-            .spawn(move || {
-                let (lock, cv) = &*signal;
-                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
-                while !*stopped {
-                    let (guard, _) = cv
-                        .wait_timeout(stopped, every)
-                        .unwrap_or_else(|p| p.into_inner());
-                    stopped = guard;
-                    if *stopped {
-                        break;
-                    }
-                    if writer.written() > writer.durable() && writer.sync().is_err() {
-                        break; // poisoned: appends report it
-                    }
-                }
-            })
-            .ok();
-        Flusher { stop, thread }
-    }
-
-    fn stop(mut self) {
-        let (lock, cv) = &*self.stop;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        cv.notify_all();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 #[cfg(test)]
 mod fault_tests {
     use super::*;
+    use crate::segment::io::FaultPlan;
 
     fn coord() -> Coordinate {
         Coordinate::new("acct:1", "s").unwrap()

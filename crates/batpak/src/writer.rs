@@ -14,6 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::chain::{self, Random};
@@ -23,13 +24,14 @@ use crate::format::checkpoint::Checkpoint;
 use crate::format::record::{
     self, Encoding, RecordDraft, RecordHeader, FLAG_BATCH_CONTINUES, MAX_PAYLOAD_LEN,
 };
+use crate::format::redo::{PendingRewrite, PENDING_FILE};
 use crate::format::segment::HEADER_LEN;
 use crate::hash::Hash;
 use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
 use crate::notify::Signal;
-use crate::open::{Resume, CHECKPOINT_FILE};
+use crate::open::{apply_pending, remove_pending, Resume, CHECKPOINT_FILE};
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
 use crate::receipt::AppendReceipt;
 use crate::segment::io::{replace_file, SegmentFile};
@@ -157,6 +159,11 @@ impl Writer {
             segments,
             signal,
         })
+    }
+
+    /// The sync policy appends follow.
+    pub(crate) fn policy(&self) -> SyncPolicy {
+        self.policy
     }
 
     /// The newest written sequence.
@@ -718,6 +725,29 @@ impl Writer {
         replace_file(&self.dir, CHECKPOINT_FILE, &c.encode())
     }
 
+    /// Writes `pending` over the record it names: the only in-place mutation of a
+    /// segment. The pending file is made durable first (a crash mid-rewrite is finished
+    /// at the next open), then the frame is written and synced through the segment
+    /// seam, then the pending file is removed. A failed segment write or fsync poisons
+    /// the store, like a failed append.
+    pub(crate) fn rewrite_record(&self, pending: &PendingRewrite) -> Result<()> {
+        self.check_poison()?;
+        let file = self
+            .segments
+            .get(pending.segment)
+            .ok_or_else(|| Error::Corrupt {
+                path: self.segments.path_of(pending.segment),
+                offset: pending.offset,
+                detail: "the index points into a segment that is not open".into(),
+            })?;
+        replace_file(&self.dir, PENDING_FILE, &pending.encode())?;
+        {
+            let _no_readers_mid_frame = self.segments.rewrite_guard();
+            apply_pending(&file, pending, &self.dir).map_err(|e| self.poisoned(e))?;
+        }
+        remove_pending(&self.dir)
+    }
+
     /// Makes everything written so far durable (and visible).
     pub(crate) fn sync(&self) -> Result<()> {
         self.check_poison()?;
@@ -790,4 +820,53 @@ fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The background thread of `SyncPolicy::Interval`.
+#[derive(Debug)]
+pub(crate) struct Flusher {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Flusher {
+    /// Starts the thread. A thread that cannot be spawned is an error: without it
+    /// `Interval` would silently mean "never".
+    pub(crate) fn start(writer: Arc<Writer>, every: Duration) -> Result<Self> {
+        let dir = writer.dir.clone();
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("batpak-flush".into())
+            .spawn(move || {
+                let (lock, cv) = &*signal;
+                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                while !*stopped {
+                    let (guard, _) = cv
+                        .wait_timeout(stopped, every)
+                        .unwrap_or_else(|p| p.into_inner());
+                    stopped = guard;
+                    if *stopped {
+                        break;
+                    }
+                    if writer.written() > writer.durable() && writer.sync().is_err() {
+                        break; // poisoned: appends report it
+                    }
+                }
+            })
+            .map_err(crate::error::io_err("spawn flusher thread", dir))?;
+        Ok(Flusher {
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub(crate) fn stop(mut self) {
+        let (lock, cv) = &*self.stop;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }

@@ -34,6 +34,12 @@ impl FaultPlan {
         })
     }
 
+    /// From now on `n` more fsyncs succeed, then every later one fails.
+    #[cfg(test)]
+    pub(crate) fn allow_syncs(&self, n: u64) {
+        self.syncs_left.store(n, Ordering::SeqCst);
+    }
+
     /// From now on every fsync blocks until `release_syncs`.
     #[cfg(test)]
     pub(crate) fn hold_syncs(&self) {
