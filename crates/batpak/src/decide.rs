@@ -3,6 +3,7 @@
 
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
+use crate::event::Batch;
 use crate::event::EventPayload;
 use crate::gate::{
     trace_entries, DecideOptions, Decision, GateOutcome, GateSet, Proposal, RecordedBypass,
@@ -11,7 +12,7 @@ use crate::gate::{
 use crate::options::{AppendOptions, ExpectedVersion};
 use crate::projection::{Freshness, Projection};
 use crate::receipt::AppendReceipt;
-use crate::store::{Batch, Store};
+use crate::store::Store;
 
 impl Store {
     /// Decides and commits without a check-then-act window: projects `P` over the

@@ -7,11 +7,12 @@ use serde::Serialize;
 use crate::chain;
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
-use crate::format::record::RecordHeader;
+use crate::format::record::{PayloadField, RecordHeader, RecordView};
 use crate::format::Encoding;
 use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
+use crate::options::AppendOptions;
 use crate::receipt::AppendReceipt;
 
 /// A Rust type stored as an event payload: its kind and schema version, and serde for
@@ -227,5 +228,244 @@ impl StoredEvent {
             kind: self.kind,
             message,
         }
+    }
+}
+
+impl StoredEvent {
+    /// Builds a `StoredEvent` from its decoded record, checking it is the event the index
+    /// said lives there (the error describes the mismatch).
+    pub(crate) fn from_record(
+        view: &RecordView<'_>,
+        sequence: u64,
+        coordinate: &Coordinate,
+    ) -> std::result::Result<StoredEvent, String> {
+        check_target(view, sequence, coordinate)?;
+        let h = &view.header;
+        let (payload, proof) = match view.payload {
+            PayloadField::Present { salt, bytes } => (bytes.to_vec(), PayloadProof::Salt(*salt)),
+            PayloadField::Redacted { digest, .. } => (Vec::new(), PayloadProof::Digest(digest)),
+        };
+        Ok(StoredEvent {
+            id: h.id,
+            sequence: h.sequence,
+            version: h.version,
+            timestamp_ns: h.timestamp_ns,
+            kind: h.kind,
+            coordinate: coordinate.clone(),
+            causation: h.causation,
+            correlation: h.correlation,
+            encoding: h.encoding,
+            schema_version: h.schema_version,
+            payload,
+            prev_hash: h.prev_hash,
+            proof: HashInputs {
+                flags: h.flags,
+                idempotency: h.idempotency,
+                payload: proof,
+            },
+        })
+    }
+
+    /// Like `from_record`, into an event read before: its payload buffer is reused and its
+    /// coordinate kept when it is the same, so a fold allocates nothing per event.
+    pub(crate) fn refill(
+        &mut self,
+        view: &RecordView<'_>,
+        sequence: u64,
+        coordinate: &Coordinate,
+    ) -> std::result::Result<(), String> {
+        let event = self;
+        check_target(view, sequence, coordinate)?;
+        let h = &view.header;
+        event.payload.clear();
+        let proof = match view.payload {
+            PayloadField::Present { salt, bytes } => {
+                event.payload.extend_from_slice(bytes);
+                PayloadProof::Salt(*salt)
+            }
+            PayloadField::Redacted { digest, .. } => PayloadProof::Digest(digest),
+        };
+        if !event.coordinate.same_interned(coordinate) {
+            event.coordinate = coordinate.clone();
+        }
+        event.id = h.id;
+        event.sequence = h.sequence;
+        event.version = h.version;
+        event.timestamp_ns = h.timestamp_ns;
+        event.kind = h.kind;
+        event.causation = h.causation;
+        event.correlation = h.correlation;
+        event.encoding = h.encoding;
+        event.schema_version = h.schema_version;
+        event.prev_hash = h.prev_hash;
+        event.proof = HashInputs {
+            flags: h.flags,
+            idempotency: h.idempotency,
+            payload: proof,
+        };
+        Ok(())
+    }
+}
+
+/// Checks the record is the event the index said lives there.
+fn check_target(
+    view: &RecordView<'_>,
+    sequence: u64,
+    c: &Coordinate,
+) -> std::result::Result<(), String> {
+    let h = &view.header;
+    if h.sequence != sequence || view.entity != c.entity() || view.scope != c.scope() {
+        return Err(format!(
+            "record holds sequence {} of {:?} in {:?}, the index expects sequence {} of {:?} in {:?}",
+            h.sequence,
+            view.entity,
+            view.scope,
+            sequence,
+            c.entity(),
+            c.scope()
+        ));
+    }
+    Ok(())
+}
+
+/// Payload bytes the caller encoded, with how they are encoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RawPayload<'a> {
+    /// The bytes.
+    pub bytes: &'a [u8],
+    /// Their encoding.
+    pub encoding: Encoding,
+    /// The payload schema version. Default 1.
+    pub schema_version: u16,
+}
+
+impl<'a> RawPayload<'a> {
+    /// MessagePack bytes, schema version 1.
+    pub fn msgpack(bytes: &'a [u8]) -> Self {
+        RawPayload {
+            bytes,
+            encoding: Encoding::MessagePack,
+            schema_version: 1,
+        }
+    }
+
+    /// JSON bytes, schema version 1.
+    pub fn json(bytes: &'a [u8]) -> Self {
+        RawPayload {
+            bytes,
+            encoding: Encoding::Json,
+            schema_version: 1,
+        }
+    }
+
+    /// Bytes the store does not interpret, schema version 1.
+    pub fn opaque(bytes: &'a [u8]) -> Self {
+        RawPayload {
+            bytes,
+            encoding: Encoding::Opaque,
+            schema_version: 1,
+        }
+    }
+}
+
+/// Events to append atomically with [`Store::append_batch`]. Items may name earlier
+/// items as their cause with [`AppendOptions::caused_by_item`].
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    items: Vec<BatchItem>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct BatchItem {
+    pub coordinate: Coordinate,
+    pub kind: EventKind,
+    pub encoding: Encoding,
+    pub schema_version: u16,
+    pub payload: Vec<u8>,
+    pub options: AppendOptions,
+    pub system: bool,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Batch::default()
+    }
+
+    /// Adds a typed event. Returns its position, for `caused_by_item`.
+    pub fn push<P: EventPayload>(
+        &mut self,
+        coord: &Coordinate,
+        payload: &P,
+        options: AppendOptions,
+    ) -> Result<usize> {
+        self.push_typed(coord, payload, options, false)
+    }
+
+    /// Adds a store-owned record (reserved category), for the store's own evidence.
+    pub(crate) fn push_system<P: EventPayload>(
+        &mut self,
+        coord: &Coordinate,
+        payload: &P,
+        options: AppendOptions,
+    ) -> Result<usize> {
+        self.push_typed(coord, payload, options, true)
+    }
+
+    fn push_typed<P: EventPayload>(
+        &mut self,
+        coord: &Coordinate,
+        payload: &P,
+        options: AppendOptions,
+        system: bool,
+    ) -> Result<usize> {
+        let bytes = payload.encode()?;
+        Ok(self.push_item(BatchItem {
+            coordinate: coord.clone(),
+            kind: P::KIND,
+            encoding: Encoding::MessagePack,
+            schema_version: P::SCHEMA_VERSION,
+            payload: bytes,
+            options,
+            system,
+        }))
+    }
+
+    /// Adds pre-encoded bytes. Returns its position.
+    pub fn push_raw(
+        &mut self,
+        coord: &Coordinate,
+        kind: EventKind,
+        payload: RawPayload<'_>,
+        options: AppendOptions,
+    ) -> usize {
+        self.push_item(BatchItem {
+            coordinate: coord.clone(),
+            kind,
+            encoding: payload.encoding,
+            schema_version: payload.schema_version,
+            payload: payload.bytes.to_vec(),
+            options,
+            system: false,
+        })
+    }
+
+    fn push_item(&mut self, item: BatchItem) -> usize {
+        self.items.push(item);
+        self.items.len() - 1
+    }
+
+    pub(crate) fn items(&self) -> &[BatchItem] {
+        &self.items
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether the batch has no items.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 }

@@ -1,11 +1,13 @@
-//! The causal graph as data: verified chain walks and event neighbourhoods.
+//! The causal graph: verified chain walks, causes, and event neighbourhoods.
 
 use crate::coordinate::Coordinate;
+use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::report::{ChainWalkReport, EventRef, Report, WalkFinding};
+use crate::store::Store;
 
 /// The result of [`Store::walk_ancestors`](crate::Store::walk_ancestors): the event and
 /// its entity's earlier events, newest first, each link checked.
@@ -146,5 +148,147 @@ impl ChainWalk {
             },
             Vec::new(),
         )
+    }
+}
+
+impl Store {
+    /// The event `id` and up to `limit - 1` of its entity's earlier events, newest
+    /// first, following the hash chain and checking every link as it goes (one index
+    /// step and one record read per event). A link that does not verify ends the walk
+    /// and is reported in [`ChainWalk::broken`]; it is never skipped. `None` when no
+    /// event has this id.
+    pub fn walk_ancestors(&self, id: EventId, limit: usize) -> Result<Option<ChainWalk>> {
+        let targets = self.locate(|index| {
+            let Some(seq) = index.sequence_of(id) else {
+                return Vec::new();
+            };
+            let version = index.version_of(seq).unwrap_or(0);
+            (0..=version)
+                .rev()
+                .take(limit)
+                .filter_map(|v| index.entity_event_at(seq, v))
+                .collect()
+        });
+        if targets.is_empty() {
+            return Ok(None);
+        }
+        let events = self.read_events(&targets)?;
+        let (verified, broken) = verify_links(&events);
+        let mut events = events;
+        events.truncate(verified);
+        let reached_first = broken.is_none() && events.last().is_some_and(|e| e.version == 0);
+        Ok(Some(ChainWalk {
+            events,
+            broken,
+            reached_first,
+        }))
+    }
+
+    /// The causes of `id`, following causation links across entities: its cause, that
+    /// event's cause, and so on to the root, at most `limit` events.
+    pub fn causes(&self, id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
+        let mut out = Vec::new();
+        let Some(mut current) = self.get(id)? else {
+            return Ok(out);
+        };
+        while out.len() < limit {
+            let Some(cause) = current.causation else {
+                break;
+            };
+            // Causes are checked to exist on append, so a missing one is damage.
+            current = self.get(cause)?.ok_or_else(|| Error::Corrupt {
+                path: self.dir().to_path_buf(),
+                offset: 0,
+                detail: format!(
+                    "event {} names cause {cause}, which is not in the store",
+                    current.id
+                ),
+            })?;
+            out.push(current.clone());
+        }
+        Ok(out)
+    }
+
+    /// The neighbourhood of `id` within `depth` hops along chain links (previous and
+    /// next event of the same entity) and causation links (cause and effects), as
+    /// nodes and typed edges. `None` when no event has this id.
+    pub fn causal_graph(&self, id: EventId, depth: usize) -> Result<Option<CausalGraph>> {
+        use std::collections::{BTreeMap, BTreeSet};
+        let Some(root) = self.get(id)? else {
+            return Ok(None);
+        };
+        let mut nodes: BTreeMap<u64, StoredEvent> = BTreeMap::new();
+        let mut edges: BTreeSet<(u64, u64, EdgeKind)> = BTreeSet::new();
+        let mut frontier = vec![root.sequence];
+        nodes.insert(root.sequence, root);
+        for _ in 0..depth {
+            let mut links: Vec<(u64, u64, EdgeKind)> = Vec::new();
+            {
+                let index = self.index();
+                for &seq in &frontier {
+                    let Some(event) = nodes.get(&seq) else {
+                        continue;
+                    };
+                    if let Some(prev) = event
+                        .version
+                        .checked_sub(1)
+                        .and_then(|v| index.entity_event_at(seq, v))
+                    {
+                        links.push((prev, seq, EdgeKind::Chain));
+                    }
+                    if let Some(next) = index.entity_event_at(seq, event.version + 1) {
+                        links.push((seq, next, EdgeKind::Chain));
+                    }
+                    if let Some(cause) = event.causation.and_then(|c| index.sequence_of(c)) {
+                        links.push((cause, seq, EdgeKind::Causation));
+                    }
+                    for &effect in index.effects_of(event.id) {
+                        links.push((seq, effect, EdgeKind::Causation));
+                    }
+                }
+            }
+            let new: Vec<u64> = links
+                .iter()
+                .flat_map(|&(a, b, _)| [a, b])
+                .filter(|s| !nodes.contains_key(s))
+                .collect::<BTreeSet<u64>>()
+                .into_iter()
+                .collect();
+            edges.extend(links);
+            let targets = self.locate(|_| new.clone());
+            for event in self.read_events(&targets)? {
+                nodes.insert(event.sequence, event);
+            }
+            frontier = new;
+            if frontier.is_empty() {
+                break;
+            }
+        }
+        let id_of = |seq: u64| nodes.get(&seq).map(|e| e.id);
+        let mut edges: Vec<GraphEdge> = edges
+            .into_iter()
+            .filter_map(|(a, b, kind)| {
+                Some(GraphEdge {
+                    from: id_of(a)?,
+                    to: id_of(b)?,
+                    kind,
+                })
+            })
+            .collect();
+        edges.sort();
+        Ok(Some(CausalGraph {
+            root: id,
+            nodes: nodes
+                .values()
+                .map(|e| GraphNode {
+                    id: e.id,
+                    sequence: e.sequence,
+                    coordinate: e.coordinate.clone(),
+                    kind: e.kind,
+                    version: e.version,
+                })
+                .collect(),
+            edges,
+        }))
     }
 }

@@ -76,7 +76,7 @@ pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
 pub use cursor::{Cursor, CursorStart, MAX_CURSOR_NAME};
 pub use delivery::{RecvError, Subscription, DEFAULT_LAG_LIMIT};
 pub use error::{CoordinateRule, Error, Result};
-pub use event::{EventPayload, PayloadValue, StoredEvent};
+pub use event::{Batch, EventPayload, PayloadValue, RawPayload, StoredEvent};
 pub use format::{Encoding, MAX_PAYLOAD_LEN};
 pub use gate::{
     gate, Committed, DecideOptions, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet,
@@ -106,7 +106,7 @@ pub use report::{
 };
 pub use segment::recovery::TailCut;
 pub use sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
-pub use store::{Batch, RawPayload, Stats, Store, DEFAULT_SEGMENT_SIZE};
+pub use store::{Stats, Store, DEFAULT_SEGMENT_SIZE};
 pub use transaction::Transaction;
 pub use verify::{Anchor, AnchorCheck, ANCHOR_MESSAGE_LEN};
 pub use watch::Watch;

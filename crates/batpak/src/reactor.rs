@@ -21,12 +21,13 @@ use crate::coordinate::Coordinate;
 use crate::cursor::CursorStart;
 use crate::delivery::RecvError;
 use crate::error::{Error, Result};
+use crate::event::{Batch, RawPayload};
 use crate::event::{EventPayload, StoredEvent};
 use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::options::{AppendOptions, ExpectedVersion};
 use crate::query::Region;
-use crate::store::{Batch, RawPayload, Store};
+use crate::store::Store;
 
 /// The kind of a reactor's position record (reserved category 0).
 pub const REACTOR_POSITION_KIND: EventKind = EventKind::custom(0, 4);

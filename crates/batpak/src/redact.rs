@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain;
 use crate::error::{Error, Result};
+use crate::event::Batch;
 use crate::event::EventPayload;
 use crate::format::record::{self, PayloadField};
 use crate::format::redo::PendingRewrite;
@@ -27,7 +28,7 @@ use crate::options::AppendOptions;
 use crate::query::Region;
 use crate::receipt::AppendReceipt;
 use crate::segment::Location;
-use crate::store::{Batch, Store};
+use crate::store::Store;
 
 /// The kind of the record a redaction leaves (reserved category 0).
 pub const REDACTION_KIND: EventKind = EventKind::custom(0, 3);
@@ -158,10 +159,10 @@ mod tests {
 
     use super::*;
     use crate::coordinate::Coordinate;
+    use crate::event::RawPayload;
     use crate::format::redo::PENDING_FILE;
     use crate::segment::io::replace_file;
     use crate::segment::segment_path;
-    use crate::store::RawPayload;
 
     const SECRET: &[u8] = b"a secret that must not survive: 0123456789";
 

@@ -7,10 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use crate::cache::ProjectionCache;
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
-use crate::event::{EventPayload, HashInputs, PayloadProof, StoredEvent};
-use crate::format::record::{PayloadField, RecordView};
+use crate::event::{Batch, EventPayload, RawPayload, StoredEvent};
 use crate::format::Encoding;
-use crate::graph::{CausalGraph, ChainWalk, EdgeKind, GraphEdge, GraphNode};
 use crate::id::EventId;
 use crate::index::Index;
 use crate::kind::EventKind;
@@ -265,7 +263,7 @@ impl Store {
     /// Returns one receipt per item, in order.
     pub fn append_batch(&self, batch: &Batch) -> Result<Vec<AppendReceipt>> {
         let drafts: Vec<Draft<'_>> = batch
-            .items
+            .items()
             .iter()
             .map(|item| Draft {
                 coordinate: &item.coordinate,
@@ -299,12 +297,14 @@ impl Store {
     }
 
     /// Reads the records of `targets`, in order.
-    fn read_events(&self, targets: &[Target]) -> Result<Vec<StoredEvent>> {
+    pub(crate) fn read_events(&self, targets: &[Target]) -> Result<Vec<StoredEvent>> {
         targets
             .iter()
             .map(|t| {
                 self.segments
-                    .with_record(t.location, |view| Ok(to_event(view, t)))?
+                    .with_record(t.location, |view| {
+                        Ok(StoredEvent::from_record(view, t.sequence, &t.coordinate))
+                    })?
                     .map_err(|detail| Error::Corrupt {
                         path: self.segments.path_of(t.location.segment()),
                         offset: t.location.offset(),
@@ -326,149 +326,9 @@ impl Store {
         self.read_events(&targets)
     }
 
-    /// The event `id` and up to `limit - 1` of its entity's earlier events, newest
-    /// first, following the hash chain and checking every link as it goes (one index
-    /// step and one record read per event). A link that does not verify ends the walk
-    /// and is reported in [`ChainWalk::broken`]; it is never skipped. `None` when no
-    /// event has this id.
-    pub fn walk_ancestors(&self, id: EventId, limit: usize) -> Result<Option<ChainWalk>> {
-        let targets = self.locate(|index| {
-            let Some(seq) = index.sequence_of(id) else {
-                return Vec::new();
-            };
-            let version = index.version_of(seq).unwrap_or(0);
-            (0..=version)
-                .rev()
-                .take(limit)
-                .filter_map(|v| index.entity_event_at(seq, v))
-                .collect()
-        });
-        if targets.is_empty() {
-            return Ok(None);
-        }
-        let events = self.read_events(&targets)?;
-        let (verified, broken) = crate::graph::verify_links(&events);
-        let mut events = events;
-        events.truncate(verified);
-        let reached_first = broken.is_none() && events.last().is_some_and(|e| e.version == 0);
-        Ok(Some(ChainWalk {
-            events,
-            broken,
-            reached_first,
-        }))
-    }
-
-    /// The causes of `id`, following causation links across entities: its cause, that
-    /// event's cause, and so on to the root, at most `limit` events.
-    pub fn causes(&self, id: EventId, limit: usize) -> Result<Vec<StoredEvent>> {
-        let mut out = Vec::new();
-        let Some(mut current) = self.get(id)? else {
-            return Ok(out);
-        };
-        while out.len() < limit {
-            let Some(cause) = current.causation else {
-                break;
-            };
-            // Causes are checked to exist on append, so a missing one is damage.
-            current = self.get(cause)?.ok_or_else(|| Error::Corrupt {
-                path: self.dir.clone(),
-                offset: 0,
-                detail: format!(
-                    "event {} names cause {cause}, which is not in the store",
-                    current.id
-                ),
-            })?;
-            out.push(current.clone());
-        }
-        Ok(out)
-    }
-
-    /// The neighbourhood of `id` within `depth` hops along chain links (previous and
-    /// next event of the same entity) and causation links (cause and effects), as
-    /// nodes and typed edges. `None` when no event has this id.
-    pub fn causal_graph(&self, id: EventId, depth: usize) -> Result<Option<CausalGraph>> {
-        use std::collections::{BTreeMap, BTreeSet};
-        let Some(root) = self.get(id)? else {
-            return Ok(None);
-        };
-        let mut nodes: BTreeMap<u64, StoredEvent> = BTreeMap::new();
-        let mut edges: BTreeSet<(u64, u64, EdgeKind)> = BTreeSet::new();
-        let mut frontier = vec![root.sequence];
-        nodes.insert(root.sequence, root);
-        for _ in 0..depth {
-            let mut links: Vec<(u64, u64, EdgeKind)> = Vec::new();
-            {
-                let index = self.index();
-                for &seq in &frontier {
-                    let Some(event) = nodes.get(&seq) else {
-                        continue;
-                    };
-                    if let Some(prev) = event
-                        .version
-                        .checked_sub(1)
-                        .and_then(|v| index.entity_event_at(seq, v))
-                    {
-                        links.push((prev, seq, EdgeKind::Chain));
-                    }
-                    if let Some(next) = index.entity_event_at(seq, event.version + 1) {
-                        links.push((seq, next, EdgeKind::Chain));
-                    }
-                    if let Some(cause) = event.causation.and_then(|c| index.sequence_of(c)) {
-                        links.push((cause, seq, EdgeKind::Causation));
-                    }
-                    for &effect in index.effects_of(event.id) {
-                        links.push((seq, effect, EdgeKind::Causation));
-                    }
-                }
-            }
-            let new: Vec<u64> = links
-                .iter()
-                .flat_map(|&(a, b, _)| [a, b])
-                .filter(|s| !nodes.contains_key(s))
-                .collect::<BTreeSet<u64>>()
-                .into_iter()
-                .collect();
-            edges.extend(links);
-            let targets = self.locate(|_| new.clone());
-            for event in self.read_events(&targets)? {
-                nodes.insert(event.sequence, event);
-            }
-            frontier = new;
-            if frontier.is_empty() {
-                break;
-            }
-        }
-        let id_of = |seq: u64| nodes.get(&seq).map(|e| e.id);
-        let mut edges: Vec<GraphEdge> = edges
-            .into_iter()
-            .filter_map(|(a, b, kind)| {
-                Some(GraphEdge {
-                    from: id_of(a)?,
-                    to: id_of(b)?,
-                    kind,
-                })
-            })
-            .collect();
-        edges.sort();
-        Ok(Some(CausalGraph {
-            root: id,
-            nodes: nodes
-                .values()
-                .map(|e| GraphNode {
-                    id: e.id,
-                    sequence: e.sequence,
-                    coordinate: e.coordinate.clone(),
-                    kind: e.kind,
-                    version: e.version,
-                })
-                .collect(),
-            edges,
-        }))
-    }
-
     /// Resolves the sequences `pick` chooses to what reading them needs, under one
     /// index lock.
-    fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<Target> {
+    pub(crate) fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<Target> {
         let index = self.index();
         pick(&index)
             .into_iter()
@@ -580,8 +440,9 @@ impl Store {
             self.segments
                 .with_record(t.location, |view| {
                     Ok(match scratch.as_mut() {
-                        Some(event) => refill_event(event, view, t),
-                        None => to_event(view, t).map(|event| scratch = Some(event)),
+                        Some(event) => event.refill(view, t.sequence, &t.coordinate),
+                        None => StoredEvent::from_record(view, t.sequence, &t.coordinate)
+                            .map(|event| scratch = Some(event)),
                     })
                 })?
                 .map_err(|detail| Error::Corrupt {
@@ -668,234 +529,10 @@ impl Drop for Store {
 
 /// What reading one visible event needs, taken from the index.
 #[derive(Debug)]
-struct Target {
-    sequence: u64,
-    location: Location,
-    coordinate: Coordinate,
-}
-
-/// Builds a `StoredEvent` from its decoded record, checking it is the event the index
-/// said lives there (the error describes the mismatch).
-fn to_event(view: &RecordView<'_>, target: &Target) -> std::result::Result<StoredEvent, String> {
-    check_target(view, target)?;
-    let h = &view.header;
-    let (payload, proof) = match view.payload {
-        PayloadField::Present { salt, bytes } => (bytes.to_vec(), PayloadProof::Salt(*salt)),
-        PayloadField::Redacted { digest, .. } => (Vec::new(), PayloadProof::Digest(digest)),
-    };
-    Ok(StoredEvent {
-        id: h.id,
-        sequence: h.sequence,
-        version: h.version,
-        timestamp_ns: h.timestamp_ns,
-        kind: h.kind,
-        coordinate: target.coordinate.clone(),
-        causation: h.causation,
-        correlation: h.correlation,
-        encoding: h.encoding,
-        schema_version: h.schema_version,
-        payload,
-        prev_hash: h.prev_hash,
-        proof: HashInputs {
-            flags: h.flags,
-            idempotency: h.idempotency,
-            payload: proof,
-        },
-    })
-}
-
-/// Like `to_event`, into an event read before: its payload buffer is reused and its
-/// coordinate kept when it is the same, so a fold allocates nothing per event.
-fn refill_event(
-    event: &mut StoredEvent,
-    view: &RecordView<'_>,
-    target: &Target,
-) -> std::result::Result<(), String> {
-    check_target(view, target)?;
-    let h = &view.header;
-    event.payload.clear();
-    let proof = match view.payload {
-        PayloadField::Present { salt, bytes } => {
-            event.payload.extend_from_slice(bytes);
-            PayloadProof::Salt(*salt)
-        }
-        PayloadField::Redacted { digest, .. } => PayloadProof::Digest(digest),
-    };
-    if !event.coordinate.same_interned(&target.coordinate) {
-        event.coordinate = target.coordinate.clone();
-    }
-    event.id = h.id;
-    event.sequence = h.sequence;
-    event.version = h.version;
-    event.timestamp_ns = h.timestamp_ns;
-    event.kind = h.kind;
-    event.causation = h.causation;
-    event.correlation = h.correlation;
-    event.encoding = h.encoding;
-    event.schema_version = h.schema_version;
-    event.prev_hash = h.prev_hash;
-    event.proof = HashInputs {
-        flags: h.flags,
-        idempotency: h.idempotency,
-        payload: proof,
-    };
-    Ok(())
-}
-
-/// Checks the record is the event the index said lives there.
-fn check_target(view: &RecordView<'_>, target: &Target) -> std::result::Result<(), String> {
-    let h = &view.header;
-    let c = &target.coordinate;
-    if h.sequence != target.sequence || view.entity != c.entity() || view.scope != c.scope() {
-        return Err(format!(
-            "record holds sequence {} of {:?} in {:?}, the index expects sequence {} of {:?} in {:?}",
-            h.sequence,
-            view.entity,
-            view.scope,
-            target.sequence,
-            c.entity(),
-            c.scope()
-        ));
-    }
-    Ok(())
-}
-
-/// Payload bytes the caller encoded, with how they are encoded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RawPayload<'a> {
-    /// The bytes.
-    pub bytes: &'a [u8],
-    /// Their encoding.
-    pub encoding: Encoding,
-    /// The payload schema version. Default 1.
-    pub schema_version: u16,
-}
-
-impl<'a> RawPayload<'a> {
-    /// MessagePack bytes, schema version 1.
-    pub fn msgpack(bytes: &'a [u8]) -> Self {
-        RawPayload {
-            bytes,
-            encoding: Encoding::MessagePack,
-            schema_version: 1,
-        }
-    }
-
-    /// JSON bytes, schema version 1.
-    pub fn json(bytes: &'a [u8]) -> Self {
-        RawPayload {
-            bytes,
-            encoding: Encoding::Json,
-            schema_version: 1,
-        }
-    }
-
-    /// Bytes the store does not interpret, schema version 1.
-    pub fn opaque(bytes: &'a [u8]) -> Self {
-        RawPayload {
-            bytes,
-            encoding: Encoding::Opaque,
-            schema_version: 1,
-        }
-    }
-}
-
-/// Events to append atomically with [`Store::append_batch`]. Items may name earlier
-/// items as their cause with [`AppendOptions::caused_by_item`].
-#[derive(Clone, Debug, Default)]
-pub struct Batch {
-    items: Vec<BatchItem>,
-}
-
-#[derive(Clone, Debug)]
-struct BatchItem {
-    coordinate: Coordinate,
-    kind: EventKind,
-    encoding: Encoding,
-    schema_version: u16,
-    payload: Vec<u8>,
-    options: AppendOptions,
-    system: bool,
-}
-
-impl Batch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Batch::default()
-    }
-
-    /// Adds a typed event. Returns its position, for `caused_by_item`.
-    pub fn push<P: EventPayload>(
-        &mut self,
-        coord: &Coordinate,
-        payload: &P,
-        options: AppendOptions,
-    ) -> Result<usize> {
-        self.push_typed(coord, payload, options, false)
-    }
-
-    /// Adds a store-owned record (reserved category), for the store's own evidence.
-    pub(crate) fn push_system<P: EventPayload>(
-        &mut self,
-        coord: &Coordinate,
-        payload: &P,
-        options: AppendOptions,
-    ) -> Result<usize> {
-        self.push_typed(coord, payload, options, true)
-    }
-
-    fn push_typed<P: EventPayload>(
-        &mut self,
-        coord: &Coordinate,
-        payload: &P,
-        options: AppendOptions,
-        system: bool,
-    ) -> Result<usize> {
-        let bytes = payload.encode()?;
-        Ok(self.push_item(BatchItem {
-            coordinate: coord.clone(),
-            kind: P::KIND,
-            encoding: Encoding::MessagePack,
-            schema_version: P::SCHEMA_VERSION,
-            payload: bytes,
-            options,
-            system,
-        }))
-    }
-
-    /// Adds pre-encoded bytes. Returns its position.
-    pub fn push_raw(
-        &mut self,
-        coord: &Coordinate,
-        kind: EventKind,
-        payload: RawPayload<'_>,
-        options: AppendOptions,
-    ) -> usize {
-        self.push_item(BatchItem {
-            coordinate: coord.clone(),
-            kind,
-            encoding: payload.encoding,
-            schema_version: payload.schema_version,
-            payload: payload.bytes.to_vec(),
-            options,
-            system: false,
-        })
-    }
-
-    fn push_item(&mut self, item: BatchItem) -> usize {
-        self.items.push(item);
-        self.items.len() - 1
-    }
-
-    /// Number of items.
-    pub fn len(&self) -> usize {
-        self.items.len()
-    }
-
-    /// Whether the batch has no items.
-    pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
-    }
+pub(crate) struct Target {
+    pub sequence: u64,
+    pub location: Location,
+    pub coordinate: Coordinate,
 }
 
 #[cfg(test)]

@@ -6,10 +6,11 @@ use std::collections::HashMap;
 use crate::coordinate::Coordinate;
 use crate::error::{Error, Result};
 use crate::event::EventPayload;
+use crate::event::{Batch, RawPayload};
 use crate::kind::EventKind;
 use crate::options::AppendOptions;
 use crate::receipt::AppendReceipt;
-use crate::store::{Batch, RawPayload, Store};
+use crate::store::Store;
 
 /// Appends that become visible together, or not at all. See [`Store::transaction`].
 #[derive(Debug)]
