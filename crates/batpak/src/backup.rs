@@ -13,8 +13,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::cursor::CURSORS_DIR;
+use crate::dir::sync_dir;
 use crate::error::{io_err, Error, Result};
-use crate::segment::io::{sync_dir, SegmentFile};
+use crate::segment::io::SegmentFile;
 use crate::segment::reader::read_frame;
 use crate::segment::{segment_path, SEGMENTS_DIR};
 use crate::store::Store;

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::cache::DEFAULT_PROJECTION_CACHE;
+use crate::dir::DirLock;
 use crate::error::{io_err, Error, Result};
-use crate::lock::DirLock;
 use crate::open::load;
 use crate::options::SyncPolicy;
 use crate::segment::io::FaultPlan;

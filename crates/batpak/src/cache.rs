@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use crate::dir::replace_file;
 use crate::format::snapshot::Snapshot;
 use crate::query::Region;
-use crate::segment::io::replace_file;
 
 /// Default number of cached projection states.
 pub const DEFAULT_PROJECTION_CACHE: usize = 4096;
@@ -100,7 +100,7 @@ impl ProjectionCache {
     /// Drops the states of `entity` and every region state (a region may include the
     /// entity's events), and makes runs already under way not store theirs.
     pub(crate) fn forget_entity(&self, entity: &str) {
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::sync::lock(&self.entries);
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         guard.0.retain(|key, _| match &key.target {
             Target::Entity(e) => &**e != entity,
@@ -109,7 +109,7 @@ impl ProjectionCache {
     }
 
     pub(crate) fn lookup(&self, key: &Key) -> Option<Cached> {
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::sync::lock(&self.entries);
         let (map, tick) = &mut *guard;
         *tick += 1;
         let entry = map.get_mut(key)?;
@@ -138,7 +138,7 @@ impl ProjectionCache {
         if self.capacity == 0 {
             return;
         }
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::sync::lock(&self.entries);
         if self.epoch() != epoch {
             return; // computed before a redaction dropped this entity's states
         }
@@ -173,7 +173,7 @@ impl ProjectionCache {
     /// Writes the snapshot of every persisting state that changed. Best effort: a
     /// snapshot is an optimisation, and a missing or damaged one is rebuilt.
     pub(crate) fn write_snapshots(&self) {
-        let mut guard = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = crate::sync::lock(&self.entries);
         for entry in guard.0.values_mut().filter(|e| e.dirty) {
             let Some(to) = &entry.persist else { continue };
             let state = match &entry.state {
@@ -204,10 +204,6 @@ impl ProjectionCache {
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .len()
+        crate::sync::lock(&self.entries).0.len()
     }
 }

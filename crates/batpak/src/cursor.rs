@@ -9,15 +9,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::delivery::{RecvError, Subscription};
+use crate::dir::{replace_file, sync_dir};
 use crate::error::{io_err, Error, Result};
 use crate::event::StoredEvent;
 use crate::format::cursor::CursorFile;
 use crate::query::Region;
-use crate::segment::io::{replace_file, sync_dir};
 use crate::store::Store;
 
-/// The directory under the store root that holds cursor files.
-pub(crate) const CURSORS_DIR: &str = "cursors";
+pub(crate) use crate::dir::CURSORS_DIR;
 /// Longest cursor (and reactor) name, in bytes: its file name is the name in hex,
 /// which must stay under the usual 255-byte limit.
 pub const MAX_CURSOR_NAME: usize = 120;

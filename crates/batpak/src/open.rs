@@ -5,14 +5,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::dir::sync_dir;
+use crate::dir::PENDING_FILE;
 use crate::error::{io_err, Error, Result};
 use crate::format::checkpoint::Checkpoint;
 use crate::format::record::RecordView;
-use crate::format::redo::{PendingRewrite, PENDING_FILE};
+use crate::format::redo::PendingRewrite;
 use crate::format::segment::{HeaderError, SegmentHeader, HEADER_LEN, SEGMENT_FORMAT_VERSION};
 use crate::id::EventId;
 use crate::index::{Index, IndexEntry};
-use crate::segment::io::{sync_dir, FaultPlan, SegmentFile};
+use crate::segment::io::{FaultPlan, SegmentFile};
 use crate::segment::recovery::{scan, TailCut};
 use crate::segment::writer::ActiveSegment;
 use crate::segment::{self, Location, SegmentSet, SEGMENTS_DIR};
@@ -64,8 +66,7 @@ pub enum IndexSource {
     },
 }
 
-/// The checkpoint file under the store directory.
-pub(crate) const CHECKPOINT_FILE: &str = "index.ckpt";
+pub(crate) use crate::dir::CHECKPOINT_FILE;
 
 /// Reads the checkpoint and checks it against the segment files without scanning
 /// them: the same store, every covered segment present with the recorded length, and

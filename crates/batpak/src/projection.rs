@@ -81,8 +81,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The directory under the store root that holds projection snapshots.
-const SNAPSHOT_DIR: &str = "projections";
+use crate::dir::SNAPSHOT_DIR;
 
 /// How current a projected state must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

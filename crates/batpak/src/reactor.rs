@@ -222,7 +222,7 @@ struct Shared {
 
 impl Shared {
     fn status(&self) -> MutexGuard<'_, ReactorStatus> {
-        self.status.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.status)
     }
 
     fn update(&self, f: impl FnOnce(&mut ReactorStatus)) {

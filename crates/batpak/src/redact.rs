@@ -159,9 +159,9 @@ mod tests {
 
     use super::*;
     use crate::coordinate::Coordinate;
+    use crate::dir::replace_file;
+    use crate::dir::PENDING_FILE;
     use crate::event::RawPayload;
-    use crate::format::redo::PENDING_FILE;
-    use crate::segment::io::replace_file;
     use crate::segment::segment_path;
 
     const SECRET: &[u8] = b"a secret that must not survive: 0123456789";

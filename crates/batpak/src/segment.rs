@@ -13,8 +13,7 @@ use crate::error::{io_err, Error, Result};
 use crate::format::record::RecordView;
 use io::SegmentFile;
 
-/// The directory under the store root that holds segment files.
-pub(crate) const SEGMENTS_DIR: &str = "segments";
+pub(crate) use crate::dir::SEGMENTS_DIR;
 const EXTENSION: &str = "seg";
 
 /// Where a record lives: segment number (high 24 bits) and byte offset (low 40 bits).
@@ -139,53 +138,40 @@ impl SegmentSet {
 
     /// Excludes in-place rewrites while held.
     pub(crate) fn rewrite_guard(&self) -> MutexGuard<'_, ()> {
-        self.rewrite.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.rewrite)
     }
 
     pub(crate) fn insert(&self, number: u64, file: Arc<SegmentFile>) {
-        self.files
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(number, file);
+        crate::sync::write(&self.files).insert(number, file);
     }
 
     /// Every segment, by number.
     pub(crate) fn all(&self) -> Vec<(u64, Arc<SegmentFile>)> {
-        self.files
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.files)
             .iter()
             .map(|(n, f)| (*n, Arc::clone(f)))
             .collect()
     }
 
     pub(crate) fn get(&self, number: u64) -> Option<Arc<SegmentFile>> {
-        self.files
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&number)
-            .cloned()
+        crate::sync::read(&self.files).get(&number).cloned()
     }
 
     /// (number, length) of every segment up to and including `last`.
     pub(crate) fn lengths_up_to(&self, last: u64) -> Vec<(u64, u64)> {
-        self.files
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.files)
             .range(..=last)
             .map(|(n, f)| (*n, f.len()))
             .collect()
     }
 
     pub(crate) fn count(&self) -> usize {
-        self.files.read().unwrap_or_else(|p| p.into_inner()).len()
+        crate::sync::read(&self.files).len()
     }
 
     /// Total bytes of all segment files.
     pub(crate) fn total_len(&self) -> u64 {
-        self.files
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.files)
             .values()
             .map(|f| f.len())
             .sum()

@@ -6,20 +6,20 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::cache::ProjectionCache;
 use crate::coordinate::Coordinate;
+use crate::dir::DirLock;
 use crate::error::{Error, Result};
 use crate::event::{Batch, EventPayload, RawPayload, StoredEvent};
 use crate::format::Encoding;
 use crate::id::EventId;
 use crate::index::Index;
 use crate::kind::EventKind;
-use crate::lock::DirLock;
-use crate::notify::Signal;
 use crate::open::{Loaded, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
 use crate::query::{select, Region};
 use crate::receipt::AppendReceipt;
 use crate::segment::{Location, SegmentSet};
 use crate::sign::Keyring;
+use crate::sync::{lock, Signal};
 use crate::writer::{Draft, Flusher, Writer};
 
 /// Counts and watermarks.
@@ -79,10 +79,6 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 pub(crate) struct WriterConfig {
     pub sync: SyncPolicy,
     pub segment_size: u64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Store {
@@ -204,7 +200,7 @@ impl Store {
     }
 
     pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
-        self.index.read().unwrap_or_else(|p| p.into_inner())
+        crate::sync::read(&self.index)
     }
 
     /// Appends a typed payload with default options.

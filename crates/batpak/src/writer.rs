@@ -13,30 +13,32 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::chain::{self, Random};
 use crate::coordinate::Coordinate;
+use crate::dir::replace_file;
+use crate::dir::PENDING_FILE;
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Checkpoint;
 use crate::format::record::{
     self, Encoding, RecordDraft, RecordHeader, FLAG_BATCH_CONTINUES, MAX_PAYLOAD_LEN,
 };
-use crate::format::redo::{PendingRewrite, PENDING_FILE};
+use crate::format::redo::PendingRewrite;
 use crate::format::segment::HEADER_LEN;
 use crate::hash::Hash;
 use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
-use crate::notify::Signal;
 use crate::open::{apply_pending, remove_pending, Resume, CHECKPOINT_FILE};
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
 use crate::receipt::AppendReceipt;
-use crate::segment::io::{replace_file, SegmentFile};
+use crate::segment::io::SegmentFile;
 use crate::segment::writer::ActiveSegment;
 use crate::segment::{Location, SegmentSet, MAX_OFFSET, MAX_SEGMENT_NUMBER};
+use crate::sync::{lock, Signal};
 
 /// The longest a sync leader waits for more appends to join its sync.
 const MAX_LINGER: Duration = Duration::from_micros(500);
@@ -110,10 +112,6 @@ pub(crate) struct Writer {
     segments: Arc<SegmentSet>,
     /// Woken after every write, sync and publish.
     signal: Arc<Signal>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Writer {
@@ -328,7 +326,7 @@ impl Writer {
         if let Some(e) = unpublished.iter().find(|e| pending(e)) {
             return Some(e.location);
         }
-        visible(&self.index.read().unwrap_or_else(|p| p.into_inner()))
+        visible(&crate::sync::read(&self.index))
     }
 
     fn read_at(&self, location: Location) -> Result<WrittenEvent> {
@@ -366,11 +364,7 @@ impl Writer {
         if let Some(h) = state.heads.get(entity) {
             return Ok(Some(*h));
         }
-        let found = self
-            .index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .entity_head(entity);
+        let found = crate::sync::read(&self.index).entity_head(entity);
         let Some((version, seq)) = found else {
             return Ok(None);
         };
@@ -529,7 +523,7 @@ impl Writer {
         }
         let segment = state.active.number;
         let visible_now = self.policy != SyncPolicy::Always;
-        let mut index = visible_now.then(|| self.index.write().unwrap_or_else(|p| p.into_inner()));
+        let mut index = visible_now.then(|| crate::sync::write(&self.index));
         for (i, ((draft, key), receipt)) in drafts.iter().zip(keys).zip(&receipts).enumerate() {
             if let Some(k) = key {
                 state.idempotency.insert(*k, receipt.sequence);
@@ -659,7 +653,7 @@ impl Writer {
         file.sync()?;
         let mut unpublished = lock(&self.unpublished);
         if unpublished.front().is_some_and(|e| e.sequence <= target) {
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            let mut index = crate::sync::write(&self.index);
             while unpublished.front().is_some_and(|e| e.sequence <= target) {
                 let Some(entry) = unpublished.pop_front() else {
                     break;
@@ -684,7 +678,7 @@ impl Writer {
         let durable = self.durable();
         let mut c = {
             let state = lock(&self.state);
-            let index = self.index.read().unwrap_or_else(|p| p.into_inner());
+            let index = crate::sync::read(&self.index);
             let n = index.last_sequence().min(durable);
             let Some(location) = index.location(n) else {
                 return Ok(()); // nothing durable to record yet
@@ -839,8 +833,8 @@ impl Flusher {
         let thread = std::thread::Builder::new()
             .name("batpak-flush".into())
             .spawn(move || {
-                let (lock, cv) = &*signal;
-                let mut stopped = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let (stop, cv) = &*signal;
+                let mut stopped = lock(stop);
                 while !*stopped {
                     let (guard, _) = cv
                         .wait_timeout(stopped, every)
@@ -862,8 +856,8 @@ impl Flusher {
     }
 
     pub(crate) fn stop(mut self) {
-        let (lock, cv) = &*self.stop;
-        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        let (stop, cv) = &*self.stop;
+        *lock(stop) = true;
         cv.notify_all();
         if let Some(t) = self.thread.take() {
             let _ = t.join();

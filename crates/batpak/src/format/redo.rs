@@ -15,9 +15,6 @@
 
 use crate::format::record::read_u64;
 
-/// File name, in the store directory.
-pub(crate) const PENDING_FILE: &str = "redact.pending";
-
 const MAGIC: &[u8; 4] = b"BPR1";
 const HEADER_LEN: usize = 32;
 

@@ -43,18 +43,18 @@ impl FaultPlan {
     /// From now on every fsync blocks until `release_syncs`.
     #[cfg(test)]
     pub(crate) fn hold_syncs(&self) {
-        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        *crate::sync::lock(&self.hold) = true;
     }
 
     /// Lets held and later fsyncs proceed.
     #[cfg(test)]
     pub(crate) fn release_syncs(&self) {
-        *self.hold.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        *crate::sync::lock(&self.hold) = false;
         self.released.notify_all();
     }
 
     fn wait_while_held(&self) {
-        let mut held = self.hold.lock().unwrap_or_else(|p| p.into_inner());
+        let mut held = crate::sync::lock(&self.hold);
         while *held {
             held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
         }
@@ -246,25 +246,4 @@ fn map(file: &File, capacity: u64) -> Option<Mmap> {
     // behind the store's back can make a read fault (SIGBUS); that is outside what the
     // store can defend against, like any other tampering with a live database file.
     unsafe { MmapOptions::new().len(len).map(file) }.ok()
-}
-
-/// Replaces `dir/name` with `bytes` atomically: write a temporary file, fsync it,
-/// rename it over the old one, fsync the directory.
-pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = dir.join(format!("{name}.tmp"));
-    let target = dir.join(name);
-    let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
-    f.write_all(bytes).map_err(io_err("write", &tmp))?;
-    f.sync_all().map_err(io_err("fsync", &tmp))?;
-    drop(f);
-    std::fs::rename(&tmp, &target).map_err(io_err("rename", &target))?;
-    sync_dir(dir)
-}
-
-/// fsyncs a directory so a created, renamed or removed entry survives a crash.
-pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", path))
 }

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
 
-use super::io::{sync_dir, FaultPlan, SegmentFile};
+use super::io::{FaultPlan, SegmentFile};
 use super::{segment_path, SEGMENTS_DIR};
+use crate::dir::sync_dir;
 
 /// The segment new records go to. Only the writer holds one.
 #[derive(Debug)]

@@ -1,6 +1,16 @@
-//! The directory lock: one writer, or any number of read-only opens, per store.
+//! The store directory: the name of every file and folder in it, the directory lock,
+//! and the atomic file replacement and directory fsync every small file uses.
 //!
-//! Two layers, because an flock alone is not enough:
+//! ```text
+//! <dir>/LOCK                   exclusive (writer) or shared (read-only) flock
+//! <dir>/segments/<16 hex>.seg  the journal
+//! <dir>/index.ckpt             index checkpoint (optional; rebuildable)
+//! <dir>/cursors/<hex>.cursor   durable cursor positions
+//! <dir>/projections/...        projection snapshots (optional; rebuildable)
+//! <dir>/redact.pending         an in-place rewrite in progress
+//! ```
+//!
+//! The lock: one writer, or any number of read-only opens, per store. Two layers, because an flock alone is not enough:
 //! - An in-process registry of open directories answers at once for a second `Store`
 //!   in the same process (flock would also refuse it, but only by accident of
 //!   separate open file descriptions).
@@ -18,8 +28,18 @@ use std::time::{Duration, Instant};
 
 use crate::error::{io_err, Error, Result};
 
-/// The lock file under the store directory.
+/// The lock file.
 pub(crate) const LOCK_FILE: &str = "LOCK";
+/// The folder of segment files.
+pub(crate) const SEGMENTS_DIR: &str = "segments";
+/// The index checkpoint.
+pub(crate) const CHECKPOINT_FILE: &str = "index.ckpt";
+/// The folder of durable cursor files.
+pub(crate) const CURSORS_DIR: &str = "cursors";
+/// The folder of projection snapshots.
+pub(crate) const SNAPSHOT_DIR: &str = "projections";
+/// The pending-redaction file (see `format::redo`).
+pub(crate) const PENDING_FILE: &str = "redact.pending";
 /// How long a refused flock is retried (see the module comment).
 const FORK_GRACE: Duration = Duration::from_millis(250);
 
@@ -73,7 +93,7 @@ impl Drop for DirLock {
 }
 
 fn register(key: &Path, shared: bool, lock_path: &Path) -> Result<()> {
-    let mut open = registry().lock().unwrap_or_else(|p| p.into_inner());
+    let mut open = crate::sync::lock(registry());
     let next = match (open.get(key).copied(), shared) {
         (None, false) => Holder::Writer,
         (None, true) => Holder::Readers(1),
@@ -89,7 +109,7 @@ fn register(key: &Path, shared: bool, lock_path: &Path) -> Result<()> {
 }
 
 fn unregister(key: &Path, shared: bool) {
-    let mut open = registry().lock().unwrap_or_else(|p| p.into_inner());
+    let mut open = crate::sync::lock(registry());
     match open.get(key).copied() {
         Some(Holder::Readers(n)) if shared && n > 1 => {
             open.insert(key.to_path_buf(), Holder::Readers(n - 1));
@@ -137,4 +157,36 @@ fn lock_file(path: &Path, shared: bool) -> Result<Option<File>> {
             Err(TryLockError::Error(e)) => return Err(io_err("lock", path)(e)),
         }
     }
+}
+
+/// Replaces `dir/name` with `bytes` atomically: write a temporary file, fsync it,
+/// rename it over the old one, fsync the directory.
+pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // A name of its own per call, so two replacements of one file (two rotations'
+    // checkpoints) never write the same temporary file.
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!("{name}.{}-{n}.tmp", std::process::id()));
+    let target = dir.join(name);
+    let written = File::create(&tmp)
+        .map_err(io_err("create", &tmp))
+        .and_then(|mut f| {
+            f.write_all(bytes).map_err(io_err("write", &tmp))?;
+            f.sync_all().map_err(io_err("fsync", &tmp))
+        })
+        .and_then(|()| std::fs::rename(&tmp, &target).map_err(io_err("rename", &target)));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written?;
+    sync_dir(dir)
+}
+
+/// fsyncs a directory so a created, renamed or removed entry survives a crash.
+pub(crate) fn sync_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", path))
 }

@@ -1,10 +1,30 @@
-//! `Signal`: wakes threads waiting for the store to move (an event written, made
-//! durable or visible). Costs the writer one fence and one load per change while
-//! nobody waits.
+//! Synchronisation helpers: the one lock policy of the crate, and `Signal`, which
+//! wakes threads waiting for the store to move (an event written, made durable or
+//! visible) at the cost of one fence and one load per change while nobody waits.
+//!
+//! Lock policy: a lock whose holder panicked is used as it is. Every guarded value
+//! here is kept consistent between statements (no holder leaves it half-updated
+//! across a call that can panic), and a store that refused all work after one
+//! panicking projection or gate in another thread would be worse than useless.
 
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
+
+/// Locks `m` (see the lock policy above).
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read-locks `l` (see the lock policy above).
+pub(crate) fn read<T: ?Sized>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Write-locks `l` (see the lock policy above).
+pub(crate) fn write<T: ?Sized>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct Signal {
