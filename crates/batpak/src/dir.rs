@@ -165,10 +165,11 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::sync::atomic::{AtomicU64, Ordering};
     // A name of its own per call, so two replacements of one file (two rotations'
-    // checkpoints) never write the same temporary file.
+    // checkpoints) never write the same temporary file; short, since `name` may
+    // already be near the file-name limit (a 120-byte cursor name in hex).
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let tmp = dir.join(format!("{name}.{}-{n}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{}-{n}.tmp", std::process::id()));
     let target = dir.join(name);
     let written = File::create(&tmp)
         .map_err(io_err("create", &tmp))
