@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::cursor::CURSORS_DIR;
+use crate::delivery::cursor::CURSORS_DIR;
 use crate::dir::sync_dir;
 use crate::error::{io_err, Error, Result};
 use crate::segment::io::SegmentFile;

@@ -6,6 +6,11 @@
 //! and live delivery are one code path, so there is no switch at which an event could
 //! be skipped or delivered twice. The writer's only cost is a wake-up.
 
+pub(crate) mod cursor;
+pub(crate) mod reactor;
+pub(crate) mod transaction;
+pub(crate) mod watch;
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};

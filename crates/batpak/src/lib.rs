@@ -31,8 +31,8 @@ mod backup;
 mod builder;
 mod cache;
 mod chain;
+mod checkpoint;
 mod coordinate;
-mod cursor;
 mod decide;
 mod delivery;
 mod dir;
@@ -49,7 +49,6 @@ mod open;
 mod options;
 mod projection;
 mod query;
-mod reactor;
 mod receipt;
 mod redact;
 mod registry;
@@ -58,9 +57,7 @@ mod segment;
 mod sign;
 mod store;
 mod sync;
-mod transaction;
 mod verify;
-mod watch;
 mod writer;
 
 pub use backup::Backup;
@@ -73,7 +70,13 @@ pub use batpak_derive::EventSourced;
 pub use builder::StoreBuilder;
 pub use cache::DEFAULT_PROJECTION_CACHE;
 pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
-pub use cursor::{Cursor, CursorStart, MAX_CURSOR_NAME};
+pub use delivery::cursor::{Cursor, CursorStart, MAX_CURSOR_NAME};
+pub use delivery::reactor::{
+    on_kind, OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition, ReactorSkipped,
+    ReactorState, ReactorStatus, REACTOR_POSITION_KIND, REACTOR_SKIP_KIND,
+};
+pub use delivery::transaction::Transaction;
+pub use delivery::watch::Watch;
 pub use delivery::{RecvError, Subscription, DEFAULT_LAG_LIMIT};
 pub use error::{CoordinateRule, Error, Result};
 pub use event::{Batch, EventPayload, PayloadValue, RawPayload, StoredEvent};
@@ -90,10 +93,6 @@ pub use open::{IndexSource, OpenReport};
 pub use options::{AppendOptions, Cause, ExpectedVersion, Frontier, SyncPolicy, Watermark};
 pub use projection::{Freshness, Projection};
 pub use query::Region;
-pub use reactor::{
-    on_kind, OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition, ReactorSkipped,
-    ReactorState, ReactorStatus, REACTOR_POSITION_KIND, REACTOR_SKIP_KIND,
-};
 pub use receipt::{
     AppendReceipt, ReceiptCheck, ReceiptField, RECEIPT_MESSAGE_LEN, SIGNED_RECEIPT_LEN,
 };
@@ -107,9 +106,7 @@ pub use report::{
 pub use segment::recovery::TailCut;
 pub use sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
 pub use store::{Stats, Store, DEFAULT_SEGMENT_SIZE};
-pub use transaction::Transaction;
 pub use verify::{Anchor, AnchorCheck, ANCHOR_MESSAGE_LEN};
-pub use watch::Watch;
 
 /// What the derive's generated code refers to. Not part of the public API.
 #[doc(hidden)]

@@ -1,14 +1,13 @@
 //! Opening a store directory: read every segment, rebuild the index, cut a torn tail.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::dir::sync_dir;
 use crate::dir::PENDING_FILE;
 use crate::error::{io_err, Error, Result};
-use crate::format::checkpoint::Checkpoint;
 use crate::format::record::RecordView;
 use crate::format::redo::PendingRewrite;
 use crate::format::segment::{HeaderError, SegmentHeader, HEADER_LEN, SEGMENT_FORMAT_VERSION};
@@ -67,82 +66,6 @@ pub enum IndexSource {
 }
 
 pub(crate) use crate::dir::CHECKPOINT_FILE;
-
-/// Reads the checkpoint and checks it against the segment files without scanning
-/// them: the same store, every covered segment present with the recorded length, and
-/// the last covered record where the checkpoint says, with its sequence and id. The
-/// error is the reason to rebuild instead.
-fn read_checkpoint(
-    dir: &Path,
-    files: &[(u64, PathBuf)],
-) -> std::result::Result<Checkpoint, String> {
-    let path = dir.join(CHECKPOINT_FILE);
-    let bytes = match std::fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no checkpoint".into()),
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
-    };
-    let c = Checkpoint::decode(&bytes).map_err(|e| format!("checkpoint unusable: {e}"))?;
-    let recorded: Vec<u64> = c.segments.iter().map(|(n, _)| *n).collect();
-    let present: Vec<u64> = files.iter().take(recorded.len()).map(|(n, _)| *n).collect();
-    if recorded != present || recorded.last() != Some(&c.segment) {
-        return Err(format!(
-            "checkpoint covers segments {recorded:?}, the directory has {present:?} there"
-        ));
-    }
-    for ((number, len), (_, file)) in c.segments.iter().zip(files) {
-        let actual = std::fs::metadata(file)
-            .map_err(|e| format!("cannot stat {}: {e}", file.display()))?
-            .len();
-        let fits = if *number == c.segment {
-            actual >= *len
-        } else {
-            actual == *len
-        };
-        if !fits {
-            return Err(format!(
-                "segment {number} is {actual} bytes, the checkpoint recorded {len}: it is stale or the segments changed"
-            ));
-        }
-    }
-    let first = files.first().map(|(_, p)| p).ok_or("no segments")?;
-    let mut header = [0u8; HEADER_LEN];
-    let header = std::fs::File::open(first)
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header))
-        .ok()
-        .and_then(|()| SegmentHeader::decode(&header).ok())
-        .ok_or_else(|| format!("cannot read the header of {}", first.display()))?;
-    if header.store_id != c.store_id {
-        return Err("checkpoint belongs to another store (store id differs)".into());
-    }
-    if let (Some(&last), Some(&loc)) = (c.ids.last(), c.locations.last()) {
-        let loc = Location::from_bits(loc);
-        let n = c.ids.len() as u64;
-        let (_, file) = files
-            .iter()
-            .find(|(number, _)| *number == loc.segment())
-            .ok_or_else(|| {
-                format!(
-                    "last covered event is in segment {}, which is missing",
-                    loc.segment()
-                )
-            })?;
-        let seg = SegmentFile::open(file, false, 0, None).map_err(|e| e.to_string())?;
-        let ok = crate::segment::reader::with_record(&seg, loc.offset(), |view| {
-            let end = loc.offset() + crate::format::record::frame_len_of(view) as u64;
-            Ok(view.header.sequence == n
-                && view.header.id.as_u128() == last
-                && last == c.last_id
-                && (loc.segment() != c.segment || end == c.offset))
-        })
-        .unwrap_or_else(|(_, e)| Err(e))
-        .map_err(|e| format!("last covered event does not read back: {e}"))?;
-        if !ok {
-            return Err("the segments disagree with the checkpoint about its last event".into());
-        }
-    }
-    Ok(c)
-}
 
 /// Where the writer resumes after open.
 #[derive(Debug)]
@@ -272,7 +195,7 @@ pub(crate) fn load(
     // Load the checkpoint if it agrees with the segments; otherwise rebuild from them.
     let mut covered: Option<(u64, u64)> = None;
     let checkpoint_started = Instant::now();
-    let index_source = match read_checkpoint(dir, &files) {
+    let index_source = match crate::checkpoint::read_trusted(dir, &files) {
         Ok(c) => {
             index = Index::import(&c).map_err(|detail| Error::Corrupt {
                 path: dir.join(CHECKPOINT_FILE),

@@ -32,7 +32,7 @@ use crate::hash::Hash;
 use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
-use crate::open::{apply_pending, remove_pending, Resume, CHECKPOINT_FILE};
+use crate::open::{apply_pending, remove_pending, Resume};
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
 use crate::receipt::AppendReceipt;
 use crate::segment::io::SegmentFile;
@@ -676,7 +676,7 @@ impl Writer {
     pub(crate) fn write_checkpoint(&self) -> Result<()> {
         self.check_poison()?;
         let durable = self.durable();
-        let mut c = {
+        let c = {
             let state = lock(&self.state);
             let index = crate::sync::read(&self.index);
             let n = index.last_sequence().min(durable);
@@ -699,24 +699,7 @@ impl Writer {
             c.offset = location.offset();
             c
         };
-        // The watermark is the end of event n's record; its timestamp and id resume the writer.
-        let (end, timestamp, id) =
-            self.segments
-                .with_record(crate::segment::Location::new(c.segment, c.offset), |v| {
-                    Ok((
-                        c.offset + record::frame_len_of(v) as u64,
-                        v.header.timestamp_ns,
-                        v.header.id,
-                    ))
-                })?;
-        c.offset = end;
-        c.last_timestamp_ns = timestamp;
-        c.last_id = id.as_u128();
-        c.segments = self.segments.lengths_up_to(c.segment);
-        if let Some(last) = c.segments.last_mut() {
-            last.1 = end;
-        }
-        replace_file(&self.dir, CHECKPOINT_FILE, &c.encode())
+        crate::checkpoint::write(&self.dir, &self.segments, c)
     }
 
     /// Writes `pending` over the record it names: the only in-place mutation of a

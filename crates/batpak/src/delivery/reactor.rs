@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::coordinate::Coordinate;
-use crate::cursor::CursorStart;
+use crate::delivery::cursor::CursorStart;
 use crate::delivery::RecvError;
 use crate::error::{Error, Result};
 use crate::event::{Batch, RawPayload};
@@ -303,7 +303,7 @@ impl Store {
         F: FnMut(&StoredEvent, &mut Reactions) -> Result<()> + Send + 'static,
     {
         self.writer()?;
-        crate::cursor::check_name(name)?;
+        crate::delivery::cursor::check_name(name)?;
         let entity = format!("batpak:reactor:{name}");
         let coordinate = Coordinate::new(&entity, REACTOR_SCOPE)?;
         let registry_name = format!("\0reactor:{name}");
