@@ -13,9 +13,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use batpak::{
-    gate, AppendOptions, Batch, Coordinate, DecideOptions, Decision, Denial, EventId, EventPayload,
-    Freshness, GateSet, Projection, Proposal, Store, StoredEvent, SyncPolicy,
+    AppendOptions, Batch, Coordinate, EventId, EventPayload, Freshness, Projection, Store,
+    StoredEvent, SyncPolicy,
 };
+
+use batpak::gate::{gate, DecideOptions, Decision, Denial, GateSet, Proposal};
 use batpak_bench::{
     entity_name, OrderPlaced, SqliteJournal, Synchronous, XorShift, ENTITIES, SCOPE,
 };
@@ -116,7 +118,7 @@ fn append_fsync(c: &mut Criterion) {
 /// and with fsync. The table reports signed / unsigned throughput.
 fn signing(c: &mut Criterion) {
     let inputs = Inputs::new();
-    let key = batpak::SigningKey::from_bytes(&[42; 32]);
+    let key = batpak::proof::SigningKey::from_bytes(&[42; 32]);
     for (group_name, policy) in [
         ("signing_nosync", SyncPolicy::Never),
         ("signing_fsync", SyncPolicy::Always),

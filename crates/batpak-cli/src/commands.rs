@@ -6,9 +6,13 @@ use std::path::Path;
 use std::time::Duration;
 
 use batpak::{
-    AnchorCheck, AppendOptions, AppendReceipt, Batch, Coordinate, EdgeKind, EventId, EventKind,
-    ExpectedVersion, RawPayload, ReceiptCheck, Region, Store, StoredEvent,
+    AppendOptions, AppendReceipt, Batch, Coordinate, EventId, EventKind, ExpectedVersion,
+    RawPayload, Region, Store, StoredEvent,
 };
+
+use batpak::graph::EdgeKind;
+
+use batpak::proof::{AnchorCheck, ReceiptCheck};
 use serde_json::{json, Value};
 
 use crate::cli::{AppendArgs, Filters, GraphFormat};
@@ -333,7 +337,7 @@ pub fn graph(ctx: &Context, id: &str, depth: usize, format: GraphFormat) -> Outc
     out(&text)
 }
 
-fn node_label(n: &batpak::GraphNode) -> String {
+fn node_label(n: &batpak::graph::GraphNode) -> String {
     format!(
         "{} v{} ({}) seq {}",
         n.coordinate.entity(),
@@ -344,8 +348,8 @@ fn node_label(n: &batpak::GraphNode) -> String {
 }
 
 /// The graph as a tree of causation from its roots, chain links listed after.
-pub fn graph_tree(graph: &batpak::CausalGraph) -> String {
-    let label: &dyn Fn(&batpak::GraphNode) -> String = &node_label;
+pub fn graph_tree(graph: &batpak::graph::CausalGraph) -> String {
+    let label: &dyn Fn(&batpak::graph::GraphNode) -> String = &node_label;
     let node = |id: EventId| graph.nodes.iter().find(|n| n.id == id);
     let caused: Vec<_> = graph
         .edges
@@ -362,9 +366,9 @@ pub fn graph_tree(graph: &batpak::CausalGraph) -> String {
         s: &mut String,
         id: EventId,
         depth: usize,
-        graph: &batpak::CausalGraph,
-        caused: &[&batpak::GraphEdge],
-        label: &dyn Fn(&batpak::GraphNode) -> String,
+        graph: &batpak::graph::CausalGraph,
+        caused: &[&batpak::graph::GraphEdge],
+        label: &dyn Fn(&batpak::graph::GraphNode) -> String,
         root: EventId,
     ) {
         if depth > 64 {
@@ -786,7 +790,7 @@ pub fn anchor(ctx: &Context) -> Outcome {
 
 pub fn verify_anchor(ctx: &Context, anchor: Option<String>) -> Outcome {
     let text = input(anchor, "anchor")?;
-    let anchor: batpak::Anchor = serde_json::from_str(&text)
+    let anchor: batpak::proof::Anchor = serde_json::from_str(&text)
         .map_err(|e| Failure::new(format!("the anchor is not an anchor's JSON: {e}")))?;
     let store = ctx.open_read()?;
     let check = store.verify_against(&anchor)?;

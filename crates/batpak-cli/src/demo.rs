@@ -4,9 +4,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batpak::{
-    gate, AppendOptions, Coordinate, DecideOptions, Decision, Denial, EventPayload, EventSourced,
-    Freshness, GateSet, Reactions, ReactorOptions, Region, SigningKey, Store, StoredEvent,
+    AppendOptions, Coordinate, EventPayload, EventSourced, Freshness, Region, Store, StoredEvent,
 };
+
+use batpak::gate::{gate, DecideOptions, Decision, Denial, GateSet};
+
+use batpak::proof::SigningKey;
+
+use batpak::reactor::{Reactions, ReactorOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::render::table;
@@ -260,9 +265,15 @@ pub fn run(ctx: &Context) -> Outcome {
             ShipmentCreated::KIND,
         ),
         ("4:1 note added", NoteAdded::KIND),
-        ("0:1 gate denial (recorded)", batpak::DENIAL_KIND),
-        ("0:3 redaction record", batpak::REDACTION_KIND),
-        ("0:4 reactor position", batpak::REACTOR_POSITION_KIND),
+        (
+            "0:1 gate denial (recorded)",
+            batpak::gate::RecordedDenial::KIND,
+        ),
+        ("0:3 redaction record", batpak::Redaction::KIND),
+        (
+            "0:4 reactor position",
+            batpak::reactor::ReactorPosition::KIND,
+        ),
     ];
     let mut rows = Vec::new();
     for (label, kind) in kinds {
@@ -327,6 +338,6 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// The graph as a causation tree with the entities' chain neighbours listed after.
-fn demo_graph_text(graph: &batpak::CausalGraph) -> String {
+fn demo_graph_text(graph: &batpak::graph::CausalGraph) -> String {
     crate::commands::graph_tree(graph)
 }

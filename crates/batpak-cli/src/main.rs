@@ -11,7 +11,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use batpak::{Error, SigningKey, Store, StoreBuilder, VerifyingKey};
+use batpak::{Error, Store, StoreBuilder};
+
+use batpak::proof::{SigningKey, VerifyingKey};
 use clap::Parser;
 
 use cli::{Cli, Command};

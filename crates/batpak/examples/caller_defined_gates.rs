@@ -5,8 +5,8 @@
 //!
 //! `cargo run --example caller_defined_gates -p batpak`
 
+use batpak::gate::{RecordedBypass, RecordedDenial};
 use batpak::prelude::*;
-use batpak::{RecordedBypass, RecordedDenial, BYPASS_KIND};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, EventPayload, Debug)]
@@ -155,7 +155,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         println!("  v{:<2} seq {:<2} {what}", e.version, e.sequence);
     }
-    let audits = store.query(&Region::all().kind(BYPASS_KIND), 0, 100)?;
+    let audits = store.query(&Region::all().kind(RecordedBypass::KIND), 0, 100)?;
     println!("bypasses in the store: {}", audits.len());
     let walk = store.walk_ancestors(
         store

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batpak::prelude::*;
-use batpak::{Reactions, ReactorOptions, Watermark};
+use batpak::reactor::{Reactions, ReactorOptions};
+use batpak::Watermark;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, EventPayload, Debug)]

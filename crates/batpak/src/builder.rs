@@ -28,6 +28,11 @@ pub struct StoreBuilder {
 }
 
 impl StoreBuilder {
+    /// Default `segment_size`: 64 MiB.
+    pub const DEFAULT_SEGMENT_SIZE: u64 = DEFAULT_SEGMENT_SIZE;
+    /// Default `projection_cache`: 4096 states.
+    pub const DEFAULT_PROJECTION_CACHE: usize = DEFAULT_PROJECTION_CACHE;
+
     /// How many projection states (per projection, version and entity) are cached;
     /// the least recently used is evicted beyond it. 0 disables the cache. Default:
     /// 4096 ([`DEFAULT_PROJECTION_CACHE`]).

@@ -14,7 +14,7 @@ use crate::format::snapshot::Snapshot;
 use crate::query::Region;
 
 /// Default number of cached projection states.
-pub const DEFAULT_PROJECTION_CACHE: usize = 4096;
+pub(crate) const DEFAULT_PROJECTION_CACHE: usize = 4096;
 
 /// Encodes a type-erased cached state of `P` for its snapshot.
 pub(crate) type EncodeState = fn(&(dyn Any + Send + Sync)) -> Option<Vec<u8>>;

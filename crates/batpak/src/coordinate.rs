@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::{CoordinateRule, Error, Result};
 
 /// The longest entity or scope, in bytes.
-pub const MAX_COORDINATE_LEN: usize = 1024;
+pub(crate) const MAX_COORDINATE_LEN: usize = 1024;
 
 /// An `(entity, scope)` pair. The entity is the stream key (`order:507`): one hash
 /// chain and one version counter per entity. The scope is an isolation label
@@ -24,6 +24,9 @@ pub struct Coordinate {
 }
 
 impl Coordinate {
+    /// The longest entity or scope, in bytes.
+    pub const MAX_LEN: usize = MAX_COORDINATE_LEN;
+
     /// Validates and builds a coordinate. The error names the component and the rule.
     pub fn new(entity: impl AsRef<str>, scope: impl AsRef<str>) -> Result<Self> {
         let entity = entity.as_ref();

@@ -22,7 +22,7 @@ use crate::query::Region;
 use crate::store::Store;
 
 /// Default [`Subscription::lag_limit`].
-pub const DEFAULT_LAG_LIMIT: u64 = 65_536;
+pub(crate) const DEFAULT_LAG_LIMIT: u64 = 65_536;
 
 /// Events fetched from the index at a time.
 const PAGE: usize = 256;
@@ -161,6 +161,9 @@ impl fmt::Debug for Subscription<'_> {
 }
 
 impl<'s> Subscription<'s> {
+    /// Default `lag_limit`.
+    pub const DEFAULT_LAG_LIMIT: u64 = DEFAULT_LAG_LIMIT;
+
     fn new(store: &'s Store, region: Region, after: u64) -> Self {
         Subscription {
             store,

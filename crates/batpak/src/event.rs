@@ -340,6 +340,9 @@ pub struct RawPayload<'a> {
 }
 
 impl<'a> RawPayload<'a> {
+    /// The largest payload a record holds, in bytes (16 MiB).
+    pub const MAX_LEN: usize = crate::format::MAX_PAYLOAD_LEN;
+
     /// MessagePack bytes, schema version 1.
     pub fn msgpack(bytes: &'a [u8]) -> Self {
         RawPayload {

@@ -7,7 +7,8 @@ pub(crate) mod redo;
 pub(crate) mod segment;
 pub(crate) mod snapshot;
 
-pub use record::{Encoding, MAX_PAYLOAD_LEN};
+pub use record::Encoding;
+pub(crate) use record::MAX_PAYLOAD_LEN;
 
 /// Small files that start with the CRC32C of everything after it, then a 4-byte magic
 /// (cursor files, the pending-redaction file): fills in the checksum.

@@ -422,9 +422,9 @@ pub enum Decision<E> {
 }
 
 /// The kind of a recorded denial: a store-owned record on the entity's chain.
-pub const DENIAL_KIND: crate::EventKind = crate::EventKind::custom(0, 1);
+pub(crate) const DENIAL_KIND: crate::EventKind = crate::EventKind::custom(0, 1);
 /// The kind of a bypass audit record, appended with the bypassed event.
-pub const BYPASS_KIND: crate::EventKind = crate::EventKind::custom(0, 2);
+pub(crate) const BYPASS_KIND: crate::EventKind = crate::EventKind::custom(0, 2);
 
 /// What was refused and why, as recorded on the entity's chain: the evaluation trace,
 /// the proposed kind and the digest of the proposed payload (not the payload).

@@ -39,8 +39,8 @@ mod dir;
 mod error;
 mod event;
 mod format;
-mod gate;
-mod graph;
+pub mod gate;
+pub mod graph;
 mod hash;
 mod id;
 mod index;
@@ -52,7 +52,7 @@ mod query;
 mod receipt;
 mod redact;
 mod registry;
-mod report;
+pub mod report;
 mod segment;
 mod sign;
 mod store;
@@ -68,24 +68,14 @@ pub use batpak_derive::EventPayload;
 #[cfg(feature = "derive")]
 pub use batpak_derive::EventSourced;
 pub use builder::StoreBuilder;
-pub use cache::DEFAULT_PROJECTION_CACHE;
-pub use coordinate::{Coordinate, MAX_COORDINATE_LEN};
-pub use delivery::cursor::{Cursor, CursorStart, MAX_CURSOR_NAME};
-pub use delivery::reactor::{
-    on_kind, OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition, ReactorSkipped,
-    ReactorState, ReactorStatus, REACTOR_POSITION_KIND, REACTOR_SKIP_KIND,
-};
+pub use coordinate::Coordinate;
+pub use delivery::cursor::{Cursor, CursorStart};
 pub use delivery::transaction::Transaction;
 pub use delivery::watch::Watch;
-pub use delivery::{RecvError, Subscription, DEFAULT_LAG_LIMIT};
+pub use delivery::{RecvError, Subscription};
 pub use error::{CoordinateRule, Error, Result};
 pub use event::{Batch, EventPayload, PayloadValue, RawPayload, StoredEvent};
-pub use format::{Encoding, MAX_PAYLOAD_LEN};
-pub use gate::{
-    gate, Committed, DecideOptions, Decision, Denial, Gate, GateOutcome, GateReceipt, GateSet,
-    Proposal, RecordedBypass, RecordedDenial, TraceEntry, BYPASS_KIND, DENIAL_KIND, PANICKED,
-};
-pub use graph::{CausalGraph, ChainBreak, ChainWalk, EdgeKind, GraphEdge, GraphNode};
+pub use format::Encoding;
 pub use hash::Hash;
 pub use id::EventId;
 pub use kind::EventKind;
@@ -93,20 +83,28 @@ pub use open::{IndexSource, OpenReport};
 pub use options::{AppendOptions, Cause, ExpectedVersion, Frontier, SyncPolicy, Watermark};
 pub use projection::{Freshness, Projection};
 pub use query::Region;
-pub use receipt::{
-    AppendReceipt, ReceiptCheck, ReceiptField, RECEIPT_MESSAGE_LEN, SIGNED_RECEIPT_LEN,
-};
-pub use redact::{Redaction, REDACTION_KIND};
+pub use receipt::AppendReceipt;
+pub use redact::Redaction;
 pub use registry::KindCollision;
-pub use report::{
-    CacheStatus, ChainWalkReport, Check, EventRef, Finding, InputFrontier, ObservedFreshness,
-    OutputHash, ProjectionRun, Report, ReportBody, ReportMetadata, RequestedFreshness, SnapshotRef,
-    SourceRef, Verification, VerifyFinding, WalkFinding,
-};
 pub use segment::recovery::TailCut;
-pub use sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
-pub use store::{Stats, Store, DEFAULT_SEGMENT_SIZE};
-pub use verify::{Anchor, AnchorCheck, ANCHOR_MESSAGE_LEN};
+pub use store::{Stats, Store};
+
+/// Reactors: handlers that turn events of a region into new events exactly once
+/// ([`Store::react`]).
+pub mod reactor {
+    pub use crate::delivery::reactor::{
+        on_kind, OnError, Reactions, ReactorHandle, ReactorOptions, ReactorPosition,
+        ReactorSkipped, ReactorState, ReactorStatus,
+    };
+}
+
+/// Proof: signing keys, signatures, receipt checks and anchors (signed checkpoints of
+/// the whole history).
+pub mod proof {
+    pub use crate::receipt::{ReceiptCheck, ReceiptField};
+    pub use crate::sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
+    pub use crate::verify::{Anchor, AnchorCheck};
+}
 
 /// What the derive's generated code refers to. Not part of the public API.
 #[doc(hidden)]
@@ -117,11 +115,12 @@ pub mod __private {
 
 /// The names a first program needs: `use batpak::prelude::*;`.
 pub mod prelude {
+    pub use crate::gate::{gate, DecideOptions, Decision, Denial, GateSet, Proposal};
+    pub use crate::proof::SigningKey;
     #[cfg(feature = "derive")]
     pub use crate::EventSourced;
     pub use crate::{
-        gate, AppendOptions, Batch, Coordinate, DecideOptions, Decision, Denial, EventKind,
-        EventPayload, ExpectedVersion, Freshness, GateSet, Projection, Proposal, RawPayload,
-        Region, SigningKey, Store, StoredEvent, SyncPolicy,
+        AppendOptions, Batch, Coordinate, EventKind, EventPayload, ExpectedVersion, Freshness,
+        Projection, RawPayload, Region, Store, StoredEvent, SyncPolicy,
     };
 }

@@ -40,9 +40,9 @@ const HASH_OFFSET: usize = COORDINATE_OFFSET + 32;
 const PREV_OFFSET: usize = HASH_OFFSET + 32;
 const KEY_ID_OFFSET: usize = PREV_OFFSET + 32;
 /// Length of the signed message (and of an unsigned receipt's wire form).
-pub const RECEIPT_MESSAGE_LEN: usize = KEY_ID_OFFSET + 8;
+pub(crate) const RECEIPT_MESSAGE_LEN: usize = KEY_ID_OFFSET + 8;
 /// Length of a signed receipt's wire form.
-pub const SIGNED_RECEIPT_LEN: usize = RECEIPT_MESSAGE_LEN + 64;
+pub(crate) const SIGNED_RECEIPT_LEN: usize = RECEIPT_MESSAGE_LEN + 64;
 
 /// What an accepted append returns: the facts of the stored event, optionally signed
 /// by the store's key.
@@ -133,6 +133,11 @@ impl ReceiptCheck {
 }
 
 impl AppendReceipt {
+    /// Bytes of the signed message (`signed_message`).
+    pub const MESSAGE_LEN: usize = RECEIPT_MESSAGE_LEN;
+    /// Bytes of the wire form of a signed receipt (`to_bytes`).
+    pub const SIGNED_LEN: usize = SIGNED_RECEIPT_LEN;
+
     /// The bytes a signature covers, naming `key_id` (zero when unsigned).
     pub fn signed_message(&self, key_id: Option<KeyId>) -> [u8; RECEIPT_MESSAGE_LEN] {
         let mut out = [0u8; RECEIPT_MESSAGE_LEN];

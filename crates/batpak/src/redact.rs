@@ -31,7 +31,7 @@ use crate::segment::Location;
 use crate::store::Store;
 
 /// The kind of the record a redaction leaves (reserved category 0).
-pub const REDACTION_KIND: EventKind = EventKind::custom(0, 3);
+pub(crate) const REDACTION_KIND: EventKind = EventKind::custom(0, 3);
 
 /// The record of a redaction, appended to the redacted event's coordinate and caused
 /// by it.
@@ -324,7 +324,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1");
         let _ = std::fs::remove_dir_all(&root);
         let dir = root.join("store");
-        let key = crate::SigningKey::from_bytes(&[7; 32]);
+        let key = crate::sign::SigningKey::from_bytes(&[7; 32]);
         let store = Store::builder(&dir)
             .segment_size(4096)
             .signing_key(key.clone())

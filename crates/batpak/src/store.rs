@@ -72,7 +72,7 @@ pub struct Store {
 const DECIDE_STRIPES: usize = 64;
 
 /// Default segment rotation size.
-pub const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 
 /// What a writable store's writer is configured with.
 #[derive(Clone, Copy, Debug)]

@@ -118,9 +118,12 @@ pub struct Anchor {
 
 const ANCHOR_DOMAIN: &[u8; 16] = b"batpak anchor v1";
 /// Length of an anchor's signed message (and of an unsigned anchor's wire form).
-pub const ANCHOR_MESSAGE_LEN: usize = 72;
+pub(crate) const ANCHOR_MESSAGE_LEN: usize = 72;
 
 impl Anchor {
+    /// Bytes of the signed message (`signed_message`).
+    pub const MESSAGE_LEN: usize = ANCHOR_MESSAGE_LEN;
+
     /// The bytes a signature covers, naming `key_id` (zero when unsigned).
     pub fn signed_message(&self, key_id: Option<KeyId>) -> [u8; ANCHOR_MESSAGE_LEN] {
         let mut out = [0u8; ANCHOR_MESSAGE_LEN];

@@ -5,9 +5,9 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use batpak::{
-    AnchorCheck, AppendOptions, Coordinate, Error, EventKind, RawPayload, Region, Store, SyncPolicy,
-};
+use batpak::{AppendOptions, Coordinate, Error, EventKind, RawPayload, Region, Store, SyncPolicy};
+
+use batpak::proof::AnchorCheck;
 
 fn append(store: &Store, i: u32) -> u64 {
     store

@@ -5,7 +5,9 @@
 
 use std::fs;
 
-use batpak::{AppendOptions, AppendReceipt, Coordinate, EdgeKind, EventKind, RawPayload, Store};
+use batpak::{AppendOptions, AppendReceipt, Coordinate, EventKind, RawPayload, Store};
+
+use batpak::graph::EdgeKind;
 
 fn append(store: &Store, entity: &str, opts: AppendOptions) -> AppendReceipt {
     store
@@ -61,7 +63,7 @@ fn walk_ancestors_follows_and_verifies_the_entity_chain() {
     );
     assert_eq!(
         short.report().body.findings,
-        vec![batpak::WalkFinding::TruncatedByLimit]
+        vec![batpak::report::WalkFinding::TruncatedByLimit]
     );
     assert_eq!(short.events[9].version, 40);
     let middle = store
@@ -122,7 +124,7 @@ fn walk_ancestors_reports_a_tampered_record() {
     assert_eq!(walk.events[2].version, 3);
     assert_eq!(
         walk.report().body.findings,
-        vec![batpak::WalkFinding::HashMismatch {
+        vec![batpak::report::WalkFinding::HashMismatch {
             event: receipts[3].event_id.to_string(),
             predecessor: Some(receipts[2].event_id.to_string()),
         }]
@@ -220,22 +222,22 @@ fn causal_graph_has_typed_edges_within_the_depth() {
 /// Pins the canonical encoding and hash of a chain-walk report body.
 #[test]
 fn golden_bytes_of_a_chain_walk_report() {
-    let body = batpak::ChainWalkReport {
+    let body = batpak::report::ChainWalkReport {
         checked: 2,
-        first: Some(batpak::EventRef {
+        first: Some(batpak::report::EventRef {
             id: "0190a3f2-7c1d-7abc-8def-0123456789ab".into(),
             sequence: 9,
             version: 1,
         }),
-        last: Some(batpak::EventRef {
+        last: Some(batpak::report::EventRef {
             id: "0190a3f2-7c1d-7abc-8def-0123456789aa".into(),
             sequence: 4,
             version: 0,
         }),
         digest: "ef".repeat(32),
-        findings: vec![batpak::WalkFinding::TruncatedByLimit],
+        findings: vec![batpak::report::WalkFinding::TruncatedByLimit],
     };
-    let report = batpak::Report::new(body, Vec::new());
+    let report = batpak::report::Report::new(body, Vec::new());
     assert_eq!(
         String::from_utf8(report.canonical_body()).unwrap(),
         concat!(

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use batpak::{
     AppendOptions, AppendReceipt, Batch, Coordinate, Encoding, EventKind, EventPayload, Hash,
-    RawPayload, Region, Store, StoredEvent, TailCut, DEFAULT_SEGMENT_SIZE,
+    RawPayload, Region, Store, StoreBuilder, StoredEvent, TailCut,
 };
 use serde::{Deserialize, Serialize};
 
@@ -855,7 +855,7 @@ fn kill9_single_events() {
         entry: "child_single_events",
         batches: false,
         threads: 1,
-        segment_size: DEFAULT_SEGMENT_SIZE,
+        segment_size: StoreBuilder::DEFAULT_SEGMENT_SIZE,
         max_pad: 0,
         seed: 0x5EED_0001,
     });

@@ -152,9 +152,9 @@ fn misuse_is_refused_with_a_clear_error() {
     // The refused open released the name.
     assert!(store.cursor("c", Region::all().entity("e")).is_ok());
     // The longest name works (its file name is the name in hex).
-    let longest = "n".repeat(batpak::MAX_CURSOR_NAME);
+    let longest = "n".repeat(batpak::Cursor::MAX_NAME);
     drop(store.cursor(&longest, Region::all()).unwrap());
-    for bad in ["", "a\nb", &"x".repeat(batpak::MAX_CURSOR_NAME + 1)] {
+    for bad in ["", "a\nb", &"x".repeat(batpak::Cursor::MAX_NAME + 1)] {
         assert!(matches!(
             store.cursor(bad, Region::all()),
             Err(Error::InvalidConfig { .. })

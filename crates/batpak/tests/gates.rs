@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use batpak::{
-    gate, Coordinate, DecideOptions, Decision, Denial, Error, EventSourced, GateSet, Store,
-};
+use batpak::EventPayload as _;
+use batpak::{Coordinate, Error, EventSourced, Store};
+
+use batpak::gate::{gate, DecideOptions, Decision, Denial, GateSet};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, batpak::EventPayload, Debug, Clone, PartialEq)]
@@ -108,7 +109,7 @@ fn sixteen_threads_withdrawing_never_overdraw() {
         .query(
             &batpak::Region::all()
                 .entity("acct:1")
-                .kind(batpak::DENIAL_KIND),
+                .kind(batpak::gate::RecordedDenial::KIND),
             0,
             1000,
         )
@@ -148,7 +149,7 @@ fn retries_are_bounded_and_the_conflict_is_reported() {
 
 #[test]
 fn a_recorded_denial_is_on_the_chain_and_verifies() {
-    use batpak::{Proposal, RecordedDenial, DENIAL_KIND};
+    use batpak::gate::{Proposal, RecordedDenial};
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let acct = Coordinate::new("acct:3", "bank").unwrap();
@@ -169,7 +170,7 @@ fn a_recorded_denial_is_on_the_chain_and_verifies() {
     let events = store.stream("acct:3").unwrap();
     assert_eq!(events.len(), 2, "the denial, not the withdrawal");
     let record: RecordedDenial = events[1].decode().unwrap();
-    assert_eq!(events[1].kind, DENIAL_KIND);
+    assert_eq!(events[1].kind, RecordedDenial::KIND);
     assert_eq!(
         record.proposed_kind,
         <Moved as batpak::EventPayload>::KIND.bits()
@@ -208,7 +209,8 @@ fn a_recorded_denial_is_on_the_chain_and_verifies() {
 
 #[test]
 fn a_bypass_is_audited_with_the_event() {
-    use batpak::{Proposal, RecordedBypass, Region, BYPASS_KIND};
+    use batpak::gate::{Proposal, RecordedBypass};
+    use batpak::Region;
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
     let acct = Coordinate::new("acct:4", "bank").unwrap();
@@ -220,7 +222,7 @@ fn a_bypass_is_audited_with_the_event() {
         )
         .unwrap();
     let audits = store
-        .query(&Region::all().kind(BYPASS_KIND), 0, 100)
+        .query(&Region::all().kind(RecordedBypass::KIND), 0, 100)
         .unwrap();
     assert_eq!(audits.len(), 1);
     assert_eq!(
@@ -235,7 +237,7 @@ fn a_bypass_is_audited_with_the_event() {
     let err = store
         .append_raw(
             &Coordinate::new("acct:4", "bank").unwrap(),
-            BYPASS_KIND,
+            RecordedBypass::KIND,
             batpak::RawPayload::opaque(b"forged"),
             batpak::AppendOptions::default(),
         )

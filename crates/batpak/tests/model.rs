@@ -17,8 +17,7 @@ use std::path::{Path, PathBuf};
 
 use batpak::{
     AppendOptions, AppendReceipt, Batch, Cause, Coordinate, Encoding, Error, EventId, EventKind,
-    ExpectedVersion, Hash, RawPayload, Region, Store, StoredEvent, SyncPolicy,
-    DEFAULT_SEGMENT_SIZE,
+    ExpectedVersion, Hash, RawPayload, Region, Store, StoreBuilder, StoredEvent, SyncPolicy,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -1264,10 +1263,12 @@ impl fmt::Display for Config {
 }
 
 fn config_gen(policy: SyncPolicy) -> impl Strategy<Value = Config> {
-    prop_oneof![Just(4096u64), Just(DEFAULT_SEGMENT_SIZE)].prop_map(move |segment_size| Config {
-        policy,
-        segment_size,
-    })
+    prop_oneof![Just(4096u64), Just(StoreBuilder::DEFAULT_SEGMENT_SIZE)].prop_map(
+        move |segment_size| Config {
+            policy,
+            segment_size,
+        },
+    )
 }
 
 proptest! {
@@ -1737,7 +1738,7 @@ fn model_crash_then_reuse_of_a_freed_key() {
     for policy in [SyncPolicy::Always, SyncPolicy::Never] {
         let config = Config {
             policy,
-            segment_size: DEFAULT_SEGMENT_SIZE,
+            segment_size: StoreBuilder::DEFAULT_SEGMENT_SIZE,
         };
         let mut h = Harness::new(config, Vec::new()).unwrap();
         h.run(&ops).unwrap();

@@ -6,9 +6,12 @@
 use std::time::Duration;
 
 use batpak::{
-    CacheStatus, Coordinate, Error, EventKind, EventPayload, Finding, Freshness, InputFrontier,
-    ObservedFreshness, OutputHash, Projection, ProjectionRun, Report, RequestedFreshness,
-    SnapshotRef, SourceRef, Store, StoredEvent,
+    Coordinate, Error, EventKind, EventPayload, Freshness, Projection, Store, StoredEvent,
+};
+
+use batpak::report::{
+    CacheStatus, Finding, InputFrontier, ObservedFreshness, OutputHash, ProjectionRun, Report,
+    RequestedFreshness, SnapshotRef, SourceRef,
 };
 use serde::{Deserialize, Serialize};
 

@@ -8,9 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use batpak::{
-    Coordinate, EventKind, EventPayload, Finding, Freshness, Projection, Store, StoredEvent,
-};
+use batpak::{Coordinate, EventKind, EventPayload, Freshness, Projection, Store, StoredEvent};
+
+use batpak::report::Finding;
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, EventPayload)]

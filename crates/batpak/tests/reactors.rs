@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batpak::{
-    Coordinate, Error, EventId, EventKind, EventPayload, OnError, Reactions, ReactorOptions,
-    ReactorSkipped, ReactorState, Region, Store, StoredEvent, SyncPolicy, REACTOR_SKIP_KIND,
+    Coordinate, Error, EventId, EventKind, EventPayload, Region, Store, StoredEvent, SyncPolicy,
 };
+
+use batpak::reactor::{OnError, Reactions, ReactorOptions, ReactorSkipped, ReactorState};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, Debug, PartialEq)]
@@ -230,7 +231,7 @@ fn retry_and_skip_policies() {
     assert_eq!((status.reactions, status.skipped), (5, 1), "{status:?}");
     drop(handle);
     let skips = store
-        .query(&Region::all().kind(REACTOR_SKIP_KIND), 0, usize::MAX)
+        .query(&Region::all().kind(ReactorSkipped::KIND), 0, usize::MAX)
         .unwrap();
     assert_eq!(skips.len(), 1);
     let skipped: ReactorSkipped = skips[0].decode().unwrap();

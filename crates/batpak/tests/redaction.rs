@@ -6,10 +6,13 @@
 use std::fs;
 use std::path::Path;
 
+use batpak::EventPayload as _;
 use batpak::{
-    AnchorCheck, AppendOptions, AppendReceipt, Coordinate, Error, EventKind, Freshness, Projection,
-    RawPayload, ReceiptCheck, Redaction, Store, StoredEvent, REDACTION_KIND,
+    AppendOptions, AppendReceipt, Coordinate, Error, EventKind, Freshness, Projection, RawPayload,
+    Redaction, Store, StoredEvent,
 };
+
+use batpak::proof::{AnchorCheck, ReceiptCheck};
 use serde::{Deserialize, Serialize};
 
 const NOTE: EventKind = EventKind::custom(1, 1);
@@ -97,7 +100,7 @@ fn redaction_erases_the_bytes_and_everything_still_verifies() {
     let stream = store.stream("customer:1").unwrap();
     let last = stream.last().unwrap();
     assert_eq!(last.id, record.event_id);
-    assert_eq!(last.kind, REDACTION_KIND);
+    assert_eq!(last.kind, Redaction::KIND);
     assert_eq!(last.causation, Some(target.event_id));
     assert_eq!(
         last.decode::<Redaction>().unwrap(),

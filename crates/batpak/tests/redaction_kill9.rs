@@ -17,10 +17,8 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use batpak::{
-    AppendOptions, Coordinate, EventId, EventKind, RawPayload, Redaction, Region, Store,
-    REDACTION_KIND,
-};
+use batpak::EventPayload as _;
+use batpak::{AppendOptions, Coordinate, EventId, EventKind, RawPayload, Redaction, Region, Store};
 
 const ENV_DIR: &str = "BATPAK_REDACT_DIR";
 const ENV_ROUND: &str = "BATPAK_REDACT_ROUND";
@@ -103,7 +101,7 @@ fn check(dir: &Path, acked: &[EventId]) -> (usize, usize, u64) {
         assert!(e.is_redacted(), "acknowledged redaction of {id} lost");
     }
     let records = store
-        .query(&Region::all().kind(REDACTION_KIND), 0, usize::MAX)
+        .query(&Region::all().kind(Redaction::KIND), 0, usize::MAX)
         .unwrap();
     for r in &records {
         let target = r.decode::<Redaction>().unwrap().target;

@@ -4,7 +4,7 @@
 
 use batpak::{
     AppendOptions, Batch, Coordinate, CoordinateRule, Error, EventId, EventKind, EventPayload,
-    ExpectedVersion, RawPayload, Store, MAX_PAYLOAD_LEN,
+    ExpectedVersion, RawPayload, Store,
 };
 use serde::{Deserialize, Serialize};
 
@@ -366,7 +366,7 @@ fn reserved_kinds_empty_batches_and_oversized_payloads_are_rejected() {
             store.append_batch(&Batch::new()),
             Err(Error::EmptyBatch)
         ));
-        let huge = vec![0u8; MAX_PAYLOAD_LEN + 1];
+        let huge = vec![0u8; RawPayload::MAX_LEN + 1];
         assert!(matches!(
             store.append_raw(
                 &coord("a"),

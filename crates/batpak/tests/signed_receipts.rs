@@ -3,10 +3,9 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
 
-use batpak::{
-    AppendOptions, AppendReceipt, Batch, Coordinate, EventKind, Hash, KeyId, RawPayload,
-    ReceiptCheck, ReceiptField, Signature, Signed, SigningKey, Store,
-};
+use batpak::{AppendOptions, AppendReceipt, Batch, Coordinate, EventKind, Hash, RawPayload, Store};
+
+use batpak::proof::{KeyId, ReceiptCheck, ReceiptField, Signature, Signed, SigningKey};
 
 fn coord(entity: &str) -> Coordinate {
     Coordinate::new(entity, "tenant:a").unwrap()
@@ -179,7 +178,7 @@ fn wire_and_json_forms_verify_like_the_receipt() {
         .unwrap();
     let r = append(&store, "payment:9", 3);
     let wire = r.to_bytes();
-    assert_eq!(wire.len(), batpak::SIGNED_RECEIPT_LEN);
+    assert_eq!(wire.len(), batpak::AppendReceipt::SIGNED_LEN);
     let back = AppendReceipt::from_bytes(&wire).unwrap();
     assert_eq!(back, r);
     assert!(store.verify_receipt(&back).unwrap().is_valid());
@@ -212,7 +211,7 @@ fn unsigned_receipts_are_checked_by_their_facts() {
     assert_eq!(r.signature, None);
     assert_eq!(store.verify_receipt(&r).unwrap(), ReceiptCheck::Unsigned);
     let wire = r.to_bytes();
-    assert_eq!(wire.len(), batpak::RECEIPT_MESSAGE_LEN);
+    assert_eq!(wire.len(), batpak::AppendReceipt::MESSAGE_LEN);
     assert_eq!(
         store
             .verify_receipt(&AppendReceipt::from_bytes(&wire).unwrap())

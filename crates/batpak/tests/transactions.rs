@@ -126,7 +126,7 @@ fn a_concurrent_append_makes_the_commit_conflict_and_write_nothing() {
     assert!(store.stream("f").unwrap().is_empty());
     // Reserved kinds and oversized payloads are refused at append time.
     let mut tx = store.transaction();
-    let huge = vec![0u8; batpak::MAX_PAYLOAD_LEN + 1];
+    let huge = vec![0u8; batpak::RawPayload::MAX_LEN + 1];
     assert!(matches!(
         tx.append_raw(&coord("e"), KIND, raw(&huge), AppendOptions::default()),
         Err(Error::TooLarge {

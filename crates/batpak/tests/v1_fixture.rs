@@ -10,7 +10,8 @@
 use std::path::Path;
 
 use batpak::prelude::*;
-use batpak::{AnchorCheck, AppendReceipt, Encoding, IndexSource, ReceiptCheck, VerifyingKey};
+use batpak::proof::{AnchorCheck, ReceiptCheck, VerifyingKey};
+use batpak::{AppendReceipt, Encoding, IndexSource};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize, EventPayload, Debug, PartialEq)]
@@ -181,7 +182,8 @@ fn the_v1_receipt_and_anchor_verify_and_the_store_verifies_clean() {
         }
     );
     let anchor =
-        batpak::Anchor::from_bytes(&std::fs::read(fixture().join("anchor.bin")).unwrap()).unwrap();
+        batpak::proof::Anchor::from_bytes(&std::fs::read(fixture().join("anchor.bin")).unwrap())
+            .unwrap();
     assert_eq!(anchor.sequence, 44);
     assert_eq!(
         store.verify_against(&anchor).unwrap(),

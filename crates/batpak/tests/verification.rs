@@ -7,10 +7,11 @@ use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use batpak::{
-    Anchor, AnchorCheck, AppendOptions, Check, Coordinate, EventKind, RawPayload, Region,
-    SigningKey, Store,
-};
+use batpak::{AppendOptions, Coordinate, EventKind, RawPayload, Region, Store};
+
+use batpak::proof::{Anchor, AnchorCheck, SigningKey};
+
+use batpak::report::Check;
 
 fn append(store: &Store, i: u32, payload: u8) {
     let c = Coordinate::new(format!("e:{}", i % 3), "s").unwrap();
@@ -219,7 +220,7 @@ fn signed_anchors_detect_tampering_and_survive_the_wire() {
     };
     assert_eq!(store.verify_against(&anchor).unwrap(), holds);
     let wire = anchor.to_bytes();
-    assert_eq!(wire.len(), batpak::ANCHOR_MESSAGE_LEN + 64);
+    assert_eq!(wire.len(), batpak::proof::Anchor::MESSAGE_LEN + 64);
     assert_eq!(Anchor::from_bytes(&wire).unwrap(), anchor);
     // Every byte of the wire form matters: it no longer decodes, or it fails.
     for at in 0..wire.len() {
@@ -228,7 +229,8 @@ fn signed_anchors_detect_tampering_and_survive_the_wire() {
         if let Ok(a) = Anchor::from_bytes(&bad) {
             let check = store.verify_against(&a).unwrap();
             assert!(!check.holds(), "byte {at}: {check:?}");
-            let key_id_bytes = batpak::ANCHOR_MESSAGE_LEN - 8..batpak::ANCHOR_MESSAGE_LEN;
+            let key_id_bytes =
+                batpak::proof::Anchor::MESSAGE_LEN - 8..batpak::proof::Anchor::MESSAGE_LEN;
             if !key_id_bytes.contains(&at) {
                 assert_eq!(
                     check,
@@ -246,7 +248,7 @@ fn signed_anchors_detect_tampering_and_survive_the_wire() {
         sequence: 5,
         ..anchor
     };
-    forged.signature = Some(batpak::Signed {
+    forged.signature = Some(batpak::proof::Signed {
         key_id: attacker.key_id(),
         signature: attacker.sign(&forged.signed_message(Some(attacker.key_id()))),
     });

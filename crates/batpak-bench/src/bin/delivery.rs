@@ -16,10 +16,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use batpak::{
-    Batch, Coordinate, CursorStart, Reactions, ReactorOptions, Region, Store, StoredEvent,
-    SyncPolicy,
-};
+use batpak::{Batch, Coordinate, CursorStart, Region, Store, StoredEvent, SyncPolicy};
+
+use batpak::reactor::{Reactions, ReactorOptions};
 use batpak_bench::{entity_name, OrderPlaced, SqliteJournal, Synchronous, ENTITIES, SCOPE};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;

@@ -19,7 +19,7 @@ use crate::store::Store;
 pub(crate) use crate::dir::CURSORS_DIR;
 /// Longest cursor (and reactor) name, in bytes: its file name is the name in hex,
 /// which must stay under the usual 255-byte limit.
-pub const MAX_CURSOR_NAME: usize = 120;
+pub(crate) const MAX_CURSOR_NAME: usize = 120;
 
 /// Where a new cursor starts. A cursor that exists resumes after its last commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -139,6 +139,9 @@ impl Store {
 }
 
 impl Cursor<'_> {
+    /// The longest cursor name, in bytes (its file name is the name in hex).
+    pub const MAX_NAME: usize = MAX_CURSOR_NAME;
+
     /// The cursor's name.
     pub fn name(&self) -> &str {
         &self.name

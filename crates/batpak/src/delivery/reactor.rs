@@ -30,9 +30,9 @@ use crate::query::Region;
 use crate::store::Store;
 
 /// The kind of a reactor's position record (reserved category 0).
-pub const REACTOR_POSITION_KIND: EventKind = EventKind::custom(0, 4);
+pub(crate) const REACTOR_POSITION_KIND: EventKind = EventKind::custom(0, 4);
 /// The kind of the record of a source event a reactor skipped after an error.
-pub const REACTOR_SKIP_KIND: EventKind = EventKind::custom(0, 5);
+pub(crate) const REACTOR_SKIP_KIND: EventKind = EventKind::custom(0, 5);
 
 /// Sources without reactions between two position records.
 const POSITION_EVERY: u64 = 1024;

@@ -84,7 +84,7 @@ const KNOWN_FLAGS: u16 =
     FLAG_CAUSATION | FLAG_CORRELATION | FLAG_IDEMPOTENCY | FLAG_BATCH_CONTINUES | FLAG_REDACTED;
 
 /// Largest payload a single event may carry.
-pub const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
 
 /// How a payload's bytes are encoded. Stored as one byte in every record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
