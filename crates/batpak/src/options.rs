@@ -27,6 +27,25 @@ impl fmt::Display for ExpectedVersion {
     }
 }
 
+impl std::str::FromStr for ExpectedVersion {
+    type Err = crate::Error;
+
+    /// `any`, `none` (no events yet) or a version number.
+    fn from_str(text: &str) -> crate::Result<Self> {
+        match text {
+            "any" => Ok(ExpectedVersion::Any),
+            "none" => Ok(ExpectedVersion::NoStream),
+            n => n
+                .parse()
+                .map(ExpectedVersion::Exact)
+                .map_err(|_| crate::Error::Malformed {
+                    what: "expected version",
+                    detail: format!("{n:?} is not a version (a number, `none` or `any`)"),
+                }),
+        }
+    }
+}
+
 impl ExpectedVersion {
     /// Whether an entity currently at `actual` (`None`: no events) satisfies this.
     pub(crate) fn admits(self, actual: Option<u64>) -> bool {
@@ -164,5 +183,28 @@ impl fmt::Display for Watermark {
             Watermark::Durable => "durable",
             Watermark::Visible => "visible",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expected_versions_parse_from_their_text_forms() {
+        assert_eq!(
+            "any".parse::<ExpectedVersion>().unwrap(),
+            ExpectedVersion::Any
+        );
+        assert_eq!(
+            "none".parse::<ExpectedVersion>().unwrap(),
+            ExpectedVersion::NoStream
+        );
+        assert_eq!(
+            "7".parse::<ExpectedVersion>().unwrap(),
+            ExpectedVersion::Exact(7)
+        );
+        let err = "seven".parse::<ExpectedVersion>().unwrap_err().to_string();
+        assert!(err.contains("\"seven\" is not a version"), "{err}");
     }
 }

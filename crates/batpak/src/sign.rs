@@ -189,6 +189,19 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
+impl FromStr for SigningKey {
+    type Err = Error;
+
+    /// 64 hex digits: the 32-byte secret.
+    fn from_str(text: &str) -> Result<Self> {
+        let secret = hex::decode(text.trim()).ok_or_else(|| Error::Malformed {
+            what: "signing key",
+            detail: "expected 64 hex digits (an Ed25519 secret key)".into(),
+        })?;
+        Ok(SigningKey::from_bytes(&secret))
+    }
+}
+
 impl FromStr for VerifyingKey {
     type Err = Error;
 
@@ -458,5 +471,15 @@ mod tests {
                 ..
             })
         ));
+        assert!(matches!(
+            "00".repeat(31).parse::<SigningKey>(),
+            Err(Error::Malformed {
+                what: "signing key",
+                ..
+            })
+        ));
+        let key = SigningKey::from_bytes(&[9; 32]);
+        let parsed: SigningKey = hex::encode(&key.to_bytes()).parse().unwrap();
+        assert_eq!(parsed.key_id(), key.key_id());
     }
 }
