@@ -258,6 +258,7 @@ pub fn graph(ctx: &Context, id: &str, depth: usize, format: GraphFormat) -> Outc
     let edge_name = |k: EdgeKind| match k {
         EdgeKind::Chain => "chain",
         EdgeKind::Causation => "caused",
+        _ => "link",
     };
     let format = if ctx.json { GraphFormat::Json } else { format };
     let text = match format {

@@ -22,6 +22,7 @@ use crate::store::Store;
 
 /// What a backup copied.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Backup {
     /// The directory written.
     pub dir: PathBuf,

@@ -36,6 +36,7 @@ impl StoreBuilder {
     /// How many projection states (per projection, version and entity) are cached;
     /// the least recently used is evicted beyond it. 0 disables the cache. Default:
     /// 4096 ([`DEFAULT_PROJECTION_CACHE`]).
+    #[must_use]
     pub fn projection_cache(mut self, states: usize) -> Self {
         self.projection_cache = states;
         self
@@ -43,6 +44,7 @@ impl StoreBuilder {
 
     /// Sign every receipt and anchor with this key. Its public half is trusted for
     /// verification. Default: none, receipts are unsigned.
+    #[must_use]
     pub fn signing_key(mut self, key: SigningKey) -> Self {
         self.signing_key = Some(key);
         self
@@ -50,6 +52,7 @@ impl StoreBuilder {
 
     /// Also accept signatures made by this key, for example the one used before a key
     /// rotation, or the writer's key in a verifying reader. May be called repeatedly.
+    #[must_use]
     pub fn trust_key(mut self, key: VerifyingKey) -> Self {
         self.trusted_keys.push(key);
         self
@@ -62,6 +65,7 @@ impl StoreBuilder {
     /// Open even when two payload types in this program claim the same kind; the
     /// collisions are listed in `OpenReport::kind_collisions` instead. Default: false,
     /// open fails with [`Error::KindCollision`] naming the kind and both types.
+    #[must_use]
     pub fn allow_kind_collisions(mut self, allow: bool) -> Self {
         self.allow_kind_collisions = allow;
         self
@@ -80,6 +84,7 @@ impl StoreBuilder {
     }
 
     /// When appends reach stable storage. Default: [`SyncPolicy::Always`].
+    #[must_use]
     pub fn sync_policy(mut self, policy: SyncPolicy) -> Self {
         self.sync = policy;
         self
@@ -87,6 +92,7 @@ impl StoreBuilder {
 
     /// Size at which the active segment is closed and a new one started.
     /// Default: 64 MiB ([`DEFAULT_SEGMENT_SIZE`]). At least 4 KiB.
+    #[must_use]
     pub fn segment_size(mut self, bytes: u64) -> Self {
         self.segment_size = bytes;
         self
@@ -98,7 +104,9 @@ impl StoreBuilder {
         self
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the configuration without touching the directory: the errors `open`
+    /// would give for it ([`Error::InvalidConfig`] naming the setting).
+    pub fn validate(&self) -> Result<()> {
         if self.segment_size < 4096 || self.segment_size > crate::segment::MAX_OFFSET {
             return Err(Error::InvalidConfig {
                 reason: format!(

@@ -182,6 +182,7 @@ impl<'s> Subscription<'s> {
     /// before it is told it lagged. Default [`DEFAULT_LAG_LIMIT`]; `u64::MAX` never
     /// lags (the events are in the log either way; the limit tells a consumer that it
     /// is no longer keeping up).
+    #[must_use]
     pub fn lag_limit(mut self, sequences: u64) -> Self {
         self.lag_limit = sequences;
         self

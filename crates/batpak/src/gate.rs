@@ -37,6 +37,7 @@ impl Denial {
     }
 
     /// Adds a fact behind the decision.
+    #[must_use]
     pub fn with(mut self, key: impl Into<String>, value: impl ToString) -> Self {
         self.context.push((key.into(), value.to_string()));
         self
@@ -111,6 +112,7 @@ impl GateReceipt {
 
 /// What one gate did in an evaluation.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum GateOutcome {
     /// It permitted.
     Permitted,
@@ -146,6 +148,7 @@ impl<Ctx> GateSet<Ctx> {
     }
 
     /// Appends a gate; gates run in the order they were added.
+    #[must_use]
     pub fn with(mut self, gate: impl Gate<Ctx> + 'static) -> Self {
         self.gates.push(Box::new(gate));
         self
@@ -496,6 +499,7 @@ impl<T> Proposal<T> {
     }
 
     /// Records a denial of this proposal on the entity's chain.
+    #[must_use]
     pub fn recording_denials(mut self) -> Self {
         self.record_denial = true;
         self

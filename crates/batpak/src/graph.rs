@@ -12,6 +12,7 @@ use crate::store::Store;
 /// The result of [`Store::walk_ancestors`](crate::Store::walk_ancestors): the event and
 /// its entity's earlier events, newest first, each link checked.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChainWalk {
     /// The events walked, newest first, up to the first broken link.
     pub events: Vec<StoredEvent>,
@@ -23,6 +24,7 @@ pub struct ChainWalk {
 
 /// A link of an entity's hash chain that does not verify.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ChainBreak {
     /// The event whose `prev_hash` does not match.
     pub event: EventId,
@@ -69,6 +71,7 @@ pub(crate) fn verify_links(events: &[StoredEvent]) -> (usize, Option<ChainBreak>
 
 /// The neighbourhood of an event: nodes and typed edges, ready to draw.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct CausalGraph {
     /// The event the graph was built around.
     pub root: EventId,
@@ -80,6 +83,7 @@ pub struct CausalGraph {
 
 /// An event in a [`CausalGraph`].
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct GraphNode {
     /// The event id.
     pub id: EventId,
@@ -95,6 +99,7 @@ pub struct GraphNode {
 
 /// A directed link in a [`CausalGraph`], from the earlier event to the later one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub struct GraphEdge {
     /// The earlier event (predecessor or cause).
     pub from: EventId,
@@ -106,6 +111,7 @@ pub struct GraphEdge {
 
 /// The kind of a [`GraphEdge`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[non_exhaustive]
 pub enum EdgeKind {
     /// Consecutive events of one entity (the hash chain).
     Chain,

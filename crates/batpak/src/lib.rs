@@ -24,6 +24,9 @@
 //! # }
 //! ```
 
+#[cfg(not(unix))]
+compile_error!("batpak supports Unix only (it uses positional file I/O and flock)");
+
 // Lets the derive's `::batpak::...` paths resolve inside this crate's own tests.
 extern crate self as batpak;
 
@@ -124,3 +127,10 @@ pub mod prelude {
         Projection, RawPayload, Region, Store, StoredEvent, SyncPolicy,
     };
 }
+
+// `Store` and `Error` cross threads: share a store in an `Arc`, send errors anywhere.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+    send_sync::<Error>();
+};

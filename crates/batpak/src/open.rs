@@ -20,6 +20,7 @@ use crate::segment::{self, Location, SegmentSet, SEGMENTS_DIR};
 
 /// What `open` found and did.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OpenReport {
     /// The directory held no store and a new one was created.
     pub created: bool,

@@ -90,30 +90,35 @@ impl AppendOptions {
     }
 
     /// Sets the expected version.
+    #[must_use]
     pub fn expected_version(mut self, version: ExpectedVersion) -> Self {
         self.expected_version = version;
         self
     }
 
     /// Names the event that caused this one.
+    #[must_use]
     pub fn caused_by(mut self, id: EventId) -> Self {
         self.causation = Some(Cause::Event(id));
         self
     }
 
     /// Names an earlier item of the same batch as the cause.
+    #[must_use]
     pub fn caused_by_item(mut self, item: usize) -> Self {
         self.causation = Some(Cause::BatchItem(item));
         self
     }
 
     /// Sets the correlation id.
+    #[must_use]
     pub fn correlation(mut self, id: EventId) -> Self {
         self.correlation = Some(id);
         self
     }
 
     /// Sets the idempotency key.
+    #[must_use]
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
         self.idempotency_key = Some(key.into());
         self
@@ -130,6 +135,7 @@ pub(crate) fn idempotency_digest(key: &str) -> [u8; 16] {
 
 /// When appends reach stable storage.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SyncPolicy {
     /// Every append returns only after an fsync covers it; concurrent appenders share
     /// fsyncs (group commit). Events become visible once durable. The default.
@@ -146,6 +152,7 @@ pub enum SyncPolicy {
 
 /// How far the store has got: sequences written, on stable storage, and visible.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Frontier {
     /// Newest sequence written to the segment (maybe not yet durable or visible).
     pub written: u64,
@@ -157,6 +164,7 @@ pub struct Frontier {
 
 /// One of the three watermarks of a [`Frontier`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Watermark {
     /// `Frontier::written`.
     Written,

@@ -85,6 +85,7 @@ use crate::dir::SNAPSHOT_DIR;
 
 /// How current a projected state must be.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Freshness {
     /// Reflects every visible event of the entity at the time of the call.
     Consistent,

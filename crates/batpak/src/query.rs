@@ -59,6 +59,7 @@ impl Region {
     }
 
     /// Only events of exactly this entity.
+    #[must_use]
     pub fn entity(mut self, entity: impl Into<String>) -> Self {
         self.entity = Some(EntityFilter::Exact(entity.into()));
         self
@@ -67,24 +68,28 @@ impl Region {
     /// Only events of entities under `prefix` on a `:` boundary: equal to it, or
     /// starting with it followed by `:` (a prefix that itself ends in `:` matches any
     /// entity that starts with it).
+    #[must_use]
     pub fn entity_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.entity = Some(EntityFilter::Prefix(prefix.into()));
         self
     }
 
     /// Only events in this scope.
+    #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
         self.scope = Some(scope.into());
         self
     }
 
     /// Only events of this kind.
+    #[must_use]
     pub fn kind(mut self, kind: EventKind) -> Self {
         self.kind = Some(KindFilter::Kind(kind));
         self
     }
 
     /// Only events whose kind is in this category.
+    #[must_use]
     pub fn category(mut self, category: u8) -> Self {
         self.kind = Some(KindFilter::Category(category));
         self
@@ -92,12 +97,14 @@ impl Region {
 
     /// Only events whose version (position in their entity) is in `range`. With an
     /// exact entity this is a slice of its history, found without scanning.
+    #[must_use]
     pub fn versions(mut self, range: impl RangeBounds<u64>) -> Self {
         self.versions = Some(half_open(range));
         self
     }
 
     /// Only events whose sequence is in `range`.
+    #[must_use]
     pub fn sequences(mut self, range: impl RangeBounds<u64>) -> Self {
         self.sequences = Some(half_open(range));
         self

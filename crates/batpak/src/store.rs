@@ -24,6 +24,7 @@ use crate::writer::{Draft, Flusher, Writer};
 
 /// Counts and watermarks.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Stats {
     /// Visible events.
     pub events: u64,

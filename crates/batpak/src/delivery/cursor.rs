@@ -23,6 +23,7 @@ pub(crate) const MAX_CURSOR_NAME: usize = 120;
 
 /// Where a new cursor starts. A cursor that exists resumes after its last commit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CursorStart {
     /// Deliver from the first event.
     #[default]

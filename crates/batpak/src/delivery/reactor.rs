@@ -71,6 +71,7 @@ impl EventPayload for ReactorSkipped {
 
 /// What a reactor does when its handler returns an error or panics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum OnError {
     /// Stop with `ReactorState::Failed`; nothing is recorded for the source, which is
     /// handled again when a reactor of this name next runs. The default.
@@ -179,6 +180,7 @@ where
 
 /// Whether a reactor runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ReactorState {
     /// Handling events or waiting for more.
     Running,

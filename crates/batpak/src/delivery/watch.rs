@@ -50,6 +50,7 @@ impl Store {
 
 impl<P: Projection> Watch<'_, P> {
     /// Sets the lag limit (see [`Subscription::lag_limit`]).
+    #[must_use]
     pub fn lag_limit(mut self, sequences: u64) -> Self {
         self.feed = self.feed.lag_limit(sequences);
         self

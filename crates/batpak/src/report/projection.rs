@@ -47,6 +47,7 @@ impl ReportBody for ProjectionRun {
 /// Something a projection run read.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum SourceRef {
     /// The entity's events.
     Entity {
@@ -67,6 +68,7 @@ pub enum SourceRef {
 /// The freshness a caller asked for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RequestedFreshness {
     /// Every visible event.
     Consistent,
@@ -80,6 +82,7 @@ pub enum RequestedFreshness {
 /// The freshness a run delivered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ObservedFreshness {
     /// Reflects every visible event.
     Fresh,
@@ -106,6 +109,7 @@ pub struct InputFrontier {
 /// The hash of a run's output.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OutputHash {
     /// blake3 (keyed, "batpak 2026 projection output v1") of the state's JSON, in hex.
     Hash {
@@ -124,6 +128,7 @@ pub enum OutputHash {
 /// How a run used the projection cache.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CacheStatus {
     /// A cached state was the starting point.
     Hit,
@@ -141,6 +146,7 @@ pub enum CacheStatus {
 /// A notable fact about a run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Finding {
     /// A cached state was returned without looking for newer events.
     StaleStateUsed,

@@ -55,6 +55,7 @@ pub struct VerifyFinding {
 /// The kind of check that failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Check {
     /// The record does not decode (checksum, framing, fields). The rest of its file
     /// cannot be located and is not checked.

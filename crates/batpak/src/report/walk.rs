@@ -34,6 +34,7 @@ pub struct EventRef {
 /// A notable fact about a chain walk.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum WalkFinding {
     /// A link does not verify: `event`'s stored `prev_hash` is not its predecessor's hash.
     HashMismatch {

@@ -17,6 +17,7 @@ use crate::format::record::{self, FrameError, RecordView, FLAG_BATCH_CONTINUES};
 
 /// What was cut from the end of the last segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct TailCut {
     /// The segment file.
     pub path: std::path::PathBuf,
