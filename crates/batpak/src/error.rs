@@ -12,10 +12,11 @@ use crate::options::ExpectedVersion;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in batpak. Each variant names what failed and where.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A file-system call failed.
+    #[error("{op} failed for {}: {source}", .path.display())]
     Io {
         /// What batpak was doing (`"open segment"`, `"fsync"`, ...).
         op: &'static str,
@@ -25,18 +26,26 @@ pub enum Error {
         source: io::Error,
     },
     /// Another process (or another `Store` in this process) holds the directory.
+    #[error("store is locked by another writer (lock file {})", .path.display())]
     Locked {
         /// The lock file that could not be taken.
         path: PathBuf,
     },
     /// A write was attempted on a store opened with `open_read_only`.
+    #[error("store was opened read-only; writes are refused")]
     ReadOnly,
     /// An earlier fsync or write failed; the store refuses writes until it is reopened.
+    ///
+    /// A failed fsync may have dropped dirty pages the kernel will never write again
+    /// ("fsyncgate"), so retrying cannot be trusted; reopening rescans what is really
+    /// on disk.
+    #[error("store refuses writes after an earlier I/O failure ({source}); reopen it")]
     Poisoned {
         /// The failure that poisoned the store.
-        cause: String,
+        source: std::sync::Arc<Error>,
     },
     /// An entity or scope breaks a rule.
+    #[error("invalid {component}: {rule}")]
     InvalidCoordinate {
         /// `"entity"` or `"scope"`.
         component: &'static str,
@@ -44,16 +53,19 @@ pub enum Error {
         rule: CoordinateRule,
     },
     /// A category or type id out of range.
+    #[error("invalid event kind: {reason}")]
     InvalidKind {
         /// What was wrong.
         reason: String,
     },
     /// A user append named a kind of the reserved category 0.
+    #[error("event kind {kind} is in category 0, which is reserved for the store's own records")]
     ReservedKind {
         /// The rejected kind.
         kind: EventKind,
     },
     /// The entity's current version is not what the append expected.
+    #[error("version conflict on entity {entity:?}: expected {expected}, entity has {}", version_text(.actual))]
     VersionConflict {
         /// The entity appended to.
         entity: String,
@@ -63,6 +75,7 @@ pub enum Error {
         actual: Option<u64>,
     },
     /// An idempotency key was reused for different content.
+    #[error("idempotency key {key:?} was already used for different content (event {original})")]
     IdempotencyConflict {
         /// The key.
         key: String,
@@ -70,11 +83,13 @@ pub enum Error {
         original: EventId,
     },
     /// A causation id names no event of this store (nor an earlier item of the batch).
+    #[error("causation {causation} names no event in this store")]
     UnknownCausation {
         /// The unknown cause.
         causation: EventId,
     },
     /// A batch item names itself, a later item, or an item outside the batch as its cause.
+    #[error("batch item {item} names item {cause} as its cause; a cause must be an earlier item")]
     InvalidBatchReference {
         /// The item carrying the reference.
         item: usize,
@@ -82,11 +97,13 @@ pub enum Error {
         cause: usize,
     },
     /// The same idempotency key appears twice in one batch.
+    #[error("idempotency key {key:?} appears more than once in the batch")]
     DuplicateIdempotencyKey {
         /// The key.
         key: String,
     },
     /// A payload or batch is larger than the format allows.
+    #[error("{what} is {size}, over the limit of {limit}")]
     TooLarge {
         /// What was too large.
         what: &'static str,
@@ -96,8 +113,10 @@ pub enum Error {
         limit: u64,
     },
     /// A batch with no items.
+    #[error("a batch needs at least one item")]
     EmptyBatch,
     /// Stored bytes fail a check: checksum, framing, a field out of range.
+    #[error("corrupt data in {} at offset {offset}: {detail}", .path.display())]
     Corrupt {
         /// The file.
         path: PathBuf,
@@ -107,6 +126,7 @@ pub enum Error {
         detail: String,
     },
     /// A file was written by a format version this build does not read.
+    #[error("{} has format version {found}; this build reads version {supported}", .path.display())]
     UnsupportedFormat {
         /// The file.
         path: PathBuf,
@@ -116,13 +136,15 @@ pub enum Error {
         supported: u16,
     },
     /// A typed payload could not be encoded.
+    #[error("could not encode payload of kind {kind}: {source}")]
     Encode {
         /// The kind being encoded.
         kind: EventKind,
-        /// The codec's message.
-        message: String,
+        /// The codec's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A stored payload could not be decoded as the requested type.
+    #[error("could not decode event {id} (kind {kind}): {message}")]
     Decode {
         /// The event.
         id: EventId,
@@ -130,14 +152,19 @@ pub enum Error {
         kind: EventKind,
         /// What went wrong.
         message: String,
+        /// The codec's error, when the codec failed.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// A configuration value is out of range.
+    #[error("invalid configuration: {reason}")]
     InvalidConfig {
         /// The setting and the rule it broke.
         reason: String,
     },
     /// Two payload types in this program claim the same kind (see
     /// `StoreBuilder::allow_kind_collisions`).
+    #[error("event kind {kind} is claimed by more than one payload type: {}", .types.join(", "))]
     KindCollision {
         /// The contested kind.
         kind: EventKind,
@@ -145,23 +172,28 @@ pub enum Error {
         types: Vec<&'static str>,
     },
     /// A projection's `apply` failed; the report describes the failed run.
+    #[error("projection {} failed on entity {:?}: {cause}", .report.body.projection, .report.body.entity)]
     ProjectionFailed {
         /// The report of the run, with the error text in its diagnostics.
         report: Box<crate::report::Report<crate::report::ProjectionRun>>,
         /// The error `apply` returned.
+        #[source]
         cause: Box<Error>,
     },
     /// Text that should be an event id is not one.
+    #[error("{text:?} is not an event id (UUID)")]
     InvalidEventId {
         /// The text.
         text: String,
     },
     /// No event has this id.
+    #[error("no event has id {id}")]
     NoSuchEvent {
         /// The id asked for.
         id: EventId,
     },
     /// The event cannot be redacted.
+    #[error("cannot redact event {id}: {reason}")]
     CannotRedact {
         /// The event.
         id: EventId,
@@ -169,6 +201,7 @@ pub enum Error {
         reason: String,
     },
     /// The event's payload was redacted (erased), so it cannot be decoded.
+    #[error("event {id} (kind {kind}) was redacted: its payload is erased")]
     Redacted {
         /// The event.
         id: EventId,
@@ -177,6 +210,7 @@ pub enum Error {
     },
     /// A durable cursor was reopened with a region other than the one it was created
     /// with.
+    #[error("cursor {name:?} was created over region {stored}, not {requested}")]
     CursorRegionMismatch {
         /// The cursor.
         name: String,
@@ -186,11 +220,13 @@ pub enum Error {
         requested: String,
     },
     /// Another handle of this cursor is open.
+    #[error("cursor {name:?} is already open")]
     CursorInUse {
         /// The cursor.
         name: String,
     },
     /// A cursor commit names a sequence it may not.
+    #[error("cursor {name:?} cannot commit sequence {sequence}: {reason}")]
     InvalidCommit {
         /// The cursor.
         name: String,
@@ -200,6 +236,7 @@ pub enum Error {
         reason: String,
     },
     /// A wait ended before the watermark reached the sequence.
+    #[error("timed out after {waited:?} waiting for the {watermark} watermark to reach sequence {wanted}; it reached {reached}")]
     Timeout {
         /// The watermark waited on.
         watermark: crate::options::Watermark,
@@ -211,6 +248,7 @@ pub enum Error {
         waited: std::time::Duration,
     },
     /// Bytes or text that should encode a key, signature, receipt or anchor do not.
+    #[error("malformed {what}: {detail}")]
     Malformed {
         /// What was being decoded (`"receipt"`, `"verifying key"`, ...).
         what: &'static str,
@@ -253,142 +291,10 @@ impl fmt::Display for CoordinateRule {
     }
 }
 
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Io { op, path, source } => {
-                write!(f, "{op} failed for {}: {source}", path.display())
-            }
-            Error::Locked { path } => write!(
-                f,
-                "store is locked by another writer (lock file {})",
-                path.display()
-            ),
-            Error::ReadOnly => write!(f, "store was opened read-only; writes are refused"),
-            Error::Poisoned { cause } => write!(
-                f,
-                "store refuses writes after an earlier I/O failure ({cause}); reopen it"
-            ),
-            Error::InvalidCoordinate { component, rule } => {
-                write!(f, "invalid {component}: {rule}")
-            }
-            Error::InvalidKind { reason } => write!(f, "invalid event kind: {reason}"),
-            Error::ReservedKind { kind } => write!(
-                f,
-                "event kind {kind} is in category 0, which is reserved for the store's own records"
-            ),
-            Error::VersionConflict {
-                entity,
-                expected,
-                actual,
-            } => {
-                let actual = match actual {
-                    Some(v) => format!("version {v}"),
-                    None => "no events".to_string(),
-                };
-                write!(
-                    f,
-                    "version conflict on entity {entity:?}: expected {expected}, entity has {actual}"
-                )
-            }
-            Error::IdempotencyConflict { key, original } => write!(
-                f,
-                "idempotency key {key:?} was already used for different content (event {original})"
-            ),
-            Error::UnknownCausation { causation } => {
-                write!(f, "causation {causation} names no event in this store")
-            }
-            Error::InvalidBatchReference { item, cause } => write!(
-                f,
-                "batch item {item} names item {cause} as its cause; a cause must be an earlier item"
-            ),
-            Error::DuplicateIdempotencyKey { key } => {
-                write!(
-                    f,
-                    "idempotency key {key:?} appears more than once in the batch"
-                )
-            }
-            Error::TooLarge { what, size, limit } => {
-                write!(f, "{what} is {size}, over the limit of {limit}")
-            }
-            Error::EmptyBatch => write!(f, "a batch needs at least one item"),
-            Error::Corrupt {
-                path,
-                offset,
-                detail,
-            } => write!(
-                f,
-                "corrupt data in {} at offset {offset}: {detail}",
-                path.display()
-            ),
-            Error::UnsupportedFormat {
-                path,
-                found,
-                supported,
-            } => write!(
-                f,
-                "{} has format version {found}; this build reads version {supported}",
-                path.display()
-            ),
-            Error::Encode { kind, message } => {
-                write!(f, "could not encode payload of kind {kind}: {message}")
-            }
-            Error::Decode { id, kind, message } => {
-                write!(f, "could not decode event {id} (kind {kind}): {message}")
-            }
-            Error::InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
-            Error::KindCollision { kind, types } => write!(
-                f,
-                "event kind {kind} is claimed by more than one payload type: {}",
-                types.join(", ")
-            ),
-            Error::ProjectionFailed { report, cause } => write!(
-                f,
-                "projection {} failed on entity {:?}: {cause}",
-                report.body.projection, report.body.entity
-            ),
-            Error::InvalidEventId { text } => write!(f, "{text:?} is not an event id (UUID)"),
-            Error::NoSuchEvent { id } => write!(f, "no event has id {id}"),
-            Error::CannotRedact { id, reason } => write!(f, "cannot redact event {id}: {reason}"),
-            Error::Redacted { id, kind } => write!(
-                f,
-                "event {id} (kind {kind}) was redacted: its payload is erased"
-            ),
-            Error::CursorRegionMismatch {
-                name,
-                stored,
-                requested,
-            } => write!(
-                f,
-                "cursor {name:?} was created over region {stored}, not {requested}"
-            ),
-            Error::CursorInUse { name } => write!(f, "cursor {name:?} is already open"),
-            Error::InvalidCommit {
-                name,
-                sequence,
-                reason,
-            } => write!(f, "cursor {name:?} cannot commit sequence {sequence}: {reason}"),
-            Error::Timeout {
-                watermark,
-                wanted,
-                reached,
-                waited,
-            } => write!(
-                f,
-                "timed out after {waited:?} waiting for the {watermark} watermark to reach sequence {wanted}; it reached {reached}"
-            ),
-            Error::Malformed { what, detail } => write!(f, "malformed {what}: {detail}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            Error::ProjectionFailed { cause, .. } => Some(cause.as_ref()),
-            _ => None,
-        }
+fn version_text(actual: &Option<u64>) -> String {
+    match actual {
+        Some(v) => format!("version {v}"),
+        None => "no events".to_string(),
     }
 }
 
@@ -399,4 +305,52 @@ pub(crate) fn io_err(
 ) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::error::Error as _;
+
+    #[test]
+    fn a_poisoned_store_names_and_keeps_its_cause() {
+        let io = Error::Io {
+            op: "fsync segment",
+            path: PathBuf::from("segments/0000000000000001.seg"),
+            source: io::Error::other("disk gone"),
+        };
+        let poisoned = Error::Poisoned {
+            source: std::sync::Arc::new(io),
+        };
+        assert_eq!(
+            poisoned.to_string(),
+            "store refuses writes after an earlier I/O failure (fsync segment failed for \
+             segments/0000000000000001.seg: disk gone); reopen it"
+        );
+        let cause = poisoned.source().map(ToString::to_string);
+        assert_eq!(
+            cause.as_deref(),
+            Some("fsync segment failed for segments/0000000000000001.seg: disk gone")
+        );
+        let root = poisoned.source().and_then(|s| s.source()).map(ToString::to_string);
+        assert_eq!(root.as_deref(), Some("disk gone"));
+    }
+
+    #[test]
+    fn messages_name_what_failed() {
+        let conflict = Error::VersionConflict {
+            entity: "order:1".into(),
+            expected: ExpectedVersion::NoStream,
+            actual: Some(3),
+        };
+        assert_eq!(
+            conflict.to_string(),
+            "version conflict on entity \"order:1\": expected no events, entity has version 3"
+        );
+        let collision = Error::KindCollision {
+            kind: EventKind::custom(1, 2),
+            types: vec!["a::A", "b::B"],
+        };
+        assert!(collision.to_string().ends_with("payload type: a::A, b::B"));
+    }
 }

@@ -45,7 +45,7 @@ pub trait EventPayload: Serialize + DeserializeOwned {
     fn encode(&self) -> Result<Vec<u8>> {
         rmp_serde::to_vec_named(self).map_err(|e| Error::Encode {
             kind: Self::KIND,
-            message: e.to_string(),
+            source: Box::new(e),
         })
     }
 }
@@ -162,10 +162,10 @@ impl StoredEvent {
     fn decode_bytes<T: DeserializeOwned>(&self) -> Result<T> {
         match self.encoding {
             Encoding::MessagePack => {
-                rmp_serde::from_slice(&self.payload).map_err(|e| self.decode_error(e.to_string()))
+                rmp_serde::from_slice(&self.payload).map_err(|e| self.codec_error(Box::new(e)))
             }
             Encoding::Json => {
-                serde_json::from_slice(&self.payload).map_err(|e| self.decode_error(e.to_string()))
+                serde_json::from_slice(&self.payload).map_err(|e| self.codec_error(Box::new(e)))
             }
             Encoding::Opaque => Err(self
                 .decode_error("the payload is opaque bytes, not MessagePack or JSON".to_string())),
@@ -227,6 +227,17 @@ impl StoredEvent {
             id: self.id,
             kind: self.kind,
             message,
+            source: None,
+        }
+    }
+
+    /// A decode error whose message is the codec's, kept as the source too.
+    fn codec_error(&self, source: Box<dyn std::error::Error + Send + Sync>) -> Error {
+        Error::Decode {
+            id: self.id,
+            kind: self.kind,
+            message: source.to_string(),
+            source: Some(source),
         }
     }
 }

@@ -485,7 +485,18 @@ mod tests {
         // The redaction record's own fsync succeeds; the rewrite's fails.
         plan.allow_syncs(1);
         match store.redact(secret.event_id, "erase") {
-            Err(Error::Io { op, .. }) => assert_eq!(op, "fsync segment"),
+            Err(Error::Poisoned { source }) => {
+                assert!(
+                    matches!(
+                        &*source,
+                        Error::Io {
+                            op: "fsync segment",
+                            ..
+                        }
+                    ),
+                    "{source}"
+                );
+            }
             other => panic!("expected the injected fsync failure, got {other:?}"),
         }
         assert!(matches!(append(b"later"), Err(Error::Poisoned { .. })));

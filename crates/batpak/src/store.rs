@@ -535,6 +535,11 @@ pub(crate) struct Target {
 #[cfg(test)]
 mod fault_tests {
     use super::*;
+
+    /// The store was poisoned by a failed `op`: the refusal keeps it as its source.
+    fn is_poisoned_by(err: &Error, op: &str) -> bool {
+        matches!(err, Error::Poisoned { source } if matches!(&**source, Error::Io { op: o, .. } if *o == op))
+    }
     use crate::segment::io::FaultPlan;
 
     fn coord() -> Coordinate {
@@ -560,20 +565,13 @@ mod fault_tests {
             .unwrap();
         let first = raw(&store, 1).unwrap();
         let err = raw(&store, 2).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Io {
-                    op: "fsync segment",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(is_poisoned_by(&err, "fsync segment"), "{err}");
         // Sticky: every later write gets the same refusal, naming the cause.
         for n in 3..5 {
             match raw(&store, n) {
-                Err(Error::Poisoned { cause }) => assert!(cause.contains("injected fsync")),
+                Err(Error::Poisoned { source }) => {
+                    assert!(source.to_string().contains("injected fsync"), "{source}");
+                }
                 other => panic!("expected Poisoned, got {other:?}"),
             }
         }
@@ -601,16 +599,7 @@ mod fault_tests {
         let a = raw(&store, 1).unwrap();
         let b = raw(&store, 2).unwrap();
         let err = raw(&store, 3).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Io {
-                    op: "write segment",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(is_poisoned_by(&err, "write segment"), "{err}");
         assert!(matches!(raw(&store, 4), Err(Error::Poisoned { .. })));
         drop(store);
         let store = Store::open(dir.path()).unwrap();
@@ -645,16 +634,7 @@ mod fault_tests {
         append(&store).unwrap();
         // The third append must rotate; rotation syncs the full segment and fails.
         let err = append(&store).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::Io {
-                    op: "fsync segment",
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(is_poisoned_by(&err, "fsync segment"), "{err}");
         assert!(matches!(append(&store), Err(Error::Poisoned { .. })));
     }
 

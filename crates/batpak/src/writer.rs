@@ -107,7 +107,9 @@ pub(crate) struct Writer {
     unpublished: Mutex<VecDeque<OwnedEntry>>,
     /// The segment being appended to, for sync leaders (who never take the state lock).
     active_file: Mutex<Arc<SegmentFile>>,
-    poison: OnceLock<String>,
+    /// The store's one poison flag: set by the first failed segment write or fsync,
+    /// in-place rewrite, or checkpoint write, and kept as the source of every refusal.
+    poison: OnceLock<Arc<Error>>,
     index: Arc<RwLock<Index>>,
     segments: Arc<SegmentSet>,
     /// Woken after every write, sync and publish.
@@ -178,15 +180,17 @@ impl Writer {
     fn check_poison(&self) -> Result<()> {
         match self.poison.get() {
             Some(cause) => Err(Error::Poisoned {
-                cause: cause.clone(),
+                source: Arc::clone(cause),
             }),
             None => Ok(()),
         }
     }
 
+    /// Poisons the store (the first cause is kept) and returns the refusal for `err`.
     fn poisoned(&self, err: Error) -> Error {
-        let _ = self.poison.set(err.to_string());
-        err
+        let cause = Arc::new(err);
+        let _ = self.poison.set(Arc::clone(&cause));
+        Error::Poisoned { source: cause }
     }
 
     /// Appends `drafts` atomically. `batch` allows causation by item reference.
@@ -699,7 +703,7 @@ impl Writer {
             c.offset = location.offset();
             c
         };
-        crate::checkpoint::write(&self.dir, &self.segments, c)
+        crate::checkpoint::write(&self.dir, &self.segments, c).map_err(|e| self.poisoned(e))
     }
 
     /// Writes `pending` over the record it names: the only in-place mutation of a

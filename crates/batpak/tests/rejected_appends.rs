@@ -392,7 +392,9 @@ fn typed_decode_checks_the_kind() {
     let e = store.get(r.event_id).unwrap().unwrap();
     assert_eq!(e.decode::<Note>().unwrap(), note("hello"));
     match e.decode::<Internal>() {
-        Err(Error::Decode { id, kind, message }) => {
+        Err(Error::Decode {
+            id, kind, message, ..
+        }) => {
             assert_eq!((id, kind), (r.event_id, Note::KIND));
             assert!(message.contains("kind"), "{message}");
         }

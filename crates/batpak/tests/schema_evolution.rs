@@ -201,7 +201,9 @@ fn a_newer_stored_version_or_a_missing_step_is_an_error() {
     );
     let events = store.stream("order:1").unwrap();
     match events[0].decode::<OrderLine>() {
-        Err(Error::Decode { id, kind, message }) => {
+        Err(Error::Decode {
+            id, kind, message, ..
+        }) => {
             assert_eq!((id, kind), (events[0].id, OrderLine::KIND));
             assert!(
                 message.contains("version 4") && message.contains("version 3"),
