@@ -8,8 +8,6 @@
 //! when first opened). Everything is written under a temporary name, fsynced, and
 //! renamed into place, so the destination is either absent or a complete store.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::delivery::cursor::CURSORS_DIR;
@@ -67,7 +65,7 @@ impl Store {
         };
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
-        std::fs::create_dir_all(staging.join(SEGMENTS_DIR))
+        crate::dir::fs::create_dir_all(staging.join(SEGMENTS_DIR))
             .map_err(io_err("create directory", &staging))?;
         let result = self.copy_into(&staging);
         let backup = match result {
@@ -80,7 +78,7 @@ impl Store {
         if dest.exists() {
             std::fs::remove_dir(dest).map_err(io_err("replace empty directory", dest))?;
         }
-        std::fs::rename(&staging, dest).map_err(io_err("rename backup into place", dest))?;
+        crate::dir::fs::rename(&staging, dest).map_err(io_err("rename backup into place", dest))?;
         sync_dir(&parent)?;
         Ok(Backup {
             dir: dest.to_path_buf(),
@@ -133,11 +131,12 @@ impl Store {
         let cursors = self.dir().join(CURSORS_DIR);
         if cursors.is_dir() {
             let target = staging.join(CURSORS_DIR);
-            std::fs::create_dir_all(&target).map_err(io_err("create directory", &target))?;
+            crate::dir::fs::create_dir_all(&target).map_err(io_err("create directory", &target))?;
             for entry in std::fs::read_dir(&cursors).map_err(io_err("list cursors", &cursors))? {
                 let path = entry.map_err(io_err("list cursors", &cursors))?.path();
                 if path.extension().is_some_and(|e| e == "cursor") {
-                    let bytes = std::fs::read(&path).map_err(io_err("read cursor", &path))?;
+                    let bytes =
+                        crate::dir::fs::read(&path).map_err(io_err("read cursor", &path))?;
                     write_synced(&target.join(path.file_name().unwrap_or_default()), &bytes)?;
                 }
             }
@@ -150,7 +149,7 @@ impl Store {
 
 /// Copies the first `len` bytes of `file` to `to`, fsynced.
 fn copy_file(file: &SegmentFile, len: u64, to: &Path) -> Result<()> {
-    let mut out = File::create(to).map_err(io_err("create backup file", to))?;
+    let mut out = crate::dir::fs::create(to).map_err(io_err("create backup file", to))?;
     let mut buf = vec![0u8; CHUNK];
     let mut at = 0u64;
     while at < len {
@@ -163,16 +162,15 @@ fn copy_file(file: &SegmentFile, len: u64, to: &Path) -> Result<()> {
                 detail: format!("the segment ended at {at} bytes while copying {len}"),
             });
         }
-        out.write_all(&buf[..n])
+        crate::dir::fs::write_all(&mut out, to, &buf[..n])
             .map_err(io_err("write backup file", to))?;
         at += n as u64;
     }
-    out.sync_all().map_err(io_err("fsync backup file", to))
+    crate::dir::fs::sync_all(&out, to).map_err(io_err("fsync backup file", to))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut f = File::create(path).map_err(io_err("create backup file", path))?;
-    f.write_all(bytes)
-        .map_err(io_err("write backup file", path))?;
-    f.sync_all().map_err(io_err("fsync backup file", path))
+    let mut f = crate::dir::fs::create(path).map_err(io_err("create backup file", path))?;
+    crate::dir::fs::write_all(&mut f, path, bytes).map_err(io_err("write backup file", path))?;
+    crate::dir::fs::sync_all(&f, path).map_err(io_err("fsync backup file", path))
 }

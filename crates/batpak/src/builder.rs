@@ -3,14 +3,12 @@
 //! above the store (finishing recorded redactions).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use crate::cache::DEFAULT_PROJECTION_CACHE;
 use crate::dir::DirLock;
 use crate::error::{io_err, Error, Result};
 use crate::open::load;
 use crate::options::SyncPolicy;
-use crate::segment::io::FaultPlan;
 use crate::sign::{Keyring, SigningKey, VerifyingKey};
 use crate::store::{Store, WriterConfig, DEFAULT_SEGMENT_SIZE};
 
@@ -24,7 +22,6 @@ pub struct StoreBuilder {
     projection_cache: usize,
     signing_key: Option<SigningKey>,
     trusted_keys: Vec<VerifyingKey>,
-    faults: Option<Arc<FaultPlan>>,
 }
 
 impl StoreBuilder {
@@ -98,12 +95,6 @@ impl StoreBuilder {
         self
     }
 
-    #[cfg(test)]
-    pub(crate) fn faults(mut self, plan: Arc<FaultPlan>) -> Self {
-        self.faults = Some(plan);
-        self
-    }
-
     /// Checks the configuration without touching the directory: the errors `open`
     /// would give for it ([`Error::InvalidConfig`] naming the setting).
     pub fn validate(&self) -> Result<()> {
@@ -131,9 +122,9 @@ impl StoreBuilder {
     pub fn open(self) -> Result<Store> {
         self.validate()?;
         let collisions = self.check_kinds()?;
-        std::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
+        crate::dir::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
         let lock = DirLock::acquire(&self.dir, false)?;
-        let mut loaded = load(&self.dir, false, self.segment_size, self.faults.clone())?;
+        let mut loaded = load(&self.dir, false, self.segment_size)?;
         loaded.report.kind_collisions = collisions;
         let writer = WriterConfig {
             sync: self.sync,
@@ -186,7 +177,7 @@ impl StoreBuilder {
         } else {
             None
         };
-        let mut loaded = load(&self.dir, true, 0, None)?;
+        let mut loaded = load(&self.dir, true, 0)?;
         loaded.report.kind_collisions = collisions;
         let keys = self.keyring();
         Store::assemble(self.dir, loaded, None, keys, self.projection_cache, lock)
@@ -209,7 +200,6 @@ impl Store {
             projection_cache: DEFAULT_PROJECTION_CACHE,
             signing_key: None,
             trusted_keys: Vec::new(),
-            faults: None,
         }
     }
 

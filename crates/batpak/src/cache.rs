@@ -196,7 +196,9 @@ impl ProjectionCache {
             ) else {
                 continue;
             };
-            if std::fs::create_dir_all(dir).is_ok() && replace_file(dir, name, &bytes).is_ok() {
+            if crate::dir::fs::create_dir_all(dir).is_ok()
+                && replace_file(dir, name, &bytes).is_ok()
+            {
                 entry.dirty = false;
             }
         }

@@ -26,7 +26,7 @@ pub(crate) fn read_trusted(
     files: &[(u64, PathBuf)],
 ) -> std::result::Result<Checkpoint, String> {
     let path = dir.join(CHECKPOINT_FILE);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match crate::dir::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err("no checkpoint".into()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
@@ -76,7 +76,7 @@ pub(crate) fn read_trusted(
                     loc.segment()
                 )
             })?;
-        let seg = SegmentFile::open(file, false, 0, None).map_err(|e| e.to_string())?;
+        let seg = SegmentFile::open(file, false, 0).map_err(|e| e.to_string())?;
         let ok = crate::segment::reader::with_record(&seg, loc.offset(), |view| {
             let end = loc.offset() + crate::format::record::frame_len_of(view) as u64;
             Ok(view.header.sequence == n

@@ -27,6 +27,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{io_err, Error, Result};
+use crate::fault::{self, Op};
 
 /// The lock file.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -122,6 +123,7 @@ fn unregister(key: &Path, shared: bool) {
 }
 
 fn lock_file(path: &Path, shared: bool) -> Result<Option<File>> {
+    fault::guard(Op::Lock, path, || Ok(())).map_err(io_err("open lock file", path))?;
     let file = if shared {
         match File::open(path) {
             Ok(f) => f,
@@ -162,7 +164,6 @@ fn lock_file(path: &Path, shared: bool) -> Result<Option<File>> {
 /// Replaces `dir/name` with `bytes` atomically: write a temporary file, fsync it,
 /// rename it over the old one, fsync the directory.
 pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
     use std::sync::atomic::{AtomicU64, Ordering};
     // A name of its own per call, so two replacements of one file (two rotations'
     // checkpoints) never write the same temporary file; short, since `name` may
@@ -171,13 +172,13 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let tmp = dir.join(format!(".{}-{n}.tmp", std::process::id()));
     let target = dir.join(name);
-    let written = File::create(&tmp)
+    let written = fs::create(&tmp)
         .map_err(io_err("create", &tmp))
         .and_then(|mut f| {
-            f.write_all(bytes).map_err(io_err("write", &tmp))?;
-            f.sync_all().map_err(io_err("fsync", &tmp))
+            fs::write_all(&mut f, &tmp, bytes).map_err(io_err("write", &tmp))?;
+            fs::sync_all(&f, &tmp).map_err(io_err("fsync", &tmp))
         })
-        .and_then(|()| std::fs::rename(&tmp, &target).map_err(io_err("rename", &target)));
+        .and_then(|()| fs::rename(&tmp, &target).map_err(io_err("rename", &target)));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -187,7 +188,58 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 
 /// fsyncs a directory so a created, renamed or removed entry survives a crash.
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", path))
+    fault::guard(Op::SyncDir, path, || {
+        File::open(path).and_then(|d| d.sync_all())
+    })
+    .map_err(io_err("fsync directory", path))
+}
+
+/// The file-system calls for every small file and folder of the store (segments have
+/// `SegmentFile`), each asking the fault seam first. Same signatures as `std::fs`.
+pub(crate) mod fs {
+    use std::fs::File;
+    use std::io::Write;
+    use std::path::Path;
+
+    use crate::fault::{self, Op, Verdict};
+
+    pub(crate) fn read(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
+        let path = path.as_ref();
+        fault::guard(Op::Read, path, || std::fs::read(path))
+    }
+
+    pub(crate) fn create(path: impl AsRef<Path>) -> std::io::Result<File> {
+        let path = path.as_ref();
+        fault::guard(Op::Create, path, || File::create(path))
+    }
+
+    pub(crate) fn create_dir_all(path: impl AsRef<Path>) -> std::io::Result<()> {
+        let path = path.as_ref();
+        fault::guard(Op::Create, path, || std::fs::create_dir_all(path))
+    }
+
+    pub(crate) fn remove_file(path: impl AsRef<Path>) -> std::io::Result<()> {
+        let path = path.as_ref();
+        fault::guard(Op::Remove, path, || std::fs::remove_file(path))
+    }
+
+    pub(crate) fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+        fault::guard(Op::Rename, to, || std::fs::rename(from, to))
+    }
+
+    /// Writes all of `bytes` to `file` (at `path`); a short write lands half of them.
+    pub(crate) fn write_all(file: &mut File, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        match fault::check(Op::Write, path) {
+            Verdict::Proceed => file.write_all(bytes),
+            Verdict::Fail(e) => Err(e),
+            Verdict::Short(e) => {
+                file.write_all(&bytes[..bytes.len() / 2])?;
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn sync_all(file: &File, path: &Path) -> std::io::Result<()> {
+        fault::guard(Op::Sync, path, || file.sync_all())
+    }
 }

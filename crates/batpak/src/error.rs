@@ -332,7 +332,10 @@ mod tests {
             cause.as_deref(),
             Some("fsync segment failed for segments/0000000000000001.seg: disk gone")
         );
-        let root = poisoned.source().and_then(|s| s.source()).map(ToString::to_string);
+        let root = poisoned
+            .source()
+            .and_then(|s| s.source())
+            .map(ToString::to_string);
         assert_eq!(root.as_deref(), Some("disk gone"));
     }
 

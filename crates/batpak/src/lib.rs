@@ -41,6 +41,7 @@ mod delivery;
 mod dir;
 mod error;
 mod event;
+mod fault;
 mod format;
 pub mod gate;
 pub mod graph;
@@ -107,6 +108,14 @@ pub mod proof {
     pub use crate::receipt::{ReceiptCheck, ReceiptField};
     pub use crate::sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
     pub use crate::verify::{Anchor, AnchorCheck};
+}
+
+/// Fault injection at the storage seam, for the crate's own crash and fault tests
+/// (feature `fault-injection`, never on by default). Not part of the public API.
+#[cfg(feature = "fault-injection")]
+#[doc(hidden)]
+pub mod __fault {
+    pub use crate::fault::{Fault, FaultPlan, Op};
 }
 
 /// What the derive's generated code refers to. Not part of the public API.

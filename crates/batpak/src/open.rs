@@ -13,7 +13,7 @@ use crate::format::redo::PendingRewrite;
 use crate::format::segment::{HeaderError, SegmentHeader, HEADER_LEN, SEGMENT_FORMAT_VERSION};
 use crate::id::EventId;
 use crate::index::{Index, IndexEntry};
-use crate::segment::io::{FaultPlan, SegmentFile};
+use crate::segment::io::SegmentFile;
 use crate::segment::recovery::{scan, TailCut};
 use crate::segment::writer::ActiveSegment;
 use crate::segment::{self, Location, SegmentSet, SEGMENTS_DIR};
@@ -81,9 +81,9 @@ pub(crate) struct Resume {
 /// Finishes a rewrite a crash interrupted (`redact.pending`), before the segments are
 /// scanned, so no torn frame is ever seen mid-file; `true` when there was one. A
 /// read-only open cannot write, so it refuses with an error that says so.
-fn finish_pending(dir: &Path, read_only: bool, faults: Option<Arc<FaultPlan>>) -> Result<bool> {
+fn finish_pending(dir: &Path, read_only: bool) -> Result<bool> {
     let path = dir.join(PENDING_FILE);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match crate::dir::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(io_err("read", &path)(e)),
@@ -103,12 +103,7 @@ fn finish_pending(dir: &Path, read_only: bool, faults: Option<Arc<FaultPlan>>) -
             "a redaction was interrupted; open the store read-write once to finish it".into(),
         ));
     }
-    let file = SegmentFile::open(
-        &segment::segment_path(dir, pending.segment),
-        true,
-        0,
-        faults,
-    )?;
+    let file = SegmentFile::open(&segment::segment_path(dir, pending.segment), true, 0)?;
     apply_pending(&file, &pending, dir)?;
     remove_pending(dir)?;
     Ok(true)
@@ -140,7 +135,7 @@ pub(crate) fn apply_pending(
 /// Removes the pending-redaction file once its rewrite is durable.
 pub(crate) fn remove_pending(dir: &Path) -> Result<()> {
     let path = dir.join(PENDING_FILE);
-    std::fs::remove_file(&path).map_err(io_err("remove", &path))?;
+    crate::dir::fs::remove_file(&path).map_err(io_err("remove", &path))?;
     sync_dir(dir)
 }
 
@@ -164,14 +159,9 @@ struct Progress {
 
 /// Loads `dir`. Writable opens create a missing store and truncate a torn tail;
 /// read-only opens change nothing on disk.
-pub(crate) fn load(
-    dir: &Path,
-    read_only: bool,
-    segment_size: u64,
-    faults: Option<Arc<FaultPlan>>,
-) -> Result<Loaded> {
+pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loaded> {
     let started = Instant::now();
-    let pending_finished = finish_pending(dir, read_only, faults.clone())?;
+    let pending_finished = finish_pending(dir, read_only)?;
     let seg_dir = dir.join(SEGMENTS_DIR);
     let mut created = false;
     if !seg_dir.exists() {
@@ -182,7 +172,7 @@ pub(crate) fn load(
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segments directory"),
             });
         }
-        std::fs::create_dir_all(&seg_dir).map_err(io_err("create directory", &seg_dir))?;
+        crate::dir::fs::create_dir_all(&seg_dir).map_err(io_err("create directory", &seg_dir))?;
         sync_dir(dir)?;
         created = true;
     }
@@ -229,7 +219,7 @@ pub(crate) fn load(
         // Sealed segments are writable too: redaction rewrites records in place.
         let writable = !read_only;
         let capacity = if writable { segment_size } else { 0 };
-        let file = SegmentFile::open(path, writable, capacity, faults.clone())?;
+        let file = SegmentFile::open(path, writable, capacity)?;
         // A segment the checkpoint covers whole needs only its header read; the
         // watermark segment is scanned from the watermark; later ones from the start.
         let (start, whole) = match covered {
@@ -268,7 +258,7 @@ pub(crate) fn load(
                 });
                 if !read_only {
                     drop(file);
-                    std::fs::remove_file(path).map_err(io_err("remove segment", path))?;
+                    crate::dir::fs::remove_file(path).map_err(io_err("remove segment", path))?;
                     sync_dir(&seg_dir)?;
                 }
                 break;
@@ -350,7 +340,6 @@ pub(crate) fn load(
                 len,
                 store_id.unwrap_or_default(),
                 segment_size,
-                faults.clone(),
             ),
             None => {
                 let number = files.first().map_or(1, |(n, _)| *n);
@@ -358,14 +347,8 @@ pub(crate) fn load(
                     Some(id) => id,
                     None => new_store_id(dir)?,
                 };
-                let seg = ActiveSegment::create(
-                    dir,
-                    number,
-                    progress.next_sequence,
-                    id,
-                    segment_size,
-                    faults.clone(),
-                )?;
+                let seg =
+                    ActiveSegment::create(dir, number, progress.next_sequence, id, segment_size)?;
                 segments.insert(number, Arc::clone(&seg.file));
                 seg
             }

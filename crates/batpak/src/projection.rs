@@ -150,7 +150,7 @@ impl Store {
         };
         for dir in dirs.flatten() {
             let path = dir.path().join(&name);
-            match std::fs::remove_file(&path) {
+            match crate::dir::fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(crate::error::io_err("remove snapshot", &path)(e)),
@@ -169,7 +169,7 @@ impl Store {
         entity: &str,
     ) -> std::result::Result<Option<(Option<P>, u64, Option<(u64, u64)>, String)>, String> {
         let path = snapshot_path::<P>(self.dir(), entity);
-        let bytes = match std::fs::read(&path) {
+        let bytes = match crate::dir::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),

@@ -467,11 +467,8 @@ mod tests {
     #[test]
     fn a_failed_fsync_of_the_rewrite_poisons_the_store() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let plan = crate::segment::io::FaultPlan::new(u64::MAX, u64::MAX);
-        let store = Store::builder(dir.path())
-            .faults(std::sync::Arc::clone(&plan))
-            .open()
-            .unwrap_or_else(|e| panic!("{e}"));
+        let plan = crate::fault::FaultPlan::install(dir.path());
+        let store = Store::open(dir.path()).unwrap_or_else(|e| panic!("{e}"));
         let c = Coordinate::new("e", "s").unwrap_or_else(|e| panic!("{e}"));
         let append = |payload: &[u8]| {
             store.append_raw(
@@ -482,8 +479,8 @@ mod tests {
             )
         };
         let secret = append(SECRET).unwrap_or_else(|e| panic!("{e}"));
-        // The redaction record's own fsync succeeds; the rewrite's fails.
-        plan.allow_syncs(1);
+        // The redaction record's fsync and the pending file's succeed; the segment's fails.
+        plan.fail_after(crate::fault::Op::Sync, 2, crate::fault::Fault::Eio);
         match store.redact(secret.event_id, "erase") {
             Err(Error::Poisoned { source }) => {
                 assert!(
@@ -503,6 +500,7 @@ mod tests {
         assert!(matches!(store.sync(), Err(Error::Poisoned { .. })));
         assert!(dir.path().join(PENDING_FILE).exists());
         drop(store);
+        plan.clear();
         check_erased(dir.path(), secret.event_id);
     }
 

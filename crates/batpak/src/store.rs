@@ -540,7 +540,7 @@ mod fault_tests {
     fn is_poisoned_by(err: &Error, op: &str) -> bool {
         matches!(err, Error::Poisoned { source } if matches!(&**source, Error::Io { op: o, .. } if *o == op))
     }
-    use crate::segment::io::FaultPlan;
+    use crate::fault::{Fault, FaultPlan, Op};
 
     fn coord() -> Coordinate {
         Coordinate::new("acct:1", "s").unwrap()
@@ -559,10 +559,9 @@ mod fault_tests {
     fn failed_fsync_poisons_writes_until_reopen() {
         let dir = tempfile::tempdir().unwrap();
         // Creating the first segment syncs once; allow one more for the first append.
-        let store = Store::builder(dir.path())
-            .faults(FaultPlan::new(2, u64::MAX))
-            .open()
-            .unwrap();
+        let plan = FaultPlan::install(dir.path());
+        plan.fail_after(Op::Sync, 2, Fault::Eio);
+        let store = Store::open(dir.path()).unwrap();
         let first = raw(&store, 1).unwrap();
         let err = raw(&store, 2).unwrap_err();
         assert!(is_poisoned_by(&err, "fsync segment"), "{err}");
@@ -579,6 +578,7 @@ mod fault_tests {
         // The unacknowledged event is not visible; the acknowledged one is.
         assert_eq!(store.stream("acct:1").unwrap().len(), 1);
         drop(store);
+        plan.clear();
 
         let store = Store::open(dir.path()).unwrap();
         let events = store.stream("acct:1").unwrap();
@@ -592,16 +592,16 @@ mod fault_tests {
     fn failed_write_poisons_and_reopen_cuts_nothing_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
         // The segment header is the first write.
-        let store = Store::builder(dir.path())
-            .faults(FaultPlan::new(u64::MAX, 3))
-            .open()
-            .unwrap();
+        let plan = FaultPlan::install(dir.path());
+        plan.fail_after(Op::Write, 3, Fault::Eio);
+        let store = Store::open(dir.path()).unwrap();
         let a = raw(&store, 1).unwrap();
         let b = raw(&store, 2).unwrap();
         let err = raw(&store, 3).unwrap_err();
         assert!(is_poisoned_by(&err, "write segment"), "{err}");
         assert!(matches!(raw(&store, 4), Err(Error::Poisoned { .. })));
         drop(store);
+        plan.clear();
         let store = Store::open(dir.path()).unwrap();
         let receipts: Vec<_> = store
             .stream("acct:1")
@@ -615,10 +615,11 @@ mod fault_tests {
     #[test]
     fn failed_fsync_during_rotation_poisons() {
         let dir = tempfile::tempdir().unwrap();
+        let plan = FaultPlan::install(dir.path());
+        plan.fail_after(Op::Sync, 1, Fault::Eio);
         let store = Store::builder(dir.path())
             .segment_size(4096)
             .sync_policy(SyncPolicy::Never)
-            .faults(FaultPlan::new(1, u64::MAX))
             .open()
             .unwrap();
         let big = [7u8; 1500];
@@ -641,13 +642,8 @@ mod fault_tests {
     #[test]
     fn readers_do_not_wait_for_an_fsync_and_see_only_durable_events() {
         let dir = tempfile::tempdir().unwrap();
-        let plan = FaultPlan::new(u64::MAX, u64::MAX);
-        let store = Arc::new(
-            Store::builder(dir.path())
-                .faults(Arc::clone(&plan))
-                .open()
-                .unwrap(),
-        );
+        let plan = FaultPlan::install(dir.path());
+        let store = Arc::new(Store::open(dir.path()).unwrap());
         let first = raw(&store, 1).unwrap();
         plan.hold_syncs();
         let appender = {

@@ -99,7 +99,7 @@ impl Store {
     /// The committed position of an existing cursor, or of a new one at `start`.
     fn load_cursor(&self, name: &str, region: &Region, start: CursorStart) -> Result<u64> {
         let path = cursor_path(self, name);
-        match std::fs::read(&path) {
+        match crate::dir::fs::read(&path) {
             Ok(bytes) => {
                 let file = CursorFile::decode(&bytes).map_err(|detail| Error::Corrupt {
                     path: path.clone(),
@@ -124,7 +124,8 @@ impl Store {
                 };
                 let dir = self.dir().join(CURSORS_DIR);
                 if !dir.is_dir() {
-                    std::fs::create_dir_all(&dir).map_err(io_err("create directory", &dir))?;
+                    crate::dir::fs::create_dir_all(&dir)
+                        .map_err(io_err("create directory", &dir))?;
                     sync_dir(self.dir())?;
                 }
                 write_cursor(self, name, region, committed)?;

@@ -1,75 +1,15 @@
-//! The file-system seam: every read, write, fsync and truncate of a segment goes
-//! through `SegmentFile`, so tests can make chosen calls fail.
+//! Segment file I/O: every read, write, fsync and truncate of a segment goes through
+//! `SegmentFile`, which asks the fault seam (`crate::fault`) before each call.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 
 use memmap2::{Mmap, MmapOptions};
-use std::sync::Arc;
 
 use crate::error::{io_err, Result};
-
-/// Injected failures: each budget counts the calls that still succeed.
-/// A test can also hold every fsync until it releases them.
-#[derive(Debug)]
-pub(crate) struct FaultPlan {
-    syncs_left: AtomicU64,
-    writes_left: AtomicU64,
-    hold: Mutex<bool>,
-    released: Condvar,
-}
-
-impl FaultPlan {
-    /// Lets `syncs` fsyncs and `writes` writes succeed, then fails every later one.
-    #[cfg(test)]
-    pub(crate) fn new(syncs: u64, writes: u64) -> Arc<Self> {
-        Arc::new(FaultPlan {
-            syncs_left: AtomicU64::new(syncs),
-            writes_left: AtomicU64::new(writes),
-            hold: Mutex::new(false),
-            released: Condvar::new(),
-        })
-    }
-
-    /// From now on `n` more fsyncs succeed, then every later one fails.
-    #[cfg(test)]
-    pub(crate) fn allow_syncs(&self, n: u64) {
-        self.syncs_left.store(n, Ordering::SeqCst);
-    }
-
-    /// From now on every fsync blocks until `release_syncs`.
-    #[cfg(test)]
-    pub(crate) fn hold_syncs(&self) {
-        *crate::sync::lock(&self.hold) = true;
-    }
-
-    /// Lets held and later fsyncs proceed.
-    #[cfg(test)]
-    pub(crate) fn release_syncs(&self) {
-        *crate::sync::lock(&self.hold) = false;
-        self.released.notify_all();
-    }
-
-    fn wait_while_held(&self) {
-        let mut held = crate::sync::lock(&self.hold);
-        while *held {
-            held = self.released.wait(held).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    fn take(budget: &AtomicU64) -> bool {
-        budget
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok()
-    }
-}
-
-fn injected(what: &str) -> std::io::Error {
-    std::io::Error::other(format!("injected {what} failure"))
-}
+use crate::fault::{self, Op, Verdict};
 
 /// One open segment file, shared by the writer and readers (positional I/O only).
 ///
@@ -81,7 +21,6 @@ fn injected(what: &str) -> std::io::Error {
 pub(crate) struct SegmentFile {
     file: File,
     path: PathBuf,
-    faults: Option<Arc<FaultPlan>>,
     len: AtomicU64,
     map: Option<Mmap>,
 }
@@ -89,23 +28,19 @@ pub(crate) struct SegmentFile {
 impl SegmentFile {
     /// Creates a new file (it must not exist), writes `header` and syncs it. Reads are
     /// mapped up to `capacity` bytes.
-    pub(crate) fn create(
-        path: &Path,
-        header: &[u8],
-        capacity: u64,
-        faults: Option<Arc<FaultPlan>>,
-    ) -> Result<Self> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io_err("create segment", path))?;
+    pub(crate) fn create(path: &Path, header: &[u8], capacity: u64) -> Result<Self> {
+        let file = fault::guard(Op::Create, path, || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)
+        })
+        .map_err(io_err("create segment", path))?;
         let seg = SegmentFile {
             map: map(&file, capacity),
             file,
             path: path.to_path_buf(),
-            faults,
             len: AtomicU64::new(0),
         };
         seg.write_at(header, 0)?;
@@ -115,12 +50,7 @@ impl SegmentFile {
 
     /// Opens an existing file. Reads are mapped up to `capacity` bytes or the file
     /// length, whichever is larger.
-    pub(crate) fn open(
-        path: &Path,
-        writable: bool,
-        capacity: u64,
-        faults: Option<Arc<FaultPlan>>,
-    ) -> Result<Self> {
+    pub(crate) fn open(path: &Path, writable: bool, capacity: u64) -> Result<Self> {
         let file = OpenOptions::new()
             .read(true)
             .write(writable)
@@ -131,7 +61,6 @@ impl SegmentFile {
             map: map(&file, capacity.max(len)),
             file,
             path: path.to_path_buf(),
-            faults,
             len: AtomicU64::new(len),
         })
     }
@@ -142,6 +71,8 @@ impl SegmentFile {
 
     /// Reads as many bytes as exist at `offset`, up to `buf.len()`. Returns the count.
     pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        fault::guard(Op::Read, &self.path, || Ok(()))
+            .map_err(io_err("read segment", &self.path))?;
         let available = self.len().saturating_sub(offset);
         let want = buf
             .len()
@@ -180,9 +111,18 @@ impl SegmentFile {
 
     /// Writes all of `buf` at `offset`.
     pub(crate) fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        if let Some(f) = &self.faults {
-            if !FaultPlan::take(&f.writes_left) {
-                return Err(io_err("write segment", &self.path)(injected("write")));
+        match fault::check(Op::Write, &self.path) {
+            Verdict::Proceed => {}
+            Verdict::Fail(e) => return Err(io_err("write segment", &self.path)(e)),
+            Verdict::Short(e) => {
+                // A torn write: the first half lands, then the call fails.
+                let half = &buf[..buf.len() / 2];
+                self.file
+                    .write_all_at(half, offset)
+                    .map_err(io_err("write segment", &self.path))?;
+                self.len
+                    .fetch_max(offset + half.len() as u64, Ordering::Release);
+                return Err(io_err("write segment", &self.path)(e));
             }
         }
         self.file
@@ -195,14 +135,7 @@ impl SegmentFile {
 
     /// fdatasync.
     pub(crate) fn sync(&self) -> Result<()> {
-        if let Some(f) = &self.faults {
-            f.wait_while_held();
-            if !FaultPlan::take(&f.syncs_left) {
-                return Err(io_err("fsync segment", &self.path)(injected("fsync")));
-            }
-        }
-        self.file
-            .sync_data()
+        fault::guard(Op::Sync, &self.path, || self.file.sync_data())
             .map_err(io_err("fsync segment", &self.path))
     }
 
@@ -214,8 +147,7 @@ impl SegmentFile {
     /// Cuts the file to `len` bytes and syncs.
     pub(crate) fn truncate(&self, len: u64) -> Result<()> {
         self.len.store(len, Ordering::Release);
-        self.file
-            .set_len(len)
+        fault::guard(Op::Truncate, &self.path, || self.file.set_len(len))
             .map_err(io_err("truncate segment", &self.path))?;
         self.sync()
     }

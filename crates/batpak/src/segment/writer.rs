@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::error::Result;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
 
-use super::io::{FaultPlan, SegmentFile};
+use super::io::SegmentFile;
 use super::{segment_path, SEGMENTS_DIR};
 use crate::dir::sync_dir;
 
@@ -20,7 +20,6 @@ pub(crate) struct ActiveSegment {
     store_id: [u8; 16],
     /// The rotation size; new segments reserve a read map this large.
     capacity: u64,
-    faults: Option<Arc<FaultPlan>>,
 }
 
 impl ActiveSegment {
@@ -31,7 +30,6 @@ impl ActiveSegment {
         len: u64,
         store_id: [u8; 16],
         capacity: u64,
-        faults: Option<Arc<FaultPlan>>,
     ) -> Self {
         ActiveSegment {
             file,
@@ -39,7 +37,6 @@ impl ActiveSegment {
             len,
             store_id,
             capacity,
-            faults,
         }
     }
 
@@ -51,7 +48,6 @@ impl ActiveSegment {
         first_sequence: u64,
         store_id: [u8; 16],
         capacity: u64,
-        faults: Option<Arc<FaultPlan>>,
     ) -> Result<Self> {
         let header = SegmentHeader {
             number,
@@ -60,12 +56,7 @@ impl ActiveSegment {
         }
         .encode();
         let path = segment_path(dir, number);
-        let file = Arc::new(SegmentFile::create(
-            &path,
-            &header,
-            capacity,
-            faults.clone(),
-        )?);
+        let file = Arc::new(SegmentFile::create(&path, &header, capacity)?);
         sync_dir(&dir.join(SEGMENTS_DIR))?;
         Ok(ActiveSegment {
             file,
@@ -73,7 +64,6 @@ impl ActiveSegment {
             len: HEADER_LEN as u64,
             store_id,
             capacity,
-            faults,
         })
     }
 
@@ -100,7 +90,6 @@ impl ActiveSegment {
             next_sequence,
             self.store_id,
             self.capacity,
-            self.faults.clone(),
         )?;
         Ok(())
     }
