@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use batpak::{
-    AppendOptions, AppendReceipt, Batch, Coordinate, EventId, EventKind, ExpectedVersion,
-    RawPayload, Region, Store, StoredEvent,
+    AppendOptions, AppendReceipt, Batch, Coordinate, EventId, EventKind, RawPayload, Region, Store,
+    StoredEvent,
 };
 
 use batpak::graph::EdgeKind;
@@ -46,17 +46,6 @@ fn print_events(ctx: &Context, events: &[StoredEvent]) -> Outcome {
     }
 }
 
-pub fn parse_id(text: &str, what: &str) -> Result<EventId, Failure> {
-    text.trim()
-        .parse()
-        .map_err(|_| Failure::new(format!("{what}: {text:?} is not an event id (a UUID)")))
-}
-
-fn parse_kind(text: &str, what: &str) -> Result<EventKind, Failure> {
-    text.parse()
-        .map_err(|e: batpak::Error| Failure::new(format!("{what}: {e}")))
-}
-
 fn region(filters: &Filters) -> Result<Region, Failure> {
     let mut r = Region::all();
     if let Some(e) = &filters.entity {
@@ -68,8 +57,8 @@ fn region(filters: &Filters) -> Result<Region, Failure> {
     if let Some(s) = &filters.scope {
         r = r.scope(s.clone());
     }
-    if let Some(k) = &filters.kind {
-        r = r.kind(parse_kind(k, "--kind")?);
+    if let Some(k) = filters.kind {
+        r = r.kind(k);
     }
     if let Some(c) = filters.category {
         if c > EventKind::MAX_CATEGORY {
@@ -103,8 +92,7 @@ fn found(store: &Store, id: EventId) -> Result<StoredEvent, Failure> {
         .ok_or_else(|| Failure::new(format!("no event has id {id}")))
 }
 
-pub fn get(ctx: &Context, id: &str) -> Outcome {
-    let id = parse_id(id, "ID")?;
+pub fn get(ctx: &Context, id: EventId) -> Outcome {
     let store = ctx.open_read()?;
     let e = found(&store, id)?;
     if ctx.json {
@@ -187,8 +175,7 @@ fn segments_fingerprint(dir: &Path) -> (usize, u64) {
     (files, bytes)
 }
 
-pub fn walk(ctx: &Context, id: &str, limit: usize) -> Outcome {
-    let id = parse_id(id, "ID")?;
+pub fn walk(ctx: &Context, id: EventId, limit: usize) -> Outcome {
     let store = ctx.open_read()?;
     let walk = store
         .walk_ancestors(id, limit)?
@@ -221,28 +208,24 @@ pub fn walk(ctx: &Context, id: &str, limit: usize) -> Outcome {
     Ok(())
 }
 
-pub fn causes(ctx: &Context, id: &str, limit: usize) -> Outcome {
-    let id = parse_id(id, "ID")?;
+pub fn causes(ctx: &Context, id: EventId, limit: usize) -> Outcome {
     let store = ctx.open_read()?;
     found(&store, id)?;
     print_events(ctx, &store.causes(id, limit)?)
 }
 
-pub fn effects(ctx: &Context, id: &str) -> Outcome {
-    let id = parse_id(id, "ID")?;
+pub fn effects(ctx: &Context, id: EventId) -> Outcome {
     let store = ctx.open_read()?;
     found(&store, id)?;
     print_events(ctx, &store.effects(id)?)
 }
 
-pub fn correlated(ctx: &Context, id: &str) -> Outcome {
-    let id = parse_id(id, "ID")?;
+pub fn correlated(ctx: &Context, id: EventId) -> Outcome {
     let store = ctx.open_read()?;
     print_events(ctx, &store.correlated(id)?)
 }
 
-pub fn graph(ctx: &Context, id: &str, depth: usize, format: GraphFormat) -> Outcome {
-    let id = parse_id(id, "ID")?;
+pub fn graph(ctx: &Context, id: EventId, depth: usize, format: GraphFormat) -> Outcome {
     let store = ctx.open_read()?;
     let graph = store
         .causal_graph(id, depth)?
@@ -447,18 +430,6 @@ pub fn stats(ctx: &Context) -> Outcome {
         .collect::<String>())
 }
 
-fn parse_expect(text: &str) -> Result<ExpectedVersion, Failure> {
-    match text {
-        "any" => Ok(ExpectedVersion::Any),
-        "none" => Ok(ExpectedVersion::NoStream),
-        n => n.parse().map(ExpectedVersion::Exact).map_err(|_| {
-            Failure::new(format!(
-                "--expect: {n:?} is not a version (a number, `none` or `any`)"
-            ))
-        }),
-    }
-}
-
 fn print_receipt(ctx: &Context, r: &AppendReceipt) -> Outcome {
     if ctx.json {
         return print_json(&serde_json::to_value(r)?);
@@ -479,15 +450,14 @@ fn print_receipt(ctx: &Context, r: &AppendReceipt) -> Outcome {
 }
 
 pub fn append(ctx: &Context, a: AppendArgs) -> Outcome {
-    let kind = parse_kind(&a.kind, "--kind")?;
     let coordinate = Coordinate::new(&a.entity, &a.scope)
         .map_err(|e| Failure::new(format!("--entity/--scope: {e}")))?;
-    let mut options = AppendOptions::expect(parse_expect(&a.expect)?);
-    if let Some(c) = &a.causation {
-        options = options.caused_by(parse_id(c, "--causation")?);
+    let mut options = AppendOptions::expect(a.expect);
+    if let Some(c) = a.causation {
+        options = options.caused_by(c);
     }
-    if let Some(c) = &a.correlation {
-        options = options.correlation(parse_id(c, "--correlation")?);
+    if let Some(c) = a.correlation {
+        options = options.correlation(c);
     }
     if let Some(k) = a.idempotency_key {
         options = options.idempotency_key(k);
@@ -497,7 +467,7 @@ pub fn append(ctx: &Context, a: AppendArgs) -> Outcome {
         .map_err(|e| Failure::new(format!("the payload is not JSON: {e}")))?;
     let bytes = serde_json::to_vec(&value)?;
     let store = ctx.open_write(true)?;
-    let receipt = store.append_raw(&coordinate, kind, RawPayload::json(&bytes), options)?;
+    let receipt = store.append_raw(&coordinate, a.kind, RawPayload::json(&bytes), options)?;
     store.close()?;
     print_receipt(ctx, &receipt)
 }
@@ -886,8 +856,7 @@ pub fn snapshot(ctx: &Context, dest: &Path) -> Outcome {
     }
 }
 
-pub fn redact(ctx: &Context, id: &str, reason: &str) -> Outcome {
-    let id = parse_id(id, "ID")?;
+pub fn redact(ctx: &Context, id: EventId, reason: &str) -> Outcome {
     let store = ctx.open_write(false)?;
     let receipt = store.redact(id, reason)?;
     store.close()?;

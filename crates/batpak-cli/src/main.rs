@@ -125,58 +125,22 @@ impl Context {
     }
 }
 
-fn parse_keys(cli: &Cli) -> Result<(Option<SigningKey>, Vec<VerifyingKey>), Failure> {
-    let signing = match &cli.signing_key {
-        None => None,
-        Some(hex) => {
-            let bytes = decode_hex32(hex).ok_or_else(|| {
-                Failure::new("--signing-key: expected 64 hex digits (an Ed25519 secret key)")
-            })?;
-            Some(SigningKey::from_bytes(&bytes))
-        }
-    };
-    let trusted = cli
-        .trust_keys
-        .iter()
-        .map(|k| {
-            k.parse::<VerifyingKey>()
-                .map_err(|e| Failure::new(format!("--trust-key {k}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((signing, trusted))
-}
-
-fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    let t = text.trim();
-    if t.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = parse_keys(&cli).and_then(|(signing_key, trusted)| {
-        let env_dir = std::env::var_os("BATPAK_DIR").map(PathBuf::from);
-        let dir_given = cli.dir.is_some() || env_dir.is_some();
-        let dir = cli
-            .dir
-            .clone()
-            .or(env_dir)
-            .unwrap_or_else(|| PathBuf::from("./batpak-data"));
-        let ctx = Context {
-            dir,
-            dir_given,
-            json: cli.json,
-            signing_key,
-            trusted,
-        };
-        run(&ctx, cli.command)
-    });
+    let env_dir = std::env::var_os("BATPAK_DIR").map(PathBuf::from);
+    let dir_given = cli.dir.is_some() || env_dir.is_some();
+    let dir = cli
+        .dir
+        .or(env_dir)
+        .unwrap_or_else(|| PathBuf::from("./batpak-data"));
+    let ctx = Context {
+        dir,
+        dir_given,
+        json: cli.json,
+        signing_key: cli.signing_key,
+        trusted: cli.trust_keys,
+    };
+    let result = run(&ctx, cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
@@ -190,15 +154,15 @@ fn run(ctx: &Context, command: Command) -> Outcome {
     use commands as c;
     match command {
         Command::Demo => demo::run(ctx),
-        Command::Get { id } => c::get(ctx, &id),
+        Command::Get { id } => c::get(ctx, id),
         Command::Stream { entity } => c::stream(ctx, &entity),
         Command::Query(filters) => c::query(ctx, &filters),
         Command::Tail { filters, follow } => c::tail(ctx, &filters, follow),
-        Command::Walk { id, limit } => c::walk(ctx, &id, limit),
-        Command::Causes { id, limit } => c::causes(ctx, &id, limit),
-        Command::Effects { id } => c::effects(ctx, &id),
-        Command::Correlated { id } => c::correlated(ctx, &id),
-        Command::Graph { id, depth, format } => c::graph(ctx, &id, depth, format),
+        Command::Walk { id, limit } => c::walk(ctx, id, limit),
+        Command::Causes { id, limit } => c::causes(ctx, id, limit),
+        Command::Effects { id } => c::effects(ctx, id),
+        Command::Correlated { id } => c::correlated(ctx, id),
+        Command::Graph { id, depth, format } => c::graph(ctx, id, depth, format),
         Command::Stats => c::stats(ctx),
         Command::Append(args) => c::append(ctx, args),
         Command::Import { file } => c::import(ctx, &file),
@@ -208,6 +172,6 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::VerifyAnchor { anchor } => c::verify_anchor(ctx, anchor),
         Command::Export { filters, output } => c::export(ctx, &filters, output.as_deref()),
         Command::Snapshot { dest } => c::snapshot(ctx, &dest),
-        Command::Redact { id, reason } => c::redact(ctx, &id, &reason),
+        Command::Redact { id, reason } => c::redact(ctx, id, &reason),
     }
 }

@@ -62,6 +62,26 @@ fn fails(dir: &Path, args: &[&str], needle: &str) {
     );
 }
 
+/// Runs and expects clap to reject a value before the command runs: exit code 2, and
+/// a message naming the argument and quoting the value.
+fn rejected(dir: &Path, args: &[&str], arg: &str, value: &str) {
+    let o = batpak(dir, args);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?} should be refused: {err}"
+    );
+    assert!(
+        err.starts_with("error: invalid value ") && err.contains(arg),
+        "{args:?}: expected {arg:?} in {err:?}"
+    );
+    assert!(
+        err.contains(&format!("'{value}'")),
+        "{args:?}: expected {value:?} in {err:?}"
+    );
+}
+
 fn json_lines(text: &str) -> Vec<Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -434,7 +454,7 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
     }
     let dir = tmp.path().join("store");
     build(&dir);
-    fails(&dir, &["get", "not-a-uuid"], "is not an event id");
+    rejected(&dir, &["get", "not-a-uuid"], "<ID>", "not-a-uuid");
     fails(
         &dir,
         &["get", "01a222ec-09de-70cb-9cda-3ba4e91c7fb4"],
@@ -445,8 +465,8 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
         &["walk", "01a222ec-09de-70cb-9cda-3ba4e91c7fb4"],
         "no event has id",
     );
-    fails(&dir, &["query", "--kind", "1-1"], "--kind");
-    fails(&dir, &["query", "--kind", "16:1"], "--kind");
+    rejected(&dir, &["query", "--kind", "1-1"], "--kind", "1-1");
+    rejected(&dir, &["query", "--kind", "16:1"], "--kind", "16:1");
     fails(&dir, &["query", "--category", "16"], "--category");
     fails(
         &dir,
@@ -469,16 +489,63 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
         ],
         "entity",
     );
-    fails(
+    rejected(
         &dir,
         &[
             "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "--expect", "x", "{}",
         ],
         "--expect",
+        "x",
     );
+    rejected(
+        &dir,
+        &[
+            "append",
+            "--entity",
+            "e",
+            "--scope",
+            "s",
+            "--kind",
+            "1:1",
+            "--causation",
+            "nope",
+            "{}",
+        ],
+        "--causation",
+        "nope",
+    );
+    rejected(&dir, &["--trust-key", "abc", "stats"], "--trust-key", "abc");
     fails(&dir, &["verify-receipt", "{}"], "not a receipt");
     fails(&dir, &["verify-anchor", "[]"], "not an anchor");
-    fails(&dir, &["--signing-key", "xyz", "stats"], "--signing-key");
+    // A bad secret key is refused without being echoed: a near miss is mostly the key.
+    let almost = "1f".repeat(31) + "1";
+    for (args, secret) in [
+        (vec!["--signing-key", "xyz", "stats"], "xyz"),
+        (vec!["stats", "--signing-key", &almost], almost.as_str()),
+    ] {
+        let o = batpak(&dir, &args);
+        let err = stderr(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?} should be refused: {err}"
+        );
+        assert!(
+            err.starts_with("error: invalid value for '--signing-key <HEX>'")
+                && err.contains("64 hex digits"),
+            "{err}"
+        );
+        assert!(!err.contains(secret), "the key is echoed: {err}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .arg("--dir")
+        .arg(&dir)
+        .arg("stats")
+        .env("BATPAK_SIGNING_KEY", &almost)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains(&almost), "{}", stderr(&o));
     let jsonl = tmp.path().join("bad.jsonl");
     std::fs::write(
         &jsonl,
