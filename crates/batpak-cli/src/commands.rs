@@ -19,11 +19,14 @@ use crate::cli::{AppendArgs, Filters, GraphFormat};
 use crate::render::{event_detail, event_json, events_table, rfc3339, table};
 use crate::{Context, Failure, Outcome};
 
-fn out(text: &str) -> Outcome {
+/// Writes to standard output. When the reader has closed it, the command stops
+/// quietly (see [`Failure::stdout_closed`]).
+pub fn out(text: &str) -> Outcome {
     let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes())?;
-    stdout.flush()?;
-    Ok(())
+    stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+        .map_err(Failure::writing_stdout)
 }
 
 fn print_json(value: &Value) -> Outcome {
@@ -814,6 +817,10 @@ pub fn export(ctx: &Context, filters: &Filters, output: Option<&Path>) -> Outcom
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    let failed = |e: std::io::Error| match output {
+        Some(_) => Failure::from(e),
+        None => Failure::writing_stdout(e),
+    };
     let total = store.frontier().visible;
     let mut progress = Progress::new();
     let (mut after, mut written) = (filters.after, 0usize);
@@ -822,12 +829,12 @@ pub fn export(ctx: &Context, filters: &Filters, output: Option<&Path>) -> Outcom
         let Some(last) = page.last() else { break };
         after = last.sequence;
         for e in &page {
-            writeln!(sink, "{}", event_json(e))?;
+            writeln!(sink, "{}", event_json(e)).map_err(failed)?;
         }
         written += page.len();
         progress.update("exporting", after, total);
     }
-    sink.flush()?;
+    sink.flush().map_err(failed)?;
     progress.finish();
     if output.is_some() {
         let _ = writeln!(std::io::stderr(), "exported {written} events");

@@ -14,6 +14,7 @@ use batpak::proof::SigningKey;
 use batpak::reactor::{Reactions, ReactorOptions};
 use serde::{Deserialize, Serialize};
 
+use crate::commands::out;
 use crate::render::table;
 use crate::{Context, Failure, Outcome};
 
@@ -119,8 +120,8 @@ pub fn run(ctx: &Context) -> Outcome {
     let key = SigningKey::generate()?;
     let started = Instant::now();
     let store = Arc::new(Store::builder(&dir).signing_key(key.clone()).open()?);
-    let p = |s: String| println!("{s}");
-    p(format!("Building a demo shop in {}", dir.display()));
+    let p = |s: String| out(&format!("{s}\n"));
+    p(format!("Building a demo shop in {}", dir.display()))?;
 
     // A reactor ships every captured payment: the shipment and the reactor's position
     // are committed together, so no payment ships twice or never.
@@ -254,7 +255,7 @@ pub fn run(ctx: &Context) -> Outcome {
     p(format!(
         "\n{} events, {} entities, {} scopes, {} bytes, built in {:?} (every append durable)",
         stats.events, stats.entities, stats.scopes, stats.segment_bytes, built
-    ));
+    ))?;
     let kinds = [
         ("1:1 order placed", OrderPlaced::KIND),
         ("1:2 item added", ItemAdded::KIND),
@@ -280,40 +281,40 @@ pub fn run(ctx: &Context) -> Outcome {
         let n = store.query(&Region::all().kind(kind), 0, usize::MAX)?.len();
         rows.push(vec![label.to_string(), n.to_string()]);
     }
-    print!("{}", table(&["KIND", "EVENTS"], &rows));
+    out(&table(&["KIND", "EVENTS"], &rows))?;
 
     if let Some(entity) = &sample_order {
         if let Some(s) = store.project::<OrderSummary>(entity, Freshness::Consistent)? {
             p(format!(
                 "\nProjection of {entity}: customer {}, items {:?}, total {} cents, confirmed {}",
                 s.customer, s.items, s.total_cents, s.confirmed
-            ));
+            ))?;
         }
     }
     if let Some((id, denial)) = &denied {
         p(format!(
             "\nThe credit-limit gate refused to confirm order {id}: {denial}\n(the refusal is recorded on the order's own chain as a 0:1 event)"
-        ));
+        ))?;
     }
     if let Some(payment) = &sample_payment {
         p(format!(
             "\nCausal graph around payment {} (reactor: position {}, {} shipments):",
             payment.event_id, status.position, status.reactions
-        ));
+        ))?;
         if let Some(graph) = store.causal_graph(payment.event_id, 2)? {
-            print!("{}", demo_graph_text(&graph));
+            out(&demo_graph_text(&graph))?;
         }
         let check = store.verify_receipt(payment)?;
         p(format!(
             "\nReceipt of that payment checked against the store: {check:?}\n  {}",
             serde_json::to_string(payment)?
-        ));
+        ))?;
     }
     let erased = store.get(note.event_id)?.is_some_and(|e| e.is_redacted());
     p(format!(
         "\nRedacted note {}: payload erased from disk: {erased}; recorded as seq {}",
         note.event_id, redaction.sequence
-    ));
+    ))?;
     let report = store.verify()?;
     p(format!(
         "\nFull verification: {} events in {} segment(s), {} redacted, {} findings; running hash {}",
@@ -322,14 +323,14 @@ pub fn run(ctx: &Context) -> Outcome {
         report.body.redacted,
         report.body.findings.len(),
         report.body.running_hash.as_deref().unwrap_or("-")
-    ));
+    ))?;
     drop(store);
     let d = dir.display();
     p(format!(
         "\nThe store stays in {d}. Try:\n  batpak --dir {d} stats\n  batpak --dir {d} query --prefix order:acme-1001\n  batpak --dir {d} graph {} --format dot\n  batpak --dir {d} verify\n  batpak --dir {d} anchor --signing-key {}   # the demo's signing key",
         sample_payment.map_or_else(String::new, |p| p.event_id.to_string()),
         hex(&key.to_bytes())
-    ));
+    ))?;
     Ok(())
 }
 

@@ -18,7 +18,8 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-/// A failure to report: the message, and the exit code (1 by default).
+/// A failure to report: the message, and the exit code (1 by default; 0 for
+/// [`Failure::stdout_closed`], which is reported as success without a message).
 #[derive(Debug)]
 pub struct Failure {
     message: String,
@@ -31,6 +32,27 @@ impl Failure {
         Failure {
             message: message.into(),
             code: 1,
+        }
+    }
+}
+
+impl Failure {
+    /// Standard output was closed by its reader, as `batpak export | head -1` does:
+    /// not a failure. The command stops, and the program exits 0 with no message.
+    pub fn stdout_closed() -> Self {
+        Failure {
+            message: String::new(),
+            code: 0,
+        }
+    }
+
+    /// A failed write to standard output: a closed pipe is
+    /// [`Failure::stdout_closed`], any other error a failure.
+    pub fn writing_stdout(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::stdout_closed()
+        } else {
+            e.into()
         }
     }
 }
@@ -143,6 +165,7 @@ fn main() -> ExitCode {
     let result = run(&ctx, cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(f) if f.code == 0 => ExitCode::SUCCESS,
         Err(f) => {
             let _ = writeln!(std::io::stderr(), "error: {}", f.message);
             ExitCode::from(f.code)

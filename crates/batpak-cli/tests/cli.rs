@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use batpak::{AppendOptions, Coordinate, EventKind, RawPayload, Store};
+use batpak::{AppendOptions, Batch, Coordinate, EventKind, RawPayload, Store};
 use serde_json::Value;
 
 fn batpak(dir: &Path, args: &[&str]) -> Output {
@@ -697,4 +697,74 @@ fn tail_follow_prints_what_another_process_appends() {
     child.kill().unwrap();
     let _ = child.wait();
     drop(store);
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_tool_quietly() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // About 1.5 MB of output, far more than a pipe holds (64 KiB on Linux): the tool
+    // is still writing when the reader closes its end after one line.
+    let store = Store::open(dir).unwrap();
+    let order = Coordinate::new("order:1", "t:a").unwrap();
+    for round in 0..4 {
+        let mut batch = Batch::new();
+        for n in 0..1000 {
+            let payload = format!(
+                r#"{{"n":{},"note":"{}"}}"#,
+                round * 1000 + n,
+                "x".repeat(100)
+            );
+            batch.push_raw(
+                &order,
+                ORDER,
+                RawPayload::json(payload.as_bytes()),
+                AppendOptions::default(),
+            );
+        }
+        store.append_batch(&batch).unwrap();
+    }
+    store.close().unwrap();
+    for args in [&["export"][..], &["query", "--json"], &["query"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+            .arg("--dir")
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        assert!(first.len() > 10, "{args:?}: {first:?}");
+        drop(reader);
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "{args:?}: {:?}, stderr {:?}",
+            o.status,
+            stderr(&o)
+        );
+    }
+    // Standard output closed before the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .arg("--dir")
+        .arg(tmp.path().join("demo"))
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "demo: {:?}, stderr {:?}",
+        o.status,
+        stderr(&o)
+    );
 }
