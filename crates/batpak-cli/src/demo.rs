@@ -340,5 +340,5 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The graph as a causation tree with the entities' chain neighbours listed after.
 fn demo_graph_text(graph: &batpak::graph::CausalGraph) -> String {
-    crate::commands::graph_tree(graph)
+    crate::commands::read::graph_tree(graph)
 }

@@ -174,27 +174,27 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Context, command: Command) -> Outcome {
-    use commands as c;
+    use commands::{proof, read, transfer, write};
     match command {
         Command::Demo => demo::run(ctx),
-        Command::Get { id } => c::get(ctx, id),
-        Command::Stream { entity } => c::stream(ctx, &entity),
-        Command::Query(filters) => c::query(ctx, &filters),
-        Command::Tail { filters, follow } => c::tail(ctx, &filters, follow),
-        Command::Walk { id, limit } => c::walk(ctx, id, limit),
-        Command::Causes { id, limit } => c::causes(ctx, id, limit),
-        Command::Effects { id } => c::effects(ctx, id),
-        Command::Correlated { id } => c::correlated(ctx, id),
-        Command::Graph { id, depth, format } => c::graph(ctx, id, depth, format),
-        Command::Stats => c::stats(ctx),
-        Command::Append(args) => c::append(ctx, args),
-        Command::Import { file } => c::import(ctx, &file),
-        Command::Verify { filters } => c::verify(ctx, &filters),
-        Command::VerifyReceipt { receipt } => c::verify_receipt(ctx, receipt),
-        Command::Anchor => c::anchor(ctx),
-        Command::VerifyAnchor { anchor } => c::verify_anchor(ctx, anchor),
-        Command::Export { filters, output } => c::export(ctx, &filters, output.as_deref()),
-        Command::Snapshot { dest } => c::snapshot(ctx, &dest),
-        Command::Redact { id, reason } => c::redact(ctx, id, &reason),
+        Command::Get { id } => read::get(ctx, id),
+        Command::Stream { entity } => read::stream(ctx, &entity),
+        Command::Query(filters) => read::query(ctx, &filters),
+        Command::Tail { filters, follow } => read::tail(ctx, &filters, follow),
+        Command::Walk { id, limit } => read::walk(ctx, id, limit),
+        Command::Causes { id, limit } => read::causes(ctx, id, limit),
+        Command::Effects { id } => read::effects(ctx, id),
+        Command::Correlated { id } => read::correlated(ctx, id),
+        Command::Graph { id, depth, format } => read::graph(ctx, id, depth, format),
+        Command::Stats => read::stats(ctx),
+        Command::Append(args) => write::append(ctx, args),
+        Command::Import { file } => transfer::import(ctx, &file),
+        Command::Verify { filters } => proof::verify(ctx, &filters),
+        Command::VerifyReceipt { receipt } => proof::verify_receipt(ctx, receipt),
+        Command::Anchor => proof::anchor(ctx),
+        Command::VerifyAnchor { anchor } => proof::verify_anchor(ctx, anchor),
+        Command::Export { filters, output } => transfer::export(ctx, &filters, output.as_deref()),
+        Command::Snapshot { dest } => transfer::snapshot(ctx, &dest),
+        Command::Redact { id, reason } => write::redact(ctx, id, &reason),
     }
 }
