@@ -1,7 +1,12 @@
 //! The command line: every flag and subcommand, with their help texts.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
+use batpak::proof::{SigningKey, VerifyingKey};
+use batpak::{EventId, EventKind, ExpectedVersion};
+use clap::builder::TypedValueParser;
+use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Look into, write to and prove a batpak event store from the terminal.
@@ -28,13 +33,14 @@ pub struct Cli {
         global = true,
         env = "BATPAK_SIGNING_KEY",
         value_name = "HEX",
-        hide_env_values = true
+        hide_env_values = true,
+        value_parser = SecretKeyParser
     )]
-    pub signing_key: Option<String>,
+    pub signing_key: Option<SigningKey>,
 
     /// An Ed25519 public key (64 hex digits) whose signatures to accept; repeatable.
     #[arg(long = "trust-key", global = true, value_name = "HEX")]
-    pub trust_keys: Vec<String>,
+    pub trust_keys: Vec<VerifyingKey>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -49,7 +55,8 @@ pub enum Command {
     /// One event by id.
     Get {
         /// The event id.
-        id: String,
+        #[arg(value_parser = event_id)]
+        id: EventId,
     },
     /// Every event of an entity, in version order.
     Stream {
@@ -69,7 +76,8 @@ pub enum Command {
     /// Walk an entity's hash chain back from an event, checking every link.
     Walk {
         /// The event to start from.
-        id: String,
+        #[arg(value_parser = event_id)]
+        id: EventId,
         /// At most this many events.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
@@ -77,7 +85,8 @@ pub enum Command {
     /// Follow causation links from an event back to its root cause.
     Causes {
         /// The event.
-        id: String,
+        #[arg(value_parser = event_id)]
+        id: EventId,
         /// At most this many causes.
         #[arg(long, default_value_t = 1000)]
         limit: usize,
@@ -85,17 +94,20 @@ pub enum Command {
     /// Events that name this event as their cause.
     Effects {
         /// The event.
-        id: String,
+        #[arg(value_parser = event_id)]
+        id: EventId,
     },
     /// Events carrying this correlation id.
     Correlated {
         /// The correlation id (usually the id of a workflow's first event).
-        id: String,
+        #[arg(value_parser = event_id)]
+        id: EventId,
     },
     /// The causal neighbourhood of an event (chain and causation edges).
     Graph {
         /// The event at the centre.
-        id: String,
+        #[arg(value_parser = event_id)]
+        id: EventId,
         /// How many links away to go.
         #[arg(long, default_value_t = 2)]
         depth: usize,
@@ -149,7 +161,8 @@ pub enum Command {
     /// Erase an event's payload (its hash and chain still verify); records why.
     Redact {
         /// The event.
-        id: String,
+        #[arg(value_parser = event_id)]
+        id: EventId,
         /// Why, recorded with the redaction.
         #[arg(long)]
         reason: String,
@@ -167,16 +180,16 @@ pub struct AppendArgs {
     pub scope: String,
     /// The kind, C:T.
     #[arg(long)]
-    pub kind: String,
+    pub kind: EventKind,
     /// Expected version of the entity: a number, `none` (no events yet) or `any`.
     #[arg(long, default_value = "any")]
-    pub expect: String,
+    pub expect: ExpectedVersion,
     /// The event that caused this one.
-    #[arg(long)]
-    pub causation: Option<String>,
+    #[arg(long, value_parser = event_id)]
+    pub causation: Option<EventId>,
     /// The workflow this event belongs to.
-    #[arg(long)]
-    pub correlation: Option<String>,
+    #[arg(long, value_parser = event_id)]
+    pub correlation: Option<EventId>,
     /// Repeating an append with this key returns the first receipt.
     #[arg(long)]
     pub idempotency_key: Option<String>,
@@ -198,7 +211,7 @@ pub struct Filters {
     pub scope: Option<String>,
     /// Only this kind, C:T.
     #[arg(long, conflicts_with = "category")]
-    pub kind: Option<String>,
+    pub kind: Option<EventKind>,
     /// Only kinds of this category (0-15).
     #[arg(long)]
     pub category: Option<u8>,
@@ -220,4 +233,37 @@ pub enum GraphFormat {
     Mermaid,
     /// Nodes and edges.
     Json,
+}
+
+/// An event id, with the surrounding whitespace of a pasted id ignored.
+fn event_id(text: &str) -> Result<EventId, batpak::Error> {
+    text.trim().parse()
+}
+
+/// Parses `--signing-key` (and `$BATPAK_SIGNING_KEY`) into a key. Unlike clap's own
+/// error for a bad value, its error does not quote the value: a mistyped secret is
+/// still mostly the secret.
+#[derive(Clone, Debug)]
+pub struct SecretKeyParser;
+
+impl TypedValueParser for SecretKeyParser {
+    type Value = SigningKey;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> Result<SigningKey, clap::Error> {
+        let why = match value.to_str().map(str::parse::<SigningKey>) {
+            Some(Ok(key)) => return Ok(key),
+            Some(Err(e)) => e.to_string(),
+            None => "not UTF-8".to_string(),
+        };
+        let flag = arg.map_or_else(|| "--signing-key".to_string(), ToString::to_string);
+        Err(cmd.clone().error(
+            ErrorKind::ValueValidation,
+            format!("invalid value for '{flag}' (not shown: it is a secret): {why}"),
+        ))
+    }
 }

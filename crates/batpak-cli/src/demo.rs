@@ -1,19 +1,22 @@
 //! `batpak demo`: builds a small shop's store and walks a newcomer through it.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batpak::{
-    AppendOptions, Coordinate, EventPayload, EventSourced, Freshness, Region, Store, StoredEvent,
+    AppendOptions, AppendReceipt, Coordinate, EventPayload, EventSourced, Freshness, Region, Store,
+    StoredEvent,
 };
 
 use batpak::gate::{gate, DecideOptions, Decision, Denial, GateSet};
 
 use batpak::proof::SigningKey;
 
-use batpak::reactor::{Reactions, ReactorOptions};
+use batpak::reactor::{Reactions, ReactorHandle, ReactorOptions, ReactorStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::commands::out;
 use crate::render::table;
 use crate::{Context, Failure, Outcome};
 
@@ -101,7 +104,50 @@ fn coord(entity: String, tenant: &str) -> Result<Coordinate, Failure> {
     Ok(Coordinate::new(entity, format!("tenant:{tenant}"))?)
 }
 
+/// What taking the orders left to show.
+struct Shop {
+    /// The entity of the first paid order.
+    sample_order: Option<String>,
+    /// The receipt of its payment.
+    sample_payment: Option<AppendReceipt>,
+    /// The first order the credit-limit gate refused, and why.
+    denied: Option<(String, String)>,
+    /// The sequence of the last payment, for the reactor to reach.
+    last_payment_seq: u64,
+}
+
 pub fn run(ctx: &Context) -> Outcome {
+    let dir = demo_dir(ctx)?;
+    let key = SigningKey::generate()?;
+    let started = Instant::now();
+    let store = Arc::new(Store::builder(&dir).signing_key(key.clone()).open()?);
+    say(format!("Building a demo shop in {}", dir.display()))?;
+    let shipping = start_shipping(&store)?;
+    let shop = take_orders(&store)?;
+    let note = paste_a_card_number(&store)?;
+    let status = shipping.wait_for(shop.last_payment_seq, Duration::from_secs(10));
+    drop(shipping);
+    let redaction = store.redact(note.event_id, "card number in a free-text note (PCI)")?;
+    let built = started.elapsed();
+
+    // What a newcomer should see.
+    show_counts(&store, built)?;
+    show_projection(&store, &shop)?;
+    show_denial(&shop)?;
+    show_payment(&store, &shop, &status)?;
+    show_redaction(&store, &note, &redaction)?;
+    show_verification(&store)?;
+    drop(store);
+    show_next_steps(&dir, &shop, &key)
+}
+
+/// One line of the demo's output.
+fn say(s: String) -> Outcome {
+    out(&format!("{s}\n"))
+}
+
+/// `--dir`, else a new temporary directory; never a directory that holds a store.
+fn demo_dir(ctx: &Context) -> Result<PathBuf, Failure> {
     let dir = if ctx.dir_given {
         ctx.dir.clone()
     } else {
@@ -116,15 +162,13 @@ pub fn run(ctx: &Context) -> Outcome {
             dir.display()
         )));
     }
-    let key = SigningKey::generate()?;
-    let started = Instant::now();
-    let store = Arc::new(Store::builder(&dir).signing_key(key.clone()).open()?);
-    let p = |s: String| println!("{s}");
-    p(format!("Building a demo shop in {}", dir.display()));
+    Ok(dir)
+}
 
-    // A reactor ships every captured payment: the shipment and the reactor's position
-    // are committed together, so no payment ships twice or never.
-    let shipping = store.react(
+/// A reactor ships every captured payment: the shipment and the reactor's position
+/// are committed together, so no payment ships twice or never.
+fn start_shipping(store: &Arc<Store>) -> Result<ReactorHandle, Failure> {
+    Ok(store.react(
         "shipping",
         Region::all().kind(PaymentCaptured::KIND),
         ReactorOptions::default(),
@@ -142,8 +186,12 @@ pub fn run(ctx: &Context) -> Outcome {
                 },
             )
         },
-    )?;
+    )?)
+}
 
+/// Orders for three tenants: placed, items added, confirmed through the credit-limit
+/// gate, most of them paid.
+fn take_orders(store: &Store) -> Result<Shop, Failure> {
     let gates = GateSet::new().with(gate("credit-limit", |c: &Confirmation| {
         if c.total_cents <= CREDIT_LIMIT_CENTS {
             Ok(())
@@ -236,25 +284,32 @@ pub fn run(ctx: &Context) -> Outcome {
             }
         }
     }
-    // A support note with a card number pasted in by mistake, then redacted.
+    Ok(Shop {
+        sample_order,
+        sample_payment,
+        denied,
+        last_payment_seq,
+    })
+}
+
+/// A support note with a card number pasted in by mistake (redacted later).
+fn paste_a_card_number(store: &Store) -> Result<AppendReceipt, Failure> {
     let note_coord = coord("customer:acme-1".into(), "acme")?;
-    let note = store.append(
+    Ok(store.append(
         &note_coord,
         &NoteAdded {
             text: "customer read out card 4111 1111 1111 1111 on the phone".into(),
         },
-    )?;
-    let status = shipping.wait_for(last_payment_seq, Duration::from_secs(10));
-    drop(shipping);
-    let redaction = store.redact(note.event_id, "card number in a free-text note (PCI)")?;
-    let built = started.elapsed();
+    )?)
+}
 
-    // What a newcomer should see.
+/// The size of the store and its events by kind.
+fn show_counts(store: &Store, built: Duration) -> Outcome {
     let stats = store.stats()?;
-    p(format!(
+    say(format!(
         "\n{} events, {} entities, {} scopes, {} bytes, built in {:?} (every append durable)",
         stats.events, stats.entities, stats.scopes, stats.segment_bytes, built
-    ));
+    ))?;
     let kinds = [
         ("1:1 order placed", OrderPlaced::KIND),
         ("1:2 item added", ItemAdded::KIND),
@@ -280,57 +335,83 @@ pub fn run(ctx: &Context) -> Outcome {
         let n = store.query(&Region::all().kind(kind), 0, usize::MAX)?.len();
         rows.push(vec![label.to_string(), n.to_string()]);
     }
-    print!("{}", table(&["KIND", "EVENTS"], &rows));
+    out(&table(&["KIND", "EVENTS"], &rows))
+}
 
-    if let Some(entity) = &sample_order {
+/// The sample order folded from its events.
+fn show_projection(store: &Store, shop: &Shop) -> Outcome {
+    if let Some(entity) = &shop.sample_order {
         if let Some(s) = store.project::<OrderSummary>(entity, Freshness::Consistent)? {
-            p(format!(
+            say(format!(
                 "\nProjection of {entity}: customer {}, items {:?}, total {} cents, confirmed {}",
                 s.customer, s.items, s.total_cents, s.confirmed
-            ));
+            ))?;
         }
     }
-    if let Some((id, denial)) = &denied {
-        p(format!(
+    Ok(())
+}
+
+/// The order the credit-limit gate refused.
+fn show_denial(shop: &Shop) -> Outcome {
+    if let Some((id, denial)) = &shop.denied {
+        say(format!(
             "\nThe credit-limit gate refused to confirm order {id}: {denial}\n(the refusal is recorded on the order's own chain as a 0:1 event)"
-        ));
+        ))?;
     }
-    if let Some(payment) = &sample_payment {
-        p(format!(
+    Ok(())
+}
+
+/// The sample payment: its causal graph, and its receipt checked.
+fn show_payment(store: &Store, shop: &Shop, status: &ReactorStatus) -> Outcome {
+    if let Some(payment) = &shop.sample_payment {
+        say(format!(
             "\nCausal graph around payment {} (reactor: position {}, {} shipments):",
             payment.event_id, status.position, status.reactions
-        ));
+        ))?;
         if let Some(graph) = store.causal_graph(payment.event_id, 2)? {
-            print!("{}", demo_graph_text(&graph));
+            out(&demo_graph_text(&graph))?;
         }
         let check = store.verify_receipt(payment)?;
-        p(format!(
+        say(format!(
             "\nReceipt of that payment checked against the store: {check:?}\n  {}",
             serde_json::to_string(payment)?
-        ));
+        ))?;
     }
+    Ok(())
+}
+
+/// The redacted note: payload gone, redaction recorded.
+fn show_redaction(store: &Store, note: &AppendReceipt, redaction: &AppendReceipt) -> Outcome {
     let erased = store.get(note.event_id)?.is_some_and(|e| e.is_redacted());
-    p(format!(
+    say(format!(
         "\nRedacted note {}: payload erased from disk: {erased}; recorded as seq {}",
         note.event_id, redaction.sequence
-    ));
+    ))
+}
+
+/// A full verification of the store.
+fn show_verification(store: &Store) -> Outcome {
     let report = store.verify()?;
-    p(format!(
+    say(format!(
         "\nFull verification: {} events in {} segment(s), {} redacted, {} findings; running hash {}",
         report.body.events,
         report.body.segments,
         report.body.redacted,
         report.body.findings.len(),
         report.body.running_hash.as_deref().unwrap_or("-")
-    ));
-    drop(store);
+    ))
+}
+
+/// Where the store is and what to try on it.
+fn show_next_steps(dir: &Path, shop: &Shop, key: &SigningKey) -> Outcome {
     let d = dir.display();
-    p(format!(
+    say(format!(
         "\nThe store stays in {d}. Try:\n  batpak --dir {d} stats\n  batpak --dir {d} query --prefix order:acme-1001\n  batpak --dir {d} graph {} --format dot\n  batpak --dir {d} verify\n  batpak --dir {d} anchor --signing-key {}   # the demo's signing key",
-        sample_payment.map_or_else(String::new, |p| p.event_id.to_string()),
+        shop.sample_payment
+            .as_ref()
+            .map_or_else(String::new, |p| p.event_id.to_string()),
         hex(&key.to_bytes())
-    ));
-    Ok(())
+    ))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -339,5 +420,5 @@ fn hex(bytes: &[u8]) -> String {
 
 /// The graph as a causation tree with the entities' chain neighbours listed after.
 fn demo_graph_text(graph: &batpak::graph::CausalGraph) -> String {
-    crate::commands::graph_tree(graph)
+    crate::commands::read::graph_tree(graph)
 }

@@ -18,7 +18,8 @@ use clap::Parser;
 
 use cli::{Cli, Command};
 
-/// A failure to report: the message, and the exit code (1 by default).
+/// A failure to report: the message, and the exit code (1 by default; 0 for
+/// [`Failure::stdout_closed`], which is reported as success without a message).
 #[derive(Debug)]
 pub struct Failure {
     message: String,
@@ -31,6 +32,27 @@ impl Failure {
         Failure {
             message: message.into(),
             code: 1,
+        }
+    }
+}
+
+impl Failure {
+    /// Standard output was closed by its reader, as `batpak export | head -1` does:
+    /// not a failure. The command stops, and the program exits 0 with no message.
+    pub fn stdout_closed() -> Self {
+        Failure {
+            message: String::new(),
+            code: 0,
+        }
+    }
+
+    /// A failed write to standard output: a closed pipe is
+    /// [`Failure::stdout_closed`], any other error a failure.
+    pub fn writing_stdout(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::stdout_closed()
+        } else {
+            e.into()
         }
     }
 }
@@ -125,60 +147,25 @@ impl Context {
     }
 }
 
-fn parse_keys(cli: &Cli) -> Result<(Option<SigningKey>, Vec<VerifyingKey>), Failure> {
-    let signing = match &cli.signing_key {
-        None => None,
-        Some(hex) => {
-            let bytes = decode_hex32(hex).ok_or_else(|| {
-                Failure::new("--signing-key: expected 64 hex digits (an Ed25519 secret key)")
-            })?;
-            Some(SigningKey::from_bytes(&bytes))
-        }
-    };
-    let trusted = cli
-        .trust_keys
-        .iter()
-        .map(|k| {
-            k.parse::<VerifyingKey>()
-                .map_err(|e| Failure::new(format!("--trust-key {k}: {e}")))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((signing, trusted))
-}
-
-fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    let t = text.trim();
-    if t.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(t.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = parse_keys(&cli).and_then(|(signing_key, trusted)| {
-        let env_dir = std::env::var_os("BATPAK_DIR").map(PathBuf::from);
-        let dir_given = cli.dir.is_some() || env_dir.is_some();
-        let dir = cli
-            .dir
-            .clone()
-            .or(env_dir)
-            .unwrap_or_else(|| PathBuf::from("./batpak-data"));
-        let ctx = Context {
-            dir,
-            dir_given,
-            json: cli.json,
-            signing_key,
-            trusted,
-        };
-        run(&ctx, cli.command)
-    });
+    let env_dir = std::env::var_os("BATPAK_DIR").map(PathBuf::from);
+    let dir_given = cli.dir.is_some() || env_dir.is_some();
+    let dir = cli
+        .dir
+        .or(env_dir)
+        .unwrap_or_else(|| PathBuf::from("./batpak-data"));
+    let ctx = Context {
+        dir,
+        dir_given,
+        json: cli.json,
+        signing_key: cli.signing_key,
+        trusted: cli.trust_keys,
+    };
+    let result = run(&ctx, cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(f) if f.code == 0 => ExitCode::SUCCESS,
         Err(f) => {
             let _ = writeln!(std::io::stderr(), "error: {}", f.message);
             ExitCode::from(f.code)
@@ -187,27 +174,27 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Context, command: Command) -> Outcome {
-    use commands as c;
+    use commands::{proof, read, transfer, write};
     match command {
         Command::Demo => demo::run(ctx),
-        Command::Get { id } => c::get(ctx, &id),
-        Command::Stream { entity } => c::stream(ctx, &entity),
-        Command::Query(filters) => c::query(ctx, &filters),
-        Command::Tail { filters, follow } => c::tail(ctx, &filters, follow),
-        Command::Walk { id, limit } => c::walk(ctx, &id, limit),
-        Command::Causes { id, limit } => c::causes(ctx, &id, limit),
-        Command::Effects { id } => c::effects(ctx, &id),
-        Command::Correlated { id } => c::correlated(ctx, &id),
-        Command::Graph { id, depth, format } => c::graph(ctx, &id, depth, format),
-        Command::Stats => c::stats(ctx),
-        Command::Append(args) => c::append(ctx, args),
-        Command::Import { file } => c::import(ctx, &file),
-        Command::Verify { filters } => c::verify(ctx, &filters),
-        Command::VerifyReceipt { receipt } => c::verify_receipt(ctx, receipt),
-        Command::Anchor => c::anchor(ctx),
-        Command::VerifyAnchor { anchor } => c::verify_anchor(ctx, anchor),
-        Command::Export { filters, output } => c::export(ctx, &filters, output.as_deref()),
-        Command::Snapshot { dest } => c::snapshot(ctx, &dest),
-        Command::Redact { id, reason } => c::redact(ctx, &id, &reason),
+        Command::Get { id } => read::get(ctx, id),
+        Command::Stream { entity } => read::stream(ctx, &entity),
+        Command::Query(filters) => read::query(ctx, &filters),
+        Command::Tail { filters, follow } => read::tail(ctx, &filters, follow),
+        Command::Walk { id, limit } => read::walk(ctx, id, limit),
+        Command::Causes { id, limit } => read::causes(ctx, id, limit),
+        Command::Effects { id } => read::effects(ctx, id),
+        Command::Correlated { id } => read::correlated(ctx, id),
+        Command::Graph { id, depth, format } => read::graph(ctx, id, depth, format),
+        Command::Stats => read::stats(ctx),
+        Command::Append(args) => write::append(ctx, args),
+        Command::Import { file } => transfer::import(ctx, &file),
+        Command::Verify { filters } => proof::verify(ctx, &filters),
+        Command::VerifyReceipt { receipt } => proof::verify_receipt(ctx, receipt),
+        Command::Anchor => proof::anchor(ctx),
+        Command::VerifyAnchor { anchor } => proof::verify_anchor(ctx, anchor),
+        Command::Export { filters, output } => transfer::export(ctx, &filters, output.as_deref()),
+        Command::Snapshot { dest } => transfer::snapshot(ctx, &dest),
+        Command::Redact { id, reason } => write::redact(ctx, id, &reason),
     }
 }

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use batpak::{AppendOptions, Coordinate, EventKind, RawPayload, Store};
+use batpak::{AppendOptions, Batch, Coordinate, EventKind, RawPayload, Store};
 use serde_json::Value;
 
 fn batpak(dir: &Path, args: &[&str]) -> Output {
@@ -59,6 +59,26 @@ fn fails(dir: &Path, args: &[&str], needle: &str) {
     assert!(
         err.contains(needle),
         "{args:?}: expected {needle:?} in {err:?}"
+    );
+}
+
+/// Runs and expects clap to reject a value before the command runs: exit code 2, and
+/// a message naming the argument and quoting the value.
+fn rejected(dir: &Path, args: &[&str], arg: &str, value: &str) {
+    let o = batpak(dir, args);
+    let err = stderr(&o);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{args:?} should be refused: {err}"
+    );
+    assert!(
+        err.starts_with("error: invalid value ") && err.contains(arg),
+        "{args:?}: expected {arg:?} in {err:?}"
+    );
+    assert!(
+        err.contains(&format!("'{value}'")),
+        "{args:?}: expected {value:?} in {err:?}"
     );
 }
 
@@ -434,7 +454,7 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
     }
     let dir = tmp.path().join("store");
     build(&dir);
-    fails(&dir, &["get", "not-a-uuid"], "is not an event id");
+    rejected(&dir, &["get", "not-a-uuid"], "<ID>", "not-a-uuid");
     fails(
         &dir,
         &["get", "01a222ec-09de-70cb-9cda-3ba4e91c7fb4"],
@@ -445,8 +465,8 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
         &["walk", "01a222ec-09de-70cb-9cda-3ba4e91c7fb4"],
         "no event has id",
     );
-    fails(&dir, &["query", "--kind", "1-1"], "--kind");
-    fails(&dir, &["query", "--kind", "16:1"], "--kind");
+    rejected(&dir, &["query", "--kind", "1-1"], "--kind", "1-1");
+    rejected(&dir, &["query", "--kind", "16:1"], "--kind", "16:1");
     fails(&dir, &["query", "--category", "16"], "--category");
     fails(
         &dir,
@@ -469,16 +489,63 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
         ],
         "entity",
     );
-    fails(
+    rejected(
         &dir,
         &[
             "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "--expect", "x", "{}",
         ],
         "--expect",
+        "x",
     );
+    rejected(
+        &dir,
+        &[
+            "append",
+            "--entity",
+            "e",
+            "--scope",
+            "s",
+            "--kind",
+            "1:1",
+            "--causation",
+            "nope",
+            "{}",
+        ],
+        "--causation",
+        "nope",
+    );
+    rejected(&dir, &["--trust-key", "abc", "stats"], "--trust-key", "abc");
     fails(&dir, &["verify-receipt", "{}"], "not a receipt");
     fails(&dir, &["verify-anchor", "[]"], "not an anchor");
-    fails(&dir, &["--signing-key", "xyz", "stats"], "--signing-key");
+    // A bad secret key is refused without being echoed: a near miss is mostly the key.
+    let almost = "1f".repeat(31) + "1";
+    for (args, secret) in [
+        (vec!["--signing-key", "xyz", "stats"], "xyz"),
+        (vec!["stats", "--signing-key", &almost], almost.as_str()),
+    ] {
+        let o = batpak(&dir, &args);
+        let err = stderr(&o);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{args:?} should be refused: {err}"
+        );
+        assert!(
+            err.starts_with("error: invalid value for '--signing-key <HEX>'")
+                && err.contains("64 hex digits"),
+            "{err}"
+        );
+        assert!(!err.contains(secret), "the key is echoed: {err}");
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .arg("--dir")
+        .arg(&dir)
+        .arg("stats")
+        .env("BATPAK_SIGNING_KEY", &almost)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains(&almost), "{}", stderr(&o));
     let jsonl = tmp.path().join("bad.jsonl");
     std::fs::write(
         &jsonl,
@@ -630,4 +697,74 @@ fn tail_follow_prints_what_another_process_appends() {
     child.kill().unwrap();
     let _ = child.wait();
     drop(store);
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_tool_quietly() {
+    use std::io::{BufRead, BufReader};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // About 1.5 MB of output, far more than a pipe holds (64 KiB on Linux): the tool
+    // is still writing when the reader closes its end after one line.
+    let store = Store::open(dir).unwrap();
+    let order = Coordinate::new("order:1", "t:a").unwrap();
+    for round in 0..4 {
+        let mut batch = Batch::new();
+        for n in 0..1000 {
+            let payload = format!(
+                r#"{{"n":{},"note":"{}"}}"#,
+                round * 1000 + n,
+                "x".repeat(100)
+            );
+            batch.push_raw(
+                &order,
+                ORDER,
+                RawPayload::json(payload.as_bytes()),
+                AppendOptions::default(),
+            );
+        }
+        store.append_batch(&batch).unwrap();
+    }
+    store.close().unwrap();
+    for args in [&["export"][..], &["query", "--json"], &["query"]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+            .arg("--dir")
+            .arg(dir)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut reader = BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        assert!(first.len() > 10, "{args:?}: {first:?}");
+        drop(reader);
+        let o = child.wait_with_output().unwrap();
+        assert!(
+            o.status.success() && o.stderr.is_empty(),
+            "{args:?}: {:?}, stderr {:?}",
+            o.status,
+            stderr(&o)
+        );
+    }
+    // Standard output closed before the first line.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .arg("--dir")
+        .arg(tmp.path().join("demo"))
+        .arg("demo")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success() && o.stderr.is_empty(),
+        "demo: {:?}, stderr {:?}",
+        o.status,
+        stderr(&o)
+    );
 }

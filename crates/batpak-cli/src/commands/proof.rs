@@ -1,0 +1,178 @@
+//! Proof commands: verify the store, receipts and anchors; make an anchor.
+
+use batpak::proof::{AnchorCheck, ReceiptCheck};
+use batpak::AppendReceipt;
+use serde_json::json;
+
+use super::{input, out, print_json, region, Progress};
+use crate::cli::Filters;
+use crate::render::table;
+use crate::{Context, Failure, Outcome};
+
+pub fn verify(ctx: &Context, filters: &Filters) -> Outcome {
+    let store = ctx.open_read()?;
+    let filtered = filters.entity.is_some()
+        || filters.prefix.is_some()
+        || filters.scope.is_some()
+        || filters.kind.is_some()
+        || filters.category.is_some()
+        || filters.after > 0
+        || filters.limit.is_some();
+    let report = if filtered {
+        let mut region = region(filters)?;
+        if filters.after > 0 || filters.limit.is_some() {
+            let end = filters.limit.map_or(u64::MAX, |n| {
+                filters.after.saturating_add(n as u64).saturating_add(1)
+            });
+            region = region.sequences(filters.after + 1..end);
+        }
+        store.verify_region(&region)?
+    } else {
+        let mut progress = Progress::new();
+        let report =
+            store.verify_with_progress(|done, total| progress.update("verifying", done, total))?;
+        progress.finish();
+        report
+    };
+    let body = &report.body;
+    if ctx.json {
+        print_json(&json!({
+            "clean": body.is_clean(),
+            "report": serde_json::to_value(body)?,
+            "body_hash": report.body_hash.to_string(),
+        }))?;
+    } else {
+        out(&format!(
+            "verified {} events in {} segment(s), {} bytes; {} redacted\nrunning hash {} at sequence {}\n",
+            body.events,
+            body.segments,
+            body.bytes,
+            body.redacted,
+            body.running_hash.as_deref().unwrap_or("-"),
+            body.last_sequence
+        ))?;
+        if body.is_clean() {
+            out("clean: every checksum, hash, chain link and index entry checks\n")?;
+        } else {
+            let rows: Vec<Vec<String>> = body
+                .findings
+                .iter()
+                .map(|f| {
+                    vec![
+                        format!("{:?}", f.check),
+                        f.file.clone(),
+                        f.offset.to_string(),
+                        f.sequence.map_or("-".into(), |s| s.to_string()),
+                        f.event.clone().unwrap_or_else(|| "-".into()),
+                        f.detail.clone(),
+                    ]
+                })
+                .collect();
+            out(&table(
+                &["CHECK", "FILE", "OFFSET", "SEQ", "EVENT", "DETAIL"],
+                &rows,
+            ))?;
+        }
+    }
+    if body.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::new(format!("{} finding(s)", body.findings.len())))
+    }
+}
+
+pub fn verify_receipt(ctx: &Context, receipt: Option<String>) -> Outcome {
+    let text = input(receipt, "receipt")?;
+    let receipt: AppendReceipt = serde_json::from_str(&text)
+        .map_err(|e| Failure::new(format!("the receipt is not a receipt's JSON: {e}")))?;
+    let store = ctx.open_read()?;
+    let check = store.verify_receipt(&receipt)?;
+    let verdict = match &check {
+        ReceiptCheck::Signed { key_id } => format!("valid, signed by key {key_id}"),
+        ReceiptCheck::Unsigned => "valid (unsigned)".to_string(),
+        ReceiptCheck::UnknownKey { key_id } => {
+            format!("signed by key {key_id}, which is not trusted (pass --trust-key)")
+        }
+        ReceiptCheck::BadSignature { key_id } => {
+            format!("the signature does not verify under key {key_id}: the receipt was changed")
+        }
+        ReceiptCheck::NoSuchEvent { event_id } => format!("the store has no event {event_id}"),
+        ReceiptCheck::Mismatch {
+            field,
+            receipt,
+            stored,
+        } => format!("{field:?} differs: the receipt says {receipt}, the store holds {stored}"),
+        other => format!("{other:?}"),
+    };
+    if ctx.json {
+        print_json(&json!({ "valid": check.is_valid(), "outcome": verdict }))?;
+    } else {
+        out(&format!("receipt {}: {verdict}\n", receipt.event_id))?;
+    }
+    if check.is_valid() {
+        Ok(())
+    } else {
+        Err(Failure::new(verdict))
+    }
+}
+
+pub fn anchor(ctx: &Context) -> Outcome {
+    let store = ctx.open_read()?;
+    let anchor = store.anchor()?;
+    let json = serde_json::to_value(anchor)?;
+    if ctx.json {
+        return print_json(&json);
+    }
+    out(&format!(
+        "anchor at sequence {} ({}), running hash {}\n{}\nkeep this line outside the store; `batpak verify-anchor` checks it\n",
+        anchor.sequence,
+        if anchor.signature.is_some() { "signed" } else { "unsigned: pass --signing-key to sign" },
+        anchor.running_hash,
+        json
+    ))
+}
+
+pub fn verify_anchor(ctx: &Context, anchor: Option<String>) -> Outcome {
+    let text = input(anchor, "anchor")?;
+    let anchor: batpak::proof::Anchor = serde_json::from_str(&text)
+        .map_err(|e| Failure::new(format!("the anchor is not an anchor's JSON: {e}")))?;
+    let store = ctx.open_read()?;
+    let check = store.verify_against(&anchor)?;
+    let verdict = match &check {
+        AnchorCheck::Holds { signed_by: Some(k) } => {
+            format!(
+                "holds: the history up to sequence {} is the anchored one (signed by {k})",
+                anchor.sequence
+            )
+        }
+        AnchorCheck::Holds { signed_by: None } => {
+            format!(
+                "holds: the history up to sequence {} is the anchored one",
+                anchor.sequence
+            )
+        }
+        AnchorCheck::Truncated { anchored, present } => {
+            format!("truncated: the anchor covers sequence {anchored}, the store ends at {present}")
+        }
+        AnchorCheck::Rewritten { anchored, .. } => {
+            format!("rewritten: the history up to sequence {anchored} is not the anchored one")
+        }
+        AnchorCheck::UnknownKey { key_id } => {
+            format!("signed by key {key_id}, which is not trusted (pass --trust-key)")
+        }
+        AnchorCheck::BadSignature { key_id } => {
+            format!("the signature does not verify under key {key_id}: the anchor was changed")
+        }
+        other => format!("{other:?}"),
+    };
+    if ctx.json {
+        print_json(&json!({ "holds": check.holds(), "outcome": verdict }))?;
+    } else {
+        out(&format!("{verdict}\n"))?;
+    }
+    if check.holds() {
+        Ok(())
+    } else {
+        Err(Failure::new(verdict))
+    }
+}

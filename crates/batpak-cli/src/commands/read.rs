@@ -1,0 +1,352 @@
+//! Reading commands: events by id, entity, filters or links; graphs; stats.
+
+use std::path::Path;
+use std::time::Duration;
+
+use batpak::graph::EdgeKind;
+use batpak::EventId;
+use serde_json::{json, Value};
+
+use super::{found, out, print_events, print_json, region};
+use crate::cli::{Filters, GraphFormat};
+use crate::render::{event_detail, event_json, events_table, table};
+use crate::{Context, Failure, Outcome};
+
+pub fn get(ctx: &Context, id: EventId) -> Outcome {
+    let store = ctx.open_read()?;
+    let e = found(&store, id)?;
+    if ctx.json {
+        print_json(&event_json(&e))
+    } else {
+        out(&event_detail(&e))
+    }
+}
+
+pub fn stream(ctx: &Context, entity: &str) -> Outcome {
+    let store = ctx.open_read()?;
+    print_events(ctx, &store.stream(entity)?)
+}
+
+pub fn query(ctx: &Context, filters: &Filters) -> Outcome {
+    let store = ctx.open_read()?;
+    let events = store.query(
+        &region(filters)?,
+        filters.after,
+        filters.limit.unwrap_or(usize::MAX),
+    )?;
+    print_events(ctx, &events)
+}
+
+pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
+    let region = region(filters)?;
+    let limit = filters.limit.unwrap_or(10);
+    let store = if follow {
+        ctx.open_view()?
+    } else {
+        ctx.open_read()?
+    };
+    let all = store.query(&region, filters.after, usize::MAX)?;
+    let newest = &all[all.len().saturating_sub(limit)..];
+    print_events(ctx, newest)?;
+    if !follow {
+        return Ok(());
+    }
+    let mut last = store.frontier().visible.max(filters.after);
+    drop(store);
+    // Other processes append: when the segment files change, reopen a view (no lock)
+    // and print what is new.
+    let mut seen = segments_fingerprint(&ctx.dir);
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = segments_fingerprint(&ctx.dir);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let store = ctx.open_view()?;
+        let new = store.query(&region, last, usize::MAX)?;
+        last = store.frontier().visible.max(last);
+        if new.is_empty() {
+            continue;
+        }
+        if ctx.json {
+            print_events(ctx, &new)?;
+        } else {
+            // Rows without repeating the header.
+            let table = events_table(&new);
+            out(table.split_once('\n').map_or("", |(_, rows)| rows))?;
+        }
+    }
+}
+
+/// The number of segment files and the total of their lengths: changes with every
+/// append, and costs one directory listing.
+fn segments_fingerprint(dir: &Path) -> (usize, u64) {
+    let mut files = 0;
+    let mut bytes = 0;
+    for entry in std::fs::read_dir(dir.join("segments"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        files += 1;
+        bytes += entry.metadata().map_or(0, |m| m.len());
+    }
+    (files, bytes)
+}
+
+pub fn walk(ctx: &Context, id: EventId, limit: usize) -> Outcome {
+    let store = ctx.open_read()?;
+    let walk = store
+        .walk_ancestors(id, limit)?
+        .ok_or_else(|| Failure::new(format!("no event has id {id}")))?;
+    let report = walk.report();
+    if ctx.json {
+        print_json(&json!({
+            "events": walk.events.iter().map(event_json).collect::<Vec<_>>(),
+            "report": serde_json::to_value(&report.body)?,
+            "body_hash": report.body_hash.to_string(),
+        }))?;
+    } else {
+        out(&events_table(&walk.events))?;
+        let verdict = match &walk.broken {
+            Some(b) => format!(
+                "BROKEN: event {} does not link to its predecessor (stored prev_hash {}, expected {})",
+                b.event, b.stored, b.expected
+            ),
+            None if walk.reached_first => "intact back to the entity's first event".to_string(),
+            None => format!("intact for {} events (stopped at the limit)", walk.events.len()),
+        };
+        out(&format!(
+            "{} links checked: {verdict}\nwalk digest {}\n",
+            report.body.checked, report.body.digest
+        ))?;
+    }
+    if walk.broken.is_some() {
+        return Err(Failure::new("the chain is broken"));
+    }
+    Ok(())
+}
+
+pub fn causes(ctx: &Context, id: EventId, limit: usize) -> Outcome {
+    let store = ctx.open_read()?;
+    found(&store, id)?;
+    print_events(ctx, &store.causes(id, limit)?)
+}
+
+pub fn effects(ctx: &Context, id: EventId) -> Outcome {
+    let store = ctx.open_read()?;
+    found(&store, id)?;
+    print_events(ctx, &store.effects(id)?)
+}
+
+pub fn correlated(ctx: &Context, id: EventId) -> Outcome {
+    let store = ctx.open_read()?;
+    print_events(ctx, &store.correlated(id)?)
+}
+
+pub fn graph(ctx: &Context, id: EventId, depth: usize, format: GraphFormat) -> Outcome {
+    let store = ctx.open_read()?;
+    let graph = store
+        .causal_graph(id, depth)?
+        .ok_or_else(|| Failure::new(format!("no event has id {id}")))?;
+    let label = node_label;
+    let name = |id: EventId| {
+        graph
+            .nodes
+            .iter()
+            .find(|n| n.id == id)
+            .map_or_else(|| id.to_string(), |n| format!("n{}", n.sequence))
+    };
+    let edge_name = |k: EdgeKind| match k {
+        EdgeKind::Chain => "chain",
+        EdgeKind::Causation => "caused",
+        _ => "link",
+    };
+    let format = if ctx.json { GraphFormat::Json } else { format };
+    let text = match format {
+        GraphFormat::Json => {
+            let nodes: Vec<Value> = graph
+                .nodes
+                .iter()
+                .map(|n| {
+                    json!({
+                        "id": n.id.to_string(),
+                        "sequence": n.sequence,
+                        "entity": n.coordinate.entity(),
+                        "scope": n.coordinate.scope(),
+                        "kind": n.kind.to_string(),
+                        "version": n.version,
+                    })
+                })
+                .collect();
+            let edges: Vec<Value> = graph
+                .edges
+                .iter()
+                .map(|e| json!({ "from": e.from.to_string(), "to": e.to.to_string(), "kind": edge_name(e.kind) }))
+                .collect();
+            format!(
+                "{}\n",
+                serde_json::to_string_pretty(
+                    &json!({ "root": graph.root.to_string(), "nodes": nodes, "edges": edges })
+                )?
+            )
+        }
+        GraphFormat::Dot => {
+            let mut s = String::from("digraph causal {\n  rankdir=LR;\n");
+            for n in &graph.nodes {
+                let style = if n.id == graph.root {
+                    ", style=bold"
+                } else {
+                    ""
+                };
+                s.push_str(&format!(
+                    "  {} [label=\"{}\"{style}];\n",
+                    name(n.id),
+                    label(n).replace('"', "\\\"")
+                ));
+            }
+            for e in &graph.edges {
+                s.push_str(&format!(
+                    "  {} -> {} [label=\"{}\"];\n",
+                    name(e.from),
+                    name(e.to),
+                    edge_name(e.kind)
+                ));
+            }
+            s.push_str("}\n");
+            s
+        }
+        GraphFormat::Mermaid => {
+            let mut s = String::from("flowchart LR\n");
+            for n in &graph.nodes {
+                s.push_str(&format!(
+                    "  {}[\"{}\"]\n",
+                    name(n.id),
+                    label(n).replace('"', "'")
+                ));
+            }
+            for e in &graph.edges {
+                s.push_str(&format!(
+                    "  {} -->|{}| {}\n",
+                    name(e.from),
+                    edge_name(e.kind),
+                    name(e.to)
+                ));
+            }
+            s
+        }
+        GraphFormat::Text => graph_tree(&graph),
+    };
+    out(&text)
+}
+
+fn node_label(n: &batpak::graph::GraphNode) -> String {
+    format!(
+        "{} v{} ({}) seq {}",
+        n.coordinate.entity(),
+        n.version,
+        n.kind,
+        n.sequence
+    )
+}
+
+/// The graph as a tree of causation from its roots, chain links listed after.
+pub fn graph_tree(graph: &batpak::graph::CausalGraph) -> String {
+    let label: &dyn Fn(&batpak::graph::GraphNode) -> String = &node_label;
+    let node = |id: EventId| graph.nodes.iter().find(|n| n.id == id);
+    let caused: Vec<_> = graph
+        .edges
+        .iter()
+        .filter(|e| e.kind == EdgeKind::Causation)
+        .collect();
+    let roots: Vec<_> = graph
+        .nodes
+        .iter()
+        .filter(|n| !caused.iter().any(|e| e.to == n.id))
+        .collect();
+    let mut s = String::new();
+    fn walk(
+        s: &mut String,
+        id: EventId,
+        depth: usize,
+        graph: &batpak::graph::CausalGraph,
+        caused: &[&batpak::graph::GraphEdge],
+        label: &dyn Fn(&batpak::graph::GraphNode) -> String,
+        root: EventId,
+    ) {
+        if depth > 64 {
+            return;
+        }
+        if let Some(n) = graph.nodes.iter().find(|n| n.id == id) {
+            let mark = if id == root { "  <- this event" } else { "" };
+            s.push_str(&format!(
+                "{}{} {}{mark}\n",
+                "  ".repeat(depth),
+                if depth == 0 { "*" } else { "└─" },
+                label(n)
+            ));
+        }
+        for e in caused.iter().filter(|e| e.from == id) {
+            walk(s, e.to, depth + 1, graph, caused, label, root);
+        }
+    }
+    s.push_str("causation:\n");
+    for r in roots {
+        walk(&mut s, r.id, 0, graph, &caused, label, graph.root);
+    }
+    let chain: Vec<_> = graph
+        .edges
+        .iter()
+        .filter(|e| e.kind == EdgeKind::Chain)
+        .collect();
+    if !chain.is_empty() {
+        s.push_str("chain links (previous -> next of one entity):\n");
+        for e in chain {
+            if let (Some(a), Some(b)) = (node(e.from), node(e.to)) {
+                s.push_str(&format!("  {} -> {}\n", label(a), label(b)));
+            }
+        }
+    }
+    s
+}
+
+pub fn stats(ctx: &Context) -> Outcome {
+    let store = ctx.open_read()?;
+    let stats = store.stats()?;
+    let report = store.open_report();
+    let index = match &report.index {
+        batpak::IndexSource::Checkpoint { events } => format!("checkpoint ({events} events)"),
+        batpak::IndexSource::Rebuilt { reason } => format!("rebuilt ({reason})"),
+        other => format!("{other:?}"),
+    };
+    if ctx.json {
+        return print_json(&json!({
+            "dir": ctx.dir.display().to_string(),
+            "events": stats.events,
+            "entities": stats.entities,
+            "scopes": stats.scopes,
+            "segments": stats.segments,
+            "segment_bytes": stats.segment_bytes,
+            "visible_sequence": stats.visible_sequence,
+            "index": index,
+            "open_ms": report.duration.as_secs_f64() * 1000.0,
+        }));
+    }
+    let rows = vec![
+        vec!["store".into(), ctx.dir.display().to_string()],
+        vec!["events".into(), stats.events.to_string()],
+        vec!["entities".into(), stats.entities.to_string()],
+        vec!["scopes".into(), stats.scopes.to_string()],
+        vec!["segments".into(), stats.segments.to_string()],
+        vec!["bytes".into(), stats.segment_bytes.to_string()],
+        vec!["last sequence".into(), stats.visible_sequence.to_string()],
+        vec!["index from".into(), index],
+        vec!["opened in".into(), format!("{:?}", report.duration)],
+    ];
+    out(&table(&["", ""], &rows)
+        .lines()
+        .skip(1)
+        .map(|l| format!("{l}\n"))
+        .collect::<String>())
+}

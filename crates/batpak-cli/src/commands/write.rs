@@ -1,0 +1,68 @@
+//! Writing commands: append and redact.
+
+use batpak::{AppendOptions, AppendReceipt, Coordinate, EventId, RawPayload};
+use serde_json::{json, Value};
+
+use super::{input, out, print_json};
+use crate::cli::AppendArgs;
+use crate::render::rfc3339;
+use crate::{Context, Failure, Outcome};
+
+fn print_receipt(ctx: &Context, r: &AppendReceipt) -> Outcome {
+    if ctx.json {
+        return print_json(&serde_json::to_value(r)?);
+    }
+    let signed = r.signature.map_or_else(
+        || "unsigned".to_string(),
+        |s| format!("signed by key {}", s.key_id),
+    );
+    out(&format!(
+        "appended seq {} id {} version {} at {}\nevent hash {} ({signed})\nreceipt {}\n",
+        r.sequence,
+        r.event_id,
+        r.version,
+        rfc3339(r.timestamp_ns),
+        r.event_hash,
+        serde_json::to_string(r)?
+    ))
+}
+
+pub fn append(ctx: &Context, a: AppendArgs) -> Outcome {
+    let coordinate = Coordinate::new(&a.entity, &a.scope)
+        .map_err(|e| Failure::new(format!("--entity/--scope: {e}")))?;
+    let mut options = AppendOptions::expect(a.expect);
+    if let Some(c) = a.causation {
+        options = options.caused_by(c);
+    }
+    if let Some(c) = a.correlation {
+        options = options.correlation(c);
+    }
+    if let Some(k) = a.idempotency_key {
+        options = options.idempotency_key(k);
+    }
+    let text = input(a.payload, "payload")?;
+    let value: Value = serde_json::from_str(&text)
+        .map_err(|e| Failure::new(format!("the payload is not JSON: {e}")))?;
+    let bytes = serde_json::to_vec(&value)?;
+    let store = ctx.open_write(true)?;
+    let receipt = store.append_raw(&coordinate, a.kind, RawPayload::json(&bytes), options)?;
+    store.close()?;
+    print_receipt(ctx, &receipt)
+}
+
+pub fn redact(ctx: &Context, id: EventId, reason: &str) -> Outcome {
+    let store = ctx.open_write(false)?;
+    let receipt = store.redact(id, reason)?;
+    store.close()?;
+    if ctx.json {
+        print_json(&json!({
+            "redacted": id.to_string(),
+            "record": serde_json::to_value(receipt)?,
+        }))
+    } else {
+        out(&format!(
+            "redacted {id}: its payload is erased from disk; recorded as seq {} ({})\n",
+            receipt.sequence, receipt.event_id
+        ))
+    }
+}
