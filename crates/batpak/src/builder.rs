@@ -141,6 +141,7 @@ impl StoreBuilder {
         )?;
         let swept = store.finish_recorded_redactions()?;
         store.add_redactions_finished(swept);
+        log_open(&store);
         Ok(store)
     }
 
@@ -206,5 +207,40 @@ impl Store {
     /// Opens an existing store read-only (see [`StoreBuilder::open_read_only`]).
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Store> {
         Store::builder(dir).open_read_only()
+    }
+}
+
+/// Reports what open decided: where the index came from, what was cut or finished.
+fn log_open(store: &Store) {
+    let report = store.open_report();
+    let dir = store.dir().display();
+    match &report.index {
+        crate::open::IndexSource::Checkpoint { events } => {
+            log_info!(
+                "opened {dir}: checkpoint of {events} events, {} scanned",
+                report.scanned_events
+            );
+        }
+        crate::open::IndexSource::Rebuilt { reason } => {
+            log_info!(
+                "opened {dir}: index rebuilt from {} events ({reason})",
+                report.events
+            );
+        }
+    }
+    if let Some(cut) = &report.tail_cut {
+        log_warn!(
+            "opened {dir}: cut a torn tail of {} bytes from {} at offset {} ({})",
+            cut.bytes,
+            cut.path.display(),
+            cut.offset,
+            cut.reason
+        );
+    }
+    if report.redactions_finished > 0 {
+        log_info!(
+            "opened {dir}: finished {} interrupted redactions",
+            report.redactions_finished
+        );
     }
 }

@@ -196,10 +196,12 @@ impl ProjectionCache {
             ) else {
                 continue;
             };
-            if crate::dir::fs::create_dir_all(dir).is_ok()
-                && replace_file(dir, name, &bytes).is_ok()
-            {
-                entry.dirty = false;
+            let written = crate::dir::fs::create_dir_all(dir)
+                .map_err(crate::error::io_err("create directory", dir))
+                .and_then(|()| replace_file(dir, name, &bytes));
+            match written {
+                Ok(()) => entry.dirty = false,
+                Err(e) => log_warn!("projection snapshot not written (it is rebuilt): {e}"),
             }
         }
     }

@@ -27,6 +27,26 @@
 #[cfg(not(unix))]
 compile_error!("batpak supports Unix only (it uses positional file I/O and flock)");
 
+/// `log::warn!` with the `log` feature; otherwise the arguments are only type-checked.
+macro_rules! log_warn {
+    ($($arg:tt)*) => {{
+        #[cfg(feature = "log")]
+        log::warn!($($arg)*);
+        #[cfg(not(feature = "log"))]
+        let _ = format_args!($($arg)*);
+    }};
+}
+
+/// `log::info!` with the `log` feature; otherwise the arguments are only type-checked.
+macro_rules! log_info {
+    ($($arg:tt)*) => {{
+        #[cfg(feature = "log")]
+        log::info!($($arg)*);
+        #[cfg(not(feature = "log"))]
+        let _ = format_args!($($arg)*);
+    }};
+}
+
 // Lets the derive's `::batpak::...` paths resolve inside this crate's own tests.
 extern crate self as batpak;
 

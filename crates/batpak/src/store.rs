@@ -520,7 +520,9 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        let _ = self.shutdown();
+        if let Err(e) = self.shutdown() {
+            log_warn!("closing store {} on drop failed: {e}", self.dir.display());
+        }
     }
 }
 

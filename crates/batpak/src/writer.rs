@@ -188,6 +188,7 @@ impl Writer {
 
     /// Poisons the store (the first cause is kept) and returns the refusal for `err`.
     fn poisoned(&self, err: Error) -> Error {
+        log_warn!("store {} poisoned: {err}", self.dir.display());
         let cause = Arc::new(err);
         let _ = self.poison.set(Arc::clone(&cause));
         Error::Poisoned { source: cause }
@@ -224,7 +225,9 @@ impl Writer {
         {
             // Best effort: the append has succeeded, and a missing or older checkpoint
             // only makes the next open scan more (its report says why).
-            let _ = self.write_checkpoint();
+            if let Err(e) = self.write_checkpoint() {
+                log_warn!("rotation checkpoint not written: {e}");
+            }
         }
         Ok(receipts)
     }

@@ -151,3 +151,49 @@ fn a_failed_lock_or_directory_fsync_fails_open_naming_the_path() {
     let store = Store::open(dir.path()).unwrap();
     append(&store, 1).unwrap();
 }
+
+/// With the `log` feature, poisoning and the open decisions are reported.
+#[cfg(feature = "log")]
+#[test]
+fn poisoning_and_open_decisions_are_logged() {
+    use std::sync::Mutex;
+
+    struct Capture(Mutex<Vec<String>>);
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            self.0.lock().unwrap().push(record.args().to_string());
+        }
+        fn flush(&self) {}
+    }
+    static CAPTURE: Capture = Capture(Mutex::new(Vec::new()));
+    log::set_logger(&CAPTURE).unwrap();
+    log::set_max_level(log::LevelFilter::Info);
+
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::install(dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    plan.fail_nth(Op::Sync, 1, Fault::Eio);
+    append(&store, 1).unwrap_err();
+    drop(store);
+    plan.clear();
+    drop(Store::open(dir.path()).unwrap());
+    let dir_text = dir.path().display().to_string();
+    let lines: Vec<String> = CAPTURE
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(&dir_text))
+        .cloned()
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("poisoned") && l.contains("injected fsync")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("opened")), "{lines:?}");
+}
