@@ -115,6 +115,17 @@ pub(crate) fn apply_pending(
     pending: &PendingRewrite,
     dir: &Path,
 ) -> Result<()> {
+    check_pending_fits(file, pending, dir)?;
+    file.write_at(&pending.frame, pending.offset)?;
+    file.sync()
+}
+
+/// A rewrite must lie inside the bytes the segment holds.
+pub(crate) fn check_pending_fits(
+    file: &SegmentFile,
+    pending: &PendingRewrite,
+    dir: &Path,
+) -> Result<()> {
     let len = file.len();
     if pending.offset + pending.frame.len() as u64 > len {
         return Err(Error::Corrupt {
@@ -128,8 +139,7 @@ pub(crate) fn apply_pending(
             ),
         });
     }
-    file.write_at(&pending.frame, pending.offset)?;
-    file.sync()
+    Ok(())
 }
 
 /// Removes the pending-redaction file once its rewrite is durable.

@@ -32,7 +32,7 @@ use crate::hash::Hash;
 use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::kind::EventKind;
-use crate::open::{apply_pending, remove_pending, Resume};
+use crate::open::{apply_pending, check_pending_fits, remove_pending, Resume};
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
 use crate::receipt::AppendReceipt;
 use crate::segment::io::SegmentFile;
@@ -392,21 +392,42 @@ impl Writer {
         .is_some()
     }
 
+    /// Writes a fresh append: check it against the current state, assign sequences,
+    /// ids and hashes and encode the frames, write them, then publish.
     fn write_new(
         &self,
         state: &mut State,
         drafts: &[Draft<'_>],
         keys: &[Option<[u8; 16]>],
     ) -> Result<Vec<AppendReceipt>> {
-        // Check everything against current state before assigning anything.
-        let mut heads: HashMap<&str, Option<Head>> = HashMap::new();
+        self.check_against_state(state, drafts)?;
+        let mut frames = std::mem::take(&mut state.frames);
+        frames.clear();
+        let assigned = self.assign_and_encode(state, drafts, keys, &mut frames);
+        let assigned = match assigned {
+            Ok(a) => a,
+            Err(e) => {
+                state.frames = frames;
+                return Err(e);
+            }
+        };
+        // A failure here may leave a partial frame: poison, and let recovery cut it.
+        let written = self.write_frames(state, &frames);
+        state.frames = frames;
+        let start = written.map_err(|e| self.poisoned(e))?;
+        self.publish(state, drafts, keys, assigned, start)
+    }
+
+    /// Checks every item against the current state before anything is assigned:
+    /// expected versions (items of one entity in a batch follow each other) and causes.
+    fn check_against_state(&self, state: &mut State, drafts: &[Draft<'_>]) -> Result<()> {
+        let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
         for draft in drafts {
             let entity = draft.coordinate.entity();
-            let current = match heads.get(entity) {
-                Some(h) => *h,
-                None => self.head(state, entity)?,
+            let actual = match versions.get(entity) {
+                Some(v) => *v,
+                None => self.head(state, entity)?.map(|h| h.version),
             };
-            let actual = current.map(|h| h.version);
             if !draft.options.expected_version.admits(actual) {
                 return Err(Error::VersionConflict {
                     entity: entity.to_string(),
@@ -419,29 +440,29 @@ impl Writer {
                     return Err(Error::UnknownCausation { causation: id });
                 }
             }
-            // Placeholder hash: only the version matters for the next item's check.
-            heads.insert(
-                entity,
-                Some(Head {
-                    version: actual.map_or(0, |v| v + 1),
-                    hash: Hash::ZERO,
-                }),
-            );
+            versions.insert(entity, Some(actual.map_or(0, |v| v + 1)));
         }
-        heads.clear();
+        Ok(())
+    }
 
-        // Assign, hash and encode.
+    /// Assigns sequence, id, timestamp, version and hash to every item and encodes
+    /// its frame into `frames`. Changes nothing but the id and salt generators.
+    fn assign_and_encode<'d>(
+        &self,
+        state: &mut State,
+        drafts: &[Draft<'d>],
+        keys: &[Option<[u8; 16]>],
+        frames: &mut Vec<u8>,
+    ) -> Result<Assigned<'d>> {
         let first_sequence = state.next_sequence;
-        let now = now_ns();
-        let timestamp_ns = now.max(state.last_timestamp_ns);
-        let mut frames = std::mem::take(&mut state.frames);
-        frames.clear();
+        let timestamp_ns = now_ns().max(state.last_timestamp_ns);
+        let mut heads: HashMap<&'d str, Head> = HashMap::new();
         let mut receipts: Vec<AppendReceipt> = Vec::with_capacity(drafts.len());
         let mut frame_offsets = Vec::with_capacity(drafts.len());
         for (i, (draft, key)) in drafts.iter().zip(keys).enumerate() {
             let entity = draft.coordinate.entity();
             let prior = match heads.get(entity) {
-                Some(h) => *h,
+                Some(h) => Some(*h),
                 None => self.head(state, entity)?,
             };
             let sequence = first_sequence + i as u64;
@@ -450,11 +471,6 @@ impl Writer {
             salt.copy_from_slice(&block[..record::SALT_LEN]);
             let id_random = u128::from_le_bytes(block[16..32].try_into().unwrap_or([0; 16]));
             let id = state.ids.next(timestamp_ns / 1_000_000, id_random);
-            let causation = match draft.options.causation {
-                Some(Cause::Event(id)) => Some(id),
-                Some(Cause::BatchItem(j)) => Some(receipts[j].event_id),
-                None => None,
-            };
             let mut header = RecordHeader {
                 sequence,
                 timestamp_ns,
@@ -468,7 +484,7 @@ impl Writer {
                 },
                 encoding: draft.encoding,
                 schema_version: draft.schema_version,
-                causation,
+                causation: resolve_cause(draft, &receipts),
                 correlation: draft.options.correlation,
                 idempotency: *key,
                 prev_hash: prior.map_or(Hash::ZERO, |h| h.hash),
@@ -484,7 +500,7 @@ impl Writer {
                 salt,
                 payload: draft.payload,
             };
-            record::encode(&rec, &mut frames);
+            record::encode(&rec, frames);
             receipts.push(AppendReceipt {
                 event_id: id,
                 sequence,
@@ -498,33 +514,46 @@ impl Writer {
             });
             heads.insert(
                 entity,
-                Some(Head {
+                Head {
                     version: rec.header.version,
                     hash: event_hash,
-                }),
+                },
             );
         }
+        Ok(Assigned {
+            receipts,
+            frame_offsets,
+            heads,
+            timestamp_ns,
+        })
+    }
 
-        // Write. A failure here may leave a partial frame: poison, and let recovery cut it.
-        let result = self.write_frames(state, &frames);
-        state.frames = frames;
-        let start = match result {
-            Ok(start) => start,
-            Err(e) => return Err(self.poisoned(e)),
-        };
-
-        // Commit the new state.
-        let last = receipts.last().map_or(first_sequence, |r| r.sequence);
+    /// Commits the written append to the writer's state and publishes it: to the
+    /// index now, or (under `SyncPolicy::Always`) to the unpublished queue the next
+    /// covering sync drains.
+    fn publish(
+        &self,
+        state: &mut State,
+        drafts: &[Draft<'_>],
+        keys: &[Option<[u8; 16]>],
+        assigned: Assigned<'_>,
+        start: u64,
+    ) -> Result<Vec<AppendReceipt>> {
+        let Assigned {
+            receipts,
+            frame_offsets,
+            heads,
+            timestamp_ns,
+        } = assigned;
+        let last = receipts.last().map_or(state.next_sequence, |r| r.sequence);
         state.next_sequence = last + 1;
         state.last_timestamp_ns = timestamp_ns;
         for (entity, head) in heads {
-            if let Some(head) = head {
-                // Reuse the cached key: no allocation for an entity already seen.
-                match state.heads.get_mut(entity) {
-                    Some(slot) => *slot = head,
-                    None => {
-                        state.heads.insert(entity.into(), head);
-                    }
+            // Reuse the cached key: no allocation for an entity already seen.
+            match state.heads.get_mut(entity) {
+                Some(slot) => *slot = head,
+                None => {
+                    state.heads.insert(entity.into(), head);
                 }
             }
         }
@@ -543,11 +572,7 @@ impl Writer {
                 entity: draft.coordinate.entity(),
                 scope: draft.coordinate.scope(),
                 location: Location::new(segment, start + frame_offsets[i]),
-                causation: match draft.options.causation {
-                    Some(Cause::Event(id)) => Some(id),
-                    Some(Cause::BatchItem(j)) => Some(receipts[j].event_id),
-                    None => None,
-                },
+                causation: resolve_cause(draft, &receipts),
                 correlation: draft.options.correlation,
             };
             match index.as_mut() {
@@ -724,6 +749,7 @@ impl Writer {
                 offset: pending.offset,
                 detail: "the index points into a segment that is not open".into(),
             })?;
+        check_pending_fits(&file, pending, &self.dir)?;
         replace_file(&self.dir, PENDING_FILE, &pending.encode())?;
         {
             let _no_readers_mid_frame = self.segments.rewrite_guard();
@@ -736,6 +762,27 @@ impl Writer {
     pub(crate) fn sync(&self) -> Result<()> {
         self.check_poison()?;
         self.wait_durable(self.written())
+    }
+}
+
+/// What `assign_and_encode` gave an append, for `publish`.
+#[derive(Debug)]
+struct Assigned<'d> {
+    receipts: Vec<AppendReceipt>,
+    /// Where each item's frame starts within the append's frames.
+    frame_offsets: Vec<u64>,
+    /// Each entity's newest event after the append.
+    heads: HashMap<&'d str, Head>,
+    timestamp_ns: u64,
+}
+
+/// The event id an item names as its cause: an event, or an earlier item of the
+/// append (whose receipt is already assigned).
+fn resolve_cause(draft: &Draft<'_>, receipts: &[AppendReceipt]) -> Option<EventId> {
+    match draft.options.causation {
+        Some(Cause::Event(id)) => Some(id),
+        Some(Cause::BatchItem(j)) => receipts.get(j).map(|r| r.event_id),
+        None => None,
     }
 }
 
@@ -852,5 +899,199 @@ impl Flusher {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fault::{Fault, FaultPlan, Op};
+    use crate::store::Store;
+
+    fn coord(entity: &str) -> Coordinate {
+        Coordinate::new(entity, "s").unwrap()
+    }
+
+    fn draft<'a>(c: &'a Coordinate, payload: &'a [u8], options: &'a AppendOptions) -> Draft<'a> {
+        Draft {
+            coordinate: c,
+            kind: EventKind::custom(1, 1),
+            encoding: Encoding::Opaque,
+            schema_version: 1,
+            payload,
+            options,
+            system: false,
+        }
+    }
+
+    #[test]
+    fn validation_refuses_bad_appends_before_any_state_is_read() {
+        let c = coord("e");
+        let plain = AppendOptions::default();
+        assert!(matches!(validate(&[], true), Err(Error::EmptyBatch)));
+        let forward = AppendOptions::default().caused_by_item(1);
+        let items = [draft(&c, b"a", &forward), draft(&c, b"b", &plain)];
+        assert!(matches!(
+            validate(&items, true),
+            Err(Error::InvalidBatchReference { item: 0, cause: 1 })
+        ));
+        let back = AppendOptions::default().caused_by_item(0);
+        assert!(matches!(
+            validate(&[draft(&c, b"a", &back)], false),
+            Err(Error::InvalidBatchReference { item: 0, cause: 0 })
+        ));
+        let keyed = AppendOptions::default().idempotency_key("k");
+        let twice = [draft(&c, b"a", &keyed), draft(&c, b"b", &keyed)];
+        assert!(matches!(
+            validate(&twice, true),
+            Err(Error::DuplicateIdempotencyKey { key }) if key == "k"
+        ));
+        let mut reserved = draft(&c, b"a", &plain);
+        reserved.kind = EventKind::custom(0, 9);
+        assert!(matches!(
+            validate(&[reserved], false),
+            Err(Error::ReservedKind { .. })
+        ));
+        let mut system = draft(&c, b"a", &plain);
+        system.kind = EventKind::custom(0, 9);
+        system.system = true;
+        assert!(validate(&[system], false).is_ok());
+        let big = vec![0u8; MAX_PAYLOAD_LEN + 1];
+        assert!(matches!(
+            validate(&[draft(&c, &big, &plain)], false),
+            Err(Error::TooLarge {
+                what: "payload",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_batch_links_each_entity_chain_and_resolves_item_causes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let writer = store.writer().unwrap();
+        let (a, b) = (coord("a"), coord("b"));
+        let plain = AppendOptions::default();
+        let caused = AppendOptions::default().caused_by_item(0);
+        let items = [
+            draft(&a, b"1", &plain),
+            draft(&b, b"2", &caused),
+            draft(&a, b"3", &plain),
+        ];
+        let receipts = writer.append(&items, true).unwrap();
+        assert_eq!(
+            receipts
+                .iter()
+                .map(|r| (r.sequence, r.version))
+                .collect::<Vec<_>>(),
+            [(1, 0), (2, 0), (3, 1)]
+        );
+        assert_eq!(receipts[2].prev_hash, receipts[0].event_hash);
+        assert_eq!(receipts[1].prev_hash, Hash::ZERO);
+        let effect = store.get(receipts[1].event_id).unwrap().unwrap();
+        assert_eq!(effect.causation, Some(receipts[0].event_id));
+        // The next append continues the chain from the cached head.
+        let next = writer.append(&[draft(&a, b"4", &plain)], false).unwrap();
+        assert_eq!(
+            (next[0].version, next[0].prev_hash),
+            (2, receipts[2].event_hash)
+        );
+    }
+
+    #[test]
+    fn expected_versions_are_checked_item_by_item_within_a_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let writer = store.writer().unwrap();
+        let a = coord("a");
+        let first = AppendOptions::default().expected_version(crate::ExpectedVersion::NoStream);
+        let second = AppendOptions::default().expected_version(crate::ExpectedVersion::Exact(0));
+        let items = [draft(&a, b"1", &first), draft(&a, b"2", &second)];
+        writer.append(&items, true).unwrap();
+        let stale = AppendOptions::default().expected_version(crate::ExpectedVersion::Exact(0));
+        match writer.append(&[draft(&a, b"3", &stale)], false) {
+            Err(Error::VersionConflict { actual, .. }) => assert_eq!(actual, Some(1)),
+            other => panic!("{other:?}"),
+        }
+        // Nothing of the refused append was assigned.
+        assert_eq!(writer.written(), 2);
+    }
+
+    #[test]
+    fn relaxed_policies_make_events_visible_before_they_are_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::builder(dir.path())
+            .sync_policy(SyncPolicy::Never)
+            .open()
+            .unwrap();
+        let writer = store.writer().unwrap();
+        let a = coord("a");
+        let plain = AppendOptions::default();
+        for n in 0..3u8 {
+            writer.append(&[draft(&a, &[n], &plain)], false).unwrap();
+        }
+        assert_eq!((writer.written(), writer.durable()), (3, 0));
+        assert_eq!(store.stream("a").unwrap().len(), 3);
+        writer.sync().unwrap();
+        assert_eq!(writer.durable(), 3);
+    }
+
+    #[test]
+    fn the_first_poison_cause_is_kept_and_refuses_every_mutation() {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = FaultPlan::install(dir.path());
+        let store = Store::open(dir.path()).unwrap();
+        let writer = store.writer().unwrap();
+        let a = coord("a");
+        let plain = AppendOptions::default();
+        writer.append(&[draft(&a, b"1", &plain)], false).unwrap();
+        plan.fail_nth(Op::Write, 1, Fault::Enospc);
+        let err = writer
+            .append(&[draft(&a, b"2", &plain)], false)
+            .unwrap_err();
+        let Error::Poisoned { source } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(matches!(
+            &**source,
+            Error::Io {
+                op: "write segment",
+                ..
+            }
+        ));
+        plan.clear();
+        for refused in [
+            writer.append(&[draft(&a, b"3", &plain)], false).map(|_| ()),
+            writer.sync(),
+            writer.write_checkpoint(),
+        ] {
+            match refused {
+                Err(Error::Poisoned { source: later }) => assert!(Arc::ptr_eq(source, &later)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_rewrite_that_runs_past_the_segment_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let writer = store.writer().unwrap();
+        let a = coord("a");
+        let plain = AppendOptions::default();
+        writer.append(&[draft(&a, b"1", &plain)], false).unwrap();
+        let len = store.stats().unwrap().segment_bytes;
+        let pending = PendingRewrite {
+            segment: 1,
+            offset: len - 4,
+            frame: vec![0; 8],
+        };
+        match writer.rewrite_record(&pending) {
+            Err(Error::Corrupt { detail, .. }) => assert!(detail.contains("runs past the end")),
+            other => panic!("{other:?}"),
+        }
+        assert!(!dir.path().join(crate::dir::PENDING_FILE).exists());
+        assert_eq!(store.stream("a").unwrap().len(), 1);
     }
 }
