@@ -168,210 +168,43 @@ struct Progress {
 }
 
 /// Loads `dir`. Writable opens create a missing store and truncate a torn tail;
-/// read-only opens change nothing on disk.
+/// read-only opens change nothing on disk. The steps: finish an interrupted rewrite,
+/// list the segments, trust the checkpoint (or start empty), scan what it does not
+/// cover, then say where the writer resumes.
 pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loaded> {
     let started = Instant::now();
     let pending_finished = finish_pending(dir, read_only)?;
-    let seg_dir = dir.join(SEGMENTS_DIR);
-    let mut created = false;
-    if !seg_dir.exists() {
-        if read_only {
-            return Err(Error::Io {
-                op: "open store read-only",
-                path: seg_dir,
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segments directory"),
-            });
-        }
-        crate::dir::fs::create_dir_all(&seg_dir).map_err(io_err("create directory", &seg_dir))?;
-        sync_dir(dir)?;
-        created = true;
-    }
+    let created = prepare_segments_dir(dir, read_only)?;
     let files = segment::list(dir)?;
-    let segments = SegmentSet::new(dir);
-    let mut index = Index::default();
-    let mut progress = Progress {
-        next_sequence: 1,
-        ..Progress::default()
-    };
-    // Load the checkpoint if it agrees with the segments; otherwise rebuild from them.
-    let mut covered: Option<(u64, u64)> = None;
     let checkpoint_started = Instant::now();
-    let index_source = match crate::checkpoint::read_trusted(dir, &files) {
-        Ok(c) => {
-            index = Index::import(&c).map_err(|detail| Error::Corrupt {
-                path: dir.join(CHECKPOINT_FILE),
-                offset: 0,
-                detail,
-            })?;
-            progress = Progress {
-                next_sequence: index.last_sequence() + 1,
-                last_timestamp_ns: c.last_timestamp_ns,
-                last_id: (!c.ids.is_empty()).then(|| EventId::from_u128(c.last_id)),
-                idempotency: c.idempotency.iter().copied().collect(),
-            };
-            covered = Some((c.segment, c.offset));
-            IndexSource::Checkpoint {
-                events: index.last_sequence(),
-            }
-        }
-        Err(reason) => IndexSource::Rebuilt { reason },
-    };
+    let (mut scan, index_source) = Scan::from_checkpoint(dir, &files)?;
     let checkpoint_duration = checkpoint_started.elapsed();
-    let from_checkpoint = index.last_sequence();
+    let from_checkpoint = scan.index.last_sequence();
     let scan_started = Instant::now();
-    let mut store_id: Option<[u8; 16]> = None;
-    let mut bytes_scanned = 0;
-    let mut tail_cut = None;
-    let mut active: Option<(Arc<SegmentFile>, u64, u64)> = None;
-    let count = files.len();
     for (i, (number, path)) in files.iter().enumerate() {
-        let is_last = i + 1 == count;
-        // Sealed segments are writable too: redaction rewrites records in place.
-        let writable = !read_only;
-        let capacity = if writable { segment_size } else { 0 };
-        let file = SegmentFile::open(path, writable, capacity)?;
-        // A segment the checkpoint covers whole needs only its header read; the
-        // watermark segment is scanned from the watermark; later ones from the start.
-        let (start, whole) = match covered {
-            Some((segment, _)) if *number < segment => (None, false),
-            Some((segment, offset)) if *number == segment => (Some(offset), true),
-            _ => (Some(HEADER_LEN as u64), true),
+        let is_last = i + 1 == files.len();
+        let capacity = if is_last && !read_only {
+            segment_size
+        } else {
+            0
         };
-        let owned;
-        let bytes: &[u8] = match (whole, file.mapped_from(0)) {
-            (true, Some(mapped)) => mapped,
-            (true, None) => {
-                owned = file.read_all()?;
-                &owned
-            }
-            (false, _) => {
-                let mut header = vec![0u8; HEADER_LEN];
-                let n = file.read_at(&mut header, 0)?;
-                header.truncate(n);
-                owned = header;
-                &owned
-            }
-        };
-        bytes_scanned += start.map_or(bytes.len() as u64, |s| {
-            (bytes.len() as u64).saturating_sub(s)
-        });
-        let header = match SegmentHeader::decode(bytes) {
-            Ok(h) => h,
-            Err(HeaderError::Incomplete) if is_last => {
-                // Crashed while creating this segment: it never held a record.
-                tail_cut = Some(TailCut {
-                    path: path.clone(),
-                    offset: 0,
-                    bytes: bytes.len() as u64,
-                    records: 0,
-                    reason: "segment header was never completely written".into(),
-                });
-                if !read_only {
-                    drop(file);
-                    crate::dir::fs::remove_file(path).map_err(io_err("remove segment", path))?;
-                    sync_dir(&seg_dir)?;
-                }
-                break;
-            }
-            Err(e) => return Err(header_error(path, e)),
-        };
-        let expect = |ok: bool, detail: String| {
-            if ok {
-                Ok(())
-            } else {
-                Err(Error::Corrupt {
-                    path: path.clone(),
-                    offset: 0,
-                    detail,
-                })
-            }
-        };
-        expect(
-            header.number == *number,
-            format!(
-                "header names segment {}, file name says {number}",
-                header.number
-            ),
-        )?;
-        expect(
-            store_id.is_none_or(|id| id == header.store_id),
-            "segment belongs to another store (store id differs)".into(),
-        )?;
-        store_id = Some(header.store_id);
-        let Some(start) = start else {
-            // Covered by the checkpoint, which checked the length.
-            let file = Arc::new(file);
-            let len = file.len();
-            segments.insert(*number, Arc::clone(&file));
-            active = Some((file, *number, len));
-            continue;
-        };
-        if start == HEADER_LEN as u64 {
-            expect(
-                header.first_sequence == progress.next_sequence,
-                format!(
-                    "segment starts at sequence {}, expected {}",
-                    header.first_sequence, progress.next_sequence
-                ),
-            )?;
+        if !scan.segment(*number, path, is_last, read_only, capacity)? {
+            break;
         }
-        let start = usize::try_from(start).unwrap_or(usize::MAX);
-        let outcome = scan(path, bytes, start, is_last, |view, offset| {
-            admit(
-                &mut index,
-                &mut progress,
-                view,
-                Location::new(*number, offset),
-            )
-            .map_err(|detail| Error::Corrupt {
-                path: path.clone(),
-                offset,
-                detail,
-            })
-        })?;
-        if let Some(cut) = outcome.cut {
-            if !read_only {
-                file.truncate(outcome.valid_end)?;
-            }
-            tail_cut = Some(cut);
-        }
-        let file = Arc::new(file);
-        segments.insert(*number, Arc::clone(&file));
-        active = Some((file, *number, outcome.valid_end));
     }
-
     let resume = if read_only {
         None
     } else {
-        let active = match active {
-            Some((file, number, len)) => ActiveSegment::resume(
-                file,
-                number,
-                len,
-                store_id.unwrap_or_default(),
-                segment_size,
-            ),
-            None => {
-                let number = files.first().map_or(1, |(n, _)| *n);
-                let id = match store_id {
-                    Some(id) => id,
-                    None => new_store_id(dir)?,
-                };
-                let seg =
-                    ActiveSegment::create(dir, number, progress.next_sequence, id, segment_size)?;
-                segments.insert(number, Arc::clone(&seg.file));
-                seg
-            }
-        };
-        Some(Resume {
-            active,
-            next_sequence: progress.next_sequence,
-            last_timestamp_ns: progress.last_timestamp_ns,
-            last_id: progress.last_id,
-            idempotency: progress.idempotency,
-        })
+        Some(scan.resume(dir, &files, segment_size)?)
     };
     let scan_duration = scan_started.elapsed();
+    let Scan {
+        index,
+        segments,
+        bytes_scanned,
+        tail_cut,
+        ..
+    } = scan;
     let report = OpenReport {
         scanned_events: index.last_sequence() - from_checkpoint,
         checkpoint_duration,
@@ -392,6 +225,243 @@ pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loa
         resume,
         report,
     })
+}
+
+/// Makes sure `segments/` exists: a writable open of a new directory creates it (and
+/// returns `true`); a read-only open of one refuses.
+fn prepare_segments_dir(dir: &Path, read_only: bool) -> Result<bool> {
+    let seg_dir = dir.join(SEGMENTS_DIR);
+    if seg_dir.exists() {
+        return Ok(false);
+    }
+    if read_only {
+        return Err(Error::Io {
+            op: "open store read-only",
+            path: seg_dir,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no segments directory"),
+        });
+    }
+    crate::dir::fs::create_dir_all(&seg_dir).map_err(io_err("create directory", &seg_dir))?;
+    sync_dir(dir)?;
+    Ok(true)
+}
+
+/// What the scan of the segments has built so far.
+#[derive(Debug)]
+struct Scan {
+    index: Index,
+    progress: Progress,
+    segments: SegmentSet,
+    store_id: Option<[u8; 16]>,
+    bytes_scanned: u64,
+    tail_cut: Option<TailCut>,
+    /// The last segment read: the file, its number and its valid length.
+    active: Option<(Arc<SegmentFile>, u64, u64)>,
+    /// The segment and offset the trusted checkpoint covers up to.
+    covered: Option<(u64, u64)>,
+}
+
+impl Scan {
+    /// Starts from the checkpoint when it agrees with the segments, or from nothing,
+    /// saying why.
+    fn from_checkpoint(
+        dir: &Path,
+        files: &[(u64, std::path::PathBuf)],
+    ) -> Result<(Scan, IndexSource)> {
+        let mut scan = Scan {
+            index: Index::default(),
+            progress: Progress {
+                next_sequence: 1,
+                ..Progress::default()
+            },
+            segments: SegmentSet::new(dir),
+            store_id: None,
+            bytes_scanned: 0,
+            tail_cut: None,
+            active: None,
+            covered: None,
+        };
+        let c = match crate::checkpoint::read_trusted(dir, files) {
+            Ok(c) => c,
+            Err(reason) => return Ok((scan, IndexSource::Rebuilt { reason })),
+        };
+        scan.index = Index::import(&c).map_err(|detail| Error::Corrupt {
+            path: dir.join(CHECKPOINT_FILE),
+            offset: 0,
+            detail,
+        })?;
+        scan.progress = Progress {
+            next_sequence: scan.index.last_sequence() + 1,
+            last_timestamp_ns: c.last_timestamp_ns,
+            last_id: (!c.ids.is_empty()).then(|| EventId::from_u128(c.last_id)),
+            idempotency: c.idempotency.iter().copied().collect(),
+        };
+        scan.covered = Some((c.segment, c.offset));
+        let events = scan.index.last_sequence();
+        Ok((scan, IndexSource::Checkpoint { events }))
+    }
+
+    /// Reads one segment: its header always; its records from the checkpoint's
+    /// watermark (or the start) unless the checkpoint covers it whole. Cuts (or, read
+    /// only, reports) a torn tail of the last segment. `false` ends the scan: the last
+    /// segment's header was never completely written.
+    fn segment(
+        &mut self,
+        number: u64,
+        path: &Path,
+        is_last: bool,
+        read_only: bool,
+        capacity: u64,
+    ) -> Result<bool> {
+        // Sealed segments are writable too: redaction rewrites records in place.
+        let file = SegmentFile::open(path, !read_only, capacity)?;
+        let (start, whole) = match self.covered {
+            Some((segment, _)) if number < segment => (None, false),
+            Some((segment, offset)) if number == segment => (Some(offset), true),
+            _ => (Some(HEADER_LEN as u64), true),
+        };
+        let owned;
+        let bytes: &[u8] = match (whole, file.mapped_from(0)) {
+            (true, Some(mapped)) => mapped,
+            (true, None) => {
+                owned = file.read_all()?;
+                &owned
+            }
+            (false, _) => {
+                let mut header = vec![0u8; HEADER_LEN];
+                let n = file.read_at(&mut header, 0)?;
+                header.truncate(n);
+                owned = header;
+                &owned
+            }
+        };
+        self.bytes_scanned += start.map_or(bytes.len() as u64, |s| {
+            (bytes.len() as u64).saturating_sub(s)
+        });
+        let header = match SegmentHeader::decode(bytes) {
+            Ok(h) => h,
+            Err(HeaderError::Incomplete) if is_last => {
+                // Crashed while creating this segment: it never held a record.
+                self.tail_cut = Some(TailCut {
+                    path: path.to_path_buf(),
+                    offset: 0,
+                    bytes: bytes.len() as u64,
+                    records: 0,
+                    reason: "segment header was never completely written".into(),
+                });
+                if !read_only {
+                    drop(file);
+                    crate::dir::fs::remove_file(path).map_err(io_err("remove segment", path))?;
+                    sync_dir(path.parent().unwrap_or(path))?;
+                }
+                return Ok(false);
+            }
+            Err(e) => return Err(header_error(path, e)),
+        };
+        let expect = |ok: bool, detail: String| {
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::Corrupt {
+                    path: path.to_path_buf(),
+                    offset: 0,
+                    detail,
+                })
+            }
+        };
+        expect(
+            header.number == number,
+            format!(
+                "header names segment {}, file name says {number}",
+                header.number
+            ),
+        )?;
+        expect(
+            self.store_id.is_none_or(|id| id == header.store_id),
+            "segment belongs to another store (store id differs)".into(),
+        )?;
+        self.store_id = Some(header.store_id);
+        let Some(start) = start else {
+            // Covered by the checkpoint, which checked the length.
+            let file = Arc::new(file);
+            let len = file.len();
+            self.segments.insert(number, Arc::clone(&file));
+            self.active = Some((file, number, len));
+            return Ok(true);
+        };
+        if start == HEADER_LEN as u64 {
+            expect(
+                header.first_sequence == self.progress.next_sequence,
+                format!(
+                    "segment starts at sequence {}, expected {}",
+                    header.first_sequence, self.progress.next_sequence
+                ),
+            )?;
+        }
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let (index, progress) = (&mut self.index, &mut self.progress);
+        let outcome = scan(path, bytes, start, is_last, |view, offset| {
+            admit(index, progress, view, Location::new(number, offset)).map_err(|detail| {
+                Error::Corrupt {
+                    path: path.to_path_buf(),
+                    offset,
+                    detail,
+                }
+            })
+        })?;
+        if let Some(cut) = outcome.cut {
+            if !read_only {
+                file.truncate(outcome.valid_end)?;
+            }
+            self.tail_cut = Some(cut);
+        }
+        let file = Arc::new(file);
+        self.segments.insert(number, Arc::clone(&file));
+        self.active = Some((file, number, outcome.valid_end));
+        Ok(true)
+    }
+
+    /// Where the writer continues: the last segment read, or a new first segment.
+    fn resume(
+        &mut self,
+        dir: &Path,
+        files: &[(u64, std::path::PathBuf)],
+        segment_size: u64,
+    ) -> Result<Resume> {
+        let active = match self.active.take() {
+            Some((file, number, len)) => ActiveSegment::resume(
+                file,
+                number,
+                len,
+                self.store_id.unwrap_or_default(),
+                segment_size,
+            ),
+            None => {
+                let number = files.first().map_or(1, |(n, _)| *n);
+                let id = match self.store_id {
+                    Some(id) => id,
+                    None => new_store_id(dir)?,
+                };
+                let seg = ActiveSegment::create(
+                    dir,
+                    number,
+                    self.progress.next_sequence,
+                    id,
+                    segment_size,
+                )?;
+                self.segments.insert(number, Arc::clone(&seg.file));
+                seg
+            }
+        };
+        let progress = std::mem::take(&mut self.progress);
+        Ok(Resume {
+            active,
+            next_sequence: progress.next_sequence,
+            last_timestamp_ns: progress.last_timestamp_ns,
+            last_id: progress.last_id,
+            idempotency: progress.idempotency,
+        })
+    }
 }
 
 /// Adds one recovered record to the index and the writer's resume state.
