@@ -19,7 +19,10 @@ use crate::segment::{segment_path, SEGMENTS_DIR};
 use crate::store::Store;
 
 /// What a backup copied.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serde: an object of the fields; `dir` as a string (serialising a path that is not
+/// UTF-8 is an error).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Backup {
     /// The directory written.

@@ -72,6 +72,39 @@ impl fmt::Display for Coordinate {
     }
 }
 
+/// Serialised as `{"entity": ..., "scope": ...}`.
+impl serde::Serialize for Coordinate {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut form = serializer.serialize_struct("Coordinate", 2)?;
+        form.serialize_field("entity", self.entity())?;
+        form.serialize_field("scope", self.scope())?;
+        form.end()
+    }
+}
+
+/// Built through [`Coordinate::new`]: a component that breaks a rule is an error
+/// naming the component and the rule.
+impl<'de> serde::Deserialize<'de> for Coordinate {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(rename = "Coordinate", deny_unknown_fields)]
+        struct Form<'a> {
+            #[serde(borrow)]
+            entity: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            scope: std::borrow::Cow<'a, str>,
+        }
+        let form = Form::deserialize(deserializer)?;
+        Coordinate::new(form.entity, form.scope).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Checks one component against the coordinate rules.
 pub(crate) fn validate_component(component: &'static str, value: &str) -> Result<()> {
     let rule = if value.is_empty() {

@@ -54,7 +54,15 @@ pub trait EventPayload: Serialize + DeserializeOwned {
 pub type PayloadValue = serde_json::Value;
 
 /// An event read back from the store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serde: an object of every field in declaration order; ids, kind and hashes as
+/// text, `payload` as lowercase hex in human-readable formats (JSON) and as bytes in
+/// binary ones, and last `proof`, the stored facts the event hash covers beyond the
+/// public fields (`{"flags": N, "idempotency": hex or null, "payload": {"salt": hex}
+/// or {"digest": hex}}`), so a deserialised event computes the same
+/// [`event_hash`](Self::event_hash) and [`receipt`](Self::receipt). Deserialising
+/// proves nothing: compare the hash with one you trust.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct StoredEvent {
     /// The event id.
     pub id: EventId,
@@ -77,6 +85,7 @@ pub struct StoredEvent {
     /// The payload schema version written with the event.
     pub schema_version: u16,
     /// The payload bytes as the caller's codec produced them (empty once redacted).
+    #[serde(with = "payload_bytes")]
     pub payload: Vec<u8>,
     /// The entity's previous event hash, zero for the first.
     pub prev_hash: Hash,
@@ -86,18 +95,132 @@ pub struct StoredEvent {
 
 /// The stored facts the event hash covers that `StoredEvent` does not show: computing
 /// the hash costs two blake3 calls, so reads leave it to `event_hash()`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub(crate) struct HashInputs {
     pub flags: u16,
+    #[serde(with = "hex16::option")]
     pub idempotency: Option<[u8; 16]>,
     pub payload: PayloadProof,
 }
 
 /// How the payload enters the hash: salt and bytes, or the digest left by redaction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum PayloadProof {
-    Salt([u8; 16]),
+    Salt(#[serde(with = "hex16")] [u8; 16]),
     Digest(Hash),
+}
+
+/// Serde for the 16-byte proof fields (salt, idempotency digest): 32 lowercase hex
+/// digits in every format.
+mod hex16 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::hash::hex;
+
+    pub(super) fn serialize<S: Serializer>(
+        bytes: &[u8; 16],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&hex::encode(bytes))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<[u8; 16], D::Error> {
+        let text = String::deserialize(deserializer)?;
+        parse(&text)
+    }
+
+    fn parse<E: serde::de::Error>(text: &str) -> Result<[u8; 16], E> {
+        hex::decode(text).ok_or_else(|| E::custom(format!("{text:?} is not 32 hex digits")))
+    }
+
+    /// The same for an optional field: `null` when absent.
+    pub(super) mod option {
+        use super::*;
+
+        pub(in super::super) fn serialize<S: Serializer>(
+            bytes: &Option<[u8; 16]>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            match bytes {
+                Some(bytes) => serializer.serialize_some(&hex::encode(bytes)),
+                None => serializer.serialize_none(),
+            }
+        }
+
+        pub(in super::super) fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<[u8; 16]>, D::Error> {
+            Option::<String>::deserialize(deserializer)?
+                .map(|text| parse(&text))
+                .transpose()
+        }
+    }
+}
+
+/// Serde for payload bytes: lowercase hex in human-readable formats, bytes otherwise.
+mod payload_bytes {
+    use std::fmt;
+
+    use serde::de::{Error, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    use crate::hash::hex;
+
+    pub(super) fn serialize<S: Serializer>(bytes: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&hex::encode(bytes))
+        } else {
+            serializer.serialize_bytes(bytes)
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<u8>, D::Error> {
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(Bytes)
+        } else {
+            deserializer.deserialize_byte_buf(Bytes)
+        }
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("payload bytes, or an even number of hex digits")
+        }
+
+        fn visit_str<E: Error>(self, text: &str) -> Result<Vec<u8>, E> {
+            hex::decode_vec(text).ok_or_else(|| {
+                E::custom(format!(
+                    "payload text of {} characters is not an even number of hex digits",
+                    text.len()
+                ))
+            })
+        }
+
+        fn visit_bytes<E: Error>(self, bytes: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(bytes.to_vec())
+        }
+
+        fn visit_byte_buf<E: Error>(self, bytes: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(bytes)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1 << 20));
+            while let Some(byte) = seq.next_element::<u8>()? {
+                out.push(byte);
+            }
+            Ok(out)
+        }
+    }
 }
 
 impl StoredEvent {

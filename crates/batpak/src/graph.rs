@@ -11,7 +11,7 @@ use crate::store::Store;
 
 /// The result of [`Store::walk_ancestors`](crate::Store::walk_ancestors): the event and
 /// its entity's earlier events, newest first, each link checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ChainWalk {
     /// The events walked, newest first, up to the first broken link.
@@ -23,7 +23,7 @@ pub struct ChainWalk {
 }
 
 /// A link of an entity's hash chain that does not verify.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ChainBreak {
     /// The event whose `prev_hash` does not match.
@@ -70,7 +70,7 @@ pub(crate) fn verify_links(events: &[StoredEvent]) -> (usize, Option<ChainBreak>
 }
 
 /// The neighbourhood of an event: nodes and typed edges, ready to draw.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct CausalGraph {
     /// The event the graph was built around.
@@ -82,7 +82,7 @@ pub struct CausalGraph {
 }
 
 /// An event in a [`CausalGraph`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct GraphNode {
     /// The event id.
@@ -98,7 +98,9 @@ pub struct GraphNode {
 }
 
 /// A directed link in a [`CausalGraph`], from the earlier event to the later one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub struct GraphEdge {
     /// The earlier event (predecessor or cause).
@@ -110,7 +112,12 @@ pub struct GraphEdge {
 }
 
 /// The kind of a [`GraphEdge`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+///
+/// Serde: `"chain"` or `"causation"`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum EdgeKind {
     /// Consecutive events of one entity (the hash chain).

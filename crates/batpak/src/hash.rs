@@ -45,6 +45,35 @@ impl std::str::FromStr for Hash {
     }
 }
 
+/// Serialised as its 64 lowercase hex digits, in every format.
+impl serde::Serialize for Hash {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Accepts 64 hex digits (either case), as `FromStr` does.
+impl<'de> serde::Deserialize<'de> for Hash {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct HexText;
+        impl serde::de::Visitor<'_> for HexText {
+            type Value = Hash;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a hash as 64 hex digits")
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Hash, E> {
+                text.parse().map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(HexText)
+    }
+}
+
 impl fmt::Debug for Hash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Hash({self})")
@@ -61,6 +90,23 @@ pub(crate) mod hex {
             let _ = write!(out, "{b:02x}");
         }
         out
+    }
+
+    /// Any number of bytes from an even number of hex digits (either case); `None`
+    /// otherwise.
+    pub(crate) fn decode_vec(text: &str) -> Option<Vec<u8>> {
+        let digits = text.as_bytes();
+        if !digits.len().is_multiple_of(2) {
+            return None;
+        }
+        digits
+            .chunks_exact(2)
+            .map(|pair| {
+                let high = (pair[0] as char).to_digit(16)?;
+                let low = (pair[1] as char).to_digit(16)?;
+                u8::try_from(high << 4 | low).ok()
+            })
+            .collect()
     }
 
     /// Exactly `N` bytes from `2 * N` hex digits (either case); `None` otherwise.
@@ -90,6 +136,15 @@ pub(crate) mod hex {
             assert_eq!(decode::<3>("00abfg"), None);
             assert_eq!(decode::<2>("00abff"), None);
             assert_eq!(decode::<1>("+1"), None);
+        }
+
+        #[test]
+        fn decode_vec_takes_any_even_number_of_digits() {
+            assert_eq!(decode_vec("00ABff"), Some(vec![0x00, 0xab, 0xff]));
+            assert_eq!(decode_vec(""), Some(Vec::new()));
+            assert_eq!(decode_vec("0"), None);
+            assert_eq!(decode_vec("0g"), None);
+            assert_eq!(decode_vec("+1"), None);
         }
     }
 }

@@ -10,6 +10,8 @@ use crate::error::Error;
 /// Layout (RFC 9562): 48 bits of Unix milliseconds, version `7`, then 74 bits that
 /// start at a random value each millisecond and count up for every further event in
 /// the same millisecond, with the RFC variant bits in between.
+///
+/// With the `uuid` feature it converts to and from `uuid::Uuid` (`From` both ways).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventId(u128);
 
@@ -117,6 +119,22 @@ impl FromStr for EventId {
         }
         debug_assert_eq!(digits, 32);
         Ok(EventId(value))
+    }
+}
+
+/// The same 128 bits: `Uuid::from(id).to_string() == id.to_string()`.
+#[cfg(feature = "uuid")]
+impl From<EventId> for uuid::Uuid {
+    fn from(id: EventId) -> Self {
+        uuid::Uuid::from_u128(id.as_u128())
+    }
+}
+
+/// The same 128 bits. Any UUID converts; only the writer's ids name stored events.
+#[cfg(feature = "uuid")]
+impl From<uuid::Uuid> for EventId {
+    fn from(uuid: uuid::Uuid) -> Self {
+        EventId::from_u128(uuid.as_u128())
     }
 }
 
@@ -238,5 +256,34 @@ mod tests {
         let next = g.next(5, 0);
         assert!(next > last);
         assert_eq!(next.unix_millis(), 6);
+    }
+}
+
+#[cfg(all(test, feature = "uuid"))]
+mod uuid_tests {
+    use super::*;
+
+    #[test]
+    fn converts_to_and_from_uuid_with_the_same_text() {
+        let mut ids = IdGenerator::default();
+        let generated = ids.next(1_700_000_000_000, 0x0123_4567_89ab_cdef);
+        for id in [
+            generated,
+            EventId::from_u128(0x0190_a3f2_7c1d_7abc_8def_0123_4567_89ab),
+            EventId::from_u128(0),
+            EventId::from_u128(u128::MAX),
+        ] {
+            let uuid = uuid::Uuid::from(id);
+            assert_eq!(uuid.to_string(), id.to_string());
+            assert_eq!(uuid.as_bytes(), &id.to_bytes());
+            assert_eq!(EventId::from(uuid), id);
+        }
+        assert_eq!(uuid::Uuid::from(generated).get_version_num(), 7);
+
+        let uuid = uuid::Uuid::from_u128(0x0190_a3f2_7c1d_7abc_8def_0123_4567_89ab);
+        let id = EventId::from(uuid);
+        assert_eq!(id.to_string(), "0190a3f2-7c1d-7abc-8def-0123456789ab");
+        assert_eq!(uuid::Uuid::from(id), uuid);
+        assert_eq!(id.to_string().parse::<EventId>().unwrap(), id);
     }
 }

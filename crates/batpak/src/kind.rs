@@ -117,6 +117,65 @@ impl serde::Serialize for EventKind {
     }
 }
 
+/// Accepts exactly what `Serialize` writes: `C:T` with both parts in decimal, no
+/// sign and no leading zeros. A part out of range is an error naming it.
+impl<'de> serde::Deserialize<'de> for EventKind {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        struct KindText;
+        impl serde::de::Visitor<'_> for KindText {
+            type Value = EventKind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an event kind as text C:T (decimal category and type id)")
+            }
+            fn visit_str<E: serde::de::Error>(
+                self,
+                text: &str,
+            ) -> std::result::Result<EventKind, E> {
+                EventKind::from_canonical(text).map_err(E::custom)
+            }
+        }
+        deserializer.deserialize_str(KindText)
+    }
+}
+
+impl EventKind {
+    /// Parses the text form `Display` writes, and nothing else.
+    fn from_canonical(text: &str) -> std::result::Result<Self, String> {
+        let malformed =
+            || format!("{text:?} is not an event kind C:T (decimal, no sign or leading zeros)");
+        let decimal = |part: &str| -> Option<u64> {
+            let canonical = !part.is_empty()
+                && part.bytes().all(|b| b.is_ascii_digit())
+                && (part == "0" || !part.starts_with('0'));
+            if canonical {
+                part.parse().ok()
+            } else {
+                None
+            }
+        };
+        let (category, type_id) = text.split_once(':').ok_or_else(malformed)?;
+        let (Some(category), Some(type_id)) = (decimal(category), decimal(type_id)) else {
+            return Err(malformed());
+        };
+        if category > u64::from(Self::MAX_CATEGORY) {
+            return Err(format!(
+                "event kind {text:?}: category {category} is out of range (max {})",
+                Self::MAX_CATEGORY
+            ));
+        }
+        if type_id > u64::from(Self::MAX_TYPE_ID) {
+            return Err(format!(
+                "event kind {text:?}: type id {type_id} is out of range (max {})",
+                Self::MAX_TYPE_ID
+            ));
+        }
+        // Both parts are in range, so the packed value fits in 16 bits.
+        Ok(EventKind(((category as u16) << 12) | type_id as u16))
+    }
+}
+
 impl fmt::Debug for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "EventKind({self})")

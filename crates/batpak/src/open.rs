@@ -19,7 +19,10 @@ use crate::segment::writer::ActiveSegment;
 use crate::segment::{self, Location, SegmentSet, SEGMENTS_DIR};
 
 /// What `open` found and did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serde: an object of the fields; each `Duration` in serde's own form
+/// `{"secs": S, "nanos": N}`, exact to the nanosecond.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct OpenReport {
     /// The directory held no store and a new one was created.
@@ -51,7 +54,10 @@ pub struct OpenReport {
 }
 
 /// Where open got the index from.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serde: `{"type": "checkpoint", "events": N}` or `{"type": "rebuilt", "reason": ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum IndexSource {
     /// The checkpoint, covering this many events; the rest came from the segment tail.

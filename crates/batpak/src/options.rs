@@ -6,7 +6,12 @@ use std::fmt;
 use crate::id::EventId;
 
 /// The version the caller expects the entity to be at before the append.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+///
+/// Serde: `"any"`, `"no_stream"` or `{"exact": N}`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ExpectedVersion {
     /// No check.
     #[default]
@@ -58,7 +63,10 @@ impl ExpectedVersion {
 }
 
 /// The event that caused an append.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Serde: `{"event": "<event id>"}` or `{"batch_item": N}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// An event already in the store.
     Event(EventId),
@@ -67,7 +75,10 @@ pub enum Cause {
 }
 
 /// Options for one append. `AppendOptions::default()` checks nothing and links nothing.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Serde: an object of the four fields; a missing field takes its default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct AppendOptions {
     /// Optimistic concurrency check on the entity's version. Default: `Any`.
     pub expected_version: ExpectedVersion,
@@ -134,7 +145,11 @@ pub(crate) fn idempotency_digest(key: &str) -> [u8; 16] {
 }
 
 /// When appends reach stable storage.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// Serde: `"always"`, `{"every_n": N}`, `{"interval": {"secs": S, "nanos": N}}` (the
+/// `Duration` in serde's own form, exact to the nanosecond) or `"never"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SyncPolicy {
     /// Every append returns only after an fsync covers it; concurrent appenders share
@@ -151,7 +166,7 @@ pub enum SyncPolicy {
 }
 
 /// How far the store has got: sequences written, on stable storage, and visible.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Frontier {
     /// Newest sequence written to the segment (maybe not yet durable or visible).
@@ -163,7 +178,10 @@ pub struct Frontier {
 }
 
 /// One of the three watermarks of a [`Frontier`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Serde: its `Display` text, `"written"`, `"durable"` or `"visible"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Watermark {
     /// `Frontier::written`.

@@ -12,15 +12,36 @@ use crate::kind::EventKind;
 ///
 /// An entity prefix matches on `:` boundaries: `order` selects `order` and `order:1`
 /// but not `orders`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+///
+/// Serde: the [`canonical`](Region::canonical) form, every criterion present (`null`
+/// when unset), ranges as `[start, end)` pairs. Deserialising reads that form (a
+/// criterion left out is unset) and refuses unknown criteria and a range that ends
+/// before it starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Region {
     entity: Option<EntityFilter>,
     scope: Option<String>,
     kind: Option<KindFilter>,
     /// Half-open range of per-entity versions.
+    #[serde(default, deserialize_with = "ordered_range")]
     versions: Option<(u64, u64)>,
     /// Half-open range of sequences.
+    #[serde(default, deserialize_with = "ordered_range")]
     sequences: Option<(u64, u64)>,
+}
+
+/// A `[start, end)` pair as `half_open` makes them: `end >= start`.
+fn ordered_range<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<(u64, u64)>, D::Error> {
+    let range: Option<(u64, u64)> = serde::Deserialize::deserialize(deserializer)?;
+    match range {
+        Some((start, end)) if end < start => Err(serde::de::Error::custom(format!(
+            "range [{start}, {end}) ends before it starts"
+        ))),
+        range => Ok(range),
+    }
 }
 
 /// A `RangeBounds<u64>` as a half-open `[start, end)` pair.
@@ -38,14 +59,14 @@ fn half_open(range: impl RangeBounds<u64>) -> (u64, u64) {
     (start, end.max(start))
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum EntityFilter {
     Exact(String),
     Prefix(String),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum KindFilter {
     Kind(EventKind),

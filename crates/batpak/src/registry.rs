@@ -15,12 +15,38 @@ pub struct KindRegistration {
 inventory::collect!(KindRegistration);
 
 /// Two payload types bound to the same kind.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serde: `{"kind": "C:T", "types": [...]}`. The type names are this program's own
+/// (`&'static str`), so deserialising looks each one up among the payload types this
+/// program registered, and a name it does not know is an error.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct KindCollision {
     /// The contested kind.
     pub kind: EventKind,
     /// The types that claim it, sorted.
+    #[serde(deserialize_with = "registered_type_names")]
     pub types: Vec<&'static str>,
+}
+
+/// Type names, each replaced by the registry's own copy of it.
+fn registered_type_names<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<&'static str>, D::Error> {
+    let names: Vec<String> = serde::Deserialize::deserialize(deserializer)?;
+    names
+        .iter()
+        .map(|name| {
+            inventory::iter::<KindRegistration>
+                .into_iter()
+                .map(|r| r.type_name)
+                .find(|known| *known == name)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!(
+                        "{name:?} is not a payload type registered in this program"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// Every kind claimed by more than one type, sorted by kind.

@@ -36,7 +36,10 @@ pub trait ReportBody: Serialize {
 
 /// A report: the body, the hash of its canonical encoding, and metadata that is not
 /// hashed (and may differ between otherwise identical runs).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serde: `{"body": ..., "body_hash": "<64 hex digits>", "metadata": {...}}`.
+/// Deserialising does not check the hash: call [`verify`](Report::verify).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Report<B> {
     /// The deterministic body.
     pub body: B,
@@ -47,12 +50,12 @@ pub struct Report<B> {
 }
 
 /// Report metadata: not part of the body hash.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ReportMetadata {
     /// When the report was made, Unix milliseconds.
     pub generated_at_unix_ms: u64,
     /// The batpak version that made it.
-    pub library_version: &'static str,
+    pub library_version: String,
     /// Free-form diagnostics (error texts, timings).
     pub diagnostics: Vec<String>,
 }
@@ -71,7 +74,7 @@ impl<B: ReportBody> Report<B> {
                 generated_at_unix_ms: SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                library_version: env!("CARGO_PKG_VERSION"),
+                library_version: env!("CARGO_PKG_VERSION").to_string(),
                 diagnostics,
             },
         }

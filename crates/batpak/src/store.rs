@@ -23,7 +23,7 @@ use crate::sync::{lock, Signal};
 use crate::writer::{Draft, Flusher, Writer};
 
 /// Counts and watermarks.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Visible events.

@@ -71,3 +71,36 @@ fn the_builder_can_downgrade_it_to_a_reported_warning() {
     assert_eq!(report.kind_collisions[0].kind, EventKind::custom(6, 1));
     assert_eq!(report.kind_collisions[0].types.len(), 2);
 }
+
+#[test]
+fn collisions_round_trip_through_serde_by_registered_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .allow_kind_collisions(true)
+        .open()
+        .unwrap();
+    let report = store.open_report();
+    let json = serde_json::to_string(&report.kind_collisions).unwrap();
+    assert_eq!(
+        json,
+        r#"[{"kind":"6:1","types":["kind_collision::billing::Charged","kind_collision::shipping::Dispatched"]}]"#
+    );
+    let back: Vec<batpak::KindCollision> = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, report.kind_collisions);
+    let whole = serde_json::to_string(report).unwrap();
+    assert_eq!(
+        &serde_json::from_str::<batpak::OpenReport>(&whole).unwrap(),
+        report
+    );
+
+    // The names are this program's own: one it never registered is refused.
+    let err = serde_json::from_str::<batpak::KindCollision>(
+        r#"{"kind":"6:1","types":["elsewhere::Charged"]}"#,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains(r#""elsewhere::Charged" is not a payload type registered in this program"#),
+        "{err}"
+    );
+}

@@ -87,7 +87,10 @@ const KNOWN_FLAGS: u16 =
 pub(crate) const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
 
 /// How a payload's bytes are encoded. Stored as one byte in every record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// Serde: `"opaque"`, `"message_pack"` or `"json"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Encoding {
     /// Bytes the store does not interpret.

@@ -1,11 +1,11 @@
 //! The body of a projection-run report (DESIGN section 8): what a run read, how
 //! fresh its result is, where it came from, and the hash of what it produced.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ReportBody;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProjectionRun {
     /// `Projection::NAME`.
     pub projection: String,
@@ -32,7 +32,7 @@ pub struct ProjectionRun {
 }
 
 /// A persisted snapshot a run started from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotRef {
     /// The entity sequence the snapshot reflects.
     pub sequence: u64,
@@ -45,7 +45,7 @@ impl ReportBody for ProjectionRun {
 }
 
 /// Something a projection run read.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum SourceRef {
@@ -66,7 +66,7 @@ pub enum SourceRef {
 }
 
 /// The freshness a caller asked for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RequestedFreshness {
@@ -80,7 +80,7 @@ pub enum RequestedFreshness {
 }
 
 /// The freshness a run delivered.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ObservedFreshness {
@@ -98,7 +98,7 @@ pub enum ObservedFreshness {
 }
 
 /// The last event a result reflects.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputFrontier {
     /// Its sequence.
     pub sequence: u64,
@@ -107,7 +107,7 @@ pub struct InputFrontier {
 }
 
 /// The hash of a run's output.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum OutputHash {
@@ -126,7 +126,7 @@ pub enum OutputHash {
 }
 
 /// How a run used the projection cache.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CacheStatus {
@@ -144,7 +144,7 @@ pub enum CacheStatus {
 }
 
 /// A notable fact about a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Finding {

@@ -1,11 +1,11 @@
 //! The body of a verification report: what a scan of the segments checked and found.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ReportBody;
 
 /// The body of a verification report.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verification {
     /// Segment files read.
     pub segments: u64,
@@ -36,7 +36,7 @@ impl Verification {
 }
 
 /// One failed check.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerifyFinding {
     /// What failed.
     pub check: Check,
@@ -53,7 +53,7 @@ pub struct VerifyFinding {
 }
 
 /// The kind of check that failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Check {

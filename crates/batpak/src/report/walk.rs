@@ -1,11 +1,11 @@
 //! The body of a chain-walk report: the verified ancestry of one event.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::ReportBody;
 
 /// The body of a chain-walk report: verified ancestry from an event.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainWalkReport {
     /// Events whose links were checked.
     pub checked: u64,
@@ -21,7 +21,7 @@ pub struct ChainWalkReport {
 }
 
 /// An event named in a report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventRef {
     /// Its id, in the standard UUID form.
     pub id: String,
@@ -32,7 +32,7 @@ pub struct EventRef {
 }
 
 /// A notable fact about a chain walk.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum WalkFinding {

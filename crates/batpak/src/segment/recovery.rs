@@ -16,7 +16,10 @@ use crate::error::{Error, Result};
 use crate::format::record::{self, FrameError, RecordView, FLAG_BATCH_CONTINUES};
 
 /// What was cut from the end of the last segment.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Serde: an object of the fields; `path` as a string (serialising a path that is not
+/// UTF-8 is an error).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct TailCut {
     /// The segment file.
