@@ -201,6 +201,26 @@ mod tests {
         (store, ids[1].event_id, location)
     }
 
+    /// The rewrite that erases the record at `location`, as `redact` would write it.
+    fn redacted_rewrite(store: &Store, location: Location) -> PendingRewrite {
+        let file = store
+            .segments()
+            .get(location.segment())
+            .unwrap_or_else(|| panic!("open segment"));
+        let frame = crate::segment::reader::read_frame(&file, location.offset())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (view, _) = record::decode(&frame).unwrap_or_else(|e| panic!("{e}"));
+        let PayloadField::Present { salt, bytes } = view.payload else {
+            panic!("present")
+        };
+        let digest = chain::payload_digest(salt, bytes);
+        PendingRewrite {
+            segment: location.segment(),
+            offset: location.offset(),
+            frame: record::redacted_copy(&frame, &digest).unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
     /// Reopens read-write and checks the redaction of `id` was finished by that open.
     fn check_erased(dir: &Path, id: EventId) {
         let store = Store::open(dir).unwrap_or_else(|e| panic!("{e}"));
@@ -222,22 +242,7 @@ mod tests {
     fn a_torn_rewrite_is_finished_from_the_pending_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let (store, id, location) = setup(dir.path());
-        let file = store
-            .segments()
-            .get(location.segment())
-            .unwrap_or_else(|| panic!("open segment"));
-        let frame = crate::segment::reader::read_frame(&file, location.offset())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (view, _) = record::decode(&frame).unwrap_or_else(|e| panic!("{e}"));
-        let PayloadField::Present { salt, bytes } = view.payload else {
-            panic!("present")
-        };
-        let digest = chain::payload_digest(salt, bytes);
-        let pending = PendingRewrite {
-            segment: location.segment(),
-            offset: location.offset(),
-            frame: record::redacted_copy(&frame, &digest).unwrap_or_else(|e| panic!("{e}")),
-        };
+        let pending = redacted_rewrite(&store, location);
         drop(store);
         replace_file(dir.path(), PENDING_FILE, &pending.encode()).unwrap_or_else(|e| panic!("{e}"));
         // Half of the new frame reached the disk.
@@ -428,24 +433,8 @@ mod tests {
         let (location, _) = store
             .index_entry(target.sequence)
             .unwrap_or_else(|| panic!("indexed"));
-        let file = store
-            .segments()
-            .get(location.segment())
-            .unwrap_or_else(|| panic!("segment"));
-        let frame = crate::segment::reader::read_frame(&file, location.offset())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (view, _) = record::decode(&frame).unwrap_or_else(|e| panic!("{e}"));
-        let PayloadField::Present { salt, bytes } = view.payload else {
-            panic!("present")
-        };
-        let digest = chain::payload_digest(salt, bytes);
-        let pending = PendingRewrite {
-            segment: location.segment(),
-            offset: location.offset(),
-            frame: record::redacted_copy(&frame, &digest).unwrap_or_else(|e| panic!("{e}")),
-        };
+        let pending = redacted_rewrite(&store, location);
         assert!(store.stats().unwrap_or_else(|e| panic!("{e}")).segments >= 2);
-        drop(file);
         store.close().unwrap_or_else(|e| panic!("{e}"));
         replace_file(&dir, PENDING_FILE, &pending.encode()).unwrap_or_else(|e| panic!("{e}"));
         std::fs::write(root.join("receipt.bin"), receipt.to_bytes())
