@@ -410,12 +410,8 @@ fn show_next_steps(dir: &Path, shop: &Shop, key: &SigningKey) -> Outcome {
         shop.sample_payment
             .as_ref()
             .map_or_else(String::new, |p| p.event_id.to_string()),
-        hex(&key.to_bytes())
+        crate::render::hex(&key.to_bytes())
     ))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The graph as a causation tree with the entities' chain neighbours listed after.

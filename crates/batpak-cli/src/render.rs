@@ -25,7 +25,8 @@ pub fn payload_json(e: &StoredEvent) -> Value {
     decoded.unwrap_or_else(|| json!({ "hex": hex(&e.payload) }))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex: the tool's one copy (the library's is crate-private).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

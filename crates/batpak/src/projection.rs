@@ -12,6 +12,7 @@ use crate::cache::{Cached, Key, PersistTo, SharedState, Target};
 use crate::error::{Error, Result};
 use crate::event::StoredEvent;
 use crate::format::snapshot::Snapshot;
+use crate::hash::hex;
 use crate::kind::EventKind;
 use crate::query::Region;
 use crate::report::{
@@ -73,12 +74,12 @@ fn encode_state<P: Projection>(state: &(dyn Any + Send + Sync)) -> Option<Vec<u8
 /// Where a projection's snapshot of `entity` lives.
 fn snapshot_path<P: Projection>(dir: &Path, entity: &str) -> PathBuf {
     dir.join(SNAPSHOT_DIR)
-        .join(format!("{}.v{}", hex(P::NAME.as_bytes()), P::VERSION))
-        .join(format!("{}.snap", hex(entity.as_bytes())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+        .join(format!(
+            "{}.v{}",
+            hex::encode(P::NAME.as_bytes()),
+            P::VERSION
+        ))
+        .join(format!("{}.snap", hex::encode(entity.as_bytes())))
 }
 
 use crate::dir::SNAPSHOT_DIR;
@@ -141,7 +142,7 @@ impl Store {
     /// state): after a redaction they may hold erased data.
     pub(crate) fn forget_projections(&self, entity: &str) -> Result<()> {
         self.projections().forget_entity(entity);
-        let name = format!("{}.snap", hex(entity.as_bytes()));
+        let name = format!("{}.snap", hex::encode(entity.as_bytes()));
         let root = self.dir().join(SNAPSHOT_DIR);
         let dirs = match std::fs::read_dir(&root) {
             Ok(d) => d,

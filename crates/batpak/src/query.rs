@@ -154,93 +154,28 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
     if limit == 0 {
         return Vec::new();
     }
-    // Resolve names to ids; a name the index has never seen selects nothing.
-    let entity_ids: Option<HashSet<u32>> = match &region.entity {
-        None => None,
-        Some(EntityFilter::Exact(e)) => Some(index.entities().get(e).into_iter().collect()),
-        Some(EntityFilter::Prefix(p)) => Some(
-            index
-                .entities()
-                .iter()
-                .filter(|(_, name)| prefix_matches(p, name))
-                .map(|(id, _)| id)
-                .collect(),
-        ),
+    let Some(resolved) = Resolved::of(index, region) else {
+        return Vec::new();
     };
-    let scope_id = match &region.scope {
-        None => None,
-        Some(s) => match index.scopes().get(s) {
-            Some(id) => Some(id),
-            None => return Vec::new(),
-        },
-    };
-    let kinds: Option<Vec<EventKind>> = region.kind.map(|k| match k {
-        KindFilter::Kind(k) => vec![k],
-        KindFilter::Category(c) => index.kinds_in_category(c),
-    });
-
-    // Candidate postings: the smallest of the named criteria. Candidates already
-    // satisfy the criterion they came from, so only the others are checked.
-    #[derive(Clone, Copy, PartialEq)]
-    enum By {
-        Entity,
-        Scope,
-        Kind,
-    }
     let (seq_start, seq_end) = region.sequences.unwrap_or((0, u64::MAX));
     let after = after.max(seq_start.saturating_sub(1));
     let exact_entity = matches!(region.entity, Some(EntityFilter::Exact(_)));
-    let mut options: Vec<(By, Vec<&[u64]>)> = Vec::new();
-    if let Some(ids) = &entity_ids {
-        let lists = ids
-            .iter()
-            .map(|&id| {
-                let postings = index.entity_events(id);
-                // An exact entity's versions are positions in its postings.
-                match region.versions.filter(|_| exact_entity) {
-                    Some((from, to)) => {
-                        let len = postings.len() as u64;
-                        let (from, to) = (from.min(len) as usize, to.min(len) as usize);
-                        &postings[from..to]
-                    }
-                    None => postings,
-                }
-            })
-            .collect();
-        options.push((By::Entity, lists));
-    }
-    if let Some(id) = scope_id {
-        options.push((By::Scope, vec![index.scope_events(id)]));
-    }
-    if let Some(kinds) = &kinds {
-        options.push((
-            By::Kind,
-            kinds.iter().map(|&k| index.kind_events(k)).collect(),
-        ));
-    }
-    let smallest = options
-        .into_iter()
-        .min_by_key(|(_, lists)| lists.iter().map(|l| l.len()).sum::<usize>());
-    let mut out = Vec::with_capacity(limit.min(1024));
+    let smallest = resolved.smallest_postings(index, region, exact_entity);
+    // An exact entity's version range was applied to its postings already.
     let check_versions = region
         .versions
         .filter(|_| !(exact_entity && smallest.as_ref().is_some_and(|(by, _)| *by == By::Entity)));
+    let mut out = Vec::with_capacity(limit.min(1024));
     let Some((source, lists)) = smallest else {
-        let mut seq = after.saturating_add(1);
-        let last = index.last_sequence().min(seq_end.saturating_sub(1));
-        while seq <= last && out.len() < limit {
-            if check_versions
-                .is_none_or(|(from, to)| index.version_of(seq).is_some_and(|v| v >= from && v < to))
-            {
-                out.push(seq);
-            }
-            seq += 1;
-        }
+        scan_sequences(index, after, seq_end, check_versions, limit, &mut out);
         return out;
     };
-    let check_entity = entity_ids.as_ref().filter(|_| source != By::Entity);
-    let check_scope = scope_id.filter(|_| source != By::Scope);
-    let check_kinds = kinds.as_ref().filter(|_| source != By::Kind);
+    let check_entity = resolved
+        .entity_ids
+        .as_ref()
+        .filter(|_| source != By::Entity);
+    let check_scope = resolved.scope_id.filter(|_| source != By::Scope);
+    let check_kinds = resolved.kinds.as_ref().filter(|_| source != By::Kind);
     let unfiltered = check_entity.is_none()
         && check_scope.is_none()
         && check_kinds.is_none()
@@ -257,15 +192,123 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
                         && check_scope.is_none_or(|s| s == scope)
                         && check_kinds.is_none_or(|ks| ks.contains(&kind))
                 })
-                && check_versions.is_none_or(|(from, to)| {
-                    index.version_of(seq).is_some_and(|v| v >= from && v < to)
-                }));
+                && check_versions.is_none_or(|range| version_in(index, seq, range)));
         if keep {
             out.push(seq);
         }
         out.len() < limit
     });
     out
+}
+
+/// Which criterion a candidate list came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum By {
+    Entity,
+    Scope,
+    Kind,
+}
+
+/// A region's names resolved to the index's ids.
+#[derive(Debug)]
+struct Resolved {
+    entity_ids: Option<HashSet<u32>>,
+    scope_id: Option<u32>,
+    kinds: Option<Vec<EventKind>>,
+}
+
+impl Resolved {
+    /// `None` when the region names a scope the index has never seen (it selects
+    /// nothing); an unseen entity resolves to no ids, with the same effect.
+    fn of(index: &Index, region: &Region) -> Option<Resolved> {
+        let entity_ids = region.entity.as_ref().map(|filter| match filter {
+            EntityFilter::Exact(e) => index.entities().get(e).into_iter().collect(),
+            EntityFilter::Prefix(p) => index
+                .entities()
+                .iter()
+                .filter(|(_, name)| prefix_matches(p, name))
+                .map(|(id, _)| id)
+                .collect(),
+        });
+        let scope_id = match &region.scope {
+            None => None,
+            Some(s) => Some(index.scopes().get(s)?),
+        };
+        let kinds = region.kind.map(|k| match k {
+            KindFilter::Kind(k) => vec![k],
+            KindFilter::Category(c) => index.kinds_in_category(c),
+        });
+        Some(Resolved {
+            entity_ids,
+            scope_id,
+            kinds,
+        })
+    }
+
+    /// The postings of the most selective named criterion (fewest entries), or
+    /// `None` when the region names none. Candidates satisfy the criterion they came
+    /// from, so only the others are checked.
+    fn smallest_postings<'i>(
+        &self,
+        index: &'i Index,
+        region: &Region,
+        exact_entity: bool,
+    ) -> Option<(By, Vec<&'i [u64]>)> {
+        let mut options: Vec<(By, Vec<&[u64]>)> = Vec::new();
+        if let Some(ids) = &self.entity_ids {
+            let lists = ids
+                .iter()
+                .map(|&id| {
+                    let postings = index.entity_events(id);
+                    // An exact entity's versions are positions in its postings.
+                    match region.versions.filter(|_| exact_entity) {
+                        Some((from, to)) => {
+                            let len = postings.len() as u64;
+                            let (from, to) = (from.min(len) as usize, to.min(len) as usize);
+                            &postings[from..to]
+                        }
+                        None => postings,
+                    }
+                })
+                .collect();
+            options.push((By::Entity, lists));
+        }
+        if let Some(id) = self.scope_id {
+            options.push((By::Scope, vec![index.scope_events(id)]));
+        }
+        if let Some(kinds) = &self.kinds {
+            options.push((
+                By::Kind,
+                kinds.iter().map(|&k| index.kind_events(k)).collect(),
+            ));
+        }
+        options
+            .into_iter()
+            .min_by_key(|(_, lists)| lists.iter().map(|l| l.len()).sum::<usize>())
+    }
+}
+
+/// No criterion: every sequence after `after` and before `end`, filtered by version.
+fn scan_sequences(
+    index: &Index,
+    after: u64,
+    end: u64,
+    versions: Option<(u64, u64)>,
+    limit: usize,
+    out: &mut Vec<u64>,
+) {
+    let mut seq = after.saturating_add(1);
+    let last = index.last_sequence().min(end.saturating_sub(1));
+    while seq <= last && out.len() < limit {
+        if versions.is_none_or(|range| version_in(index, seq, range)) {
+            out.push(seq);
+        }
+        seq += 1;
+    }
+}
+
+fn version_in(index: &Index, seq: u64, (from, to): (u64, u64)) -> bool {
+    index.version_of(seq).is_some_and(|v| v >= from && v < to)
 }
 
 /// Visits the union of sorted `lists` in ascending order, starting after `after`,
