@@ -509,26 +509,22 @@ impl Store {
         upto: u64,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(Verification, Hash)> {
-        let mut body = Verification::default();
         let visible = self.stats()?.visible_sequence;
         let upto = upto.min(visible);
         // No redaction may rewrite a frame while the mapped bytes are scanned.
         let _rewrite = self.segments().rewrite_guard();
         let files = self.segments().all();
         let total: u64 = files.iter().map(|(_, f)| f.len()).sum();
-        let mut running = Hash::ZERO;
-        let mut heads: HashMap<String, Hash> = HashMap::new();
-        // Set once a record could not be read: the events after it in its file are
-        // lost to this scan, so a later event whose entity was not seen since cannot
-        // have its link checked, and the next file's header says where to resume.
-        let mut lost = false;
-        let mut expected_seq = 1;
+        let mut scan = HistoryScan {
+            store: self,
+            body: Verification::default(),
+            running: Hash::ZERO,
+            heads: HashMap::new(),
+            lost: false,
+            expected_seq: 1,
+        };
         let mut done = 0;
-        'files: for (number, file) in files {
-            let name = file
-                .path()
-                .file_name()
-                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        for (number, file) in files {
             let owned;
             let bytes: &[u8] = match file.mapped_from(0) {
                 Some(b) => b,
@@ -537,91 +533,133 @@ impl Store {
                     &owned
                 }
             };
-            body.segments += 1;
-            if lost {
-                if let Ok(header) = SegmentHeader::decode(bytes) {
-                    expected_seq = header.first_sequence;
-                }
-            }
-            // Decode and hash the file's records on both cores, then check them in order.
-            let hashed = decode_and_hash(bytes, &frame_starts(bytes));
-            let mut at = HEADER_LEN;
-            for (offset, item) in hashed {
-                if expected_seq > upto {
-                    break;
-                }
-                let finding = |check, sequence, event: Option<String>, detail| VerifyFinding {
-                    check,
-                    file: name.clone(),
-                    offset: offset as u64,
-                    sequence,
-                    event,
-                    detail,
-                };
-                let (view, len, hash) = match item {
-                    Ok(ok) => ok,
-                    Err(e) => {
-                        body.findings
-                            .push(finding(Check::Record, None, None, e.to_string()));
-                        done += bytes.len() as u64;
-                        lost = true;
-                        heads.clear();
-                        continue 'files;
-                    }
-                };
-                let h = &view.header;
-                let id = || Some(h.id.to_string());
-                if h.sequence != expected_seq {
-                    body.findings.push(finding(
-                        Check::Sequence,
-                        Some(h.sequence),
-                        id(),
-                        format!("sequence {} where {expected_seq} was expected", h.sequence),
-                    ));
-                }
-                let known = heads.get(view.entity).copied();
-                let prev = known.unwrap_or(Hash::ZERO);
-                if (known.is_some() || !lost) && h.prev_hash != prev {
-                    body.findings.push(finding(
-                        Check::ChainLink,
-                        Some(h.sequence),
-                        id(),
-                        format!(
-                            "prev_hash {} but the previous event of {:?} hashes to {prev}",
-                            h.prev_hash, view.entity
-                        ),
-                    ));
-                }
-                let indexed = self.index_entry(h.sequence);
-                if indexed != Some((Location::new(number, offset as u64), h.id)) {
-                    body.findings.push(finding(
-                        Check::Index,
-                        Some(h.sequence),
-                        id(),
-                        format!("the index has {indexed:?} for this sequence"),
-                    ));
-                }
-                match heads.get_mut(view.entity) {
-                    Some(head) => *head = hash,
-                    None => {
-                        heads.insert(view.entity.to_string(), hash);
-                    }
-                }
-                running = next_running(&running, h.sequence, &hash);
-                body.events += 1;
-                if matches!(view.payload, record::PayloadField::Redacted { .. }) {
-                    body.redacted += 1;
-                }
-                body.last_sequence = h.sequence;
-                expected_seq = h.sequence + 1;
-                at = offset + len;
-            }
-            body.bytes += at.min(bytes.len()) as u64;
+            let name = file
+                .path()
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+            scan.file(number, &name, bytes, upto);
             done += bytes.len() as u64;
             progress(done.min(total), total);
         }
+        let HistoryScan {
+            mut body, running, ..
+        } = scan;
         body.running_hash = Some(running.to_string());
         Ok((body, running))
+    }
+}
+
+/// The state of a scan of the whole history, file by file.
+struct HistoryScan<'s> {
+    store: &'s Store,
+    body: Verification,
+    running: Hash,
+    /// Each entity's newest event hash seen so far.
+    heads: HashMap<String, Hash>,
+    /// Set once a record could not be read: the events after it in its file are
+    /// lost to this scan, so a later event whose entity was not seen since cannot
+    /// have its link checked, and the next file's header says where to resume.
+    lost: bool,
+    expected_seq: u64,
+}
+
+impl HistoryScan<'_> {
+    /// Checks the records of one segment file through sequence `upto`.
+    fn file(&mut self, number: u64, name: &str, bytes: &[u8], upto: u64) {
+        self.body.segments += 1;
+        if self.lost {
+            if let Ok(header) = SegmentHeader::decode(bytes) {
+                self.expected_seq = header.first_sequence;
+            }
+        }
+        // Decode and hash the file's records on both cores, then check them in order.
+        let hashed = decode_and_hash(bytes, &frame_starts(bytes));
+        let mut at = HEADER_LEN;
+        for (offset, item) in hashed {
+            if self.expected_seq > upto {
+                break;
+            }
+            match item {
+                Ok((view, len, hash)) => {
+                    self.record(number, name, offset, &view, hash);
+                    at = offset + len;
+                }
+                Err(e) => {
+                    self.body.findings.push(VerifyFinding {
+                        check: Check::Record,
+                        file: name.to_string(),
+                        offset: offset as u64,
+                        sequence: None,
+                        event: None,
+                        detail: e.to_string(),
+                    });
+                    self.lost = true;
+                    self.heads.clear();
+                    return;
+                }
+            }
+        }
+        self.body.bytes += at.min(bytes.len()) as u64;
+    }
+
+    /// Checks one decoded record: its sequence, its chain link, the index entry.
+    fn record(
+        &mut self,
+        number: u64,
+        name: &str,
+        offset: usize,
+        view: &record::RecordView<'_>,
+        hash: Hash,
+    ) {
+        let h = &view.header;
+        let mut finding = |check, detail| {
+            self.body.findings.push(VerifyFinding {
+                check,
+                file: name.to_string(),
+                offset: offset as u64,
+                sequence: Some(h.sequence),
+                event: Some(h.id.to_string()),
+                detail,
+            });
+        };
+        let expected_seq = self.expected_seq;
+        if h.sequence != expected_seq {
+            finding(
+                Check::Sequence,
+                format!("sequence {} where {expected_seq} was expected", h.sequence),
+            );
+        }
+        let known = self.heads.get(view.entity).copied();
+        let prev = known.unwrap_or(Hash::ZERO);
+        if (known.is_some() || !self.lost) && h.prev_hash != prev {
+            finding(
+                Check::ChainLink,
+                format!(
+                    "prev_hash {} but the previous event of {:?} hashes to {prev}",
+                    h.prev_hash, view.entity
+                ),
+            );
+        }
+        let indexed = self.store.index_entry(h.sequence);
+        if indexed != Some((Location::new(number, offset as u64), h.id)) {
+            finding(
+                Check::Index,
+                format!("the index has {indexed:?} for this sequence"),
+            );
+        }
+        match self.heads.get_mut(view.entity) {
+            Some(head) => *head = hash,
+            None => {
+                self.heads.insert(view.entity.to_string(), hash);
+            }
+        }
+        self.running = next_running(&self.running, h.sequence, &hash);
+        self.body.events += 1;
+        if matches!(view.payload, record::PayloadField::Redacted { .. }) {
+            self.body.redacted += 1;
+        }
+        self.body.last_sequence = h.sequence;
+        self.expected_seq = h.sequence + 1;
     }
 }
 
