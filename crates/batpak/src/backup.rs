@@ -10,12 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::delivery::cursor::CURSORS_DIR;
 use crate::dir::sync_dir;
+use crate::dir::{CURSORS_DIR, SEGMENTS_DIR};
 use crate::error::{io_err, Error, Result};
 use crate::segment::io::SegmentFile;
 use crate::segment::reader::read_frame;
-use crate::segment::{segment_path, SEGMENTS_DIR};
+use crate::segment::segment_path;
 use crate::store::Store;
 
 /// What a backup copied.
@@ -95,13 +95,7 @@ impl Store {
         let events = self.visible_sequence();
         let end = match self.index_entry(events) {
             Some((location, _)) if events > 0 => {
-                let file = segments
-                    .get(location.segment())
-                    .ok_or_else(|| Error::Corrupt {
-                        path: segments.path_of(location.segment()),
-                        offset: location.offset(),
-                        detail: "the index points into a segment that is not open".into(),
-                    })?;
+                let file = segments.file_at(location)?;
                 Some((
                     location.segment(),
                     location.offset() + read_frame(&file, location.offset())?.len() as u64,

@@ -164,7 +164,7 @@ impl StoreBuilder {
     }
 
     fn open_reader(self, lock: bool) -> Result<Store> {
-        let segments = self.dir.join(crate::segment::SEGMENTS_DIR);
+        let segments = self.dir.join(crate::dir::SEGMENTS_DIR);
         if !segments.is_dir() {
             return Err(Error::Io {
                 op: "open store read-only",

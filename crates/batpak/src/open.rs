@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::dir::sync_dir;
 use crate::dir::PENDING_FILE;
+use crate::dir::{CHECKPOINT_FILE, SEGMENTS_DIR};
 use crate::error::{io_err, Error, Result};
 use crate::format::record::RecordView;
 use crate::format::redo::PendingRewrite;
@@ -16,7 +17,7 @@ use crate::index::{Index, IndexEntry};
 use crate::segment::io::SegmentFile;
 use crate::segment::recovery::{scan, TailCut};
 use crate::segment::writer::ActiveSegment;
-use crate::segment::{self, Location, SegmentSet, SEGMENTS_DIR};
+use crate::segment::{self, Location, SegmentSet};
 
 /// What `open` found and did.
 ///
@@ -72,8 +73,6 @@ pub enum IndexSource {
     },
 }
 
-pub(crate) use crate::dir::CHECKPOINT_FILE;
-
 /// Where the writer resumes after open.
 #[derive(Debug)]
 pub(crate) struct Resume {
@@ -110,18 +109,15 @@ fn finish_pending(dir: &Path, read_only: bool) -> Result<bool> {
         ));
     }
     let file = SegmentFile::open(&segment::segment_path(dir, pending.segment), true, 0)?;
-    apply_pending(&file, &pending, dir)?;
+    check_pending_fits(&file, &pending, dir)?;
+    apply_pending(&file, &pending)?;
     remove_pending(dir)?;
     Ok(true)
 }
 
 /// Writes a pending frame over the original, through the segment seam, and syncs it.
-pub(crate) fn apply_pending(
-    file: &SegmentFile,
-    pending: &PendingRewrite,
-    dir: &Path,
-) -> Result<()> {
-    check_pending_fits(file, pending, dir)?;
+/// The caller checked it fits (`check_pending_fits`).
+pub(crate) fn apply_pending(file: &SegmentFile, pending: &PendingRewrite) -> Result<()> {
     file.write_at(&pending.frame, pending.offset)?;
     file.sync()
 }

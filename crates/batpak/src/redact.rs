@@ -27,7 +27,7 @@ use crate::kind::EventKind;
 use crate::options::AppendOptions;
 use crate::query::Region;
 use crate::receipt::AppendReceipt;
-use crate::segment::Location;
+use crate::segment::{Location, SegmentSet};
 use crate::store::Store;
 
 /// The kind of the record a redaction leaves (reserved category 0).
@@ -95,35 +95,13 @@ impl Store {
     /// Rewrites the record at `location` without its payload and salt. `false` when
     /// it was already erased.
     fn erase(&self, location: Location) -> Result<bool> {
-        let segments = self.segments();
-        let path = segments.path_of(location.segment());
-        let file = segments
-            .get(location.segment())
-            .ok_or_else(|| Error::Corrupt {
-                path: path.clone(),
-                offset: location.offset(),
-                detail: "the index points into a segment that is not open".into(),
-            })?;
-        let frame = crate::segment::reader::read_frame(&file, location.offset())?;
-        let corrupt = |detail: String| Error::Corrupt {
-            path: path.clone(),
-            offset: location.offset(),
-            detail,
-        };
-        let (view, _) = record::decode(&frame).map_err(|e| corrupt(e.to_string()))?;
-        let digest = match view.payload {
-            PayloadField::Present { salt, bytes } => chain::payload_digest(salt, bytes),
-            PayloadField::Redacted { .. } => return Ok(false),
-        };
-        let rewritten =
-            record::redacted_copy(&frame, &digest).map_err(|e| corrupt(e.to_string()))?;
-        let pending = PendingRewrite {
-            segment: location.segment(),
-            offset: location.offset(),
-            frame: rewritten,
-        };
-        self.writer()?.rewrite_record(&pending)?;
-        Ok(true)
+        match erasing_rewrite(self.segments(), location)? {
+            Some(pending) => {
+                self.writer()?.rewrite_record(&pending)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// Erases every target a `Redaction` record names that still holds its payload:
@@ -149,6 +127,29 @@ impl Store {
         }
         Ok(erased)
     }
+}
+
+/// The rewrite that erases the record at `location` (payload and salt replaced by
+/// the payload digest), or `None` when it is already erased.
+fn erasing_rewrite(segments: &SegmentSet, location: Location) -> Result<Option<PendingRewrite>> {
+    let file = segments.file_at(location)?;
+    let frame = crate::segment::reader::read_frame(&file, location.offset())?;
+    let corrupt = |detail: String| Error::Corrupt {
+        path: segments.path_of(location.segment()),
+        offset: location.offset(),
+        detail,
+    };
+    let (view, _) = record::decode(&frame).map_err(|e| corrupt(e.to_string()))?;
+    let digest = match view.payload {
+        PayloadField::Present { salt, bytes } => chain::payload_digest(salt, bytes),
+        PayloadField::Redacted { .. } => return Ok(None),
+    };
+    let frame = record::redacted_copy(&frame, &digest).map_err(|e| corrupt(e.to_string()))?;
+    Ok(Some(PendingRewrite {
+        segment: location.segment(),
+        offset: location.offset(),
+        frame,
+    }))
 }
 
 #[cfg(test)]
@@ -201,24 +202,11 @@ mod tests {
         (store, ids[1].event_id, location)
     }
 
-    /// The rewrite that erases the record at `location`, as `redact` would write it.
+    /// The rewrite that erases the record at `location`, as `redact` writes it.
     fn redacted_rewrite(store: &Store, location: Location) -> PendingRewrite {
-        let file = store
-            .segments()
-            .get(location.segment())
-            .unwrap_or_else(|| panic!("open segment"));
-        let frame = crate::segment::reader::read_frame(&file, location.offset())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (view, _) = record::decode(&frame).unwrap_or_else(|e| panic!("{e}"));
-        let PayloadField::Present { salt, bytes } = view.payload else {
-            panic!("present")
-        };
-        let digest = chain::payload_digest(salt, bytes);
-        PendingRewrite {
-            segment: location.segment(),
-            offset: location.offset(),
-            frame: record::redacted_copy(&frame, &digest).unwrap_or_else(|e| panic!("{e}")),
-        }
+        erasing_rewrite(store.segments(), location)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("the record still holds its payload"))
     }
 
     /// Reopens read-write and checks the redaction of `id` was finished by that open.

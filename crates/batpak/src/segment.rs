@@ -13,7 +13,7 @@ use crate::error::{io_err, Error, Result};
 use crate::format::record::RecordView;
 use io::SegmentFile;
 
-pub(crate) use crate::dir::SEGMENTS_DIR;
+use crate::dir::SEGMENTS_DIR;
 const EXTENSION: &str = "seg";
 
 /// Where a record lives: segment number (high 24 bits) and byte offset (low 40 bits).
@@ -119,11 +119,7 @@ impl SegmentSet {
         location: Location,
         f: impl FnOnce(&RecordView<'_>) -> Result<R>,
     ) -> Result<R> {
-        let file = self.get(location.segment()).ok_or_else(|| Error::Corrupt {
-            path: self.path_of(location.segment()),
-            offset: location.offset(),
-            detail: "the index points into a segment that is not open".into(),
-        })?;
+        let file = self.file_at(location)?;
         match reader::with_record(&file, location.offset(), f) {
             Ok(result) => result,
             Err((f, _)) => {
@@ -134,6 +130,16 @@ impl SegmentSet {
                 }
             }
         }
+    }
+
+    /// The open segment `location` points into; a segment that is not open is damage
+    /// (the index named it).
+    pub(crate) fn file_at(&self, location: Location) -> Result<Arc<SegmentFile>> {
+        self.get(location.segment()).ok_or_else(|| Error::Corrupt {
+            path: self.path_of(location.segment()),
+            offset: location.offset(),
+            detail: "the index points into a segment that is not open".into(),
+        })
     }
 
     /// Excludes in-place rewrites while held.

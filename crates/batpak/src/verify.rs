@@ -446,7 +446,7 @@ impl Store {
         let (body, running) = self.scan_history(u64::MAX, &mut |_, _| {})?;
         if let Some(f) = body.findings.first() {
             return Err(Error::Corrupt {
-                path: self.dir().join(crate::segment::SEGMENTS_DIR).join(&f.file),
+                path: self.dir().join(crate::dir::SEGMENTS_DIR).join(&f.file),
                 offset: f.offset,
                 detail: format!("cannot anchor a damaged history: {}", f.detail),
             });

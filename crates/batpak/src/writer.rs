@@ -743,17 +743,12 @@ impl Writer {
         self.check_poison()?;
         let file = self
             .segments
-            .get(pending.segment)
-            .ok_or_else(|| Error::Corrupt {
-                path: self.segments.path_of(pending.segment),
-                offset: pending.offset,
-                detail: "the index points into a segment that is not open".into(),
-            })?;
+            .file_at(Location::new(pending.segment, pending.offset))?;
         check_pending_fits(&file, pending, &self.dir)?;
         replace_file(&self.dir, PENDING_FILE, &pending.encode())?;
         {
             let _no_readers_mid_frame = self.segments.rewrite_guard();
-            apply_pending(&file, pending, &self.dir).map_err(|e| self.poisoned(e))?;
+            apply_pending(&file, pending).map_err(|e| self.poisoned(e))?;
         }
         remove_pending(&self.dir)
     }

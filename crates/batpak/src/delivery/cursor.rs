@@ -16,7 +16,7 @@ use crate::format::cursor::CursorFile;
 use crate::query::Region;
 use crate::store::Store;
 
-pub(crate) use crate::dir::CURSORS_DIR;
+use crate::dir::CURSORS_DIR;
 /// Longest cursor (and reactor) name, in bytes: its file name is the name in hex,
 /// which must stay under the usual 255-byte limit.
 pub(crate) const MAX_CURSOR_NAME: usize = 120;

@@ -7,8 +7,9 @@ use crate::error::Result;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
 
 use super::io::SegmentFile;
-use super::{segment_path, SEGMENTS_DIR};
+use super::segment_path;
 use crate::dir::sync_dir;
+use crate::dir::SEGMENTS_DIR;
 
 /// The segment new records go to. Only the writer holds one.
 #[derive(Debug)]
