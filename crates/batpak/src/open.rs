@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use crate::dir::sync_dir;
 use crate::dir::PENDING_FILE;
-use crate::dir::{CHECKPOINT_FILE, SEGMENTS_DIR};
+use crate::dir::SEGMENTS_DIR;
+use crate::checkpoint::Floor;
 use crate::error::{io_err, Error, Result};
 use crate::format::record::RecordView;
 use crate::format::redo::PendingRewrite;
@@ -261,6 +262,8 @@ struct Scan {
     active: Option<(Arc<SegmentFile>, u64, u64)>,
     /// The segment and offset the trusted checkpoint covers up to.
     covered: Option<(u64, u64)>,
+    /// What a checkpoint of this store proves durable: no tail rule applies below it.
+    floor: Floor,
 }
 
 impl Scan {
@@ -282,16 +285,24 @@ impl Scan {
             tail_cut: None,
             active: None,
             covered: None,
+            floor: Floor::new(),
         };
-        let c = match crate::checkpoint::read_trusted(dir, files) {
+        let c = match crate::checkpoint::read(dir) {
             Ok(c) => c,
             Err(reason) => return Ok((scan, IndexSource::Rebuilt { reason })),
         };
-        scan.index = Index::import(&c).map_err(|detail| Error::Corrupt {
-            path: dir.join(CHECKPOINT_FILE),
-            offset: 0,
-            detail,
-        })?;
+        // What the checkpoint proves durable holds even when it cannot be used.
+        scan.floor = crate::checkpoint::durable_floor(dir, &c, files)?;
+        if let Err(reason) = crate::checkpoint::trusted(&c, files) {
+            return Ok((scan, IndexSource::Rebuilt { reason }));
+        }
+        scan.index = match Index::import(&c) {
+            Ok(index) => index,
+            Err(detail) => {
+                let reason = format!("checkpoint columns are inconsistent: {detail}");
+                return Ok((scan, IndexSource::Rebuilt { reason }));
+            }
+        };
         scan.progress = Progress {
             next_sequence: scan.index.last_sequence() + 1,
             last_timestamp_ns: c.last_timestamp_ns,
@@ -340,9 +351,14 @@ impl Scan {
         self.bytes_scanned += start.map_or(bytes.len() as u64, |s| {
             (bytes.len() as u64).saturating_sub(s)
         });
+        let durable = self.floor.get(&number).copied();
         let header = match SegmentHeader::decode(bytes) {
             Ok(h) => h,
-            Err(HeaderError::Incomplete) if is_last => {
+            // The header is synced before any record is written, so only a file no
+            // longer than a header can be a segment whose creation was interrupted.
+            Err(HeaderError::Incomplete)
+                if is_last && file.len() <= HEADER_LEN as u64 && durable.is_none() =>
+            {
                 // Crashed while creating this segment: it never held a record.
                 self.tail_cut = Some(TailCut {
                     path: path.to_path_buf(),
@@ -358,7 +374,7 @@ impl Scan {
                 }
                 return Ok(false);
             }
-            Err(e) => return Err(header_error(path, e)),
+            Err(e) => return Err(header_error(path, e, file.len(), durable)),
         };
         let expect = |ok: bool, detail: String| {
             if ok {
@@ -402,7 +418,7 @@ impl Scan {
         }
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let (index, progress) = (&mut self.index, &mut self.progress);
-        let outcome = scan(path, bytes, start, is_last, |view, offset| {
+        let outcome = scan(path, bytes, start, is_last, durable.unwrap_or(0), |view, offset| {
             admit(index, progress, view, Location::new(number, offset)).map_err(|detail| {
                 Error::Corrupt {
                     path: path.to_path_buf(),
@@ -500,14 +516,22 @@ fn admit(
     Ok(())
 }
 
-fn header_error(path: &Path, e: HeaderError) -> Error {
+fn header_error(path: &Path, e: HeaderError, len: u64, durable: Option<u64>) -> Error {
     let corrupt = |detail: String| Error::Corrupt {
         path: path.to_path_buf(),
         offset: 0,
         detail,
     };
     match e {
-        HeaderError::Incomplete => corrupt("segment header is incomplete".into()),
+        HeaderError::Incomplete => corrupt(match durable {
+            Some(durable) => format!(
+                "segment header is missing or zeroed ({len} bytes in the file); the index checkpoint recorded {durable} durable bytes in it"
+            ),
+            None if len > HEADER_LEN as u64 => format!(
+                "segment header is missing or zeroed, yet the file holds {len} bytes (a header is synced before any record is written)"
+            ),
+            None => "segment header is incomplete".into(),
+        }),
         HeaderError::BadMagic => corrupt("not a batpak segment (bad magic)".into()),
         HeaderError::UnsupportedVersion(found) => Error::UnsupportedFormat {
             path: path.to_path_buf(),

@@ -163,10 +163,10 @@ impl SegmentSet {
         crate::sync::read(&self.files).get(&number).cloned()
     }
 
-    /// (number, length) of every segment up to and including `last`.
-    pub(crate) fn lengths_up_to(&self, last: u64) -> Vec<(u64, u64)> {
+    /// (number, length) of every segment.
+    pub(crate) fn lengths(&self) -> Vec<(u64, u64)> {
         crate::sync::read(&self.files)
-            .range(..=last)
+            .iter()
             .map(|(n, f)| (*n, f.len()))
             .collect()
     }

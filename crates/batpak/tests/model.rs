@@ -704,6 +704,9 @@ struct LastWrite {
     start: u64,
     end: u64,
     first_event: usize,
+    /// The index checkpoint as it was before the write (a crash during the write
+    /// leaves that one, not the one a rotation or close wrote after it).
+    checkpoint_before: Option<Vec<u8>>,
 }
 
 /// The segment files, sorted by number (their names are fixed-width hex).
@@ -955,6 +958,7 @@ impl Harness {
         self.last_write = None;
         let predicted = self.model.predict(&request);
         let (before_path, before_len) = last_segment(&self.dir)?;
+        let checkpoint_before = fs::read(self.dir.join("index.ckpt")).ok();
         let store = self.store()?;
         let result = if request.batch {
             let mut batch = Batch::new();
@@ -1012,6 +1016,7 @@ impl Harness {
                     start,
                     end: after_len,
                     first_event,
+                    checkpoint_before,
                 });
                 format!(
                     "{what}: wrote sequences {:?} at {}[{start}..{after_len})",
@@ -1060,6 +1065,13 @@ impl Harness {
             .or_fail("open segment to tear")?;
         file.set_len(w.end - k).or_fail("truncate segment")?;
         drop(file);
+        let checkpoint = self.dir.join("index.ckpt");
+        match &w.checkpoint_before {
+            Some(bytes) => fs::write(&checkpoint, bytes).or_fail("restore checkpoint")?,
+            None => {
+                let _ = fs::remove_file(&checkpoint);
+            }
+        }
         let dropped: Vec<EventId> = self
             .model
             .events
@@ -1522,7 +1534,9 @@ fn crash_frees_the_idempotency_key_of_the_torn_write() {
     let lost = append(&store, "acct", b"two", keyed("k-b"));
     let (path, end) = last_segment(dir.path()).unwrap();
     store.close().unwrap();
-    // The process "died" before the last byte of the second append reached the disk.
+    // The process "died" before the last byte of the second append reached the disk,
+    // so before close wrote a checkpoint covering it.
+    fs::remove_file(dir.path().join("index.ckpt")).unwrap();
     OpenOptions::new()
         .write(true)
         .open(&path)
@@ -1573,7 +1587,9 @@ fn batch_torn_on_a_frame_boundary_disappears_whole() {
     store.append_batch(&b).unwrap();
     let (path, _) = last_segment(dir.path()).unwrap();
     store.close().unwrap();
-    // Keep the first two frames of the batch intact: only its final frame is missing.
+    // The process died before close wrote a checkpoint, with the first two frames of
+    // the batch intact: only its final frame is missing.
+    fs::remove_file(dir.path().join("index.ckpt")).unwrap();
     let bytes = fs::read(&path).unwrap();
     let frame_len = |at: u64| {
         let at = at as usize + 4;

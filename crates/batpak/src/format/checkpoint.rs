@@ -16,8 +16,10 @@
 //! 88      4     body_crc         CRC32C of the body
 //! 92      4     header_crc       CRC32C of bytes [0, 92)
 //! 96      ...   body, little-endian throughout:
-//!               segments:     u32 count, then (number u64, length u64) per segment up to
-//!                             the watermark segment (whose length is the watermark offset)
+//!               segments:     u32 count, then (number u64, durable length u64) per
+//!                             segment: sealed ones whole, the watermark segment up to the
+//!                             watermark offset, later ones their header (older files
+//!                             stop at the watermark segment)
 //!               ids:          n x 16 bytes
 //!               locations:    n x u64
 //!               entity_of:    n x u32

@@ -7,6 +7,9 @@
 //!   A frame only counts as torn when its stored length agrees with the length its
 //!   fixed header implies (or the header bytes were never written): a damaged length
 //!   field must not turn the records after it into a "tail".
+//! - None of that applies below the segment's durable length (what a checkpoint
+//!   proved synced): there a damaged frame or an unfinished batch is damage to
+//!   acknowledged data, an error, however tail-shaped it looks.
 //! - Anything else that fails to decode (in any segment) is an error naming the file
 //!   and offset; so is an unfinished batch at the end of an earlier segment.
 
@@ -56,12 +59,13 @@ fn length_is_credible(rest: &[u8]) -> bool {
 }
 
 /// Calls `on_record(view, offset)` for every record of every complete batch in
-/// `bytes[start..]`, in order.
+/// `bytes[start..]`, in order. Nothing before `durable_end` may be cut as a tail.
 pub(crate) fn scan<'a>(
     path: &Path,
     bytes: &'a [u8],
     start: usize,
     is_last: bool,
+    durable_end: u64,
     mut on_record: impl FnMut(&RecordView<'a>, u64) -> Result<()>,
 ) -> Result<ScanOutcome> {
     let corrupt = |offset: usize, detail: String| Error::Corrupt {
@@ -100,14 +104,21 @@ pub(crate) fn scan<'a>(
                     }
                     FrameError::Malformed(_) => false,
                 };
-                if is_last && tail_shaped {
+                if is_last && tail_shaped && at as u64 >= durable_end {
                     break Some(e.to_string());
+                }
+                if is_last && tail_shaped {
+                    return Err(corrupt(at, below_floor(&e.to_string(), durable_end)));
                 }
                 return Err(corrupt(at, e.to_string()));
             }
         }
     };
     let unfinished = !batch.is_empty();
+    if unfinished && (batch_start as u64) < durable_end {
+        let what = format!("batch of {} records has no final record", batch.len());
+        return Err(corrupt(batch_start, below_floor(&what, durable_end)));
+    }
     if unfinished && !is_last {
         return Err(corrupt(
             batch_start,
@@ -138,4 +149,11 @@ pub(crate) fn scan<'a>(
             reason,
         }),
     })
+}
+
+/// The detail of a tail-shaped failure inside the bytes a checkpoint proved durable.
+fn below_floor(what: &str, durable_end: u64) -> String {
+    format!(
+        "{what}; the index checkpoint recorded {durable_end} durable bytes in this segment, so this is damage to acknowledged data, not a torn write"
+    )
 }

@@ -1,0 +1,246 @@
+//! A durable record is never a tail. Whatever a checkpoint proved synced (sealed
+//! segments, the watermark, segments created after it) that fails a check or is
+//! missing is `Error::Corrupt` naming the file, on every open path, and nothing on disk
+//! is changed; only bytes that were never durable are cut, and every cut is reported.
+
+#![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use batpak::{
+    AppendOptions, AppendReceipt, Batch, Coordinate, Error, EventKind, RawPayload, Store,
+};
+
+fn segments(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<_> = fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+fn last_segment(dir: &Path) -> PathBuf {
+    segments(dir).pop().unwrap()
+}
+
+fn len(path: &Path) -> u64 {
+    fs::metadata(path).unwrap().len()
+}
+
+fn append(store: &Store, entity: &str, byte: u8) -> AppendReceipt {
+    store
+        .append_raw(
+            &Coordinate::new(entity, "s").unwrap(),
+            EventKind::custom(1, 1),
+            RawPayload::opaque(&[byte; 40]),
+            AppendOptions::default(),
+        )
+        .unwrap()
+}
+
+/// A closed store of `n` single events; returns where the last record starts.
+fn closed_store(dir: &Path, n: u8) -> u64 {
+    let store = Store::open(dir).unwrap();
+    for i in 0..n - 1 {
+        append(&store, "a", i);
+    }
+    let start = len(&last_segment(dir));
+    append(&store, "a", n);
+    store.close().unwrap();
+    start
+}
+
+fn flip(path: &Path, offset: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[offset as usize] ^= 0x01;
+    fs::write(path, bytes).unwrap();
+}
+
+/// Both open paths refuse with `Error::Corrupt` naming `path`, and leave every byte of
+/// the directory as it was.
+fn refused_naming(dir: &Path, path: &Path) -> String {
+    let before: Vec<(PathBuf, Vec<u8>)> = segments(dir)
+        .into_iter()
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect();
+    let mut details = Vec::new();
+    for (what, result) in [
+        ("writable", Store::open(dir)),
+        ("read-only", Store::open_read_only(dir)),
+    ] {
+        match result {
+            Err(Error::Corrupt {
+                path: named,
+                detail,
+                ..
+            }) => {
+                assert_eq!(named, path, "{what} open names the file: {detail}");
+                details.push(detail);
+            }
+            Err(other) => panic!("{what} open: expected Corrupt, got {other}"),
+            Ok(store) => panic!(
+                "{what} open succeeded with {} events, tail cut {:?}",
+                store.stats().unwrap().events,
+                store.open_report().tail_cut
+            ),
+        }
+    }
+    let after: Vec<(PathBuf, Vec<u8>)> = segments(dir)
+        .into_iter()
+        .map(|p| (p.clone(), fs::read(&p).unwrap()))
+        .collect();
+    assert!(before == after, "a refused open changed the segments");
+    details.swap_remove(0)
+}
+
+#[test]
+fn the_flipped_last_record_of_a_closed_store_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_store(dir.path(), 5);
+    let seg = last_segment(dir.path());
+    let end = len(&seg);
+    flip(&seg, end - 3); // in the payload of the last record
+    let detail = refused_naming(dir.path(), &seg);
+    assert!(detail.contains("durable"), "{detail}");
+    assert!(detail.contains("checksum"), "{detail}");
+}
+
+#[test]
+fn a_final_batch_is_never_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    append(&store, "a", 1);
+    let mut batch = Batch::new();
+    for i in 0..100u8 {
+        batch.push_raw(
+            &Coordinate::new(format!("b:{i}"), "s").unwrap(),
+            EventKind::custom(1, 2),
+            RawPayload::opaque(&[i; 16]),
+            AppendOptions::default(),
+        );
+    }
+    store.append_batch(&batch).unwrap();
+    store.close().unwrap();
+    let seg = last_segment(dir.path());
+    flip(&seg, len(&seg) - 2);
+    refused_naming(dir.path(), &seg);
+    // The damage is named; the other 100 events are still on disk for a repair.
+    assert!(len(&seg) > 100 * 16);
+}
+
+#[test]
+fn truncation_on_a_record_boundary_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let last_start = closed_store(dir.path(), 5);
+    let seg = last_segment(dir.path());
+    let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(last_start).unwrap();
+    drop(f);
+    let detail = refused_naming(dir.path(), &seg);
+    assert!(detail.contains(&format!("is {last_start} bytes")), "{detail}");
+}
+
+#[test]
+fn a_segment_cut_back_to_its_header_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_store(dir.path(), 3);
+    let seg = last_segment(dir.path());
+    let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(64).unwrap();
+    drop(f);
+    refused_naming(dir.path(), &seg);
+}
+
+/// A store whose events span several segments, closed.
+fn rotated_store(dir: &Path) -> Vec<AppendReceipt> {
+    let store = Store::builder(dir).segment_size(4096).open().unwrap();
+    let acked: Vec<_> = (0..120).map(|i| append(&store, "r", i)).collect();
+    store.close().unwrap();
+    assert!(segments(dir).len() >= 3);
+    acked
+}
+
+#[test]
+fn a_deleted_last_segment_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    rotated_store(dir.path());
+    let seg = last_segment(dir.path());
+    fs::remove_file(&seg).unwrap();
+    let detail = refused_naming(dir.path(), &seg);
+    assert!(detail.contains("missing"), "{detail}");
+}
+
+#[test]
+fn a_zeroed_last_segment_is_an_error_even_without_a_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    rotated_store(dir.path());
+    fs::remove_file(dir.path().join("index.ckpt")).unwrap();
+    let seg = last_segment(dir.path());
+    fs::write(&seg, vec![0u8; len(&seg) as usize]).unwrap();
+    let detail = refused_naming(dir.path(), &seg);
+    assert!(detail.contains("zeroed"), "{detail}");
+}
+
+#[test]
+fn a_segment_created_after_the_watermark_is_known_to_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .segment_size(4096)
+        .open()
+        .unwrap();
+    let mut n = 0u8;
+    // Append until a rotation made a second segment; its first event is the last.
+    while segments(dir.path()).len() < 2 {
+        append(&store, "r", n);
+        n += 1;
+    }
+    store.close().unwrap();
+    let seg = last_segment(dir.path());
+    fs::remove_file(&seg).unwrap();
+    refused_naming(dir.path(), &seg);
+}
+
+#[test]
+fn a_checkpoint_whose_columns_do_not_import_is_rebuilt_not_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    closed_store(dir.path(), 5);
+    let path = dir.path().join("index.ckpt");
+    let mut bytes = fs::read(&path).unwrap();
+    // The first entity_of entry (body: segments, 5 ids, 5 locations, then entity_of)
+    // now names an entity with no name; then the CRCs are recomputed, as a careless
+    // tool would.
+    let segments = u32::from_le_bytes(bytes[96..100].try_into().unwrap()) as usize;
+    let entity_of = 96 + 4 + segments * 16 + 5 * 16 + 5 * 8;
+    bytes[entity_of..entity_of + 4].copy_from_slice(&7u32.to_le_bytes());
+    let body_crc = crc32c(&bytes[96..]);
+    bytes[88..92].copy_from_slice(&body_crc.to_le_bytes());
+    let header_crc = crc32c(&bytes[..92]);
+    bytes[92..96].copy_from_slice(&header_crc.to_le_bytes());
+    fs::write(&path, bytes).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    match &store.open_report().index {
+        batpak::IndexSource::Rebuilt { reason } => {
+            assert!(reason.contains("inconsistent"), "{reason}");
+        }
+        other => panic!("expected a rebuild, got {other:?}"),
+    }
+    assert_eq!(store.stats().unwrap().events, 5);
+}
+
+/// CRC32C (Castagnoli), bitwise: the checkpoint's checksum, so a test can forge one.
+fn crc32c(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
