@@ -104,18 +104,23 @@ impl Context {
     /// writes. A directory with no store is an error naming it.
     pub fn open_read(&self) -> Result<Store, Failure> {
         self.require_store()?;
-        match self.builder(&self.dir).open_read_only() {
-            Err(Error::Locked { .. }) => Ok(self.builder(&self.dir).open_view()?),
-            other => other.map_err(|e| self.open_failure(e)),
-        }
+        let store = match self.builder(&self.dir).open_read_only() {
+            Err(Error::Locked { .. }) => self.builder(&self.dir).open_view()?,
+            other => other.map_err(|e| self.open_failure(e))?,
+        };
+        warn_tail(&store, "ignored by this read-only open");
+        Ok(store)
     }
 
     /// A fresh lock-free view (for `tail -f`, which must not block writers).
     pub fn open_view(&self) -> Result<Store, Failure> {
         self.require_store()?;
-        self.builder(&self.dir)
+        let store = self
+            .builder(&self.dir)
             .open_view()
-            .map_err(|e| self.open_failure(e))
+            .map_err(|e| self.open_failure(e))?;
+        warn_tail(&store, "ignored by this read-only open");
+        Ok(store)
     }
 
     /// Opens for writing, creating the store when `create` and it does not exist.
@@ -123,9 +128,12 @@ impl Context {
         if !create {
             self.require_store()?;
         }
-        self.builder(&self.dir)
+        let store = self
+            .builder(&self.dir)
             .open()
-            .map_err(|e| self.open_failure(e))
+            .map_err(|e| self.open_failure(e))?;
+        warn_tail(&store, "cut by this open");
+        Ok(store)
     }
 
     fn require_store(&self) -> Outcome {
@@ -144,6 +152,22 @@ impl Context {
             "cannot open the store at {}: {e}",
             self.dir.display()
         ))
+    }
+}
+
+/// Every tail an open cut (or, read-only, ignored) is said on stderr, whatever the
+/// command: bytes that were never acknowledged durable, but bytes all the same.
+fn warn_tail(store: &Store, done: &str) {
+    if let Some(cut) = &store.open_report().tail_cut {
+        let _ = writeln!(
+            std::io::stderr(),
+            "warning: torn tail {done}: {} bytes at offset {} of {} ({} complete records of an unfinished batch): {}",
+            cut.bytes,
+            cut.offset,
+            cut.path.display(),
+            cut.records,
+            cut.reason
+        );
     }
 }
 

@@ -768,3 +768,51 @@ fn a_reader_that_stops_early_ends_the_tool_quietly() {
         stderr(&o)
     );
 }
+
+#[test]
+fn every_command_that_opens_prints_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    // A crash before close: no checkpoint, and zeros after the last record where a
+    // write's data never landed.
+    std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
+    let seg = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let len = std::fs::metadata(&seg).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(len + 100).unwrap();
+    drop(f);
+    for args in [&["stats"][..], &["verify"], &["tail"]] {
+        let o = batpak(dir.path(), args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        let err = stderr(&o);
+        assert!(
+            err.contains("warning: torn tail ignored by this read-only open: 100 bytes")
+                && err.contains(&format!("at offset {len}")),
+            "{args:?}: {err}"
+        );
+    }
+    let o = batpak(
+        dir.path(),
+        &[
+            "append",
+            "--entity",
+            "order:3",
+            "--scope",
+            "t:a",
+            "--kind",
+            "1:1",
+            r#"{"x":1}"#,
+        ],
+    );
+    assert!(
+        stderr(&o).contains("warning: torn tail cut by this open: 100 bytes"),
+        "{}",
+        stderr(&o)
+    );
+    let o = batpak(dir.path(), &["stats"]);
+    assert!(!stderr(&o).contains("torn tail"), "{}", stderr(&o));
+}

@@ -54,20 +54,16 @@ fn segments_store_id(files: &[(u64, PathBuf)]) -> Option<[u8; 16]> {
 /// be present and at least as long as recorded, or acknowledged data is gone and this
 /// is `Error::Corrupt` naming the segment. A checkpoint of another store proves
 /// nothing (an empty floor; `trusted` then gives the reason to rebuild).
-pub(crate) fn durable_floor(
-    dir: &Path,
-    c: &Checkpoint,
-    files: &[(u64, PathBuf)],
-) -> Result<Floor> {
+pub(crate) fn durable_floor(dir: &Path, c: &Checkpoint, files: &[(u64, PathBuf)]) -> Result<Floor> {
     if segments_store_id(files).is_some_and(|id| id != c.store_id) {
         return Ok(Floor::new());
     }
     let floor: Floor = c.segments.iter().copied().collect();
     for (&number, &durable) in &floor {
-        let path = files
-            .iter()
-            .find(|(n, _)| *n == number)
-            .map_or_else(|| crate::segment::segment_path(dir, number), |(_, p)| p.clone());
+        let path = files.iter().find(|(n, _)| *n == number).map_or_else(
+            || crate::segment::segment_path(dir, number),
+            |(_, p)| p.clone(),
+        );
         let actual = match std::fs::metadata(&path) {
             Ok(m) => m.len(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -5,10 +5,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::checkpoint::Floor;
 use crate::dir::sync_dir;
 use crate::dir::PENDING_FILE;
 use crate::dir::SEGMENTS_DIR;
-use crate::checkpoint::Floor;
 use crate::error::{io_err, Error, Result};
 use crate::format::record::RecordView;
 use crate::format::redo::PendingRewrite;
@@ -418,15 +418,22 @@ impl Scan {
         }
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let (index, progress) = (&mut self.index, &mut self.progress);
-        let outcome = scan(path, bytes, start, is_last, durable.unwrap_or(0), |view, offset| {
-            admit(index, progress, view, Location::new(number, offset)).map_err(|detail| {
-                Error::Corrupt {
-                    path: path.to_path_buf(),
-                    offset,
-                    detail,
-                }
-            })
-        })?;
+        let outcome = scan(
+            path,
+            bytes,
+            start,
+            is_last,
+            durable.unwrap_or(0),
+            |view, offset| {
+                admit(index, progress, view, Location::new(number, offset)).map_err(|detail| {
+                    Error::Corrupt {
+                        path: path.to_path_buf(),
+                        offset,
+                        detail,
+                    }
+                })
+            },
+        )?;
         if let Some(cut) = outcome.cut {
             if !read_only {
                 file.truncate(outcome.valid_end)?;

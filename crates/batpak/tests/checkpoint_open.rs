@@ -188,7 +188,11 @@ fn damaged_truncated_and_future_checkpoints_are_rebuilt_with_the_reason() {
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }
-    assert_eq!(fs::metadata(last).unwrap().len(), len - 30, "nothing was cut");
+    assert_eq!(
+        fs::metadata(last).unwrap().len(),
+        len - 30,
+        "nothing was cut"
+    );
 }
 
 #[test]

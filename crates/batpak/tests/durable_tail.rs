@@ -139,7 +139,10 @@ fn truncation_on_a_record_boundary_is_an_error() {
     f.set_len(last_start).unwrap();
     drop(f);
     let detail = refused_naming(dir.path(), &seg);
-    assert!(detail.contains(&format!("is {last_start} bytes")), "{detail}");
+    assert!(
+        detail.contains(&format!("is {last_start} bytes")),
+        "{detail}"
+    );
 }
 
 #[test]
