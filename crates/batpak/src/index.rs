@@ -316,6 +316,110 @@ impl Index {
     }
 }
 
+/// How many postings of each kind name sequences up to some bound.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PostingCounts {
+    pub entity: u64,
+    pub scope: u64,
+    pub kind: u64,
+    pub effects: u64,
+    pub correlated: u64,
+}
+
+impl Index {
+    /// Checks that the index says exactly what `e` (read from the record) says about
+    /// its sequence: every column, and a posting in each list the event belongs in.
+    /// Each disagreement is one line naming the column, index value against record.
+    pub(crate) fn check_entry(&self, e: &IndexEntry<'_>) -> Vec<String> {
+        let Some(i) = self.slot(e.sequence) else {
+            return vec![format!("the index has no sequence {}", e.sequence)];
+        };
+        let mut out = Vec::new();
+        let mut differ = |name: &str, index: &dyn std::fmt::Debug, record: &dyn std::fmt::Debug| {
+            out.push(format!(
+                "{name}: the index has {index:?}, the record {record:?}"
+            ));
+        };
+        if self.ids[i] != e.id {
+            differ("id", &self.ids[i], &e.id);
+        }
+        if self.locations[i] != e.location {
+            let at = |l: Location| (l.segment(), l.offset());
+            differ(
+                "location (segment, offset)",
+                &at(self.locations[i]),
+                &at(e.location),
+            );
+        }
+        let entity = self
+            .entities
+            .names
+            .get(self.entity_of[i] as usize)
+            .map(|n| &**n);
+        if entity != Some(e.entity) {
+            differ("entity", &entity, &e.entity);
+        }
+        let scope = self
+            .scopes
+            .names
+            .get(self.scope_of[i] as usize)
+            .map(|n| &**n);
+        if scope != Some(e.scope) {
+            differ("scope", &scope, &e.scope);
+        }
+        if self.kinds[i] != e.kind {
+            differ("kind", &self.kinds[i], &e.kind);
+        }
+        let version = self.version_of(e.sequence);
+        if version != Some(e.version) {
+            differ("version (entity postings)", &version, &e.version);
+        }
+        let posted =
+            |list: Option<&Vec<u64>>| list.is_some_and(|l| l.binary_search(&e.sequence).is_ok());
+        let lists = [
+            (
+                "scope",
+                Some(posted(self.scope_events.get(self.scope_of[i] as usize))),
+            ),
+            ("kind", Some(posted(self.kind_events.get(&e.kind)))),
+            (
+                "causation",
+                e.causation.map(|c| posted(self.effects.get(&c))),
+            ),
+            (
+                "correlation",
+                e.correlation.map(|c| posted(self.correlated.get(&c))),
+            ),
+        ];
+        for (name, present) in lists {
+            if present == Some(false) {
+                out.push(format!(
+                    "{name} postings: sequence {} is missing",
+                    e.sequence
+                ));
+            }
+        }
+        out
+    }
+
+    /// How many postings name sequences `1..=upto`: with `check_entry` passing for
+    /// each of those events, equal counts mean no posting names one wrongly.
+    pub(crate) fn posting_counts(&self, upto: u64) -> PostingCounts {
+        let upto_in = |lists: &mut dyn Iterator<Item = &Vec<u64>>| -> u64 {
+            lists
+                .map(|l| l.partition_point(|&s| s <= upto) as u64)
+                .sum()
+        };
+        PostingCounts {
+            entity: upto_in(&mut self.entity_events.iter()),
+            scope: upto_in(&mut self.scope_events.iter()),
+            kind: upto_in(&mut self.kind_events.values()),
+            effects: upto_in(&mut self.effects.values()),
+            correlated: upto_in(&mut self.correlated.values()),
+        }
+    }
+}
+
 impl Index {
     /// Copies the columns, names and sparse postings of sequences `1..=upto` into `c`.
     /// Names are interned in order of first appearance, so the names those events use

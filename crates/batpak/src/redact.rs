@@ -202,6 +202,23 @@ mod tests {
         (store, ids[1].event_id, location)
     }
 
+    /// Step 1 of `redact` alone: the `Redaction` record of `id`, appended.
+    fn record_redaction(store: &Store, id: EventId, reason: &str) {
+        let coordinate = store.get(id).ok().flatten().map(|e| e.coordinate);
+        let mut batch = Batch::new();
+        batch
+            .push_system(
+                &coordinate.unwrap_or_else(|| panic!("target")),
+                &Redaction {
+                    target: id,
+                    reason: reason.into(),
+                },
+                AppendOptions::default().caused_by(id),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        store.append_batch(&batch).unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// The rewrite that erases the record at `location`, as `redact` writes it.
     fn redacted_rewrite(store: &Store, location: Location) -> PendingRewrite {
         erasing_rewrite(store.segments(), location)
@@ -230,6 +247,7 @@ mod tests {
     fn a_torn_rewrite_is_finished_from_the_pending_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let (store, id, location) = setup(dir.path());
+        record_redaction(&store, id, "torn");
         let pending = redacted_rewrite(&store, location);
         drop(store);
         replace_file(dir.path(), PENDING_FILE, &pending.encode()).unwrap_or_else(|e| panic!("{e}"));
@@ -259,19 +277,7 @@ mod tests {
     fn a_recorded_redaction_is_finished_at_open() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let (store, id, _) = setup(dir.path());
-        let coordinate = store.get(id).ok().flatten().map(|e| e.coordinate);
-        let mut batch = Batch::new();
-        batch
-            .push_system(
-                &coordinate.unwrap_or_else(|| panic!("target")),
-                &Redaction {
-                    target: id,
-                    reason: "interrupted".into(),
-                },
-                AppendOptions::default().caused_by(id),
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        store.append_batch(&batch).unwrap_or_else(|e| panic!("{e}"));
+        record_redaction(&store, id, "interrupted");
         drop(store);
         assert!(on_disk(dir.path(), SECRET));
         check_erased(dir.path(), id);

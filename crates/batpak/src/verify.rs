@@ -26,7 +26,10 @@ use crate::error::{Error, Result};
 use crate::format::record;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
 use crate::hash::Hash;
+use crate::id::EventId;
+use crate::index::IndexEntry;
 use crate::receipt::{signature_check, AppendReceipt, ReceiptCheck, ReceiptField};
+use crate::redact::{Redaction, REDACTION_KIND};
 use crate::report::{Check, Report, Verification, VerifyFinding};
 use crate::segment::Location;
 use crate::sign::{KeyId, SignatureCheck, Signed};
@@ -334,7 +337,25 @@ impl Store {
         &self,
         mut progress: impl FnMut(u64, u64),
     ) -> Result<Report<Verification>> {
-        let (body, _) = self.scan_history(u64::MAX, &mut progress)?;
+        let (mut body, _) = self.scan_history(u64::MAX, &mut progress)?;
+        if self.writer().is_err() {
+            if let Some(cut) = &self.open_report().tail_cut {
+                body.findings.push(VerifyFinding {
+                    check: Check::Tail,
+                    file: cut
+                        .path
+                        .file_name()
+                        .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+                    offset: cut.offset,
+                    sequence: None,
+                    event: None,
+                    detail: format!(
+                        "{} bytes after the last complete record were ignored by this read-only open ({}); a read-write open cuts them",
+                        cut.bytes, cut.reason
+                    ),
+                });
+            }
+        }
         Ok(Report::new(body, Vec::new()))
     }
 
@@ -509,10 +530,13 @@ impl Store {
         upto: u64,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<(Verification, Hash)> {
-        let visible = self.stats()?.visible_sequence;
-        let upto = upto.min(visible);
-        // No redaction may rewrite a frame while the mapped bytes are scanned.
+        // No redaction may run (its record appended, its target not yet erased) or
+        // rewrite a frame while the mapped bytes are scanned.
+        let _redaction = self.redaction_turn();
         let _rewrite = self.segments().rewrite_guard();
+        let visible = self.stats()?.visible_sequence;
+        let whole = upto >= visible;
+        let upto = upto.min(visible);
         let files = self.segments().all();
         let total: u64 = files.iter().map(|(_, f)| f.len()).sum();
         let mut scan = HistoryScan {
@@ -522,6 +546,7 @@ impl Store {
             heads: HashMap::new(),
             lost: false,
             expected_seq: 1,
+            derived: Derived::default(),
         };
         let mut done = 0;
         for (number, file) in files {
@@ -541,12 +566,36 @@ impl Store {
             done += bytes.len() as u64;
             progress(done.min(total), total);
         }
+        if whole {
+            scan.whole_history_checks();
+        }
         let HistoryScan {
             mut body, running, ..
         } = scan;
         body.running_hash = Some(running.to_string());
         Ok((body, running))
     }
+}
+
+/// Where a record was found, for a finding about it made after the scan.
+#[derive(Clone, Debug)]
+struct Place {
+    file: String,
+    offset: u64,
+    sequence: u64,
+}
+
+/// What the scan tallies to check the derived state as a whole once every record
+/// was seen: posting and key counts, and redactions against erased payloads.
+#[derive(Debug, Default)]
+struct Derived {
+    causes: u64,
+    correlations: u64,
+    keys: u64,
+    /// Events whose payload is erased.
+    erased: HashMap<EventId, Place>,
+    /// Events a redaction record names, with that record's place.
+    redaction_targets: HashMap<EventId, Place>,
 }
 
 /// The state of a scan of the whole history, file by file.
@@ -561,9 +610,82 @@ struct HistoryScan<'s> {
     /// have its link checked, and the next file's header says where to resume.
     lost: bool,
     expected_seq: u64,
+    derived: Derived,
 }
 
 impl HistoryScan<'_> {
+    /// Checks made once the whole history was scanned: every posting and key count
+    /// against what the records hold, and every redaction against erased payloads.
+    fn whole_history_checks(&mut self) {
+        if self.lost {
+            return; // the damage is a finding, and the tallies are incomplete
+        }
+        let upto = self.body.last_sequence;
+        let counts = self.store.index().posting_counts(upto);
+        let events = self.body.events;
+        let keys = self.store.writer().ok().map(|w| w.idempotency_count(upto));
+        let d = &self.derived;
+        let mut expected = vec![
+            ("entity postings", counts.entity, events),
+            ("scope postings", counts.scope, events),
+            ("kind postings", counts.kind, events),
+            ("causation postings", counts.effects, d.causes),
+            ("correlation postings", counts.correlated, d.correlations),
+        ];
+        if let Some(keys) = keys {
+            expected.push(("idempotency keys", keys, d.keys));
+        }
+        for (what, index, records) in expected {
+            if index != records {
+                self.body.findings.push(VerifyFinding {
+                    check: Check::Index,
+                    file: "(index)".into(),
+                    offset: 0,
+                    sequence: None,
+                    event: None,
+                    detail: format!(
+                        "{what}: the index has {index} up to sequence {upto}, the records {records}"
+                    ),
+                });
+            }
+        }
+        let mut findings = Vec::new();
+        for (target, place) in &d.redaction_targets {
+            if !d.erased.contains_key(target) {
+                findings.push((
+                    place.clone(),
+                    format!(
+                    "this redaction record names event {target}, whose payload is still present"
+                ),
+                ));
+            }
+        }
+        for (id, place) in &d.erased {
+            if !d.redaction_targets.contains_key(id) {
+                findings.push((
+                    place.clone(),
+                    "the payload is erased, but no redaction record names this event".into(),
+                ));
+            }
+        }
+        findings.sort_by_key(|(p, _)| p.sequence);
+        for (place, detail) in findings {
+            let event = self
+                .store
+                .index()
+                .id_of(place.sequence)
+                .map(|id| id.to_string());
+            self.body.findings.push(VerifyFinding {
+                check: Check::Redaction,
+                file: place.file,
+                offset: place.offset,
+                sequence: Some(place.sequence),
+                event,
+                detail,
+            });
+        }
+    }
+
     /// Checks the records of one segment file through sequence `upto`.
     fn file(&mut self, number: u64, name: &str, bytes: &[u8], upto: u64) {
         self.body.segments += 1;
@@ -640,12 +762,55 @@ impl HistoryScan<'_> {
                 ),
             );
         }
-        let indexed = self.store.index_entry(h.sequence);
-        if indexed != Some((Location::new(number, offset as u64), h.id)) {
-            finding(
-                Check::Index,
-                format!("the index has {indexed:?} for this sequence"),
-            );
+        let entry = IndexEntry {
+            sequence: h.sequence,
+            id: h.id,
+            kind: h.kind,
+            version: h.version,
+            entity: view.entity,
+            scope: view.scope,
+            location: Location::new(number, offset as u64),
+            causation: h.causation,
+            correlation: h.correlation,
+        };
+        let mut disagreements = self.store.index().check_entry(&entry);
+        if let (Some(key), Ok(writer)) = (h.idempotency, self.store.writer()) {
+            let held = writer.idempotency_of(&key);
+            if held != Some(h.sequence) {
+                disagreements.push(format!(
+                    "idempotency key: the index has sequence {held:?}, the record {}",
+                    h.sequence
+                ));
+            }
+        }
+        for detail in disagreements {
+            finding(Check::Index, detail);
+        }
+        let place = || Place {
+            file: name.to_string(),
+            offset: offset as u64,
+            sequence: h.sequence,
+        };
+        let d = &mut self.derived;
+        d.causes += u64::from(h.causation.is_some());
+        d.correlations += u64::from(h.correlation.is_some());
+        d.keys += u64::from(h.idempotency.is_some());
+        match &view.payload {
+            record::PayloadField::Redacted { .. } => {
+                d.erased.insert(h.id, place());
+            }
+            record::PayloadField::Present { bytes, .. } if h.kind == REDACTION_KIND => {
+                match rmp_serde::from_slice::<Redaction>(bytes) {
+                    Ok(r) => {
+                        d.redaction_targets.insert(r.target, place());
+                    }
+                    Err(e) => finding(
+                        Check::Redaction,
+                        format!("the redaction record does not decode: {e}"),
+                    ),
+                }
+            }
+            record::PayloadField::Present { .. } => {}
         }
         match self.heads.get_mut(view.entity) {
             Some(head) => *head = hash,

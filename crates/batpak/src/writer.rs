@@ -702,6 +702,20 @@ impl Writer {
         Ok(target)
     }
 
+    /// The sequence the idempotency map holds for `key`.
+    pub(crate) fn idempotency_of(&self, key: &[u8; 16]) -> Option<u64> {
+        lock(&self.state).idempotency.get(key).copied()
+    }
+
+    /// How many idempotency keys name sequences `1..=upto`.
+    pub(crate) fn idempotency_count(&self, upto: u64) -> u64 {
+        lock(&self.state)
+            .idempotency
+            .values()
+            .filter(|&&seq| seq <= upto)
+            .count() as u64
+    }
+
     /// Writes the index checkpoint for the events that are both visible and durable
     /// (under `Always` that is every visible event). Holds the writer and index locks
     /// while it copies the columns; the file is written after they are released.

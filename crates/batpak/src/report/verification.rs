@@ -64,6 +64,15 @@ pub enum Check {
     Sequence,
     /// The record's `prev_hash` is not its entity's previous event hash.
     ChainLink,
-    /// The index disagrees with the record (location, id).
+    /// The index disagrees with the record: a column (id, location, entity, scope,
+    /// kind, version), a posting (scope, kind, causation, correlation), an
+    /// idempotency key, or a posting count. The remedy is a rebuild: remove
+    /// `index.ckpt` and reopen.
     Index,
+    /// A redaction record names an event whose payload is still present, or a
+    /// payload is erased with no redaction record naming its event.
+    Redaction,
+    /// Bytes after the last complete record of the last segment, never acknowledged
+    /// durable, that this read-only open ignored (a read-write open cuts them).
+    Tail,
 }
