@@ -1049,17 +1049,21 @@ fn store_with_snapshot(root: &Path) -> (Store, Vec<AppendReceipt>) {
     (store, acked)
 }
 
-/// redaction x Remove #1: the rewrite is durable, removing `redact.pending` fails. The
-/// cached state and the snapshot were folded from the erased payload; neither may
-/// outlive the erasure, in this process or the next.
+/// redaction x Remove #1 (before the fix; #2 now): the rewrite is durable, removing
+/// `redact.pending` fails. The cached state and the snapshot were folded from the
+/// erased payload; neither may outlive the erasure, in this process or the next.
 #[test]
 fn a_redaction_failing_after_its_rewrite_keeps_no_state_of_the_erased_payload() {
     let root = tempfile::tempdir().unwrap();
     let plan = FaultPlan::install(root.path());
     let (store, acked) = store_with_snapshot(root.path());
-    plan.fail_nth(Op::Remove, 1, Fault::Eio);
+    // Remove 1 is the snapshot file (dropped before the rewrite), 2 the pending file.
+    plan.fail_nth(Op::Remove, 2, Fault::Eio);
     let err = store.redact(acked[1].event_id, "test").unwrap_err();
-    assert!(matches!(err, Error::Io { op: "remove", .. }), "{err:?}");
+    assert!(
+        matches!(&err, Error::Io { op: "remove", path, .. } if path.ends_with("redact.pending")),
+        "{err:?}"
+    );
     let projected = store.project::<Total>("acct:1", Freshness::Consistent);
     assert_eq!(projected.unwrap(), Some(ERASED));
     drop(store);
