@@ -70,18 +70,22 @@ impl Store {
         let _ = std::fs::remove_dir_all(&staging);
         crate::dir::fs::create_dir_all(staging.join(SEGMENTS_DIR))
             .map_err(io_err("create directory", &staging))?;
-        let result = self.copy_into(&staging);
-        let backup = match result {
+        let placed = self.copy_into(&staging).and_then(|backup| {
+            if dest.exists() {
+                std::fs::remove_dir(dest).map_err(io_err("replace empty directory", dest))?;
+            }
+            crate::dir::fs::rename(&staging, dest)
+                .map_err(io_err("rename backup into place", dest))?;
+            Ok(backup)
+        });
+        // Until the rename the copy is only the staging directory: a failure removes it.
+        let backup = match placed {
             Ok(b) => b,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&staging);
                 return Err(e);
             }
         };
-        if dest.exists() {
-            std::fs::remove_dir(dest).map_err(io_err("replace empty directory", dest))?;
-        }
-        crate::dir::fs::rename(&staging, dest).map_err(io_err("rename backup into place", dest))?;
         sync_dir(&parent)?;
         Ok(Backup {
             dir: dest.to_path_buf(),

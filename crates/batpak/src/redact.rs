@@ -5,14 +5,17 @@
 //! Order of work, each step durable before the next:
 //! 1. append the `Redaction` record (kind 0:3) on the target's coordinate, caused by
 //!    the target, and sync;
-//! 2. write `redact.pending` (the rewritten frame and where it goes) atomically;
-//! 3. write the frame over the original in the segment and fsync the segment;
-//! 4. remove `redact.pending`.
+//! 2. drop the entity's cached projection states and snapshot files;
+//! 3. write `redact.pending` (the rewritten frame and where it goes) atomically;
+//! 4. write the frame over the original in the segment and fsync the segment;
+//! 5. remove `redact.pending`; drop the entity's cached states again (those folded
+//!    meanwhile), also when 3 to 5 failed.
 //!
 //! A crash after 1 is finished by the next read-write open, which erases every target
-//! a `Redaction` record names that is not yet erased; a crash during 3 is finished
-//! from the pending file before the segments are scanned, so no torn frame is ever
-//! seen mid-file.
+//! a `Redaction` record names that is not yet erased (dropping its snapshots first);
+//! a crash during 4 is finished from the pending file before the segments are
+//! scanned, so no torn frame is ever seen mid-file, and that open drops the
+//! snapshots of every redacted target.
 
 use serde::{Deserialize, Serialize};
 
@@ -87,8 +90,16 @@ impl Store {
             .index_entry(event.sequence)
             .map(|(location, _)| location)
             .ok_or(Error::NoSuchEvent { id })?;
-        self.erase(location)?;
-        self.forget_projections(event.coordinate.entity())?;
+        let entity = event.coordinate.entity();
+        // Derived copies go before the payload: once the rewrite may have begun, a
+        // failure (here or at the next open, which finishes it) must find no snapshot
+        // folded from the payload. Snapshot files are only written at close, so none
+        // appears meanwhile.
+        self.forget_projections(entity)?;
+        let erased = self.erase(location);
+        // States folded while the rewrite ran, whether or not it returned an error.
+        self.projections().forget_entity(entity);
+        erased?;
         Ok(receipt)
     }
 
@@ -107,7 +118,13 @@ impl Store {
     /// Erases every target a `Redaction` record names that still holds its payload:
     /// the redactions a crash interrupted between recording and erasing.
     /// Returns how many it erased.
+    ///
+    /// When the open finished a rewrite from `redact.pending`, that target's snapshots
+    /// may have been written before it was erased; the pending file does not say
+    /// whose they are here, so the snapshots of every redacted target are dropped.
+    /// That happens only after a crash or failure during a redaction.
     pub(crate) fn finish_recorded_redactions(&self) -> Result<u64> {
+        let rewrite_finished = self.open_report().redactions_finished > 0;
         let records = self.query(&Region::all().kind(REDACTION_KIND), 0, usize::MAX)?;
         let mut erased = 0;
         for record in records {
@@ -118,11 +135,16 @@ impl Store {
                 continue;
             };
             if target.is_redacted() {
+                if rewrite_finished {
+                    self.forget_projections(target.coordinate.entity())?;
+                }
                 continue;
             }
             if let Some((location, _)) = self.index_entry(target.sequence) {
-                erased += u64::from(self.erase(location)?);
+                // Snapshots first, as in `redact`: an open that fails after the
+                // erasure would otherwise skip them next time.
                 self.forget_projections(target.coordinate.entity())?;
+                erased += u64::from(self.erase(location)?);
             }
         }
         Ok(erased)
