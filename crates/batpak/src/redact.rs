@@ -59,6 +59,11 @@ impl Store {
     /// snapshots of the entity are dropped (they may hold the erased data); the next
     /// projection replays and sees the event as redacted.
     ///
+    /// A call that failed after recording the redaction (the record is durable, the
+    /// payload not yet erased) is finished by the next read-write open, or by calling
+    /// `redact` again, which returns the first record's receipt instead of recording
+    /// the redaction twice.
+    ///
     /// Errors: `NoSuchEvent` for an unknown id; `CannotRedact` for an event already
     /// redacted or a `Redaction` record itself.
     pub fn redact(&self, id: EventId, reason: impl Into<String>) -> Result<AppendReceipt> {
@@ -75,16 +80,27 @@ impl Store {
         if event.is_redacted() {
             return Err(refuse("it is already redacted"));
         }
-        let mut batch = Batch::new();
-        batch.push_system(
-            &event.coordinate,
-            &Redaction {
-                target: id,
-                reason: reason.into(),
-            },
-            AppendOptions::default().caused_by(id),
-        )?;
-        let receipt = self.append_batch(&batch)?.pop().ok_or(Error::EmptyBatch)?;
+        // A redaction recorded before (one that failed before its rewrite, retried)
+        // is finished, not recorded twice.
+        let recorded = self
+            .effects(id)?
+            .into_iter()
+            .find(|e| e.kind == REDACTION_KIND);
+        let receipt = match recorded {
+            Some(record) => record.receipt(),
+            None => {
+                let mut batch = Batch::new();
+                batch.push_system(
+                    &event.coordinate,
+                    &Redaction {
+                        target: id,
+                        reason: reason.into(),
+                    },
+                    AppendOptions::default().caused_by(id),
+                )?;
+                self.append_batch(&batch)?.pop().ok_or(Error::EmptyBatch)?
+            }
+        };
         self.sync()?;
         let location = self
             .index_entry(event.sequence)

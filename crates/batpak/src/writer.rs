@@ -718,7 +718,8 @@ impl Writer {
 
     /// Writes the index checkpoint for the events that are both visible and durable
     /// (under `Always` that is every visible event). Holds the writer and index locks
-    /// while it copies the columns; the file is written after they are released.
+    /// while it copies the columns; the file is written after they are released. A
+    /// failure is returned, and does not poison the store.
     pub(crate) fn write_checkpoint(&self) -> Result<()> {
         self.check_poison()?;
         let durable = self.durable();
@@ -745,7 +746,9 @@ impl Writer {
             c.offset = location.offset();
             c
         };
-        crate::checkpoint::write(&self.dir, &self.segments, c).map_err(|e| self.poisoned(e))
+        // No poison on failure: the journal is untouched, and whichever checkpoint the
+        // directory holds afterwards (the old one, the new one, or none) stays true.
+        crate::checkpoint::write(&self.dir, &self.segments, c)
     }
 
     /// Writes `pending` over the record it names: the only in-place mutation of a

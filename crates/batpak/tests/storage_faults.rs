@@ -197,3 +197,25 @@ fn poisoning_and_open_decisions_are_logged() {
     );
     assert!(lines.iter().any(|l| l.contains("opened")), "{lines:?}");
 }
+
+#[test]
+fn a_redaction_retried_after_a_failure_before_its_rewrite_is_recorded_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = FaultPlan::install(dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    let target = append(&store, 1).unwrap();
+    // The first file created is redact.pending's temporary file: the record is
+    // appended, the rewrite never starts.
+    plan.fail_nth(Op::Create, 1, Fault::Enospc);
+    let err = store.redact(target.event_id, "first").unwrap_err();
+    assert_eq!(io_cause(&err).1, ErrorKind::StorageFull, "{err}");
+    assert!(!store.get(target.event_id).unwrap().unwrap().is_redacted());
+    let again = store.redact(target.event_id, "retry").unwrap();
+    assert!(store.get(target.event_id).unwrap().unwrap().is_redacted());
+    let records = store
+        .query(&Region::all().kind(EventKind::custom(0, 3)), 0, 10)
+        .unwrap();
+    assert_eq!(records.len(), 1, "one redaction record");
+    assert_eq!(records[0].receipt(), again);
+    assert!(store.verify().unwrap().body.is_clean());
+}
