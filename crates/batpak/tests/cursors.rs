@@ -193,3 +193,70 @@ fn misuse_is_refused_with_a_clear_error() {
         Err(Error::ReadOnly)
     ));
 }
+
+#[test]
+fn a_cursor_past_the_end_is_wound_back_and_reported() {
+    // Store `a` got 20 events and a cursor committed at 20; store `b` (the same
+    // cursor file, 5 events) is what a crash that lost events 6..=20 would leave.
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    {
+        let store = open(a.path());
+        for _ in 0..20 {
+            append(&store, "x");
+        }
+        let mut cursor = store.cursor("c", Region::all()).unwrap();
+        assert_eq!(drain(&mut cursor, 20).len(), 20);
+        cursor.commit(20).unwrap();
+        let store_b = open(b.path());
+        for _ in 0..5 {
+            append(&store_b, "x");
+        }
+    }
+    let name = std::fs::read_dir(a.path().join("cursors"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name();
+    std::fs::create_dir_all(b.path().join("cursors")).unwrap();
+    std::fs::copy(
+        a.path().join("cursors").join(&name),
+        b.path().join("cursors").join(&name),
+    )
+    .unwrap();
+    let store = open(b.path());
+    let mut cursor = store.cursor("c", Region::all()).unwrap();
+    assert_eq!(cursor.rewound_from(), Some(20));
+    assert_eq!(cursor.committed(), 5);
+    // The next events reuse sequences 6.. and are delivered, not skipped.
+    assert_eq!(append(&store, "x"), 6);
+    assert_eq!(drain(&mut cursor, 1), vec![6]);
+    cursor.commit(6).unwrap();
+    drop(cursor);
+    let cursor = store.cursor("c", Region::all()).unwrap();
+    assert_eq!((cursor.committed(), cursor.rewound_from()), (6, None));
+}
+
+#[test]
+fn a_new_cursor_cannot_start_past_the_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for _ in 0..3 {
+        append(&store, "x");
+    }
+    for start in [4, 1000, u64::MAX] {
+        match store.cursor_from("c", Region::all(), CursorStart::After(start)) {
+            Err(Error::InvalidConfig { reason }) => {
+                assert!(reason.contains(&format!("after sequence {start}")), "{reason}");
+                assert!(reason.contains("newest visible event is 3"), "{reason}");
+            }
+            other => panic!("After({start}): {other:?}"),
+        }
+    }
+    let mut cursor = store
+        .cursor_from("c", Region::all(), CursorStart::After(3))
+        .unwrap();
+    assert_eq!(append(&store, "x"), 4);
+    assert_eq!(drain(&mut cursor, 1), vec![4]);
+}

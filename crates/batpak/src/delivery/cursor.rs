@@ -41,6 +41,7 @@ pub struct Cursor<'s> {
     region: Region,
     subscription: Subscription<'s>,
     committed: u64,
+    rewound_from: Option<u64>,
 }
 
 impl fmt::Debug for Cursor<'_> {
@@ -49,6 +50,7 @@ impl fmt::Debug for Cursor<'_> {
             .field("name", &self.name)
             .field("region", &self.region)
             .field("committed", &self.committed)
+            .field("rewound_from", &self.rewound_from)
             .field("delivered", &self.subscription.position())
             .finish()
     }
@@ -64,8 +66,15 @@ impl Store {
     /// Opens the durable cursor `name` over `region`. An existing cursor resumes after
     /// its last commit (and `start` is ignored); it must have been created with the
     /// same region (`Error::CursorRegionMismatch` otherwise). A new one starts at
-    /// `start` and is persisted at once. One handle per name at a time
-    /// (`Error::CursorInUse`). Needs a writable store.
+    /// `start` and is persisted at once; `CursorStart::After(n)` past the newest
+    /// visible event is refused (`Error::InvalidConfig`). One handle per name at a
+    /// time (`Error::CursorInUse`). Needs a writable store.
+    ///
+    /// A stored position past the newest visible event (a crash under
+    /// `SyncPolicy::Never` or `Interval` lost events the cursor had committed, and
+    /// their sequences will be reused by new events) is wound back to the newest
+    /// event, persisted, logged, and reported by [`Cursor::rewound_from`], so the new
+    /// events are delivered rather than skipped.
     pub fn cursor_from(
         &self,
         name: &str,
@@ -80,14 +89,16 @@ impl Store {
             });
         }
         match self.load_cursor(name, &region, start) {
-            Ok(committed) => Ok(Cursor {
+            Ok((committed, rewound_from)) => Ok(Cursor {
                 store: self,
                 name: name.to_string(),
+                // At most the newest visible sequence, so this cannot overflow.
                 subscription: self
                     .subscribe_from(region.clone(), committed + 1)
                     .lag_limit(u64::MAX),
                 region,
                 committed,
+                rewound_from,
             }),
             Err(e) => {
                 self.release_cursor(name);
@@ -96,8 +107,15 @@ impl Store {
         }
     }
 
-    /// The committed position of an existing cursor, or of a new one at `start`.
-    fn load_cursor(&self, name: &str, region: &Region, start: CursorStart) -> Result<u64> {
+    /// The committed position of an existing cursor (wound back to the newest visible
+    /// event if past it, with the stored position), or of a new one at `start`.
+    fn load_cursor(
+        &self,
+        name: &str,
+        region: &Region,
+        start: CursorStart,
+    ) -> Result<(u64, Option<u64>)> {
+        let visible = self.visible_sequence();
         let path = cursor_path(self, name);
         match crate::dir::fs::read(&path) {
             Ok(bytes) => {
@@ -114,13 +132,28 @@ impl Store {
                         requested,
                     });
                 }
-                Ok(file.committed)
+                if file.committed > visible {
+                    log_warn!(
+                        "cursor {name:?} was at sequence {}, past the newest event {visible} (events it saw were lost in a crash); wound back to {visible}",
+                        file.committed
+                    );
+                    write_cursor(self, name, region, visible)?;
+                    return Ok((visible, Some(file.committed)));
+                }
+                Ok((file.committed, None))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let committed = match start {
                     CursorStart::Beginning => 0,
+                    CursorStart::After(sequence) if sequence > visible => {
+                        return Err(Error::InvalidConfig {
+                            reason: format!(
+                                "cursor {name:?} cannot start after sequence {sequence}: the newest visible event is {visible}"
+                            ),
+                        })
+                    }
                     CursorStart::After(sequence) => sequence,
-                    CursorStart::Now => self.visible_sequence(),
+                    CursorStart::Now => visible,
                 };
                 let dir = self.dir().join(CURSORS_DIR);
                 if !dir.is_dir() {
@@ -129,7 +162,7 @@ impl Store {
                     sync_dir(self.dir())?;
                 }
                 write_cursor(self, name, region, committed)?;
-                Ok(committed)
+                Ok((committed, None))
             }
             Err(e) => Err(io_err("read cursor", &path)(e)),
         }
@@ -152,6 +185,12 @@ impl Cursor<'_> {
     /// The last committed sequence (0: nothing committed).
     pub fn committed(&self) -> u64 {
         self.committed
+    }
+
+    /// The stored position this cursor was wound back from, when it was past the
+    /// newest visible event at open (see [`Store::cursor_from`]).
+    pub fn rewound_from(&self) -> Option<u64> {
+        self.rewound_from
     }
 
     /// The last sequence delivered by this handle.
