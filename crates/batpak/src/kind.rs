@@ -100,10 +100,20 @@ impl std::str::FromStr for EventKind {
         };
         let category = number(category).ok_or_else(|| invalid("bad category"))?;
         let type_id = number(type_id).ok_or_else(|| invalid("bad type id"))?;
-        EventKind::new(
-            u8::try_from(category).unwrap_or(u8::MAX),
-            u16::try_from(type_id).unwrap_or(u16::MAX),
-        )
+        // Range-checked before narrowing, so the message names the value given.
+        if category > u32::from(Self::MAX_CATEGORY) {
+            return Err(invalid(&format!(
+                "category {category} is over {}",
+                Self::MAX_CATEGORY
+            )));
+        }
+        if type_id > u32::from(Self::MAX_TYPE_ID) {
+            return Err(invalid(&format!(
+                "type id {type_id} is over {}",
+                Self::MAX_TYPE_ID
+            )));
+        }
+        EventKind::new(category as u8, type_id as u16)
     }
 }
 
@@ -210,6 +220,14 @@ mod tests {
         }
         let k = EventKind::custom(7, 300);
         assert_eq!(k.to_string().parse::<EventKind>().ok(), Some(k));
+        // The value given is named, not what it would saturate to.
+        for (bad, named) in [("300:1", "category 300"), ("1:70000", "type id 70000")] {
+            let message = bad.parse::<EventKind>().map_err(|e| e.to_string()).err();
+            assert!(
+                message.as_deref().is_some_and(|m| m.contains(named)),
+                "{bad}: {message:?}"
+            );
+        }
     }
 
     #[test]

@@ -130,7 +130,8 @@ pub(crate) fn check_pending_fits(
     dir: &Path,
 ) -> Result<()> {
     let len = file.len();
-    if pending.offset + pending.frame.len() as u64 > len {
+    let end = pending.offset.checked_add(pending.frame.len() as u64);
+    if end.is_none_or(|end| end > len) {
         return Err(Error::Corrupt {
             path: dir.join(PENDING_FILE),
             offset: 0,

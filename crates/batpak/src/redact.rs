@@ -309,6 +309,26 @@ mod tests {
         check_erased(dir.path(), id);
     }
 
+    /// A crafted pending file whose offset would wrap past `u64::MAX` is refused,
+    /// naming the file, and nothing is written.
+    #[test]
+    fn a_pending_rewrite_whose_offset_wraps_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (store, _, location) = setup(dir.path());
+        let mut pending = redacted_rewrite(&store, location);
+        drop(store);
+        pending.offset = u64::MAX - 3;
+        replace_file(dir.path(), PENDING_FILE, &pending.encode()).unwrap_or_else(|e| panic!("{e}"));
+        match Store::open(dir.path()) {
+            Err(Error::Corrupt { path, detail, .. }) => {
+                assert!(path.ends_with(PENDING_FILE), "{path:?}");
+                assert!(detail.contains("runs past the end"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(on_disk(dir.path(), SECRET), "nothing was written");
+    }
+
     /// A crash after the redaction was recorded but before the rewrite began: the next
     /// read-write open erases the target the record names.
     #[test]
