@@ -167,6 +167,42 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// The way out when an open refuses damaged or missing durable data: cut the
+    /// history at a record boundary (what is cut is kept under repairs/ and the repair
+    /// is recorded in the journal), or rebuild the index from the records.
+    Repair {
+        /// Where to cut, SEGMENT:OFFSET: the segment as its number or its file name
+        /// (or path), as an open error names them, e.g. 0000000000000001.seg:466.
+        #[arg(long, value_parser = cut_point, required_unless_present = "reindex", conflicts_with = "reindex", requires = "reason")]
+        cut: Option<(u64, u64)>,
+        /// Why, recorded with the repair.
+        #[arg(long)]
+        reason: Option<String>,
+        /// Remove the index checkpoint and rebuild the index from the records.
+        #[arg(long)]
+        reindex: bool,
+    },
+}
+
+/// `SEGMENT:OFFSET`, the segment as a number or a segment file name or path.
+fn cut_point(text: &str) -> Result<(u64, u64), String> {
+    let (segment, offset) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} is not SEGMENT:OFFSET"))?;
+    let offset: u64 = offset
+        .parse()
+        .map_err(|_| format!("offset {offset:?} is not a number"))?;
+    let name = std::path::Path::new(segment)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(segment);
+    let number = match name.strip_suffix(".seg") {
+        Some(stem) if stem.len() == 16 => u64::from_str_radix(stem, 16).ok(),
+        Some(_) => None,
+        None => name.parse().ok(),
+    }
+    .ok_or_else(|| format!("{segment:?} is not a segment number or segment file name"))?;
+    Ok((number, offset))
 }
 
 /// `append`: one event and its options.

@@ -136,7 +136,7 @@ impl Context {
         Ok(store)
     }
 
-    fn require_store(&self) -> Outcome {
+    pub fn require_store(&self) -> Outcome {
         if self.dir.join("segments").is_dir() {
             Ok(())
         } else {
@@ -148,8 +148,17 @@ impl Context {
     }
 
     fn open_failure(&self, e: Error) -> Failure {
+        let hint = match &e {
+            Error::Corrupt { path, offset, .. } if path.extension().is_some_and(|x| x == "seg") => {
+                format!(
+                    "\n(to cut the history there, keeping what is cut and recording the repair: batpak repair --cut {}:{offset} --reason TEXT; take a copy of the directory first)",
+                    path.display()
+                )
+            }
+            _ => String::new(),
+        };
         Failure::new(format!(
-            "cannot open the store at {}: {e}",
+            "cannot open the store at {}: {e}{hint}",
             self.dir.display()
         ))
     }
@@ -220,5 +229,10 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Export { filters, output } => transfer::export(ctx, &filters, output.as_deref()),
         Command::Snapshot { dest } => transfer::snapshot(ctx, &dest),
         Command::Redact { id, reason } => write::redact(ctx, id, &reason),
+        Command::Repair {
+            cut,
+            reason,
+            reindex: _,
+        } => write::repair(ctx, cut, reason.as_deref()),
     }
 }

@@ -818,3 +818,45 @@ fn every_command_that_opens_prints_a_torn_tail() {
     let o = batpak(dir.path(), &["stats"]);
     assert!(!stderr(&o).contains("torn tail"), "{}", stderr(&o));
 }
+
+#[test]
+fn repair_cuts_where_the_open_error_says_and_reindex_rebuilds() {
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path());
+    let seg = std::fs::read_dir(dir.path().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() - 2;
+    bytes[at] ^= 1;
+    std::fs::write(&seg, &bytes).unwrap();
+    let o = batpak(dir.path(), &["stats"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let hint = err
+        .split("batpak repair --cut ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no repair hint: {err}"));
+    let cut = hint.split_whitespace().next().unwrap().to_string();
+    assert!(cut.starts_with(seg.to_str().unwrap()), "{cut}");
+    rejected(
+        dir.path(),
+        &["repair", "--cut", "zz:1", "--reason", "r"],
+        "--cut",
+        "zz:1",
+    );
+    let o = batpak(dir.path(), &["repair"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let text = ok(
+        dir.path(),
+        &["repair", "--cut", &cut, "--reason", "bit rot"],
+    );
+    assert!(text.starts_with("cut segment 1 at offset "), "{text}");
+    let json: Value = serde_json::from_str(&ok(dir.path(), &["--json", "stats"])).unwrap();
+    assert_eq!(json["events"], 4, "three kept, one repair record");
+    ok(dir.path(), &["verify"]);
+    let text = ok(dir.path(), &["repair", "--reindex"]);
+    assert!(text.starts_with("index rebuilt from 4 events"), "{text}");
+}

@@ -76,6 +76,7 @@ mod query;
 mod receipt;
 mod redact;
 mod registry;
+pub mod repair;
 pub mod report;
 mod segment;
 mod sign;

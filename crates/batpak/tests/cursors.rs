@@ -248,7 +248,10 @@ fn a_new_cursor_cannot_start_past_the_end() {
     for start in [4, 1000, u64::MAX] {
         match store.cursor_from("c", Region::all(), CursorStart::After(start)) {
             Err(Error::InvalidConfig { reason }) => {
-                assert!(reason.contains(&format!("after sequence {start}")), "{reason}");
+                assert!(
+                    reason.contains(&format!("after sequence {start}")),
+                    "{reason}"
+                );
                 assert!(reason.contains("newest visible event is 3"), "{reason}");
             }
             other => panic!("After({start}): {other:?}"),

@@ -1,6 +1,6 @@
 //! Writing commands: append and redact.
 
-use batpak::{AppendOptions, AppendReceipt, Coordinate, EventId, RawPayload};
+use batpak::{AppendOptions, AppendReceipt, Coordinate, EventId, RawPayload, Store};
 use serde_json::{json, Value};
 
 use super::{input, out, print_json};
@@ -65,4 +65,42 @@ pub fn redact(ctx: &Context, id: EventId, reason: &str) -> Outcome {
             receipt.sequence, receipt.event_id
         ))
     }
+}
+
+/// `repair --cut S:O --reason R` or `repair --reindex` (`cut` is `None`).
+pub fn repair(ctx: &Context, cut: Option<(u64, u64)>, reason: Option<&str>) -> Outcome {
+    ctx.require_store()?;
+    let Some((segment, offset)) = cut else {
+        let report = Store::reindex(&ctx.dir)?;
+        return if ctx.json {
+            print_json(&json!({ "reindexed": serde_json::to_value(&report)? }))
+        } else {
+            out(&format!(
+                "index rebuilt from {} events; the old checkpoint is kept under {}\n",
+                report.events,
+                ctx.dir.join(batpak::repair::REPAIRS_DIR).display()
+            ))
+        };
+    };
+    let report = Store::repair_cut(&ctx.dir, segment, offset, reason.unwrap_or_default())?;
+    let r = &report.record;
+    if ctx.json {
+        return print_json(&json!({
+            "repaired": serde_json::to_value(r)?,
+            "record": serde_json::to_value(report.receipt)?,
+        }));
+    }
+    out(&format!(
+        "cut segment {} at offset {}: {} bytes ({} complete records{}) and {} later segments kept in {}; recorded as seq {} ({})\n",
+        r.segment,
+        r.offset,
+        r.bytes_cut,
+        r.records_cut,
+        r.first_sequence_cut
+            .map_or_else(String::new, |s| format!(", from sequence {s}")),
+        r.segments_removed.len(),
+        report.kept_in.display(),
+        report.receipt.sequence,
+        report.receipt.event_id
+    ))
 }
