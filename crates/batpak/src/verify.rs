@@ -824,7 +824,8 @@ impl HistoryScan<'_> {
             self.body.redacted += 1;
         }
         self.body.last_sequence = h.sequence;
-        self.expected_seq = h.sequence + 1;
+        // A record claiming the last possible sequence was already a finding if wrong.
+        self.expected_seq = h.sequence.saturating_add(1);
     }
 }
 
