@@ -67,19 +67,19 @@ impl Store {
             _ => PathBuf::from("."),
         };
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = crate::dir::fs::remove_leftover(&staging);
         crate::dir::fs::create_dir_all(staging.join(SEGMENTS_DIR))
             .map_err(io_err("create directory", &staging))?;
         let result = self.copy_into(&staging);
         let backup = match result {
             Ok(b) => b,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
+                let _ = crate::dir::fs::remove_leftover(&staging);
                 return Err(e);
             }
         };
         if dest.exists() {
-            std::fs::remove_dir(dest).map_err(io_err("replace empty directory", dest))?;
+            crate::dir::fs::remove_dir(dest).map_err(io_err("replace empty directory", dest))?;
         }
         crate::dir::fs::rename(&staging, dest).map_err(io_err("rename backup into place", dest))?;
         sync_dir(&parent)?;
