@@ -143,6 +143,35 @@ impl PowerLog {
         Ok(image)
     }
 
+    /// A process killed right after the first `at` calls and restarted, with the
+    /// power still on: writes the `kill -9` state to `into` (as
+    /// [`process_kill`](Self::process_kill)) and returns a log recording the calls
+    /// under `into` that continues this one. Whatever the first `at` calls left
+    /// unsynced is still only in the page cache, so a cut of the new log can still
+    /// lose it.
+    pub fn resume(&self, at: usize, into: &Path) -> std::io::Result<Arc<PowerLog>> {
+        self.process_kill(at, into)?;
+        let state = crate::sync::lock(&self.state);
+        let log = Arc::new(PowerLog {
+            dir: into.to_path_buf(),
+            state: Mutex::new(Recording {
+                start: state.start.clone(),
+                ops: state.ops[..at].to_vec(),
+                forget: state
+                    .forget
+                    .iter()
+                    .map(|(op, under)| {
+                        let rebased = under.strip_prefix(&self.dir).map(|r| into.join(r));
+                        (*op, rebased.unwrap_or_else(|_| under.clone()))
+                    })
+                    .collect(),
+                unsupported: state.unsupported.clone(),
+            }),
+        });
+        LOGS.add(&log);
+        Ok(log)
+    }
+
     fn relative(&self, path: &Path) -> Option<PathBuf> {
         path.strip_prefix(&self.dir).ok().map(Path::to_path_buf)
     }
