@@ -87,6 +87,11 @@ impl Store {
             .index_entry(event.sequence)
             .map(|(location, _)| location)
             .ok_or(Error::NoSuchEvent { id })?;
+        // Snapshots go (durably) before the payload does: the sweep at open skips a
+        // target already erased, so a crash after the erasure must find none left.
+        // Nothing writes snapshots until close, which cannot run meanwhile; the second
+        // call drops states cached from the payload while it was being erased.
+        self.forget_projections(event.coordinate.entity())?;
         self.erase(location)?;
         self.forget_projections(event.coordinate.entity())?;
         Ok(receipt)

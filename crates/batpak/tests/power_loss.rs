@@ -2,7 +2,7 @@
 //!
 //! A seeded workload (single appends, atomic batches of 2..50, a 4 KiB segment size so
 //! segments rotate, close and reopen with the close-time checkpoint, cursor commits,
-//! redactions) runs under `SyncPolicy::Always` with a `PowerLog` recording every
+//! projections persisted as snapshots, redactions) runs under `SyncPolicy::Always` with a `PowerLog` recording every
 //! mutating file-system call. Each call that returned `Ok` is noted with the log length
 //! at that moment: it is acknowledged from that call on. Then, for every cut point and
 //! several seeds, the state a disk could hold after a power failure at that point (the
@@ -15,6 +15,8 @@
 //! - a redaction record is there exactly when its target is erased;
 //! - the durable cursor holds a value committed before the cut, at least the last
 //!   acknowledged one;
+//! - each entity's persisted projection (snapshots are written at close) equals the
+//!   fold of its events there, erased payloads left out;
 //! - `verify()` is clean, and the store takes the next append.
 //!
 //! Cuts that give an image already checked with the same expectations are skipped.
@@ -33,8 +35,8 @@ use std::time::Duration;
 
 use batpak::__fault::{Cut, Image, Op, PowerLog, PowerOp};
 use batpak::{
-    AppendOptions, AppendReceipt, Batch, Coordinate, Error, EventId, EventKind, RawPayload, Region,
-    Store, SyncPolicy,
+    AppendOptions, AppendReceipt, Batch, Coordinate, Error, EventId, EventKind, Freshness,
+    RawPayload, Region, Store, SyncPolicy,
 };
 
 const SEGMENT: u64 = 4096;
@@ -208,7 +210,14 @@ impl Workload<'_> {
                 self.open();
                 "close and reopen".to_string()
             }
-            16..=17 => self.commit(begun),
+            16 => self.commit(begun),
+            17 => {
+                let entity = ENTITIES[self.rng.index(ENTITIES.len())];
+                self.store()
+                    .project::<Said>(entity, Freshness::Consistent)
+                    .unwrap();
+                format!("project {entity} (its snapshot is written at close)")
+            }
             _ => self.redact(begun),
         };
         self.run.steps.push((begun, self.run.log.len(), what));
@@ -435,6 +444,24 @@ impl Run {
             if committed < floor || !allowed {
                 return Err(format!(
                     "the cursor holds {committed}; at least {floor} was acknowledged"
+                ));
+            }
+        }
+        for entity in ENTITIES {
+            let projected = store
+                .project::<Said>(entity, Freshness::Consistent)
+                .map_err(|err| format!("projecting {entity} failed: {err}"))?
+                .unwrap_or_default();
+            let folded: Vec<Vec<u8>> = events
+                .iter()
+                .filter(|e| e.coordinate.entity() == entity && e.kind == KIND && !e.is_redacted())
+                .map(|e| e.payload.clone())
+                .collect();
+            if projected.0 != folded {
+                return Err(format!(
+                    "the projection of {entity} holds {} payloads, its events {}",
+                    projected.0.len(),
+                    folded.len()
                 ));
             }
         }
@@ -950,6 +977,130 @@ fn a_redaction_recovered_after_a_kill_keeps_its_record() {
         !erased || events.len() == 2,
         "the payload is erased, but the redaction record is gone ({} events)",
         events.len()
+    );
+}
+
+/// What an entity's notes said: a projection that keeps payload bytes, persisted.
+#[derive(Clone, Default, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Said(Vec<Vec<u8>>);
+
+impl batpak::Projection for Said {
+    const NAME: &'static str = "said";
+    const VERSION: u32 = 1;
+    const KINDS: &'static [EventKind] = &[KIND];
+    const PERSIST: bool = true;
+
+    fn apply(&mut self, event: &batpak::StoredEvent) -> batpak::Result<()> {
+        if !event.is_redacted() {
+            self.0.push(event.payload.clone());
+        }
+        Ok(())
+    }
+
+    fn to_snapshot(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self).ok()
+    }
+
+    fn from_snapshot(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+}
+
+/// Found by this file: `redact` dropped the entity's projection snapshot files with
+/// a plain removal and no directory fsync, so after it returned ("the erasure is on
+/// stable storage") a power cut could bring a snapshot back, and the next open served
+/// the erased payload from it. Here: a note, a persisted projection of it written at
+/// close, reopen, `redact`; power cut right after `redact` returned (`Scattered`
+/// seeds; seed 0 makes the snapshot folder's entry and not the removal). `Durable`
+/// alone cannot show it: the snapshot folder's own entry is never fsynced (snapshots
+/// are best effort), so under `Durable` every snapshot is gone.
+#[test]
+fn a_redaction_keeps_its_payload_out_of_snapshots_across_a_power_cut() {
+    let scratch = scratch();
+    let path = scratch.path().join("store");
+    let log = PowerLog::install(&path).unwrap();
+    let coord = Coordinate::new("acct:1", SCOPE).unwrap();
+    let store = open_store(&path);
+    let target = store
+        .append_raw(
+            &coord,
+            KIND,
+            RawPayload::opaque(b"secret"),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    let said = store
+        .project::<Said>("acct:1", Freshness::Consistent)
+        .unwrap();
+    assert_eq!(said, Some(Said(vec![b"secret".to_vec()])));
+    store.close().unwrap();
+    let store = open_store(&path);
+    store.redact(target.event_id, "test").unwrap();
+    let redacted = log.len();
+    store.close().unwrap();
+    for seed in 0..64 {
+        let cut = scratch.path().join(format!("cut-{seed}"));
+        let image = log.image(redacted, Cut::Scattered(seed)).unwrap();
+        image.write_to(&cut).unwrap();
+        let store = open_store(&cut);
+        assert!(store.get(target.event_id).unwrap().unwrap().is_redacted());
+        let said = store
+            .project::<Said>("acct:1", Freshness::Consistent)
+            .unwrap();
+        assert_eq!(
+            said,
+            Some(Said(Vec::new())),
+            "Scattered({seed}): the erased payload came back from a snapshot; {:?}",
+            image.notes()
+        );
+    }
+}
+
+/// Found by this file: a `kill -9` inside `redact` after the payload was erased in
+/// place but before the entity's snapshots were dropped left a snapshot holding the
+/// payload; open saw the target already erased, so its sweep did not drop it either,
+/// and `project` served the erased payload. Snapshots are now dropped before the
+/// erasure too.
+#[test]
+fn a_kill_inside_a_redaction_leaves_no_snapshot_of_the_payload() {
+    let scratch = scratch();
+    let path = scratch.path().join("store");
+    let log = PowerLog::install(&path).unwrap();
+    let coord = Coordinate::new("acct:1", SCOPE).unwrap();
+    let store = open_store(&path);
+    let target = store
+        .append_raw(
+            &coord,
+            KIND,
+            RawPayload::opaque(b"secret"),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    store
+        .project::<Said>("acct:1", Freshness::Consistent)
+        .unwrap();
+    store.close().unwrap();
+    let store = open_store(&path);
+    let begun = log.len();
+    store.redact(target.event_id, "test").unwrap();
+    store.close().unwrap();
+    // Killed right after the erased frame was written over the payload.
+    let erased = after_call(
+        &log,
+        begun + 1,
+        |op| matches!(op, PowerOp::Write { path, offset, .. } if path.starts_with("segments") && *offset == 64),
+    );
+    let cut = scratch.path().join("cut");
+    log.process_kill(erased, &cut).unwrap();
+    let store = open_store(&cut);
+    assert!(store.get(target.event_id).unwrap().unwrap().is_redacted());
+    let said = store
+        .project::<Said>("acct:1", Freshness::Consistent)
+        .unwrap();
+    assert_eq!(
+        said,
+        Some(Said(Vec::new())),
+        "the erased payload came back from a snapshot"
     );
 }
 
