@@ -1104,6 +1104,97 @@ fn a_kill_inside_a_redaction_leaves_no_snapshot_of_the_payload() {
     );
 }
 
+/// A backup is absent or complete after a power cut at any point: the log covers the
+/// folder holding both the store and the backup's destination.
+#[test]
+fn a_backup_is_absent_or_complete_after_any_power_cut() {
+    let scratch = scratch();
+    let root = scratch.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let log = PowerLog::install(&root).unwrap();
+    let store = open_store(&root.join("store"));
+    let mut rng = Rng(base_seed() + 3000);
+    let mut batch = Batch::new();
+    for _ in 0..40 {
+        let coord = Coordinate::new(ENTITIES[rng.index(ENTITIES.len())], SCOPE).unwrap();
+        let len = usize::try_from(rng.below(200)).unwrap();
+        batch.push_raw(
+            &coord,
+            KIND,
+            RawPayload::opaque(&vec![7; len]),
+            AppendOptions::default(),
+        );
+    }
+    store.append_batch(&batch).unwrap();
+    let mut cursor = store.cursor(CURSOR, Region::all()).unwrap();
+    cursor.next_batch(10, Duration::from_secs(1)).unwrap();
+    cursor.commit(cursor.position()).unwrap();
+    drop(cursor);
+    let begun = log.len();
+    let backup = store.backup(root.join("backup")).unwrap();
+    let copied: Vec<AppendReceipt> = store
+        .query(&Region::all(), 0, usize::MAX)
+        .unwrap()
+        .iter()
+        .take(usize::try_from(backup.events).unwrap())
+        .map(|e| e.receipt())
+        .collect();
+    store.close().unwrap();
+    let (mut complete, mut absent) = (0, 0);
+    for at in begun..=log.len() {
+        for cut in cuts_at(
+            base_seed(),
+            at,
+            &[
+                |_| Cut::Durable,
+                |_| Cut::Kill,
+                Cut::InOrder,
+                Cut::Scattered,
+            ],
+        ) {
+            let image = log.image(at, cut).unwrap();
+            if !image.entries().contains_key(Path::new("backup")) {
+                absent += 1;
+                continue;
+            }
+            complete += 1;
+            let dir = scratch.path().join(format!("cut-{at}-{complete}"));
+            image.write_to(&dir).unwrap();
+            let copy = Store::open_read_only(dir.join("backup")).unwrap_or_else(|e| {
+                panic!("cut after {at} ({cut:?}): the backup does not open: {e}")
+            });
+            let receipts: Vec<AppendReceipt> = copy
+                .query(&Region::all(), 0, usize::MAX)
+                .unwrap()
+                .iter()
+                .map(|e| e.receipt())
+                .collect();
+            assert_eq!(
+                receipts,
+                copied,
+                "cut after {at} ({cut:?}): {:?}",
+                image.notes()
+            );
+            assert!(
+                copy.verify().unwrap().body.is_clean(),
+                "cut after {at} ({cut:?})"
+            );
+            drop(copy);
+            let cursor_file = std::fs::read_dir(dir.join("backup/cursors")).map(|d| d.count());
+            assert_eq!(
+                cursor_file.ok(),
+                Some(1),
+                "cut after {at} ({cut:?}): the cursor file"
+            );
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+    }
+    assert!(
+        complete > 0 && absent > 0,
+        "{complete} complete, {absent} absent"
+    );
+}
+
 /// The recorder sees every mutating call: replaying all of them gives the real
 /// directory, byte for byte.
 #[test]
