@@ -216,46 +216,52 @@ fn injected(op: Op, fault: Fault) -> std::io::Error {
     std::io::Error::new(os.kind(), format!("injected {} failure: {os}", op.name()))
 }
 
-/// The installed plans or recorders of one kind, each for a directory; an entry lives
-/// while the test holds its `Arc`.
 #[cfg(any(test, feature = "fault-injection"))]
-struct Registry<T> {
-    /// Entries ever installed and maybe alive; 0 lets every call skip the lock.
-    count: std::sync::atomic::AtomicUsize,
-    entries: std::sync::RwLock<Vec<std::sync::Weak<T>>>,
-}
+use registry::Registry;
 
 #[cfg(any(test, feature = "fault-injection"))]
-impl<T> Registry<T> {
-    const fn new() -> Self {
-        Registry {
-            count: std::sync::atomic::AtomicUsize::new(0),
-            entries: std::sync::RwLock::new(Vec::new()),
+mod registry {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, RwLock, Weak};
+
+    /// The installed plans or recorders of one kind, each for a directory; an entry
+    /// lives while the test holds its `Arc`.
+    pub(super) struct Registry<T> {
+        /// Entries ever installed and maybe alive; 0 lets every call skip the lock.
+        count: AtomicUsize,
+        entries: RwLock<Vec<Weak<T>>>,
+    }
+
+    impl<T> Registry<T> {
+        pub(super) const fn new() -> Self {
+            Registry {
+                count: AtomicUsize::new(0),
+                entries: RwLock::new(Vec::new()),
+            }
         }
-    }
 
-    fn add(&self, entry: &std::sync::Arc<T>) {
-        let mut entries = crate::sync::write(&self.entries);
-        entries.retain(|e| e.strong_count() > 0);
-        entries.push(std::sync::Arc::downgrade(entry));
-        self.count
-            .store(entries.len(), std::sync::atomic::Ordering::Release);
-    }
-
-    /// Nothing was ever installed: calls need not describe themselves.
-    fn is_empty(&self) -> bool {
-        self.count.load(std::sync::atomic::Ordering::Acquire) == 0
-    }
-
-    /// The first live entry `matches` accepts.
-    fn find(&self, matches: impl Fn(&T) -> bool) -> Option<std::sync::Arc<T>> {
-        if self.is_empty() {
-            return None;
+        pub(super) fn add(&self, entry: &Arc<T>) {
+            let mut entries = crate::sync::write(&self.entries);
+            entries.retain(|e| e.strong_count() > 0);
+            entries.push(Arc::downgrade(entry));
+            self.count.store(entries.len(), Ordering::Release);
         }
-        crate::sync::read(&self.entries)
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .find(|e| matches(e))
+
+        /// Nothing was ever installed: calls need not describe themselves.
+        pub(super) fn is_empty(&self) -> bool {
+            self.count.load(Ordering::Acquire) == 0
+        }
+
+        /// The first live entry `matches` accepts.
+        pub(super) fn find(&self, matches: impl Fn(&T) -> bool) -> Option<Arc<T>> {
+            if self.is_empty() {
+                return None;
+            }
+            crate::sync::read(&self.entries)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .find(|e| matches(e))
+        }
     }
 }
 
