@@ -23,7 +23,7 @@ TABLE = """
 base:    error id kind coordinate options hash sync sign registry report report/*
 format:  format format/*
 model:   chain event receipt
-storage: fault dir segment segment/*
+storage: fault fault/* dir segment segment/*
 engine:  index query checkpoint open writer
 facade:  cache store graph
 above:   projection gate decide delivery delivery/* redact repair backup verify builder

@@ -67,12 +67,13 @@ impl Store {
             _ => PathBuf::from("."),
         };
         let staging = parent.join(format!(".{name}.partial-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&staging);
+        let _ = crate::dir::fs::remove_leftover(&staging);
         crate::dir::fs::create_dir_all(staging.join(SEGMENTS_DIR))
             .map_err(io_err("create directory", &staging))?;
         let placed = self.copy_into(&staging).and_then(|backup| {
             if dest.exists() {
-                std::fs::remove_dir(dest).map_err(io_err("replace empty directory", dest))?;
+                crate::dir::fs::remove_dir(dest)
+                    .map_err(io_err("replace empty directory", dest))?;
             }
             crate::dir::fs::rename(&staging, dest)
                 .map_err(io_err("rename backup into place", dest))?;
@@ -82,7 +83,7 @@ impl Store {
         let backup = match placed {
             Ok(b) => b,
             Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
+                let _ = crate::dir::fs::remove_leftover(&staging);
                 return Err(e);
             }
         };

@@ -27,7 +27,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use crate::error::{io_err, Error, Result};
-use crate::fault::{self, Op};
+use crate::fault::{self, Mutation, Op};
 
 /// The lock file.
 pub(crate) const LOCK_FILE: &str = "LOCK";
@@ -131,13 +131,22 @@ fn lock_file(path: &Path, shared: bool) -> Result<Option<File>> {
             Err(e) => return Err(io_err("open lock file", path)(e)),
         }
     } else {
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err("open lock file", path))?
+        let create = || {
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)
+        };
+        fault::observe(
+            || Mutation::Create {
+                path,
+                truncate: false,
+            },
+            create,
+        )
+        .map_err(io_err("open lock file", path))?
     };
     let started = Instant::now();
     loop {
@@ -180,7 +189,7 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
         })
         .and_then(|()| fs::rename(&tmp, &target).map_err(io_err("rename", &target)));
     if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = fs::remove_leftover(&tmp);
     }
     written?;
     sync_dir(dir)
@@ -189,19 +198,23 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 /// fsyncs a directory so a created, renamed or removed entry survives a crash.
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
     fault::guard(Op::SyncDir, path, || {
-        File::open(path).and_then(|d| d.sync_all())
+        fault::observe(
+            || Mutation::SyncDir { path },
+            || File::open(path).and_then(|d| d.sync_all()),
+        )
     })
     .map_err(io_err("fsync directory", path))
 }
 
 /// The file-system calls for every small file and folder of the store (segments have
-/// `SegmentFile`), each asking the fault seam first. Same signatures as `std::fs`.
+/// `SegmentFile`), each asking the fault seam first and telling the power-loss
+/// recorder (`fault::observe`) what it changes. Same signatures as `std::fs`.
 pub(crate) mod fs {
     use std::fs::File;
     use std::io::Write;
     use std::path::Path;
 
-    use crate::fault::{self, Op, Verdict};
+    use crate::fault::{self, Mutation, Op, Verdict};
 
     pub(crate) fn read(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
         let path = path.as_ref();
@@ -210,36 +223,88 @@ pub(crate) mod fs {
 
     pub(crate) fn create(path: impl AsRef<Path>) -> std::io::Result<File> {
         let path = path.as_ref();
-        fault::guard(Op::Create, path, || File::create(path))
+        fault::guard(Op::Create, path, || {
+            fault::observe(
+                || Mutation::Create {
+                    path,
+                    truncate: true,
+                },
+                || File::create(path),
+            )
+        })
     }
 
     pub(crate) fn create_dir_all(path: impl AsRef<Path>) -> std::io::Result<()> {
         let path = path.as_ref();
-        fault::guard(Op::Create, path, || std::fs::create_dir_all(path))
+        fault::guard(Op::Create, path, || {
+            fault::observe(
+                || Mutation::CreateDirs { path },
+                || std::fs::create_dir_all(path),
+            )
+        })
     }
 
     pub(crate) fn remove_file(path: impl AsRef<Path>) -> std::io::Result<()> {
         let path = path.as_ref();
-        fault::guard(Op::Remove, path, || std::fs::remove_file(path))
+        fault::guard(Op::Remove, path, || {
+            fault::observe(|| Mutation::Remove { path }, || std::fs::remove_file(path))
+        })
+    }
+
+    /// Removes what a failed call left behind (a temporary file, a partial backup):
+    /// a file, or a folder with everything in it. Best effort, so not a fault point.
+    pub(crate) fn remove_leftover(path: &Path) -> std::io::Result<()> {
+        fault::observe(
+            || Mutation::Remove { path },
+            || {
+                if path.is_dir() {
+                    std::fs::remove_dir_all(path)
+                } else {
+                    std::fs::remove_file(path)
+                }
+            },
+        )
+    }
+
+    /// Removes an empty folder. Not a fault point.
+    pub(crate) fn remove_dir(path: &Path) -> std::io::Result<()> {
+        fault::observe(|| Mutation::Remove { path }, || std::fs::remove_dir(path))
     }
 
     pub(crate) fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
-        fault::guard(Op::Rename, to, || std::fs::rename(from, to))
+        fault::guard(Op::Rename, to, || {
+            fault::observe(
+                || Mutation::Rename { from, to },
+                || std::fs::rename(from, to),
+            )
+        })
     }
 
     /// Writes all of `bytes` to `file` (at `path`); a short write lands half of them.
     pub(crate) fn write_all(file: &mut File, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let file: &File = file;
+        let write = |bytes: &[u8]| {
+            fault::observe(
+                || Mutation::Write { path, file, bytes },
+                || {
+                    let mut file = file;
+                    file.write_all(bytes)
+                },
+            )
+        };
         match fault::check(Op::Write, path) {
-            Verdict::Proceed => file.write_all(bytes),
+            Verdict::Proceed => write(bytes),
             Verdict::Fail(e) => Err(e),
             Verdict::Short(e) => {
-                file.write_all(&bytes[..bytes.len() / 2])?;
+                write(&bytes[..bytes.len() / 2])?;
                 Err(e)
             }
         }
     }
 
     pub(crate) fn sync_all(file: &File, path: &Path) -> std::io::Result<()> {
-        fault::guard(Op::Sync, path, || file.sync_all())
+        fault::guard(Op::Sync, path, || {
+            fault::observe(|| Mutation::Sync { path }, || file.sync_all())
+        })
     }
 }

@@ -9,6 +9,13 @@
 //!
 //! Plans are keyed by directory, so tests running in parallel threads of one binary
 //! each fail only their own store's calls.
+//!
+//! Every mutating call (create, write, fsync, truncate, rename, remove, directory
+//! fsync) also runs inside [`observe`], which hands a description of it ([`Mutation`])
+//! to the power-loss recorder (`fault::power`) when one is installed for the
+//! directory. In a normal build `observe` only runs the call. The recorder and the
+//! disk model that turns its log into the state a power cut could leave are in
+//! `fault/power.rs` and `fault/cut.rs`.
 
 // Off the test and feature builds only `check` (always `Proceed`) and `guard` are used.
 #![cfg_attr(
@@ -16,7 +23,16 @@
     allow(dead_code, reason = "the injection half is compiled for tests only")
 )]
 
+use std::fs::File;
 use std::path::Path;
+
+// Without the feature only the crate's unit tests use the recorder, and not all of it.
+#[cfg(any(test, feature = "fault-injection"))]
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+mod cut;
+#[cfg(any(test, feature = "fault-injection"))]
+#[cfg_attr(not(feature = "fault-injection"), allow(dead_code))]
+mod power;
 
 /// A file-system operation the seam can fail.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -97,6 +113,87 @@ pub(crate) use plan::check;
 #[cfg(any(test, feature = "fault-injection"))]
 pub use plan::FaultPlan;
 
+/// A mutating file-system call, as the power-loss recorder sees it. Built (by the
+/// closure given to [`observe`]) only when a recorder is installed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Mutation<'a> {
+    /// Opening `path` for writing, creating it when it is missing; `truncate` empties
+    /// an existing file (`File::create`), otherwise it is left as it is.
+    Create { path: &'a Path, truncate: bool },
+    /// `create_dir_all(path)`: every missing directory on the way is created.
+    CreateDirs { path: &'a Path },
+    /// A positional write of `bytes` at `offset`.
+    WriteAt {
+        path: &'a Path,
+        offset: u64,
+        bytes: &'a [u8],
+    },
+    /// A write of `bytes` at the current position of `file` (opened at `path`).
+    Write {
+        path: &'a Path,
+        file: &'a File,
+        bytes: &'a [u8],
+    },
+    /// fsync or fdatasync of the file at `path`.
+    Sync { path: &'a Path },
+    /// Setting the length of the file at `path`.
+    SetLen { path: &'a Path, len: u64 },
+    /// Renaming `from` to `to`, replacing `to`.
+    Rename { from: &'a Path, to: &'a Path },
+    /// Removing the entry at `path`: a file, or a directory with everything in it.
+    Remove { path: &'a Path },
+    /// fsync of the directory at `path`.
+    SyncDir { path: &'a Path },
+}
+
+impl Mutation<'_> {
+    /// The operation of the fault seam this call is.
+    fn op(&self) -> Op {
+        match self {
+            Mutation::Create { .. } | Mutation::CreateDirs { .. } => Op::Create,
+            Mutation::WriteAt { .. } | Mutation::Write { .. } => Op::Write,
+            Mutation::Sync { .. } => Op::Sync,
+            Mutation::SetLen { .. } => Op::Truncate,
+            Mutation::Rename { .. } => Op::Rename,
+            Mutation::Remove { .. } => Op::Remove,
+            Mutation::SyncDir { .. } => Op::SyncDir,
+        }
+    }
+
+    /// The paths the call changes (a rename has two).
+    fn paths(&self) -> [Option<&Path>; 2] {
+        match *self {
+            Mutation::Create { path, .. }
+            | Mutation::CreateDirs { path }
+            | Mutation::WriteAt { path, .. }
+            | Mutation::Write { path, .. }
+            | Mutation::Sync { path }
+            | Mutation::SetLen { path, .. }
+            | Mutation::Remove { path }
+            | Mutation::SyncDir { path } => [Some(path), None],
+            Mutation::Rename { from, to } => [Some(from), Some(to)],
+        }
+    }
+}
+
+/// Runs the mutating `call`, first describing it (`what`) to the power-loss recorder
+/// installed for its directory, if any. In a normal build this is `call()`.
+#[cfg(not(any(test, feature = "fault-injection")))]
+#[inline(always)]
+pub(crate) fn observe<'a, T>(
+    _what: impl FnOnce() -> Mutation<'a>,
+    call: impl FnOnce() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    call()
+}
+
+#[cfg(feature = "fault-injection")]
+pub use cut::{Cut, Image, PowerOp};
+#[cfg(any(test, feature = "fault-injection"))]
+pub(crate) use power::observe;
+#[cfg(feature = "fault-injection")]
+pub use power::PowerLog;
+
 /// Runs `call` unless the seam fails `op` on `path` first; a short write is left to
 /// the caller (see [`check`]), so here it fails like `EIO`.
 pub(crate) fn guard<T>(
@@ -120,12 +217,61 @@ fn injected(op: Op, fault: Fault) -> std::io::Error {
 }
 
 #[cfg(any(test, feature = "fault-injection"))]
+use registry::Registry;
+
+#[cfg(any(test, feature = "fault-injection"))]
+mod registry {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, RwLock, Weak};
+
+    /// The installed plans or recorders of one kind, each for a directory; an entry
+    /// lives while the test holds its `Arc`.
+    pub(super) struct Registry<T> {
+        /// Entries ever installed and maybe alive; 0 lets every call skip the lock.
+        count: AtomicUsize,
+        entries: RwLock<Vec<Weak<T>>>,
+    }
+
+    impl<T> Registry<T> {
+        pub(super) const fn new() -> Self {
+            Registry {
+                count: AtomicUsize::new(0),
+                entries: RwLock::new(Vec::new()),
+            }
+        }
+
+        pub(super) fn add(&self, entry: &Arc<T>) {
+            let mut entries = crate::sync::write(&self.entries);
+            entries.retain(|e| e.strong_count() > 0);
+            entries.push(Arc::downgrade(entry));
+            self.count.store(entries.len(), Ordering::Release);
+        }
+
+        /// Nothing was ever installed: calls need not describe themselves.
+        pub(super) fn is_empty(&self) -> bool {
+            self.count.load(Ordering::Acquire) == 0
+        }
+
+        /// The first live entry `matches` accepts.
+        pub(super) fn find(&self, matches: impl Fn(&T) -> bool) -> Option<Arc<T>> {
+            if self.is_empty() {
+                return None;
+            }
+            crate::sync::read(&self.entries)
+                .iter()
+                .filter_map(Weak::upgrade)
+                .find(|e| matches(e))
+        }
+    }
+}
+
+#[cfg(any(test, feature = "fault-injection"))]
 mod plan {
     use std::path::{Path, PathBuf};
-    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-    use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Condvar, Mutex};
 
-    use super::{injected, Fault, Op, Verdict, OPS};
+    use super::{injected, Fault, Op, Registry, Verdict, OPS};
 
     /// Which calls under one directory fail. Install it with
     /// [`FaultPlan::install`]; it applies while the returned `Arc` is alive.
@@ -148,8 +294,7 @@ mod plan {
         fault: Fault,
     }
 
-    static INSTALLED: AtomicUsize = AtomicUsize::new(0);
-    static PLANS: RwLock<Vec<Weak<FaultPlan>>> = RwLock::new(Vec::new());
+    static PLANS: Registry<FaultPlan> = Registry::new();
 
     impl FaultPlan {
         /// Installs an empty plan for every path under `dir`.
@@ -161,10 +306,7 @@ mod plan {
                 hold: Mutex::new(false),
                 released: Condvar::new(),
             });
-            let mut plans = crate::sync::write(&PLANS);
-            plans.retain(|p| p.strong_count() > 0);
-            plans.push(Arc::downgrade(&plan));
-            INSTALLED.store(plans.len(), Ordering::Release);
+            PLANS.add(&plan);
             plan
         }
 
@@ -233,14 +375,7 @@ mod plan {
 
     /// What the plan installed for a directory holding `path` says of this call.
     pub(crate) fn check(op: Op, path: &Path) -> Verdict {
-        if INSTALLED.load(Ordering::Acquire) == 0 {
-            return Verdict::Proceed;
-        }
-        let plan = crate::sync::read(&PLANS)
-            .iter()
-            .filter_map(Weak::upgrade)
-            .find(|p| path.starts_with(&p.dir));
-        match plan {
+        match PLANS.find(|p| path.starts_with(&p.dir)) {
             Some(plan) => plan.verdict(op),
             None => Verdict::Proceed,
         }

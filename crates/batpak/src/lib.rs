@@ -136,7 +136,7 @@ pub mod proof {
 #[cfg(feature = "fault-injection")]
 #[doc(hidden)]
 pub mod __fault {
-    pub use crate::fault::{Fault, FaultPlan, Op};
+    pub use crate::fault::{Cut, Fault, FaultPlan, Image, Op, PowerLog, PowerOp};
 }
 
 /// What the derive's generated code refers to. Not part of the public API.

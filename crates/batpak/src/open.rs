@@ -441,6 +441,13 @@ impl Scan {
             }
             self.tail_cut = Some(cut);
         }
+        if is_last && !read_only && outcome.valid_end > durable.unwrap_or(0) {
+            // Records kept from a crashed process may still be only in the page cache,
+            // and the file's own entry too (a crash while rotation created it): make
+            // both durable before anything is shown, swept or checkpointed.
+            file.sync()?;
+            sync_dir(path.parent().unwrap_or(path))?;
+        }
         let file = Arc::new(file);
         self.segments.insert(number, Arc::clone(&file));
         self.active = Some((file, number, outcome.valid_end));

@@ -139,7 +139,9 @@ impl Store {
     }
 
     /// Drops every cached state and snapshot file of `entity` (and every cached region
-    /// state): after a redaction they may hold erased data.
+    /// state): after a redaction they may hold erased data. Each removal is made
+    /// durable (its folder fsynced) before this returns, or a power cut could bring
+    /// the snapshot back (`tests/power_loss.rs` found it).
     pub(crate) fn forget_projections(&self, entity: &str) -> Result<()> {
         self.projections().forget_entity(entity);
         let name = format!("{}.snap", hex::encode(entity.as_bytes()));
@@ -152,7 +154,7 @@ impl Store {
         for dir in dirs.flatten() {
             let path = dir.path().join(&name);
             match crate::dir::fs::remove_file(&path) {
-                Ok(()) => {}
+                Ok(()) => crate::dir::sync_dir(&dir.path())?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(crate::error::io_err("remove snapshot", &path)(e)),
             }

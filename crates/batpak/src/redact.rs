@@ -107,15 +107,17 @@ impl Store {
             .map(|(location, _)| location)
             .ok_or(Error::NoSuchEvent { id })?;
         let entity = event.coordinate.entity();
-        // Derived copies go before the payload: once the rewrite may have begun, a
-        // failure (here or at the next open, which finishes it) must find no snapshot
-        // folded from the payload. Snapshot files are only written at close, so none
-        // appears meanwhile.
+        // Derived copies go (durably) before the payload does: once the rewrite may
+        // have begun, a failure or crash (here, or at the next open, which finishes it
+        // and whose sweep skips a target already erased) must find no snapshot folded
+        // from the payload. Nothing writes snapshots until close, which cannot run
+        // meanwhile; the second drop takes states cached from the payload while it was
+        // being erased, whether or not the rewrite returned an error.
         self.forget_projections(entity)?;
         let erased = self.erase(location);
-        // States folded while the rewrite ran, whether or not it returned an error.
-        self.projections().forget_entity(entity);
+        let forgotten = self.forget_projections(entity);
         erased?;
+        forgotten?;
         Ok(receipt)
     }
 

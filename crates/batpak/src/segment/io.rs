@@ -1,5 +1,6 @@
 //! Segment file I/O: every read, write, fsync and truncate of a segment goes through
-//! `SegmentFile`, which asks the fault seam (`crate::fault`) before each call.
+//! `SegmentFile`, which asks the fault seam (`crate::fault`) before each call and
+//! tells the power-loss recorder (`fault::observe`) what each mutating call changes.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -9,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use memmap2::{Mmap, MmapOptions};
 
 use crate::error::{io_err, Result};
-use crate::fault::{self, Op, Verdict};
+use crate::fault::{self, Mutation, Op, Verdict};
 
 /// One open segment file, shared by the writer and readers (positional I/O only).
 ///
@@ -30,11 +31,19 @@ impl SegmentFile {
     /// mapped up to `capacity` bytes.
     pub(crate) fn create(path: &Path, header: &[u8], capacity: u64) -> Result<Self> {
         let file = fault::guard(Op::Create, path, || {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(path)
+            fault::observe(
+                || Mutation::Create {
+                    path,
+                    truncate: false,
+                },
+                || {
+                    OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .create_new(true)
+                        .open(path)
+                },
+            )
         })
         .map_err(io_err("create segment", path))?;
         let seg = SegmentFile {
@@ -116,27 +125,36 @@ impl SegmentFile {
             Verdict::Fail(e) => return Err(io_err("write segment", &self.path)(e)),
             Verdict::Short(e) => {
                 // A torn write: the first half lands, then the call fails.
-                let half = &buf[..buf.len() / 2];
-                self.file
-                    .write_all_at(half, offset)
-                    .map_err(io_err("write segment", &self.path))?;
-                self.len
-                    .fetch_max(offset + half.len() as u64, Ordering::Release);
+                self.write_all_at(&buf[..buf.len() / 2], offset)?;
                 return Err(io_err("write segment", &self.path)(e));
             }
         }
-        self.file
-            .write_all_at(buf, offset)
-            .map_err(io_err("write segment", &self.path))?;
+        self.write_all_at(buf, offset)
+    }
+
+    fn write_all_at(&self, bytes: &[u8], offset: u64) -> Result<()> {
+        let path = &self.path;
+        fault::observe(
+            || Mutation::WriteAt {
+                path,
+                offset,
+                bytes,
+            },
+            || self.file.write_all_at(bytes, offset),
+        )
+        .map_err(io_err("write segment", path))?;
         self.len
-            .fetch_max(offset + buf.len() as u64, Ordering::Release);
+            .fetch_max(offset + bytes.len() as u64, Ordering::Release);
         Ok(())
     }
 
     /// fdatasync.
     pub(crate) fn sync(&self) -> Result<()> {
-        fault::guard(Op::Sync, &self.path, || self.file.sync_data())
-            .map_err(io_err("fsync segment", &self.path))
+        let path = &self.path;
+        fault::guard(Op::Sync, path, || {
+            fault::observe(|| Mutation::Sync { path }, || self.file.sync_data())
+        })
+        .map_err(io_err("fsync segment", path))
     }
 
     /// Bytes in the file: found at open, then grown by writes and cut by `truncate`.
@@ -147,8 +165,11 @@ impl SegmentFile {
     /// Cuts the file to `len` bytes and syncs.
     pub(crate) fn truncate(&self, len: u64) -> Result<()> {
         self.len.store(len, Ordering::Release);
-        fault::guard(Op::Truncate, &self.path, || self.file.set_len(len))
-            .map_err(io_err("truncate segment", &self.path))?;
+        let path = &self.path;
+        fault::guard(Op::Truncate, path, || {
+            fault::observe(|| Mutation::SetLen { path, len }, || self.file.set_len(len))
+        })
+        .map_err(io_err("truncate segment", path))?;
         self.sync()
     }
 
