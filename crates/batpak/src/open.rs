@@ -53,6 +53,9 @@ pub struct OpenReport {
     /// Redactions a crash interrupted that this open finished: a rewrite in progress,
     /// or a recorded redaction whose payload was not yet erased.
     pub redactions_finished: u64,
+    /// The event whose interrupted rewrite this open finished from `redact.pending`.
+    #[serde(skip)]
+    pub(crate) rewritten: Option<EventId>,
 }
 
 /// Where open got the index from.
@@ -85,13 +88,13 @@ pub(crate) struct Resume {
 }
 
 /// Finishes a rewrite a crash interrupted (`redact.pending`), before the segments are
-/// scanned, so no torn frame is ever seen mid-file; `true` when there was one. A
-/// read-only open cannot write, so it refuses with an error that says so.
-fn finish_pending(dir: &Path, read_only: bool) -> Result<bool> {
+/// scanned, so no torn frame is ever seen mid-file; the rewritten event when there was
+/// one. A read-only open cannot write, so it refuses with an error that says so.
+fn finish_pending(dir: &Path, read_only: bool) -> Result<Option<EventId>> {
     let path = dir.join(PENDING_FILE);
     let bytes = match crate::dir::fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err("read", &path)(e)),
     };
     // The file is renamed into place whole, so a damaged one was damaged at rest.
@@ -101,9 +104,10 @@ fn finish_pending(dir: &Path, read_only: bool) -> Result<bool> {
         detail,
     };
     let pending = PendingRewrite::decode(&bytes).map_err(corrupt)?;
-    if let Err(e) = crate::format::record::decode(&pending.frame) {
-        return Err(corrupt(format!("the pending frame does not decode: {e}")));
-    }
+    let rewritten = match crate::format::record::decode(&pending.frame) {
+        Ok((view, _)) => view.header.id,
+        Err(e) => return Err(corrupt(format!("the pending frame does not decode: {e}"))),
+    };
     if read_only {
         return Err(corrupt(
             "a redaction was interrupted; open the store read-write once to finish it".into(),
@@ -113,7 +117,7 @@ fn finish_pending(dir: &Path, read_only: bool) -> Result<bool> {
     check_pending_fits(&file, &pending, dir)?;
     apply_pending(&file, &pending)?;
     remove_pending(dir)?;
-    Ok(true)
+    Ok(Some(rewritten))
 }
 
 /// Writes a pending frame over the original, through the segment seam, and syncs it.
@@ -221,7 +225,8 @@ pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loa
         tail_cut,
         duration: started.elapsed(),
         kind_collisions: Vec::new(),
-        redactions_finished: u64::from(pending_finished),
+        redactions_finished: u64::from(pending_finished.is_some()),
+        rewritten: pending_finished,
     };
     Ok(Loaded {
         index,

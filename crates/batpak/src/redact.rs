@@ -15,7 +15,7 @@
 //! a `Redaction` record names that is not yet erased (dropping its snapshots first);
 //! a crash during 4 is finished from the pending file before the segments are
 //! scanned, so no torn frame is ever seen mid-file, and that open drops the
-//! snapshots of every redacted target.
+//! snapshots of the entity of the event it rewrote.
 
 use serde::{Deserialize, Serialize};
 
@@ -138,11 +138,9 @@ impl Store {
     /// Returns how many it erased.
     ///
     /// When the open finished a rewrite from `redact.pending`, that target's snapshots
-    /// may have been written before it was erased; the pending file does not say
-    /// whose they are here, so the snapshots of every redacted target are dropped.
-    /// That happens only after a crash or failure during a redaction.
+    /// may have been written before it was erased: they are dropped too.
     pub(crate) fn finish_recorded_redactions(&self) -> Result<u64> {
-        let rewrite_finished = self.open_report().redactions_finished > 0;
+        let rewritten = self.open_report().rewritten;
         let records = self.query(&Region::all().kind(REDACTION_KIND), 0, usize::MAX)?;
         let mut erased = 0;
         for record in records {
@@ -153,7 +151,7 @@ impl Store {
                 continue;
             };
             if target.is_redacted() {
-                if rewrite_finished {
+                if rewritten == Some(target.id) {
                     self.forget_projections(target.coordinate.entity())?;
                 }
                 continue;
