@@ -62,6 +62,48 @@ pub(crate) struct DirLock {
     shared: bool,
     /// `None` for a read-only open of a store that has no LOCK file (nothing is created).
     _file: Option<File>,
+    identity: Option<LockIdentity>,
+}
+
+/// The device and inode of the LOCK file a writer holds, to notice it being removed
+/// or replaced (after which a second writer could take a lock on the new file).
+#[derive(Clone, Debug)]
+pub(crate) struct LockIdentity {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl LockIdentity {
+    fn of(file: &File, path: &Path) -> Result<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().map_err(io_err("stat lock file", path))?;
+        Ok(LockIdentity {
+            path: path.to_path_buf(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// Fails when the path no longer names the file whose lock is held.
+    pub(crate) fn check(&self) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let now = std::fs::metadata(&self.path).map(|m| (m.dev(), m.ino()));
+        if now.as_ref().ok() == Some(&(self.dev, self.ino)) {
+            return Ok(());
+        }
+        let what = match now {
+            Ok(_) => "was replaced by another file",
+            Err(_) => "was removed",
+        };
+        Err(Error::Io {
+            op: "check the directory lock",
+            path: self.path.clone(),
+            source: std::io::Error::other(format!(
+                "the LOCK file {what} while this store held it, so another writer may have opened the store; writes are refused"
+            )),
+        })
+    }
 }
 
 impl DirLock {
@@ -73,17 +115,35 @@ impl DirLock {
             .canonicalize()
             .map_err(io_err("resolve directory", dir))?;
         register(&key, shared, &path)?;
-        match lock_file(&path, shared) {
-            Ok(file) => Ok(DirLock {
+        let locked = lock_file(&path, shared).and_then(|file| {
+            let identity = match (&file, shared) {
+                (Some(f), false) => {
+                    // Replaced between the open and the flock: that lock guards nothing.
+                    let identity = LockIdentity::of(f, &path)?;
+                    identity.check()?;
+                    Some(identity)
+                }
+                _ => None,
+            };
+            Ok((file, identity))
+        });
+        match locked {
+            Ok((file, identity)) => Ok(DirLock {
                 key,
                 shared,
                 _file: file,
+                identity,
             }),
             Err(e) => {
                 unregister(&key, shared);
                 Err(e)
             }
         }
+    }
+
+    /// What a writer checks before it trusts the lock again (rotation, checkpoint).
+    pub(crate) fn identity(&self) -> Option<LockIdentity> {
+        self.identity.clone()
     }
 }
 
@@ -216,9 +276,26 @@ pub(crate) mod fs {
 
     use crate::fault::{self, Mutation, Op, Verdict};
 
+    /// Reads a whole small file. Only a regular file is opened (a FIFO would block
+    /// the open, a device like `/dev/zero` would be read until memory runs out), and
+    /// only the bytes its size promises are read.
     pub(crate) fn read(path: impl AsRef<Path>) -> std::io::Result<Vec<u8>> {
         let path = path.as_ref();
-        fault::guard(Op::Read, path, || std::fs::read(path))
+        fault::guard(Op::Read, path, || {
+            let meta = std::fs::metadata(path)?;
+            if !meta.is_file() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("not a regular file ({:?})", meta.file_type()),
+                ));
+            }
+            let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(File::open(path)?, meta.len()),
+                &mut bytes,
+            )?;
+            Ok(bytes)
+        })
     }
 
     pub(crate) fn create(path: impl AsRef<Path>) -> std::io::Result<File> {

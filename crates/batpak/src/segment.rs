@@ -71,7 +71,15 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
             .and_then(|n| n.strip_suffix(".seg"))
             .filter(|stem| stem.len() == 16)
             .and_then(|stem| u64::from_str_radix(stem, 16).ok());
+        let regular = std::fs::metadata(&path).is_ok_and(|m| m.is_file());
         match number {
+            Some(_) if !regular => {
+                return Err(Error::Corrupt {
+                    path,
+                    offset: 0,
+                    detail: "a segment name on something that is not a regular file".into(),
+                })
+            }
             Some(n) => out.push((n, path)),
             None => {
                 return Err(Error::Corrupt {

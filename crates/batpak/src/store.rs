@@ -98,15 +98,19 @@ impl Store {
         let segments = Arc::new(loaded.segments);
         let signal = Arc::new(Signal::default());
         let writer = match (writer, loaded.resume) {
-            (Some(config), Some(resume)) => Some(Arc::new(Writer::new(
-                dir.clone(),
-                config.sync,
-                config.segment_size,
-                resume,
-                Arc::clone(&index),
-                Arc::clone(&segments),
-                Arc::clone(&signal),
-            )?)),
+            (Some(config), Some(resume)) => {
+                let mut writer = Writer::new(
+                    dir.clone(),
+                    config.sync,
+                    config.segment_size,
+                    resume,
+                    Arc::clone(&index),
+                    Arc::clone(&segments),
+                    Arc::clone(&signal),
+                )?;
+                writer.lock = dir_lock.as_ref().and_then(DirLock::identity);
+                Some(Arc::new(writer))
+            }
             _ => None,
         };
         let flusher = match writer.as_ref().map(|w| (w, w.policy())) {

@@ -90,6 +90,8 @@ struct Durability {
 #[derive(Debug)]
 pub(crate) struct Writer {
     dir: PathBuf,
+    /// The LOCK file held for this writer, checked at rotation and checkpoint.
+    pub(crate) lock: Option<crate::dir::LockIdentity>,
     policy: SyncPolicy,
     segment_size: u64,
     state: Mutex<State>,
@@ -152,6 +154,7 @@ impl Writer {
             durable_seq: AtomicU64::new(last_written),
             appends: AtomicU64::new(0),
             checkpoint_due: std::sync::atomic::AtomicBool::new(false),
+            lock: None,
             unpublished: Mutex::new(VecDeque::new()),
             active_file,
             poison: OnceLock::new(),
@@ -603,6 +606,9 @@ impl Writer {
                     limit: MAX_SEGMENT_NUMBER,
                 });
             }
+            if let Some(lock) = &self.lock {
+                lock.check()?;
+            }
             active.rotate(&self.dir, state.next_sequence)?;
             *lock(&self.active_file) = Arc::clone(&active.file);
             self.checkpoint_due.store(true, Ordering::Release);
@@ -722,6 +728,9 @@ impl Writer {
     /// failure is returned, and does not poison the store.
     pub(crate) fn write_checkpoint(&self) -> Result<()> {
         self.check_poison()?;
+        if let Some(lock) = &self.lock {
+            lock.check().map_err(|e| self.poisoned(e))?;
+        }
         let durable = self.durable();
         let c = {
             let state = lock(&self.state);
