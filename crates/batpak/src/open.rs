@@ -430,6 +430,7 @@ impl Scan {
             start,
             is_last,
             durable.unwrap_or(0),
+            |at| file.all_zero_from(at as u64),
             |view, offset| {
                 admit(index, progress, view, Location::new(number, offset)).map_err(|detail| {
                     Error::Corrupt {

@@ -173,6 +173,33 @@ impl SegmentFile {
         self.sync()
     }
 
+    /// Whether every byte from `offset` to the end is zero, read with `pread` in
+    /// bounded chunks rather than through the map, so a huge zero (or sparse) tail
+    /// costs a bounded amount of memory and no page faults; stops at the first
+    /// non-zero byte.
+    pub(crate) fn all_zero_from(&self, offset: u64) -> Result<bool> {
+        fault::guard(Op::Read, &self.path, || Ok(()))
+            .map_err(io_err("read segment", &self.path))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut at = offset;
+        let end = self.len();
+        while at < end {
+            let want = usize::try_from(end - at).map_or(buf.len(), |n| n.min(buf.len()));
+            let n = self
+                .file
+                .read_at(&mut buf[..want], at)
+                .map_err(io_err("read segment", &self.path))?;
+            if n == 0 {
+                break;
+            }
+            if buf[..n].iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            at += n as u64;
+        }
+        Ok(true)
+    }
+
     /// Reads the whole file.
     pub(crate) fn read_all(&self) -> Result<Vec<u8>> {
         let len = usize::try_from(self.len()).unwrap_or(usize::MAX);

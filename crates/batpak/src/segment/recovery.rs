@@ -60,12 +60,15 @@ fn length_is_credible(rest: &[u8]) -> bool {
 
 /// Calls `on_record(view, offset)` for every record of every complete batch in
 /// `bytes[start..]`, in order. Nothing before `durable_end` may be cut as a tail.
+/// `all_zero_from(offset)` says whether the rest of the file is zeros (the caller
+/// reads it without the map, so a huge zero tail costs bounded memory).
 pub(crate) fn scan<'a>(
     path: &Path,
     bytes: &'a [u8],
     start: usize,
     is_last: bool,
     durable_end: u64,
+    all_zero_from: impl Fn(usize) -> Result<bool>,
     mut on_record: impl FnMut(&RecordView<'a>, u64) -> Result<()>,
 ) -> Result<ScanOutcome> {
     let corrupt = |offset: usize, detail: String| Error::Corrupt {
@@ -98,7 +101,7 @@ pub(crate) fn scan<'a>(
                 let rest = &bytes[at..];
                 let tail_shaped = match &e {
                     FrameError::Incomplete { .. } => length_is_credible(rest),
-                    FrameError::Zero => rest.iter().all(|&b| b == 0),
+                    FrameError::Zero => all_zero_from(at)?,
                     FrameError::Checksum { .. } => {
                         record::peek_frame_len(rest) == Some(rest.len()) && length_is_credible(rest)
                     }
