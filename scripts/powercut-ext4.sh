@@ -69,18 +69,26 @@ for round in $(seq 1 "$rounds"); do
     found=0
     status="no store yet"
   else
-    status="$("$bin" --dir "$after/store" verify 2>&1 | tail -1)" || {
-      echo "round $round: verify failed after the power cut: $status" >&2
+    if ! "$bin" --dir "$after/store" verify >"$work/verify" 2>&1; then
+      keep="target/powercut-failure-$round"
+      rm -rf "$keep" && mkdir -p "$keep"
+      cp --sparse=always "$work/cut.img" "$work/acks" "$work/verify" "$keep/"
+      echo "round $round: verify failed after the power cut (kept in $keep):" >&2
+      cat "$work/verify" >&2
       exit 1
-    }
+    fi
+    status="$(tail -1 "$work/verify")"
     "$bin" --dir "$after/store" export >"$work/export" 2>/dev/null
     found="$(wc -l <"$work/export")"
-    missing=0
+    missing=""
     for id in $(grep '"event_id"' "$work/acks" | sed 's/.*"event_id": "\([^"]*\)".*/\1/'); do
-      grep -q "\"id\":\"$id\"" "$work/export" || missing=$((missing + 1))
+      grep -q "\"id\":\"$id\"" "$work/export" || missing="$missing $id"
     done
-    if [ "$missing" != 0 ]; then
-      echo "round $round: $missing of $acked acknowledged events lost" >&2
+    if [ -n "$missing" ]; then
+      keep="target/powercut-failure-$round"
+      rm -rf "$keep" && mkdir -p "$keep"
+      cp --sparse=always "$work/cut.img" "$work/acks" "$work/export" "$keep/"
+      echo "round $round: acknowledged events lost:$missing (of $acked); image, acks and export kept in $keep" >&2
       exit 1
     fi
   fi

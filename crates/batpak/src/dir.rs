@@ -255,6 +255,35 @@ pub(crate) fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     sync_dir(dir)
 }
 
+/// The directory under the store that keeps what repairs and tail cuts removed.
+pub(crate) const REPAIRS_DIR: &str = "repairs";
+
+/// A new, durable `repairs/<unix ms>/` directory under `dir`.
+pub(crate) fn new_repair_dir(dir: &Path) -> Result<PathBuf> {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let parent = dir.join(REPAIRS_DIR);
+    let mut keep = parent.join(ms.to_string());
+    let mut n = 1;
+    while keep.exists() {
+        keep = parent.join(format!("{ms}-{n}"));
+        n += 1;
+    }
+    fs::create_dir_all(&keep).map_err(io_err("create directory", &keep))?;
+    sync_dir(&parent)?;
+    sync_dir(dir)?;
+    Ok(keep)
+}
+
+/// Writes `bytes` to a new file `path` and makes it and its directory durable.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = fs::create(path).map_err(io_err("create", path))?;
+    fs::write_all(&mut file, path, bytes).map_err(io_err("write", path))?;
+    fs::sync_all(&file, path).map_err(io_err("fsync", path))?;
+    sync_dir(path.parent().unwrap_or(path))
+}
+
 /// fsyncs a directory so a created, renamed or removed entry survives a crash.
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
     fault::guard(Op::SyncDir, path, || {

@@ -372,6 +372,7 @@ impl Scan {
                     bytes: bytes.len() as u64,
                     records: 0,
                     reason: "segment header was never completely written".into(),
+                    kept: None,
                 });
                 if !read_only {
                     drop(file);
@@ -441,8 +442,9 @@ impl Scan {
                 })
             },
         )?;
-        if let Some(cut) = outcome.cut {
+        if let Some(mut cut) = outcome.cut {
             if !read_only {
+                cut.kept = keep_cut(path, bytes, &file, outcome.valid_end)?;
                 file.truncate(outcome.valid_end)?;
             }
             self.tail_cut = Some(cut);
@@ -501,6 +503,34 @@ impl Scan {
             idempotency: progress.idempotency,
         })
     }
+}
+
+/// Keeps a copy of the bytes a tail cut removes (unless they are all zeros) in a new
+/// `repairs/<ms>/` directory of the store, durably, before the cut: a cut never
+/// destroys data, even data that was never acknowledged.
+fn keep_cut(
+    path: &Path,
+    bytes: &[u8],
+    file: &SegmentFile,
+    valid_end: u64,
+) -> Result<Option<std::path::PathBuf>> {
+    if file.all_zero_from(valid_end)? {
+        return Ok(None);
+    }
+    let store_dir = path
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    let keep = crate::dir::new_repair_dir(store_dir)?;
+    let name = path
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let kept = keep.join(format!("{name}.from-{valid_end}"));
+    let start = usize::try_from(valid_end)
+        .unwrap_or(bytes.len())
+        .min(bytes.len());
+    crate::dir::write_durably(&kept, &bytes[start..])?;
+    Ok(Some(kept))
 }
 
 /// Adds one recovered record to the index and the writer's resume state.

@@ -12,12 +12,11 @@
 //! from the records (the remedy for `index` findings of `verify()`).
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::coordinate::Coordinate;
-use crate::dir::{sync_dir, DirLock, CHECKPOINT_FILE, SEGMENTS_DIR};
+use crate::dir::{new_repair_dir, sync_dir, DirLock, CHECKPOINT_FILE, SEGMENTS_DIR};
 use crate::error::{io_err, Error, Result};
 use crate::event::{Batch, EventPayload};
 use crate::format::record::{self, FLAG_BATCH_CONTINUES};
@@ -33,7 +32,7 @@ pub(crate) const REPAIR_KIND: EventKind = EventKind::custom(0, 6);
 pub const REPAIR_ENTITY: &str = "batpak:repair";
 const REPAIR_SCOPE: &str = "batpak:repairs";
 /// The directory under the store that keeps what repairs cut.
-pub const REPAIRS_DIR: &str = "repairs";
+pub const REPAIRS_DIR: &str = crate::dir::REPAIRS_DIR;
 
 /// The journal's record of a repair that cut history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -157,12 +156,7 @@ fn cut(dir: &Path, segment: u64, offset: u64, reason: &str) -> Result<(Repaired,
     let name = path
         .file_name()
         .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-    let tail = keep.join(format!("{name}.from-{offset}"));
-    let mut file = crate::dir::fs::create(&tail).map_err(io_err("create", &tail))?;
-    crate::dir::fs::write_all(&mut file, &tail, &bytes[at..]).map_err(io_err("write", &tail))?;
-    crate::dir::fs::sync_all(&file, &tail).map_err(io_err("fsync", &tail))?;
-    drop(file);
-    sync_dir(&keep)?;
+    crate::dir::write_durably(&keep.join(format!("{name}.from-{offset}")), &bytes[at..])?;
     for (_, later_path) in &later {
         let to = keep.join(later_path.file_name().unwrap_or_default());
         move_durably(later_path, &to, &dir.join(SEGMENTS_DIR))?;
@@ -241,24 +235,6 @@ fn complete_records(bytes: &[u8]) -> (u64, Option<u64>) {
         at += len;
     }
     (count, first)
-}
-
-/// A new, durable `repairs/<unix ms>/` directory.
-fn new_repair_dir(dir: &Path) -> Result<PathBuf> {
-    let ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis());
-    let parent = dir.join(REPAIRS_DIR);
-    let mut keep = parent.join(ms.to_string());
-    let mut n = 1;
-    while keep.exists() {
-        keep = parent.join(format!("{ms}-{n}"));
-        n += 1;
-    }
-    crate::dir::fs::create_dir_all(&keep).map_err(io_err("create directory", &keep))?;
-    sync_dir(&parent)?;
-    sync_dir(dir)?;
-    Ok(keep)
 }
 
 /// Renames `from` to `to` and syncs both directories.

@@ -1,7 +1,11 @@
 //! Hostile directory contents: small files that are not regular files, a LOCK file
 //! removed or replaced under a running writer.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test helpers abort on setup failure")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test helpers abort on setup failure"
+)]
 
 use std::path::Path;
 use std::process::Command;

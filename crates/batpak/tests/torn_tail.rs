@@ -194,3 +194,42 @@ fn damaged_final_record_ending_at_end_of_file_is_a_torn_write() {
     assert!(cut.reason.contains("checksum"), "{}", cut.reason);
     assert_eq!(store.stats().unwrap().events, kept.len() as u64);
 }
+
+/// The shape a power cut left on ext4 (`scripts/powercut-ext4.sh`): the sector holding
+/// the start of the last write never landed (zeros up to its boundary), a later one
+/// did. Above the checkpoint's floor that is a torn write, cut and kept; a flipped bit
+/// with no such hole is damage.
+#[test]
+fn a_write_whose_sectors_landed_out_of_order_is_cut_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (kept, start, end) = build(dir.path(), |s| {
+        for i in 0..12 {
+            append(s, "c", i);
+        }
+    });
+    fs::remove_file(dir.path().join("index.ckpt")).unwrap(); // died before close
+    let seg = last_segment(dir.path());
+    let original = fs::read(&seg).unwrap();
+    assert!(end - start > 1024, "the write spans several sectors");
+    let boundary = (start / 512 + 1) * 512;
+
+    let mut bit = original.clone();
+    bit[start as usize + 40] ^= 0x10;
+    fs::write(&seg, &bit).unwrap();
+    match Store::open(dir.path()) {
+        Err(batpak::Error::Corrupt { offset, .. }) => assert_eq!(offset, start),
+        other => panic!("a flipped bit is damage: {other:?}"),
+    }
+
+    let mut torn = original.clone();
+    torn[start as usize..boundary as usize].fill(0);
+    fs::write(&seg, &torn).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let cut = store.open_report().tail_cut.clone().unwrap();
+    assert_eq!((cut.offset, cut.bytes), (start, end - start));
+    assert!(cut.reason.contains("sector"), "{}", cut.reason);
+    let copy = cut.kept.expect("the cut bytes are kept");
+    assert!(copy.starts_with(dir.path().join("repairs")));
+    assert_eq!(fs::read(copy).unwrap(), &torn[start as usize..]);
+    assert_eq!(store.stats().unwrap().events, kept.len() as u64);
+}

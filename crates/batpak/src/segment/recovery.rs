@@ -1,12 +1,18 @@
 //! Scanning a segment on open: every record in order, batches all-or-nothing, and the
 //! tail rules. Recovery never guesses:
 //!
-//! - In the last segment, a frame that runs past the end of the file, a damaged frame
-//!   that ends exactly at the end of the file, a zero-filled remainder, and the frames
-//!   of a batch that never got its final frame are a torn tail: cut off and reported.
-//!   A frame only counts as torn when its stored length agrees with the length its
-//!   fixed header implies (or the header bytes were never written): a damaged length
-//!   field must not turn the records after it into a "tail".
+//! - In the last segment, above the durable length a checkpoint proved: a frame that
+//!   runs past the end of the file, a damaged frame that ends exactly at the end of
+//!   the file, a zero-filled remainder, the frames of a batch that never got its final
+//!   frame, and a damaged frame with a sector-aligned hole of zeros (a write whose
+//!   512-byte sectors landed out of order at a power cut, so later bytes may have
+//!   landed after the hole) are a torn tail: cut off and reported, and a writable open
+//!   first keeps the cut bytes (unless all zeros) under `repairs/`. Nothing after such
+//!   a frame was ever synced: an fdatasync of later bytes would have landed its
+//!   sectors too. A frame only counts as torn when its stored length agrees with the
+//!   length its fixed header implies (or the header bytes were never written): a
+//!   damaged length field must not turn the records after it into a "tail"; a flipped
+//!   bit with no hole is damage, not a tear.
 //! - None of that applies below the segment's durable length (what a checkpoint
 //!   proved synced): there a damaged frame or an unfinished batch is damage to
 //!   acknowledged data, an error, however tail-shaped it looks.
@@ -35,6 +41,10 @@ pub struct TailCut {
     pub records: usize,
     /// Why the bytes could not be kept.
     pub reason: String,
+    /// Where a writable open kept a copy of the cut bytes before cutting them (under
+    /// `repairs/`); `None` when they were all zeros, or nothing was cut (read-only).
+    #[serde(default)]
+    pub kept: Option<std::path::PathBuf>,
 }
 
 /// The end of the valid data and the tail that follows it, if any.
@@ -110,6 +120,13 @@ pub(crate) fn scan<'a>(
                 if is_last && tail_shaped && at as u64 >= durable_end {
                     break Some(e.to_string());
                 }
+                if is_last && at as u64 >= durable_end {
+                    if let Some(hole) = unlanded_sector(bytes, at) {
+                        break Some(format!(
+                            "{e}; the zeros at {hole} end on a 512-byte sector boundary: a write whose sectors landed out of order, never synced (an fsync of it or of anything after it would have landed them)"
+                        ));
+                    }
+                }
                 if is_last && tail_shaped {
                     return Err(corrupt(at, below_floor(&e.to_string(), durable_end)));
                 }
@@ -150,6 +167,7 @@ pub(crate) fn scan<'a>(
             bytes: (bytes.len() - valid_end) as u64,
             records: batch.len(),
             reason,
+            kept: None,
         }),
     })
 }
@@ -159,4 +177,37 @@ fn below_floor(what: &str, durable_end: u64) -> String {
     format!(
         "{what}; the index checkpoint recorded {durable_end} durable bytes in this segment, so this is damage to acknowledged data, not a torn write"
     )
+}
+
+/// Sector size of the tear model: a device lands a write's sectors independently.
+const SECTOR: usize = 512;
+/// How far past a damaged frame's start to look for a hole when its length is unknown.
+const HOLE_SEARCH: usize = 1 << 20;
+
+/// Where the frame at `at`, which failed to decode, shows a sector that never landed.
+/// Sectors land whole or not at all, and segments only grow, so an unlanded sector
+/// reads as zeros past the file's old end: either the frame's own start is zero up
+/// to the next sector boundary (a frame starts with its checksum and length, never
+/// zero), or a later sector the frame reaches is zero in full (as far as the file
+/// goes), including the bytes of frames after it that share the sector.
+fn unlanded_sector(bytes: &[u8], at: usize) -> Option<usize> {
+    let rest = &bytes[at..];
+    let span = record::peek_frame_len(rest)
+        .filter(|&len| len >= record::PREFIX_LEN && length_is_credible(rest))
+        .unwrap_or(HOLE_SEARCH)
+        .min(rest.len());
+    let end = at + span;
+    let first_end = ((at / SECTOR + 1) * SECTOR).min(bytes.len());
+    if bytes[at..first_end].iter().all(|&b| b == 0) {
+        return Some(at);
+    }
+    let mut sector = first_end;
+    while sector < end {
+        let whole = &bytes[sector..(sector + SECTOR).min(bytes.len())];
+        if whole.iter().all(|&b| b == 0) {
+            return Some(sector);
+        }
+        sector += SECTOR;
+    }
+    None
 }
