@@ -345,6 +345,19 @@ mod tests {
         }
     }
 
+    /// Found by this harness: serde_json's default float parser may be off by one unit
+    /// in the last place, so an imported payload could hold a different number than
+    /// the exported one. The tool parses floats exactly (`float_roundtrip`).
+    #[test]
+    fn a_float_survives_export_and_import() {
+        let line = r#"{"entity":"e","scope":"s","kind":"1:1","payload":[2.142432124454614e-153]}"#;
+        let parsed = parse_line(line).unwrap();
+        assert_eq!(
+            String::from_utf8(parsed.payload).unwrap(),
+            "[2.142432124454614e-153]"
+        );
+    }
+
     fn json_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
