@@ -112,6 +112,28 @@ fn new_cursors_start_where_asked_and_existing_ones_ignore_it() {
     assert_eq!(drain(&mut after, 100), vec![8, 9, 10, 11]);
 }
 
+/// Found by fuzzing a cursor file: a committed position of `u64::MAX` (from the file,
+/// or `CursorStart::After(u64::MAX)`) overflowed computing where delivery resumes,
+/// a panic in debug builds and a redelivery from the beginning in release builds.
+#[test]
+fn a_cursor_at_the_last_possible_sequence_delivers_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    append(&store, "e");
+    let mut end = store
+        .cursor_from("end", Region::all(), CursorStart::After(u64::MAX))
+        .unwrap();
+    assert_eq!((end.committed(), end.position()), (u64::MAX, u64::MAX));
+    assert!(end.next_batch(10, SHORT).unwrap().is_empty());
+    end.commit(u64::MAX).unwrap();
+    drop(end);
+    // Reopened from its file.
+    let mut end = store.cursor("end", Region::all()).unwrap();
+    assert_eq!(end.committed(), u64::MAX);
+    append(&store, "e");
+    assert!(end.next_batch(10, SHORT).unwrap().is_empty());
+}
+
 #[test]
 fn misuse_is_refused_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
