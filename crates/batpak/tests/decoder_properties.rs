@@ -15,8 +15,8 @@ use std::time::Duration;
 use batpak::__fuzz;
 use batpak::proof::{Anchor, SigningKey};
 use batpak::{
-    AppendOptions, AppendReceipt, Batch, Coordinate, EventKind, Freshness, RawPayload, Region,
-    Store,
+    AppendOptions, AppendReceipt, Batch, Coordinate, CursorStart, EventKind, Freshness, RawPayload,
+    Region, Store,
 };
 use proptest::prelude::*;
 
@@ -380,6 +380,22 @@ fn write_seed_corpora() {
         "open_dir",
         "one-segment-resealed",
         &__fuzz::pack_store_dir(&one, __fuzz::RESEAL).unwrap(),
+    );
+
+    // A cursor committed at the last possible sequence (once an overflow).
+    let late = tmp.path().join("late");
+    fs::create_dir_all(late.join("segments")).unwrap();
+    fs::write(late.join("segments").join(seg_name), &segment).unwrap();
+    let store = Store::open(&late).unwrap();
+    let cursor = store
+        .cursor_from(__fuzz::CURSOR, Region::all(), CursorStart::After(u64::MAX))
+        .unwrap();
+    drop(cursor);
+    store.close().unwrap();
+    put(
+        "open_dir",
+        "cursor-at-u64-max",
+        &__fuzz::pack_store_dir(&late, __fuzz::RESEAL).unwrap(),
     );
 
     // Mid-redaction: the original frame back in place, its rewrite pending.
