@@ -64,7 +64,7 @@ for t in "${targets[@]}"; do
     run_log="$(mktemp)"
     rc=0
     cargo +nightly fuzz run "$t" "fuzz/work/$t" "fuzz/corpus/$t" -- \
-      -max_total_time="$left" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      -max_total_time="$left" -dict=fuzz/batpak.dict -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"$run_log" 2>&1 || rc=$?
     cat "$run_log" >>"$log"
     n="$(awk '/stat::number_of_executed_units:/ { print $2 }' "$run_log")"

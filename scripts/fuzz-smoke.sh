@@ -32,7 +32,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/$t"
   log="$work/$t.log"
   if cargo +nightly fuzz run "$t" "$work/$t" "fuzz/corpus/$t" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -max_total_time="$seconds" -dict=fuzz/batpak.dict -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
     >"$log" 2>&1; then
     runs="$(awk '/stat::number_of_executed_units:/ { print $2 }' "$log")"
     echo "ok: ${runs:-?} inputs"
