@@ -516,10 +516,10 @@ impl Projection for Count {
 }
 
 /// Writes the files of an `open_dir` input (`pack_dir`) into `dir`, which must be
-/// empty, then opens the store read-only and for writing and reads what opens. Any
-/// `Err` is fine; a panic is a bug. Checks that a read-only open changes no file, and
-/// that an event appended and closed is there on reopen. Returns whether the store
-/// opened for writing.
+/// empty, then opens the store read-only, as a view and for writing and reads what
+/// opens. Any `Err` is fine; a panic is a bug. Checks that a read-only open and a view
+/// change no file, and that an event appended and closed is there on reopen. Returns
+/// whether the store opened for writing.
 pub fn open_dir(dir: &Path, data: &[u8]) -> bool {
     let (flags, files) = unpack_dir(data);
     for (file, mut bytes) in files {
@@ -541,9 +541,13 @@ pub fn open_dir(dir: &Path, data: &[u8]) -> bool {
         read_everything(&store);
         drop(store);
     }
+    if let Ok(view) = Store::builder(dir).open_view() {
+        read_everything(&view);
+        drop(view);
+    }
     assert!(
         dir_contents(dir) == before,
-        "open_dir: a read-only open changed the directory"
+        "open_dir: a read-only open or a view changed the directory"
     );
 
     let Ok(store) = Store::open(dir) else {
