@@ -26,7 +26,7 @@ model:   chain event receipt
 storage: fault fault/* dir segment segment/*
 engine:  index query checkpoint open writer
 facade:  cache store graph
-above:   projection gate decide delivery delivery/* redact repair backup verify builder
+above:   projection gate decide delivery delivery/* redact repair backup verify builder fuzz_api
 root:    lib
 """
 

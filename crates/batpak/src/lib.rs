@@ -63,6 +63,8 @@ mod error;
 mod event;
 mod fault;
 mod format;
+#[cfg(feature = "fuzzing")]
+mod fuzz_api;
 pub mod gate;
 pub mod graph;
 mod hash;
@@ -137,6 +139,14 @@ pub mod proof {
 #[doc(hidden)]
 pub mod __fault {
     pub use crate::fault::{Cut, Fault, FaultPlan, Image, Op, PowerLog, PowerOp};
+}
+
+/// Decoder entry points for the fuzz targets in `fuzz/` and the decoder property test
+/// (feature `fuzzing`, never on by default). Not part of the public API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::fuzz_api::*;
 }
 
 /// What the derive's generated code refers to. Not part of the public API.

@@ -238,6 +238,9 @@ fn a_cursor_past_the_end_is_wound_back_and_reported() {
     assert_eq!((cursor.committed(), cursor.rewound_from()), (6, None));
 }
 
+/// `After(u64::MAX)` used to overflow where delivery resumes (found by fuzzing: a
+/// panic in debug builds, a redelivery from the beginning in release builds); a
+/// start past the end is now refused, and a stored position past it wound back.
 #[test]
 fn a_new_cursor_cannot_start_past_the_end() {
     let dir = tempfile::tempdir().unwrap();

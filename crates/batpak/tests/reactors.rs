@@ -140,6 +140,25 @@ fn reactions_are_linked_and_a_restart_does_not_repeat_them() {
     }
 }
 
+/// Found with the cursor fuzzing: a reactor starting after `u64::MAX` overflowed
+/// computing where its feed resumes and its thread panicked (debug builds).
+#[test]
+fn a_reactor_starting_after_the_last_possible_sequence_reacts_to_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let options = ReactorOptions {
+        start: batpak::CursorStart::After(u64::MAX),
+        ..ReactorOptions::default()
+    };
+    let handle = store.react("late", payments(), options, receipt).unwrap();
+    pay(&store, 1);
+    let status = handle.wait_for(u64::MAX, Duration::from_millis(300));
+    assert_eq!(status.state, ReactorState::Running, "{status:?}");
+    let stopped = handle.stop();
+    assert_eq!(stopped.state, ReactorState::Stopped, "{stopped:?}");
+    assert_eq!(stopped.handled, 0);
+}
+
 #[test]
 fn stop_policy_fails_at_the_source_and_a_fixed_handler_resumes_there() {
     let dir = tempfile::tempdir().unwrap();

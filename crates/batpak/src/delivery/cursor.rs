@@ -92,9 +92,9 @@ impl Store {
             Ok((committed, rewound_from)) => Ok(Cursor {
                 store: self,
                 name: name.to_string(),
-                // At most the newest visible sequence, so this cannot overflow.
-                subscription: self
-                    .subscribe_from(region.clone(), committed + 1)
+                // Positioned at the commit itself: `subscribe_from(committed + 1)`
+                // would overflow for a commit of u64::MAX.
+                subscription: Subscription::new(self, region.clone(), committed)
                     .lag_limit(u64::MAX),
                 region,
                 committed,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::coordinate::Coordinate;
 use crate::delivery::cursor::CursorStart;
-use crate::delivery::RecvError;
+use crate::delivery::{RecvError, Subscription};
 use crate::error::{Error, Result};
 use crate::event::{Batch, RawPayload};
 use crate::event::{EventPayload, StoredEvent};
@@ -449,9 +449,10 @@ impl Run {
         F: FnMut(&StoredEvent, &mut Reactions) -> Result<()>,
     {
         let store = Arc::clone(&self.store);
-        let mut feed = store
-            .subscribe_from(self.region.clone(), self.position + 1)
-            .lag_limit(u64::MAX);
+        // Positioned at the position itself: `subscribe_from(position + 1)` would
+        // overflow for a position of u64::MAX.
+        let mut feed =
+            Subscription::new(&store, self.region.clone(), self.position).lag_limit(u64::MAX);
         while !self.shared.stop.load(Ordering::SeqCst) {
             let event = match feed.recv_timeout(POLL) {
                 Ok(e) => e,

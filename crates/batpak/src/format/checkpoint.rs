@@ -48,9 +48,9 @@ const SEGMENT_OFFSET: usize = EVENTS_OFFSET + size_of::<u64>();
 const WATERMARK_OFFSET: usize = SEGMENT_OFFSET + size_of::<u64>();
 const LAST_TIMESTAMP_OFFSET: usize = WATERMARK_OFFSET + size_of::<u64>();
 const LAST_ID_OFFSET: usize = LAST_TIMESTAMP_OFFSET + size_of::<u64>();
-const BODY_LEN_OFFSET: usize = LAST_ID_OFFSET + size_of::<[u8; 16]>();
-const BODY_CRC_OFFSET: usize = BODY_LEN_OFFSET + size_of::<u64>();
-const HEADER_CRC_OFFSET: usize = BODY_CRC_OFFSET + size_of::<u32>();
+pub(crate) const BODY_LEN_OFFSET: usize = LAST_ID_OFFSET + size_of::<[u8; 16]>();
+pub(crate) const BODY_CRC_OFFSET: usize = BODY_LEN_OFFSET + size_of::<u64>();
+pub(crate) const HEADER_CRC_OFFSET: usize = BODY_CRC_OFFSET + size_of::<u32>();
 /// Length of the fixed header; the body follows.
 pub(crate) const HEADER_LEN: usize = HEADER_CRC_OFFSET + size_of::<u32>();
 

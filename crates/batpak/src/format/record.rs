@@ -378,9 +378,11 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(RecordView<'_>, usize), FrameError> 
     let frame = &buf[..len];
     if len < FIXED_LEN {
         // A short length with a matching checksum is impossible from our encoder; a
-        // checksum mismatch is the more useful report for damaged bytes.
-        let computed = crc32c::crc32c(&frame[LEN_OFFSET..]);
-        let stored = read_u32(frame, CRC_OFFSET);
+        // checksum mismatch is the more useful report for damaged bytes. The checksum
+        // covers [4, len): nothing when the length does not even cover the prefix
+        // (`buf` holds the whole prefix, `peek_frame_len` read it).
+        let computed = crc32c::crc32c(buf.get(LEN_OFFSET..len).unwrap_or_default());
+        let stored = read_u32(buf, CRC_OFFSET);
         if stored != computed {
             return Err(FrameError::Checksum { stored, computed });
         }
@@ -770,6 +772,23 @@ mod tests {
         let crc = crc32c::crc32c(&bad[LEN_OFFSET..]);
         bad[..4].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(decode(&bad), Err(FrameError::Malformed(m)) if m.contains("encoding")));
+    }
+
+    /// Found by the fuzzer: a length field of 1 to 3 made the checksum range [4, len)
+    /// run backwards and decoding panicked. Every length below the fixed header is an
+    /// error, whatever bytes follow.
+    #[test]
+    fn a_length_shorter_than_its_own_prefix_is_an_error() {
+        for len in 1..FIXED_LEN as u32 {
+            for fill in [0x00, 0xFF] {
+                let mut bytes = vec![fill; 2 * FIXED_LEN];
+                bytes[LEN_OFFSET..SEQUENCE_OFFSET].copy_from_slice(&len.to_le_bytes());
+                match decode(&bytes) {
+                    Err(FrameError::Checksum { .. }) | Err(FrameError::Malformed(_)) => {}
+                    other => panic!("length {len}: {other:?}"),
+                }
+            }
+        }
     }
 
     fn hex(bytes: &[u8]) -> String {

@@ -30,7 +30,7 @@ const NUMBER_OFFSET: usize = RESERVED_A_OFFSET + size_of::<u32>();
 const FIRST_SEQUENCE_OFFSET: usize = NUMBER_OFFSET + size_of::<u64>();
 const STORE_ID_OFFSET: usize = FIRST_SEQUENCE_OFFSET + size_of::<u64>();
 const RESERVED_B_OFFSET: usize = STORE_ID_OFFSET + size_of::<[u8; 16]>();
-const CRC_OFFSET: usize = RESERVED_B_OFFSET + 12;
+pub(crate) const CRC_OFFSET: usize = RESERVED_B_OFFSET + 12;
 /// Length of the header; the first record starts here.
 pub(crate) const HEADER_LEN: usize = CRC_OFFSET + size_of::<u32>();
 
