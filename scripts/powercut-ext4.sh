@@ -6,7 +6,9 @@
 # receipt it was given to a file outside the file system. At a random moment the
 # writer is frozen (SIGSTOP) and the loop device's backing image is copied: the copy
 # holds only what ext4 had written to the device, not the page cache, which is what a
-# power cut leaves. The copy is then mounted (ext4 replays its journal), and the store
+# power cut leaves. The backing image lives on XFS and is copied with a reflink, which
+# is atomic against the loop device's concurrent writes (a plain copy races ext4's
+# background journal writes and can capture a state no disk could hold). The copy is then mounted (ext4 replays its journal), and the store
 # on it must open, verify clean, and hold every event whose receipt was printed.
 #
 # Usage: scripts/powercut-ext4.sh [ROUNDS] (default 10). Prints one line per round
@@ -21,22 +23,28 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cargo build --quiet --release -p batpak-cli
 bin="$PWD/target/release/batpak"
-work="$(mktemp -d /dev/shm/batpak-powercut.XXXXXX)"
-mnt="$work/mnt"
-after="$work/after"
-mkdir -p "$mnt" "$after"
+command -v mkfs.xfs >/dev/null || apt-get install -y -q xfsprogs >/dev/null
+shm="$(mktemp -d /dev/shm/batpak-powercut.XXXXXX)"
+work="$shm/xfs"
+mnt="$shm/mnt"
+after="$shm/after"
+mkdir -p "$work" "$mnt" "$after"
 cleanup() {
   umount "$mnt" 2>/dev/null || true
   umount "$after" 2>/dev/null || true
+  umount "$work" 2>/dev/null || true
   losetup -D 2>/dev/null || true
-  rm -rf "$work"
+  rm -rf "$shm"
 }
 trap cleanup EXIT
+truncate -s 1G "$shm/xfs.img"
+mkfs.xfs -q -m reflink=1 "$shm/xfs.img"
+mount -o loop "$shm/xfs.img" "$work"
 
 total_acked=0
 total_found=0
 for round in $(seq 1 "$rounds"); do
-  truncate -s 0 "$work/disk.img"
+  rm -f "$work/disk.img"
   truncate -s 128M "$work/disk.img"
   mkfs.ext4 -q -F "$work/disk.img"
   dev="$(losetup -f --show "$work/disk.img")"
@@ -55,7 +63,8 @@ for round in $(seq 1 "$rounds"); do
   # Freeze the writer and every append process it started, then take the device.
   pkill -STOP -P "$writer" 2>/dev/null || true
   kill -STOP "$writer"
-  cp --sparse=always "$work/disk.img" "$work/cut.img"
+  rm -f "$work/cut.img"
+  cp --reflink=always "$work/disk.img" "$work/cut.img"
   pkill -KILL -P "$writer" 2>/dev/null || true
   kill -KILL "$writer" 2>/dev/null || true
   wait "$writer" 2>/dev/null || true

@@ -1,32 +1,17 @@
 #!/usr/bin/env bash
-# Long runs that do not belong in the test suite: many kill -9 rounds and many model
-# cases. The suite runs short bounded versions of the same tests.
-#   scripts/soak.sh [minutes-per-part]   (default 5)
+# The soak binary (crates/batpak-bench/src/bin/soak.rs): writers, readers, a
+# subscriber, a durable cursor, a reactor, redactions, backups, anchors and
+# close/reopen cycles against one store, every invariant checked as it runs. Exits
+# with the binary's code (1 on the first violation). The output is also kept in
+# target/soak-<date>.log.
+#   scripts/soak.sh [minutes] [more soak flags: --seed S --sync always|never|interval --dir D]
+# The long kill -9 and model runs are scripts/soak-crash.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-minutes="${1:-5}"
-secs=$((minutes * 60))
-
-echo "== kill -9 crash rounds (${minutes} min per variant)"
-BATPAK_KILL9_ROUNDS=100000 BATPAK_KILL9_BUDGET_SECS="$secs" \
-  cargo test --release -p batpak --test crash_kill9 -- --nocapture --test-threads=1 2>&1 \
-  | grep -E "rounds in|; cut [0-9]|test result|panicked" | tail -n 40
-
-echo "== kill -9 during redactions (${minutes} min)"
-BATPAK_REDACT_KILL9_ROUNDS=100000 BATPAK_REDACT_KILL9_BUDGET_SECS="$secs" \
-  cargo test --release -p batpak --test redaction_kill9 -- --nocapture 2>&1 \
-  | grep -E "rounds,|test result|panicked" | tail -n 5
-
-echo "== kill -9 during transactions (${minutes} min)"
-BATPAK_TX_KILL9_ROUNDS=100000 BATPAK_TX_KILL9_BUDGET_SECS="$secs" \
-  cargo test --release -p batpak --test transactions survive -- --nocapture 2>&1 \
-  | grep -E "rounds,|test result|panicked" | tail -n 5
-
-echo "== kill -9 during reactor runs (${minutes} min)"
-BATPAK_REACTOR_KILL9_ROUNDS=100000 BATPAK_REACTOR_KILL9_BUDGET_SECS="$secs" \
-  cargo test --release -p batpak --test reactors kill9 -- --nocapture 2>&1 \
-  | grep -E "rounds,|test result|panicked" | tail -n 5
-
-echo "== model-based property test"
-MODEL_CASES=$((2000 * minutes)) \
-  cargo test --release -p batpak --test model -- --test-threads=2 2>&1 | tail -n 5
+minutes="${1:-30}"
+shift || true
+mkdir -p target
+log="target/soak-$(date +%Y-%m-%d-%H%M%S).log"
+cargo build --release -p batpak-bench --bin soak
+echo "== soak for ${minutes} min, log in ${log}"
+cargo run --release --quiet -p batpak-bench --bin soak -- --minutes "$minutes" "$@" 2>&1 | tee "$log"

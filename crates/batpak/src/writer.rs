@@ -562,6 +562,12 @@ impl Writer {
         }
         let segment = state.active.number;
         let visible_now = self.policy != SyncPolicy::Always;
+        if visible_now {
+            // The frames are in the file: `written` covers them before any is visible.
+            // (Under `Always` it moves after they are queued, so a sync that reads it
+            // finds them there to publish.)
+            self.written.store(last, Ordering::Release);
+        }
         let mut index = visible_now.then(|| crate::sync::write(&self.index));
         for (i, ((draft, key), receipt)) in drafts.iter().zip(keys).zip(&receipts).enumerate() {
             if let Some(k) = key {
@@ -666,7 +672,7 @@ impl Writer {
             match result {
                 Ok(target) => {
                     d.durable = d.durable.max(target);
-                    self.durable_seq.store(d.durable, Ordering::Release);
+                    self.durable_seq.fetch_max(d.durable, Ordering::Release);
                     d.last_round_appends = appends.saturating_sub(d.captured_appends);
                     d.captured_appends = appends;
                     d.last_sync = took;
@@ -689,6 +695,9 @@ impl Writer {
         let target = self.written();
         let file = Arc::clone(&lock(&self.active_file));
         file.sync()?;
+        // Durable before visible: no reader may see an event the durable watermark
+        // does not yet cover.
+        self.durable_seq.fetch_max(target, Ordering::Release);
         let mut unpublished = lock(&self.unpublished);
         if unpublished.front().is_some_and(|e| e.sequence <= target) {
             let mut index = crate::sync::write(&self.index);
