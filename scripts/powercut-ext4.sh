@@ -60,9 +60,12 @@ for round in $(seq 1 "$rounds"); do
   ) &
   writer=$!
   sleep "$(python3 -c "import random; print(round(random.uniform(1.0, 4.0), 2))")"
-  # Freeze the writer and every append process it started, then take the device.
-  pkill -STOP -P "$writer" 2>/dev/null || true
+  # Freeze the writer loop first (so it forks no more), then the append process it
+  # started, then take the device. Only receipts printed before the copy count: an
+  # append process forked just before the freeze may still finish during it.
   kill -STOP "$writer"
+  pkill -STOP -P "$writer" 2>/dev/null || true
+  cp "$work/acks" "$work/acks.at-cut"
   rm -f "$work/cut.img"
   cp --reflink=always "$work/disk.img" "$work/cut.img"
   pkill -KILL -P "$writer" 2>/dev/null || true
@@ -73,6 +76,7 @@ for round in $(seq 1 "$rounds"); do
 
   cut_dev="$(losetup -f --show "$work/cut.img")"
   mount "$cut_dev" "$after"
+  mv "$work/acks.at-cut" "$work/acks"
   acked="$(grep -c '"event_id"' "$work/acks" || true)"
   if [ ! -d "$after/store/segments" ]; then
     found=0
