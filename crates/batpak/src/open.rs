@@ -147,6 +147,23 @@ pub(crate) fn check_pending_fits(
             ),
         });
     }
+    // The rewrite keeps the frame's length, so the length field at the offset reads
+    // the same before, during and after it: anything else is not that record.
+    let mut prefix = [0u8; crate::format::record::PREFIX_LEN];
+    let n = file.read_at(&mut prefix, pending.offset)?;
+    let stored = crate::format::record::peek_frame_len(&prefix[..n]);
+    if stored != Some(pending.frame.len()) {
+        return Err(Error::Corrupt {
+            path: dir.join(PENDING_FILE),
+            offset: 0,
+            detail: format!(
+                "the pending rewrite of {} bytes at offset {} of {} does not start a record of that length (the length field there reads {stored:?})",
+                pending.frame.len(),
+                pending.offset,
+                file.path().display()
+            ),
+        });
+    }
     Ok(())
 }
 

@@ -329,6 +329,26 @@ mod tests {
         assert!(on_disk(dir.path(), SECRET), "nothing was written");
     }
 
+    /// A pending rewrite that does not start a record of its own length (a crafted or
+    /// damaged file naming the middle of a frame) is refused and writes nothing.
+    #[test]
+    fn a_pending_rewrite_off_a_record_boundary_is_refused() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (store, _, location) = setup(dir.path());
+        let mut pending = redacted_rewrite(&store, location);
+        drop(store);
+        pending.offset += 8;
+        replace_file(dir.path(), PENDING_FILE, &pending.encode()).unwrap_or_else(|e| panic!("{e}"));
+        match Store::open(dir.path()) {
+            Err(Error::Corrupt { path, detail, .. }) => {
+                assert!(path.ends_with(PENDING_FILE), "{path:?}");
+                assert!(detail.contains("does not start a record"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(on_disk(dir.path(), SECRET), "nothing was written");
+    }
+
     /// A crash after the redaction was recorded but before the rewrite began: the next
     /// read-write open erases the target the record names.
     #[test]
