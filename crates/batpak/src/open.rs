@@ -127,25 +127,26 @@ pub(crate) fn apply_pending(file: &SegmentFile, pending: &PendingRewrite) -> Res
     file.sync()
 }
 
-/// A rewrite must lie inside the bytes the segment holds.
+/// A rewrite must lie inside the bytes the segment holds, over a record of its length.
 pub(crate) fn check_pending_fits(
     file: &SegmentFile,
     pending: &PendingRewrite,
     dir: &Path,
 ) -> Result<()> {
+    let refuse = |problem: String| Error::Corrupt {
+        path: dir.join(PENDING_FILE),
+        offset: 0,
+        detail: format!(
+            "the pending rewrite of {} bytes at offset {} of {} {problem}",
+            pending.frame.len(),
+            pending.offset,
+            file.path().display()
+        ),
+    };
     let len = file.len();
     let end = pending.offset.checked_add(pending.frame.len() as u64);
     if end.is_none_or(|end| end > len) {
-        return Err(Error::Corrupt {
-            path: dir.join(PENDING_FILE),
-            offset: 0,
-            detail: format!(
-                "the pending rewrite of {} bytes at offset {} runs past the end of {} ({len} bytes)",
-                pending.frame.len(),
-                pending.offset,
-                file.path().display()
-            ),
-        });
+        return Err(refuse(format!("runs past the end ({len} bytes)")));
     }
     // The rewrite keeps the frame's length, so the length field at the offset reads
     // the same before, during and after it: anything else is not that record.
@@ -153,16 +154,9 @@ pub(crate) fn check_pending_fits(
     let n = file.read_at(&mut prefix, pending.offset)?;
     let stored = crate::format::record::peek_frame_len(&prefix[..n]);
     if stored != Some(pending.frame.len()) {
-        return Err(Error::Corrupt {
-            path: dir.join(PENDING_FILE),
-            offset: 0,
-            detail: format!(
-                "the pending rewrite of {} bytes at offset {} of {} does not start a record of that length (the length field there reads {stored:?})",
-                pending.frame.len(),
-                pending.offset,
-                file.path().display()
-            ),
-        });
+        return Err(refuse(format!(
+            "does not start a record of that length (the length field there reads {stored:?})"
+        )));
     }
     Ok(())
 }

@@ -4,8 +4,12 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
 
+mod support;
+
+use support::last_segment;
+
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use batpak::report::{Check, VerifyFinding};
 use batpak::{AppendOptions, Coordinate, EventId, EventKind, RawPayload, Region, Store};
@@ -171,15 +175,6 @@ fn a_checkpoint_whose_columns_do_not_import_is_rebuilt_not_fatal() {
     }
     assert_eq!(store.stats().unwrap().events, 5);
     assert_eq!(findings(&store), Vec::new());
-}
-
-fn last_segment(dir: &Path) -> PathBuf {
-    let mut v: Vec<_> = fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    v.sort();
-    v.pop().unwrap()
 }
 
 /// A store before and after redacting its first event: (before, after) directories

@@ -5,25 +5,16 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
 
+mod support;
+
+use support::{last_segment, segments};
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use batpak::{
     AppendOptions, AppendReceipt, Batch, Coordinate, Error, EventKind, RawPayload, Store,
 };
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-}
-
-fn last_segment(dir: &Path) -> PathBuf {
-    segments(dir).pop().unwrap()
-}
 
 fn len(path: &Path) -> u64 {
     fs::metadata(path).unwrap().len()

@@ -4,20 +4,15 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
 
+mod support;
+
+use support::segments;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use batpak::repair::{Repaired, REPAIR_ENTITY};
 use batpak::{AppendOptions, Batch, Coordinate, Error, EventKind, RawPayload, Store};
-
-fn segments(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
-    files
-}
 
 fn number(path: &Path) -> u64 {
     let name = path.file_name().unwrap().to_str().unwrap();

@@ -1,7 +1,9 @@
-//! Shared by the kill -9 tests: run one ignored test of this binary as a child
-//! process, collect the lines it prints, and kill it with SIGKILL.
+//! Shared by the integration tests: run one ignored test of this binary as a child
+//! process, collect the lines it prints, and kill it with SIGKILL (the kill -9
+//! tests); list a store's segment files (the damage and repair tests).
 
 #![allow(dead_code, reason = "each test binary uses part of this")]
+#![allow(clippy::expect_used, reason = "test helpers abort on setup failure")]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -88,4 +90,19 @@ pub fn setting(name: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// The segment files of the store in `dir`, in order (their names are fixed-width hex).
+pub fn segments(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir.join("segments"))
+        .expect("list segments")
+        .map(|e| e.expect("list segments").path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// The newest segment file of the store in `dir`.
+pub fn last_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    segments(dir).pop().expect("a segment")
 }
