@@ -8,19 +8,24 @@
 //!     sequence u64 | timestamp_ns u64 | event_id [16] | version u64 | kind u16 |
 //!     flags u16 (without FLAG_REDACTED) | encoding u8 | schema_version u16 |
 //!     causation (0u8 | 1u8 [16]) | correlation (0u8 | 1u8 [16]) | idempotency (0u8 | 1u8 [16]) |
+//!     [metadata_len u16 | metadata entries, only when flags has FLAG_METADATA] |
 //!     entity_len u16 | entity | scope_len u16 | scope | payload_digest [32] | prev_hash [32])
 //! coordinate_key    = blake3::derive_key("batpak 2026 coordinate digest v1", b"")
 //! coordinate_digest = blake3::keyed_hash(coordinate_key,
 //!     entity_len u16 | entity | scope_len u16 | scope)
 //! ```
 //! All integers little-endian. The payload enters only through its digest, so a
-//! redacted record (payload and salt erased, digest kept) still verifies.
+//! redacted record (payload and salt erased, digest kept) still verifies. Metadata
+//! (format v2) enters as stored, and only when present, so a record without it has
+//! the v1 hash; the flags, hashed first, say whether it is there.
 
 use std::fmt;
 use std::sync::LazyLock;
 
 use crate::coordinate::Coordinate;
-use crate::format::record::{PayloadField, RecordHeader, RecordView, FLAG_REDACTED, SALT_LEN};
+use crate::format::record::{
+    metadata_block_len, PayloadField, RecordHeader, RecordView, FLAG_REDACTED, SALT_LEN,
+};
 use crate::hash::Hash;
 
 const PAYLOAD_CONTEXT: &str = "batpak 2026 payload digest v1";
@@ -105,11 +110,12 @@ const EVENT_INPUT_FIXED: usize = 8 + 8 + 16 + 8 + 2 + 2 + 1 + 2 + 3 * 17 + 2 + 2
 /// The event hash of a header, coordinate and payload digest.
 pub(crate) fn event_hash(
     header: &RecordHeader,
+    metadata: &[u8],
     entity: &str,
     scope: &str,
     payload_digest: &Hash,
 ) -> Hash {
-    let len = event_input_len(header, entity, scope);
+    let len = event_input_len(header, entity, scope) + metadata_block_len(metadata.len());
     keyed_hash(&EVENT_KEY, len, |input| {
         input.put(&header.sequence.to_le_bytes());
         input.put(&header.timestamp_ns.to_le_bytes());
@@ -131,6 +137,11 @@ pub(crate) fn event_hash(
                 }
                 None => input.put(&[0]),
             }
+        }
+        if !metadata.is_empty() {
+            let len = u16::try_from(metadata.len()).unwrap_or(u16::MAX);
+            input.put(&len.to_le_bytes());
+            input.put(metadata);
         }
         for text in [entity, scope] {
             let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
@@ -161,7 +172,13 @@ pub(crate) fn record_hash(view: &RecordView<'_>) -> Hash {
         PayloadField::Present { salt, bytes } => payload_digest(salt, bytes),
         PayloadField::Redacted { digest, .. } => digest,
     };
-    event_hash(&view.header, view.entity, view.scope, &digest)
+    event_hash(
+        &view.header,
+        view.metadata,
+        view.entity,
+        view.scope,
+        &digest,
+    )
 }
 
 /// Fills `buf` from the operating system's random source.
@@ -231,7 +248,7 @@ mod tests {
             digest.to_string(),
             "2e2769982775beae20b826253930d5bf9b8be07654181704af1aa5b96384ee12"
         );
-        let hash = event_hash(&header(), "order:1", "tenant:a", &digest);
+        let hash = event_hash(&header(), &[], "order:1", "tenant:a", &digest);
         assert_eq!(
             hash.to_string(),
             "4e8754b0b7c541e169e7883434e68a6b100c854421fc736009d34a05ac54c684"
@@ -241,7 +258,7 @@ mod tests {
     #[test]
     fn every_field_changes_the_hash() {
         let digest = payload_digest(&[7; SALT_LEN], b"payload");
-        let base = event_hash(&header(), "e", "s", &digest);
+        let base = event_hash(&header(), &[], "e", "s", &digest);
         let variants: Vec<fn(&mut RecordHeader)> = vec![
             |h| h.sequence += 1,
             |h| h.timestamp_ns += 1,
@@ -259,21 +276,21 @@ mod tests {
         for (i, change) in variants.iter().enumerate() {
             let mut h = header();
             change(&mut h);
-            assert_ne!(event_hash(&h, "e", "s", &digest), base, "variant {i}");
+            assert_ne!(event_hash(&h, &[], "e", "s", &digest), base, "variant {i}");
         }
-        assert_ne!(event_hash(&header(), "e2", "s", &digest), base);
-        assert_ne!(event_hash(&header(), "e", "s2", &digest), base);
+        assert_ne!(event_hash(&header(), &[], "e2", "s", &digest), base);
+        assert_ne!(event_hash(&header(), &[], "e", "s2", &digest), base);
         // Moving a byte between entity and scope must not collide.
         assert_ne!(
-            event_hash(&header(), "ab", "c", &digest),
-            event_hash(&header(), "a", "bc", &digest)
+            event_hash(&header(), &[], "ab", "c", &digest),
+            event_hash(&header(), &[], "a", "bc", &digest)
         );
         let other = payload_digest(&[7; SALT_LEN], b"payloaD");
-        assert_ne!(event_hash(&header(), "e", "s", &other), base);
+        assert_ne!(event_hash(&header(), &[], "e", "s", &other), base);
         // Redaction does not change the hash.
         let mut redacted = header();
         redacted.flags |= FLAG_REDACTED;
-        assert_eq!(event_hash(&redacted, "e", "s", &digest), base);
+        assert_eq!(event_hash(&redacted, &[], "e", "s", &digest), base);
     }
 
     /// The stack and heap paths hash the same bytes a streaming hasher would.
@@ -309,7 +326,7 @@ mod tests {
         input.extend_from_slice(Hash::ZERO.as_bytes());
         h.update(&input);
         assert_eq!(
-            event_hash(&header, &long, &long, &digest),
+            event_hash(&header, &[], &long, &long, &digest),
             Hash::from_bytes(*h.finalize().as_bytes())
         );
     }

@@ -105,6 +105,17 @@ impl<'de> serde::Deserialize<'de> for Coordinate {
     }
 }
 
+/// Entities under this prefix hold the store's own records (category 0): recorded
+/// denials and bypasses (`batpak:gate`), redaction records (`batpak:redactions`),
+/// reactor positions (`batpak:reactor:<name>`), kind names (`batpak:kinds`) and
+/// repairs (`batpak:repair`). User appends to them are refused, so a user entity's
+/// version counts only the user's events.
+pub(crate) const STORE_ENTITY_PREFIX: &str = "batpak:";
+/// The entity of recorded denials and bypass audits.
+pub(crate) const GATE_ENTITY: &str = "batpak:gate";
+/// The entity of redaction records.
+pub(crate) const REDACTIONS_ENTITY: &str = "batpak:redactions";
+
 /// Checks one component against the coordinate rules.
 pub(crate) fn validate_component(component: &'static str, value: &str) -> Result<()> {
     let rule = if value.is_empty() {

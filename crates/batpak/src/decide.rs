@@ -1,7 +1,7 @@
 //! Gates against the store: decide-and-commit over projected state, proposals,
 //! recorded denials and audited bypasses. The gates themselves are in `gate.rs`.
 
-use crate::coordinate::Coordinate;
+use crate::coordinate::{Coordinate, GATE_ENTITY};
 use crate::error::{Error, Result};
 use crate::event::Batch;
 use crate::event::EventPayload;
@@ -115,12 +115,14 @@ impl Store {
     ) -> Result<AppendReceipt> {
         let bytes = payload.encode()?;
         let record = RecordedDenial {
+            entity: coord.entity().to_string(),
             proposed_kind: T::KIND.bits(),
             payload_digest: blake3::hash(&bytes).to_hex().to_string(),
             trace: trace_entries(trace),
         };
         let mut batch = Batch::new();
-        batch.push_system(coord, &record, AppendOptions::default())?;
+        let gate_log = Coordinate::new(GATE_ENTITY, coord.scope())?;
+        batch.push_system(&gate_log, &record, AppendOptions::default())?;
         self.append_batch(&batch)?.pop().ok_or(Error::EmptyBatch)
     }
 
@@ -141,7 +143,7 @@ impl Store {
             approver,
         };
         batch.push_system(
-            &proposal.coordinate,
+            &Coordinate::new(GATE_ENTITY, proposal.coordinate.scope())?,
             &audit,
             AppendOptions::default().caused_by_item(item),
         )?;

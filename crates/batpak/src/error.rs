@@ -52,6 +52,14 @@ pub enum Error {
         /// The rule that was broken.
         rule: CoordinateRule,
     },
+    /// Event metadata breaks a limit (`Metadata::validate`).
+    #[error("invalid metadata{}: {rule}", key_text(.key))]
+    InvalidMetadata {
+        /// The key concerned (empty when the limit is on the whole map).
+        key: String,
+        /// The limit that was broken.
+        rule: String,
+    },
     /// A category or type id out of range.
     #[error("invalid event kind: {reason}")]
     InvalidKind {
@@ -126,7 +134,7 @@ pub enum Error {
         detail: String,
     },
     /// A file was written by a format version this build does not read.
-    #[error("{} has format version {found}; this build reads version {supported}", .path.display())]
+    #[error("{} has format version {found}; this build reads versions up to {supported}", .path.display())]
     UnsupportedFormat {
         /// The file.
         path: PathBuf,
@@ -273,6 +281,9 @@ pub enum CoordinateRule {
         /// Byte offset of the character.
         offset: usize,
     },
+    /// An entity under `batpak:`, which holds the store's own records; appends
+    /// there are the store's.
+    Reserved,
 }
 
 impl fmt::Display for CoordinateRule {
@@ -284,10 +295,23 @@ impl fmt::Display for CoordinateRule {
                 "is {len} bytes, longer than the limit of {} bytes",
                 crate::coordinate::MAX_COORDINATE_LEN
             ),
+            CoordinateRule::Reserved => write!(
+                f,
+                "starts with {:?}, which is reserved for the store's own records",
+                crate::coordinate::STORE_ENTITY_PREFIX
+            ),
             CoordinateRule::ControlCharacter { offset } => {
                 write!(f, "contains a NUL or control character at byte {offset}")
             }
         }
+    }
+}
+
+fn key_text(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!(" (key {key:?})")
     }
 }
 

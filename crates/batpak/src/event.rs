@@ -12,6 +12,7 @@ use crate::format::Encoding;
 use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
+use crate::metadata::Metadata;
 use crate::options::AppendOptions;
 use crate::receipt::AppendReceipt;
 
@@ -80,6 +81,10 @@ pub struct StoredEvent {
     pub causation: Option<EventId>,
     /// The workflow this event belongs to, if any.
     pub correlation: Option<EventId>,
+    /// Text keys and values stored with the event, covered by its hash (empty when
+    /// the append gave none).
+    #[serde(default)]
+    pub metadata: Metadata,
     /// How `payload` is encoded.
     pub encoding: Encoding,
     /// The payload schema version written with the event.
@@ -271,10 +276,12 @@ impl StoredEvent {
         })
     }
 
-    /// Like [`decode`](Self::decode), but `Ok(None)` when the event is of another kind:
-    /// for folds over streams that mix kinds.
+    /// Like [`decode`](Self::decode), but `Ok(None)` when the event is of another kind
+    /// or its payload was redacted: for folds over streams that mix kinds, which then
+    /// pass over erased events instead of stopping (check
+    /// [`is_redacted`](Self::is_redacted) to count them).
     pub fn decode_if<P: EventPayload>(&self) -> Result<Option<P>> {
-        if self.kind == P::KIND {
+        if self.kind == P::KIND && !self.is_redacted() {
             self.decode().map(Some)
         } else {
             Ok(None)
@@ -322,8 +329,11 @@ impl StoredEvent {
             PayloadProof::Salt(salt) => chain::payload_digest(&salt, &self.payload),
             PayloadProof::Digest(digest) => digest,
         };
+        let mut metadata = Vec::new();
+        crate::format::record::encode_metadata(&self.metadata, &mut metadata);
         chain::event_hash(
             &header,
+            &metadata,
             self.coordinate.entity(),
             self.coordinate.scope(),
             &digest,
@@ -388,6 +398,7 @@ impl StoredEvent {
             coordinate: coordinate.clone(),
             causation: h.causation,
             correlation: h.correlation,
+            metadata: stored_metadata(view)?,
             encoding: h.encoding,
             schema_version: h.schema_version,
             payload,
@@ -429,6 +440,13 @@ impl StoredEvent {
         event.kind = h.kind;
         event.causation = h.causation;
         event.correlation = h.correlation;
+        if view.metadata.is_empty() {
+            if !event.metadata.is_empty() {
+                event.metadata = Metadata::new();
+            }
+        } else {
+            event.metadata = stored_metadata(view)?;
+        }
         event.encoding = h.encoding;
         event.schema_version = h.schema_version;
         event.prev_hash = h.prev_hash;
@@ -439,6 +457,14 @@ impl StoredEvent {
         };
         Ok(())
     }
+}
+
+/// The record's metadata, decoded (the frame decoder has checked it decodes).
+fn stored_metadata(view: &RecordView<'_>) -> std::result::Result<Metadata, String> {
+    if view.metadata.is_empty() {
+        return Ok(Metadata::new());
+    }
+    crate::format::record::decode_metadata(view.metadata).map_err(|e| e.to_string())
 }
 
 /// Checks the record is the event the index said lives there.
@@ -590,6 +616,22 @@ impl Batch {
     fn push_item(&mut self, item: BatchItem) -> usize {
         self.items.push(item);
         self.items.len() - 1
+    }
+
+    /// Gives the first item without an idempotency key this one; `false` when every
+    /// item has a key already.
+    pub(crate) fn key_first_unkeyed(&mut self, key: String) -> bool {
+        match self
+            .items
+            .iter_mut()
+            .find(|item| item.options.idempotency_key.is_none())
+        {
+            Some(item) => {
+                item.options.idempotency_key = Some(key);
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn items(&self) -> &[BatchItem] {

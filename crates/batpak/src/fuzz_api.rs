@@ -77,6 +77,7 @@ fn encode_record(view: &RecordView<'_>) -> Vec<u8> {
     };
     let draft = RecordDraft {
         header,
+        metadata: view.metadata,
         entity: view.entity,
         scope: view.scope,
         salt,

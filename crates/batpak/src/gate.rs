@@ -429,10 +429,16 @@ pub(crate) const DENIAL_KIND: crate::EventKind = crate::EventKind::custom(0, 1);
 /// The kind of a bypass audit record, appended with the bypassed event.
 pub(crate) const BYPASS_KIND: crate::EventKind = crate::EventKind::custom(0, 2);
 
-/// What was refused and why, as recorded on the entity's chain: the evaluation trace,
-/// the proposed kind and the digest of the proposed payload (not the payload).
+/// What was refused and why, recorded on the store entity `batpak:gate` in the
+/// refused coordinate's scope: the entity refused, the evaluation trace, the proposed
+/// kind and the digest of the proposed payload (not the payload). Read them with
+/// `Region::all().entity("batpak:gate").kind(RecordedDenial::KIND)`.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordedDenial {
+    /// The entity the proposal would have appended to. Empty in denials written
+    /// before format v2, which sat on that entity's own chain.
+    #[serde(default)]
+    pub entity: String,
     /// The kind the proposal would have appended.
     pub proposed_kind: u16,
     /// blake3 of the proposed payload's bytes, in hex.
@@ -461,7 +467,8 @@ impl crate::EventPayload for RecordedDenial {
     const KIND: crate::EventKind = DENIAL_KIND;
 }
 
-/// Why gates were skipped for a committed event, recorded with it.
+/// Why gates were skipped for a committed event: recorded with it, atomically, on
+/// `batpak:gate` in its scope, caused by the event.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RecordedBypass {
     /// The reason given.
@@ -483,7 +490,7 @@ pub struct Proposal<T> {
     pub payload: T,
     /// Append options (expected version, causation, ...).
     pub options: crate::AppendOptions,
-    /// Record a denial on the entity's chain (`DENIAL_KIND`). Default false.
+    /// Record a denial (`RecordedDenial`, on `batpak:gate`). Default false.
     pub record_denial: bool,
 }
 

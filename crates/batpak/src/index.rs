@@ -2,7 +2,7 @@
 //! coordinates, and postings by entity, scope, kind, causation and correlation.
 //! Pure data: built from decoded record headers, no I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
@@ -148,6 +148,9 @@ pub(crate) struct Index {
     kind_events: HashMap<EventKind, Vec<u64>, BuildHasherDefault<KindHasher>>,
     effects: HashMap<EventId, Vec<u64>>,
     correlated: HashMap<EventId, Vec<u64>>,
+    /// Entities holding at least one store record (category 0): reads that leave
+    /// store records out check kinds only on these.
+    store_entities: HashSet<u32>,
 }
 
 impl Index {
@@ -205,6 +208,9 @@ impl Index {
         self.entity_events[entity as usize].push(e.sequence);
         self.scope_events[scope as usize].push(e.sequence);
         self.kind_events.entry(e.kind).or_default().push(e.sequence);
+        if e.kind.category() == 0 {
+            self.store_entities.insert(entity);
+        }
         if let Some(cause) = e.causation {
             self.effects.entry(cause).or_default().push(e.sequence);
         }
@@ -303,6 +309,16 @@ impl Index {
         let id = self.entities.get(entity)?;
         let postings = &self.entity_events[id as usize];
         postings.last().map(|&seq| (postings.len() as u64 - 1, seq))
+    }
+
+    /// Whether any event of this entity is a store record (category 0).
+    pub(crate) fn holds_store_records(&self, entity: u32) -> bool {
+        self.store_entities.contains(&entity)
+    }
+
+    /// Whether the index holds any store record.
+    pub(crate) fn has_store_records(&self) -> bool {
+        !self.store_entities.is_empty()
     }
 
     /// Events whose causation is `id`, in sequence order.
@@ -491,6 +507,9 @@ impl Index {
                 .push(seq);
             let kind = EventKind::from_bits(c.kinds[i]);
             ix.kind_events.entry(kind).or_default().push(seq);
+            if kind.category() == 0 {
+                ix.store_entities.insert(entity);
+            }
             if i.is_multiple_of(FENCE_EVERY) {
                 ix.fences.push(id);
             }

@@ -276,7 +276,7 @@ struct Scan {
     bytes_scanned: u64,
     tail_cut: Option<TailCut>,
     /// The last segment read: the file, its number and its valid length.
-    active: Option<(Arc<SegmentFile>, u64, u64)>,
+    active: Option<(Arc<SegmentFile>, u64, u64, u16)>,
     /// The segment and offset the trusted checkpoint covers up to.
     covered: Option<(u64, u64)>,
     /// What a checkpoint of this store proves durable: no tail rule applies below it.
@@ -422,7 +422,7 @@ impl Scan {
             let file = Arc::new(file);
             let len = file.len();
             self.segments.insert(number, Arc::clone(&file));
-            self.active = Some((file, number, len));
+            self.active = Some((file, number, len, header.format_version));
             return Ok(true);
         };
         if start == HEADER_LEN as u64 {
@@ -469,7 +469,7 @@ impl Scan {
         }
         let file = Arc::new(file);
         self.segments.insert(number, Arc::clone(&file));
-        self.active = Some((file, number, outcome.valid_end));
+        self.active = Some((file, number, outcome.valid_end, header.format_version));
         Ok(true)
     }
 
@@ -481,12 +481,13 @@ impl Scan {
         segment_size: u64,
     ) -> Result<Resume> {
         let active = match self.active.take() {
-            Some((file, number, len)) => ActiveSegment::resume(
+            Some((file, number, len, version)) => ActiveSegment::resume(
                 file,
                 number,
                 len,
                 self.store_id.unwrap_or_default(),
                 segment_size,
+                version,
             ),
             None => {
                 let number = files.first().map_or(1, |(n, _)| *n);

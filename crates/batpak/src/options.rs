@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::id::EventId;
+use crate::metadata::Metadata;
 
 /// The version the caller expects the entity to be at before the append.
 ///
@@ -76,7 +77,7 @@ pub enum Cause {
 
 /// Options for one append. `AppendOptions::default()` checks nothing and links nothing.
 ///
-/// Serde: an object of the four fields; a missing field takes its default.
+/// Serde: an object of the five fields; a missing field takes its default.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct AppendOptions {
@@ -89,6 +90,9 @@ pub struct AppendOptions {
     /// A caller-chosen key: repeating an append with the same key and the same content
     /// returns the original receipt and writes nothing; different content is an error.
     pub idempotency_key: Option<String>,
+    /// Text keys and values stored with the event (who, from where, which trace),
+    /// covered by its hash. Empty by default, and then it costs nothing.
+    pub metadata: Metadata,
 }
 
 impl AppendOptions {
@@ -125,6 +129,20 @@ impl AppendOptions {
     #[must_use]
     pub fn correlation(mut self, id: EventId) -> Self {
         self.correlation = Some(id);
+        self
+    }
+
+    /// Sets one metadata entry (limits in [`Metadata::validate`], checked at append).
+    #[must_use]
+    pub fn meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key, value);
+        self
+    }
+
+    /// Sets the whole metadata map.
+    #[must_use]
+    pub fn metadata(mut self, metadata: Metadata) -> Self {
+        self.metadata = metadata;
         self
     }
 

@@ -8,7 +8,12 @@ use crate::index::Index;
 use crate::kind::EventKind;
 
 /// A selection of events: by entity (exact or prefix), scope, and kind or category.
-/// Criteria combine with AND; `Region::all()` selects everything.
+/// Criteria combine with AND; `Region::all()` selects every user event.
+///
+/// The store's own records (category 0: recorded denials and bypasses, redaction
+/// records, reactor positions, kind names, repairs) are left out unless the region
+/// asks for them, with [`with_store_records`](Region::with_store_records) or by
+/// naming a category-0 kind or category 0 itself.
 ///
 /// An entity prefix matches on `:` boundaries: `order` selects `order` and `order:1`
 /// but not `orders`.
@@ -29,6 +34,14 @@ pub struct Region {
     /// Half-open range of sequences.
     #[serde(default, deserialize_with = "ordered_range")]
     sequences: Option<(u64, u64)>,
+    /// Store records are selected too. Left out of the canonical text when false,
+    /// so regions (and cursors) from before the option keep their text.
+    #[serde(default, skip_serializing_if = "is_false")]
+    store_records: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// A `[start, end)` pair as `half_open` makes them: `end >= start`.
@@ -131,6 +144,22 @@ impl Region {
         self
     }
 
+    /// Also selects the store's own records (category 0), which are otherwise left
+    /// out: for audits of denials, bypasses and redactions, and for tools that copy
+    /// a whole store.
+    #[must_use]
+    pub fn with_store_records(mut self) -> Self {
+        self.store_records = true;
+        self
+    }
+
+    /// Whether this region selects store records (asked for, or named by kind).
+    pub(crate) fn selects_store_records(&self) -> bool {
+        self.store_records
+            || matches!(self.kind, Some(KindFilter::Kind(k)) if k.category() == 0)
+            || matches!(self.kind, Some(KindFilter::Category(0)))
+    }
+
     /// A stable text form (JSON, fields in a fixed order): equal regions give equal
     /// text. Durable cursors store it to refuse being reopened with another region.
     pub fn canonical(&self) -> String {
@@ -167,7 +196,16 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
         .filter(|_| !(exact_entity && smallest.as_ref().is_some_and(|(by, _)| *by == By::Entity)));
     let mut out = Vec::with_capacity(limit.min(1024));
     let Some((source, lists)) = smallest else {
-        scan_sequences(index, after, seq_end, check_versions, limit, &mut out);
+        let hide_store = !region.selects_store_records() && index.has_store_records();
+        scan_sequences(
+            index,
+            after,
+            seq_end,
+            check_versions,
+            hide_store,
+            limit,
+            &mut out,
+        );
         return out;
     };
     let check_entity = resolved
@@ -176,10 +214,18 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
         .filter(|_| source != By::Entity);
     let check_scope = resolved.scope_id.filter(|_| source != By::Scope);
     let check_kinds = resolved.kinds.as_ref().filter(|_| source != By::Kind);
+    // Store records are left out by their kind; only entities that hold any need it.
+    let hide_store = !region.selects_store_records()
+        && match (&resolved.entity_ids, resolved.kinds.is_some()) {
+            (_, true) => false, // the kinds named are all of user categories
+            (Some(ids), false) => ids.iter().any(|&id| index.holds_store_records(id)),
+            (None, false) => index.has_store_records(),
+        };
     let unfiltered = check_entity.is_none()
         && check_scope.is_none()
         && check_kinds.is_none()
-        && check_versions.is_none();
+        && check_versions.is_none()
+        && !hide_store;
     merge_after(&lists, after, |seq| {
         if seq >= seq_end {
             return false;
@@ -191,6 +237,7 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
                     check_entity.is_none_or(|ids| ids.contains(&entity))
                         && check_scope.is_none_or(|s| s == scope)
                         && check_kinds.is_none_or(|ks| ks.contains(&kind))
+                        && !(hide_store && kind.category() == 0)
                 })
                 && check_versions.is_none_or(|range| version_in(index, seq, range)));
         if keep {
@@ -288,19 +335,25 @@ impl Resolved {
     }
 }
 
-/// No criterion: every sequence after `after` and before `end`, filtered by version.
+/// No criterion: every sequence after `after` and before `end`, filtered by version
+/// and, with `hide_store`, leaving store records out.
 fn scan_sequences(
     index: &Index,
     after: u64,
     end: u64,
     versions: Option<(u64, u64)>,
+    hide_store: bool,
     limit: usize,
     out: &mut Vec<u64>,
 ) {
     let mut seq = after.saturating_add(1);
     let last = index.last_sequence().min(end.saturating_sub(1));
     while seq <= last && out.len() < limit {
-        if versions.is_none_or(|range| version_in(index, seq, range)) {
+        let shown = !hide_store
+            || index
+                .filter_columns(seq)
+                .is_some_and(|(_, _, kind)| kind.category() != 0);
+        if shown && versions.is_none_or(|range| version_in(index, seq, range)) {
             out.push(seq);
         }
         seq += 1;

@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chain;
+use crate::coordinate::{Coordinate, REDACTIONS_ENTITY};
 use crate::error::{Error, Result};
 use crate::event::Batch;
 use crate::event::EventPayload;
@@ -91,7 +92,7 @@ impl Store {
             None => {
                 let mut batch = Batch::new();
                 batch.push_system(
-                    &event.coordinate,
+                    &Coordinate::new(REDACTIONS_ENTITY, event.coordinate.scope())?,
                     &Redaction {
                         target: id,
                         reason: reason.into(),

@@ -200,6 +200,13 @@ impl Store {
         Ok(receipts)
     }
 
+    /// Whether an append with idempotency key `key` was written.
+    pub(crate) fn idempotency_seen(&self, key: &str) -> bool {
+        let digest = crate::options::idempotency_digest(key);
+        self.writer()
+            .is_ok_and(|w| w.idempotency_of(&digest).is_some())
+    }
+
     pub(crate) fn writer(&self) -> Result<&Writer> {
         self.writer.as_deref().ok_or(Error::ReadOnly)
     }
@@ -285,7 +292,8 @@ impl Store {
         Ok(self.read_events(&targets)?.pop())
     }
 
-    /// Every visible event of `entity`, in version order.
+    /// Every visible event of `entity`, in version order (its user events; the
+    /// store's own records are read with [`Region::with_store_records`]).
     pub fn stream(&self, entity: &str) -> Result<Vec<StoredEvent>> {
         self.query(&Region::all().entity(entity), 0, usize::MAX)
     }
@@ -383,8 +391,8 @@ impl Store {
     }
 
     /// Calls `f` with each of the entity's visible events after sequence `after` whose
-    /// kind is in `kinds` (every kind when empty), in order, reading one record at a
-    /// time. Returns the entity's newest sequence considered (`after` when none).
+    /// kind is in `kinds` (every user kind when empty: store records only when
+    /// named), in order, reading one record at a time. Returns the entity's newest sequence considered (`after` when none).
     pub(crate) fn visit_entity_events_after(
         &self,
         entity: &str,
@@ -399,6 +407,7 @@ impl Store {
             };
             let postings = index.entity_events(id);
             let newer = &postings[postings.partition_point(|&s| s <= after)..];
+            let hide_store = kinds.is_empty() && index.holds_store_records(id);
             let Some(&last) = newer.last() else {
                 return Ok(after);
             };
@@ -409,10 +418,14 @@ impl Store {
                 let Some((location, entity, scope)) = index.read_target(sequence) else {
                     continue;
                 };
-                if !kinds.is_empty()
-                    && !index
-                        .filter_columns(sequence)
-                        .is_some_and(|(_, _, kind)| kinds.contains(&kind))
+                if (!kinds.is_empty() || hide_store)
+                    && !index.filter_columns(sequence).is_some_and(|(_, _, kind)| {
+                        if kinds.is_empty() {
+                            kind.category() != 0
+                        } else {
+                            kinds.contains(&kind)
+                        }
+                    })
                 {
                     continue;
                 }

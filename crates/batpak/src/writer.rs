@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::chain::{self, Random};
-use crate::coordinate::Coordinate;
+use crate::coordinate::{Coordinate, STORE_ENTITY_PREFIX};
 use crate::dir::replace_file;
 use crate::dir::PENDING_FILE;
 use crate::error::{Error, Result};
@@ -280,6 +280,7 @@ impl Writer {
                 && (stored.redacted || stored.payload == draft.payload)
                 && stored.header.causation == cause
                 && stored.header.correlation == draft.options.correlation
+                && stored.metadata == encoded_metadata(draft)
                 && (!batch_item_count_differs(stored.batch_continues, i, drafts.len()));
             if !same {
                 return Err(Error::IdempotencyConflict {
@@ -347,6 +348,7 @@ impl Writer {
             };
             Ok(WrittenEvent {
                 id: v.header.id,
+                metadata: v.metadata.to_vec(),
                 entity: v.entity.to_string(),
                 scope: v.scope.to_string(),
                 payload,
@@ -462,6 +464,7 @@ impl Writer {
         let mut heads: HashMap<&'d str, Head> = HashMap::new();
         let mut receipts: Vec<AppendReceipt> = Vec::with_capacity(drafts.len());
         let mut frame_offsets = Vec::with_capacity(drafts.len());
+        let mut metadata = Vec::new(); // allocates only for an event with metadata
         for (i, (draft, key)) in drafts.iter().zip(keys).enumerate() {
             let entity = draft.coordinate.entity();
             let prior = match heads.get(entity) {
@@ -492,12 +495,24 @@ impl Writer {
                 idempotency: *key,
                 prev_hash: prior.map_or(Hash::ZERO, |h| h.hash),
             };
+            metadata.clear();
+            if !draft.options.metadata.is_empty() {
+                record::encode_metadata(&draft.options.metadata, &mut metadata);
+                header.flags |= record::FLAG_METADATA;
+            }
             header.flags = record::flags_for(&header);
             let digest = chain::payload_digest(&salt, draft.payload);
-            let event_hash = chain::event_hash(&header, entity, draft.coordinate.scope(), &digest);
+            let event_hash = chain::event_hash(
+                &header,
+                &metadata,
+                entity,
+                draft.coordinate.scope(),
+                &digest,
+            );
             frame_offsets.push(frames.len() as u64);
             let rec = RecordDraft {
                 header,
+                metadata: &metadata,
                 entity,
                 scope: draft.coordinate.scope(),
                 salt,
@@ -601,10 +616,12 @@ impl Writer {
         Ok(receipts)
     }
 
-    /// Rotates if the frames would overflow a non-empty segment, then writes them.
+    /// Rotates if the frames would overflow a non-empty segment, or the segment is of
+    /// an older format, then writes them.
     fn write_frames(&self, state: &mut State, frames: &[u8]) -> Result<u64> {
         let active = &mut state.active;
-        if active.len > HEADER_LEN as u64 && active.len + frames.len() as u64 > self.segment_size {
+        let full = active.len + frames.len() as u64 > self.segment_size;
+        if active.len > HEADER_LEN as u64 && full || active.is_older_format() {
             if active.number >= MAX_SEGMENT_NUMBER {
                 return Err(Error::TooLarge {
                     what: "segment count",
@@ -826,6 +843,8 @@ fn batch_item_count_differs(stored_continues: bool, i: usize, n: usize) -> bool 
 struct WrittenEvent {
     id: EventId,
     header: RecordHeader,
+    /// The stored metadata entries.
+    metadata: Vec<u8>,
     entity: String,
     scope: String,
     payload: Vec<u8>,
@@ -857,8 +876,17 @@ fn validate(drafts: &[Draft<'_>], batch: bool) -> Result<Vec<Option<[u8; 16]>>> 
     for (i, d) in drafts.iter().enumerate() {
         if !d.system {
             d.kind.check_user()?;
+            if d.coordinate.entity().starts_with(STORE_ENTITY_PREFIX) {
+                return Err(Error::InvalidCoordinate {
+                    component: "entity",
+                    rule: crate::error::CoordinateRule::Reserved,
+                });
+            }
         }
         check_payload_len(d.payload.len())?;
+        if !d.options.metadata.is_empty() {
+            d.options.metadata.validate()?;
+        }
         if let Some(Cause::BatchItem(j)) = d.options.causation {
             if !batch || j >= i {
                 return Err(Error::InvalidBatchReference { item: i, cause: j });
@@ -875,6 +903,13 @@ fn validate(drafts: &[Draft<'_>], batch: bool) -> Result<Vec<Option<[u8; 16]>>> 
         keys.push(key);
     }
     Ok(keys)
+}
+
+/// A draft's metadata as its record stores it (empty for none).
+fn encoded_metadata(draft: &Draft<'_>) -> Vec<u8> {
+    let mut out = Vec::new();
+    record::encode_metadata(&draft.options.metadata, &mut out);
+    out
 }
 
 fn now_ns() -> u64 {

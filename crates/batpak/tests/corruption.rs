@@ -169,7 +169,7 @@ fn unknown_format_version_is_an_error_not_a_panic() {
             found,
             supported,
         } => {
-            assert_eq!((path, found, supported), (seg, 99, 1));
+            assert_eq!((path, found, supported), (seg, 99, 2));
         }
         other => panic!("{other}"),
     }

@@ -622,7 +622,9 @@ fn verify(dir: &Path, acks: &[Ack], batches: bool) -> Reopened {
     }
 
     // Dense sequences, increasing ids, monotonic timestamps.
-    let all = store.query(&Region::all(), 0, usize::MAX).unwrap();
+    let all = store
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap();
     let stats = store.stats().unwrap();
     assert_eq!(stats.events, all.len() as u64);
     assert_eq!(stats.written_sequence, stats.events);

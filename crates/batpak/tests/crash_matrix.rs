@@ -317,7 +317,7 @@ impl Case {
                 return None;
             }
         };
-        let events = match store.query(&Region::all(), 0, usize::MAX) {
+        let events = match store.query(&Region::all().with_store_records(), 0, usize::MAX) {
             Ok(events) => events,
             Err(e) => {
                 self.violation(format!("reading every event after reopen failed: {e:?}"));
@@ -604,7 +604,9 @@ fn redaction(c: &mut Case) {
     }) else {
         return;
     };
-    let events = store.stream("acct:1").unwrap();
+    let events = store
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap();
     let recorded = events.iter().any(is_record);
     let redacted = events
         .iter()
@@ -726,7 +728,7 @@ fn check_backup(c: &mut Case, dest: &Path, acked: &[AppendReceipt]) {
         }
     };
     let receipts: Vec<AppendReceipt> = copy
-        .query(&Region::all(), 0, usize::MAX)
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
         .unwrap()
         .iter()
         .map(StoredEvent::receipt)
@@ -812,7 +814,13 @@ const REACTOR_WAIT: Duration = Duration::from_secs(10);
 /// The reactor's recorded position and, per source, how many reactions name it.
 fn reactor_state(store: &Store, sources: &[AppendReceipt]) -> (u64, Vec<usize>) {
     let position = store
-        .stream("batpak:reactor:r")
+        .query(
+            &Region::all()
+                .entity("batpak:reactor:r")
+                .kind(ReactorPosition::KIND),
+            0,
+            usize::MAX,
+        )
         .unwrap()
         .last()
         .map_or(0, |e| e.decode::<ReactorPosition>().unwrap().sequence);
@@ -884,12 +892,13 @@ fn reactor_step(c: &mut Case) {
     }) else {
         return;
     };
-    // Exactly once: a source has its reaction if and only if the position passed it.
+    // At most once so far: a source has at most its one reaction, and every source
+    // the recorded position passed has it (the position is recorded every so many
+    // sources and on stop, not with each reaction, so it may lag behind them).
     let (position, counts) = reactor_state(&store, &sources);
     c.note(format!("pos={position}"));
     for (s, n) in sources.iter().zip(&counts) {
-        let expected = usize::from(s.sequence <= position);
-        if *n != expected {
+        if *n > 1 || (s.sequence <= position && *n != 1) {
             c.violation(format!(
                 "after reopen source {} has {n} reactions with the position at {position}",
                 s.sequence

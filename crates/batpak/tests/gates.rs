@@ -104,17 +104,25 @@ fn sixteen_threads_withdrawing_never_overdraw() {
         .balance;
     assert_eq!(balance, 1000 - 30 * committed);
     assert!(balance >= 0);
-    // Every refusal is recorded on the account's chain.
+    // Every refusal is recorded, on the store's gate log, naming the account.
     let recorded = store
         .query(
             &batpak::Region::all()
-                .entity("acct:1")
+                .entity("batpak:gate")
                 .kind(batpak::gate::RecordedDenial::KIND),
             0,
             1000,
         )
         .unwrap();
     assert_eq!(recorded.len() as i64, denied);
+    assert!(recorded.iter().all(|e| {
+        e.decode::<batpak::gate::RecordedDenial>().unwrap().entity == "acct:1"
+            && e.coordinate.scope() == "bank"
+    }));
+    // The account holds only its own events: its version counts the withdrawals.
+    let own = store.stream("acct:1").unwrap();
+    assert_eq!(own.len() as i64, 1 + committed);
+    assert_eq!(own.last().unwrap().version, committed as u64);
 }
 
 #[test]
@@ -168,9 +176,21 @@ fn a_recorded_denial_is_on_the_chain_and_verifies() {
         .unwrap();
     assert!(matches!(decision, Decision::Denied(ref d) if d.code == "overdraft"));
     let events = store.stream("acct:3").unwrap();
-    assert_eq!(events.len(), 2, "the denial, not the withdrawal");
-    let record: RecordedDenial = events[1].decode().unwrap();
-    assert_eq!(events[1].kind, RecordedDenial::KIND);
+    assert_eq!(events.len(), 1, "neither the withdrawal nor the denial");
+    let denials = store
+        .query(
+            &batpak::Region::all()
+                .entity("batpak:gate")
+                .with_store_records(),
+            0,
+            10,
+        )
+        .unwrap();
+    assert_eq!(denials.len(), 1);
+    let record: RecordedDenial = denials[0].decode().unwrap();
+    assert_eq!(denials[0].kind, RecordedDenial::KIND);
+    assert_eq!(record.entity, "acct:3");
+    assert_eq!(denials[0].coordinate.scope(), "bank");
     assert_eq!(
         record.proposed_kind,
         <Moved as batpak::EventPayload>::KIND.bits()
@@ -191,15 +211,24 @@ fn a_recorded_denial_is_on_the_chain_and_verifies() {
     );
     assert_eq!(record.trace[0].code.as_deref(), Some("overdraft"));
     // Part of the tamper-evident history: the chain verifies through it.
-    let walk = store.walk_ancestors(events[1].id, 10).unwrap().unwrap();
+    let walk = store.walk_ancestors(denials[0].id, 10).unwrap().unwrap();
     assert!(walk.broken.is_none() && walk.reached_first);
+    assert!(store.verify().unwrap().body.is_clean());
+    // The account did not move: a client holding version 0 appends without conflict.
+    store
+        .append_with(
+            &acct,
+            &Moved { cents: 1 },
+            batpak::AppendOptions::expect(batpak::ExpectedVersion::Exact(0)),
+        )
+        .unwrap();
     // A passing proposal commits.
     let ok = store
         .propose(
             Proposal::new(acct, Moved { cents: -5 }),
             &gates,
             &Withdrawal {
-                balance: 10,
+                balance: 11,
                 amount: 5,
             },
         )
@@ -243,4 +272,28 @@ fn a_bypass_is_audited_with_the_event() {
         )
         .unwrap_err();
     assert!(matches!(err, Error::ReservedKind { .. }));
+    // The audit sits on the gate log, in the account's scope; the account holds one event.
+    assert_eq!(audits[0].coordinate.entity(), "batpak:gate");
+    assert_eq!(audits[0].coordinate.scope(), "bank");
+    assert_eq!(store.stream("acct:4").unwrap().len(), 1);
+    // And user appends to the store's own entities are refused, naming the rule.
+    let err = store
+        .append_raw(
+            &Coordinate::new("batpak:gate", "bank").unwrap(),
+            batpak::EventKind::custom(1, 1),
+            batpak::RawPayload::opaque(b"forged"),
+            batpak::AppendOptions::default(),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::InvalidCoordinate {
+                component: "entity",
+                rule: batpak::CoordinateRule::Reserved
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("reserved"), "{err}");
 }

@@ -341,6 +341,7 @@ impl Req {
             causation: self.cause,
             correlation: self.correlation,
             idempotency_key: self.key.map(str::to_string),
+            ..AppendOptions::default()
         }
     }
 

@@ -356,7 +356,7 @@ impl Run {
 
     fn check_open(&self, store: &Store, e: Expectation) -> Result<usize, String> {
         let events = store
-            .query(&Region::all(), 0, usize::MAX)
+            .query(&Region::all().with_store_records(), 0, usize::MAX)
             .map_err(|err| format!("reading every event failed: {err}"))?;
         let n = events.len();
         for (i, event) in events.iter().enumerate() {
@@ -638,7 +638,10 @@ fn explore_recovery(
                 continue; // the first cut itself fails the main property
             };
             let shown_from = log.len();
-            let shown = store.query(&Region::all(), 0, usize::MAX).unwrap().len();
+            let shown = store
+                .query(&Region::all().with_store_records(), 0, usize::MAX)
+                .unwrap()
+                .len();
             store.close().unwrap();
             let second_ops = log.ops();
             let from = if restart == Restart::AfterKill { at } else { 0 };
@@ -846,7 +849,10 @@ fn events_recovered_after_a_kill_survive_a_power_cut() {
     let restarted = scratch.path().join("restarted");
     let log = log.resume(killed, &restarted).unwrap();
     let store = open_store(&restarted);
-    let shown = store.query(&Region::all(), 0, usize::MAX).unwrap().len();
+    let shown = store
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap()
+        .len();
     assert_eq!(shown, 5);
     store.close().unwrap();
     let cut = scratch.path().join("cut");
@@ -855,7 +861,10 @@ fn events_recovered_after_a_kill_survive_a_power_cut() {
         .write_to(&cut)
         .unwrap();
     let store = open_store(&cut);
-    let left = store.query(&Region::all(), 0, usize::MAX).unwrap().len();
+    let left = store
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap()
+        .len();
     assert_eq!(
         left, shown,
         "the restarted store showed {shown} events; {left} are left"
@@ -901,7 +910,9 @@ fn a_redaction_recovered_after_a_kill_keeps_its_record() {
     let cut = scratch.path().join("cut");
     log.image(at, Cut::Durable).unwrap().write_to(&cut).unwrap();
     let store = open_store(&cut);
-    let events = store.query(&Region::all(), 0, usize::MAX).unwrap();
+    let events = store
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap();
     let erased = events[0].is_redacted();
     assert!(
         !erased || events.len() == 2,
@@ -1063,7 +1074,7 @@ fn a_backup_is_absent_or_complete_after_any_power_cut() {
     let begun = log.len();
     let backup = store.backup(root.join("backup")).unwrap();
     let copied: Vec<AppendReceipt> = store
-        .query(&Region::all(), 0, usize::MAX)
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
         .unwrap()
         .iter()
         .take(usize::try_from(backup.events).unwrap())
@@ -1094,7 +1105,7 @@ fn a_backup_is_absent_or_complete_after_any_power_cut() {
                 panic!("cut after {at} ({cut:?}): the backup does not open: {e}")
             });
             let receipts: Vec<AppendReceipt> = copy
-                .query(&Region::all(), 0, usize::MAX)
+                .query(&Region::all().with_store_records(), 0, usize::MAX)
                 .unwrap()
                 .iter()
                 .map(|e| e.receipt())

@@ -262,12 +262,13 @@ fn append_options_and_their_parts_round_trip() {
     let full = AppendOptions::expect(ExpectedVersion::Exact(3))
         .caused_by(id)
         .correlation(id)
-        .idempotency_key("order-507-once");
-    round_trip(&full);
+        .idempotency_key("order-507-once")
+        .meta("user", "ada");
+    assert!(round_trip(&full).ends_with(r#""metadata":{"user":"ada"}}"#));
     round_trip(&AppendOptions::default().caused_by_item(1));
     assert_eq!(
         round_trip(&AppendOptions::default()),
-        r#"{"expected_version":"any","causation":null,"correlation":null,"idempotency_key":null}"#
+        r#"{"expected_version":"any","causation":null,"correlation":null,"idempotency_key":null,"metadata":{}}"#
     );
     // Fields left out take their defaults.
     assert_eq!(

@@ -214,3 +214,68 @@ fn the_v1_cursor_and_projection_snapshot_resume() {
     let snapshot = report.body.snapshot.expect("the v1 snapshot was used");
     assert_eq!(snapshot.sequence, 44);
 }
+
+/// A v2 build appends to a v1 store in a new v2 segment: the v1 segments keep their
+/// bytes, events with metadata read back, and the store verifies clean and still
+/// holds the v1 anchor.
+#[test]
+fn appending_to_the_v1_store_starts_a_v2_segment_and_leaves_v1_bytes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_copy(dir.path());
+    let seg_dir = dir.path().join("segments");
+    let before: Vec<(String, Vec<u8>)> = {
+        let mut files: Vec<_> = std::fs::read_dir(&seg_dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                (name, std::fs::read(p).unwrap())
+            })
+            .collect()
+    };
+    assert_eq!(before.len(), 3);
+    assert!(before.iter().all(|(_, b)| b[8..10] == [1, 0]), "v1 headers");
+    let account = Coordinate::new("account:1", "bank").unwrap();
+    let receipt = store
+        .append_with(
+            &account,
+            &deposit(99),
+            AppendOptions::default().meta("user", "ada"),
+        )
+        .unwrap();
+    store.close().unwrap();
+
+    let mut after: Vec<_> = std::fs::read_dir(&seg_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    after.sort();
+    assert_eq!(after.len(), 4, "a new segment for the v2 record");
+    for (name, bytes) in &before {
+        let now = std::fs::read(seg_dir.join(name)).unwrap();
+        assert_eq!(&now, bytes, "{name} changed");
+    }
+    assert_eq!(
+        std::fs::read(&after[3]).unwrap()[8..10],
+        [2, 0],
+        "v2 header"
+    );
+
+    let store = Store::builder(dir.path())
+        .trust_key(verifying_key())
+        .open()
+        .unwrap();
+    let event = store.get(receipt.event_id).unwrap().unwrap();
+    assert_eq!(event.metadata.get("user"), Some("ada"));
+    assert_eq!(event.receipt(), receipt);
+    let report = store.verify().unwrap();
+    assert!(report.body.is_clean(), "{:?}", report.body.findings);
+    let anchor =
+        batpak::proof::Anchor::from_bytes(&std::fs::read(fixture().join("anchor.bin")).unwrap())
+            .unwrap();
+    assert!(store.verify_against(&anchor).unwrap().holds());
+}

@@ -186,6 +186,8 @@ const SHARED: usize = 192;
 const REACTION_ENTITIES: usize = 16;
 const ENTITY_COUNT: usize = WRITERS * OWNED + SHARED + REACTION_ENTITIES;
 const SCOPES: [&str; 4] = ["tenant:a", "tenant:b", "tenant:c", "tenant:d"];
+/// The ledger's entities: the workload's, then the store's redaction log in each scope.
+const LAYOUT_LEN: usize = ENTITY_COUNT + SCOPES.len();
 const SEGMENT_SIZE: u64 = 256 * 1024;
 
 /// The writers' ordinary kinds: category 2, the durable cursor's region.
@@ -240,6 +242,9 @@ impl Layout {
                 };
                 Coordinate::new(entity, scope).or_fail("main", "build a coordinate")
             })
+            .chain(SCOPES.iter().map(|scope| {
+                Coordinate::new("batpak:redactions", scope).or_fail("main", "build a coordinate")
+            }))
             .collect();
         let digests = coords.iter().map(Coordinate::digest).collect();
         Layout { coords, digests }
@@ -247,6 +252,12 @@ impl Layout {
 
     fn name(&self, entity: usize) -> &str {
         self.coords[entity].entity()
+    }
+
+    /// The ledger entity of the redaction records of `entity`'s scope.
+    fn redactions_of(&self, entity: usize) -> usize {
+        let scope = self.coords[entity].scope();
+        ENTITY_COUNT + SCOPES.iter().position(|s| *s == scope).unwrap_or(0)
     }
 }
 
@@ -293,7 +304,7 @@ struct Ledger {
 impl Ledger {
     fn new() -> Ledger {
         Ledger {
-            by_entity: vec![Vec::new(); ENTITY_COUNT],
+            by_entity: vec![Vec::new(); LAYOUT_LEN],
             ..Ledger::default()
         }
     }
@@ -1049,7 +1060,9 @@ impl Reader {
         if let Some(last) = got.last() {
             let all = store
                 .query(
-                    &Region::all().sequences(after + 1..=last.sequence),
+                    &Region::all()
+                        .with_store_records()
+                        .sequences(after + 1..=last.sequence),
                     0,
                     usize::MAX,
                 )
@@ -1100,9 +1113,16 @@ fn check_against_ledger(events: &[StoredEvent], ctx: &Ctx, who: &str, doing: &st
 fn check_stream(store: &Store, ctx: &Ctx, entity: usize, who: &str) {
     let acked: Vec<u64> = lock(&ctx.ledger).by_entity[entity].clone();
     let name = ctx.layout.name(entity);
-    let events = store
-        .stream(name)
-        .or_fail(who, format_args!("stream {name}"));
+    let events = if entity < ENTITY_COUNT {
+        store.stream(name)
+    } else {
+        store.query(
+            &Region::all().entity(name).with_store_records(),
+            0,
+            usize::MAX,
+        )
+    }
+    .or_fail(who, format_args!("stream {name}"));
     check_chain(&events, name, who);
     for sequence in acked {
         if events
@@ -1174,7 +1194,7 @@ const WHO_SUBSCRIBER: &str = "subscriber";
 
 impl Subscriber {
     fn run(mut self, store: &Store, ctx: &Ctx, stop: &AtomicBool) -> Subscriber {
-        let mut feed = store.subscribe_from(Region::all(), self.last + 1);
+        let mut feed = store.subscribe_from(Region::all().with_store_records(), self.last + 1);
         while !stop.load(Ordering::Relaxed) {
             match feed.recv_timeout(Duration::from_millis(100)) {
                 Ok(event) => self.take(&event, store, ctx),
@@ -1190,7 +1210,7 @@ impl Subscriber {
                         );
                     }
                     self.lags += 1;
-                    feed = store.subscribe_from(Region::all(), resume_from);
+                    feed = store.subscribe_from(Region::all().with_store_records(), resume_from);
                 }
                 Err(other) => fail(WHO_SUBSCRIBER, format_args!("recv: {other}")),
             }
@@ -1201,7 +1221,7 @@ impl Subscriber {
     /// Takes everything visible now; afterwards the last delivered is the newest.
     fn drain(&mut self, store: &Store, ctx: &Ctx) {
         let mut feed = store
-            .subscribe_from(Region::all(), self.last + 1)
+            .subscribe_from(Region::all().with_store_records(), self.last + 1)
             .lag_limit(u64::MAX);
         loop {
             match feed.try_recv() {
@@ -1479,12 +1499,13 @@ impl Maintenance {
             return;
         };
         let entity = acked.entity as usize;
+        let log = ctx.layout.redactions_of(entity);
         let n = read(&ctx.counters.redactions);
         let record = store
             .redact(acked.id, format!("soak redaction {n}"))
             .or_fail(WHO_MAINTENANCE, format_args!("redact {}", acked.id));
         if record.kind != KIND_REDACTION
-            || record.coordinate_digest != ctx.layout.digests[entity]
+            || record.coordinate_digest != ctx.layout.digests[log]
             || record.sequence <= sequence
         {
             fail(
@@ -1498,7 +1519,7 @@ impl Maintenance {
         }
         {
             let mut ledger = lock(&ctx.ledger);
-            ledger.record(&record, entity, true, WHO_MAINTENANCE);
+            ledger.record(&record, log, true, WHO_MAINTENANCE);
             ledger.redacted.insert(sequence);
         }
         let event = store
@@ -1633,7 +1654,7 @@ impl Maintenance {
             let mut after = 0;
             loop {
                 let page = copy
-                    .query(&Region::all(), after, 4096)
+                    .query(&Region::all().with_store_records(), after, 4096)
                     .or_fail(WHO_MAINTENANCE, "read the backup");
                 let Some(last) = page.last() else { break };
                 let last = last.sequence;
@@ -2018,7 +2039,7 @@ fn final_check(store: &Store, ctx: &Ctx, workers: &mut Workers) -> Tally {
         let mut last_timestamp = 0u64;
         loop {
             let page = store
-                .query(&Region::all(), after, 4096)
+                .query(&Region::all().with_store_records(), after, 4096)
                 .or_fail(WHO, "read the history");
             let Some(last) = page.last() else { break };
             let last = last.sequence;
@@ -2141,11 +2162,17 @@ fn final_check(store: &Store, ctx: &Ctx, workers: &mut Workers) -> Tally {
             ),
         );
     }
-    for entity in 0..ENTITY_COUNT {
+    for entity in 0..LAYOUT_LEN {
         check_stream(store, ctx, entity, WHO);
     }
     let positions = store
-        .stream(&format!("batpak:reactor:{REACTOR}"))
+        .query(
+            &Region::all()
+                .entity(format!("batpak:reactor:{REACTOR}"))
+                .with_store_records(),
+            0,
+            usize::MAX,
+        )
         .or_fail(WHO, "stream the reactor's positions");
     check_chain(&positions, &format!("batpak:reactor:{REACTOR}"), WHO);
     {

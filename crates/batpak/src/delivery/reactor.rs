@@ -1,13 +1,18 @@
 //! Reactors: a named consumer of a region that appends reactions, exactly once.
 //!
 //! For each source event the handler fills a `Reactions` batch. The reactions (each
-//! caused by the source, correlation inherited) and a `ReactorPosition` record naming
-//! the source's sequence are appended as one atomic batch, so after any crash every
-//! source event has either all its reactions and the position past it, or neither.
-//! The position lives in the journal, on the entity `batpak:reactor:<name>`, whose
-//! head is where a restarted reactor resumes. Sources that need no reaction advance
-//! the position in memory; it is recorded every `POSITION_EVERY` such events, when
-//! idle, and on stop (replaying them after a crash appends nothing).
+//! caused by the source, correlation inherited, chosen metadata keys copied) are
+//! appended as one atomic batch, and one of them carries the idempotency key
+//! `batpak:reactor:<name>:<source id>` (the marker), so after any crash a source
+//! has either all its reactions and its marker, or neither. The position lives in
+//! the journal, on the entity `batpak:reactor:<name>`, whose head is where a
+//! restarted reactor resumes; it is recorded every `POSITION_EVERY` sources and on
+//! stop, not per source, so the bookkeeping of a reactor over every event stays a
+//! small fraction of what it reads. A restarted reactor replays the sources after
+//! its recorded position: one whose marker the store holds was done (its handler is
+//! not run again); one without reactions is handled again and appends nothing.
+//! When every reaction of a source carries a key of the caller's, there is no room
+//! for the marker, and a position record joins the batch instead.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,7 +39,7 @@ pub(crate) const REACTOR_POSITION_KIND: EventKind = EventKind::custom(0, 4);
 /// The kind of the record of a source event a reactor skipped after an error.
 pub(crate) const REACTOR_SKIP_KIND: EventKind = EventKind::custom(0, 5);
 
-/// Sources without reactions between two position records.
+/// Sequences a reactor passes between two position records.
 const POSITION_EVERY: u64 = 1024;
 /// How often a waiting reactor checks whether it was asked to stop.
 const POLL: Duration = Duration::from_millis(50);
@@ -90,12 +95,28 @@ pub enum OnError {
 }
 
 /// How a reactor runs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReactorOptions {
     /// Error policy. Default `Stop`.
     pub on_error: OnError,
     /// Where a reactor that has never run starts. Default: the beginning.
     pub start: CursorStart,
+    /// Metadata keys copied from each source to its reactions (a reaction's own
+    /// value for a key wins). Default: none.
+    pub copy_metadata: Vec<String>,
+}
+
+impl ReactorOptions {
+    /// Copies these metadata keys from each source event to its reactions.
+    #[must_use]
+    pub fn copy_metadata<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<String>,
+    {
+        self.copy_metadata = keys.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 /// The reactions to one source event. Each is caused by the source and carries the
@@ -105,20 +126,31 @@ pub struct Reactions {
     batch: Batch,
     source: EventId,
     correlation: EventId,
+    /// The source's metadata entries the reactor copies.
+    copied: Vec<(String, String)>,
 }
 
 impl Reactions {
-    fn new(source: &StoredEvent) -> Self {
+    fn new(source: &StoredEvent, copy: &[String]) -> Self {
         Reactions {
             batch: Batch::new(),
             source: source.id,
             correlation: source.correlation.unwrap_or(source.id),
+            copied: copy
+                .iter()
+                .filter_map(|k| source.metadata.get(k).map(|v| (k.clone(), v.to_string())))
+                .collect(),
         }
     }
 
     fn link(&self, options: AppendOptions) -> AppendOptions {
         let mut options = options.caused_by(self.source);
         options.correlation = Some(self.correlation);
+        for (key, value) in &self.copied {
+            if options.metadata.get(key).is_none() {
+                options.metadata.insert(key.clone(), value.clone());
+            }
+        }
         options
     }
 
@@ -345,6 +377,7 @@ impl Store {
             position,
             recorded: position,
             version,
+            replay_until: self.writer()?.written(),
             registry_name,
         };
         let registered = run.registry_name.clone();
@@ -376,6 +409,7 @@ impl Store {
         // The head only: the position entity grows by one record per reacted source.
         if let Some(version) = self.entity_version(coordinate.entity()) {
             let region = Region::all()
+                .with_store_records()
                 .entity(coordinate.entity())
                 .versions(version..=version);
             if let Some(head) = self.query(&region, 0, 1)?.pop() {
@@ -416,6 +450,9 @@ struct Run {
     recorded: u64,
     /// The version of the position entity's head.
     version: u64,
+    /// Sources up to here may have been handled by an earlier run (after the
+    /// recorded position): their markers are looked up before handling.
+    replay_until: u64,
     registry_name: String,
 }
 
@@ -457,7 +494,6 @@ impl Run {
             let event = match feed.recv_timeout(POLL) {
                 Ok(e) => e,
                 Err(RecvError::Timeout) => {
-                    self.record_position().map_err(|e| failed(0, &e))?;
                     // Idle: every visible event up to `scanned` is handled or outside
                     // the region, so waiters for a later sequence need not wait on.
                     let scanned = feed.scanned();
@@ -497,9 +533,16 @@ impl Run {
     where
         F: FnMut(&StoredEvent, &mut Reactions) -> Result<()>,
     {
+        if event.sequence <= self.replay_until && self.store.idempotency_seen(&self.marker(event)) {
+            // Reacted to by an earlier run after its last recorded position.
+            self.advance(event.sequence, 0, false);
+            self.record_position_if_due()
+                .map_err(|e| failed(event.sequence, &e))?;
+            return Ok(Outcome::Done);
+        }
         let mut attempt = 0u32;
         loop {
-            let mut reactions = Reactions::new(event);
+            let mut reactions = Reactions::new(event, &self.options.copy_metadata);
             let result = match catch_unwind(AssertUnwindSafe(|| handler(event, &mut reactions))) {
                 Ok(Ok(())) => self.commit(event, reactions).map_err(|e| e.to_string()),
                 Ok(Err(e)) => Err(e.to_string()),
@@ -533,23 +576,39 @@ impl Run {
         }
     }
 
-    /// Appends the reactions and the position past `event` atomically, or, with no
+    /// The idempotency key marking `source` as reacted to by this reactor.
+    fn marker(&self, source: &StoredEvent) -> String {
+        format!("batpak:reactor:{}:{}", self.name, source.id)
+    }
+
+    /// Appends the reactions atomically, one of them keyed by the source's marker
+    /// (or, when the caller keyed them all, with a position record), or, with no
     /// reactions, advances in memory.
     fn commit(&mut self, event: &StoredEvent, reactions: Reactions) -> Result<()> {
         if reactions.is_empty() {
             self.advance(event.sequence, 0, false);
-            if self.position - self.recorded >= POSITION_EVERY {
-                self.record_position()?;
-            }
-            return Ok(());
+            return self.record_position_if_due();
         }
         let count = reactions.len() as u64;
         let mut batch = reactions.batch;
-        self.push_position(&mut batch, event.sequence, self.version)?;
+        let marked = batch.key_first_unkeyed(self.marker(event));
+        if !marked {
+            self.push_position(&mut batch, event.sequence, self.version)?;
+        }
         let receipts = self.store.append_batch(&batch)?;
-        self.version = receipts.last().map_or(self.version, |r| r.version);
-        self.recorded = event.sequence;
+        if !marked {
+            self.version = receipts.last().map_or(self.version, |r| r.version);
+            self.recorded = event.sequence;
+        }
         self.advance(event.sequence, count, false);
+        self.record_position_if_due()
+    }
+
+    /// Records the position once it is `POSITION_EVERY` sequences past the journal's.
+    fn record_position_if_due(&mut self) -> Result<()> {
+        if self.position - self.recorded >= POSITION_EVERY {
+            self.record_position()?;
+        }
         Ok(())
     }
 

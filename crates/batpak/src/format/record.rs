@@ -21,6 +21,10 @@
 //!               causation id (16)           if FLAG_CAUSATION
 //!               correlation id (16)         if FLAG_CORRELATION
 //!               idempotency key digest (16) if FLAG_IDEMPOTENCY
+//!               metadata block               if FLAG_METADATA (format v2):
+//!                 len (2): bytes of the entries that follow, 1..=8192
+//!                 entries, keys strictly increasing bytewise, each:
+//!                   key_len (1), key (UTF-8), value_len (2), value (UTF-8)
 //!               entity (entity_len bytes of UTF-8)
 //!               scope (scope_len bytes of UTF-8)
 //!               payload area, 16 + max(payload_len, 16) bytes:
@@ -31,6 +35,9 @@
 //! A payload shorter than 16 bytes is padded with zeros so that the digest always fits
 //! where salt and payload were: redaction rewrites a frame in place, same length, and
 //! `payload_len` keeps the erased payload's length.
+//!
+//! Format v2 added only `FLAG_METADATA` and its block; a record without metadata is
+//! byte for byte a v1 record, and its hash is the v1 hash.
 //!
 //! A batch is a run of consecutive frames in one segment; every frame but the last
 //! carries `FLAG_BATCH_CONTINUES`, so recovery can drop an incomplete batch whole.
@@ -80,8 +87,16 @@ pub(crate) const FLAG_IDEMPOTENCY: u16 = 1 << 2;
 pub(crate) const FLAG_BATCH_CONTINUES: u16 = 1 << 3;
 /// The payload and salt were erased; the payload field holds the payload digest.
 pub(crate) const FLAG_REDACTED: u16 = 1 << 4;
-const KNOWN_FLAGS: u16 =
-    FLAG_CAUSATION | FLAG_CORRELATION | FLAG_IDEMPOTENCY | FLAG_BATCH_CONTINUES | FLAG_REDACTED;
+/// The event carries metadata (format v2).
+pub(crate) const FLAG_METADATA: u16 = 1 << 5;
+const KNOWN_FLAGS: u16 = FLAG_CAUSATION
+    | FLAG_CORRELATION
+    | FLAG_IDEMPOTENCY
+    | FLAG_BATCH_CONTINUES
+    | FLAG_REDACTED
+    | FLAG_METADATA;
+/// Bytes of the metadata block's length field.
+const METADATA_LEN_LEN: usize = size_of::<u16>();
 
 /// Largest payload a single event may carry.
 pub(crate) const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
@@ -158,6 +173,9 @@ pub(crate) enum PayloadField<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct RecordView<'a> {
     pub header: RecordHeader,
+    /// The metadata entries as stored (empty without `FLAG_METADATA`), already checked
+    /// to decode.
+    pub metadata: &'a [u8],
     pub entity: &'a str,
     pub scope: &'a str,
     pub payload: PayloadField<'a>,
@@ -197,6 +215,8 @@ impl std::fmt::Display for FrameError {
 #[derive(Debug)]
 pub(crate) struct RecordDraft<'a> {
     pub header: RecordHeader,
+    /// Encoded metadata entries (`encode_metadata`), empty for none.
+    pub metadata: &'a [u8],
     pub entity: &'a str,
     pub scope: &'a str,
     pub salt: [u8; SALT_LEN],
@@ -216,9 +236,67 @@ pub(crate) fn frame_len(draft: &RecordDraft<'_>) -> usize {
         + optional_len(h.causation.is_some())
         + optional_len(h.correlation.is_some())
         + optional_len(h.idempotency.is_some())
+        + metadata_block_len(draft.metadata.len())
         + draft.entity.len()
         + draft.scope.len()
         + payload_area(draft.payload.len())
+}
+
+/// Bytes the metadata block takes in a frame for `entries` bytes of entries.
+pub(crate) fn metadata_block_len(entries: usize) -> usize {
+    if entries == 0 {
+        0
+    } else {
+        METADATA_LEN_LEN + entries
+    }
+}
+
+/// The encoded length of `meta`'s entries.
+pub(crate) fn metadata_len(meta: &crate::metadata::Metadata) -> usize {
+    meta.iter().map(|(k, v)| 1 + k.len() + 2 + v.len()).sum()
+}
+
+/// Appends `meta`'s entries (key order) to `out`. The caller checked the limits
+/// (`Metadata::validate`), so the lengths fit their fields.
+pub(crate) fn encode_metadata(meta: &crate::metadata::Metadata, out: &mut Vec<u8>) {
+    for (key, value) in meta.iter() {
+        out.push(u8::try_from(key.len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(key.as_bytes());
+        out.extend_from_slice(&u16_of(value.len()).to_le_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
+/// Decodes metadata entries as `encode_metadata` writes them: every length inside
+/// the block, UTF-8 text, keys non-empty and strictly increasing.
+pub(crate) fn decode_metadata(entries: &[u8]) -> Result<crate::metadata::Metadata, FrameError> {
+    let mut meta = crate::metadata::Metadata::new();
+    let mut previous: Option<&str> = None;
+    let mut cursor = Cursor {
+        frame: entries,
+        at: 0,
+    };
+    while cursor.at < entries.len() {
+        let key_len = usize::from(cursor.take(1, "metadata key length")?[0]);
+        if key_len == 0 {
+            return Err(FrameError::Malformed(format!(
+                "metadata key at byte {} is empty",
+                cursor.at - 1
+            )));
+        }
+        let key = cursor.text(key_len, "metadata key")?;
+        let value_len = cursor.take(2, "metadata value length")?;
+        let value_len = usize::from(u16::from_le_bytes([value_len[0], value_len[1]]));
+        let value = cursor.text(value_len, "metadata value")?;
+        if let Some(p) = previous.filter(|p| *p >= key) {
+            return Err(FrameError::Malformed(format!(
+                "metadata key {key:?} does not follow {p:?} in order"
+            )));
+        }
+        previous = Some(key);
+        meta.insert(key, value);
+    }
+    Ok(meta)
 }
 
 fn optional_len(present: bool) -> usize {
@@ -237,7 +315,14 @@ pub(crate) fn encode(draft: &RecordDraft<'_>, out: &mut Vec<u8>) {
     let h = &draft.header;
     let start = out.len();
     let len = frame_len(draft);
-    let flags = flags_for(h);
+    let metadata_flag = if draft.metadata.is_empty() {
+        0
+    } else {
+        FLAG_METADATA
+    };
+    // The hash covers the header's flags: the writer sets the metadata bit there too.
+    debug_assert_eq!(h.flags & FLAG_METADATA, metadata_flag);
+    let flags = (flags_for(h) & !FLAG_METADATA) | metadata_flag;
     out.reserve(len);
     out.extend_from_slice(&[0u8; 4]); // crc, filled below
     out.extend_from_slice(&u32_of(len).to_le_bytes());
@@ -262,6 +347,10 @@ pub(crate) fn encode(draft: &RecordDraft<'_>, out: &mut Vec<u8>) {
     }
     if let Some(k) = h.idempotency {
         out.extend_from_slice(&k);
+    }
+    if !draft.metadata.is_empty() {
+        out.extend_from_slice(&u16_of(draft.metadata.len()).to_le_bytes());
+        out.extend_from_slice(draft.metadata);
     }
     out.extend_from_slice(draft.entity.as_bytes());
     out.extend_from_slice(draft.scope.as_bytes());
@@ -295,11 +384,11 @@ pub(crate) fn redacted_copy(frame: &[u8], digest: &Hash) -> Result<Vec<u8>, Fram
     Ok(out)
 }
 
-/// The flags as stored: the caller's batch and redaction bits plus one bit per
-/// optional field present. The writer stamps these into the header before hashing so
+/// The flags as stored: the caller's batch, redaction and metadata bits plus one bit
+/// per optional id field present. The writer stamps these into the header before hashing so
 /// the hash covers exactly the stored flags.
 pub(crate) fn flags_for(h: &RecordHeader) -> u16 {
-    let mut flags = h.flags & (FLAG_BATCH_CONTINUES | FLAG_REDACTED);
+    let mut flags = h.flags & (FLAG_BATCH_CONTINUES | FLAG_REDACTED | FLAG_METADATA);
     if h.causation.is_some() {
         flags |= FLAG_CAUSATION;
     }
@@ -332,6 +421,7 @@ pub(crate) fn frame_len_of(view: &RecordView<'_>) -> usize {
         + optional_len(view.header.causation.is_some())
         + optional_len(view.header.correlation.is_some())
         + optional_len(view.header.idempotency.is_some())
+        + metadata_block_len(view.metadata.len())
         + view.entity.len()
         + view.scope.len()
         + payload
@@ -344,16 +434,25 @@ pub(crate) fn peek_frame_len(buf: &[u8]) -> Option<usize> {
 }
 
 /// The frame length implied by the fixed header's flags and length fields, when the
-/// whole fixed header is present. Recovery compares it with the stored frame length
+/// whole fixed header (and, with metadata, the metadata length field) is present. Recovery compares it with the stored frame length
 /// to tell a torn write (consistent header) from a damaged length field.
 pub(crate) fn implied_frame_len(buf: &[u8]) -> Option<usize> {
     let fixed = buf.get(..FIXED_LEN)?;
     let flags = read_u16(fixed, FLAGS_OFFSET);
+    let ids = optional_len(flags & FLAG_CAUSATION != 0)
+        + optional_len(flags & FLAG_CORRELATION != 0)
+        + optional_len(flags & FLAG_IDEMPOTENCY != 0);
+    let metadata = if flags & FLAG_METADATA != 0 {
+        let at = FIXED_LEN + ids;
+        let len = buf.get(at..at + METADATA_LEN_LEN)?;
+        METADATA_LEN_LEN + usize::from(u16::from_le_bytes([len[0], len[1]]))
+    } else {
+        0
+    };
     Some(
         FIXED_LEN
-            + optional_len(flags & FLAG_CAUSATION != 0)
-            + optional_len(flags & FLAG_CORRELATION != 0)
-            + optional_len(flags & FLAG_IDEMPOTENCY != 0)
+            + ids
+            + metadata
             + usize::from(read_u16(fixed, ENTITY_LEN_OFFSET))
             + usize::from(read_u16(fixed, SCOPE_LEN_OFFSET))
             + payload_area(read_u32(fixed, PAYLOAD_LEN_OFFSET) as usize),
@@ -425,6 +524,20 @@ fn decode_checked(frame: &[u8]) -> Result<RecordView<'_>, FrameError> {
     } else {
         None
     };
+    let metadata = if flags & FLAG_METADATA != 0 {
+        let len = cursor.take(METADATA_LEN_LEN, "metadata length")?;
+        let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+        if len == 0 {
+            return Err(FrameError::Malformed(
+                "the metadata flag is set but the block is empty".into(),
+            ));
+        }
+        let entries = cursor.take(len, "metadata")?;
+        decode_metadata(entries)?;
+        entries
+    } else {
+        &[]
+    };
     let entity = cursor.text(entity_len, "entity")?;
     let scope = cursor.text(scope_len, "scope")?;
     let area = cursor.take(payload_area(payload_len), "payload area")?;
@@ -474,6 +587,7 @@ fn decode_checked(frame: &[u8]) -> Result<RecordView<'_>, FrameError> {
     };
     Ok(RecordView {
         header,
+        metadata,
         entity,
         scope,
         payload,
@@ -587,6 +701,7 @@ mod tests {
     fn golden_bytes_minimal_record() {
         let draft = RecordDraft {
             header: sample_header(),
+            metadata: &[],
             entity: "e:1",
             scope: "s",
             salt: [0x11; SALT_LEN],
@@ -639,6 +754,7 @@ mod tests {
         header.flags = FLAG_BATCH_CONTINUES;
         let draft = RecordDraft {
             header: header.clone(),
+            metadata: &[],
             entity: "e",
             scope: "s",
             salt: [0; SALT_LEN],
@@ -660,11 +776,113 @@ mod tests {
         assert_eq!(view.header, header);
     }
 
+    /// Pins the v2 metadata block: its place (after the optional ids, before the
+    /// entity), its length field, and entries in key order.
+    #[test]
+    fn golden_bytes_with_metadata() {
+        let meta = crate::metadata::Metadata::new()
+            .with("user", "ada")
+            .with("ip", "10.0.0.7");
+        let mut entries = Vec::new();
+        encode_metadata(&meta, &mut entries);
+        assert_eq!(
+            hex(&entries),
+            concat!(
+                "02",
+                "6970",
+                "0800",
+                "31302e302e302e37", // "ip" = "10.0.0.7"
+                "04",
+                "75736572",
+                "0300",
+                "616461", // "user" = "ada"
+            )
+        );
+        let mut header = sample_header();
+        header.correlation = Some(EventId::from_u128(2));
+        header.flags = FLAG_METADATA;
+        let draft = RecordDraft {
+            header: header.clone(),
+            metadata: &entries,
+            entity: "e",
+            scope: "s",
+            salt: [0; SALT_LEN],
+            payload: b"",
+        };
+        let bytes = encode_one(&draft);
+        assert_eq!(
+            bytes.len(),
+            FIXED_LEN + 16 + 2 + entries.len() + 2 + SALT_LEN + 16
+        );
+        assert_eq!(
+            hex(&bytes[50..52]),
+            "2200",
+            "correlation and metadata flags"
+        );
+        assert_eq!(hex(&bytes[112..114]), "1700", "block length 23");
+        assert_eq!(&bytes[114..137], &entries[..]);
+        assert_eq!(&bytes[137..139], b"es");
+        assert_eq!(implied_frame_len(&bytes), Some(bytes.len()));
+        assert_eq!(
+            implied_frame_len(&bytes[..113]),
+            None,
+            "length field cut off"
+        );
+        let (view, len) = decode(&bytes).unwrap();
+        assert_eq!(len, bytes.len());
+        header.flags = FLAG_CORRELATION | FLAG_METADATA;
+        assert_eq!(view.header, header);
+        assert_eq!(view.metadata, &entries[..]);
+        assert_eq!(decode_metadata(view.metadata).unwrap(), meta);
+        assert_eq!(frame_len_of(&view), bytes.len());
+    }
+
+    #[test]
+    fn malformed_metadata_blocks_are_refused_by_what_is_wrong() {
+        let entry = |key: &[u8], value: &[u8]| {
+            let mut out = vec![u8::try_from(key.len()).unwrap()];
+            out.extend_from_slice(key);
+            out.extend_from_slice(&u16::try_from(value.len()).unwrap().to_le_bytes());
+            out.extend_from_slice(value);
+            out
+        };
+        let detail = |entries: &[u8]| match decode_metadata(entries) {
+            Err(FrameError::Malformed(d)) => d,
+            other => panic!("expected malformed metadata, got {other:?}"),
+        };
+        let unordered = [entry(b"b", b"1"), entry(b"a", b"2")].concat();
+        assert!(detail(&unordered).contains("does not follow"));
+        let repeated = [entry(b"a", b"1"), entry(b"a", b"2")].concat();
+        assert!(detail(&repeated).contains("does not follow"));
+        assert!(detail(&entry(b"", b"1")).contains("empty"));
+        assert!(detail(&entry(b"k", b"\xff")).contains("not UTF-8"));
+        let short = entry(b"key", b"value");
+        assert!(detail(&short[..short.len() - 1]).contains("runs past"));
+        // The flag with an empty block is not a canonical frame.
+        let mut header = sample_header();
+        header.flags = FLAG_METADATA;
+        let one = entry(b"k", b"v");
+        let mut bytes = encode_one(&RecordDraft {
+            header,
+            metadata: &one,
+            entity: "e",
+            scope: "s",
+            salt: [0; SALT_LEN],
+            payload: b"",
+        });
+        assert!(decode(&bytes).is_ok());
+        bytes[96..98].copy_from_slice(&0u16.to_le_bytes());
+        let crc = crc32c::crc32c(&bytes[4..]);
+        bytes[..4].copy_from_slice(&crc.to_le_bytes());
+        assert!(matches!(decode(&bytes), Err(FrameError::Malformed(d)) if d.contains("empty")));
+    }
+
     #[test]
     fn redacted_record_keeps_the_digest_in_place() {
         let digest = Hash::from_bytes([0x5A; 32]);
         for payload in [&b""[..], b"abc", &[0x77; 16], &[0x77; 40]] {
             let original = encode_one(&RecordDraft {
+                metadata: &[],
                 header: sample_header(),
                 entity: "e",
                 scope: "s",
@@ -714,6 +932,7 @@ mod tests {
         let digest = Hash::from_bytes([0x5A; 32]);
         let frame_of = |payload: &[u8]| {
             encode_one(&RecordDraft {
+                metadata: &[],
                 header: sample_header(),
                 entity: "e",
                 scope: "s",
@@ -741,6 +960,7 @@ mod tests {
     #[test]
     fn each_corruption_shape_is_named() {
         let bytes = encode_one(&RecordDraft {
+            metadata: &[],
             header: sample_header(),
             entity: "e",
             scope: "s",
@@ -875,8 +1095,16 @@ mod properties {
             scope in "[a-z:]{1,20}",
             salt in any::<[u8; SALT_LEN]>(),
             payload in proptest::collection::vec(any::<u8>(), 0..300),
+            meta in proptest::collection::btree_map("[a-z.]{1,12}", "[ -~]{0,40}", 0..4),
         ) {
-            let draft = RecordDraft { header: header.clone(), entity: &entity, scope: &scope, salt, payload: &payload };
+            let mut header = header;
+            let meta: crate::metadata::Metadata = meta.into_iter().collect();
+            let mut metadata = Vec::new();
+            encode_metadata(&meta, &mut metadata);
+            if !metadata.is_empty() {
+                header.flags |= FLAG_METADATA;
+            }
+            let draft = RecordDraft { header: header.clone(), metadata: &metadata, entity: &entity, scope: &scope, salt, payload: &payload };
             let mut out = vec![0xEE; 3]; // encoding appends after existing bytes
             encode(&draft, &mut out);
             let frame = &out[3..];
@@ -888,6 +1116,7 @@ mod properties {
             prop_assert_eq!(view.entity, entity.as_str());
             prop_assert_eq!(view.scope, scope.as_str());
             prop_assert_eq!(view.payload, PayloadField::Present { salt: &salt, bytes: &payload });
+            prop_assert_eq!(decode_metadata(view.metadata).unwrap(), meta);
         }
     }
 }

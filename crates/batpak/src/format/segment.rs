@@ -19,8 +19,13 @@ use super::record::{read_u32, read_u64};
 
 /// Identifies a segment file.
 pub(crate) const MAGIC: [u8; 8] = *b"BPAKSEG\0";
-/// Version 1: the first format (record layout in `record.rs`).
-pub(crate) const SEGMENT_FORMAT_VERSION: u16 = 1;
+/// The version new segments are written with. Version 1: the first format (record
+/// layout in `record.rs`); version 2: records may carry metadata (`FLAG_METADATA`).
+/// Both are read; a v1 segment never holds a v2 record (the writer starts a new
+/// segment before its first append to a store created by a v1 build).
+pub(crate) const SEGMENT_FORMAT_VERSION: u16 = 2;
+/// The oldest version this build reads.
+pub(crate) const OLDEST_SEGMENT_FORMAT_VERSION: u16 = 1;
 
 const MAGIC_OFFSET: usize = 0;
 const VERSION_OFFSET: usize = MAGIC_OFFSET + size_of::<[u8; 8]>();
@@ -37,6 +42,8 @@ pub(crate) const HEADER_LEN: usize = CRC_OFFSET + size_of::<u32>();
 /// The decoded header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SegmentHeader {
+    /// `SEGMENT_FORMAT_VERSION` for every segment this build creates.
+    pub format_version: u16,
     pub number: u64,
     pub first_sequence: u64,
     pub store_id: [u8; 16],
@@ -60,8 +67,7 @@ impl SegmentHeader {
     pub(crate) fn encode(&self) -> [u8; HEADER_LEN] {
         let mut out = [0u8; HEADER_LEN];
         out[MAGIC_OFFSET..VERSION_OFFSET].copy_from_slice(&MAGIC);
-        out[VERSION_OFFSET..HEADER_LEN_OFFSET]
-            .copy_from_slice(&SEGMENT_FORMAT_VERSION.to_le_bytes());
+        out[VERSION_OFFSET..HEADER_LEN_OFFSET].copy_from_slice(&self.format_version.to_le_bytes());
         let header_len = u16::try_from(HEADER_LEN).unwrap_or(u16::MAX);
         out[HEADER_LEN_OFFSET..RESERVED_A_OFFSET].copy_from_slice(&header_len.to_le_bytes());
         out[NUMBER_OFFSET..FIRST_SEQUENCE_OFFSET].copy_from_slice(&self.number.to_le_bytes());
@@ -85,7 +91,7 @@ impl SegmentHeader {
             return Err(HeaderError::BadMagic);
         }
         let version = u16::from_le_bytes([bytes[VERSION_OFFSET], bytes[VERSION_OFFSET + 1]]);
-        if version != SEGMENT_FORMAT_VERSION {
+        if !(OLDEST_SEGMENT_FORMAT_VERSION..=SEGMENT_FORMAT_VERSION).contains(&version) {
             return Err(HeaderError::UnsupportedVersion(version));
         }
         let stored = read_u32(bytes, CRC_OFFSET);
@@ -105,6 +111,7 @@ impl SegmentHeader {
         let mut store_id = [0u8; 16];
         store_id.copy_from_slice(&bytes[STORE_ID_OFFSET..RESERVED_B_OFFSET]);
         Ok(SegmentHeader {
+            format_version: version,
             number: read_u64(bytes, NUMBER_OFFSET),
             first_sequence: read_u64(bytes, FIRST_SEQUENCE_OFFSET),
             store_id,
@@ -118,10 +125,39 @@ mod tests {
 
     fn sample() -> SegmentHeader {
         SegmentHeader {
+            format_version: SEGMENT_FORMAT_VERSION,
             number: 3,
             first_sequence: 1001,
             store_id: [0xC4; 16],
         }
+    }
+
+    /// A header written by a v1 build (its golden bytes then) still decodes, as v1.
+    #[test]
+    fn a_version_1_header_still_decodes() {
+        let v1 = concat!(
+            "4250414b53454700010040000000000003000000000000",
+            "00e903000000000000c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4",
+            "000000000000000000000000434eab99"
+        );
+        let bytes: Vec<u8> = (0..v1.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&v1[i..i + 2], 16).unwrap())
+            .collect();
+        let header = SegmentHeader::decode(&bytes).unwrap();
+        assert_eq!(header.format_version, 1);
+        assert_eq!(
+            header,
+            SegmentHeader {
+                format_version: 1,
+                ..sample()
+            }
+        );
+        assert_eq!(
+            header.encode().to_vec(),
+            bytes,
+            "a v1 header re-encodes as v1"
+        );
     }
 
     #[test]
@@ -132,14 +168,14 @@ mod tests {
             hex,
             concat!(
                 "4250414b53454700", // magic
-                "0100",
+                "0200",
                 "4000",
-                "00000000",                         // version 1, header_len 64, reserved
+                "00000000",                         // version 2, header_len 64, reserved
                 "0300000000000000",                 // segment number 3
                 "e903000000000000",                 // first sequence 1001
                 "c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4c4", // store id
                 "000000000000000000000000",         // reserved
-                "434eab99", // crc32c, checked with an independent implementation
+                "4c25f470", // crc32c, checked with an independent implementation
             )
         );
     }
@@ -193,7 +229,7 @@ mod properties {
 
         #[test]
         fn round_trip(number in any::<u64>(), first in any::<u64>(), id in any::<[u8; 16]>()) {
-            let h = SegmentHeader { number, first_sequence: first, store_id: id };
+            let h = SegmentHeader { format_version: SEGMENT_FORMAT_VERSION, number, first_sequence: first, store_id: id };
             prop_assert_eq!(SegmentHeader::decode(&h.encode()), Ok(h));
         }
     }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::format::segment::{SegmentHeader, HEADER_LEN};
+use crate::format::segment::{SegmentHeader, HEADER_LEN, SEGMENT_FORMAT_VERSION};
 
 use super::io::SegmentFile;
 use super::segment_path;
@@ -21,6 +21,9 @@ pub(crate) struct ActiveSegment {
     store_id: [u8; 16],
     /// The rotation size; new segments reserve a read map this large.
     capacity: u64,
+    /// The segment's format version (`SEGMENT_FORMAT_VERSION` unless resumed from an
+    /// older build's segment, which the writer seals before writing to it).
+    format_version: u16,
 }
 
 impl ActiveSegment {
@@ -31,6 +34,7 @@ impl ActiveSegment {
         len: u64,
         store_id: [u8; 16],
         capacity: u64,
+        format_version: u16,
     ) -> Self {
         ActiveSegment {
             file,
@@ -38,6 +42,7 @@ impl ActiveSegment {
             len,
             store_id,
             capacity,
+            format_version,
         }
     }
 
@@ -51,6 +56,7 @@ impl ActiveSegment {
         capacity: u64,
     ) -> Result<Self> {
         let header = SegmentHeader {
+            format_version: SEGMENT_FORMAT_VERSION,
             number,
             first_sequence,
             store_id,
@@ -65,7 +71,14 @@ impl ActiveSegment {
             len: HEADER_LEN as u64,
             store_id,
             capacity,
+            format_version: SEGMENT_FORMAT_VERSION,
         })
+    }
+
+    /// Whether this segment holds records in an older format than this build writes:
+    /// such a segment is sealed (rotated away from) before the first append.
+    pub(crate) fn is_older_format(&self) -> bool {
+        self.format_version < SEGMENT_FORMAT_VERSION && self.len > HEADER_LEN as u64
     }
 
     /// The id shared by the store's segments.
