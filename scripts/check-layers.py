@@ -20,7 +20,7 @@ import tempfile
 
 # Bottom to top. `x/*` is every submodule file under src/x/.
 TABLE = """
-base:    error id kind coordinate options hash sync sign registry report report/*
+base:    error id kind coordinate metadata options hash sync clock sign registry report report/*
 format:  format format/*
 model:   chain event receipt
 storage: fault fault/* dir segment segment/*

@@ -3,8 +3,10 @@
 //! above the store (finishing recorded redactions).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::cache::DEFAULT_PROJECTION_CACHE;
+use crate::clock::{Clock, SystemClock};
 use crate::dir::DirLock;
 use crate::error::{io_err, Error, Result};
 use crate::open::load;
@@ -22,6 +24,7 @@ pub struct StoreBuilder {
     projection_cache: usize,
     signing_key: Option<SigningKey>,
     trusted_keys: Vec<VerifyingKey>,
+    clock: Arc<dyn Clock>,
 }
 
 impl StoreBuilder {
@@ -36,6 +39,15 @@ impl StoreBuilder {
     #[must_use]
     pub fn projection_cache(mut self, states: usize) -> Self {
         self.projection_cache = states;
+        self
+    }
+
+    /// Where event timestamps come from. Default: [`SystemClock`]. A test passes a
+    /// [`ManualClock`] to fix and step them; the store still never stamps an event
+    /// earlier than the one before it.
+    #[must_use]
+    pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
+        self.clock = Arc::new(clock);
         self
     }
 
@@ -129,6 +141,7 @@ impl StoreBuilder {
         let writer = WriterConfig {
             sync: self.sync,
             segment_size: self.segment_size,
+            clock: Arc::clone(&self.clock),
         };
         let keys = self.keyring();
         let mut store = Store::assemble(
@@ -201,6 +214,7 @@ impl Store {
             projection_cache: DEFAULT_PROJECTION_CACHE,
             signing_key: None,
             trusted_keys: Vec::new(),
+            clock: Arc::new(SystemClock),
         }
     }
 

@@ -55,6 +55,7 @@ mod builder;
 mod cache;
 mod chain;
 mod checkpoint;
+mod clock;
 mod coordinate;
 mod decide;
 mod delivery;
@@ -96,6 +97,7 @@ pub use batpak_derive::EventPayload;
 #[cfg(feature = "derive")]
 pub use batpak_derive::EventSourced;
 pub use builder::StoreBuilder;
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use coordinate::Coordinate;
 pub use delivery::cursor::{Cursor, CursorStart};
 pub use delivery::transaction::Transaction;

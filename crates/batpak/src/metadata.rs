@@ -137,7 +137,7 @@ impl Metadata {
                 }
             }
         }
-        let encoded = crate::format::record::metadata_len(self);
+        let encoded = self.encoded_len();
         if encoded > Self::MAX_ENCODED_LEN {
             return Err(refuse(
                 "",
@@ -148,6 +148,14 @@ impl Metadata {
             ));
         }
         Ok(())
+    }
+}
+
+impl Metadata {
+    /// Bytes of the entries as a record stores them (`format/record.rs`): per entry a
+    /// one-byte key length, the key, a two-byte value length, the value.
+    pub(crate) fn encoded_len(&self) -> usize {
+        self.iter().map(|(k, v)| 1 + k.len() + 2 + v.len()).sum()
     }
 }
 

@@ -76,10 +76,11 @@ const DECIDE_STRIPES: usize = 64;
 pub(crate) const DEFAULT_SEGMENT_SIZE: u64 = 64 * 1024 * 1024;
 
 /// What a writable store's writer is configured with.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct WriterConfig {
     pub sync: SyncPolicy,
     pub segment_size: u64,
+    pub clock: Arc<dyn crate::clock::Clock>,
 }
 
 impl Store {
@@ -109,6 +110,7 @@ impl Store {
                     Arc::clone(&signal),
                 )?;
                 writer.lock = dir_lock.as_ref().and_then(DirLock::identity);
+                writer.clock = config.clock;
                 Some(Arc::new(writer))
             }
             _ => None,

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::chain::{self, Random};
 use crate::coordinate::{Coordinate, STORE_ENTITY_PREFIX};
@@ -92,6 +92,8 @@ pub(crate) struct Writer {
     dir: PathBuf,
     /// The LOCK file held for this writer, checked at rotation and checkpoint.
     pub(crate) lock: Option<crate::dir::LockIdentity>,
+    /// Where timestamps come from (`StoreBuilder::clock`).
+    pub(crate) clock: Arc<dyn crate::clock::Clock>,
     policy: SyncPolicy,
     segment_size: u64,
     state: Mutex<State>,
@@ -155,6 +157,7 @@ impl Writer {
             appends: AtomicU64::new(0),
             checkpoint_due: std::sync::atomic::AtomicBool::new(false),
             lock: None,
+            clock: Arc::new(crate::clock::SystemClock),
             unpublished: Mutex::new(VecDeque::new()),
             active_file,
             poison: OnceLock::new(),
@@ -460,7 +463,7 @@ impl Writer {
         frames: &mut Vec<u8>,
     ) -> Result<Assigned<'d>> {
         let first_sequence = state.next_sequence;
-        let timestamp_ns = now_ns().max(state.last_timestamp_ns);
+        let timestamp_ns = self.clock.now_ns().max(state.last_timestamp_ns);
         let mut heads: HashMap<&'d str, Head> = HashMap::new();
         let mut receipts: Vec<AppendReceipt> = Vec::with_capacity(drafts.len());
         let mut frame_offsets = Vec::with_capacity(drafts.len());
@@ -910,12 +913,6 @@ fn encoded_metadata(draft: &Draft<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     record::encode_metadata(&draft.options.metadata, &mut out);
     out
-}
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// The background thread of `SyncPolicy::Interval`.

@@ -251,11 +251,6 @@ pub(crate) fn metadata_block_len(entries: usize) -> usize {
     }
 }
 
-/// The encoded length of `meta`'s entries.
-pub(crate) fn metadata_len(meta: &crate::metadata::Metadata) -> usize {
-    meta.iter().map(|(k, v)| 1 + k.len() + 2 + v.len()).sum()
-}
-
 /// Appends `meta`'s entries (key order) to `out`. The caller checked the limits
 /// (`Metadata::validate`), so the lengths fit their fields.
 pub(crate) fn encode_metadata(meta: &crate::metadata::Metadata, out: &mut Vec<u8>) {
@@ -785,6 +780,7 @@ mod tests {
             .with("ip", "10.0.0.7");
         let mut entries = Vec::new();
         encode_metadata(&meta, &mut entries);
+        assert_eq!(meta.encoded_len(), entries.len());
         assert_eq!(
             hex(&entries),
             concat!(
