@@ -229,6 +229,9 @@ pub struct AppendArgs {
     /// Repeating an append with this key returns the first receipt.
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    /// A metadata entry stored with the event, KEY=VALUE; may be repeated.
+    #[arg(long = "meta", value_name = "KEY=VALUE", value_parser = meta_entry)]
+    pub meta: Vec<(String, String)>,
     /// The payload as JSON; `-` or nothing reads standard input.
     pub payload: Option<String>,
 }
@@ -272,6 +275,14 @@ pub enum GraphFormat {
 }
 
 /// An event id, with the surrounding whitespace of a pasted id ignored.
+/// Parses `--meta KEY=VALUE` (the value may hold `=`; the key may not be empty).
+fn meta_entry(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!("{text:?} is not KEY=VALUE")),
+    }
+}
+
 fn event_id(text: &str) -> Result<EventId, batpak::Error> {
     text.trim().parse()
 }

@@ -43,6 +43,7 @@ pub fn event_json(e: &StoredEvent) -> Value {
         "timestamp_ns": e.timestamp_ns,
         "causation": e.causation.map(|c| c.to_string()),
         "correlation": e.correlation.map(|c| c.to_string()),
+        "metadata": e.metadata,
         "schema_version": e.schema_version,
         "redacted": e.is_redacted(),
         "payload": payload_json(e),
@@ -130,6 +131,18 @@ pub fn event_detail(e: &StoredEvent) -> String {
         vec!["time".into(), rfc3339(e.timestamp_ns)],
         vec!["causation".into(), opt(e.causation)],
         vec!["correlation".into(), opt(e.correlation)],
+        vec![
+            "metadata".into(),
+            if e.metadata.is_empty() {
+                "-".into()
+            } else {
+                e.metadata
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        ],
         vec!["event hash".into(), e.event_hash().to_string()],
         vec!["prev hash".into(), e.prev_hash.to_string()],
         vec![

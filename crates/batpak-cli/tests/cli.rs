@@ -300,18 +300,59 @@ fn writing_commands_append_import_export_and_redact() {
         ],
         "expected version 0",
     );
+    // Metadata: stored with the event, shown by get, carried by --json.
+    let with_meta: Value = serde_json::from_str(&ok(
+        dir,
+        &[
+            "append",
+            "--entity",
+            "note:2",
+            "--scope",
+            "t:a",
+            "--kind",
+            "3:1",
+            "--meta",
+            "user=ada",
+            "--meta",
+            "query=a=b",
+            "--json",
+            r#"{"text":"hi"}"#,
+        ],
+    ))
+    .unwrap();
+    let id = with_meta["event_id"].as_str().unwrap();
+    let shown = ok(dir, &["get", id]);
+    assert!(shown.contains("metadata     query=a=b user=ada"), "{shown}");
+    let json: Value = serde_json::from_str(&ok(dir, &["get", id, "--json"])).unwrap();
+    assert_eq!(json["metadata"]["user"], "ada");
+    assert_eq!(json["metadata"]["query"], "a=b");
+    rejected(
+        dir,
+        &[
+            "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "--meta", "nokey", "{}",
+        ],
+        "--meta",
+        "nokey",
+    );
+    fails(
+        dir,
+        &[
+            "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "--meta", "k=a\u{7}", "{}",
+        ],
+        "",
+    );
 
     // Export, then import into a new store: same events, links carried over.
     let exported = ok(dir, &["export"]);
-    assert_eq!(exported.lines().count(), 6);
+    assert_eq!(exported.lines().count(), 7);
     let other = tempfile::tempdir().unwrap();
     let file = other.path().join("events.jsonl");
     std::fs::write(&file, &exported).unwrap();
     let target = other.path().join("store");
     let imported = ok(&target, &["import", file.to_str().unwrap()]);
-    assert_eq!(imported, "imported 6 events\n");
+    assert_eq!(imported, "imported 7 events\n");
     let copied = json_lines(&ok(&target, &["query", "--json"]));
-    assert_eq!(copied.len(), 6);
+    assert_eq!(copied.len(), 7);
     let payment = copied.iter().find(|e| e["entity"] == "payment:1").unwrap();
     let cause = copied.iter().find(|e| e["sequence"] == 2).unwrap();
     assert_eq!(
@@ -323,7 +364,7 @@ fn writing_commands_append_import_export_and_redact() {
     // Snapshot: a copy that reads the same.
     let copy = other.path().join("copy");
     let out = ok(dir, &["snapshot", copy.to_str().unwrap()]);
-    assert!(out.starts_with("copied 6 events"), "{out}");
+    assert!(out.starts_with("copied 7 events"), "{out}");
     assert_eq!(ok(&copy, &["export"]), ok(dir, &["export"]));
     fails(dir, &["snapshot", copy.to_str().unwrap()], "not empty");
 

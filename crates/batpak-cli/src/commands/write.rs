@@ -40,6 +40,9 @@ pub fn append(ctx: &Context, a: AppendArgs) -> Outcome {
     if let Some(k) = a.idempotency_key {
         options = options.idempotency_key(k);
     }
+    for (key, value) in a.meta {
+        options = options.meta(key, value);
+    }
     let text = input(a.payload, "payload")?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| Failure::new(format!("the payload is not JSON: {e}")))?;
