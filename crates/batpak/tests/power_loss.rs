@@ -226,7 +226,9 @@ impl Workload<'_> {
     fn commit(&mut self, begun: usize) -> String {
         let visible = self.store().stats().unwrap().visible_sequence;
         let store = self.store.as_ref().unwrap();
-        let mut cursor = store.cursor(CURSOR, Region::all()).unwrap();
+        let mut cursor = store
+            .cursor(CURSOR, Region::all().with_store_records())
+            .unwrap();
         if self.run.commits.is_empty() {
             self.run.commits.push(Commit {
                 value: 0,
@@ -421,7 +423,7 @@ impl Run {
         }
         if e.commits_begun > 0 {
             let cursor = store
-                .cursor(CURSOR, Region::all())
+                .cursor(CURSOR, Region::all().with_store_records())
                 .map_err(|err| format!("opening the cursor failed: {err}"))?;
             let committed = cursor.committed();
             let floor = e
@@ -1067,7 +1069,9 @@ fn a_backup_is_absent_or_complete_after_any_power_cut() {
         );
     }
     store.append_batch(&batch).unwrap();
-    let mut cursor = store.cursor(CURSOR, Region::all()).unwrap();
+    let mut cursor = store
+        .cursor(CURSOR, Region::all().with_store_records())
+        .unwrap();
     cursor.next_batch(10, Duration::from_secs(1)).unwrap();
     cursor.commit(cursor.position()).unwrap();
     drop(cursor);
