@@ -76,7 +76,15 @@ fn a_damaged_last_record_is_cut_where_open_named_it_and_the_cut_is_kept_and_reco
 
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.stream("a").unwrap().len(), 4);
-    let record = store.stream(REPAIR_ENTITY).unwrap();
+    let record = store
+        .query(
+            &batpak::Region::all()
+                .entity(REPAIR_ENTITY)
+                .with_store_records(),
+            0,
+            usize::MAX,
+        )
+        .unwrap();
     assert_eq!(record.len(), 1);
     let decoded: Repaired = record[0].decode().unwrap();
     assert_eq!(&decoded, r);
@@ -105,7 +113,19 @@ fn a_lost_last_segment_is_cut_at_the_end_of_the_one_before() {
     assert_eq!(report.record.bytes_cut, 0);
     let store = Store::open(dir.path()).unwrap();
     assert!(store.verify().unwrap().body.is_clean());
-    assert_eq!(store.stream(REPAIR_ENTITY).unwrap().len(), 1);
+    assert_eq!(
+        store
+            .query(
+                &batpak::Region::all()
+                    .entity(REPAIR_ENTITY)
+                    .with_store_records(),
+                0,
+                usize::MAX,
+            )
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 #[test]

@@ -106,7 +106,9 @@ fn the_v1_store_opens_from_its_checkpoint_and_finishes_the_interrupted_redaction
 fn every_v1_event_reads_back_as_written() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_copy(dir.path());
-    let events = store.query(&Region::all(), 0, usize::MAX).unwrap();
+    let events = store
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap();
     assert_eq!(events.len(), 45);
     for (i, event) in events.iter().enumerate() {
         assert_eq!(event.sequence, i as u64 + 1);
