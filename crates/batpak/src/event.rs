@@ -440,13 +440,7 @@ impl StoredEvent {
         event.kind = h.kind;
         event.causation = h.causation;
         event.correlation = h.correlation;
-        if view.metadata.is_empty() {
-            if !event.metadata.is_empty() {
-                event.metadata = Metadata::new();
-            }
-        } else {
-            event.metadata = stored_metadata(view)?;
-        }
+        event.metadata = stored_metadata(view)?;
         event.encoding = h.encoding;
         event.schema_version = h.schema_version;
         event.prev_hash = h.prev_hash;

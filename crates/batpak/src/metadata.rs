@@ -108,27 +108,16 @@ impl Metadata {
             if key.is_empty() {
                 return Err(refuse(key, "the key is empty".into()));
             }
-            if key.len() > Self::MAX_KEY_LEN {
-                return Err(refuse(
-                    key,
-                    format!(
-                        "the key is {} bytes, at most {}",
-                        key.len(),
-                        Self::MAX_KEY_LEN
-                    ),
-                ));
-            }
-            if value.len() > Self::MAX_VALUE_LEN {
-                return Err(refuse(
-                    key,
-                    format!(
-                        "the value is {} bytes, at most {}",
-                        value.len(),
-                        Self::MAX_VALUE_LEN
-                    ),
-                ));
-            }
-            for (what, text) in [("key", key), ("value", value)] {
+            for (what, text, limit) in [
+                ("key", key, Self::MAX_KEY_LEN),
+                ("value", value, Self::MAX_VALUE_LEN),
+            ] {
+                if text.len() > limit {
+                    return Err(refuse(
+                        key,
+                        format!("the {what} is {} bytes, at most {limit}", text.len()),
+                    ));
+                }
                 if let Some((at, _)) = text.char_indices().find(|(_, c)| c.is_control()) {
                     return Err(refuse(
                         key,

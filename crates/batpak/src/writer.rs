@@ -624,7 +624,7 @@ impl Writer {
     fn write_frames(&self, state: &mut State, frames: &[u8]) -> Result<u64> {
         let active = &mut state.active;
         let full = active.len + frames.len() as u64 > self.segment_size;
-        if active.len > HEADER_LEN as u64 && full || active.is_older_format() {
+        if (active.len > HEADER_LEN as u64 && full) || active.is_older_format() {
             if active.number >= MAX_SEGMENT_NUMBER {
                 return Err(Error::TooLarge {
                     what: "segment count",

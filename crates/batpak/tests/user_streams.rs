@@ -451,3 +451,49 @@ fn metadata_over_a_limit_is_refused_naming_the_key_and_nothing_is_written() {
     );
     assert_eq!(store.stats().unwrap().events, 0);
 }
+
+/// When the caller keys every reaction there is no room for the marker: a position
+/// record joins each batch instead, and a restart still reacts to nothing twice.
+#[test]
+fn a_reactor_whose_reactions_are_all_keyed_records_its_position_with_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    for n in 0..3 {
+        store.append(&account(), &Deposited { cents: n }).unwrap();
+    }
+    let react = |event: &StoredEvent, out: &mut Reactions| {
+        let d: Deposited = event.decode()?;
+        out.emit_with(
+            &Coordinate::new("keyed", "bank").unwrap(),
+            &Noted { n: d.cents },
+            AppendOptions::default().idempotency_key(format!("mine-{}", event.id)),
+        )
+    };
+    let region = || Region::all().kind(Deposited::KIND);
+    let positions = |store: &Store| {
+        store
+            .query(
+                &Region::all()
+                    .entity("batpak:reactor:keyed")
+                    .kind(batpak::reactor::ReactorPosition::KIND),
+                0,
+                100,
+            )
+            .unwrap()
+    };
+    let handle = store
+        .react("keyed", region(), ReactorOptions::default(), react)
+        .unwrap();
+    handle.wait_for(3, Duration::from_secs(10));
+    // The start record and one per source, before any stop.
+    assert_eq!(positions(&store).len(), 4);
+    let reacted = store.stream("keyed").unwrap();
+    assert!(reacted.iter().all(|e| e.causation.is_some()));
+    assert_eq!(handle.stop().reactions, 3);
+    let handle = store
+        .react("keyed", region(), ReactorOptions::default(), react)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(handle.stop().reactions, 0);
+    assert_eq!(store.stream("keyed").unwrap().len(), 3);
+}

@@ -336,7 +336,8 @@ impl Store {
     where
         F: FnMut(&StoredEvent, &mut Reactions) -> Result<()> + Send + 'static,
     {
-        self.writer()?;
+        // Sources up to what is written now may have been reacted to by an earlier run.
+        let replay_until = self.writer()?.written();
         crate::delivery::cursor::check_name(name)?;
         let entity = format!("batpak:reactor:{name}");
         let coordinate = Coordinate::new(&entity, REACTOR_SCOPE)?;
@@ -377,7 +378,7 @@ impl Store {
             position,
             recorded: position,
             version,
-            replay_until: self.writer()?.written(),
+            replay_until,
             registry_name,
         };
         let registered = run.registry_name.clone();

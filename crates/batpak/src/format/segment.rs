@@ -21,8 +21,10 @@ use super::record::{read_u32, read_u64};
 pub(crate) const MAGIC: [u8; 8] = *b"BPAKSEG\0";
 /// The version new segments are written with. Version 1: the first format (record
 /// layout in `record.rs`); version 2: records may carry metadata (`FLAG_METADATA`).
-/// Both are read; a v1 segment never holds a v2 record (the writer starts a new
-/// segment before its first append to a store created by a v1 build).
+/// Both are read. A v1 segment that holds records never gets a v2 record: the writer
+/// starts a new segment before its first append to a store created by a v1 build
+/// (a v1 segment holding only its header, left by a crash during a v1 rotation, is
+/// appended to as it is).
 pub(crate) const SEGMENT_FORMAT_VERSION: u16 = 2;
 /// The oldest version this build reads.
 pub(crate) const OLDEST_SEGMENT_FORMAT_VERSION: u16 = 1;
