@@ -22,7 +22,7 @@ import tempfile
 TABLE = """
 base:    error id kind coordinate metadata options hash sync clock sign registry report report/*
 format:  format format/*
-model:   chain event receipt
+model:   chain event kinds receipt
 storage: fault fault/* dir segment segment/*
 engine:  index query checkpoint open writer
 facade:  cache store graph

@@ -4,6 +4,7 @@
 //! #[derive(Serialize, Deserialize, EventPayload)]
 //! #[batpak(category = 1, type_id = 7)]            // version = 1 by default
 //! // or: #[batpak(category = 1, type_id = 7, version = 3, upcast = Self::upcast)]
+//! // the kind's name is the type's name, or #[batpak(..., name = "shop.OrderPlaced")]
 //! struct OrderPlaced { sku: String, qty: u32 }
 //! ```
 //!
@@ -35,7 +36,11 @@ struct KindAttr {
     type_id: Option<(u64, Span)>,
     version: Option<(u64, Span)>,
     upcast: Option<syn::Path>,
+    name: Option<syn::LitStr>,
 }
+
+/// Longest kind name the store records (bytes).
+const MAX_NAME_LEN: usize = 128;
 
 fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
     if let Data::Union(u) = &input.data {
@@ -97,6 +102,25 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
         }
         Some((v, _)) => v,
     };
+    let kind_name = match &attr.name {
+        None => input.ident.to_string(),
+        Some(lit) => {
+            let value = lit.value();
+            if value.is_empty() || value.len() > MAX_NAME_LEN {
+                return Err(Error::new(
+                    lit.span(),
+                    format!("a kind name is 1..={MAX_NAME_LEN} bytes"),
+                ));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(Error::new(
+                    lit.span(),
+                    "a kind name holds no control characters",
+                ));
+            }
+            value
+        }
+    };
     let name = &input.ident;
     let category = category as u8;
     let type_id = type_id as u16;
@@ -115,12 +139,14 @@ fn expand(input: &DeriveInput) -> syn::Result<proc_macro2::TokenStream> {
         impl ::batpak::EventPayload for #name {
             const KIND: ::batpak::EventKind = ::batpak::EventKind::custom(#category, #type_id);
             const SCHEMA_VERSION: u16 = #version;
+            const NAME: &'static str = #kind_name;
             #upcast
         }
         ::batpak::__private::inventory::submit! {
             ::batpak::__private::KindRegistration {
                 kind: ::batpak::EventKind::custom(#category, #type_id),
                 type_name: ::core::concat!(::core::module_path!(), "::", ::core::stringify!(#name)),
+                name: #kind_name,
             }
         }
     })
@@ -132,6 +158,7 @@ fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
         type_id: None,
         version: None,
         upcast: None,
+        name: None,
     };
     let mut seen = false;
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("batpak")) {
@@ -144,6 +171,13 @@ fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
                 out.upcast = Some(meta.value()?.parse()?);
                 return Ok(());
             }
+            if meta.path.is_ident("name") {
+                if out.name.is_some() {
+                    return Err(meta.error("this batpak attribute is given twice"));
+                }
+                out.name = Some(meta.value()?.parse()?);
+                return Ok(());
+            }
             let slot = if meta.path.is_ident("category") {
                 &mut out.category
             } else if meta.path.is_ident("type_id") {
@@ -152,7 +186,7 @@ fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
                 &mut out.version
             } else {
                 return Err(meta.error(
-                    "unknown batpak attribute: expected `category`, `type_id`, `version` or `upcast`",
+                    "unknown batpak attribute: expected `category`, `type_id`, `version`, `name` or `upcast`",
                 ));
             };
             if slot.is_some() {

@@ -32,6 +32,10 @@ pub trait EventPayload: Serialize + DeserializeOwned {
     const KIND: EventKind;
     /// The payload schema version written with each event. Default 1.
     const SCHEMA_VERSION: u16 = 1;
+    /// The kind's name, which the store records on the first append of the kind so
+    /// tools show `1:2 OrderPaid`. The derive sets the type's name (or
+    /// `#[batpak(name = "...")]`); empty (the default) records no name.
+    const NAME: &'static str = "";
 
     /// Turns a payload stored under schema version `from` into version `from + 1`.
     /// Called once per step when a stored version is older than `SCHEMA_VERSION`. The
@@ -541,6 +545,8 @@ pub(crate) struct BatchItem {
     pub payload: Vec<u8>,
     pub options: AppendOptions,
     pub system: bool,
+    /// `EventPayload::NAME` of a typed item; empty for raw bytes.
+    pub kind_name: &'static str,
 }
 
 impl Batch {
@@ -585,6 +591,7 @@ impl Batch {
             payload: bytes,
             options,
             system,
+            kind_name: P::NAME,
         }))
     }
 
@@ -604,6 +611,7 @@ impl Batch {
             payload: payload.bytes.to_vec(),
             options,
             system: false,
+            kind_name: "",
         })
     }
 

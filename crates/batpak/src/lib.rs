@@ -72,6 +72,7 @@ mod hash;
 mod id;
 mod index;
 mod kind;
+mod kinds;
 mod metadata;
 mod open;
 mod options;
@@ -116,7 +117,7 @@ pub use projection::{Freshness, Projection};
 pub use query::Region;
 pub use receipt::AppendReceipt;
 pub use redact::Redaction;
-pub use registry::KindCollision;
+pub use registry::{KindCollision, KindRename};
 pub use segment::recovery::TailCut;
 pub use store::{Stats, Store};
 

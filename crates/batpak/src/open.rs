@@ -53,6 +53,10 @@ pub struct OpenReport {
     /// Redactions a crash interrupted that this open finished: a rewrite in progress,
     /// or a recorded redaction whose payload was not yet erased.
     pub redactions_finished: u64,
+    /// Kinds a payload type of this program names otherwise than the store recorded
+    /// (the store keeps the recorded name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kind_renames: Vec<crate::registry::KindRename>,
     /// The event whose interrupted rewrite this open finished from `redact.pending`.
     #[serde(skip)]
     pub(crate) rewritten: Option<EventId>,
@@ -237,6 +241,7 @@ pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loa
         duration: started.elapsed(),
         kind_collisions: Vec::new(),
         redactions_finished: u64::from(pending_finished.is_some()),
+        kind_renames: Vec::new(),
         rewritten: pending_finished,
     };
     Ok(Loaded {

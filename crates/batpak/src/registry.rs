@@ -10,6 +10,8 @@ use crate::kind::EventKind;
 pub struct KindRegistration {
     pub kind: EventKind,
     pub type_name: &'static str,
+    /// The kind's name (`EventPayload::NAME`).
+    pub name: &'static str,
 }
 
 inventory::collect!(KindRegistration);
@@ -69,4 +71,30 @@ pub(crate) fn collisions() -> Vec<KindCollision> {
     }
     out.retain(|c| c.types.len() > 1);
     out
+}
+
+/// A kind whose name in this program differs from the name the store recorded for it
+/// (the store keeps the recorded one).
+///
+/// Serde: `{"kind": "C:T", "recorded": ..., "program": ...}`.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KindRename {
+    /// The kind.
+    pub kind: EventKind,
+    /// The name the store recorded when the kind was first appended.
+    pub recorded: String,
+    /// The name a payload type of this program gives it.
+    pub program: String,
+}
+
+/// Every registered kind's name in this program, sorted by kind.
+pub(crate) fn registered_names() -> Vec<(EventKind, &'static str)> {
+    let mut names: Vec<(EventKind, &'static str)> = inventory::iter::<KindRegistration>
+        .into_iter()
+        .filter(|r| !r.name.is_empty())
+        .map(|r| (r.kind, r.name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
 }

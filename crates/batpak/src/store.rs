@@ -1,6 +1,6 @@
 //! `Store`: the public facade. Open, append, read, query, sync, close.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
@@ -13,10 +13,12 @@ use crate::format::Encoding;
 use crate::id::EventId;
 use crate::index::Index;
 use crate::kind::EventKind;
+use crate::kinds::{KindNamed, KindNames, KINDS_ENTITY, KINDS_SCOPE};
 use crate::open::{Loaded, OpenReport};
 use crate::options::{AppendOptions, SyncPolicy};
 use crate::query::{select, Region};
 use crate::receipt::AppendReceipt;
+use crate::registry::KindRename;
 use crate::segment::{Location, SegmentSet};
 use crate::sign::Keyring;
 use crate::sync::{lock, Signal};
@@ -65,6 +67,8 @@ pub struct Store {
     signal: Arc<Signal>,
     /// Names of the durable cursors and reactors open now.
     cursors: Mutex<HashSet<String>>,
+    /// The names recorded for the kinds this store holds.
+    kind_names: KindNames,
     /// `None` for a view (`open_view`), which takes no lock.
     _lock: Option<DirLock>,
 }
@@ -119,7 +123,7 @@ impl Store {
             Some((w, SyncPolicy::Interval(every))) => Some(Flusher::start(Arc::clone(w), every)?),
             _ => None,
         };
-        Ok(Store {
+        let mut store = Store {
             dir,
             index,
             segments,
@@ -132,8 +136,74 @@ impl Store {
             redacting: Mutex::new(()),
             signal,
             cursors: Mutex::default(),
+            kind_names: KindNames::default(),
             _lock: dir_lock,
-        })
+        };
+        store.report.kind_renames = store.load_kind_names()?;
+        Ok(store)
+    }
+
+    /// Reads the recorded kind names; returns the kinds this program names otherwise.
+    fn load_kind_names(&self) -> Result<Vec<KindRename>> {
+        let region = Region::all().entity(KINDS_ENTITY).with_store_records();
+        for event in self.query(&region, 0, usize::MAX)? {
+            let named: KindNamed = event.decode()?;
+            self.kind_names.insert(named.kind, named.name);
+        }
+        let mut renames = Vec::new();
+        for (kind, program) in crate::registry::registered_names() {
+            match self.kind_names.name(kind) {
+                Some(recorded) if recorded != program => renames.push(KindRename {
+                    kind,
+                    recorded,
+                    program: program.to_string(),
+                }),
+                _ => {}
+            }
+        }
+        Ok(renames)
+    }
+
+    /// Records the name of each kind among `kinds` that has none recorded yet, each
+    /// in its own append before the caller's (a crash between leaves a name without
+    /// events, which is harmless). Store record kinds and empty names are skipped.
+    fn name_kinds<'n>(&self, kinds: impl Iterator<Item = (EventKind, &'n str)>) -> Result<()> {
+        for (kind, name) in kinds {
+            if self.kind_names.settled(kind) || kind.is_reserved() {
+                continue;
+            }
+            if name.is_empty() {
+                self.kind_names.settle(kind);
+                continue;
+            }
+            let _turn = self.kind_names.turn();
+            if self.kind_names.settled(kind) {
+                continue;
+            }
+            let mut batch = Batch::new();
+            batch.push_system(
+                &Coordinate::new(KINDS_ENTITY, KINDS_SCOPE)?,
+                &KindNamed {
+                    kind,
+                    name: name.to_string(),
+                },
+                AppendOptions::default(),
+            )?;
+            self.append_batch(&batch)?;
+            self.kind_names.insert(kind, name.to_string());
+        }
+        Ok(())
+    }
+
+    /// The name of `kind`: the one recorded when it was first appended as a typed
+    /// payload, or the built-in name of a store record kind (`batpak.Redaction`, ...).
+    pub fn kind_name(&self, kind: EventKind) -> Option<String> {
+        self.kind_names.name(kind)
+    }
+
+    /// Every kind name this store knows, sorted by kind.
+    pub fn kind_names(&self) -> BTreeMap<EventKind, String> {
+        self.kind_names.all()
     }
 
     /// Counts redactions the open finished after the load (see `OpenReport`).
@@ -234,6 +304,7 @@ impl Store {
         options: AppendOptions,
     ) -> Result<AppendReceipt> {
         let bytes = payload.encode()?;
+        self.name_kinds(std::iter::once((P::KIND, P::NAME)))?;
         self.append_one(Draft {
             coordinate: coord,
             kind: P::KIND,
@@ -272,6 +343,7 @@ impl Store {
     /// Appends every item of `batch` atomically: after a crash either all exist or none.
     /// Returns one receipt per item, in order.
     pub fn append_batch(&self, batch: &Batch) -> Result<Vec<AppendReceipt>> {
+        self.name_kinds(batch.items().iter().map(|i| (i.kind, i.kind_name)))?;
         let drafts: Vec<Draft<'_>> = batch
             .items()
             .iter()

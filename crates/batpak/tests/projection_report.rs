@@ -73,7 +73,8 @@ fn runs_over_the_same_history_give_identical_bodies() {
     assert_eq!((b.projection.as_str(), b.projection_version), ("sum", 2));
     assert_eq!(b.cache, CacheStatus::Miss);
     assert_eq!(b.observed_freshness, ObservedFreshness::Fresh);
-    assert_eq!(b.input_frontier.unwrap().sequence, 3);
+    // Three events, after the record of their kind's name at sequence 1.
+    assert_eq!(b.input_frontier.unwrap().sequence, 4);
     assert_eq!(
         b.sources,
         vec![

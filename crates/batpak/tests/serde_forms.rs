@@ -466,7 +466,7 @@ fn stored_events_round_trip_with_their_proof() {
     );
     let json = serde_json::to_string(&event).unwrap();
     assert!(
-        json.starts_with(&format!(r#"{{"id":"{}","sequence":2,"#, second.event_id)),
+        json.starts_with(&format!(r#"{{"id":"{}","sequence":3,"#, second.event_id)),
         "{json}"
     );
     assert!(
