@@ -24,9 +24,9 @@ base:    error id kind coordinate metadata options hash sync clock sign registry
 format:  format format/*
 model:   chain event kinds receipt
 storage: fault fault/* dir segment segment/*
-engine:  index query checkpoint open writer
+engine:  index query checkpoint open writer writer/*
 facade:  cache store graph
-above:   projection gate decide delivery delivery/* redact repair backup verify builder fuzz_api
+above:   projection gate decide delivery delivery/* redact repair backup verify builder export fuzz_api
 root:    lib
 """
 

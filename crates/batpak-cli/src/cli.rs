@@ -120,11 +120,9 @@ pub enum Command {
     /// Append one event with a JSON payload (an argument, or standard input).
     Append(AppendArgs),
     /// Append every event of a JSON Lines file (as `export` writes, or
-    /// `{"entity","scope","kind","payload"}` per line), in batches of 1,000.
-    Import {
-        /// The file; `-` reads standard input.
-        file: PathBuf,
-    },
+    /// `{"entity","scope","kind","payload"}` per line) in atomic batches of 1,000:
+    /// re-appended as new events, or with --preserve as an exact replica.
+    Import(ImportArgs),
     /// Check every record, hash, chain link and the index; exit code 1 on findings.
     /// With filters, check only the events they select and their links; here
     /// `--after A --limit N` selects the sequences A+1 to A+N.
@@ -234,6 +232,26 @@ pub struct AppendArgs {
     pub meta: Vec<(String, String)>,
     /// The payload as JSON; `-` or nothing reads standard input.
     pub payload: Option<String>,
+}
+
+/// What `import` reads and how it appends.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file; `-` reads standard input.
+    pub file: PathBuf,
+    /// Keep every event's id, sequence, timestamp and hash (into an empty store
+    /// only): the result is a replica on which the source's receipts and anchors hold.
+    /// Every line's hash and chain link is checked.
+    #[arg(long, conflicts_with_all = ["drop_outside_causes", "source"])]
+    pub preserve: bool,
+    /// Re-append an event whose cause is not in the import without its cause
+    /// (otherwise that is an error).
+    #[arg(long)]
+    pub drop_outside_causes: bool,
+    /// The name recorded as each re-appended event's `batpak.source_store`
+    /// metadata (default: the file's path).
+    #[arg(long)]
+    pub source: Option<String>,
 }
 
 /// Which events: every filter given must hold.

@@ -32,18 +32,19 @@ fn print_json(value: &Value) -> Outcome {
 }
 
 /// Events as JSON Lines or a table; "no events" for an empty table.
-fn print_events(ctx: &Context, events: &[StoredEvent]) -> Outcome {
+fn print_events(ctx: &Context, store: &Store, events: &[StoredEvent]) -> Outcome {
+    let names = store.kind_names();
     if ctx.json {
         let mut text = String::new();
         for e in events {
-            text.push_str(&event_json(e).to_string());
+            text.push_str(&event_json(e, &names).to_string());
             text.push('\n');
         }
         out(&text)
     } else if events.is_empty() {
         out("no events\n")
     } else {
-        out(&events_table(events))
+        out(&events_table(events, &names))
     }
 }
 

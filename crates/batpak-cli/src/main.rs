@@ -221,7 +221,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Graph { id, depth, format } => read::graph(ctx, id, depth, format),
         Command::Stats => read::stats(ctx),
         Command::Append(args) => write::append(ctx, args),
-        Command::Import { file } => transfer::import(ctx, &file),
+        Command::Import(args) => transfer::import(ctx, &args),
         Command::Verify { filters } => proof::verify(ctx, &filters),
         Command::VerifyReceipt { receipt } => proof::verify_receipt(ctx, receipt),
         Command::Anchor => proof::anchor(ctx),

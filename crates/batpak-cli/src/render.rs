@@ -2,7 +2,9 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use batpak::{Encoding, StoredEvent};
+use std::collections::BTreeMap;
+
+use batpak::{Encoding, EventKind, StoredEvent};
 use serde_json::{json, Value};
 
 /// Unix nanoseconds as RFC 3339 UTC with milliseconds: `2026-11-28T15:08:42.123Z`.
@@ -30,14 +32,26 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An event as one JSON object (the `--json` and `export` form).
-pub fn event_json(e: &StoredEvent) -> Value {
+/// The kind names a store recorded (`Store::kind_names`).
+pub type Names = BTreeMap<EventKind, String>;
+
+/// A kind for people: `1:2 OrderPaid`, or `1:2` when the store knows no name.
+pub fn kind_label(kind: EventKind, names: &Names) -> String {
+    match names.get(&kind) {
+        Some(name) => format!("{kind} {name}"),
+        None => kind.to_string(),
+    }
+}
+
+/// An event as one JSON object (the `--json` form).
+pub fn event_json(e: &StoredEvent, names: &Names) -> Value {
     json!({
         "sequence": e.sequence,
         "id": e.id.to_string(),
         "entity": e.coordinate.entity(),
         "scope": e.coordinate.scope(),
         "kind": e.kind.to_string(),
+        "kind_name": names.get(&e.kind),
         "version": e.version,
         "timestamp": rfc3339(e.timestamp_ns),
         "timestamp_ns": e.timestamp_ns,
@@ -94,7 +108,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Events as a table, one row each.
-pub fn events_table(events: &[StoredEvent]) -> String {
+pub fn events_table(events: &[StoredEvent], names: &Names) -> String {
     let rows: Vec<Vec<String>> = events
         .iter()
         .map(|e| {
@@ -103,7 +117,7 @@ pub fn events_table(events: &[StoredEvent]) -> String {
                 e.id.to_string(),
                 e.coordinate.entity().to_string(),
                 e.coordinate.scope().to_string(),
-                e.kind.to_string(),
+                kind_label(e.kind, names),
                 e.version.to_string(),
                 rfc3339(e.timestamp_ns),
                 payload_cell(e, 60),
@@ -119,14 +133,14 @@ pub fn events_table(events: &[StoredEvent]) -> String {
 }
 
 /// One event in detail, a field per line.
-pub fn event_detail(e: &StoredEvent) -> String {
+pub fn event_detail(e: &StoredEvent, names: &Names) -> String {
     let opt = |id: Option<batpak::EventId>| id.map_or_else(|| "-".to_string(), |i| i.to_string());
     let rows = vec![
         vec!["id".into(), e.id.to_string()],
         vec!["sequence".into(), e.sequence.to_string()],
         vec!["entity".into(), e.coordinate.entity().to_string()],
         vec!["scope".into(), e.coordinate.scope().to_string()],
-        vec!["kind".into(), e.kind.to_string()],
+        vec!["kind".into(), kind_label(e.kind, names)],
         vec!["version".into(), e.version.to_string()],
         vec!["time".into(), rfc3339(e.timestamp_ns)],
         vec!["causation".into(), opt(e.causation)],

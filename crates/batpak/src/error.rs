@@ -104,6 +104,18 @@ pub enum Error {
         /// The item it names.
         cause: usize,
     },
+    /// An event imported with its identity kept does not continue the store: its
+    /// sequence, timestamp, version, chain link, batch flag or hash is not what the
+    /// store holds before it.
+    #[error("preserved event at sequence {sequence} (id {id}) refused: {detail}")]
+    NotPreserved {
+        /// The event's sequence.
+        sequence: u64,
+        /// The event's id.
+        id: EventId,
+        /// What did not match, expected against actual.
+        detail: String,
+    },
     /// The same idempotency key appears twice in one batch.
     #[error("idempotency key {key:?} appears more than once in the batch")]
     DuplicateIdempotencyKey {

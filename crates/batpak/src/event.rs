@@ -306,6 +306,12 @@ impl StoredEvent {
         }
     }
 
+    /// Whether the event was appended in a batch with more items after it (a batch's
+    /// last item, and an event appended alone, say `false`).
+    pub fn continues_batch(&self) -> bool {
+        self.proof.flags & crate::format::record::FLAG_BATCH_CONTINUES != 0
+    }
+
     /// Whether the payload was redacted: erased with its salt, only its digest kept.
     /// `payload` is then empty and `decode` fails with `Error::Redacted`.
     pub fn is_redacted(&self) -> bool {

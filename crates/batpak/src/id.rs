@@ -156,6 +156,11 @@ impl IdGenerator {
         }
     }
 
+    /// The newest id handed out or resumed from.
+    pub(crate) fn last(&self) -> Option<EventId> {
+        self.last
+    }
+
     /// The next id for an event stamped `unix_millis`. `random` seeds the counter when
     /// a new millisecond starts; its top bit is dropped so the counter cannot wrap.
     pub(crate) fn next(&mut self, unix_millis: u64, random: u128) -> EventId {

@@ -62,6 +62,7 @@ mod delivery;
 mod dir;
 mod error;
 mod event;
+mod export;
 mod fault;
 mod format;
 #[cfg(feature = "fuzzing")]
@@ -106,6 +107,7 @@ pub use delivery::watch::Watch;
 pub use delivery::{RecvError, Subscription};
 pub use error::{CoordinateRule, Error, Result};
 pub use event::{Batch, EventPayload, PayloadValue, RawPayload, StoredEvent};
+pub use export::ExportLine;
 pub use format::Encoding;
 pub use hash::Hash;
 pub use id::EventId;

@@ -195,6 +195,14 @@ impl Store {
         Ok(())
     }
 
+    /// Records `name` for `kind` unless the store has one already (for tools that
+    /// append raw bytes of a kind they know the name of, such as an import). A user
+    /// kind only; an empty name records nothing.
+    pub fn name_kind(&self, kind: EventKind, name: &str) -> Result<()> {
+        kind.check_user()?;
+        self.name_kinds(std::iter::once((kind, name)))
+    }
+
     /// The name of `kind`: the one recorded when it was first appended as a typed
     /// payload, or the built-in name of a store record kind (`batpak.Redaction`, ...).
     pub fn kind_name(&self, kind: EventKind) -> Option<String> {
@@ -263,13 +271,23 @@ impl Store {
     /// after the commit, on the caller's thread, holding no lock.
     fn commit(&self, drafts: &[Draft<'_>], batch: bool) -> Result<Vec<AppendReceipt>> {
         let mut receipts = self.writer()?.append(drafts, batch)?;
+        self.sign_receipts(&mut receipts);
+        Ok(receipts)
+    }
+
+    /// Signs `receipts` when the store has a key.
+    pub(crate) fn sign_receipts(&self, receipts: &mut [AppendReceipt]) {
         if self.keys.signs() {
             let key_id = self.keys.signer_id();
-            for r in &mut receipts {
+            for r in receipts {
                 r.signature = self.keys.sign(&r.signed_message(key_id));
             }
         }
-        Ok(receipts)
+    }
+
+    /// Keeps a kind name recorded by other means than `name_kinds` (an import).
+    pub(crate) fn note_kind_name(&self, kind: EventKind, name: String) {
+        self.kind_names.insert(kind, name);
     }
 
     /// Whether an append with idempotency key `key` was written.

@@ -43,6 +43,8 @@ use crate::sync::{lock, Signal};
 /// The longest a sync leader waits for more appends to join its sync.
 const MAX_LINGER: Duration = Duration::from_micros(500);
 
+mod preserve;
+
 /// One event to append, its payload already encoded.
 #[derive(Debug)]
 pub(crate) struct Draft<'a> {
@@ -212,6 +214,16 @@ impl Writer {
                 None => (self.write_new(&mut state, drafts, &keys)?, true),
             }
         };
+        self.finish_append(receipts, fresh)
+    }
+
+    /// After the state lock: wakes subscribers, waits for durability as the policy
+    /// asks, and writes a rotation checkpoint when one is due.
+    fn finish_append(
+        &self,
+        receipts: Vec<AppendReceipt>,
+        fresh: bool,
+    ) -> Result<Vec<AppendReceipt>> {
         if fresh {
             // Outside the state lock: waking subscribers must not hold up appenders.
             self.signal.notify();

@@ -16,15 +16,15 @@ pub fn get(ctx: &Context, id: EventId) -> Outcome {
     let store = ctx.open_read()?;
     let e = found(&store, id)?;
     if ctx.json {
-        print_json(&event_json(&e))
+        print_json(&event_json(&e, &store.kind_names()))
     } else {
-        out(&event_detail(&e))
+        out(&event_detail(&e, &store.kind_names()))
     }
 }
 
 pub fn stream(ctx: &Context, entity: &str) -> Outcome {
     let store = ctx.open_read()?;
-    print_events(ctx, &store.stream(entity)?)
+    print_events(ctx, &store, &store.stream(entity)?)
 }
 
 pub fn query(ctx: &Context, filters: &Filters) -> Outcome {
@@ -34,7 +34,7 @@ pub fn query(ctx: &Context, filters: &Filters) -> Outcome {
         filters.after,
         filters.limit.unwrap_or(usize::MAX),
     )?;
-    print_events(ctx, &events)
+    print_events(ctx, &store, &events)
 }
 
 pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
@@ -47,7 +47,7 @@ pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
     };
     let all = store.query(&region, filters.after, usize::MAX)?;
     let newest = &all[all.len().saturating_sub(limit)..];
-    print_events(ctx, newest)?;
+    print_events(ctx, &store, newest)?;
     if !follow {
         return Ok(());
     }
@@ -70,10 +70,10 @@ pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
             continue;
         }
         if ctx.json {
-            print_events(ctx, &new)?;
+            print_events(ctx, &store, &new)?;
         } else {
             // Rows without repeating the header.
-            let table = events_table(&new);
+            let table = events_table(&new, &store.kind_names());
             out(table.split_once('\n').map_or("", |(_, rows)| rows))?;
         }
     }
@@ -103,12 +103,12 @@ pub fn walk(ctx: &Context, id: EventId, limit: usize) -> Outcome {
     let report = walk.report();
     if ctx.json {
         print_json(&json!({
-            "events": walk.events.iter().map(event_json).collect::<Vec<_>>(),
+            "events": walk.events.iter().map(|e| event_json(e, &store.kind_names())).collect::<Vec<_>>(),
             "report": serde_json::to_value(&report.body)?,
             "body_hash": report.body_hash.to_string(),
         }))?;
     } else {
-        out(&events_table(&walk.events))?;
+        out(&events_table(&walk.events, &store.kind_names()))?;
         let verdict = match &walk.broken {
             Some(b) => format!(
                 "BROKEN: event {} does not link to its predecessor (stored prev_hash {}, expected {})",
@@ -131,18 +131,18 @@ pub fn walk(ctx: &Context, id: EventId, limit: usize) -> Outcome {
 pub fn causes(ctx: &Context, id: EventId, limit: usize) -> Outcome {
     let store = ctx.open_read()?;
     found(&store, id)?;
-    print_events(ctx, &store.causes(id, limit)?)
+    print_events(ctx, &store, &store.causes(id, limit)?)
 }
 
 pub fn effects(ctx: &Context, id: EventId) -> Outcome {
     let store = ctx.open_read()?;
     found(&store, id)?;
-    print_events(ctx, &store.effects(id)?)
+    print_events(ctx, &store, &store.effects(id)?)
 }
 
 pub fn correlated(ctx: &Context, id: EventId) -> Outcome {
     let store = ctx.open_read()?;
-    print_events(ctx, &store.correlated(id)?)
+    print_events(ctx, &store, &store.correlated(id)?)
 }
 
 pub fn graph(ctx: &Context, id: EventId, depth: usize, format: GraphFormat) -> Outcome {
