@@ -901,3 +901,251 @@ fn repair_cuts_where_the_open_error_says_and_reindex_rebuilds() {
     let text = ok(dir.path(), &["repair", "--reindex"]);
     assert!(text.starts_with("index rebuilt from 4 events"), "{text}");
 }
+
+/// Export lines of `dir`, parsed.
+fn exported(dir: &Path) -> Vec<Value> {
+    json_lines(&ok(dir, &["export"]))
+}
+
+#[test]
+fn export_import_preserve_export_of_the_demo_store_is_byte_identical() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+    ok(&demo, &["demo"]);
+    let first = ok(&demo, &["export"]);
+    let file = tmp.path().join("demo.jsonl");
+    std::fs::write(&file, &first).unwrap();
+    let lines = json_lines(&first);
+    for kind in ["0:1", "0:3", "0:4", "0:7"] {
+        assert!(lines.iter().any(|l| l["kind"] == kind), "a {kind} record");
+    }
+    assert!(lines.iter().any(|l| l["redacted"] == true));
+
+    let replica = tmp.path().join("replica");
+    let out = ok(&replica, &["import", "--preserve", file.to_str().unwrap()]);
+    assert_eq!(
+        out,
+        format!(
+            "imported {} events with their ids, sequences and hashes\n",
+            lines.len()
+        )
+    );
+    assert_eq!(ok(&replica, &["export"]), first, "byte-identical");
+    assert!(ok(&replica, &["verify"]).contains("clean"));
+    let anchor = ok(&demo, &["anchor", "--json"]);
+    let held = batpak_with_input(&replica, &["verify-anchor"], Some(&anchor));
+    assert!(held.status.success(), "{}", stderr(&held));
+    // Only into an empty store.
+    fails(
+        &replica,
+        &["import", "--preserve", file.to_str().unwrap()],
+        "empty store only",
+    );
+    // Kind names are shown by the tools, from the replica's own records.
+    let table = ok(&replica, &["query", "--kind", "1:1", "--limit", "1"]);
+    assert!(table.contains("1:1 OrderPlaced"), "{table}");
+    let json = json_lines(&ok(&replica, &["query", "--kind", "1:1", "--json"]));
+    assert_eq!(json[0]["kind_name"], "OrderPlaced");
+    let id = json[0]["id"].as_str().unwrap().to_string();
+    assert!(ok(&replica, &["get", &id]).contains("1:1 OrderPlaced"));
+}
+
+#[test]
+fn reappend_keeps_bytes_and_schema_renames_causes_and_a_rerun_appends_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = tmp.path().join("demo");
+    ok(&demo, &["demo"]);
+    let source = exported(&demo);
+    let file = tmp.path().join("demo.jsonl");
+    std::fs::write(&file, ok(&demo, &["export"])).unwrap();
+    let target = tmp.path().join("target");
+    let first = ok(
+        &target,
+        &["import", file.to_str().unwrap(), "--source", "demo"],
+    );
+    let user: Vec<&Value> = source
+        .iter()
+        .filter(|l| !l["kind"].as_str().unwrap().starts_with("0:") && l["redacted"] == false)
+        .collect();
+    assert!(
+        first.starts_with(&format!("imported {} events", user.len())),
+        "{first}"
+    );
+    assert!(first.contains("store records skipped"), "{first}");
+    let again = ok(
+        &target,
+        &["import", file.to_str().unwrap(), "--source", "demo"],
+    );
+    assert!(
+        again.starts_with(&format!(
+            "imported 0 events; {} already present",
+            user.len()
+        )),
+        "{again}"
+    );
+    let copied: Vec<Value> = exported(&target)
+        .into_iter()
+        .filter(|l| !l["kind"].as_str().unwrap().starts_with("0:"))
+        .collect();
+    assert_eq!(copied.len(), user.len(), "no duplicates after the rerun");
+    let by_source: std::collections::HashMap<&str, &Value> = copied
+        .iter()
+        .map(|l| (l["metadata"]["batpak.source_id"].as_str().unwrap(), l))
+        .collect();
+    let new_id_of: std::collections::HashMap<&str, &str> = by_source
+        .iter()
+        .map(|(old, l)| (*old, l["id"].as_str().unwrap()))
+        .collect();
+    for old in &user {
+        let new = by_source[old["id"].as_str().unwrap()];
+        assert_eq!(new["metadata"]["batpak.source_store"], "demo");
+        assert_ne!(new["id"], old["id"]);
+        for field in [
+            "entity",
+            "scope",
+            "kind",
+            "kind_name",
+            "schema_version",
+            "encoding",
+            "bytes",
+        ] {
+            assert_eq!(new[field], old[field], "{field} of {}", old["id"]);
+        }
+        if let Some(cause) = old["causation"].as_str() {
+            if let Some(renamed) = new_id_of.get(cause) {
+                assert_eq!(new["causation"].as_str(), Some(*renamed));
+            }
+        }
+    }
+}
+
+#[test]
+fn import_of_each_kind_of_bad_line_stops_at_its_line_and_says_what_was_imported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = |n: usize| {
+        format!(r#"{{"entity":"e:{n}","scope":"s","kind":"1:1","payload":{{"n":{n}}}}}"#)
+    };
+    let write = |name: &str, lines: &[String]| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+        path
+    };
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("malformed", "{\"entity\": ".into(), "not an export line"),
+        (
+            "unknown kind",
+            r#"{"entity":"e","scope":"s","kind":"1:x","payload":{}}"#.into(),
+            "kind",
+        ),
+        (
+            "unknown field",
+            r#"{"entity":"e","scope":"s","kind":"1:1","payload":{},"metdata":{}}"#.into(),
+            "metdata",
+        ),
+        (
+            "bad coordinate",
+            r#"{"entity":"","scope":"s","kind":"1:1","payload":{}}"#.into(),
+            "entity",
+        ),
+        (
+            "no payload",
+            r#"{"entity":"e","scope":"s","kind":"1:1"}"#.into(),
+            "neither `bytes` nor `payload`",
+        ),
+        (
+            "bad base64",
+            r#"{"entity":"e","scope":"s","kind":"1:1","encoding":"opaque","bytes":"A!=="}"#.into(),
+            "not base64",
+        ),
+    ];
+    for (i, (what, bad, needle)) in cases.iter().enumerate() {
+        // 1,000 good lines commit as one batch; the bad line 1,002 fails the next.
+        let mut lines: Vec<String> = (0..1001).map(good).collect();
+        lines.push(bad.clone());
+        let file = write(&format!("bad{i}.jsonl"), &lines);
+        let store = tmp.path().join(format!("store{i}"));
+        let o = batpak(&store, &["import", file.to_str().unwrap()]);
+        assert!(!o.status.success(), "{what}");
+        let err = stderr(&o);
+        assert!(err.contains("line 1002"), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: {err}");
+        assert!(
+            err.contains("lines 1 to 1000 were imported, nothing after them"),
+            "{what}: {err}"
+        );
+        let stats: Value = serde_json::from_str(&ok(&store, &["stats", "--json"])).unwrap();
+        // Hand-written lines name no kind, so no name record joins the 1,000.
+        assert_eq!(
+            stats["events"], 1000,
+            "{what}: the failed batch wrote nothing"
+        );
+    }
+
+    // A truncated export: cut inside a line, and (preserved) inside a batch.
+    let demo = tmp.path().join("demo");
+    ok(&demo, &["demo"]);
+    let text = ok(&demo, &["export"]);
+    let cut = &text[..text.len() - 40];
+    let file = tmp.path().join("cut.jsonl");
+    std::fs::write(&file, cut).unwrap();
+    let o = batpak(
+        &tmp.path().join("cut"),
+        &["import", "--preserve", file.to_str().unwrap()],
+    );
+    let n = cut.lines().count();
+    assert!(
+        stderr(&o).contains(&format!("line {n}: not an export line")),
+        "{}",
+        stderr(&o)
+    );
+    let batched = tmp.path().join("batched");
+    {
+        let store = Store::open(&batched).unwrap();
+        let mut batch = Batch::new();
+        for n in 0..3 {
+            batch.push_raw(
+                &Coordinate::new(format!("b:{n}"), "s").unwrap(),
+                EventKind::custom(1, 1),
+                RawPayload::json(b"{}"),
+                AppendOptions::default(),
+            );
+        }
+        store.append_batch(&batch).unwrap();
+        store.close().unwrap();
+    }
+    let text = ok(&batched, &["export"]);
+    let first_two: Vec<&str> = text.lines().take(2).collect();
+    std::fs::write(&file, first_two.join("\n") + "\n").unwrap();
+    let o = batpak(
+        &tmp.path().join("cut2"),
+        &["import", "--preserve", file.to_str().unwrap()],
+    );
+    assert!(
+        stderr(&o).contains("line 2: the input ends inside a batch"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("nothing was imported"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A filtered export whose causes lie outside it.
+    let payments = ok(&demo, &["export", "--kind", "2:1"]);
+    assert!(json_lines(&payments)
+        .iter()
+        .any(|l| !l["causation"].is_null()));
+    let file = tmp.path().join("payments.jsonl");
+    std::fs::write(&file, &payments).unwrap();
+    fails(
+        &tmp.path().join("p1"),
+        &["import", file.to_str().unwrap()],
+        "--drop-outside-causes",
+    );
+    let out = ok(
+        &tmp.path().join("p2"),
+        &["import", file.to_str().unwrap(), "--drop-outside-causes"],
+    );
+    assert!(out.contains("causes outside the import dropped"), "{out}");
+}

@@ -339,7 +339,7 @@ pub(crate) mod base64 {
     /// Decodes padded base64; names the offset of the first character that is not.
     pub(crate) fn decode(text: &str) -> Result<Vec<u8>, String> {
         let raw = text.as_bytes();
-        if raw.len() % 4 != 0 {
+        if !raw.len().is_multiple_of(4) {
             return Err(format!(
                 "{} characters of base64 is not a multiple of 4",
                 raw.len()

@@ -2,6 +2,8 @@
 //! the first time the kind is appended, keeps it across reopen and rebuild, and
 //! reports (does not follow) a program that names a recorded kind otherwise.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use batpak::prelude::*;
