@@ -50,6 +50,11 @@ macro_rules! log_info {
 // Lets the derive's `::batpak::...` paths resolve inside this crate's own tests.
 extern crate self as batpak;
 
+/// The README's Rust examples, compiled and run as doc tests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub mod readme {}
+
 mod backup;
 mod builder;
 mod cache;
