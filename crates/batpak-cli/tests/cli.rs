@@ -1149,3 +1149,94 @@ fn import_of_each_kind_of_bad_line_stops_at_its_line_and_says_what_was_imported(
     );
     assert!(out.contains("causes outside the import dropped"), "{out}");
 }
+
+/// The README's tool section, run line by line as one `sh -e` script on the demo
+/// store (all but its first line, which installs the tool), with its placeholders
+/// filled in: every line must succeed.
+#[test]
+fn every_line_of_the_readme_tool_section_runs_on_the_demo_store() {
+    let readme = include_str!("../../../README.md");
+    let section = readme
+        .split("## The `batpak` tool")
+        .nth(1)
+        .and_then(|rest| rest.split("```sh\n").nth(1))
+        .and_then(|rest| rest.split("```").next())
+        .expect("the README has a tool section with a sh block");
+    let lines: Vec<&str> = section.lines().collect();
+    assert!(lines[0].starts_with("cargo install"), "{}", lines[0]);
+    assert!(lines.len() > 10, "{section}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("shop");
+    ok(&dir, &["demo"]);
+    let payment = json_lines(&ok(
+        &dir,
+        &["query", "--kind", "2:1", "--limit", "1", "--json"],
+    ));
+    let id = payment[0]["id"].as_str().unwrap().to_string();
+    let entity = payment[0]["entity"].as_str().unwrap().to_string();
+    let backups = tmp.path().join("backups");
+    let mut script = String::from("set -e\n");
+    for line in &lines[1..] {
+        // Placeholders as whole words (`BATPAK_DIR` stays).
+        let mut line = line.replace("/backups/", &format!("{}/", backups.display()));
+        for (word, with) in [
+            ("DIR", dir.display().to_string()),
+            ("ENTITY", entity.clone()),
+            ("HEX", "42".repeat(32)),
+            ("ID", id.clone()),
+        ] {
+            line = regex_free_replace_word(&line, word, &with);
+        }
+        script.push_str(&format!("echo '+ {}'\n{line}\n", line.replace('\'', "")));
+    }
+    let bin = Path::new(env!("CARGO_BIN_EXE_batpak")).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(tmp.path())
+        .env("PATH", path)
+        .env_remove("BATPAK_DIR")
+        .env_remove("BATPAK_SIGNING_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the README tool section failed:\n{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let printed = stdout(&o);
+    assert!(printed.contains("clean"), "{printed}");
+    assert!(printed.contains("holds"), "{printed}");
+    assert!(tmp.path().join("backups/shop-2026-11-28").exists());
+    assert_eq!(
+        ok(&tmp.path().join("replica"), &["verify"]).lines().last(),
+        Some("clean: every checksum, hash, chain link and index entry checks")
+    );
+}
+
+/// `text` with every whole-word `word` replaced by `with`.
+fn regex_free_replace_word(text: &str, word: &str, with: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find(word) {
+        let before = rest[..at].chars().last();
+        let after = rest[at + word.len()..].chars().next();
+        let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric() && c != '_');
+        out.push_str(&rest[..at]);
+        if boundary(before) && boundary(after) {
+            out.push_str(with);
+        } else {
+            out.push_str(word);
+        }
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
