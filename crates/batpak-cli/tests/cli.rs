@@ -703,9 +703,16 @@ fn tail_follow_prints_what_another_process_appends() {
         .arg(dir)
         .args(["tail", "-f", "--json", "--kind", "2:1", "--limit", "1"])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(
+            std::fs::File::create(tmp.path().join("tail.err")).unwrap(),
+        ))
         .spawn()
         .unwrap();
+    // On a timeout, say what the tool said.
+    let said = |what: &str| {
+        let err = std::fs::read_to_string(tmp.path().join("tail.err")).unwrap_or_default();
+        format!("no {what} line from `tail -f` within 10 s; its stderr: {err:?}")
+    };
     let lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -716,7 +723,10 @@ fn tail_follow_prints_what_another_process_appends() {
         }
     });
     let wait = std::time::Duration::from_secs(10);
-    let first: Value = serde_json::from_str(&rx.recv_timeout(wait).unwrap()).unwrap();
+    let first = rx
+        .recv_timeout(wait)
+        .unwrap_or_else(|_| panic!("{}", said("first")));
+    let first: Value = serde_json::from_str(&first).unwrap();
     assert_eq!(first["sequence"], 4, "the newest matching event first");
     // A writer appends while the tool follows (the tool holds no lock).
     let store = Store::open(dir).unwrap();
@@ -730,7 +740,10 @@ fn tail_follow_prints_what_another_process_appends() {
             )
             .unwrap();
     }
-    let next: Value = serde_json::from_str(&rx.recv_timeout(wait).unwrap()).unwrap();
+    let next = rx
+        .recv_timeout(wait)
+        .unwrap_or_else(|_| panic!("{}", said("followed")));
+    let next: Value = serde_json::from_str(&next).unwrap();
     assert_eq!(
         next["payload"]["cents"], 77,
         "only the matching kind is followed"
