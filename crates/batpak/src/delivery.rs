@@ -199,6 +199,19 @@ impl<'s> Subscription<'s> {
         self.scanned
     }
 
+    /// Every event up to this sequence is delivered or is not the region's (a store
+    /// record the region hides, an event of another entity or kind): a consumer that
+    /// has handled each delivered event has handled the region up to here. It moves
+    /// past events the region leaves out, so it reaches the visible frontier even
+    /// when the newest events are not the region's; [`position`](Self::position) stops
+    /// at the last delivered one.
+    pub fn passed(&self) -> u64 {
+        match self.buffer.front() {
+            None => self.scanned.max(self.delivered),
+            Some(_) => self.delivered,
+        }
+    }
+
     /// Blocks until the next event arrives.
     pub fn recv(&mut self) -> std::result::Result<StoredEvent, RecvError> {
         self.next_until(None)

@@ -266,3 +266,47 @@ fn a_new_cursor_cannot_start_past_the_end() {
     assert_eq!(append(&store, "x"), 4);
     assert_eq!(drain(&mut cursor, 1), vec![4]);
 }
+
+/// A cursor's `passed` moves past events its region leaves out (here the store's
+/// redaction record and another entity's events), so a consumer can commit up to the
+/// frontier and a restarted cursor does not scan them again; `position` stays at the
+/// last delivered event.
+#[test]
+fn a_cursor_passes_events_its_region_leaves_out_and_can_commit_past_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let first = append(&store, "e");
+    let second = append(&store, "e");
+    for _ in 0..3 {
+        append(&store, "other");
+    }
+    let target = store.query(&Region::all().entity("e"), 0, 1).unwrap()[0].id;
+    store.redact(target, "test").unwrap(); // a store record, hidden from Region::all()
+    let frontier = store.frontier().visible;
+    assert_eq!(frontier, second + 4);
+
+    let mut c = store.cursor("sparse", Region::all().entity("e")).unwrap();
+    assert_eq!(drain(&mut c, 10), vec![first, second]);
+    assert_eq!(c.position(), second);
+    assert_eq!(
+        c.passed(),
+        frontier,
+        "nothing after `second` is the region's"
+    );
+    c.commit(c.passed()).unwrap();
+    drop(c);
+    let mut c = store.cursor("sparse", Region::all().entity("e")).unwrap();
+    assert_eq!(c.committed(), frontier);
+    assert!(drain(&mut c, 10).is_empty());
+    let next = append(&store, "e");
+    assert_eq!(drain(&mut c, 10), vec![next]);
+
+    // A subscription over every user event passes the hidden redaction record too.
+    let mut all = store.subscribe_from(Region::all(), 0);
+    let mut seen = 0;
+    while all.try_recv().is_ok() {
+        seen += 1;
+    }
+    assert_eq!(seen, 6, "five user events and the one appended since");
+    assert_eq!(all.passed(), store.frontier().visible);
+}

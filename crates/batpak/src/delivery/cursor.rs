@@ -198,6 +198,13 @@ impl Cursor<'_> {
         self.subscription.position()
     }
 
+    /// Every event up to this sequence is delivered by this handle or is not the
+    /// region's (see [`Subscription::passed`]). Commit it after handling a batch to
+    /// record progress over events the region leaves out, such as store records.
+    pub fn passed(&self) -> u64 {
+        self.subscription.passed()
+    }
+
     /// Up to `max` next events, waiting at most `timeout` for the first; empty when
     /// none arrived in time.
     pub fn next_batch(&mut self, max: usize, timeout: Duration) -> Result<Vec<StoredEvent>> {
@@ -221,8 +228,8 @@ impl Cursor<'_> {
     }
 
     /// Persists `sequence` as processed: after a restart the cursor resumes after it.
-    /// It may not go back, nor past what this handle delivered
-    /// (`Error::InvalidCommit`).
+    /// It may not go back, nor past [`passed`](Self::passed), what this handle
+    /// delivered or found not to be the region's (`Error::InvalidCommit`).
     pub fn commit(&mut self, sequence: u64) -> Result<()> {
         let invalid = |reason: String| Error::InvalidCommit {
             name: self.name.clone(),
@@ -235,10 +242,10 @@ impl Cursor<'_> {
                 self.committed
             )));
         }
-        if sequence > self.position() {
+        if sequence > self.passed() {
             return Err(invalid(format!(
                 "it is past the last delivered sequence, {}",
-                self.position()
+                self.passed()
             )));
         }
         if sequence == self.committed {
