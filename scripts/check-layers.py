@@ -26,7 +26,7 @@ model:   chain event kinds receipt
 storage: fault fault/* dir segment segment/*
 engine:  index query checkpoint open writer writer/*
 facade:  cache store graph
-above:   projection gate decide delivery delivery/* redact repair backup verify builder export fuzz_api
+above:   projection gate decide delivery delivery/* redact repair backup verify builder export catalogue fuzz_api
 root:    lib
 """
 

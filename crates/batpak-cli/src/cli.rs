@@ -52,19 +52,51 @@ pub enum Command {
     /// redaction) and show what batpak does with it. Leaves the store in --dir (a new
     /// temporary directory by default) for the other commands.
     Demo,
-    /// One event by id.
+    /// One event, by id or by sequence (--seq).
     Get {
         /// The event id.
-        #[arg(value_parser = event_id)]
-        id: EventId,
+        #[arg(value_parser = event_id, required_unless_present = "seq", conflicts_with = "seq")]
+        id: Option<EventId>,
+        /// The event at this sequence instead.
+        #[arg(long)]
+        seq: Option<u64>,
     },
     /// Every event of an entity, in version order.
     Stream {
         /// The entity.
         entity: String,
     },
-    /// Events matching filters, in sequence order.
-    Query(Filters),
+    /// Events matching filters, in sequence order (newest first with --reverse).
+    Query {
+        #[command(flatten)]
+        filters: Filters,
+        /// Newest first; with --before, page backwards.
+        #[arg(long)]
+        reverse: bool,
+        /// With --reverse: only events before this sequence.
+        #[arg(long, requires = "reverse")]
+        before: Option<u64>,
+    },
+    /// Entities with their version, event count, first and last sequence and scopes,
+    /// sorted by name.
+    Entities {
+        /// Only entities under this prefix (on `:` boundaries). The store's own
+        /// entities are listed when the prefix is `batpak:`.
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Start after this entity name (for paging).
+        #[arg(long)]
+        after: Option<String>,
+        /// At most this many entities.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Scopes with how many user events each holds.
+    Scopes,
+    /// Kinds with their recorded names and how many events each has.
+    Kinds,
+    /// How many events match the filters (counted on the index).
+    Count(Filters),
     /// The newest events matching filters; with -f, keep printing new ones.
     Tail {
         #[command(flatten)]
@@ -278,6 +310,34 @@ pub struct Filters {
     /// At most this many events (query and export: all by default; tail: 10).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Only events stamped at or after this time: RFC 3339 (`2026-12-02T10:00:00Z`)
+    /// or a duration ago (`10m`, `2h`, `7days`).
+    #[arg(long, value_parser = time_arg, value_name = "TIME")]
+    pub since: Option<u64>,
+    /// Only events stamped before this time (same forms as --since).
+    #[arg(long, value_parser = time_arg, value_name = "TIME")]
+    pub until: Option<u64>,
+}
+
+/// `--since` / `--until`: RFC 3339, or a duration before now; Unix nanoseconds.
+fn time_arg(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let at = match humantime::parse_rfc3339_weak(text) {
+        Ok(at) => at,
+        Err(_) => {
+            let ago = humantime::parse_duration(text).map_err(|e| {
+                format!("{text:?} is neither an RFC 3339 time nor a duration like 10m ({e})")
+            })?;
+            std::time::SystemTime::now()
+                .checked_sub(ago)
+                .ok_or_else(|| format!("{text:?} ago is before 1970"))?
+        }
+    };
+    let ns = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|_| format!("{text:?} is before 1970"))?
+        .as_nanos();
+    u64::try_from(ns).map_err(|_| format!("{text:?} is past the year 2554"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -71,6 +71,18 @@ fn region(filters: &Filters) -> Result<Region, Failure> {
         }
         r = r.category(c);
     }
+    match (filters.since, filters.until) {
+        (None, None) => {}
+        (since, until) => {
+            let (from, to) = (since.unwrap_or(0), until.unwrap_or(u64::MAX));
+            if to < from {
+                return Err(Failure::new(
+                    "--until is before --since: the time range is empty".to_string(),
+                ));
+            }
+            r = r.times(from..to);
+        }
+    }
     Ok(r)
 }
 

@@ -210,9 +210,21 @@ fn run(ctx: &Context, command: Command) -> Outcome {
     use commands::{proof, read, transfer, write};
     match command {
         Command::Demo => demo::run(ctx),
-        Command::Get { id } => read::get(ctx, id),
+        Command::Get { id, seq } => read::get(ctx, id, seq),
         Command::Stream { entity } => read::stream(ctx, &entity),
-        Command::Query(filters) => read::query(ctx, &filters),
+        Command::Query {
+            filters,
+            reverse,
+            before,
+        } => read::query(ctx, &filters, reverse.then_some(before.unwrap_or(u64::MAX))),
+        Command::Entities {
+            prefix,
+            after,
+            limit,
+        } => read::entities(ctx, prefix.as_deref(), after.as_deref(), limit),
+        Command::Scopes => read::scopes(ctx),
+        Command::Kinds => read::kinds(ctx),
+        Command::Count(filters) => read::count(ctx, &filters),
         Command::Tail { filters, follow } => read::tail(ctx, &filters, follow),
         Command::Walk { id, limit } => read::walk(ctx, id, limit),
         Command::Causes { id, limit } => read::causes(ctx, id, limit),

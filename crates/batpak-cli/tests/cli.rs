@@ -495,7 +495,8 @@ fn bad_input_gets_a_clear_error_and_a_non_zero_exit() {
     }
     let dir = tmp.path().join("store");
     build(&dir);
-    rejected(&dir, &["get", "not-a-uuid"], "<ID>", "not-a-uuid");
+    rejected(&dir, &["get", "not-a-uuid"], "[ID]", "not-a-uuid");
+    fails(&dir, &["get"], "<ID>");
     fails(
         &dir,
         &["get", "01a222ec-09de-70cb-9cda-3ba4e91c7fb4"],
@@ -1252,4 +1253,95 @@ fn regex_free_replace_word(text: &str, word: &str, with: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+#[test]
+fn catalogue_commands_list_entities_scopes_kinds_and_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ids = build(dir);
+    assert_eq!(
+        ok(dir, &["entities"]),
+        concat!(
+            "ENTITY     VERSION  EVENTS  FIRST  LAST  SCOPES\n",
+            "order:1    1        2       1      2     t:a\n",
+            "order:2    0        1       3      3     t:b\n",
+            "payment:1  0        1       4      4     t:a\n",
+        )
+    );
+    let paged = json_lines(&ok(
+        dir,
+        &[
+            "entities", "--prefix", "order", "--after", "order:1", "--json",
+        ],
+    ));
+    assert_eq!(paged.len(), 1);
+    assert_eq!(paged[0]["entity"], "order:2");
+    assert_eq!(ok(dir, &["scopes"]), "SCOPE  EVENTS\nt:a    3\nt:b    1\n");
+    assert_eq!(
+        ok(dir, &["kinds"]),
+        "KIND  NAME  EVENTS\n1:1   -     3\n2:1   -     1\n"
+    );
+    assert_eq!(ok(dir, &["count"]), "4\n");
+    assert_eq!(ok(dir, &["count", "--prefix", "order"]), "3\n");
+    assert_eq!(ok(dir, &["count", "--after", "2"]), "2\n");
+    let count: Value =
+        serde_json::from_str(&ok(dir, &["count", "--kind", "2:1", "--json"])).unwrap();
+    assert_eq!(count["count"], 1);
+
+    // By sequence, newest first, and by time.
+    let third: Value = serde_json::from_str(&ok(dir, &["get", "--seq", "3", "--json"])).unwrap();
+    assert_eq!(third["id"].as_str(), Some(ids[2].as_str()));
+    fails(dir, &["get", "--seq", "9"], "no event has sequence 9");
+    let newest: Vec<u64> = json_lines(&ok(dir, &["query", "--reverse", "--json"]))
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(newest, vec![4, 3, 2, 1]);
+    let page: Vec<u64> = json_lines(&ok(
+        dir,
+        &[
+            "query",
+            "--reverse",
+            "--before",
+            "4",
+            "--limit",
+            "2",
+            "--json",
+        ],
+    ))
+    .iter()
+    .map(|e| e["sequence"].as_u64().unwrap())
+    .collect();
+    assert_eq!(page, vec![3, 2]);
+    assert_eq!(
+        json_lines(&ok(dir, &["query", "--since", "1h", "--json"])).len(),
+        4
+    );
+    assert!(json_lines(&ok(dir, &["query", "--until", "1h", "--json"])).is_empty());
+    assert_eq!(
+        ok(dir, &["count", "--since", "2000-01-01T00:00:00Z"]),
+        "4\n"
+    );
+    assert_eq!(
+        ok(dir, &["count", "--until", "2000-01-01T00:00:00Z"]),
+        "0\n"
+    );
+    rejected(
+        dir,
+        &["query", "--since", "yesterday-ish"],
+        "--since",
+        "yesterday-ish",
+    );
+    fails(
+        dir,
+        &["query", "--since", "1m", "--until", "1h"],
+        "--until is before --since",
+    );
+    // Tail reads the newest from the index: the last two, oldest first.
+    let tail: Vec<u64> = json_lines(&ok(dir, &["tail", "--limit", "2", "--json"]))
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert_eq!(tail, vec![3, 4]);
 }

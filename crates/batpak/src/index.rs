@@ -316,6 +316,22 @@ impl Index {
         self.store_entities.contains(&entity)
     }
 
+    /// The entities holding any store record.
+    pub(crate) fn store_entity_ids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.store_entities.iter().copied()
+    }
+
+    /// Every kind with events, and how many.
+    pub(crate) fn kind_counts(&self) -> Vec<(EventKind, u64)> {
+        let mut out: Vec<(EventKind, u64)> = self
+            .kind_events
+            .iter()
+            .map(|(k, v)| (*k, v.len() as u64))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Whether the index holds any store record.
     pub(crate) fn has_store_records(&self) -> bool {
         !self.store_entities.is_empty()

@@ -58,6 +58,7 @@ pub mod readme {}
 mod backup;
 mod builder;
 mod cache;
+mod catalogue;
 mod chain;
 mod checkpoint;
 mod clock;
@@ -104,6 +105,7 @@ pub use batpak_derive::EventPayload;
 #[cfg(feature = "derive")]
 pub use batpak_derive::EventSourced;
 pub use builder::StoreBuilder;
+pub use catalogue::{EntityInfo, KindInfo, ScopeInfo};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use coordinate::Coordinate;
 pub use delivery::cursor::{Cursor, CursorStart};

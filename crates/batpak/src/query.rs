@@ -38,6 +38,14 @@ pub struct Region {
     /// so regions (and cursors) from before the option keep their text.
     #[serde(default, skip_serializing_if = "is_false")]
     store_records: bool,
+    /// Half-open range of stored timestamps (Unix nanoseconds). Left out of the
+    /// canonical text when unset, like `store_records`.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "ordered_range"
+    )]
+    times: Option<(u64, u64)>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -153,6 +161,31 @@ impl Region {
         self
     }
 
+    /// Only events whose stored timestamp (Unix nanoseconds, as `timestamp_ns`) is in
+    /// `range`. Timestamps never decrease along the sequence, so the store turns this
+    /// into a sequence range by binary search over a few records' headers.
+    #[must_use]
+    pub fn times(mut self, range: impl RangeBounds<u64>) -> Self {
+        self.times = Some(half_open(range));
+        self
+    }
+
+    /// The time range, if any.
+    pub(crate) fn time_range(&self) -> Option<(u64, u64)> {
+        self.times
+    }
+
+    /// This region with its time range replaced by the sequence range `[start, end)`
+    /// it covers, intersected with the region's own.
+    pub(crate) fn with_time_as_sequences(&self, (start, end): (u64, u64)) -> Region {
+        let (own_start, own_end) = self.sequences.unwrap_or((0, u64::MAX));
+        let start = start.max(own_start);
+        let mut out = self.clone();
+        out.times = None;
+        out.sequences = Some((start, end.min(own_end).max(start)));
+        out
+    }
+
     /// Whether this region selects store records (asked for, or named by kind).
     pub(crate) fn selects_store_records(&self) -> bool {
         self.store_records
@@ -180,33 +213,101 @@ pub(crate) fn prefix_matches(prefix: &str, entity: &str) -> bool {
 /// Evaluation starts from the smallest posting list the region names and filters the
 /// rest of the criteria on the index columns.
 pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -> Vec<u64> {
-    if limit == 0 {
-        return Vec::new();
+    let mut out = Vec::with_capacity(limit.min(1024));
+    if limit > 0 {
+        visit(index, region, Direction::After(after), |seq| {
+            out.push(seq);
+            out.len() < limit
+        });
     }
+    out
+}
+
+/// The sequences of up to `limit` events in `region` before sequence `before`, newest
+/// first.
+pub(crate) fn select_reverse(
+    index: &Index,
+    region: &Region,
+    before: u64,
+    limit: usize,
+) -> Vec<u64> {
+    let mut out = Vec::with_capacity(limit.min(1024));
+    if limit > 0 {
+        visit(index, region, Direction::Before(before), |seq| {
+            out.push(seq);
+            out.len() < limit
+        });
+    }
+    out
+}
+
+/// How many events `region` selects.
+pub(crate) fn count(index: &Index, region: &Region) -> u64 {
+    let mut n = 0u64;
+    visit(index, region, Direction::After(0), |_| {
+        n += 1;
+        true
+    });
+    n
+}
+
+/// Where a visit starts and which way it goes.
+#[derive(Clone, Copy, Debug)]
+enum Direction {
+    /// Ascending from the first sequence greater than this.
+    After(u64),
+    /// Descending from the last sequence less than this.
+    Before(u64),
+}
+
+/// Visits the sequences `region` selects in `direction` until `visit` returns false.
+fn visit(index: &Index, region: &Region, direction: Direction, mut visit: impl FnMut(u64) -> bool) {
     let Some(resolved) = Resolved::of(index, region) else {
-        return Vec::new();
+        return;
     };
+    // Sequences in [low, high): the region's range, cut by the direction's bound.
     let (seq_start, seq_end) = region.sequences.unwrap_or((0, u64::MAX));
-    let after = after.max(seq_start.saturating_sub(1));
+    let (low, high) = match direction {
+        Direction::After(after) => (seq_start.max(after.saturating_add(1)), seq_end),
+        Direction::Before(before) => (seq_start, seq_end.min(before)),
+    };
+    if low >= high {
+        return;
+    }
     let exact_entity = matches!(region.entity, Some(EntityFilter::Exact(_)));
     let smallest = resolved.smallest_postings(index, region, exact_entity);
     // An exact entity's version range was applied to its postings already.
     let check_versions = region
         .versions
         .filter(|_| !(exact_entity && smallest.as_ref().is_some_and(|(by, _)| *by == By::Entity)));
-    let mut out = Vec::with_capacity(limit.min(1024));
     let Some((source, lists)) = smallest else {
         let hide_store = !region.selects_store_records() && index.has_store_records();
-        scan_sequences(
-            index,
-            after,
-            seq_end,
-            check_versions,
-            hide_store,
-            limit,
-            &mut out,
-        );
-        return out;
+        let shown = |seq: u64| {
+            (!hide_store
+                || index
+                    .filter_columns(seq)
+                    .is_some_and(|(_, _, kind)| kind.category() != 0))
+                && check_versions.is_none_or(|range| version_in(index, seq, range))
+        };
+        let last = index.last_sequence();
+        let (low, high) = (low.max(1), high.min(last.saturating_add(1)));
+        match direction {
+            Direction::After(_) => {
+                for seq in low..high {
+                    if shown(seq) && !visit(seq) {
+                        return;
+                    }
+                }
+            }
+            Direction::Before(_) => {
+                for seq in (low..high).rev() {
+                    if shown(seq) && !visit(seq) {
+                        return;
+                    }
+                }
+            }
+        }
+        return;
     };
     let check_entity = resolved
         .entity_ids
@@ -226,11 +327,8 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
         && check_kinds.is_none()
         && check_versions.is_none()
         && !hide_store;
-    merge_after(&lists, after, |seq| {
-        if seq >= seq_end {
-            return false;
-        }
-        let keep = unfiltered
+    let keep = |seq: u64| {
+        unfiltered
             || (index
                 .filter_columns(seq)
                 .is_some_and(|(entity, scope, kind)| {
@@ -239,13 +337,22 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
                         && check_kinds.is_none_or(|ks| ks.contains(&kind))
                         && !(hide_store && kind.category() == 0)
                 })
-                && check_versions.is_none_or(|range| version_in(index, seq, range)));
-        if keep {
-            out.push(seq);
-        }
-        out.len() < limit
-    });
-    out
+                && check_versions.is_none_or(|range| version_in(index, seq, range)))
+    };
+    match direction {
+        Direction::After(_) => merge_after(&lists, low - 1, |seq| {
+            if seq >= high {
+                return false;
+            }
+            !keep(seq) || visit(seq)
+        }),
+        Direction::Before(_) => merge_before(&lists, high, |seq| {
+            if seq < low {
+                return false;
+            }
+            !keep(seq) || visit(seq)
+        }),
+    }
 }
 
 /// Which criterion a candidate list came from.
@@ -335,31 +442,6 @@ impl Resolved {
     }
 }
 
-/// No criterion: every sequence after `after` and before `end`, filtered by version
-/// and, with `hide_store`, leaving store records out.
-fn scan_sequences(
-    index: &Index,
-    after: u64,
-    end: u64,
-    versions: Option<(u64, u64)>,
-    hide_store: bool,
-    limit: usize,
-    out: &mut Vec<u64>,
-) {
-    let mut seq = after.saturating_add(1);
-    let last = index.last_sequence().min(end.saturating_sub(1));
-    while seq <= last && out.len() < limit {
-        let shown = !hide_store
-            || index
-                .filter_columns(seq)
-                .is_some_and(|(_, _, kind)| kind.category() != 0);
-        if shown && versions.is_none_or(|range| version_in(index, seq, range)) {
-            out.push(seq);
-        }
-        seq += 1;
-    }
-}
-
 fn version_in(index: &Index, seq: u64, (from, to): (u64, u64)) -> bool {
     index.version_of(seq).is_some_and(|v| v >= from && v < to)
 }
@@ -380,6 +462,26 @@ fn merge_after(lists: &[&[u64]], after: u64, mut visit: impl FnMut(u64) -> bool)
         }
         if let Some(&next) = lists[li].get(pos + 1) {
             heap.push(Reverse((next, li, pos + 1)));
+        }
+    }
+}
+
+/// Visits the union of sorted `lists` in descending order, starting before
+/// `before`, until `visit` returns false.
+fn merge_before(lists: &[&[u64]], before: u64, mut visit: impl FnMut(u64) -> bool) {
+    let mut heap = BinaryHeap::with_capacity(lists.len());
+    for (li, list) in lists.iter().enumerate() {
+        let end = list.partition_point(|&s| s < before);
+        if end > 0 {
+            heap.push((list[end - 1], li, end - 1));
+        }
+    }
+    while let Some((seq, li, pos)) = heap.pop() {
+        if !visit(seq) {
+            return;
+        }
+        if pos > 0 {
+            heap.push((lists[li][pos - 1], li, pos - 1));
         }
     }
 }
@@ -439,5 +541,11 @@ mod tests {
             seen.len() < 4
         });
         assert_eq!(seen, vec![3, 4, 9, 10]);
+        let mut back = Vec::new();
+        merge_before(&[a, b], 10, |s| {
+            back.push(s);
+            back.len() < 4
+        });
+        assert_eq!(back, vec![9, 4, 3, 2]);
     }
 }

@@ -393,8 +393,90 @@ impl Store {
     /// Up to `limit` events of `region` with sequence greater than `after`, in
     /// sequence order. Page by passing the last returned sequence as `after`.
     pub fn query(&self, region: &Region, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
-        let targets = self.locate(|index| select(index, region, after, limit));
+        let region = self.resolve_times(region)?;
+        let targets = self.locate(|index| select(index, &region, after, limit));
         self.read_events(&targets)
+    }
+
+    /// Up to `limit` events of `region` with sequence less than `before`, newest first.
+    /// `before = u64::MAX` starts at the newest; page by passing the last returned
+    /// sequence. `query_reverse(&Region::all().entity(e), u64::MAX, 10)` is the
+    /// entity's last ten events.
+    pub fn query_reverse(
+        &self,
+        region: &Region,
+        before: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let region = self.resolve_times(region)?;
+        let targets =
+            self.locate(|index| crate::query::select_reverse(index, &region, before, limit));
+        self.read_events(&targets)
+    }
+
+    /// The event at `sequence`, if one is visible there.
+    pub fn get_sequence(&self, sequence: u64) -> Result<Option<StoredEvent>> {
+        let targets = self.locate(|index| {
+            (sequence >= 1 && sequence <= index.last_sequence())
+                .then_some(sequence)
+                .into_iter()
+                .collect()
+        });
+        Ok(self.read_events(&targets)?.pop())
+    }
+
+    /// How many events `region` selects, counted on the index (no record is read,
+    /// except a few headers for a time range).
+    pub fn count(&self, region: &Region) -> Result<u64> {
+        let region = self.resolve_times(region)?;
+        Ok(crate::query::count(&self.index(), &region))
+    }
+
+    /// `region` with its time range turned into the sequence range it covers:
+    /// timestamps never decrease along the sequence, so each bound is a binary search
+    /// over record headers (about 2 log2(n) reads).
+    pub(crate) fn resolve_times<'r>(
+        &self,
+        region: &'r Region,
+    ) -> Result<std::borrow::Cow<'r, Region>> {
+        let Some((since, until)) = region.time_range() else {
+            return Ok(std::borrow::Cow::Borrowed(region));
+        };
+        let last = self.index().last_sequence();
+        let start = self.first_at_or_after(since, last)?;
+        let end = self.first_at_or_after(until, last)?;
+        Ok(std::borrow::Cow::Owned(
+            region.with_time_as_sequences((start, end)),
+        ))
+    }
+
+    /// The first sequence up to `last` whose timestamp is at least `ns` (`last + 1`
+    /// when none is).
+    fn first_at_or_after(&self, ns: u64, last: u64) -> Result<u64> {
+        let (mut lo, mut hi) = (1u64, last.saturating_add(1));
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.timestamp_at(mid)? < ns {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// The stored timestamp of the event at `sequence`, read from its record header.
+    fn timestamp_at(&self, sequence: u64) -> Result<u64> {
+        let location = self
+            .index()
+            .location(sequence)
+            .ok_or_else(|| Error::Corrupt {
+                path: self.dir.clone(),
+                offset: 0,
+                detail: format!("the index has no record at sequence {sequence}"),
+            })?;
+        self.segments
+            .with_record(location, |view| Ok(view.header.timestamp_ns))
     }
 
     /// Reads the records of `targets`, in order.
@@ -472,8 +554,9 @@ impl Store {
             .is_some_and(|id| index.entity_events(id).binary_search(&sequence).is_ok())
     }
 
-    /// The entity's newest visible version, `None` when it has no events.
-    pub(crate) fn entity_version(&self, entity: &str) -> Option<u64> {
+    /// The entity's newest visible version, `None` when it has no events: what an
+    /// append with `ExpectedVersion::Exact` expects. Answered from the index.
+    pub fn entity_version(&self, entity: &str) -> Option<u64> {
         self.index().entity_head(entity).map(|(version, _)| version)
     }
 

@@ -1197,6 +1197,7 @@ impl Harness {
         for region in &self.regions {
             self.check_region(store, region)?;
         }
+        self.check_catalogue(store)?;
 
         let ids = events.iter().map(ModelEvent::id).chain(unknown);
         for id in ids {
@@ -1260,7 +1261,126 @@ impl Harness {
             after = last.sequence;
             pages.extend(page);
         }
-        prop_assert_eq!(pages, want, "pages of {:?} concatenated", rg);
+        prop_assert_eq!(&pages, &want, "pages of {:?} concatenated", rg);
+
+        // Newest first, whole and page by page, and the count.
+        let newest: Vec<Seen> = want.iter().rev().cloned().collect();
+        let all = seen(
+            store
+                .query_reverse(&region, u64::MAX, usize::MAX)
+                .or_fail("reverse")?,
+        );
+        prop_assert_eq!(&all, &newest, "query_reverse({:?})", rg);
+        let mut before = u64::MAX;
+        let mut pages: Vec<Seen> = Vec::new();
+        loop {
+            let page = seen(
+                store
+                    .query_reverse(&region, before, rg.limit)
+                    .or_fail("reverse")?,
+            );
+            let Some(last) = page.last() else { break };
+            before = last.sequence;
+            pages.extend(page);
+        }
+        prop_assert_eq!(&pages, &newest, "reverse pages of {:?}", rg);
+        prop_assert_eq!(store.count(&region).or_fail("count")?, want.len() as u64);
+
+        // A time range: every event stamped at or after the middle event's time and
+        // before the last event's.
+        if let (Some(mid), Some(last)) = (want.get(want.len() / 2), want.last()) {
+            let (from, to) = (mid.timestamp_ns, last.timestamp_ns);
+            let timed: Vec<Seen> = want
+                .iter()
+                .filter(|e| e.timestamp_ns >= from && e.timestamp_ns < to)
+                .cloned()
+                .collect();
+            let got = seen(
+                store
+                    .query(&region.clone().times(from..to), 0, usize::MAX)
+                    .or_fail("times")?,
+            );
+            prop_assert_eq!(got, timed, "{:?} in [{}, {})", rg, from, to);
+        }
+        Ok(())
+    }
+
+    /// Entity versions, the entity list under each prefix, scopes and kinds with their
+    /// counts, and lookup by sequence, against the model.
+    fn check_catalogue(&self, store: &Store) -> Result<(), TestCaseError> {
+        let events = &self.model.events;
+        for entity in EXACT_NAMES {
+            prop_assert_eq!(store.entity_version(entity), self.model.version(entity));
+        }
+        for prefix in PREFIXES.iter().chain(&[""]) {
+            let mut want: Vec<(String, u64, u64, u64)> = Vec::new();
+            for entity in ENTITIES {
+                if !(prefix.is_empty() || under_prefix(prefix, entity)) {
+                    continue;
+                }
+                let mine: Vec<&ModelEvent> = events.iter().filter(|e| e.entity == entity).collect();
+                if let (Some(first), Some(last)) = (mine.first(), mine.last()) {
+                    want.push((
+                        entity.to_string(),
+                        mine.len() as u64,
+                        first.receipt.sequence,
+                        last.receipt.sequence,
+                    ));
+                }
+            }
+            want.sort();
+            let got: Vec<(String, u64, u64, u64)> = store
+                .entities(prefix, None, usize::MAX)
+                .into_iter()
+                .map(|i| {
+                    assert_eq!(i.version + 1, i.events);
+                    (i.entity, i.events, i.first_sequence, i.last_sequence)
+                })
+                .collect();
+            prop_assert_eq!(&got, &want, "entities({:?})", prefix);
+            // Paged two at a time.
+            let mut paged = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let page = store.entities(prefix, after.as_deref(), 2);
+                let Some(last) = page.last() else { break };
+                after = Some(last.entity.clone());
+                paged.extend(page.into_iter().map(|i| i.entity));
+            }
+            let names: Vec<String> = want.iter().map(|w| w.0.clone()).collect();
+            prop_assert_eq!(paged, names, "entities({:?}) paged", prefix);
+        }
+        let mut scopes: std::collections::BTreeMap<&str, u64> = Default::default();
+        let mut kinds: std::collections::BTreeMap<EventKind, u64> = Default::default();
+        for e in events {
+            *scopes.entry(e.scope).or_default() += 1;
+            *kinds.entry(e.kind).or_default() += 1;
+        }
+        let got: Vec<(String, u64)> = store
+            .scopes()
+            .into_iter()
+            .map(|s| (s.scope, s.events))
+            .collect();
+        let want: Vec<(String, u64)> = scopes
+            .into_iter()
+            .map(|(s, n)| (s.to_string(), n))
+            .collect();
+        prop_assert_eq!(got, want, "scopes()");
+        let got: Vec<(EventKind, u64)> = store
+            .kinds()
+            .into_iter()
+            .map(|k| (k.kind, k.events))
+            .collect();
+        prop_assert_eq!(got, kinds.into_iter().collect::<Vec<_>>(), "kinds()");
+        if let Some(e) = events.get(events.len() / 2) {
+            let got = store
+                .get_sequence(e.receipt.sequence)
+                .or_fail("get_sequence")?;
+            prop_assert_eq!(got.map(|g| Seen::from(&g)), Some(e.expected()));
+        }
+        let past = events.last().map_or(1, |e| e.receipt.sequence + 1);
+        prop_assert_eq!(store.get_sequence(past).or_fail("get_sequence")?, None);
+        prop_assert_eq!(store.get_sequence(0).or_fail("get_sequence")?, None);
         Ok(())
     }
 }

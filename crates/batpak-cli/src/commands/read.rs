@@ -12,9 +12,18 @@ use crate::cli::{Filters, GraphFormat};
 use crate::render::{event_detail, event_json, events_table, table};
 use crate::{Context, Failure, Outcome};
 
-pub fn get(ctx: &Context, id: EventId) -> Outcome {
+pub fn get(ctx: &Context, id: Option<EventId>, seq: Option<u64>) -> Outcome {
     let store = ctx.open_read()?;
-    let e = found(&store, id)?;
+    let e = match (id, seq) {
+        (Some(id), _) => found(&store, id)?,
+        (None, Some(seq)) => store.get_sequence(seq)?.ok_or_else(|| {
+            Failure::new(format!(
+                "no event has sequence {seq} (the store's last is {})",
+                store.frontier().visible
+            ))
+        })?,
+        (None, None) => return Err(Failure::new("give an event id or --seq N".to_string())),
+    };
     if ctx.json {
         print_json(&event_json(&e, &store.kind_names()))
     } else {
@@ -27,14 +36,99 @@ pub fn stream(ctx: &Context, entity: &str) -> Outcome {
     print_events(ctx, &store, &store.stream(entity)?)
 }
 
-pub fn query(ctx: &Context, filters: &Filters) -> Outcome {
+pub fn query(ctx: &Context, filters: &Filters, reverse_before: Option<u64>) -> Outcome {
     let store = ctx.open_read()?;
-    let events = store.query(
-        &region(filters)?,
-        filters.after,
-        filters.limit.unwrap_or(usize::MAX),
-    )?;
+    let limit = filters.limit.unwrap_or(usize::MAX);
+    let events = match reverse_before {
+        Some(before) => {
+            let region = region(filters)?.sequences(filters.after.saturating_add(1)..);
+            store.query_reverse(&region, before, limit)?
+        }
+        None => store.query(&region(filters)?, filters.after, limit)?,
+    };
     print_events(ctx, &store, &events)
+}
+
+pub fn entities(
+    ctx: &Context,
+    prefix: Option<&str>,
+    after: Option<&str>,
+    limit: Option<usize>,
+) -> Outcome {
+    let store = ctx.open_read()?;
+    let list = store.entities(prefix.unwrap_or(""), after, limit.unwrap_or(usize::MAX));
+    if ctx.json {
+        let mut text = String::new();
+        for e in &list {
+            text.push_str(&serde_json::to_string(e)?);
+            text.push('\n');
+        }
+        return out(&text);
+    }
+    if list.is_empty() {
+        return out("no entities\n");
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|e| {
+            vec![
+                e.entity.clone(),
+                e.version.to_string(),
+                e.events.to_string(),
+                e.first_sequence.to_string(),
+                e.last_sequence.to_string(),
+                e.scopes.join(","),
+            ]
+        })
+        .collect();
+    out(&table(
+        &["ENTITY", "VERSION", "EVENTS", "FIRST", "LAST", "SCOPES"],
+        &rows,
+    ))
+}
+
+pub fn scopes(ctx: &Context) -> Outcome {
+    let store = ctx.open_read()?;
+    let list = store.scopes();
+    if ctx.json {
+        return print_json(&serde_json::to_value(&list)?);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| vec![s.scope.clone(), s.events.to_string()])
+        .collect();
+    out(&table(&["SCOPE", "EVENTS"], &rows))
+}
+
+pub fn kinds(ctx: &Context) -> Outcome {
+    let store = ctx.open_read()?;
+    let list = store.kinds();
+    if ctx.json {
+        return print_json(&serde_json::to_value(&list)?);
+    }
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|k| {
+            vec![
+                k.kind.to_string(),
+                k.name.clone().unwrap_or_else(|| "-".into()),
+                k.events.to_string(),
+            ]
+        })
+        .collect();
+    out(&table(&["KIND", "NAME", "EVENTS"], &rows))
+}
+
+pub fn count(ctx: &Context, filters: &Filters) -> Outcome {
+    let store = ctx.open_read()?;
+    let region = region(filters)?.sequences(filters.after.saturating_add(1)..);
+    let n = store.count(&region)?;
+    let n = filters.limit.map_or(n, |limit| n.min(limit as u64));
+    if ctx.json {
+        print_json(&json!({ "count": n }))
+    } else {
+        out(&format!("{n}\n"))
+    }
 }
 
 pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
@@ -45,9 +139,11 @@ pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
     } else {
         ctx.open_read()?
     };
-    let all = store.query(&region, filters.after, usize::MAX)?;
-    let newest = &all[all.len().saturating_sub(limit)..];
-    print_events(ctx, &store, newest)?;
+    // The newest `limit`, read newest first from the index and printed oldest first.
+    let region_after = region.clone().sequences(filters.after.saturating_add(1)..);
+    let mut newest = store.query_reverse(&region_after, u64::MAX, limit)?;
+    newest.reverse();
+    print_events(ctx, &store, &newest)?;
     if !follow {
         return Ok(());
     }
