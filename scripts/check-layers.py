@@ -25,7 +25,7 @@ format:  format format/*
 model:   chain event kinds receipt
 storage: fault fault/* dir segment segment/*
 engine:  index query checkpoint open writer writer/*
-facade:  cache store graph
+facade:  cache store graph events
 above:   projection gate decide delivery delivery/* redact repair backup verify builder export catalogue fuzz_api
 root:    lib
 """

@@ -33,19 +33,55 @@ fn print_json(value: &Value) -> Outcome {
 
 /// Events as JSON Lines or a table; "no events" for an empty table.
 fn print_events(ctx: &Context, store: &Store, events: &[StoredEvent]) -> Outcome {
+    print_event_stream(ctx, store, events.iter().cloned().map(Ok))
+}
+
+/// Rows per table printed at once by `print_event_stream`.
+const TABLE_CHUNK: usize = 1000;
+
+/// Events from an iterator as JSON Lines, or as a table printed a chunk of rows at a
+/// time (the header once; columns sized per chunk), so memory stays bounded however
+/// many events there are.
+fn print_event_stream(
+    ctx: &Context,
+    store: &Store,
+    events: impl Iterator<Item = batpak::Result<StoredEvent>>,
+) -> Outcome {
     let names = store.kind_names();
-    if ctx.json {
-        let mut text = String::new();
-        for e in events {
-            text.push_str(&event_json(e, &names).to_string());
-            text.push('\n');
+    let mut chunk: Vec<StoredEvent> = Vec::with_capacity(TABLE_CHUNK.min(64));
+    let mut printed_any = false;
+    let flush = |chunk: &mut Vec<StoredEvent>, printed_any: &mut bool| -> Outcome {
+        if chunk.is_empty() {
+            return Ok(());
         }
+        let mut text = String::new();
+        if ctx.json {
+            for e in chunk.iter() {
+                text.push_str(&event_json(e, &names).to_string());
+                text.push('\n');
+            }
+        } else {
+            let table = events_table(chunk, &names);
+            match table.split_once('\n') {
+                Some((_, rows)) if *printed_any => text.push_str(rows),
+                _ => text.push_str(&table),
+            }
+        }
+        *printed_any = true;
+        chunk.clear();
         out(&text)
-    } else if events.is_empty() {
-        out("no events\n")
-    } else {
-        out(&events_table(events, &names))
+    };
+    for event in events {
+        chunk.push(event?);
+        if chunk.len() >= TABLE_CHUNK || (ctx.json && chunk.len() >= 64) {
+            flush(&mut chunk, &mut printed_any)?;
+        }
     }
+    flush(&mut chunk, &mut printed_any)?;
+    if !printed_any && !ctx.json {
+        out("no events\n")?;
+    }
+    Ok(())
 }
 
 fn region(filters: &Filters) -> Result<Region, Failure> {

@@ -7,7 +7,7 @@ use batpak::graph::EdgeKind;
 use batpak::EventId;
 use serde_json::{json, Value};
 
-use super::{found, out, print_events, print_json, region};
+use super::{found, out, print_event_stream, print_events, print_json, region};
 use crate::cli::{Filters, GraphFormat};
 use crate::render::{event_detail, event_json, events_table, table};
 use crate::{Context, Failure, Outcome};
@@ -39,14 +39,24 @@ pub fn stream(ctx: &Context, entity: &str) -> Outcome {
 pub fn query(ctx: &Context, filters: &Filters, reverse_before: Option<u64>) -> Outcome {
     let store = ctx.open_read()?;
     let limit = filters.limit.unwrap_or(usize::MAX);
-    let events = match reverse_before {
+    match reverse_before {
         Some(before) => {
             let region = region(filters)?.sequences(filters.after.saturating_add(1)..);
-            store.query_reverse(&region, before, limit)?
+            print_event_stream(
+                ctx,
+                &store,
+                store.events_reverse(&region, before).take(limit),
+            )
         }
-        None => store.query(&region(filters)?, filters.after, limit)?,
-    };
-    print_events(ctx, &store, &events)
+        None => {
+            let region = region(filters)?;
+            print_event_stream(
+                ctx,
+                &store,
+                store.events(&region, filters.after).take(limit),
+            )
+        }
+    }
 }
 
 pub fn entities(

@@ -36,20 +36,18 @@ pub fn export(ctx: &Context, filters: &Filters, output: Option<&Path>) -> Outcom
     };
     let total = store.frontier().visible;
     let mut progress = Progress::new();
-    let (mut after, mut written) = (filters.after, 0usize);
+    let mut written = 0usize;
     let mut text = String::new();
-    while written < limit {
-        let page = store.query(&region, after, (limit - written).min(4096))?;
-        let Some(last) = page.last() else { break };
-        after = last.sequence;
-        for e in &page {
-            text.clear();
-            text.push_str(&serde_json::to_string(&store.export_line(e))?);
-            text.push('\n');
-            sink.write_all(text.as_bytes()).map_err(failed)?;
+    for event in store.events(&region, filters.after).take(limit) {
+        let e = event?;
+        text.clear();
+        text.push_str(&serde_json::to_string(&store.export_line(&e))?);
+        text.push('\n');
+        sink.write_all(text.as_bytes()).map_err(failed)?;
+        written += 1;
+        if written % 4096 == 0 {
+            progress.update("exporting", e.sequence, total);
         }
-        written += page.len();
-        progress.update("exporting", after, total);
     }
     sink.flush().map_err(failed)?;
     progress.finish();
