@@ -45,7 +45,7 @@ pub fn export(ctx: &Context, filters: &Filters, output: Option<&Path>) -> Outcom
         text.push('\n');
         sink.write_all(text.as_bytes()).map_err(failed)?;
         written += 1;
-        if written % 4096 == 0 {
+        if written.is_multiple_of(4096) {
             progress.update("exporting", e.sequence, total);
         }
     }
