@@ -149,6 +149,19 @@ pub enum Command {
     },
     /// Counts, watermarks and how the store was opened.
     Stats,
+    /// Make a new Ed25519 signing key: the secret (64 hex digits) goes to FILE,
+    /// created with mode 0600 (never overwritten); the public key (for --trust-key)
+    /// is printed. Use it with `--signing-key "$(cat FILE)"`.
+    Keygen {
+        /// Where to write the secret key.
+        file: PathBuf,
+    },
+    /// Print the public half (for --trust-key) and key id of --signing-key /
+    /// $BATPAK_SIGNING_KEY, or of the secret key in FILE.
+    Pubkey {
+        /// A file holding the secret key (as `keygen` writes it).
+        file: Option<PathBuf>,
+    },
     /// Append one event with a JSON payload (an argument, or standard input).
     Append(AppendArgs),
     /// Append every event of a JSON Lines file (as `export` writes, or

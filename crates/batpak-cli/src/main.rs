@@ -24,6 +24,9 @@ use cli::{Cli, Command};
 pub struct Failure {
     message: String,
     code: u8,
+    /// The stable error code `--json` reports: the library's (`Error::code`) or the
+    /// tool's own (`"usage"` for a request it cannot carry out as given).
+    kind: &'static str,
 }
 
 impl Failure {
@@ -32,6 +35,7 @@ impl Failure {
         Failure {
             message: message.into(),
             code: 1,
+            kind: "usage",
         }
     }
 }
@@ -43,6 +47,7 @@ impl Failure {
         Failure {
             message: String::new(),
             code: 0,
+            kind: "stdout_closed",
         }
     }
 
@@ -59,19 +64,28 @@ impl Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        Failure::new(e.to_string())
+        Failure {
+            kind: e.code(),
+            ..Failure::new(e.to_string())
+        }
     }
 }
 
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Self {
-        Failure::new(e.to_string())
+        Failure {
+            kind: "io",
+            ..Failure::new(e.to_string())
+        }
     }
 }
 
 impl From<serde_json::Error> for Failure {
     fn from(e: serde_json::Error) -> Self {
-        Failure::new(format!("JSON: {e}"))
+        Failure {
+            kind: "json",
+            ..Failure::new(format!("JSON: {e}"))
+        }
     }
 }
 
@@ -84,7 +98,7 @@ pub struct Context {
     /// `--dir` (or `$BATPAK_DIR`) was given.
     pub dir_given: bool,
     pub json: bool,
-    signing_key: Option<SigningKey>,
+    pub signing_key: Option<SigningKey>,
     trusted: Vec<VerifyingKey>,
 }
 
@@ -140,10 +154,13 @@ impl Context {
         if self.dir.join("segments").is_dir() {
             Ok(())
         } else {
-            Err(Failure::new(format!(
-                "no batpak store at {} (set --dir or BATPAK_DIR; `batpak demo` makes one)",
-                self.dir.display()
-            )))
+            Err(Failure {
+                kind: "no_store",
+                ..Failure::new(format!(
+                    "no batpak store at {} (set --dir or BATPAK_DIR; `batpak demo` makes one)",
+                    self.dir.display()
+                ))
+            })
         }
     }
 
@@ -157,10 +174,13 @@ impl Context {
             }
             _ => String::new(),
         };
-        Failure::new(format!(
-            "cannot open the store at {}: {e}{hint}",
-            self.dir.display()
-        ))
+        Failure {
+            kind: e.code(),
+            ..Failure::new(format!(
+                "cannot open the store at {}: {e}{hint}",
+                self.dir.display()
+            ))
+        }
     }
 }
 
@@ -199,6 +219,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) if f.code == 0 => ExitCode::SUCCESS,
+        Err(f) if ctx.json => {
+            let body = serde_json::json!({ "error": { "code": f.kind, "message": f.message } });
+            let _ = writeln!(std::io::stderr(), "{body}");
+            ExitCode::from(f.code)
+        }
         Err(f) => {
             let _ = writeln!(std::io::stderr(), "error: {}", f.message);
             ExitCode::from(f.code)
@@ -232,6 +257,8 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Correlated { id } => read::correlated(ctx, id),
         Command::Graph { id, depth, format } => read::graph(ctx, id, depth, format),
         Command::Stats => read::stats(ctx),
+        Command::Keygen { file } => proof::keygen(ctx, &file),
+        Command::Pubkey { file } => proof::pubkey(ctx, file.as_deref()),
         Command::Append(args) => write::append(ctx, args),
         Command::Import(args) => transfer::import(ctx, &args),
         Command::Verify { filters } => proof::verify(ctx, &filters),

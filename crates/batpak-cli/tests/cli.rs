@@ -1345,3 +1345,84 @@ fn catalogue_commands_list_entities_scopes_kinds_and_counts() {
         .collect();
     assert_eq!(tail, vec![3, 4]);
 }
+
+#[test]
+fn keygen_and_pubkey_make_and_show_keys_and_json_errors_carry_a_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let key = tmp.path().join("signing.key");
+    let made = ok(&dir, &["keygen", key.to_str().unwrap()]);
+    assert!(made.contains("(mode 0600)"), "{made}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let secret = std::fs::read_to_string(&key).unwrap().trim().to_string();
+    assert_eq!(secret.len(), 64);
+    fails(&dir, &["keygen", key.to_str().unwrap()], "never overwrites");
+    let shown: Value =
+        serde_json::from_str(&ok(&dir, &["pubkey", key.to_str().unwrap(), "--json"])).unwrap();
+    let public = shown["public_key"].as_str().unwrap().to_string();
+    assert!(made.contains(&public));
+    let from_flag: Value =
+        serde_json::from_str(&ok(&dir, &["--signing-key", &secret, "pubkey", "--json"])).unwrap();
+    assert_eq!(from_flag["public_key"], shown["public_key"]);
+    fails(&dir, &["pubkey"], "no key");
+    std::fs::write(tmp.path().join("bad.key"), "zz").unwrap();
+    let o = batpak(
+        &dir,
+        &["pubkey", tmp.path().join("bad.key").to_str().unwrap()],
+    );
+    assert!(
+        !o.status.success() && !stderr(&o).contains("zz"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A receipt signed with the key verifies with --trust-key PUBLIC elsewhere.
+    let receipt = ok(
+        &dir,
+        &[
+            "--signing-key",
+            &secret,
+            "append",
+            "--entity",
+            "e",
+            "--scope",
+            "s",
+            "--kind",
+            "1:1",
+            "--json",
+            "{}",
+        ],
+    );
+    let checked = batpak_with_input(
+        &dir,
+        &["--trust-key", &public, "verify-receipt"],
+        Some(&receipt),
+    );
+    let signed_by = format!("signed by key {}", shown["key_id"].as_str().unwrap());
+    assert!(
+        stdout(&checked).contains(&signed_by),
+        "{}",
+        stdout(&checked)
+    );
+
+    // --json errors: one JSON object on stderr with a stable code.
+    let o = batpak(&tmp.path().join("none"), &["--json", "stats"]);
+    let err: Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(err["error"]["code"], "no_store");
+    let o = batpak(
+        &dir,
+        &[
+            "--json", "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "--expect",
+            "none", "{}",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err: Value = serde_json::from_str(stderr(&o).trim()).unwrap();
+    assert_eq!(err["error"]["code"], "version_conflict");
+    assert!(err["error"]["message"].as_str().unwrap().contains("entity"));
+}

@@ -277,6 +277,48 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// A stable, snake_case name of the error's kind (`"version_conflict"`,
+    /// `"corrupt"`, ...), for programs that branch on it: the CLI's `--json` errors
+    /// and the server's error bodies carry it. A code is never renamed or reused.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Io { .. } => "io",
+            Error::Locked { .. } => "locked",
+            Error::ReadOnly => "read_only",
+            Error::Poisoned { .. } => "poisoned",
+            Error::InvalidCoordinate { .. } => "invalid_coordinate",
+            Error::InvalidMetadata { .. } => "invalid_metadata",
+            Error::InvalidKind { .. } => "invalid_kind",
+            Error::ReservedKind { .. } => "reserved_kind",
+            Error::VersionConflict { .. } => "version_conflict",
+            Error::IdempotencyConflict { .. } => "idempotency_conflict",
+            Error::UnknownCausation { .. } => "unknown_causation",
+            Error::InvalidBatchReference { .. } => "invalid_batch_reference",
+            Error::NotPreserved { .. } => "not_preserved",
+            Error::DuplicateIdempotencyKey { .. } => "duplicate_idempotency_key",
+            Error::TooLarge { .. } => "too_large",
+            Error::EmptyBatch => "empty_batch",
+            Error::Corrupt { .. } => "corrupt",
+            Error::UnsupportedFormat { .. } => "unsupported_format",
+            Error::Encode { .. } => "encode",
+            Error::Decode { .. } => "decode",
+            Error::InvalidConfig { .. } => "invalid_config",
+            Error::KindCollision { .. } => "kind_collision",
+            Error::ProjectionFailed { .. } => "projection_failed",
+            Error::InvalidEventId { .. } => "invalid_event_id",
+            Error::NoSuchEvent { .. } => "no_such_event",
+            Error::CannotRedact { .. } => "cannot_redact",
+            Error::Redacted { .. } => "redacted",
+            Error::CursorRegionMismatch { .. } => "cursor_region_mismatch",
+            Error::CursorInUse { .. } => "cursor_in_use",
+            Error::InvalidCommit { .. } => "invalid_commit",
+            Error::Timeout { .. } => "timeout",
+            Error::Malformed { .. } => "malformed",
+        }
+    }
+}
+
 /// The rule a coordinate component broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -347,6 +389,39 @@ pub(crate) fn io_err(
 mod tests {
     use super::*;
     use std::error::Error as _;
+
+    /// Golden: programs branch on these codes, so they must not drift.
+    #[test]
+    fn error_codes_are_stable() {
+        let cases: [(Error, &str); 5] = [
+            (Error::ReadOnly, "read_only"),
+            (Error::EmptyBatch, "empty_batch"),
+            (
+                Error::VersionConflict {
+                    entity: "a".into(),
+                    expected: ExpectedVersion::NoStream,
+                    actual: Some(0),
+                },
+                "version_conflict",
+            ),
+            (
+                Error::NoSuchEvent {
+                    id: EventId::from_u128(1),
+                },
+                "no_such_event",
+            ),
+            (
+                Error::Malformed {
+                    what: "receipt",
+                    detail: String::new(),
+                },
+                "malformed",
+            ),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.code(), code, "{e}");
+        }
+    }
 
     #[test]
     fn a_poisoned_store_names_and_keeps_its_cause() {

@@ -176,3 +176,83 @@ pub fn verify_anchor(ctx: &Context, anchor: Option<String>) -> Outcome {
         Err(Failure::new(verdict))
     }
 }
+
+pub fn keygen(ctx: &Context, file: &std::path::Path) -> Outcome {
+    use std::io::Write;
+    let key = batpak::proof::SigningKey::generate()?;
+    let secret: String = key.to_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(file).map_err(|e| {
+        Failure::new(format!(
+            "cannot create {} for the secret key: {e}{}",
+            file.display(),
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                " (keygen never overwrites a key)"
+            } else {
+                ""
+            }
+        ))
+    })?;
+    f.write_all(format!("{secret}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| Failure::new(format!("cannot write {}: {e}", file.display())))?;
+    print_key(ctx, &key, Some(file))
+}
+
+pub fn pubkey(ctx: &Context, file: Option<&std::path::Path>) -> Outcome {
+    let key = match (file, &ctx.signing_key) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| Failure::new(format!("cannot read {}: {e}", path.display())))?;
+            text.trim()
+                .parse::<batpak::proof::SigningKey>()
+                .map_err(|e| {
+                    Failure::new(format!(
+                        "{} holds no secret key (not shown): {e}",
+                        path.display()
+                    ))
+                })?
+        }
+        (None, Some(key)) => key.clone(),
+        (None, None) => {
+            return Err(Failure::new(
+                "no key: give a FILE, --signing-key HEX or $BATPAK_SIGNING_KEY".to_string(),
+            ))
+        }
+    };
+    print_key(ctx, &key, None)
+}
+
+fn print_key(
+    ctx: &Context,
+    key: &batpak::proof::SigningKey,
+    file: Option<&std::path::Path>,
+) -> Outcome {
+    let public = key.verifying_key();
+    if ctx.json {
+        print_json(&json!({
+            "public_key": public.to_string(),
+            "key_id": key.key_id().to_string(),
+            "secret_file": file.map(|f| f.display().to_string()),
+        }))
+    } else {
+        let mut text = String::new();
+        if let Some(f) = file {
+            text.push_str(&format!(
+                "secret key written to {} (mode 0600)\n",
+                f.display()
+            ));
+        }
+        text.push_str(&format!(
+            "public key {public}\nkey id     {}\n",
+            key.key_id()
+        ));
+        out(&text)
+    }
+}
