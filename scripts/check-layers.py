@@ -23,8 +23,8 @@ TABLE = """
 base:    error id kind coordinate metadata options hash sync clock sign registry report report/*
 format:  format format/*
 model:   chain event kinds receipt
-storage: fault fault/* dir segment segment/*
-engine:  index query checkpoint open writer writer/*
+storage: fault fault/* dir live segment segment/*
+engine:  index query checkpoint open follow writer writer/*
 facade:  cache store graph events
 above:   projection gate decide delivery delivery/* redact repair backup verify builder export catalogue fuzz_api
 root:    lib

@@ -90,6 +90,32 @@ impl Store {
     }
 }
 
+/// How often a subscription on a view looks at the writer's live mark: the bound on
+/// how late a follower in another process sees an append.
+pub(crate) const FOLLOW_POLL: Duration = Duration::from_millis(5);
+
+/// Refreshes a view every `FOLLOW_POLL` until it holds events after `scanned`;
+/// `false` when the deadline passed first.
+fn follow_until(store: &Store, deadline: Option<Instant>, scanned: u64) -> Result<bool> {
+    loop {
+        store.refresh()?;
+        if store.visible_sequence() > scanned {
+            return Ok(true);
+        }
+        let pause = match deadline {
+            None => FOLLOW_POLL,
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Ok(false);
+                }
+                FOLLOW_POLL.min(d - now)
+            }
+        };
+        std::thread::sleep(pause);
+    }
+}
+
 /// Why `recv` returned no event.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -248,6 +274,14 @@ impl<'s> Subscription<'s> {
             }
             let scanned = self.scanned;
             let store = self.store;
+            if store.follows() {
+                // A view: nobody in this process appends, so look at the writer's
+                // mark every FOLLOW_POLL until it moves past what was scanned.
+                if !follow_until(store, deadline, scanned).map_err(RecvError::Failed)? {
+                    return Err(RecvError::Timeout);
+                }
+                continue;
+            }
             if !store
                 .signal()
                 .wait_until(deadline, || store.visible_sequence() > scanned)
@@ -292,7 +326,11 @@ impl<'s> Subscription<'s> {
     /// Fetches the next page of matching events; `false` when the log has nothing
     /// after `scanned` yet (the subscriber has caught up).
     fn fill(&mut self) -> Result<bool> {
-        let visible = self.store.visible_sequence();
+        let mut visible = self.store.visible_sequence();
+        if self.scanned >= visible && self.store.follows() {
+            self.store.refresh()?;
+            visible = self.store.visible_sequence();
+        }
         if self.scanned >= visible {
             self.caught_up_at = Some(visible);
             return Ok(false);

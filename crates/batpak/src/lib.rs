@@ -71,6 +71,7 @@ mod event;
 mod events;
 mod export;
 mod fault;
+mod follow;
 mod format;
 #[cfg(feature = "fuzzing")]
 mod fuzz_api;
@@ -81,6 +82,7 @@ mod id;
 mod index;
 mod kind;
 mod kinds;
+mod live;
 mod metadata;
 mod open;
 mod options;

@@ -69,6 +69,8 @@ pub struct Store {
     cursors: Mutex<HashSet<String>>,
     /// The names recorded for the kinds this store holds.
     kind_names: KindNames,
+    /// A view's reader of what another process appends (`None` otherwise).
+    follower: Option<crate::follow::Follower>,
     /// `None` for a view (`open_view`), which takes no lock.
     _lock: Option<DirLock>,
 }
@@ -115,6 +117,18 @@ impl Store {
                 )?;
                 writer.lock = dir_lock.as_ref().and_then(DirLock::identity);
                 writer.clock = config.clock;
+                let visible = crate::sync::read(&index).last_sequence();
+                writer.live = match crate::live::LiveMark::create(&dir, &writer.store_id(), visible)
+                {
+                    Ok(mark) => Some(mark),
+                    Err(e) => {
+                        log_warn!(
+                            "no live mark: views of {} will not follow: {e}",
+                            dir.display()
+                        );
+                        None
+                    }
+                };
                 Some(Arc::new(writer))
             }
             _ => None,
@@ -123,6 +137,8 @@ impl Store {
             Some((w, SyncPolicy::Interval(every))) => Some(Flusher::start(Arc::clone(w), every)?),
             _ => None,
         };
+        let follower = (writer.is_none() && dir_lock.is_none())
+            .then(|| crate::follow::Follower::new(&dir, &segments, DEFAULT_SEGMENT_SIZE));
         let mut store = Store {
             dir,
             index,
@@ -137,10 +153,32 @@ impl Store {
             signal,
             cursors: Mutex::default(),
             kind_names: KindNames::default(),
+            follower,
             _lock: dir_lock,
         };
         store.report.kind_renames = store.load_kind_names()?;
         Ok(store)
+    }
+
+    /// For a view (`StoreBuilder::open_view`) of a store another process writes: reads
+    /// the events the writer has made visible since, so reads, queries and the
+    /// catalogue see them. Returns how many were added (0 for other stores, which see
+    /// their own appends at once). Subscriptions on a view call it themselves.
+    pub fn refresh(&self) -> Result<u64> {
+        let Some(follower) = &self.follower else {
+            return Ok(0);
+        };
+        let added = follower.catch_up(&self.index, &self.segments)?;
+        if added > 0 {
+            self.load_kind_names()?;
+            self.signal.notify();
+        }
+        Ok(added)
+    }
+
+    /// Whether this store is a view that follows another process's appends.
+    pub(crate) fn follows(&self) -> bool {
+        self.follower.is_some()
     }
 
     /// Reads the recorded kind names; returns the kinds this program names otherwise.

@@ -96,6 +96,9 @@ pub(crate) struct Writer {
     pub(crate) lock: Option<crate::dir::LockIdentity>,
     /// Where timestamps come from (`StoreBuilder::clock`).
     pub(crate) clock: Arc<dyn crate::clock::Clock>,
+    /// The live mark followers in other processes read (`None` when it could not be
+    /// made: then views do not follow).
+    pub(crate) live: Option<crate::live::LiveMark>,
     policy: SyncPolicy,
     segment_size: u64,
     state: Mutex<State>,
@@ -160,6 +163,7 @@ impl Writer {
             checkpoint_due: std::sync::atomic::AtomicBool::new(false),
             lock: None,
             clock: Arc::new(crate::clock::SystemClock),
+            live: None,
             unpublished: Mutex::new(VecDeque::new()),
             active_file,
             poison: OnceLock::new(),
@@ -170,6 +174,11 @@ impl Writer {
     }
 
     /// The sync policy appends follow.
+    /// The store id every segment of this store carries.
+    pub(crate) fn store_id(&self) -> [u8; 16] {
+        lock(&self.state).active.store_id()
+    }
+
     pub(crate) fn policy(&self) -> SyncPolicy {
         self.policy
     }
@@ -625,6 +634,9 @@ impl Writer {
                 None => lock(&self.unpublished).push_back(OwnedEntry::from_entry(&entry)),
             }
         }
+        if visible_now {
+            self.announce(last);
+        }
         drop(index);
         self.written.store(last, Ordering::Release);
         self.appends.fetch_add(1, Ordering::Release);
@@ -745,8 +757,16 @@ impl Writer {
                         detail,
                     })?;
             }
+            self.announce(index.last_sequence());
         }
         Ok(target)
+    }
+
+    /// Tells followers in other processes how far the index goes (the live mark).
+    fn announce(&self, visible: u64) {
+        if let Some(mark) = &self.live {
+            mark.publish(visible);
+        }
     }
 
     /// The sequence the idempotency map holds for `key`.

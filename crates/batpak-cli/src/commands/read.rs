@@ -1,8 +1,5 @@
 //! Reading commands: events by id, entity, filters or links; graphs; stats.
 
-use std::path::Path;
-use std::time::Duration;
-
 use batpak::graph::EdgeKind;
 use batpak::EventId;
 use serde_json::{json, Value};
@@ -157,23 +154,23 @@ pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
     if !follow {
         return Ok(());
     }
-    let mut last = store.frontier().visible.max(filters.after);
-    drop(store);
-    // Other processes append: when the segment files change, reopen a view (no lock)
-    // and print what is new.
-    let mut seen = segments_fingerprint(&ctx.dir);
+    // Follow: a subscription on the view, which reads what the writer process makes
+    // visible (its live mark) within a few milliseconds, through rotations.
+    let from = store.frontier().visible.max(filters.after);
+    let mut live = store.subscribe_from(region, from + 1).lag_limit(u64::MAX);
     loop {
-        std::thread::sleep(Duration::from_millis(250));
-        let now = segments_fingerprint(&ctx.dir);
-        if now == seen {
-            continue;
-        }
-        seen = now;
-        let store = ctx.open_view()?;
-        let new = store.query(&region, last, usize::MAX)?;
-        last = store.frontier().visible.max(last);
-        if new.is_empty() {
-            continue;
+        let first = match live.recv() {
+            Ok(e) => e,
+            Err(batpak::RecvError::Failed(e)) => return Err(e.into()),
+            Err(other) => return Err(Failure::new(format!("following stopped: {other}"))),
+        };
+        let mut new = vec![first];
+        while new.len() < 1000 {
+            match live.try_recv() {
+                Ok(e) => new.push(e),
+                Err(batpak::RecvError::Failed(e)) => return Err(e.into()),
+                Err(_) => break,
+            }
         }
         if ctx.json {
             print_events(ctx, &store, &new)?;
@@ -183,22 +180,6 @@ pub fn tail(ctx: &Context, filters: &Filters, follow: bool) -> Outcome {
             out(table.split_once('\n').map_or("", |(_, rows)| rows))?;
         }
     }
-}
-
-/// The number of segment files and the total of their lengths: changes with every
-/// append, and costs one directory listing.
-fn segments_fingerprint(dir: &Path) -> (usize, u64) {
-    let mut files = 0;
-    let mut bytes = 0;
-    for entry in std::fs::read_dir(dir.join("segments"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        files += 1;
-        bytes += entry.metadata().map_or(0, |m| m.len());
-    }
-    (files, bytes)
 }
 
 pub fn walk(ctx: &Context, id: EventId, limit: usize) -> Outcome {

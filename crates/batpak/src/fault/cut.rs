@@ -1008,6 +1008,9 @@ fn snapshot(dir: &Path) -> std::io::Result<BTreeMap<PathBuf, Option<Vec<u8>>>> {
     let mut out = BTreeMap::new();
     let mut unsupported = None;
     read_tree(dir, Path::new(""), &mut out, &mut unsupported)?;
+    // The live mark is written through a shared map, outside the seam, and is a hint
+    // for followers that no open reads: not part of what a crash must preserve.
+    out.remove(Path::new(crate::live::LIVE_FILE));
     match unsupported {
         Some(why) => Err(std::io::Error::other(why)),
         None => Ok(out),

@@ -110,6 +110,18 @@ impl SegmentFile {
         Ok(filled)
     }
 
+    /// Raises the known length to the file's length now: for a view following a file
+    /// another process appends to (bytes already in the file are never rewritten by
+    /// appends, so reading them is safe).
+    pub(crate) fn refresh_len(&self) -> Result<u64> {
+        let now = self
+            .file
+            .metadata()
+            .map_err(io_err("stat segment", &self.path))?
+            .len();
+        Ok(self.len.fetch_max(now, Ordering::AcqRel).max(now))
+    }
+
     /// The mapped bytes from `offset` to the end of the file's known contents, when the
     /// map covers them.
     pub(crate) fn mapped_from(&self, offset: u64) -> Option<&[u8]> {
