@@ -38,6 +38,11 @@ pub struct Cli {
     )]
     pub signing_key: Option<SigningKey>,
 
+    /// How long a writing command waits for a store another process holds (`10s`,
+    /// `500ms`) before failing with "locked". Default: fail at once.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg)]
+    pub wait: Option<std::time::Duration>,
+
     /// An Ed25519 public key (64 hex digits) whose signatures to accept; repeatable.
     #[arg(long = "trust-key", global = true, value_name = "HEX")]
     pub trust_keys: Vec<VerifyingKey>,
@@ -330,6 +335,12 @@ pub struct Filters {
     /// Only events stamped before this time (same forms as --since).
     #[arg(long, value_parser = time_arg, value_name = "TIME")]
     pub until: Option<u64>,
+}
+
+/// `--wait`: a duration such as `10s` or `500ms`.
+fn duration_arg(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not a duration like 10s or 500ms ({e})"))
 }
 
 /// `--since` / `--until`: RFC 3339, or a duration before now; Unix nanoseconds.

@@ -100,11 +100,14 @@ pub struct Context {
     pub json: bool,
     pub signing_key: Option<SigningKey>,
     trusted: Vec<VerifyingKey>,
+    /// `--wait`: how long a writing open waits for a held lock.
+    wait: std::time::Duration,
 }
 
 impl Context {
     fn builder(&self, dir: &Path) -> StoreBuilder {
         let mut b = Store::builder(dir).allow_kind_collisions(true);
+        b = b.lock_wait(self.wait);
         if let Some(k) = &self.signing_key {
             b = b.signing_key(k.clone());
         }
@@ -118,7 +121,9 @@ impl Context {
     /// writes. A directory with no store is an error naming it.
     pub fn open_read(&self) -> Result<Store, Failure> {
         self.require_store()?;
-        let store = match self.builder(&self.dir).open_read_only() {
+        // A reader never waits: a store a writer holds is read through a view.
+        let reader = self.builder(&self.dir).lock_wait(std::time::Duration::ZERO);
+        let store = match reader.open_read_only() {
             Err(Error::Locked { .. }) => self.builder(&self.dir).open_view()?,
             other => other.map_err(|e| self.open_failure(e))?,
         };
@@ -214,6 +219,7 @@ fn main() -> ExitCode {
         json: cli.json,
         signing_key: cli.signing_key,
         trusted: cli.trust_keys,
+        wait: cli.wait.unwrap_or_default(),
     };
     let result = run(&ctx, cli.command);
     match result {

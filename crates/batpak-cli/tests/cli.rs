@@ -1426,3 +1426,34 @@ fn keygen_and_pubkey_make_and_show_keys_and_json_errors_carry_a_code() {
     assert_eq!(err["error"]["code"], "version_conflict");
     assert!(err["error"]["message"].as_str().unwrap().contains("entity"));
 }
+
+#[test]
+fn wait_lets_a_write_take_a_store_another_process_releases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build(&dir);
+    let held = Store::open(&dir).unwrap();
+    let args = [
+        "append", "--entity", "e", "--scope", "s", "--kind", "1:1", "{}",
+    ];
+    let mut quick = vec!["--wait", "100ms"];
+    quick.extend(args);
+    fails(&dir, &quick, "locked");
+    let mut patient = vec!["--wait", "20s"];
+    patient.extend(args);
+    let child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .arg("--dir")
+        .arg(&dir)
+        .args(&patient)
+        .env_remove("BATPAK_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    held.close().unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("appended seq 5"), "{}", stdout(&o));
+    rejected(&dir, &["--wait", "soon", "stats"], "--wait", "soon");
+}

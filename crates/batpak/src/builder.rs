@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::cache::DEFAULT_PROJECTION_CACHE;
 use crate::clock::{Clock, SystemClock};
@@ -25,7 +26,11 @@ pub struct StoreBuilder {
     signing_key: Option<SigningKey>,
     trusted_keys: Vec<VerifyingKey>,
     clock: Arc<dyn Clock>,
+    lock_wait: Duration,
 }
+
+/// How often `open` retries a held lock within `lock_wait`.
+const LOCK_RETRY: Duration = Duration::from_millis(20);
 
 impl StoreBuilder {
     /// Default `segment_size`: 64 MiB.
@@ -49,6 +54,28 @@ impl StoreBuilder {
     pub fn clock(mut self, clock: impl Clock + 'static) -> Self {
         self.clock = Arc::new(clock);
         self
+    }
+
+    /// How long `open` (and `open_read_only`) waits for a directory lock another
+    /// process or `Store` holds, retrying every 20 ms, before it fails with
+    /// `Error::Locked`. Default: zero, fail at once.
+    #[must_use]
+    pub fn lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// Takes the directory lock, waiting up to `lock_wait` while it is held.
+    fn acquire(&self, shared: bool) -> Result<DirLock> {
+        let deadline = Instant::now() + self.lock_wait;
+        loop {
+            match DirLock::acquire(&self.dir, shared) {
+                Err(Error::Locked { .. }) if Instant::now() < deadline => {
+                    std::thread::sleep(LOCK_RETRY.min(deadline - Instant::now()));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sign every receipt and anchor with this key. Its public half is trusted for
@@ -135,7 +162,7 @@ impl StoreBuilder {
         self.validate()?;
         let collisions = self.check_kinds()?;
         crate::dir::fs::create_dir_all(&self.dir).map_err(io_err("create directory", &self.dir))?;
-        let lock = DirLock::acquire(&self.dir, false)?;
+        let lock = self.acquire(false)?;
         let mut loaded = load(&self.dir, false, self.segment_size)?;
         loaded.report.kind_collisions = collisions;
         let writer = WriterConfig {
@@ -187,7 +214,7 @@ impl StoreBuilder {
         }
         let collisions = self.check_kinds()?;
         let lock = if lock {
-            Some(DirLock::acquire(&self.dir, true)?)
+            Some(self.acquire(true)?)
         } else {
             None
         };
@@ -215,6 +242,7 @@ impl Store {
             signing_key: None,
             trusted_keys: Vec::new(),
             clock: Arc::new(SystemClock),
+            lock_wait: Duration::ZERO,
         }
     }
 

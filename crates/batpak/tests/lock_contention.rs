@@ -490,3 +490,30 @@ fn reopen_is_not_locked_by_a_child_spawned_meanwhile() {
          child processes were spawned, although every earlier store was closed"
     );
 }
+
+/// `lock_wait` waits for a held lock and takes it once it is released; without it,
+/// or past it, the open fails with `Error::Locked` naming the lock file.
+#[test]
+fn an_open_waits_for_a_held_lock_as_long_as_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = batpak::Store::open(dir.path()).unwrap();
+    let started = std::time::Instant::now();
+    match batpak::Store::builder(dir.path())
+        .lock_wait(std::time::Duration::from_millis(150))
+        .open()
+    {
+        Err(batpak::Error::Locked { path }) => assert!(path.ends_with("LOCK")),
+        other => panic!("{other:?}"),
+    }
+    assert!(started.elapsed() >= std::time::Duration::from_millis(150));
+    let path = dir.path().to_path_buf();
+    let waiter = std::thread::spawn(move || {
+        batpak::Store::builder(&path)
+            .lock_wait(std::time::Duration::from_secs(20))
+            .open()
+            .map(|s| s.frontier().visible)
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    held.close().unwrap();
+    assert_eq!(waiter.join().unwrap().unwrap(), 0);
+}
