@@ -3,9 +3,9 @@
 //! The copy holds exactly the visible events at the moment it starts: every segment
 //! before the one holding the newest visible event in full (their events are all
 //! visible), and that segment up to the end of that event. Redactions wait while the
-//! bytes are copied, so no half-rewritten record is copied. Cursor files come along;
-//! the index checkpoint and projection snapshots do not (the copy rebuilds the index
-//! when first opened). Everything is written under a temporary name, fsynced, and
+//! bytes are copied, so no half-rewritten record is copied. Cursor files come along,
+//! and (from a writable store) an index checkpoint of exactly the copied events, so
+//! the copy opens without a rebuild; projection snapshots do not. Everything is written under a temporary name, fsynced, and
 //! renamed into place, so the destination is either absent or a complete store.
 
 use std::path::{Path, PathBuf};
@@ -143,6 +143,16 @@ impl Store {
                 }
             }
             sync_dir(&target)?;
+        }
+        drop(_no_rewrites);
+        // An index checkpoint of exactly what was copied, so the copy opens without a
+        // rebuild (written after the rewrite guard is let go: reading the last record
+        // may have to wait for a rewrite). Only a writable store has the idempotency
+        // keys a checkpoint must carry; a read-only one's copy rebuilds them when opened.
+        if let (Some((last_segment, _)), Ok(writer)) = (end, self.writer()) {
+            if let Some(c) = writer.checkpoint_upto(events) {
+                crate::checkpoint::write_covering(staging, segments, c, last_segment)?;
+            }
         }
         sync_dir(staging)?;
         Ok(copied)

@@ -148,7 +148,18 @@ pub(crate) fn trusted(c: &Checkpoint, files: &[(u64, PathBuf)]) -> std::result::
 /// Completes `c`, exported from the index through its last event (whose record
 /// `c.segment`/`c.offset` locate), with the end of that record, the writer's resume
 /// point and the covered segments' lengths, and replaces the checkpoint file with it.
-pub(crate) fn write(dir: &Path, segments: &SegmentSet, mut c: Checkpoint) -> Result<()> {
+pub(crate) fn write(dir: &Path, segments: &SegmentSet, c: Checkpoint) -> Result<()> {
+    write_covering(dir, segments, c, u64::MAX)
+}
+
+/// `write`, listing only the segments up to `last_segment`: for a copy of the store
+/// (a backup) that holds no later segment.
+pub(crate) fn write_covering(
+    dir: &Path,
+    segments: &SegmentSet,
+    mut c: Checkpoint,
+    last_segment: u64,
+) -> Result<()> {
     // The watermark is the end of event n's record; its timestamp and id resume the writer.
     let (end, timestamp, id) = segments.with_record(Location::new(c.segment, c.offset), |v| {
         Ok((
@@ -165,6 +176,7 @@ pub(crate) fn write(dir: &Path, segments: &SegmentSet, mut c: Checkpoint) -> Res
     c.segments = segments
         .lengths()
         .into_iter()
+        .filter(|(number, _)| *number <= last_segment)
         .map(|(number, len)| match number.cmp(&c.segment) {
             std::cmp::Ordering::Less => (number, len),
             std::cmp::Ordering::Equal => (number, end),

@@ -792,33 +792,37 @@ impl Writer {
         if let Some(lock) = &self.lock {
             lock.check().map_err(|e| self.poisoned(e))?;
         }
-        let durable = self.durable();
-        let c = {
-            let state = lock(&self.state);
-            let index = crate::sync::read(&self.index);
-            let n = index.last_sequence().min(durable);
-            let Some(location) = index.location(n) else {
-                return Ok(()); // nothing durable to record yet
-            };
-            let mut c = Checkpoint {
-                store_id: state.active.store_id(),
-                ..Checkpoint::default()
-            };
-            index.export(&mut c, n);
-            c.idempotency = state
-                .idempotency
-                .iter()
-                .filter(|(_, &seq)| seq <= n)
-                .map(|(k, s)| (*k, *s))
-                .collect();
-            c.idempotency.sort_unstable_by_key(|&(_, seq)| seq);
-            c.segment = location.segment();
-            c.offset = location.offset();
-            c
+        let Some(c) = self.checkpoint_upto(self.durable()) else {
+            return Ok(()); // nothing durable to record yet
         };
         // No poison on failure: the journal is untouched, and whichever checkpoint the
         // directory holds afterwards (the old one, the new one, or none) stays true.
         crate::checkpoint::write(&self.dir, &self.segments, c)
+    }
+
+    /// The checkpoint of the index and idempotency keys through sequence `upto` (or
+    /// the index's end, if sooner), located at that event's record; `None` when there
+    /// is no event to record.
+    pub(crate) fn checkpoint_upto(&self, upto: u64) -> Option<Checkpoint> {
+        let state = lock(&self.state);
+        let index = crate::sync::read(&self.index);
+        let n = index.last_sequence().min(upto);
+        let location = index.location(n)?;
+        let mut c = Checkpoint {
+            store_id: state.active.store_id(),
+            ..Checkpoint::default()
+        };
+        index.export(&mut c, n);
+        c.idempotency = state
+            .idempotency
+            .iter()
+            .filter(|(_, &seq)| seq <= n)
+            .map(|(k, s)| (*k, *s))
+            .collect();
+        c.idempotency.sort_unstable_by_key(|&(_, seq)| seq);
+        c.segment = location.segment();
+        c.offset = location.offset();
+        Some(c)
     }
 
     /// Writes `pending` over the record it names: the only in-place mutation of a
