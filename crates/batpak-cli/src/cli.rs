@@ -38,6 +38,12 @@ pub struct Cli {
     )]
     pub signing_key: Option<SigningKey>,
 
+    /// Output form: `table` (aligned columns) or `csv` (RFC 4180, full payloads) for
+    /// lists; `text`, `dot` (Graphviz), `mermaid` or `json` for `graph`; `json` is
+    /// --json anywhere.
+    #[arg(long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+
     /// How long a writing command waits for a store another process holds (`10s`,
     /// `500ms`) before failing with "locked". Default: fail at once.
     #[arg(long, global = true, value_name = "DURATION", value_parser = duration_arg)]
@@ -148,9 +154,6 @@ pub enum Command {
         /// How many links away to go.
         #[arg(long, default_value_t = 2)]
         depth: usize,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
-        format: GraphFormat,
     },
     /// Counts, watermarks and how the store was opened.
     Stats,
@@ -335,6 +338,23 @@ pub struct Filters {
     /// Only events stamped before this time (same forms as --since).
     #[arg(long, value_parser = time_arg, value_name = "TIME")]
     pub until: Option<u64>,
+}
+
+/// `--format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns, payloads cut to fit (for `graph`: indented text).
+    Table,
+    /// Comma-separated values with a header line.
+    Csv,
+    /// `graph` as indented lines for people.
+    Text,
+    /// `graph` for Graphviz.
+    Dot,
+    /// `graph` as a Mermaid flowchart.
+    Mermaid,
+    /// JSON, as --json.
+    Json,
 }
 
 /// `--wait`: a duration such as `10s` or `500ms`.

@@ -102,6 +102,8 @@ pub struct Context {
     trusted: Vec<VerifyingKey>,
     /// `--wait`: how long a writing open waits for a held lock.
     wait: std::time::Duration,
+    /// `--format`.
+    pub format: cli::OutputFormat,
 }
 
 impl Context {
@@ -207,6 +209,9 @@ fn warn_tail(store: &Store, done: &str) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.format == cli::OutputFormat::Csv {
+        render::use_csv();
+    }
     let env_dir = std::env::var_os("BATPAK_DIR").map(PathBuf::from);
     let dir_given = cli.dir.is_some() || env_dir.is_some();
     let dir = cli
@@ -216,7 +221,8 @@ fn main() -> ExitCode {
     let ctx = Context {
         dir,
         dir_given,
-        json: cli.json,
+        json: cli.json || cli.format == cli::OutputFormat::Json,
+        format: cli.format,
         signing_key: cli.signing_key,
         trusted: cli.trust_keys,
         wait: cli.wait.unwrap_or_default(),
@@ -238,7 +244,18 @@ fn main() -> ExitCode {
 }
 
 fn run(ctx: &Context, command: Command) -> Outcome {
+    use cli::OutputFormat;
     use commands::{proof, read, transfer, write};
+    if matches!(
+        ctx.format,
+        OutputFormat::Text | OutputFormat::Dot | OutputFormat::Mermaid
+    ) && !matches!(command, Command::Graph { .. })
+    {
+        return Err(Failure::new(format!(
+            "--format {} is a form of `graph`; lists take table, csv or json",
+            format!("{:?}", ctx.format).to_lowercase()
+        )));
+    }
     match command {
         Command::Demo => demo::run(ctx),
         Command::Get { id, seq } => read::get(ctx, id, seq),
@@ -261,7 +278,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Causes { id, limit } => read::causes(ctx, id, limit),
         Command::Effects { id } => read::effects(ctx, id),
         Command::Correlated { id } => read::correlated(ctx, id),
-        Command::Graph { id, depth, format } => read::graph(ctx, id, depth, format),
+        Command::Graph { id, depth } => read::graph(ctx, id, depth),
         Command::Stats => read::stats(ctx),
         Command::Keygen { file } => proof::keygen(ctx, &file),
         Command::Pubkey { file } => proof::pubkey(ctx, file.as_deref()),

@@ -79,8 +79,40 @@ fn payload_cell(e: &StoredEvent, width: usize) -> String {
     }
 }
 
-/// Rows of cells as a left-aligned table with a header.
+/// Whether tables are printed as CSV (`--format csv`), set once at start.
+static CSV: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Prints every table as CSV from now on.
+pub fn use_csv() {
+    CSV.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn csv() -> bool {
+    CSV.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One CSV field: quoted (with quotes doubled) when it holds a comma, a quote or a
+/// line break (RFC 4180).
+fn csv_field(cell: &str) -> String {
+    if cell.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", cell.replace('"', "\"\""))
+    } else {
+        cell.to_string()
+    }
+}
+
+/// Rows of cells as a left-aligned table with a header, or as CSV under
+/// `--format csv`.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    if csv() {
+        let mut out = String::new();
+        let line = |cells: Vec<String>| cells.join(",") + "\n";
+        out.push_str(&line(header.iter().map(|h| csv_field(h)).collect()));
+        for row in rows {
+            out.push_str(&line(row.iter().map(|c| csv_field(c)).collect()));
+        }
+        return out;
+    }
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -120,7 +152,7 @@ pub fn events_table(events: &[StoredEvent], names: &Names) -> String {
                 kind_label(e.kind, names),
                 e.version.to_string(),
                 rfc3339(e.timestamp_ns),
-                payload_cell(e, 60),
+                payload_cell(e, if csv() { usize::MAX } else { 60 }),
             ]
         })
         .collect();

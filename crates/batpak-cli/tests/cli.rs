@@ -1457,3 +1457,39 @@ fn wait_lets_a_write_take_a_store_another_process_releases() {
     assert!(stdout(&o).starts_with("appended seq 5"), "{}", stdout(&o));
     rejected(&dir, &["--wait", "soon", "stats"], "--wait", "soon");
 }
+
+#[test]
+fn format_csv_prints_lists_as_csv_and_misplaced_forms_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let ids = build(dir);
+    assert_eq!(
+        ok(dir, &["--format", "csv", "kinds"]),
+        "KIND,NAME,EVENTS\n1:1,-,3\n2:1,-,1\n"
+    );
+    assert_eq!(
+        ok(dir, &["entities", "--format", "csv", "--limit", "1"]),
+        "ENTITY,VERSION,EVENTS,FIRST,LAST,SCOPES\norder:1,1,2,1,2,t:a\n"
+    );
+    let events = ok(dir, &["--format", "csv", "query", "--limit", "1"]);
+    let mut lines = events.lines();
+    assert_eq!(
+        lines.next(),
+        Some("SEQ,ID,ENTITY,SCOPE,KIND,VER,TIME,PAYLOAD")
+    );
+    let row = lines.next().unwrap();
+    assert!(
+        row.starts_with(&format!("1,{},order:1,t:a,1:1,0,", ids[0])),
+        "{row}"
+    );
+    // The payload is quoted (it holds commas and quotes), and whole.
+    assert!(row.ends_with(r#","{""qty"":2,""sku"":""tea""}""#), "{row}");
+    // `--format json` is --json; graph forms are for graph only.
+    assert_eq!(
+        json_lines(&ok(dir, &["--format", "json", "query"])).len(),
+        4
+    );
+    fails(dir, &["--format", "dot", "query"], "form of `graph`");
+    assert!(ok(dir, &["graph", &ids[3], "--format", "dot"]).starts_with("digraph"));
+    fails(dir, &["graph", &ids[3], "--format", "csv"], "no CSV form");
+}

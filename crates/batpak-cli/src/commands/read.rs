@@ -5,7 +5,7 @@ use batpak::EventId;
 use serde_json::{json, Value};
 
 use super::{found, out, print_event_stream, print_events, print_json, region};
-use crate::cli::{Filters, GraphFormat};
+use crate::cli::{Filters, GraphFormat, OutputFormat};
 use crate::render::{event_detail, event_json, events_table, table};
 use crate::{Context, Failure, Outcome};
 
@@ -232,7 +232,18 @@ pub fn correlated(ctx: &Context, id: EventId) -> Outcome {
     print_events(ctx, &store, &store.correlated(id)?)
 }
 
-pub fn graph(ctx: &Context, id: EventId, depth: usize, format: GraphFormat) -> Outcome {
+pub fn graph(ctx: &Context, id: EventId, depth: usize) -> Outcome {
+    let format = match ctx.format {
+        OutputFormat::Table | OutputFormat::Text => GraphFormat::Text,
+        OutputFormat::Dot => GraphFormat::Dot,
+        OutputFormat::Mermaid => GraphFormat::Mermaid,
+        OutputFormat::Json => GraphFormat::Json,
+        OutputFormat::Csv => {
+            return Err(Failure::new(
+                "graph has no CSV form: --format text, dot, mermaid or json".to_string(),
+            ))
+        }
+    };
     let store = ctx.open_read()?;
     let graph = store
         .causal_graph(id, depth)?
