@@ -1406,7 +1406,8 @@ impl CursorConsumer {
                 }
             }
             if self.rng.chance(20) {
-                let past = cursor.position() + 1;
+                // Past what the handle delivered or found not to be its region's.
+                let past = cursor.passed() + 1;
                 if !matches!(cursor.commit(past), Err(Error::InvalidCommit { .. })) {
                     fail(
                         WHO_CURSOR,
