@@ -117,13 +117,7 @@ impl Follower {
             if !continues {
                 let mut index = write(index);
                 for entry in batch.drain(..) {
-                    index
-                        .insert(&entry.as_entry())
-                        .map_err(|detail| Error::Corrupt {
-                            path: self.dir.clone(),
-                            offset: 0,
-                            detail,
-                        })?;
+                    index.insert_from_records(&entry.as_entry(), &self.dir)?;
                     added += 1;
                 }
                 *next = Some(at);
@@ -194,17 +188,7 @@ fn read_record(file: &SegmentFile, at: Location) -> Result<Read> {
     let read = reader::with_record(file, at.offset(), |view| {
         let h = &view.header;
         Ok(Read {
-            entry: OwnedEntry::from_entry(&IndexEntry {
-                sequence: h.sequence,
-                id: h.id,
-                kind: h.kind,
-                version: h.version,
-                entity: view.entity,
-                scope: view.scope,
-                location: at,
-                causation: h.causation,
-                correlation: h.correlation,
-            }),
+            entry: OwnedEntry::from_entry(&IndexEntry::of_record(view, at)),
             len: record::frame_len_of(view) as u64,
             continues: h.flags & FLAG_BATCH_CONTINUES != 0,
         })

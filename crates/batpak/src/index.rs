@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::format::checkpoint::Checkpoint;
+use crate::format::record::RecordView;
 use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::segment::Location;
@@ -23,6 +24,24 @@ pub(crate) struct IndexEntry<'a> {
     pub location: Location,
     pub causation: Option<EventId>,
     pub correlation: Option<EventId>,
+}
+
+impl<'a> IndexEntry<'a> {
+    /// The entry of the record `view`, found at `location`.
+    pub(crate) fn of_record(view: &RecordView<'a>, location: Location) -> IndexEntry<'a> {
+        let h = &view.header;
+        IndexEntry {
+            sequence: h.sequence,
+            id: h.id,
+            kind: h.kind,
+            version: h.version,
+            entity: view.entity,
+            scope: view.scope,
+            location,
+            causation: h.causation,
+            correlation: h.correlation,
+        }
+    }
 }
 
 /// An `IndexEntry` that owns its strings, for events written but not yet visible.
@@ -169,6 +188,21 @@ impl Index {
 
     /// Adds the next event. Rejects an entry whose sequence or version does not follow
     /// on, with a description of what was expected.
+    /// `insert`, its refusal as `Error::Corrupt` naming the store directory: for
+    /// entries read from records, where a refusal means the records are inconsistent.
+    pub(crate) fn insert_from_records(
+        &mut self,
+        e: &IndexEntry<'_>,
+        dir: &std::path::Path,
+    ) -> crate::error::Result<()> {
+        self.insert(e)
+            .map_err(|detail| crate::error::Error::Corrupt {
+                path: dir.to_path_buf(),
+                offset: 0,
+                detail,
+            })
+    }
+
     pub(crate) fn insert(&mut self, e: &IndexEntry<'_>) -> Result<(), String> {
         let expected_seq = self.last_sequence() + 1;
         if e.sequence != expected_seq {

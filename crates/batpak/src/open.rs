@@ -564,17 +564,7 @@ fn admit(
             h.timestamp_ns, progress.last_timestamp_ns
         ));
     }
-    index.insert(&IndexEntry {
-        sequence: h.sequence,
-        id: h.id,
-        kind: h.kind,
-        version: h.version,
-        entity: view.entity,
-        scope: view.scope,
-        location,
-        causation: h.causation,
-        correlation: h.correlation,
-    })?;
+    index.insert(&IndexEntry::of_record(view, location))?;
     if let Some(key) = h.idempotency {
         progress.idempotency.insert(key, h.sequence);
     }

@@ -290,23 +290,13 @@ fn visit(index: &Index, region: &Region, direction: Direction, mut visit: impl F
                 && check_versions.is_none_or(|range| version_in(index, seq, range))
         };
         let last = index.last_sequence();
-        let (low, high) = (low.max(1), high.min(last.saturating_add(1)));
-        match direction {
-            Direction::After(_) => {
-                for seq in low..high {
-                    if shown(seq) && !visit(seq) {
-                        return;
-                    }
-                }
-            }
-            Direction::Before(_) => {
-                for seq in (low..high).rev() {
-                    if shown(seq) && !visit(seq) {
-                        return;
-                    }
-                }
-            }
-        }
+        let range = low.max(1)..high.min(last.saturating_add(1));
+        let mut seqs: Box<dyn Iterator<Item = u64>> = match direction {
+            Direction::After(_) => Box::new(range),
+            Direction::Before(_) => Box::new(range.rev()),
+        };
+        // Stops at the first sequence the visitor declines.
+        let _declined = seqs.any(|seq| shown(seq) && !visit(seq));
         return;
     };
     let check_entity = resolved

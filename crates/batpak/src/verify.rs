@@ -762,17 +762,7 @@ impl HistoryScan<'_> {
                 ),
             );
         }
-        let entry = IndexEntry {
-            sequence: h.sequence,
-            id: h.id,
-            kind: h.kind,
-            version: h.version,
-            entity: view.entity,
-            scope: view.scope,
-            location: Location::new(number, offset as u64),
-            causation: h.causation,
-            correlation: h.correlation,
-        };
+        let entry = IndexEntry::of_record(view, Location::new(number, offset as u64));
         let mut disagreements = self.store.index().check_entry(&entry);
         if let (Some(key), Ok(writer)) = (h.idempotency, self.store.writer()) {
             let held = writer.idempotency_of(&key);

@@ -749,13 +749,7 @@ impl Writer {
                 let Some(entry) = unpublished.pop_front() else {
                     break;
                 };
-                index
-                    .insert(&entry.as_entry())
-                    .map_err(|detail| Error::Corrupt {
-                        path: self.dir.clone(),
-                        offset: 0,
-                        detail,
-                    })?;
+                index.insert_from_records(&entry.as_entry(), &self.dir)?;
             }
             self.announce(index.last_sequence());
         }
