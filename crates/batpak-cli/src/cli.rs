@@ -182,6 +182,10 @@ pub enum Command {
     Verify {
         #[command(flatten)]
         filters: Filters,
+        /// Check the segment files without opening the store (no index checks): what
+        /// `verify` does by itself when the store cannot open.
+        #[arg(long)]
+        offline: bool,
     },
     /// Check a receipt (its JSON, an argument or standard input) against the store.
     VerifyReceipt {

@@ -41,6 +41,11 @@ impl Failure {
 }
 
 impl Failure {
+    /// The message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     /// Standard output was closed by its reader, as `batpak export | head -1` does:
     /// not a failure. The command stops, and the program exits 0 with no message.
     pub fn stdout_closed() -> Self {
@@ -284,7 +289,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Pubkey { file } => proof::pubkey(ctx, file.as_deref()),
         Command::Append(args) => write::append(ctx, args),
         Command::Import(args) => transfer::import(ctx, &args),
-        Command::Verify { filters } => proof::verify(ctx, &filters),
+        Command::Verify { filters, offline } => proof::verify(ctx, &filters, offline),
         Command::VerifyReceipt { receipt } => proof::verify_receipt(ctx, receipt),
         Command::Anchor => proof::anchor(ctx),
         Command::VerifyAnchor { anchor } => proof::verify_anchor(ctx, anchor),

@@ -1493,3 +1493,38 @@ fn format_csv_prints_lists_as_csv_and_misplaced_forms_are_refused() {
     assert!(ok(dir, &["graph", &ids[3], "--format", "dot"]).starts_with("digraph"));
     fails(dir, &["graph", &ids[3], "--format", "csv"], "no CSV form");
 }
+
+#[test]
+fn verify_checks_a_store_that_cannot_open_offline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    build(&dir);
+    assert!(ok(&dir, &["verify", "--offline"])
+        .contains("clean: every checksum, hash and chain link checks (offline"));
+    fails(
+        &dir,
+        &["verify", "--offline", "--entity", "order:1"],
+        "takes no filters",
+    );
+    // Damage a record and drop the checkpoint: the store cannot open, verify still runs.
+    std::fs::remove_file(dir.join("index.ckpt")).unwrap();
+    let seg = dir.join("segments").join("0000000000000001.seg");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    std::fs::write(&seg, bytes).unwrap();
+    fails(&dir, &["stats"], "cannot open");
+    let o = batpak(&dir, &["verify"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("checking the segment files offline"),
+        "{}",
+        stderr(&o)
+    );
+    let text = stdout(&o);
+    assert!(
+        text.contains("Record") && text.contains("0000000000000001.seg"),
+        "{text}"
+    );
+    assert!(text.contains("verified 3 events"), "{text}");
+}

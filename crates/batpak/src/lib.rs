@@ -148,7 +148,7 @@ pub mod reactor {
 pub mod proof {
     pub use crate::receipt::{ReceiptCheck, ReceiptField};
     pub use crate::sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
-    pub use crate::verify::{Anchor, AnchorCheck};
+    pub use crate::verify::{verify_dir, Anchor, AnchorCheck};
 }
 
 /// Fault injection at the storage seam, for the crate's own crash and fault tests

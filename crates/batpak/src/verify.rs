@@ -16,6 +16,7 @@
 //! recomputed.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -31,6 +32,7 @@ use crate::index::IndexEntry;
 use crate::receipt::{signature_check, AppendReceipt, ReceiptCheck, ReceiptField};
 use crate::redact::{Redaction, REDACTION_KIND};
 use crate::report::{Check, Report, Verification, VerifyFinding};
+use crate::segment::io::SegmentFile;
 use crate::segment::Location;
 use crate::sign::{KeyId, SignatureCheck, Signed};
 use crate::store::Store;
@@ -40,9 +42,9 @@ static RUNNING_KEY: LazyLock<[u8; 32]> =
 
 /// Where each frame of a segment starts, following the stored lengths (not yet
 /// checked: a damaged length ends the list there, and decoding that frame reports it).
-fn frame_starts(bytes: &[u8]) -> Vec<usize> {
+fn frame_starts(bytes: &[u8], from: usize) -> Vec<usize> {
     let mut out = Vec::new();
-    let mut at = HEADER_LEN;
+    let mut at = from;
     while at < bytes.len() {
         out.push(at);
         match record::peek_frame_len(&bytes[at..]) {
@@ -51,6 +53,19 @@ fn frame_starts(bytes: &[u8]) -> Vec<usize> {
         }
     }
     out
+}
+
+/// The first offset from `from` at which a whole frame decodes (its checksum holds):
+/// where a scan resumes after damage. A length field that does not fit the file
+/// rules most offsets out before any checksum is computed.
+fn resync(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&at| {
+        record::peek_frame_len(&bytes[at..]).is_some_and(|len| {
+            len >= record::PREFIX_LEN
+                && at + len <= bytes.len()
+                && record::decode(&bytes[at..at + len]).is_ok()
+        })
+    })
 }
 
 type Hashed<'a> = (
@@ -540,7 +555,7 @@ impl Store {
         let files = self.segments().all();
         let total: u64 = files.iter().map(|(_, f)| f.len()).sum();
         let mut scan = HistoryScan {
-            store: self,
+            store: Some(self),
             body: Verification::default(),
             running: Hash::ZERO,
             heads: HashMap::new(),
@@ -577,12 +592,76 @@ impl Store {
     }
 }
 
+/// Checks every segment file of the store in `dir` without opening it: for a store
+/// that cannot open (a flipped byte in a backup without a checkpoint, a missing
+/// segment), or to check files no process is writing. Each record's checksum and
+/// fields, sequence, hash and chain link are checked as `Store::verify` does, but not
+/// an index (there is none). Damage is a finding naming the file and the byte range;
+/// the scan resumes at the next frame whose checksum holds, so every readable record
+/// is checked and counted. An error means the files could not be listed or read.
+pub fn verify_dir(dir: impl AsRef<Path>) -> Result<Report<Verification>> {
+    let dir = dir.as_ref();
+    let mut scan = HistoryScan {
+        store: None,
+        body: Verification::default(),
+        running: Hash::ZERO,
+        heads: HashMap::new(),
+        lost: false,
+        expected_seq: 1,
+        derived: Derived::default(),
+    };
+    let files = crate::segment::list(dir)?;
+    let mut previous: Option<u64> = None;
+    for (number, path) in files {
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        if let Some(before) = previous.filter(|&p| number != p + 1) {
+            scan.body.findings.push(VerifyFinding {
+                check: Check::Record,
+                file: name.clone(),
+                offset: 0,
+                sequence: None,
+                event: None,
+                detail: format!(
+                    "segments {} to {} are missing: the files go from {before} to {number}",
+                    before + 1,
+                    number - 1
+                ),
+            });
+            scan.lost = true;
+            scan.heads.clear();
+        }
+        previous = Some(number);
+        let file = SegmentFile::open(&path, false, 0)?;
+        let bytes = file.read_all()?;
+        if let Err(e) = SegmentHeader::decode(&bytes) {
+            scan.body.findings.push(VerifyFinding {
+                check: Check::Record,
+                file: name.clone(),
+                offset: 0,
+                sequence: None,
+                event: None,
+                detail: format!("the segment header does not decode: {e:?}"),
+            });
+        }
+        scan.file(number, &name, &bytes, u64::MAX);
+    }
+    scan.whole_history_checks();
+    let HistoryScan {
+        mut body, running, ..
+    } = scan;
+    body.running_hash = Some(running.to_string());
+    Ok(Report::new(body, Vec::new()))
+}
+
 /// Where a record was found, for a finding about it made after the scan.
 #[derive(Clone, Debug)]
 struct Place {
     file: String,
     offset: u64,
     sequence: u64,
+    event: EventId,
 }
 
 /// What the scan tallies to check the derived state as a whole once every record
@@ -600,7 +679,9 @@ struct Derived {
 
 /// The state of a scan of the whole history, file by file.
 struct HistoryScan<'s> {
-    store: &'s Store,
+    /// The open store whose index and keys each record is checked against; `None`
+    /// for an offline scan of a directory (`verify_dir`).
+    store: Option<&'s Store>,
     body: Verification,
     running: Hash,
     /// Each entity's newest event hash seen so far.
@@ -621,19 +702,22 @@ impl HistoryScan<'_> {
             return; // the damage is a finding, and the tallies are incomplete
         }
         let upto = self.body.last_sequence;
-        let counts = self.store.index().posting_counts(upto);
         let events = self.body.events;
-        let keys = self.store.writer().ok().map(|w| w.idempotency_count(upto));
         let d = &self.derived;
-        let mut expected = vec![
-            ("entity postings", counts.entity, events),
-            ("scope postings", counts.scope, events),
-            ("kind postings", counts.kind, events),
-            ("causation postings", counts.effects, d.causes),
-            ("correlation postings", counts.correlated, d.correlations),
-        ];
-        if let Some(keys) = keys {
-            expected.push(("idempotency keys", keys, d.keys));
+        let mut expected = Vec::new();
+        if let Some(store) = self.store {
+            let counts = store.index().posting_counts(upto);
+            let keys = store.writer().ok().map(|w| w.idempotency_count(upto));
+            expected = vec![
+                ("entity postings", counts.entity, events),
+                ("scope postings", counts.scope, events),
+                ("kind postings", counts.kind, events),
+                ("causation postings", counts.effects, d.causes),
+                ("correlation postings", counts.correlated, d.correlations),
+            ];
+            if let Some(keys) = keys {
+                expected.push(("idempotency keys", keys, d.keys));
+            }
         }
         for (what, index, records) in expected {
             if index != records {
@@ -670,23 +754,20 @@ impl HistoryScan<'_> {
         }
         findings.sort_by_key(|(p, _)| p.sequence);
         for (place, detail) in findings {
-            let event = self
-                .store
-                .index()
-                .id_of(place.sequence)
-                .map(|id| id.to_string());
             self.body.findings.push(VerifyFinding {
                 check: Check::Redaction,
                 file: place.file,
                 offset: place.offset,
                 sequence: Some(place.sequence),
-                event,
+                event: Some(place.event.to_string()),
                 detail,
             });
         }
     }
 
-    /// Checks the records of one segment file through sequence `upto`.
+    /// Checks the records of one segment file through sequence `upto`. A record that
+    /// does not decode is a finding naming the damaged bytes; the scan resumes at the
+    /// next frame whose checksum holds, so damage hides only what it covers.
     fn file(&mut self, number: u64, name: &str, bytes: &[u8], upto: u64) {
         self.body.segments += 1;
         if self.lost {
@@ -694,34 +775,66 @@ impl HistoryScan<'_> {
                 self.expected_seq = header.first_sequence;
             }
         }
-        // Decode and hash the file's records on both cores, then check them in order.
-        let hashed = decode_and_hash(bytes, &frame_starts(bytes));
-        let mut at = HEADER_LEN;
-        for (offset, item) in hashed {
-            if self.expected_seq > upto {
-                break;
-            }
-            match item {
-                Ok((view, len, hash)) => {
-                    self.record(number, name, offset, &view, hash);
-                    at = offset + len;
+        let mut start = HEADER_LEN;
+        let mut end = HEADER_LEN.min(bytes.len());
+        'runs: loop {
+            // Decode and hash a run of records on both cores, then check them in order.
+            let hashed = decode_and_hash(bytes, &frame_starts(bytes, start));
+            for (offset, item) in hashed {
+                if self.expected_seq > upto {
+                    break 'runs;
                 }
-                Err(e) => {
-                    self.body.findings.push(VerifyFinding {
-                        check: Check::Record,
-                        file: name.to_string(),
-                        offset: offset as u64,
-                        sequence: None,
-                        event: None,
-                        detail: e.to_string(),
-                    });
-                    self.lost = true;
-                    self.heads.clear();
-                    return;
+                match item {
+                    Ok((view, len, hash)) => {
+                        self.record(number, name, offset, &view, hash);
+                        end = offset + len;
+                    }
+                    Err(e) => {
+                        let resume = resync(bytes, offset + 1);
+                        let next_seq = resume
+                            .and_then(|at| record::decode(&bytes[at..]).ok())
+                            .map(|(view, _)| view.header.sequence);
+                        let lost = match (resume, next_seq) {
+                            (Some(at), Some(next)) => format!(
+                                "; the {} bytes to offset {at} cannot be read (events {} to {} are in them, if the sequence is unbroken); the scan resumes there",
+                                at - offset,
+                                self.expected_seq,
+                                next.saturating_sub(1)
+                            ),
+                            _ => format!(
+                                "; the {} bytes to the end of the file cannot be read",
+                                bytes.len() - offset
+                            ),
+                        };
+                        self.body.findings.push(VerifyFinding {
+                            check: Check::Record,
+                            file: name.to_string(),
+                            offset: offset as u64,
+                            sequence: None,
+                            event: None,
+                            detail: format!("{e}{lost}"),
+                        });
+                        // The predecessor of any later event may be in the lost bytes.
+                        self.lost = true;
+                        self.heads.clear();
+                        match (resume, next_seq) {
+                            (Some(at), Some(next)) => {
+                                self.expected_seq = next;
+                                start = at;
+                                end = at;
+                                continue 'runs;
+                            }
+                            _ => {
+                                end = bytes.len();
+                                break 'runs;
+                            }
+                        }
+                    }
                 }
             }
+            break;
         }
-        self.body.bytes += at.min(bytes.len()) as u64;
+        self.body.bytes += end.min(bytes.len()) as u64;
     }
 
     /// Checks one decoded record: its sequence, its chain link, the index entry.
@@ -763,8 +876,10 @@ impl HistoryScan<'_> {
             );
         }
         let entry = IndexEntry::of_record(view, Location::new(number, offset as u64));
-        let mut disagreements = self.store.index().check_entry(&entry);
-        if let (Some(key), Ok(writer)) = (h.idempotency, self.store.writer()) {
+        let mut disagreements = self
+            .store
+            .map_or_else(Vec::new, |store| store.index().check_entry(&entry));
+        if let (Some(key), Some(Ok(writer))) = (h.idempotency, self.store.map(Store::writer)) {
             let held = writer.idempotency_of(&key);
             if held != Some(h.sequence) {
                 disagreements.push(format!(
@@ -780,6 +895,7 @@ impl HistoryScan<'_> {
             file: name.to_string(),
             offset: offset as u64,
             sequence: h.sequence,
+            event: h.id,
         };
         let d = &mut self.derived;
         d.causes += u64::from(h.causation.is_some());

@@ -1095,30 +1095,27 @@ fn a_rewrite_finished_at_open_leaves_no_snapshot_of_the_erased_payload() {
     assert_eq!(projected.unwrap(), Some(ERASED));
 }
 
-/// backup x Rename #1: the copy is complete but cannot be renamed into place. The
-/// destination stays absent and the staging directory is removed.
+/// backup x Rename #1 and #2: the copy's index checkpoint cannot be put in place, or
+/// the complete copy cannot be renamed into place. Either way the destination stays
+/// absent and the staging directory is removed.
 #[test]
 fn a_backup_that_cannot_be_renamed_into_place_leaves_nothing_behind() {
-    let root = tempfile::tempdir().unwrap();
-    let plan = FaultPlan::install(root.path());
-    let store = Store::open(root.path().join("store")).unwrap();
-    seed(&store);
-    plan.fail_nth(Op::Rename, 1, Fault::Eio);
-    let err = store.backup(root.path().join("backup")).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            Error::Io {
-                op: "rename backup into place",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    let mut entries: Vec<_> = std::fs::read_dir(root.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    entries.sort();
-    assert_eq!(entries, ["store"]);
+    for (nth, op) in [(1, "rename"), (2, "rename backup into place")] {
+        let root = tempfile::tempdir().unwrap();
+        let plan = FaultPlan::install(root.path());
+        let store = Store::open(root.path().join("store")).unwrap();
+        seed(&store);
+        plan.fail_nth(Op::Rename, nth, Fault::Eio);
+        let err = store.backup(root.path().join("backup")).unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { op: failed, .. } if *failed == op),
+            "rename #{nth}: {err:?}"
+        );
+        let mut entries: Vec<_> = std::fs::read_dir(root.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        entries.sort();
+        assert_eq!(entries, ["store"], "rename #{nth}");
+    }
 }

@@ -1,5 +1,7 @@
 //! Proof commands: verify the store, receipts and anchors; make an anchor.
 
+use std::io::Write;
+
 use batpak::proof::{AnchorCheck, ReceiptCheck};
 use batpak::AppendReceipt;
 use serde_json::json;
@@ -9,8 +11,7 @@ use crate::cli::Filters;
 use crate::render::table;
 use crate::{Context, Failure, Outcome};
 
-pub fn verify(ctx: &Context, filters: &Filters) -> Outcome {
-    let store = ctx.open_read()?;
+pub fn verify(ctx: &Context, filters: &Filters, offline: bool) -> Outcome {
     let filtered = filters.entity.is_some()
         || filters.prefix.is_some()
         || filters.scope.is_some()
@@ -18,7 +19,29 @@ pub fn verify(ctx: &Context, filters: &Filters) -> Outcome {
         || filters.category.is_some()
         || filters.after > 0
         || filters.limit.is_some();
-    let report = if filtered {
+    if offline && filtered {
+        return Err(Failure::new(
+            "--offline checks every segment file; it takes no filters".to_string(),
+        ));
+    }
+    let store = if offline {
+        ctx.require_store()?;
+        None
+    } else {
+        match ctx.open_read() {
+            Ok(store) => Some(store),
+            Err(e) if !filtered && ctx.dir.join("segments").is_dir() => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "warning: {}\nchecking the segment files offline instead (no index checks)",
+                    e.message()
+                );
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    let report = if let Some(store) = store.as_ref().filter(|_| filtered) {
         let mut region = region(filters)?;
         if filters.after > 0 || filters.limit.is_some() {
             let end = filters.limit.map_or(u64::MAX, |n| {
@@ -27,12 +50,14 @@ pub fn verify(ctx: &Context, filters: &Filters) -> Outcome {
             region = region.sequences(filters.after + 1..end);
         }
         store.verify_region(&region)?
-    } else {
+    } else if let Some(store) = &store {
         let mut progress = Progress::new();
         let report =
             store.verify_with_progress(|done, total| progress.update("verifying", done, total))?;
         progress.finish();
         report
+    } else {
+        batpak::proof::verify_dir(&ctx.dir)?
     };
     let body = &report.body;
     if ctx.json {
@@ -51,7 +76,9 @@ pub fn verify(ctx: &Context, filters: &Filters) -> Outcome {
             body.running_hash.as_deref().unwrap_or("-"),
             body.last_sequence
         ))?;
-        if body.is_clean() {
+        if body.is_clean() && store.is_none() {
+            out("clean: every checksum, hash and chain link checks (offline: no index)\n")?;
+        } else if body.is_clean() {
             out("clean: every checksum, hash, chain link and index entry checks\n")?;
         } else {
             let rows: Vec<Vec<String>> = body
