@@ -213,14 +213,7 @@ pub(crate) fn prefix_matches(prefix: &str, entity: &str) -> bool {
 /// Evaluation starts from the smallest posting list the region names and filters the
 /// rest of the criteria on the index columns.
 pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -> Vec<u64> {
-    let mut out = Vec::with_capacity(limit.min(1024));
-    if limit > 0 {
-        visit(index, region, Direction::After(after), |seq| {
-            out.push(seq);
-            out.len() < limit
-        });
-    }
-    out
+    collect(index, region, Direction::After(after), limit)
 }
 
 /// The sequences of up to `limit` events in `region` before sequence `before`, newest
@@ -231,9 +224,13 @@ pub(crate) fn select_reverse(
     before: u64,
     limit: usize,
 ) -> Vec<u64> {
+    collect(index, region, Direction::Before(before), limit)
+}
+
+fn collect(index: &Index, region: &Region, direction: Direction, limit: usize) -> Vec<u64> {
     let mut out = Vec::with_capacity(limit.min(1024));
     if limit > 0 {
-        visit(index, region, Direction::Before(before), |seq| {
+        visit(index, region, direction, |seq| {
             out.push(seq);
             out.len() < limit
         });

@@ -554,15 +554,7 @@ impl Store {
         let upto = upto.min(visible);
         let files = self.segments().all();
         let total: u64 = files.iter().map(|(_, f)| f.len()).sum();
-        let mut scan = HistoryScan {
-            store: Some(self),
-            body: Verification::default(),
-            running: Hash::ZERO,
-            heads: HashMap::new(),
-            lost: false,
-            expected_seq: 1,
-            derived: Derived::default(),
-        };
+        let mut scan = HistoryScan::new(Some(self));
         let mut done = 0;
         for (number, file) in files {
             let owned;
@@ -601,15 +593,7 @@ impl Store {
 /// is checked and counted. An error means the files could not be listed or read.
 pub fn verify_dir(dir: impl AsRef<Path>) -> Result<Report<Verification>> {
     let dir = dir.as_ref();
-    let mut scan = HistoryScan {
-        store: None,
-        body: Verification::default(),
-        running: Hash::ZERO,
-        heads: HashMap::new(),
-        lost: false,
-        expected_seq: 1,
-        derived: Derived::default(),
-    };
+    let mut scan = HistoryScan::new(None);
     let files = crate::segment::list(dir)?;
     let mut previous: Option<u64> = None;
     for (number, path) in files {
@@ -694,7 +678,20 @@ struct HistoryScan<'s> {
     derived: Derived,
 }
 
-impl HistoryScan<'_> {
+impl<'s> HistoryScan<'s> {
+    /// A scan from the first sequence, checking the index of `store` when given.
+    fn new(store: Option<&'s Store>) -> Self {
+        HistoryScan {
+            store,
+            body: Verification::default(),
+            running: Hash::ZERO,
+            heads: HashMap::new(),
+            lost: false,
+            expected_seq: 1,
+            derived: Derived::default(),
+        }
+    }
+
     /// Checks made once the whole history was scanned: every posting and key count
     /// against what the records hold, and every redaction against erased payloads.
     fn whole_history_checks(&mut self) {

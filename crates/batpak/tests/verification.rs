@@ -314,8 +314,15 @@ fn large_segments_are_checked_on_both_cores_with_the_same_findings() {
         (Check::Record, offsets[250])
     );
     assert_eq!(
-        report.body.events, 250,
-        "the records before the damage were checked"
+        report.body.events, 299,
+        "the scan resumed after the damaged record: every other one was checked"
+    );
+    assert!(
+        report.body.findings[0]
+            .detail
+            .contains("the scan resumes there"),
+        "{}",
+        report.body.findings[0].detail
     );
 }
 
