@@ -208,6 +208,13 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Copy every readable event of the store (which need not open) into a new store
+    /// at DEST, keeping ids, sequences and hashes up to the first loss and
+    /// re-appending after it; lists every loss (and writes DEST/salvage-report.json).
+    Salvage {
+        /// The new store's directory (absent or empty).
+        dest: PathBuf,
+    },
     /// Copy the store as it is now to DIR (absent or empty), while it runs.
     Snapshot {
         /// The destination directory.

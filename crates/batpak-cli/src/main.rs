@@ -295,6 +295,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::VerifyAnchor { anchor } => proof::verify_anchor(ctx, anchor),
         Command::Export { filters, output } => transfer::export(ctx, &filters, output.as_deref()),
         Command::Snapshot { dest } => transfer::snapshot(ctx, &dest),
+        Command::Salvage { dest } => transfer::salvage(ctx, &dest),
         Command::Redact { id, reason } => write::redact(ctx, id, &reason),
         Command::Repair {
             cut,

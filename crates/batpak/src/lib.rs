@@ -93,6 +93,7 @@ mod redact;
 mod registry;
 pub mod repair;
 pub mod report;
+mod salvage;
 mod segment;
 mod sign;
 mod store;
@@ -131,6 +132,7 @@ pub use query::Region;
 pub use receipt::AppendReceipt;
 pub use redact::Redaction;
 pub use registry::{KindCollision, KindRename};
+pub use salvage::{SalvageLoss, SalvageReport, SALVAGED_FROM_KEY, SALVAGE_REPORT_FILE};
 pub use segment::recovery::TailCut;
 pub use store::{Stats, Store};
 

@@ -55,19 +55,6 @@ fn frame_starts(bytes: &[u8], from: usize) -> Vec<usize> {
     out
 }
 
-/// The first offset from `from` at which a whole frame decodes (its checksum holds):
-/// where a scan resumes after damage. A length field that does not fit the file
-/// rules most offsets out before any checksum is computed.
-fn resync(bytes: &[u8], from: usize) -> Option<usize> {
-    (from..bytes.len()).find(|&at| {
-        record::peek_frame_len(&bytes[at..]).is_some_and(|len| {
-            len >= record::PREFIX_LEN
-                && at + len <= bytes.len()
-                && record::decode(&bytes[at..at + len]).is_ok()
-        })
-    })
-}
-
 type Hashed<'a> = (
     usize,
     Result<(record::RecordView<'a>, usize, Hash), record::FrameError>,
@@ -787,7 +774,7 @@ impl<'s> HistoryScan<'s> {
                         end = offset + len;
                     }
                     Err(e) => {
-                        let resume = resync(bytes, offset + 1);
+                        let resume = record::next_frame(bytes, offset + 1);
                         let next_seq = resume
                             .and_then(|at| record::decode(&bytes[at..]).ok())
                             .map(|(view, _)| view.header.sequence);

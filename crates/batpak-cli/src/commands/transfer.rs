@@ -57,6 +57,44 @@ pub fn export(ctx: &Context, filters: &Filters, output: Option<&Path>) -> Outcom
     Ok(())
 }
 
+pub fn salvage(ctx: &Context, dest: &Path) -> Outcome {
+    ctx.require_store()?;
+    let report = Store::salvage(&ctx.dir, dest)?;
+    if ctx.json {
+        return print_json(&serde_json::to_value(&report)?);
+    }
+    let mut text = format!(
+        "salvaged into {}: {} events with their ids and hashes, {} re-appended after the first loss; {}\n",
+        dest.display(),
+        report.preserved,
+        report.reappended,
+        match report.losses.len() {
+            0 => "nothing lost".to_string(),
+            n => format!("{n} loss(es):"),
+        }
+    );
+    if !report.losses.is_empty() {
+        let rows: Vec<Vec<String>> = report
+            .losses
+            .iter()
+            .map(|l| {
+                vec![
+                    l.file.clone(),
+                    l.offset.to_string(),
+                    l.sequence.map_or("-".into(), |s| s.to_string()),
+                    l.entity.clone().unwrap_or_else(|| "-".into()),
+                    l.why.clone(),
+                ]
+            })
+            .collect();
+        text.push_str(&crate::render::table(
+            &["FILE", "OFFSET", "SEQ", "ENTITY", "WHY"],
+            &rows,
+        ));
+    }
+    out(&text)
+}
+
 pub fn snapshot(ctx: &Context, dest: &Path) -> Outcome {
     let store = ctx.open_read()?;
     let backup = store.backup(dest)?;

@@ -406,6 +406,17 @@ fn u16_of(n: usize) -> u16 {
     u16::try_from(n).unwrap_or(u16::MAX)
 }
 
+/// The first offset from `from` at which a whole frame decodes (its checksum holds):
+/// where a scan resumes after damage. A length field that does not fit the buffer
+/// rules most offsets out before any checksum is computed.
+pub(crate) fn next_frame(bytes: &[u8], from: usize) -> Option<usize> {
+    (from..bytes.len()).find(|&at| {
+        peek_frame_len(&bytes[at..]).is_some_and(|len| {
+            len >= PREFIX_LEN && at + len <= bytes.len() && decode(&bytes[at..at + len]).is_ok()
+        })
+    })
+}
+
 /// The length of the frame a decoded record came from.
 pub(crate) fn frame_len_of(view: &RecordView<'_>) -> usize {
     let payload = match view.payload {
