@@ -23,7 +23,7 @@ use crate::coordinate::{Coordinate, STORE_ENTITY_PREFIX};
 use crate::error::{Error, Result};
 use crate::event::{Batch, RawPayload, StoredEvent};
 use crate::format::record;
-use crate::format::segment::HEADER_LEN;
+use crate::format::segment::{SegmentHeader, HEADER_LEN};
 use crate::id::EventId;
 use crate::options::AppendOptions;
 use crate::segment::io::SegmentFile;
@@ -147,6 +147,18 @@ impl Run<'_> {
     /// Reads one segment file's records, resuming after damage.
     fn segment(&mut self, path: &Path, name: &str) -> Result<()> {
         let bytes = SegmentFile::open(path, false, 0)?.read_all()?;
+        if let Err(e) = SegmentHeader::decode(&bytes) {
+            // Nothing is lost with a header alone: its records are read all the same.
+            self.report.losses.push(SalvageLoss {
+                file: name.to_string(),
+                offset: 0,
+                sequence: None,
+                entity: None,
+                why: format!(
+                    "the segment header does not decode ({e:?}); its records were read anyway"
+                ),
+            });
+        }
         let mut at = HEADER_LEN;
         while at < bytes.len() {
             match record::decode(&bytes[at..]) {

@@ -198,3 +198,47 @@ fn a_missing_segment_is_reported_and_the_later_ones_come_over() {
     assert!(((report.preserved + report.reappended) as usize) < total);
     assert!(Store::open(&dst).unwrap().verify().unwrap().body.is_clean());
 }
+
+#[test]
+fn a_torn_middle_and_a_damaged_header_are_each_reported_and_nothing_else_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    build(&src);
+    let files = support::segments(&src);
+    // A damaged header of the third segment: named, but its records come over.
+    let mut third = std::fs::read(&files[2]).unwrap();
+    third[1] ^= 0x40;
+    std::fs::write(&files[2], &third).unwrap();
+    let dst = dir.path().join("header");
+    let report = Store::salvage(&src, &dst).unwrap();
+    assert_eq!(report.losses.len(), 1, "{:?}", report.losses);
+    assert!(report.losses[0].why.contains("header"));
+    assert_eq!(report.losses[0].offset, 0);
+    assert_eq!(
+        report.preserved,
+        u64::from(EVENTS),
+        "every record still comes over"
+    );
+
+    // A torn middle: 1,000 zero bytes in the first segment.
+    let mut first = std::fs::read(&files[0]).unwrap();
+    first[3_000..4_000].fill(0);
+    std::fs::write(&files[0], &first).unwrap();
+    let dst = dir.path().join("torn");
+    let report = Store::salvage(&src, &dst).unwrap();
+    let unread: Vec<_> = report
+        .losses
+        .iter()
+        .filter(|l| l.why.contains("cannot be read"))
+        .collect();
+    assert_eq!(unread.len(), 1, "{:?}", report.losses);
+    assert!(unread[0].offset <= 3_000);
+    // The records in the zeroed bytes (about ten of 130 bytes) and the rest of their
+    // batch are all that is missing.
+    let carried = report.preserved + report.reappended;
+    assert!(
+        carried >= u64::from(EVENTS) - 14 && carried < u64::from(EVENTS),
+        "{report:?}"
+    );
+    assert!(Store::open(&dst).unwrap().verify().unwrap().body.is_clean());
+}
