@@ -139,9 +139,29 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Events as a table, one row each.
+/// The width of the terminal standard output is, when it is one.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    rustix::termios::tcgetwinsize(&stdout)
+        .ok()
+        .map(|size| usize::from(size.ws_col))
+        .filter(|&w| w > 0)
+}
+
+/// Payload characters shown when standard output is not a terminal.
+const PAYLOAD_WIDTH: usize = 60;
+
+/// Events as a table, one row each. In a terminal the payload column takes the
+/// width the other columns leave (at least 20 characters); elsewhere 60.
 pub fn events_table(events: &[StoredEvent], names: &Names) -> String {
-    let rows: Vec<Vec<String>> = events
+    const HEADER: [&str; 8] = [
+        "SEQ", "ID", "ENTITY", "SCOPE", "KIND", "VER", "TIME", "PAYLOAD",
+    ];
+    let mut rows: Vec<Vec<String>> = events
         .iter()
         .map(|e| {
             vec![
@@ -152,16 +172,33 @@ pub fn events_table(events: &[StoredEvent], names: &Names) -> String {
                 kind_label(e.kind, names),
                 e.version.to_string(),
                 rfc3339(e.timestamp_ns),
-                payload_cell(e, if csv() { usize::MAX } else { 60 }),
             ]
         })
         .collect();
-    table(
-        &[
-            "SEQ", "ID", "ENTITY", "SCOPE", "KIND", "VER", "TIME", "PAYLOAD",
-        ],
-        &rows,
-    )
+    let width = if csv() {
+        usize::MAX
+    } else {
+        match terminal_width() {
+            Some(columns) => {
+                let used: usize = (0..7)
+                    .map(|i| {
+                        rows.iter()
+                            .map(|r| r[i].chars().count())
+                            .chain([HEADER[i].len()])
+                            .max()
+                            .unwrap_or(0)
+                            + 2
+                    })
+                    .sum();
+                columns.saturating_sub(used).max(20)
+            }
+            None => PAYLOAD_WIDTH,
+        }
+    };
+    for (row, e) in rows.iter_mut().zip(events) {
+        row.push(payload_cell(e, width));
+    }
+    table(&HEADER, &rows)
 }
 
 /// One event in detail, a field per line.

@@ -1572,3 +1572,32 @@ fn salvage_copies_what_is_readable_and_lists_the_losses() {
     assert!(ok(&saved, &["verify"]).contains("clean"));
     fails(&dir, &["salvage", saved.to_str().unwrap()], "not empty");
 }
+
+/// In a terminal the payload column takes the width the other columns leave: run
+/// under `script` (util-linux), which gives the tool a terminal of a set width.
+#[test]
+fn tables_fit_the_terminal_width() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("demo");
+    ok(&dir, &["demo"]);
+    let bin = env!("CARGO_BIN_EXE_batpak");
+    for cols in [150usize, 190] {
+        let o = Command::new("script")
+            .args(["-qec"])
+            .arg(format!(
+                "stty cols {cols}; {bin} --dir {} query --limit 40",
+                dir.display()
+            ))
+            .arg("/dev/null")
+            .output()
+            .expect("script(1) from util-linux runs the tool in a terminal");
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+        let widest = text.lines().map(|l| l.chars().count()).max().unwrap();
+        assert!(widest <= cols, "{widest} > {cols}:\n{text}");
+        assert!(
+            widest >= cols - 20,
+            "the payload column uses the room: {widest} of {cols}"
+        );
+    }
+}
