@@ -23,10 +23,9 @@ use crate::coordinate::{Coordinate, STORE_ENTITY_PREFIX};
 use crate::error::{Error, Result};
 use crate::event::{Batch, RawPayload, StoredEvent};
 use crate::format::record;
-use crate::format::segment::{SegmentHeader, HEADER_LEN};
+use crate::format::segment::HEADER_LEN;
 use crate::id::EventId;
 use crate::options::AppendOptions;
-use crate::segment::io::SegmentFile;
 use crate::store::Store;
 
 /// Metadata key a re-appended event carries: its id in the damaged store.
@@ -98,24 +97,24 @@ impl Store {
             renamed: HashMap::new(),
             batch: Vec::new(),
         };
-        let files = crate::segment::list(src)?;
-        let mut previous: Option<u64> = None;
-        for (number, path) in files {
-            let name = file_name(&path);
-            if let Some(before) = previous.filter(|&p| number != p + 1) {
+        crate::segment::walk_offline(src, |f| {
+            if let Some((from, to)) = f.missing_before {
                 run.lose_batch("a record of its batch was in a missing segment");
-                run.report.losses.push(SalvageLoss {
-                    file: name.clone(),
-                    offset: 0,
-                    sequence: None,
-                    entity: None,
-                    why: format!("segments {} to {} are missing", before + 1, number - 1),
-                });
+                run.lose(&f.name, 0, format!("segments {from} to {to} are missing"));
                 run.preserving = false;
             }
-            previous = Some(number);
-            run.segment(&path, &name)?;
-        }
+            if let Some(e) = &f.bad_header {
+                // Nothing is lost with a header alone: its records are read all the same.
+                run.lose(
+                    &f.name,
+                    0,
+                    format!(
+                        "the segment header does not decode ({e}); its records were read anyway"
+                    ),
+                );
+            }
+            run.segment(&f)
+        })?;
         run.lose_batch("the history ends inside its batch");
         let report = run.report;
         store.close()?;
@@ -125,11 +124,6 @@ impl Store {
         crate::dir::replace_file(dst, SALVAGE_REPORT_FILE, &text)?;
         Ok(report)
     }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
 }
 
 struct Run<'s> {
@@ -145,20 +139,8 @@ struct Run<'s> {
 
 impl Run<'_> {
     /// Reads one segment file's records, resuming after damage.
-    fn segment(&mut self, path: &Path, name: &str) -> Result<()> {
-        let bytes = SegmentFile::open(path, false, 0)?.read_all()?;
-        if let Err(e) = SegmentHeader::decode(&bytes) {
-            // Nothing is lost with a header alone: its records are read all the same.
-            self.report.losses.push(SalvageLoss {
-                file: name.to_string(),
-                offset: 0,
-                sequence: None,
-                entity: None,
-                why: format!(
-                    "the segment header does not decode ({e:?}); its records were read anyway"
-                ),
-            });
-        }
+    fn segment(&mut self, file: &crate::segment::OfflineFile) -> Result<()> {
+        let (bytes, name) = (&file.bytes, file.name.as_str());
         let mut at = HEADER_LEN;
         while at < bytes.len() {
             match record::decode(&bytes[at..]) {
@@ -166,7 +148,7 @@ impl Run<'_> {
                     let coordinate = Coordinate::new(view.entity, view.scope)?;
                     let event = StoredEvent::from_record(&view, view.header.sequence, &coordinate)
                         .map_err(|detail| Error::Corrupt {
-                            path: path.to_path_buf(),
+                            path: file.path.clone(),
                             offset: at as u64,
                             detail,
                         })?;
@@ -182,22 +164,31 @@ impl Run<'_> {
                     at += len;
                 }
                 Err(e) => {
-                    let resume = record::next_frame(&bytes, at + 1);
+                    let resume = record::next_frame(bytes, at + 1);
                     let end = resume.unwrap_or(bytes.len());
                     self.lose_batch("a record of its batch is in damaged bytes");
-                    self.report.losses.push(SalvageLoss {
-                        file: name.to_string(),
-                        offset: at as u64,
-                        sequence: None,
-                        entity: None,
-                        why: format!("{} bytes to offset {end} cannot be read: {e}", end - at),
-                    });
+                    self.lose(
+                        name,
+                        at as u64,
+                        format!("{} bytes to offset {end} cannot be read: {e}", end - at),
+                    );
                     self.preserving = false;
                     at = end;
                 }
             }
         }
         Ok(())
+    }
+
+    /// Records a loss of bytes no event could be read from.
+    fn lose(&mut self, file: &str, offset: u64, why: String) {
+        self.report.losses.push(SalvageLoss {
+            file: file.to_string(),
+            offset,
+            sequence: None,
+            entity: None,
+            why,
+        });
     }
 
     /// Reports the gathered batch as lost: part of it is missing, and a batch is

@@ -56,6 +56,51 @@ pub(crate) fn segment_path(dir: &Path, number: u64) -> PathBuf {
         .join(format!("{number:016x}.{EXTENSION}"))
 }
 
+/// One segment file as an offline scan (`verify_dir`, `salvage`) meets it.
+pub(crate) struct OfflineFile {
+    pub number: u64,
+    pub path: PathBuf,
+    /// The file name, no directory.
+    pub name: String,
+    /// The whole file.
+    pub bytes: Vec<u8>,
+    /// The numbers missing between the previous file and this one, if any.
+    pub missing_before: Option<(u64, u64)>,
+    /// Why the header does not decode, if it does not.
+    pub bad_header: Option<String>,
+}
+
+/// Reads the segment files of the store in `dir` one at a time, in order, without
+/// opening the store, and hands each to `visit` with the gap before it and its
+/// header's state: the walk an offline scan of a damaged store starts from.
+pub(crate) fn walk_offline(
+    dir: &Path,
+    mut visit: impl FnMut(OfflineFile) -> Result<()>,
+) -> Result<()> {
+    let mut previous: Option<u64> = None;
+    for (number, path) in list(dir)? {
+        let bytes = SegmentFile::open(&path, false, 0)?.read_all()?;
+        let bad_header = crate::format::segment::SegmentHeader::decode(&bytes)
+            .err()
+            .map(|e| format!("{e:?}"));
+        let name = path
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        visit(OfflineFile {
+            number,
+            name,
+            bytes,
+            path,
+            missing_before: previous
+                .filter(|&p| number != p + 1)
+                .map(|p| (p + 1, number - 1)),
+            bad_header,
+        })?;
+        previous = Some(number);
+    }
+    Ok(())
+}
+
 /// Lists segment files by number. A file in `segments/` that is not named like a
 /// segment is an error: recovery never guesses what a stray file means.
 pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {

@@ -168,9 +168,13 @@ impl Store {
         let Some(follower) = &self.follower else {
             return Ok(0);
         };
+        let names_before = self.entity_version(KINDS_ENTITY);
         let added = follower.catch_up(&self.index, &self.segments)?;
         if added > 0 {
-            self.load_kind_names()?;
+            // Re-read the kind names only when the writer recorded a new one.
+            if self.entity_version(KINDS_ENTITY) != names_before {
+                self.load_kind_names()?;
+            }
             self.signal.notify();
         }
         Ok(added)

@@ -32,7 +32,6 @@ use crate::index::IndexEntry;
 use crate::receipt::{signature_check, AppendReceipt, ReceiptCheck, ReceiptField};
 use crate::redact::{Redaction, REDACTION_KIND};
 use crate::report::{Check, Report, Verification, VerifyFinding};
-use crate::segment::io::SegmentFile;
 use crate::segment::Location;
 use crate::sign::{KeyId, SignatureCheck, Signed};
 use crate::store::Store;
@@ -581,43 +580,32 @@ impl Store {
 pub fn verify_dir(dir: impl AsRef<Path>) -> Result<Report<Verification>> {
     let dir = dir.as_ref();
     let mut scan = HistoryScan::new(None);
-    let files = crate::segment::list(dir)?;
-    let mut previous: Option<u64> = None;
-    for (number, path) in files {
-        let name = path
-            .file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        if let Some(before) = previous.filter(|&p| number != p + 1) {
-            scan.body.findings.push(VerifyFinding {
-                check: Check::Record,
-                file: name.clone(),
-                offset: 0,
-                sequence: None,
-                event: None,
-                detail: format!(
-                    "segments {} to {} are missing: the files go from {before} to {number}",
-                    before + 1,
-                    number - 1
-                ),
-            });
+    crate::segment::walk_offline(dir, |f| {
+        let finding = |detail: String| VerifyFinding {
+            check: Check::Record,
+            file: f.name.clone(),
+            offset: 0,
+            sequence: None,
+            event: None,
+            detail,
+        };
+        if let Some((from, to)) = f.missing_before {
+            scan.body.findings.push(finding(format!(
+                "segments {from} to {to} are missing: the files go from {} to {}",
+                from - 1,
+                f.number
+            )));
             scan.lost = true;
             scan.heads.clear();
         }
-        previous = Some(number);
-        let file = SegmentFile::open(&path, false, 0)?;
-        let bytes = file.read_all()?;
-        if let Err(e) = SegmentHeader::decode(&bytes) {
-            scan.body.findings.push(VerifyFinding {
-                check: Check::Record,
-                file: name.clone(),
-                offset: 0,
-                sequence: None,
-                event: None,
-                detail: format!("the segment header does not decode: {e:?}"),
-            });
+        if let Some(e) = &f.bad_header {
+            scan.body
+                .findings
+                .push(finding(format!("the segment header does not decode: {e}")));
         }
-        scan.file(number, &name, &bytes, u64::MAX);
-    }
+        scan.file(f.number, &f.name, &f.bytes, u64::MAX);
+        Ok(())
+    })?;
     scan.whole_history_checks();
     let HistoryScan {
         mut body, running, ..

@@ -8,9 +8,22 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use batpak::{AppendOptions, Batch, Coordinate, EventKind, RawPayload, Region, Store, SyncPolicy};
+use batpak::{
+    AppendOptions, Batch, Coordinate, EventKind, EventPayload, RawPayload, Region, Store,
+    SyncPolicy,
+};
 
 const KIND: EventKind = EventKind::custom(1, 1);
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Named {
+    n: u64,
+}
+
+impl EventPayload for Named {
+    const KIND: EventKind = EventKind::custom(2, 1);
+    const NAME: &'static str = "follow.Named";
+}
 const ENV_DIR: &str = "BATPAK_FOLLOW_DIR";
 const ENV_COUNT: &str = "BATPAK_FOLLOW_COUNT";
 /// Small segments, so the writer rotates many times while it is followed.
@@ -137,6 +150,13 @@ fn a_view_follows_a_writer_across_rotations_and_its_restart() {
     assert_eq!(view.count(&Region::all()).unwrap(), before + 10);
     assert_eq!(view.refresh().unwrap(), 0);
     assert_eq!(view.entity_version("e:0"), store.entity_version("e:0"));
+    // A kind the writer names after the view opened is named on the view too.
+    store
+        .append(&Coordinate::new("typed", "s").unwrap(), &Named { n: 1 })
+        .unwrap();
+    assert_eq!(view.kind_name(Named::KIND), None);
+    assert_eq!(view.refresh().unwrap(), 2, "the name record and the event");
+    assert_eq!(view.kind_name(Named::KIND).as_deref(), Some("follow.Named"));
 }
 
 /// The writer in its own process: run by the test below, with the store directory
