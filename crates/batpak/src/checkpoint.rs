@@ -9,6 +9,13 @@
 //! header). Open checks that floor first: a recorded segment that is missing or
 //! shorter is acknowledged data gone, an error, never a rebuild ([`durable_floor`]).
 //!
+//! A close writes the whole checkpoint only when it pays ([`pays`]); otherwise it
+//! writes the same evidence alone, the durable-floor file (`format::floor`), so a
+//! close after a handful of appends to a large store costs two small fsyncs, not a
+//! rewrite of the index, and a flipped bit in the last record it made durable is still
+//! an error rather than a tail to cut. Open takes the larger length per segment of the
+//! two.
+//!
 //! Above the floor, a checkpoint is trusted only when it agrees with the segment
 //! files without scanning them (same store, sealed segments at their recorded length,
 //! the last covered record where it says) and its columns import; otherwise open
@@ -17,9 +24,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::dir::{replace_file, CHECKPOINT_FILE};
+use crate::dir::{replace_file, CHECKPOINT_FILE, FLOOR_FILE};
 use crate::error::{Error, Result};
 use crate::format::checkpoint::Checkpoint;
+use crate::format::floor::FloorFile;
 use crate::format::record;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
 use crate::segment::io::SegmentFile;
@@ -50,16 +58,59 @@ fn segments_store_id(files: &[(u64, PathBuf)]) -> Option<[u8; 16]> {
     })
 }
 
-/// What `c` proves durable, checked against the files: every segment it records must
-/// be present and at least as long as recorded, or acknowledged data is gone and this
-/// is `Error::Corrupt` naming the segment. A checkpoint of another store proves
-/// nothing (an empty floor; `trusted` then gives the reason to rebuild).
-pub(crate) fn durable_floor(dir: &Path, c: &Checkpoint, files: &[(u64, PathBuf)]) -> Result<Floor> {
-    if segments_store_id(files).is_some_and(|id| id != c.store_id) {
-        return Ok(Floor::new());
+/// What the directory proves durable, checked against the files: the segment lengths
+/// of the checkpoint `c` (when it decodes) and of the durable-floor file (when there
+/// is one that decodes), the larger of the two per segment. Every segment either
+/// records must be present and at least as long as recorded, or acknowledged data is
+/// gone and this is `Error::Corrupt` naming the segment. Evidence of another store
+/// proves nothing (the checkpoint's `trusted` then gives the reason to rebuild).
+pub(crate) fn durable_floor(
+    dir: &Path,
+    c: Option<&Checkpoint>,
+    files: &[(u64, PathBuf)],
+) -> Result<Floor> {
+    let store_id = segments_store_id(files);
+    let ours = |id: [u8; 16]| store_id.is_none_or(|s| s == id);
+    let mut floor = Floor::new();
+    if let Some(c) = c.filter(|c| ours(c.store_id)) {
+        check_floor(dir, files, &c.segments, "the index checkpoint")?;
+        floor.extend(c.segments.iter().copied());
     }
-    let floor: Floor = c.segments.iter().copied().collect();
-    for (&number, &durable) in &floor {
+    if let Some(f) = read_floor_file(dir).filter(|f| ours(f.store_id)) {
+        check_floor(dir, files, &f.segments, "the durable floor (durable.floor)")?;
+        for (number, len) in f.segments {
+            let at = floor.entry(number).or_insert(len);
+            *at = (*at).max(len);
+        }
+    }
+    Ok(floor)
+}
+
+/// The durable-floor file, when there is one that decodes. One that does not proves
+/// nothing (it is replaced whole, so damage happened at rest) and is logged.
+fn read_floor_file(dir: &Path) -> Option<FloorFile> {
+    let path = dir.join(FLOOR_FILE);
+    let bytes = match crate::dir::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            log_warn!("cannot read {}: {e}; it proves nothing", path.display());
+            return None;
+        }
+    };
+    FloorFile::decode(&bytes)
+        .inspect_err(|e| log_warn!("{} is unusable ({e}); it proves nothing", path.display()))
+        .ok()
+}
+
+/// Checks that each segment `what` lists is present and at least as long as listed.
+fn check_floor(
+    dir: &Path,
+    files: &[(u64, PathBuf)],
+    segments: &[(u64, u64)],
+    what: &str,
+) -> Result<()> {
+    for &(number, durable) in segments {
         let path = files.iter().find(|(n, _)| *n == number).map_or_else(
             || crate::segment::segment_path(dir, number),
             |(_, p)| p.clone(),
@@ -71,7 +122,7 @@ pub(crate) fn durable_floor(dir: &Path, c: &Checkpoint, files: &[(u64, PathBuf)]
                     path,
                     offset: 0,
                     detail: format!(
-                        "the segment is missing; the index checkpoint recorded {durable} durable bytes in it (acknowledged events are gone)"
+                        "the segment is missing; {what} recorded {durable} durable bytes in it (acknowledged events are gone)"
                     ),
                 })
             }
@@ -82,12 +133,12 @@ pub(crate) fn durable_floor(dir: &Path, c: &Checkpoint, files: &[(u64, PathBuf)]
                 path,
                 offset: actual,
                 detail: format!(
-                    "the segment is {actual} bytes; the index checkpoint recorded {durable} durable bytes in it (acknowledged events are gone)"
+                    "the segment is {actual} bytes; {what} recorded {durable} durable bytes in it (acknowledged events are gone)"
                 ),
             });
         }
     }
-    Ok(floor)
+    Ok(())
 }
 
 /// Checks a checkpoint against the segment files without scanning them: the same
@@ -171,17 +222,74 @@ pub(crate) fn write_covering(
     c.offset = end;
     c.last_timestamp_ns = timestamp;
     c.last_id = id.as_u128();
-    // Durable lengths: sealed segments whole, the watermark segment up to the
-    // watermark, segments created after it their synced header.
-    c.segments = segments
+    c.segments = durable_lengths(segments, c.segment, end, last_segment);
+    replace_file(dir, CHECKPOINT_FILE, &c.encode())
+}
+
+/// Durable lengths with the last durable record ending at `end` in segment
+/// `watermark`: sealed segments whole, the watermark segment up to `end`, segments
+/// created after it their synced header; none past `last_segment`.
+fn durable_lengths(
+    segments: &SegmentSet,
+    watermark: u64,
+    end: u64,
+    last_segment: u64,
+) -> Vec<(u64, u64)> {
+    segments
         .lengths()
         .into_iter()
         .filter(|(number, _)| *number <= last_segment)
-        .map(|(number, len)| match number.cmp(&c.segment) {
+        .map(|(number, len)| match number.cmp(&watermark) {
             std::cmp::Ordering::Less => (number, len),
             std::cmp::Ordering::Equal => (number, end),
             std::cmp::Ordering::Greater => (number, HEADER_LEN as u64),
         })
-        .collect();
-    replace_file(dir, CHECKPOINT_FILE, &c.encode())
+        .collect()
+}
+
+/// Replaces the durable-floor file with the lengths that hold once the record at
+/// `last` (the newest durable event) is on stable storage: a close's evidence of
+/// durability when a checkpoint does not pay.
+pub(crate) fn write_floor(
+    dir: &Path,
+    segments: &SegmentSet,
+    store_id: [u8; 16],
+    last: Location,
+) -> Result<()> {
+    let end = segments.with_record(last, |v| Ok(last.offset() + record::frame_len_of(v) as u64))?;
+    let file = FloorFile {
+        store_id,
+        segments: durable_lengths(segments, last.segment(), end, u64::MAX),
+    };
+    replace_file(dir, FLOOR_FILE, &file.encode())
+}
+
+/// Whether a close should write the whole checkpoint (`true`) or only the durable
+/// floor: `durable` events are on stable storage, the checkpoint on disk covers
+/// `checkpointed` of them. A small store always gets one (it costs little); a large
+/// one when the events open would scan past the checkpoint reach a sixteenth of the
+/// store, so a reopen never scans more than about a sixteenth of a rebuild and a
+/// close never writes the whole index for a handful of events.
+pub(crate) fn pays(durable: u64, checkpointed: u64) -> bool {
+    let new = durable.saturating_sub(checkpointed);
+    new > 0 && (checkpointed == 0 || durable <= SMALL_STORE || new.saturating_mul(16) >= durable)
+}
+
+/// Stores up to this many events get a checkpoint at every close that added any.
+pub(crate) const SMALL_STORE: u64 = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::{pays, SMALL_STORE};
+
+    #[test]
+    fn a_close_checkpoints_when_it_pays() {
+        assert!(!pays(0, 0), "nothing durable");
+        assert!(!pays(10, 10), "nothing new");
+        assert!(pays(1, 0), "no checkpoint yet");
+        assert!(pays(SMALL_STORE, SMALL_STORE - 1), "a small store");
+        assert!(!pays(1_000_000, 999_000), "a thousand new of a million");
+        assert!(pays(1_600_000, 1_500_000), "a sixteenth new");
+        assert!(!pays(1_600_000, 1_500_001));
+    }
 }

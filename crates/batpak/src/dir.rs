@@ -5,6 +5,8 @@
 //! <dir>/LOCK                   exclusive (writer) or shared (read-only) flock
 //! <dir>/segments/<16 hex>.seg  the journal
 //! <dir>/index.ckpt             index checkpoint (optional; rebuildable)
+//! <dir>/durable.floor          durable segment lengths of a close without a checkpoint
+//! <dir>/LIVE                   the visible sequence, for followers in other processes
 //! <dir>/cursors/<hex>.cursor   durable cursor positions
 //! <dir>/projections/...        projection snapshots (optional; rebuildable)
 //! <dir>/redact.pending         an in-place rewrite in progress
@@ -35,6 +37,8 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 pub(crate) const SEGMENTS_DIR: &str = "segments";
 /// The index checkpoint.
 pub(crate) const CHECKPOINT_FILE: &str = "index.ckpt";
+/// The durable floor a close without a checkpoint leaves (see `format::floor`).
+pub(crate) const FLOOR_FILE: &str = "durable.floor";
 /// The folder of durable cursor files.
 pub(crate) const CURSORS_DIR: &str = "cursors";
 /// The folder of projection snapshots.

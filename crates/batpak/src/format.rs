@@ -2,6 +2,7 @@
 
 pub(crate) mod checkpoint;
 pub(crate) mod cursor;
+pub(crate) mod floor;
 pub(crate) mod record;
 pub(crate) mod redo;
 pub(crate) mod segment;

@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use crate::chain;
 use crate::coordinate::Coordinate;
-use crate::dir::{CHECKPOINT_FILE, CURSORS_DIR, PENDING_FILE, SEGMENTS_DIR, SNAPSHOT_DIR};
+use crate::dir::{
+    CHECKPOINT_FILE, CURSORS_DIR, FLOOR_FILE, PENDING_FILE, SEGMENTS_DIR, SNAPSHOT_DIR,
+};
 use crate::error::Result;
 use crate::event::{RawPayload, StoredEvent};
 use crate::format::checkpoint::{self, Checkpoint};
@@ -345,6 +347,8 @@ pub enum DirFile {
     Pending,
     /// The snapshot of projection [`Count`] over entity [`ENTITY`].
     Snapshot,
+    /// `durable.floor`.
+    Floor,
 }
 
 /// The cursor `open_dir` opens.
@@ -361,14 +365,16 @@ const KIND_CHECKPOINT: u8 = 1;
 const KIND_CURSOR: u8 = 2;
 const KIND_PENDING: u8 = 3;
 const KIND_SNAPSHOT: u8 = 4;
-const KINDS: u8 = 5;
+const KIND_FLOOR: u8 = 5;
+const KINDS: u8 = 6;
 
 /// Packs files into an `open_dir` input:
 ///
 /// ```text
 /// flags u8 (RESEAL), then per file: kind u8, length u32 LE, bytes
-/// kind (mod 5): 0 segment (its first byte is the segment number), 1 index.ckpt,
-///               2 cursor file, 3 redact.pending, 4 projection snapshot
+/// kind (mod 6): 0 segment (its first byte is the segment number), 1 index.ckpt,
+///               2 cursor file, 3 redact.pending, 4 projection snapshot,
+///               5 durable.floor
 /// ```
 ///
 /// A length past the end of the input takes what remains.
@@ -381,6 +387,7 @@ pub fn pack_dir(flags: u8, files: &[(DirFile, &[u8])]) -> Vec<u8> {
             DirFile::Cursor => (KIND_CURSOR, None),
             DirFile::Pending => (KIND_PENDING, None),
             DirFile::Snapshot => (KIND_SNAPSHOT, None),
+            DirFile::Floor => (KIND_FLOOR, None),
         };
         let len = bytes.len() + usize::from(number.is_some());
         out.push(kind);
@@ -414,6 +421,7 @@ pub fn pack_store_dir(dir: &Path, flags: u8) -> std::io::Result<Vec<u8>> {
         DirFile::Cursor,
         DirFile::Pending,
         DirFile::Snapshot,
+        DirFile::Floor,
     ] {
         match std::fs::read(path_of(dir, file)) {
             Ok(bytes) => files.push((file, bytes)),
@@ -447,6 +455,7 @@ fn unpack_dir(data: &[u8]) -> (u8, Vec<(DirFile, Vec<u8>)>) {
             KIND_CHECKPOINT => (DirFile::Checkpoint, bytes.to_vec()),
             KIND_CURSOR => (DirFile::Cursor, bytes.to_vec()),
             KIND_PENDING => (DirFile::Pending, bytes.to_vec()),
+            KIND_FLOOR => (DirFile::Floor, bytes.to_vec()),
             _ => (DirFile::Snapshot, bytes.to_vec()),
         };
         files.push(file);
@@ -458,6 +467,7 @@ fn path_of(dir: &Path, file: DirFile) -> PathBuf {
     match file {
         DirFile::Segment(n) => crate::segment::segment_path(dir, u64::from(n)),
         DirFile::Checkpoint => dir.join(CHECKPOINT_FILE),
+        DirFile::Floor => dir.join(FLOOR_FILE),
         DirFile::Cursor => dir
             .join(CURSORS_DIR)
             .join(format!("{}.cursor", hex::encode(CURSOR.as_bytes()))),
@@ -484,7 +494,7 @@ fn reseal(file: DirFile, bytes: &mut [u8]) {
             }
         }
         DirFile::Checkpoint => reseal_checkpoint(bytes),
-        DirFile::Cursor | DirFile::Pending => {
+        DirFile::Cursor | DirFile::Pending | DirFile::Floor => {
             if bytes.len() >= CHECKSUM_LEN {
                 crate::format::seal(bytes);
             }

@@ -89,6 +89,10 @@ pub(crate) struct Resume {
     pub last_timestamp_ns: u64,
     pub last_id: Option<EventId>,
     pub idempotency: HashMap<[u8; 16], u64>,
+    /// Events the checkpoint on disk holds.
+    pub checkpointed: u64,
+    /// Events whose durability the directory already proves (checkpoint or floor).
+    pub evidenced: u64,
 }
 
 /// Finishes a rewrite a crash interrupted (`redact.pending`), before the segments are
@@ -286,6 +290,8 @@ struct Scan {
     covered: Option<(u64, u64)>,
     /// What a checkpoint of this store proves durable: no tail rule applies below it.
     floor: Floor,
+    /// Events the trusted checkpoint holds (0 when the index was rebuilt).
+    checkpointed: u64,
 }
 
 impl Scan {
@@ -308,13 +314,16 @@ impl Scan {
             active: None,
             covered: None,
             floor: Floor::new(),
+            checkpointed: 0,
         };
-        let c = match crate::checkpoint::read(dir) {
+        let c = crate::checkpoint::read(dir);
+        // What the checkpoint proves durable holds even when it cannot be used, and so
+        // does the durable floor a close without a checkpoint left.
+        scan.floor = crate::checkpoint::durable_floor(dir, c.as_ref().ok(), files)?;
+        let c = match c {
             Ok(c) => c,
             Err(reason) => return Ok((scan, IndexSource::Rebuilt { reason })),
         };
-        // What the checkpoint proves durable holds even when it cannot be used.
-        scan.floor = crate::checkpoint::durable_floor(dir, &c, files)?;
         if let Err(reason) = crate::checkpoint::trusted(&c, files) {
             return Ok((scan, IndexSource::Rebuilt { reason }));
         }
@@ -333,6 +342,7 @@ impl Scan {
         };
         scan.covered = Some((c.segment, c.offset));
         let events = scan.index.last_sequence();
+        scan.checkpointed = events;
         Ok((scan, IndexSource::Checkpoint { events }))
     }
 
@@ -511,8 +521,17 @@ impl Scan {
                 seg
             }
         };
+        // Every byte read is below the floor: the directory already proves it durable.
+        let proven = self
+            .segments
+            .lengths()
+            .iter()
+            .all(|(number, len)| self.floor.get(number).is_some_and(|durable| len <= durable));
         let progress = std::mem::take(&mut self.progress);
+        let last = progress.next_sequence - 1;
         Ok(Resume {
+            checkpointed: self.checkpointed,
+            evidenced: if proven { last } else { self.checkpointed },
             active,
             next_sequence: progress.next_sequence,
             last_timestamp_ns: progress.last_timestamp_ns,

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::coordinate::Coordinate;
-use crate::dir::{new_repair_dir, sync_dir, DirLock, CHECKPOINT_FILE, SEGMENTS_DIR};
+use crate::dir::{new_repair_dir, sync_dir, DirLock, CHECKPOINT_FILE, FLOOR_FILE, SEGMENTS_DIR};
 use crate::error::{io_err, Error, Result};
 use crate::event::{Batch, EventPayload};
 use crate::format::record::{self, FLAG_BATCH_CONTINUES};
@@ -161,9 +161,12 @@ fn cut(dir: &Path, segment: u64, offset: u64, reason: &str) -> Result<(Repaired,
         let to = keep.join(later_path.file_name().unwrap_or_default());
         move_durably(later_path, &to, &dir.join(SEGMENTS_DIR))?;
     }
-    let checkpoint = dir.join(CHECKPOINT_FILE);
-    if checkpoint.exists() {
-        move_durably(&checkpoint, &keep.join(CHECKPOINT_FILE), dir)?;
+    // Both record lengths the cut takes back: left in place they would call it loss.
+    for name in [CHECKPOINT_FILE, FLOOR_FILE] {
+        let evidence = dir.join(name);
+        if evidence.exists() {
+            move_durably(&evidence, &keep.join(name), dir)?;
+        }
     }
     let seg = std::fs::OpenOptions::new()
         .write(true)
@@ -195,12 +198,17 @@ fn check_boundary(bytes: &[u8], offset: u64) -> std::result::Result<(), String> 
             bytes.len()
         ));
     }
-    let mut at = HEADER_LEN;
     let mut batch_start = None;
-    while (at as u64) < offset {
-        let (view, len) = record::decode(&bytes[at..]).map_err(|e| {
-            format!("the record at {at}, before the cut, is damaged ({e}); cut there")
-        })?;
+    for frame in record::frames(bytes, HEADER_LEN) {
+        let (at, len, view) = match frame {
+            _ if frame_offset(&frame) >= offset => break,
+            record::Frame::Record { offset, len, view } => (offset, len, view),
+            record::Frame::Damaged { offset, end, error } => {
+                return Err(format!(
+                    "the record at {offset}, before the cut, is damaged ({error}; nothing reads until offset {end}); cut at {offset}"
+                ))
+            }
+        };
         if (at + len) as u64 > offset {
             return Err(format!(
                 "it is inside the record at {at}..{}; cut at {at} or {}",
@@ -214,7 +222,6 @@ fn check_boundary(bytes: &[u8], offset: u64) -> std::result::Result<(), String> 
             (true, kept) => kept,
             (false, _) => None,
         };
-        at += len;
     }
     match batch_start {
         Some(start) => Err(format!(
@@ -224,15 +231,24 @@ fn check_boundary(bytes: &[u8], offset: u64) -> std::result::Result<(), String> 
     }
 }
 
+fn frame_offset(frame: &record::Frame<'_>) -> u64 {
+    match frame {
+        record::Frame::Record { offset, .. } | record::Frame::Damaged { offset, .. } => {
+            *offset as u64
+        }
+    }
+}
+
 /// How many frames at the start of `bytes` decode, and the first one's sequence.
 fn complete_records(bytes: &[u8]) -> (u64, Option<u64>) {
-    let mut at = 0;
     let mut count = 0;
     let mut first = None;
-    while let Ok((view, len)) = record::decode(&bytes[at..]) {
+    for frame in record::frames(bytes, 0) {
+        let record::Frame::Record { view, .. } = frame else {
+            break;
+        };
         first.get_or_insert(view.header.sequence);
         count += 1;
-        at += len;
     }
     (count, first)
 }

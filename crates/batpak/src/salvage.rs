@@ -141,39 +141,37 @@ impl Run<'_> {
     /// Reads one segment file's records, resuming after damage.
     fn segment(&mut self, file: &crate::segment::OfflineFile) -> Result<()> {
         let (bytes, name) = (&file.bytes, file.name.as_str());
-        let mut at = HEADER_LEN;
-        while at < bytes.len() {
-            match record::decode(&bytes[at..]) {
-                Ok((view, len)) => {
+        for frame in record::frames(bytes, HEADER_LEN) {
+            match frame {
+                record::Frame::Record { offset, view, .. } => {
                     let coordinate = Coordinate::new(view.entity, view.scope)?;
                     let event = StoredEvent::from_record(&view, view.header.sequence, &coordinate)
                         .map_err(|detail| Error::Corrupt {
                             path: file.path.clone(),
-                            offset: at as u64,
+                            offset: offset as u64,
                             detail,
                         })?;
                     let continues = event.continues_batch();
                     self.batch.push(Found {
                         event,
                         file: name.to_string(),
-                        offset: at as u64,
+                        offset: offset as u64,
                     });
                     if !continues {
                         self.carry_batch()?;
                     }
-                    at += len;
                 }
-                Err(e) => {
-                    let resume = record::next_frame(bytes, at + 1);
-                    let end = resume.unwrap_or(bytes.len());
+                record::Frame::Damaged { offset, end, error } => {
                     self.lose_batch("a record of its batch is in damaged bytes");
                     self.lose(
                         name,
-                        at as u64,
-                        format!("{} bytes to offset {end} cannot be read: {e}", end - at),
+                        offset as u64,
+                        format!(
+                            "{} bytes to offset {end} cannot be read: {error}",
+                            end - offset
+                        ),
                     );
                     self.preserving = false;
-                    at = end;
                 }
             }
         }

@@ -733,7 +733,7 @@ impl Store {
             Some(w) => {
                 w.sync()?;
                 self.projections.write_snapshots();
-                w.write_checkpoint()
+                w.write_close_evidence()
             }
             None => Ok(()),
         }

@@ -109,6 +109,10 @@ pub(crate) struct Writer {
     /// Set when a segment was rotated: the appender writes a checkpoint once its own
     /// append is done, so open after a crash scans at most about one segment.
     checkpoint_due: std::sync::atomic::AtomicBool,
+    /// Events the checkpoint on disk holds.
+    checkpointed: AtomicU64,
+    /// Events whose durability the directory proves (checkpoint or durable floor).
+    evidenced: AtomicU64,
     /// Append calls that have written their records (a batch counts once).
     appends: AtomicU64,
     /// Written but not yet visible (only under `SyncPolicy::Always`), in sequence order.
@@ -161,6 +165,8 @@ impl Writer {
             durable_seq: AtomicU64::new(last_written),
             appends: AtomicU64::new(0),
             checkpoint_due: std::sync::atomic::AtomicBool::new(false),
+            checkpointed: AtomicU64::new(resume.checkpointed),
+            evidenced: AtomicU64::new(resume.evidenced),
             lock: None,
             clock: Arc::new(crate::clock::SystemClock),
             live: None,
@@ -789,9 +795,42 @@ impl Writer {
         let Some(c) = self.checkpoint_upto(self.durable()) else {
             return Ok(()); // nothing durable to record yet
         };
+        let n = c.ids.len() as u64;
         // No poison on failure: the journal is untouched, and whichever checkpoint the
         // directory holds afterwards (the old one, the new one, or none) stays true.
-        crate::checkpoint::write(&self.dir, &self.segments, c)
+        crate::checkpoint::write(&self.dir, &self.segments, c)?;
+        self.checkpointed.fetch_max(n, Ordering::AcqRel);
+        self.evidenced.fetch_max(n, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// What a close leaves after its final sync: the whole checkpoint when it pays
+    /// (`checkpoint::pays`), otherwise the durable floor alone when events became
+    /// durable that the directory does not prove yet, otherwise nothing.
+    pub(crate) fn write_close_evidence(&self) -> Result<()> {
+        let durable = self.durable();
+        if crate::checkpoint::pays(durable, self.checkpointed.load(Ordering::Acquire)) {
+            return self.write_checkpoint();
+        }
+        if durable <= self.evidenced.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.check_poison()?;
+        if let Some(lock) = &self.lock {
+            lock.check().map_err(|e| self.poisoned(e))?;
+        }
+        let (n, last) = {
+            let index = crate::sync::read(&self.index);
+            let n = index.last_sequence().min(durable);
+            (n, index.location(n))
+        };
+        let Some(last) = last else {
+            return Ok(());
+        };
+        // Like a checkpoint, no poison on failure: the old floor (or none) stays true.
+        crate::checkpoint::write_floor(&self.dir, &self.segments, self.store_id(), last)?;
+        self.evidenced.fetch_max(n, Ordering::AcqRel);
+        Ok(())
     }
 
     /// The checkpoint of the index and idempotency keys through sequence `upto` (or

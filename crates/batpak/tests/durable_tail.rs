@@ -195,3 +195,137 @@ fn a_segment_created_after_the_watermark_is_known_to_exist() {
     fs::remove_file(&seg).unwrap();
     refused_naming(dir.path(), &seg);
 }
+
+/// A closed store of 5,000 events (past the size where every close checkpoints),
+/// then one more event appended and closed: that close leaves the durable floor, not
+/// a new checkpoint. Returns where the last record starts.
+fn large_store_with_a_floor(dir: &Path) -> u64 {
+    let store = Store::open(dir).unwrap();
+    let mut batch = Batch::new();
+    for i in 0..5000u32 {
+        batch.push_raw(
+            &Coordinate::new(format!("e:{}", i % 50), "s").unwrap(),
+            EventKind::custom(1, 2),
+            RawPayload::opaque(&i.to_le_bytes()),
+            AppendOptions::default(),
+        );
+    }
+    store.append_batch(&batch).unwrap();
+    store.close().unwrap();
+    let checkpoint = fs::read(dir.join("index.ckpt")).unwrap();
+    let store = Store::open(dir).unwrap();
+    let start = len(&last_segment(dir));
+    append(&store, "a", 7);
+    store.close().unwrap();
+    assert_eq!(
+        fs::read(dir.join("index.ckpt")).unwrap(),
+        checkpoint,
+        "one event more does not rewrite the checkpoint"
+    );
+    assert!(dir.join("durable.floor").exists());
+    start
+}
+
+#[test]
+fn a_close_without_a_checkpoint_still_proves_its_events_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    large_store_with_a_floor(dir.path());
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        store.open_report().index,
+        batpak::IndexSource::Checkpoint { events: 5000 }
+    );
+    assert_eq!(store.open_report().scanned_events, 1);
+    drop(store);
+
+    let seg = last_segment(dir.path());
+    let end = len(&seg);
+    flip(&seg, end - 3);
+    let detail = refused_naming(dir.path(), &seg);
+    assert!(detail.contains("durable"), "{detail}");
+
+    // The floor is what carries the proof: without it the same damage is a tail.
+    fs::remove_file(dir.path().join("durable.floor")).unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let cut = store.open_report().tail_cut.as_ref().unwrap();
+    assert!(cut.reason.contains("checksum"), "{}", cut.reason);
+    assert_eq!(store.stats().unwrap().events, 5000);
+}
+
+#[test]
+fn the_floor_names_a_segment_cut_back_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let last_start = large_store_with_a_floor(dir.path());
+    let seg = last_segment(dir.path());
+    let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.set_len(last_start).unwrap();
+    drop(f);
+    let detail = refused_naming(dir.path(), &seg);
+    assert!(
+        detail.contains(&format!("is {last_start} bytes; the durable floor")),
+        "{detail}"
+    );
+}
+
+#[test]
+fn a_floor_of_another_store_or_damaged_proves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    large_store_with_a_floor(dir.path());
+    let floor = dir.path().join("durable.floor");
+    let seg = last_segment(dir.path());
+    flip(&seg, len(&seg) - 3);
+    for damage in [8usize, 40] {
+        // Byte 8 is in the store id, byte 40 in a length; resealed or not, it is not ours.
+        let mut bytes = fs::read(&floor).unwrap();
+        let kept = bytes.clone();
+        bytes[damage] ^= 0x55;
+        fs::write(&floor, &bytes).unwrap();
+        let store = Store::open_read_only(dir.path()).unwrap();
+        assert!(store.open_report().tail_cut.is_some(), "damage at {damage}");
+        drop(store);
+        fs::write(&floor, kept).unwrap();
+    }
+}
+
+#[test]
+fn a_close_that_added_nothing_rewrites_nothing() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    large_store_with_a_floor(dir.path());
+    let inode = |name: &str| fs::metadata(dir.path().join(name)).unwrap().ino();
+    let (checkpoint, floor) = (inode("index.ckpt"), inode("durable.floor"));
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.stats().unwrap().events, 5001);
+    store.close().unwrap();
+    assert_eq!(inode("index.ckpt"), checkpoint, "checkpoint replaced");
+    assert_eq!(inode("durable.floor"), floor, "floor replaced");
+}
+
+#[test]
+fn a_close_checkpoints_once_a_sixteenth_of_the_store_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    large_store_with_a_floor(dir.path());
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..300u32 {
+        append(&store, "b", i as u8);
+    }
+    store.close().unwrap();
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        store.open_report().index,
+        batpak::IndexSource::Checkpoint { events: 5000 },
+        "301 new of 5,301 is under a sixteenth: the floor moves, the checkpoint stays"
+    );
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    for i in 0..40u32 {
+        append(&store, "b", i as u8);
+    }
+    store.close().unwrap();
+    let store = Store::open_read_only(dir.path()).unwrap();
+    assert_eq!(
+        store.open_report().index,
+        batpak::IndexSource::Checkpoint { events: 5341 },
+        "341 new of 5,341 is a sixteenth"
+    );
+}

@@ -199,3 +199,38 @@ fn reindex_rebuilds_from_the_records() {
         batpak::IndexSource::Checkpoint { events: 5 }
     ));
 }
+
+#[test]
+fn a_cut_below_the_durable_floor_takes_the_floor_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut batch = Batch::new();
+    for i in 0..5000u32 {
+        batch.push_raw(
+            &Coordinate::new("b", "s").unwrap(),
+            EventKind::custom(1, 2),
+            RawPayload::opaque(&i.to_le_bytes()),
+            AppendOptions::default(),
+        );
+    }
+    store.append_batch(&batch).unwrap();
+    store.close().unwrap();
+    // One more event: too few for a checkpoint, so the close leaves the durable floor.
+    let store = Store::open(dir.path()).unwrap();
+    append(&store, 1);
+    store.close().unwrap();
+    let floor = dir.path().join("durable.floor");
+    assert!(floor.exists());
+    let seg = segments(dir.path()).pop().unwrap();
+    let mut damaged = fs::read(&seg).unwrap();
+    let at = damaged.len() - 3;
+    damaged[at] ^= 1;
+    fs::write(&seg, &damaged).unwrap();
+
+    let (path, offset) = refusal(dir.path());
+    let report = Store::repair_cut(dir.path(), number(&path), offset, "bit rot").unwrap();
+    assert!(report.kept_in.join("durable.floor").exists());
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.stream("b").unwrap().len(), 5000);
+    assert!(store.stream("a").unwrap().is_empty());
+}

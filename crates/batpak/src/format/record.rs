@@ -417,6 +417,55 @@ pub(crate) fn next_frame(bytes: &[u8], from: usize) -> Option<usize> {
     })
 }
 
+/// One step of [`frames`]: a record that decodes, or a range that holds none.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a transient iterator item, consumed at once; boxing would allocate per record"
+)]
+pub(crate) enum Frame<'a> {
+    /// A whole frame at `offset`, `len` bytes long.
+    Record {
+        offset: usize,
+        len: usize,
+        view: RecordView<'a>,
+    },
+    /// No frame decodes from `offset` until `end` (the next offset where one does, or
+    /// the end of the bytes); `error` is why the frame at `offset` did not.
+    Damaged {
+        offset: usize,
+        end: usize,
+        error: FrameError,
+    },
+}
+
+/// The frames of a segment's bytes from `from`, going on past damage: after a frame
+/// that does not decode, the scan resumes at the next frame whose checksum holds. The
+/// one scan salvage and `repair --cut` share.
+pub(crate) fn frames(bytes: &[u8], from: usize) -> impl Iterator<Item = Frame<'_>> {
+    let mut at = from;
+    std::iter::from_fn(move || {
+        if at >= bytes.len() {
+            return None;
+        }
+        let offset = at;
+        Some(match decode(&bytes[at..]) {
+            Ok((view, len)) => {
+                at += len;
+                Frame::Record { offset, len, view }
+            }
+            Err(error) => {
+                at = next_frame(bytes, offset + 1).unwrap_or(bytes.len());
+                Frame::Damaged {
+                    offset,
+                    end: at,
+                    error,
+                }
+            }
+        })
+    })
+}
+
 /// The length of the frame a decoded record came from.
 pub(crate) fn frame_len_of(view: &RecordView<'_>) -> usize {
     let payload = match view.payload {
@@ -1016,6 +1065,62 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Three records with the middle one's body flipped: the scan yields the first,
+    /// names the damage with where reading resumes, and goes on to the third.
+    #[test]
+    fn frames_go_on_past_damage_to_the_next_whole_record() {
+        let mut bytes = vec![0xEEu8; 8]; // stands in for a segment header
+        let mut starts = Vec::new();
+        for seq in 1..=3u64 {
+            let header = RecordHeader {
+                sequence: seq,
+                ..sample_header()
+            };
+            starts.push(bytes.len());
+            encode(
+                &RecordDraft {
+                    header,
+                    metadata: &[],
+                    entity: "e:1",
+                    scope: "s",
+                    salt: [0x11; SALT_LEN],
+                    payload: b"\x81\xa1a\x01",
+                },
+                &mut bytes,
+            );
+        }
+        bytes[starts[1] + 30] ^= 0x01;
+        let seen: Vec<_> = frames(&bytes, 8).collect();
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        match &seen[0] {
+            Frame::Record { offset, len, view } => {
+                assert_eq!((*offset, *len), (starts[0], starts[1] - starts[0]));
+                assert_eq!(view.header.sequence, 1);
+            }
+            other => panic!("expected a record, got {other:?}"),
+        }
+        match &seen[1] {
+            Frame::Damaged { offset, end, .. } => {
+                assert_eq!((*offset, *end), (starts[1], starts[2]))
+            }
+            other => panic!("expected damage, got {other:?}"),
+        }
+        match &seen[2] {
+            Frame::Record { offset, view, .. } => {
+                assert_eq!(*offset, starts[2]);
+                assert_eq!(view.header.sequence, 3);
+            }
+            other => panic!("expected a record, got {other:?}"),
+        }
+        // Damage that runs to the end is one range ending at the end of the bytes.
+        let cut = starts[2] + 10;
+        let tail: Vec<_> = frames(&bytes[..cut], starts[2]).collect();
+        assert!(
+            matches!(tail[..], [Frame::Damaged { offset, end, .. }] if offset == starts[2] && end == cut),
+            "{tail:?}"
+        );
     }
 
     fn hex(bytes: &[u8]) -> String {
