@@ -40,7 +40,15 @@ t() { /usr/bin/time -f "%e s, %M KB" "$@" > /dev/null; }
 for c in "tail --limit 10" "entities --limit 10" "kinds" "scopes" "count" "count --prefix acct:7"; do
     echo "batpak $c: $( { t "$B" --dir store $c; } 2>&1 )"
 done
+# One append each (a CLI append opens, appends, syncs and closes: a close writes the
+# durable floor, not the whole checkpoint, unless a sixteenth of the store is new).
+for i in 1 2 3; do
+    echo "batpak append ($i): $( { echo '{"cents":1}' | t "$B" --dir store append --entity acct:1 --scope bank --kind 1:1; } 2>&1 )"
+done
 q() { echo "sqlite3 $1: $( { t sqlite3 base.db "$2"; } 2>&1 )"; }
+for i in 1 2 3; do
+    q "append ($i)" "PRAGMA synchronous=FULL; INSERT INTO events VALUES ((SELECT max(seq)+1 FROM events), 'acct:1', 'bank', 4097, 1000, 0, x'00')"
+done
 q "tail 10" "SELECT * FROM events ORDER BY seq DESC LIMIT 10"
 q "entities 10" "SELECT entity, count(*), min(seq), max(seq), max(version) FROM events GROUP BY entity ORDER BY entity LIMIT 10"
 q "kinds" "SELECT kind, count(*) FROM events GROUP BY kind"
