@@ -126,9 +126,7 @@ fn truncation_on_a_record_boundary_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let last_start = closed_store(dir.path(), 5);
     let seg = last_segment(dir.path());
-    let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    f.set_len(last_start).unwrap();
-    drop(f);
+    cut_to(&seg, last_start);
     let detail = refused_naming(dir.path(), &seg);
     assert!(
         detail.contains(&format!("is {last_start} bytes")),
@@ -141,9 +139,7 @@ fn a_segment_cut_back_to_its_header_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     closed_store(dir.path(), 3);
     let seg = last_segment(dir.path());
-    let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    f.set_len(64).unwrap();
-    drop(f);
+    cut_to(&seg, 64);
     refused_naming(dir.path(), &seg);
 }
 
@@ -257,9 +253,7 @@ fn the_floor_names_a_segment_cut_back_below_it() {
     let dir = tempfile::tempdir().unwrap();
     let last_start = large_store_with_a_floor(dir.path());
     let seg = last_segment(dir.path());
-    let f = fs::OpenOptions::new().write(true).open(&seg).unwrap();
-    f.set_len(last_start).unwrap();
-    drop(f);
+    cut_to(&seg, last_start);
     let detail = refused_naming(dir.path(), &seg);
     assert!(
         detail.contains(&format!("is {last_start} bytes; the durable floor")),
@@ -328,4 +322,14 @@ fn a_close_checkpoints_once_a_sixteenth_of_the_store_is_new() {
         batpak::IndexSource::Checkpoint { events: 5341 },
         "341 new of 5,341 is a sixteenth"
     );
+}
+
+/// Cuts a file back to `len` bytes, as a lost write would leave it.
+fn cut_to(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
 }
