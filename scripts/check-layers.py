@@ -20,13 +20,13 @@ import tempfile
 
 # Bottom to top. `x/*` is every submodule file under src/x/.
 TABLE = """
-base:    error id kind coordinate metadata options hash sync clock sign registry report report/*
+base:    error id kind coordinate metadata options hash sync clock sign registry retention report report/*
 format:  format format/*
-model:   chain event kinds receipt
+model:   chain event kinds lifecycle_records receipt
 storage: fault fault/* dir live segment segment/*
-engine:  index query checkpoint open follow writer writer/*
+engine:  index index/* query checkpoint open follow writer writer/*
 facade:  cache store graph events
-above:   projection gate decide delivery delivery/* redact repair salvage backup verify builder export catalogue fuzz_api
+above:   projection gate decide delivery delivery/* redact lifecycle repair salvage backup verify builder export catalogue fuzz_api
 root:    lib
 """
 

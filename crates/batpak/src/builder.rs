@@ -176,7 +176,7 @@ impl StoreBuilder {
             loaded,
             Some(writer),
             keys,
-            self.projection_cache,
+            (self.projection_cache, Arc::clone(&self.clock)),
             Some(lock),
         )?;
         let swept = store.finish_recorded_redactions()?;
@@ -221,7 +221,14 @@ impl StoreBuilder {
         let mut loaded = load(&self.dir, true, 0)?;
         loaded.report.kind_collisions = collisions;
         let keys = self.keyring();
-        Store::assemble(self.dir, loaded, None, keys, self.projection_cache, lock)
+        Store::assemble(
+            self.dir,
+            loaded,
+            None,
+            keys,
+            (self.projection_cache, Arc::clone(&self.clock)),
+            lock,
+        )
     }
 }
 

@@ -32,6 +32,9 @@ pub(crate) struct Key {
     pub projection: TypeId,
     pub version: u32,
     pub target: Target,
+    /// The entity's first visible sequence when the state was folded (0: nothing was
+    /// hidden): a state folded before retention or a deletion moved it is not reused.
+    pub from: u64,
 }
 
 /// What a cached state folds: one entity's events, or a region's in sequence order.
@@ -106,6 +109,14 @@ impl ProjectionCache {
             Target::Entity(e) => &**e != entity,
             Target::Region(_) => false,
         });
+    }
+
+    /// Drops every state and makes runs already under way not store theirs: a
+    /// retention policy or deletion changed what the store shows.
+    pub(crate) fn forget_all(&self) {
+        let mut guard = crate::sync::lock(&self.entries);
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        guard.0.clear();
     }
 
     pub(crate) fn lookup(&self, key: &Key) -> Option<Cached> {

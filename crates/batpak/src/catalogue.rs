@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+use crate::coordinate::prefix_matches;
 use crate::coordinate::STORE_ENTITY_PREFIX;
 use crate::kind::EventKind;
-use crate::query::prefix_matches;
 use crate::store::Store;
 
 /// One entity: its name, the scopes its events carry, its newest version, how many
@@ -57,7 +57,11 @@ impl Store {
     /// boundary (every entity for an empty prefix), sorted by name and starting after
     /// the name `after` (exclusive): page by passing the last name returned. The
     /// store's own entities (`batpak:...`) are listed only when the prefix names them.
+    /// Counts and sequences are of the visible events (retention and deletions hide
+    /// some); an entity with none is left out. `version` is its newest version,
+    /// hidden or not: what the next append continues from.
     pub fn entities(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<EntityInfo> {
+        let sight = self.sight();
         let index = self.index();
         let show_store = prefix.starts_with(STORE_ENTITY_PREFIX);
         let mut names: Vec<(&str, u32)> = index
@@ -69,11 +73,17 @@ impl Store {
             .map(|(id, name)| (name, id))
             .collect();
         names.sort_unstable();
-        names.truncate(limit);
         names
             .into_iter()
             .filter_map(|(name, id)| {
-                let postings = index.entity_events(id);
+                let all = index.entity_events(id);
+                let from = match sight {
+                    crate::index::Sight::At(now_ms) if index.hides_anything() => {
+                        index.first_visible_sequence(id, now_ms)
+                    }
+                    _ => 0,
+                };
+                let postings = &all[all.partition_point(|&s| s < from)..];
                 let (&first, &last) = (postings.first()?, postings.last()?);
                 let scopes: BTreeSet<u32> = postings
                     .iter()
@@ -85,17 +95,34 @@ impl Store {
                         .into_iter()
                         .map(|s| index.scopes().shared(s).to_string())
                         .collect(),
-                    version: postings.len() as u64 - 1,
+                    version: all.len() as u64 - 1,
                     events: postings.len() as u64,
                     first_sequence: first,
                     last_sequence: last,
                 })
             })
+            .take(limit)
             .collect()
     }
 
-    /// Every scope holding user events, sorted, with how many.
+    /// Hidden events per scope and per kind: what the counts leave out.
+    fn hidden_counts(&self) -> (HashMap<u32, u64>, HashMap<EventKind, u64>) {
+        let (mut scopes, mut kinds) = (HashMap::new(), HashMap::new());
+        if let crate::index::Sight::At(now_ms) = self.sight() {
+            let index = self.index();
+            index.for_each_hidden(now_ms, |seq| {
+                if let Some((_, scope, kind)) = index.filter_columns(seq) {
+                    *scopes.entry(scope).or_default() += 1;
+                    *kinds.entry(kind).or_default() += 1;
+                }
+            });
+        }
+        (scopes, kinds)
+    }
+
+    /// Every scope holding visible user events, sorted, with how many.
     pub fn scopes(&self) -> Vec<ScopeInfo> {
+        let (hidden, _) = self.hidden_counts();
         let index = self.index();
         // Store records sit on the store's entities: take them out of their scope.
         let mut store_records: HashMap<u32, u64> = HashMap::new();
@@ -113,8 +140,9 @@ impl Store {
             .iter()
             .map(|(id, name)| ScopeInfo {
                 scope: name.to_string(),
-                events: index.scope_events(id).len() as u64
-                    - store_records.get(&id).copied().unwrap_or(0),
+                events: (index.scope_events(id).len() as u64)
+                    .saturating_sub(store_records.get(&id).copied().unwrap_or(0))
+                    .saturating_sub(hidden.get(&id).copied().unwrap_or(0)),
             })
             .filter(|s| s.events > 0)
             .collect();
@@ -122,16 +150,18 @@ impl Store {
         out
     }
 
-    /// Every kind the store holds, sorted, with its name and how many events.
+    /// Every kind with visible events, sorted, with its name and how many.
     pub fn kinds(&self) -> Vec<KindInfo> {
+        let (_, hidden) = self.hidden_counts();
         let counts = self.index().kind_counts();
         counts
             .into_iter()
             .map(|(kind, events)| KindInfo {
                 kind,
                 name: self.kind_name(kind),
-                events,
+                events: events.saturating_sub(hidden.get(&kind).copied().unwrap_or(0)),
             })
+            .filter(|k| k.events > 0)
             .collect()
     }
 }

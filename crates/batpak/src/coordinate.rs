@@ -134,6 +134,14 @@ pub(crate) fn validate_component(component: &'static str, value: &str) -> Result
     }
 }
 
+/// Whether `entity` falls under `prefix` on a `:` boundary.
+pub(crate) fn prefix_matches(prefix: &str, entity: &str) -> bool {
+    match entity.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || prefix.ends_with(':') || rest.starts_with(':'),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

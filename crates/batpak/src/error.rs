@@ -267,6 +267,25 @@ pub enum Error {
         /// How long the wait took.
         waited: std::time::Duration,
     },
+    /// The entity was deleted with `DeleteMode::Hard`: it takes no more events.
+    #[error("entity {entity:?} was deleted (hard, through version {through_version}): it takes no more events")]
+    EntityDeleted {
+        /// The entity.
+        entity: String,
+        /// Its newest version when it was deleted.
+        through_version: u64,
+    },
+    /// No entity has this name (it has never had an event), or the operation does
+    /// not apply to it.
+    #[error("cannot {operation} entity {entity:?}: {reason}")]
+    NoSuchEntity {
+        /// What was asked (`"delete"`).
+        operation: &'static str,
+        /// The entity named.
+        entity: String,
+        /// Why it was refused.
+        reason: String,
+    },
     /// Bytes or text that should encode a key, signature, receipt or anchor do not.
     #[error("malformed {what}: {detail}")]
     Malformed {
@@ -315,6 +334,8 @@ impl Error {
             Error::InvalidCommit { .. } => "invalid_commit",
             Error::Timeout { .. } => "timeout",
             Error::Malformed { .. } => "malformed",
+            Error::EntityDeleted { .. } => "entity_deleted",
+            Error::NoSuchEntity { .. } => "no_such_entity",
         }
     }
 }

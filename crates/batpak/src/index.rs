@@ -12,6 +12,10 @@ use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::segment::Location;
 
+mod horizon;
+
+pub(crate) use horizon::Sight;
+
 /// What the index needs to know about one event.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct IndexEntry<'a> {
@@ -170,6 +174,10 @@ pub(crate) struct Index {
     /// Entities holding at least one store record (category 0): reads that leave
     /// store records out check kinds only on these.
     store_entities: HashSet<u32>,
+    /// Each entity's scope, or `MIXED_SCOPES` when its events use several.
+    entity_scope: Vec<u32>,
+    /// What the recorded retention policies and deletions hide.
+    horizons: horizon::Horizons,
 }
 
 impl Index {
@@ -217,7 +225,8 @@ impl Index {
             }
         }
         let entity = self.entities.intern(e.entity);
-        if entity as usize == self.entity_events.len() {
+        let fresh = entity as usize == self.entity_events.len();
+        if fresh {
             self.entity_events.push(Vec::new());
         }
         let expected_version = self.entity_events[entity as usize].len() as u64;
@@ -231,6 +240,7 @@ impl Index {
         if scope as usize == self.scope_events.len() {
             self.scope_events.push(Vec::new());
         }
+        note_scope(&mut self.entity_scope, entity, scope, fresh);
         if self.ids.len().is_multiple_of(FENCE_EVERY) {
             self.fences.push(e.id);
         }
@@ -550,7 +560,9 @@ impl Index {
             let postings = ix.entity_events.get_mut(entity as usize).ok_or_else(|| {
                 format!("sequence {seq} names entity {entity}, which has no name")
             })?;
+            let fresh = postings.is_empty();
             postings.push(seq);
+            note_scope(&mut ix.entity_scope, entity, scope, fresh);
             ix.scope_events
                 .get_mut(scope as usize)
                 .ok_or_else(|| format!("sequence {seq} names scope {scope}, which has no name"))?
@@ -584,6 +596,19 @@ impl Index {
             }
         }
         Ok(ix)
+    }
+}
+
+/// Records that `entity` has an event in `scope` (`fresh`: its first).
+fn note_scope(entity_scope: &mut Vec<u32>, entity: u32, scope: u32, fresh: bool) {
+    let at = entity as usize;
+    if entity_scope.len() <= at {
+        entity_scope.resize(at + 1, scope);
+    }
+    if fresh {
+        entity_scope[at] = scope;
+    } else if entity_scope[at] != scope {
+        entity_scope[at] = horizon::MIXED_SCOPES;
     }
 }
 

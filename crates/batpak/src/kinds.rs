@@ -50,6 +50,8 @@ pub(crate) fn store_record_name(kind: EventKind) -> Option<&'static str> {
         5 => "batpak.ReactorSkipped",
         6 => "batpak.Repaired",
         7 => "batpak.KindNamed",
+        8 => "batpak.Retention",
+        9 => "batpak.EntityDeleted",
         _ => return None,
     })
 }
@@ -120,7 +122,7 @@ impl KindNames {
             .iter()
             .map(|(k, v)| (*k, v.clone()))
             .collect();
-        for type_id in 1..=7 {
+        for type_id in 1..=9 {
             let kind = EventKind::custom(0, type_id);
             if let Some(name) = store_record_name(kind) {
                 out.insert(kind, name.to_string());

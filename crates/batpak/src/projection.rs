@@ -218,6 +218,7 @@ impl Store {
             projection: TypeId::of::<P>(),
             version: P::VERSION,
             target: Target::Region(Box::new(region.clone())),
+            from: 0,
         };
         let epoch = self.projections().epoch();
         let cached = self.projections().lookup(&key);
@@ -365,11 +366,17 @@ impl Store {
         entity: &str,
         freshness: Freshness,
     ) -> Result<Outcome<P>, RunError> {
+        // A state folded under another horizon (retention or a deletion moved it
+        // since) is another key; snapshots are folded from the first event, so they
+        // serve only while nothing is hidden.
+        let from = self.entity_horizon(entity);
         let key = Key {
             projection: TypeId::of::<P>(),
             version: P::VERSION,
             target: Target::Entity(Arc::from(entity)),
+            from,
         };
+        let persists = P::PERSIST && from == 0;
         let epoch = self.projections().epoch();
         let cached = self.projections().lookup(&key);
         let cache = match (&cached, self.projections().enabled()) {
@@ -390,7 +397,7 @@ impl Store {
         let mut snapshot = SnapshotUse::None;
         let (mut state, through, mut frontier) = match &cached {
             Some(c) => (typed::<P>(&c.state), c.through, c.frontier),
-            None if P::PERSIST => match self.load_snapshot::<P>(entity) {
+            None if persists => match self.load_snapshot::<P>(entity) {
                 Ok(Some((state, through, frontier, hash))) => {
                     snapshot = SnapshotUse::Used { through, hash };
                     (state, through, frontier)
@@ -404,7 +411,7 @@ impl Store {
             None => (None, 0, None),
         };
         let last = self
-            .visit_entity_events_after(entity, through, P::KINDS, |event| {
+            .visit_entity_events_after(entity, (through, from), P::KINDS, |event| {
                 state.get_or_insert_with(P::default).apply(event)?;
                 frontier = Some((event.sequence, event.timestamp_ns));
                 Ok(())
@@ -414,7 +421,7 @@ impl Store {
                 cache: cache.clone(),
             })?;
         if last != through || matches!(snapshot, SnapshotUse::Used { .. }) {
-            let persist = P::PERSIST.then(|| PersistTo {
+            let persist = persists.then(|| PersistTo {
                 path: snapshot_path::<P>(self.dir(), entity),
                 version: P::VERSION,
                 encode: encode_state::<P>,

@@ -4,7 +4,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 use std::ops::{Bound, RangeBounds};
 
-use crate::index::Index;
+use crate::coordinate::prefix_matches;
+use crate::index::{Index, Sight};
 use crate::kind::EventKind;
 
 /// A selection of events: by entity (exact or prefix), scope, and kind or category.
@@ -200,20 +201,19 @@ impl Region {
     }
 }
 
-/// Whether `entity` falls under `prefix` on a `:` boundary.
-pub(crate) fn prefix_matches(prefix: &str, entity: &str) -> bool {
-    match entity.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || prefix.ends_with(':') || rest.starts_with(':'),
-        None => false,
-    }
-}
-
 /// The sequences of up to `limit` events in `region` after sequence `after`, in order.
 ///
 /// Evaluation starts from the smallest posting list the region names and filters the
 /// rest of the criteria on the index columns.
-pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -> Vec<u64> {
-    collect(index, region, Direction::After(after), limit)
+/// Events `sight` does not see (hidden by retention or deletion) are skipped.
+pub(crate) fn select(
+    index: &Index,
+    region: &Region,
+    sight: Sight,
+    after: u64,
+    limit: usize,
+) -> Vec<u64> {
+    collect(index, region, sight, Direction::After(after), limit)
 }
 
 /// The sequences of up to `limit` events in `region` before sequence `before`, newest
@@ -221,16 +221,23 @@ pub(crate) fn select(index: &Index, region: &Region, after: u64, limit: usize) -
 pub(crate) fn select_reverse(
     index: &Index,
     region: &Region,
+    sight: Sight,
     before: u64,
     limit: usize,
 ) -> Vec<u64> {
-    collect(index, region, Direction::Before(before), limit)
+    collect(index, region, sight, Direction::Before(before), limit)
 }
 
-fn collect(index: &Index, region: &Region, direction: Direction, limit: usize) -> Vec<u64> {
+fn collect(
+    index: &Index,
+    region: &Region,
+    sight: Sight,
+    direction: Direction,
+    limit: usize,
+) -> Vec<u64> {
     let mut out = Vec::with_capacity(limit.min(1024));
     if limit > 0 {
-        visit(index, region, direction, |seq| {
+        visit(index, region, sight, direction, |seq| {
             out.push(seq);
             out.len() < limit
         });
@@ -238,10 +245,10 @@ fn collect(index: &Index, region: &Region, direction: Direction, limit: usize) -
     out
 }
 
-/// How many events `region` selects.
-pub(crate) fn count(index: &Index, region: &Region) -> u64 {
+/// How many events `region` selects that `sight` sees.
+pub(crate) fn count(index: &Index, region: &Region, sight: Sight) -> u64 {
     let mut n = 0u64;
-    visit(index, region, Direction::After(0), |_| {
+    visit(index, region, sight, Direction::After(0), |_| {
         n += 1;
         true
     });
@@ -258,10 +265,17 @@ enum Direction {
 }
 
 /// Visits the sequences `region` selects in `direction` until `visit` returns false.
-fn visit(index: &Index, region: &Region, direction: Direction, mut visit: impl FnMut(u64) -> bool) {
+fn visit(
+    index: &Index,
+    region: &Region,
+    sight: Sight,
+    direction: Direction,
+    mut visit: impl FnMut(u64) -> bool,
+) {
     let Some(resolved) = Resolved::of(index, region) else {
         return;
     };
+    let mut hider = index.hider(sight);
     // Sequences in [low, high): the region's range, cut by the direction's bound.
     let (seq_start, seq_end) = region.sequences.unwrap_or((0, u64::MAX));
     let (low, high) = match direction {
@@ -279,11 +293,12 @@ fn visit(index: &Index, region: &Region, direction: Direction, mut visit: impl F
         .filter(|_| !(exact_entity && smallest.as_ref().is_some_and(|(by, _)| *by == By::Entity)));
     let Some((source, lists)) = smallest else {
         let hide_store = !region.selects_store_records() && index.has_store_records();
-        let shown = |seq: u64| {
-            (!hide_store
-                || index
-                    .filter_columns(seq)
-                    .is_some_and(|(_, _, kind)| kind.category() != 0))
+        let mut shown = |seq: u64| {
+            (!hide_store && hider.is_none()
+                || index.filter_columns(seq).is_some_and(|(entity, _, kind)| {
+                    let store_record = hide_store && kind.category() == 0;
+                    !store_record && !hider.as_mut().is_some_and(|h| h.hides(seq, entity))
+                }))
                 && check_versions.is_none_or(|range| version_in(index, seq, range))
         };
         let last = index.last_sequence();
@@ -313,8 +328,9 @@ fn visit(index: &Index, region: &Region, direction: Direction, mut visit: impl F
         && check_scope.is_none()
         && check_kinds.is_none()
         && check_versions.is_none()
-        && !hide_store;
-    let keep = |seq: u64| {
+        && !hide_store
+        && hider.is_none();
+    let mut keep = |seq: u64| {
         unfiltered
             || (index
                 .filter_columns(seq)
@@ -323,6 +339,7 @@ fn visit(index: &Index, region: &Region, direction: Direction, mut visit: impl F
                         && check_scope.is_none_or(|s| s == scope)
                         && check_kinds.is_none_or(|ks| ks.contains(&kind))
                         && !(hide_store && kind.category() == 0)
+                        && !hider.as_mut().is_some_and(|h| h.hides(seq, entity))
                 })
                 && check_versions.is_none_or(|range| version_in(index, seq, range)))
     };

@@ -44,6 +44,10 @@ pub struct Stats {
     pub durable_sequence: u64,
     /// Newest visible sequence.
     pub visible_sequence: u64,
+    /// The retention policies in force.
+    pub retention: Vec<crate::retention::RetentionPolicy>,
+    /// Entities deleted (soft or hard).
+    pub deleted_entities: usize,
 }
 
 /// An open event store. `Send + Sync`: share it (for example in an `Arc`) and append
@@ -71,6 +75,11 @@ pub struct Store {
     kind_names: KindNames,
     /// A view's reader of what another process appends (`None` otherwise).
     follower: Option<crate::follow::Follower>,
+    /// Now, for reads: events older than a retention policy's age are hidden by it.
+    clock: Arc<dyn crate::clock::Clock>,
+    /// The retention policies and deletions in force; its lock serialises changes
+    /// to them.
+    lifecycle: Mutex<crate::retention::Recorded>,
     /// `None` for a view (`open_view`), which takes no lock.
     _lock: Option<DirLock>,
 }
@@ -98,7 +107,7 @@ impl Store {
         loaded: Loaded,
         writer: Option<WriterConfig>,
         keys: Keyring,
-        projection_cache: usize,
+        (projection_cache, clock): (usize, Arc<dyn crate::clock::Clock>),
         dir_lock: Option<DirLock>,
     ) -> Result<Store> {
         let index = Arc::new(RwLock::new(loaded.index));
@@ -154,9 +163,12 @@ impl Store {
             cursors: Mutex::default(),
             kind_names: KindNames::default(),
             follower,
+            clock,
+            lifecycle: Mutex::default(),
             _lock: dir_lock,
         };
         store.report.kind_renames = store.load_kind_names()?;
+        store.replay_lifecycle(&mut lock(&store.lifecycle))?;
         Ok(store)
     }
 
@@ -169,11 +181,15 @@ impl Store {
             return Ok(0);
         };
         let names_before = self.entity_version(KINDS_ENTITY);
+        let lifecycle_before = self.entity_version(crate::lifecycle_records::LIFECYCLE_ENTITY);
         let added = follower.catch_up(&self.index, &self.segments)?;
         if added > 0 {
             // Re-read the kind names only when the writer recorded a new one.
             if self.entity_version(KINDS_ENTITY) != names_before {
                 self.load_kind_names()?;
+            }
+            if self.entity_version(crate::lifecycle_records::LIFECYCLE_ENTITY) != lifecycle_before {
+                self.replay_lifecycle(&mut self.lifecycle())?;
             }
             self.signal.notify();
         }
@@ -343,6 +359,52 @@ impl Store {
         self.writer.as_deref().ok_or(Error::ReadOnly)
     }
 
+    /// What reads see now: what the retention policies and deletions leave visible
+    /// at the store clock's current millisecond.
+    pub(crate) fn sight(&self) -> crate::index::Sight {
+        crate::index::Sight::At(self.clock.now_ns() / 1_000_000)
+    }
+
+    /// The retention policies and deletions in force, locked: holding the guard
+    /// serialises changes to them.
+    pub(crate) fn lifecycle(&self) -> MutexGuard<'_, crate::retention::Recorded> {
+        lock(&self.lifecycle)
+    }
+
+    /// Replays the lifecycle records after the last one `recorded` applied, and
+    /// hands what is in force to the index (what reads hide) and the writer (which
+    /// entities take no more events). Cached projection states are dropped when
+    /// anything changed, since they may hold events now hidden.
+    pub(crate) fn replay_lifecycle(&self, recorded: &mut crate::retention::Recorded) -> Result<()> {
+        use crate::lifecycle_records::{
+            EntityDeleted, RetentionChanged, DELETION_KIND, RETENTION_KIND,
+        };
+        let region = Region::all()
+            .entity(crate::lifecycle_records::LIFECYCLE_ENTITY)
+            .with_store_records();
+        let events = self.query(&region, recorded.through, usize::MAX)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        for event in events {
+            if event.kind == RETENTION_KIND {
+                let change: RetentionChanged = event.decode()?;
+                recorded.set(change.selector, change.rule, event.id);
+            } else if event.kind == DELETION_KIND {
+                let deleted: EntityDeleted = event.decode()?;
+                recorded.delete(deleted.entity, deleted.version, deleted.mode, event.id);
+            }
+            recorded.through = event.sequence;
+        }
+        let (policies, deleted) = recorded.horizons();
+        crate::sync::write(&self.index).set_horizons(policies, &deleted);
+        if let Some(writer) = &self.writer {
+            writer.set_tombstones(recorded.tombstones());
+        }
+        self.projections.forget_all();
+        Ok(())
+    }
+
     pub(crate) fn index(&self) -> RwLockReadGuard<'_, Index> {
         crate::sync::read(&self.index)
     }
@@ -436,7 +498,8 @@ impl Store {
     /// sequence order. Page by passing the last returned sequence as `after`.
     pub fn query(&self, region: &Region, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         let region = self.resolve_times(region)?;
-        let targets = self.locate(|index| select(index, &region, after, limit));
+        let sight = self.sight();
+        let targets = self.locate(|index| select(index, &region, sight, after, limit));
         self.read_events(&targets)
     }
 
@@ -451,8 +514,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         let region = self.resolve_times(region)?;
+        let sight = self.sight();
         let targets =
-            self.locate(|index| crate::query::select_reverse(index, &region, before, limit));
+            self.locate(|index| crate::query::select_reverse(index, &region, sight, before, limit));
         self.read_events(&targets)
     }
 
@@ -471,7 +535,7 @@ impl Store {
     /// except a few headers for a time range).
     pub fn count(&self, region: &Region) -> Result<u64> {
         let region = self.resolve_times(region)?;
-        Ok(crate::query::count(&self.index(), &region))
+        Ok(crate::query::count(&self.index(), &region, self.sight()))
     }
 
     /// `region` with its time range turned into the sequence range it covers:
@@ -553,12 +617,17 @@ impl Store {
 
     /// Resolves the sequences `pick` chooses to what reading them needs, under one
     /// index lock.
+    /// Events retention or a deletion hides are left out.
     pub(crate) fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<Target> {
         let index = self.index();
+        let mut hider = index.hider(self.sight());
         pick(&index)
             .into_iter()
             .filter_map(|sequence| {
                 let (location, entity, scope) = index.read_target(sequence)?;
+                if hider.as_mut().is_some_and(|h| h.hides(sequence, entity)) {
+                    return None;
+                }
                 Some(Target {
                     sequence,
                     location,
@@ -607,13 +676,27 @@ impl Store {
         self.index().entity_head(entity).map_or(0, |(_, seq)| seq)
     }
 
-    /// Calls `f` with each of the entity's visible events after sequence `after` whose
-    /// kind is in `kinds` (every user kind when empty: store records only when
-    /// named), in order, reading one record at a time. Returns the entity's newest sequence considered (`after` when none).
+    /// The entity's first visible sequence now: events before it are hidden by
+    /// retention or a deletion (0 when none is, `u64::MAX` when all are).
+    pub(crate) fn entity_horizon(&self, entity: &str) -> u64 {
+        let index = self.index();
+        match (self.sight(), index.entities().get(entity)) {
+            (crate::index::Sight::At(now_ms), Some(id)) if index.hides_anything() => {
+                index.first_visible_sequence(id, now_ms)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Calls `f` with each of the entity's events after sequence `after` and from
+    /// sequence `from` on (its horizon, from [`entity_horizon`](Self::entity_horizon))
+    /// whose kind is in `kinds` (every user kind when empty: store records only when
+    /// named), in order, reading one record at a time. Returns the entity's newest
+    /// sequence considered (`after` when none).
     pub(crate) fn visit_entity_events_after(
         &self,
         entity: &str,
-        after: u64,
+        (after, from): (u64, u64),
         kinds: &[EventKind],
         mut f: impl FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<u64> {
@@ -623,7 +706,8 @@ impl Store {
                 return Ok(after);
             };
             let postings = index.entity_events(id);
-            let newer = &postings[postings.partition_point(|&s| s <= after)..];
+            let start = after.max(from.saturating_sub(1));
+            let newer = &postings[postings.partition_point(|&s| s <= start)..];
             let hide_store = kinds.is_empty() && index.holds_store_records(id);
             let Some(&last) = newer.last() else {
                 return Ok(after);
@@ -702,6 +786,10 @@ impl Store {
             Some(w) => (w.written(), w.durable()),
             None => (events, events),
         };
+        let (retention, deleted_entities) = {
+            let recorded = self.lifecycle();
+            (recorded.policies(), recorded.deletions().len())
+        };
         Ok(Stats {
             events,
             entities,
@@ -711,6 +799,8 @@ impl Store {
             written_sequence: written,
             durable_sequence: durable,
             visible_sequence: events,
+            retention,
+            deleted_entities,
         })
     }
 

@@ -368,7 +368,7 @@ impl Store {
     pub fn verify_region(&self, region: &crate::query::Region) -> Result<Report<Verification>> {
         let sequences = {
             let index = self.index();
-            crate::query::select(&index, region, 0, usize::MAX)
+            crate::query::select(&index, region, crate::index::Sight::All, 0, usize::MAX)
         };
         let mut body = Verification::default();
         let mut segments = std::collections::BTreeSet::new();

@@ -75,6 +75,8 @@ struct State {
     heads: HashMap<Box<str>, Head>,
     idempotency: HashMap<[u8; 16], u64>,
     frames: Vec<u8>,
+    /// Entities deleted hard: user appends to them are refused.
+    tombstones: std::collections::HashSet<Box<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -155,6 +157,7 @@ impl Writer {
                 heads: HashMap::new(),
                 idempotency: resume.idempotency,
                 frames: Vec::new(),
+                tombstones: std::collections::HashSet::new(),
             }),
             durability: Mutex::new(Durability {
                 durable: last_written,
@@ -400,6 +403,30 @@ impl Writer {
         })
     }
 
+    /// Replaces the set of entities deleted hard.
+    pub(crate) fn set_tombstones<'a>(&self, entities: impl Iterator<Item = &'a str>) {
+        lock(&self.state).tombstones = entities.map(Box::from).collect();
+    }
+
+    /// The entity's newest version, read under the state lock (so no append lands
+    /// between it and what the caller does next under `hard`): with `hard`, the entity
+    /// is marked deleted in the same turn, so no later append is accepted. `None` when
+    /// the entity has no events (nothing is marked).
+    pub(crate) fn mark_deleted(&self, entity: &str, hard: bool) -> Result<Option<u64>> {
+        let mut state = lock(&self.state);
+        self.check_poison()?;
+        let version = self.head(&mut state, entity)?.map(|h| h.version);
+        if hard && version.is_some() {
+            state.tombstones.insert(entity.into());
+        }
+        Ok(version)
+    }
+
+    /// Takes back a hard mark whose deletion record could not be written.
+    pub(crate) fn unmark_deleted(&self, entity: &str) {
+        lock(&self.state).tombstones.remove(entity);
+    }
+
     /// The entity's newest event, from the cache or, on a miss, from the index and
     /// the record itself (the hash is not stored, so it is recomputed once).
     fn head(&self, state: &mut State, entity: &str) -> Result<Option<Head>> {
@@ -463,6 +490,12 @@ impl Writer {
                 Some(v) => *v,
                 None => self.head(state, entity)?.map(|h| h.version),
             };
+            if !draft.system && state.tombstones.contains(entity) {
+                return Err(Error::EntityDeleted {
+                    entity: entity.to_string(),
+                    through_version: actual.unwrap_or(0),
+                });
+            }
             if !draft.options.expected_version.admits(actual) {
                 return Err(Error::VersionConflict {
                     entity: entity.to_string(),

@@ -1,0 +1,132 @@
+//! The store records of the lifecycle: a retention policy set or cleared (kind 0:8)
+//! and an entity deleted (kind 0:9), both on `batpak:lifecycle`. They are events
+//! like any other (chained, exported, replicated, verified); open replays them into
+//! the policies and deletions in force (`retention::Recorded`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::event::EventPayload;
+use crate::kind::EventKind;
+use crate::retention::{DeleteMode, RetentionRule, RetentionSelector};
+
+/// The kind of a retention record (reserved category 0).
+pub(crate) const RETENTION_KIND: EventKind = EventKind::custom(0, 8);
+/// The kind of a deletion record (reserved category 0).
+pub(crate) const DELETION_KIND: EventKind = EventKind::custom(0, 9);
+/// The entity every lifecycle record is appended to.
+pub(crate) const LIFECYCLE_ENTITY: &str = "batpak:lifecycle";
+/// The scope of a lifecycle record that names no scope of its own.
+pub(crate) const LIFECYCLE_SCOPE: &str = "batpak:lifecycle";
+
+/// A retention policy set (`rule` present) or cleared (`rule` absent) for a selector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RetentionChanged {
+    /// Which entities it covers.
+    pub selector: RetentionSelector,
+    /// What it keeps from now on; `None` clears the selector's policy.
+    pub rule: Option<RetentionRule>,
+}
+
+impl EventPayload for RetentionChanged {
+    const KIND: EventKind = RETENTION_KIND;
+    const NAME: &'static str = "batpak.Retention";
+}
+
+/// An entity deleted: its events through `version` are hidden; a hard deletion also
+/// refuses every later append.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct EntityDeleted {
+    /// The entity.
+    pub entity: String,
+    /// Its newest version when it was deleted.
+    pub version: u64,
+    /// Soft or hard.
+    pub mode: DeleteMode,
+}
+
+impl EventPayload for EntityDeleted {
+    const KIND: EventKind = DELETION_KIND;
+    const NAME: &'static str = "batpak.EntityDeleted";
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The payload bytes are part of the journal: pinned, so they never drift.
+    #[test]
+    fn golden_bytes_of_the_lifecycle_records() {
+        let set = RetentionChanged {
+            selector: RetentionSelector::EntityPrefix("order".into()),
+            rule: Some(RetentionRule::MaxAge(Duration::from_secs(600))),
+        };
+        assert_eq!(
+            hex(&set.encode().unwrap()),
+            concat!(
+                "82",
+                "a8",
+                "73656c6563746f72", // map of 2, "selector"
+                "81",
+                "ad",
+                "656e746974795f707265666978",
+                "a5",
+                "6f72646572", // {"entity_prefix": "order"}
+                "a4",
+                "72756c65", // "rule"
+                "81",
+                "aa",
+                "6d61785f6167655f6d73",
+                "ce",
+                "000927c0", // {"max_age_ms": 600000}
+            )
+        );
+        let cleared = RetentionChanged {
+            selector: RetentionSelector::Scope("s".into()),
+            rule: None,
+        };
+        assert_eq!(
+            hex(&cleared.encode().unwrap()),
+            "82a873656c6563746f7281a573636f7065a173a472756c65c0"
+        );
+        let deleted = EntityDeleted {
+            entity: "order:1".into(),
+            version: 3,
+            mode: DeleteMode::Hard,
+        };
+        assert_eq!(
+            hex(&deleted.encode().unwrap()),
+            concat!(
+                "83",
+                "a6",
+                "656e74697479",
+                "a7",
+                "6f726465723a31", // "entity": "order:1"
+                "a7",
+                "76657273696f6e",
+                "03", // "version": 3
+                "a4",
+                "6d6f6465",
+                "a4",
+                "68617264", // "mode": "hard"
+            )
+        );
+        for rule in [
+            RetentionRule::MaxCount(10),
+            RetentionRule::BeforeVersion(4),
+            RetentionRule::MaxAge(Duration::from_millis(1)),
+        ] {
+            let change = RetentionChanged {
+                selector: RetentionSelector::Scope("tenant:a".into()),
+                rule: Some(rule),
+            };
+            let back: RetentionChanged = rmp_serde::from_slice(&change.encode().unwrap()).unwrap();
+            assert_eq!(back, change);
+        }
+    }
+}
