@@ -229,6 +229,21 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Retention policies: which events of an entity prefix or a scope are kept.
+    /// What a policy expires is hidden from every read at once.
+    Retention {
+        #[command(subcommand)]
+        action: RetentionAction,
+    },
+    /// Hide every event an entity has now; with --hard, also refuse every later
+    /// append to it. Recorded in the journal.
+    Delete {
+        /// The entity.
+        entity: String,
+        /// A tombstone: the entity takes no more events.
+        #[arg(long)]
+        hard: bool,
+    },
     /// The way out when an open refuses damaged or missing durable data: cut the
     /// history at a record boundary (what is cut is kept under repairs/ and the repair
     /// is recorded in the journal), or rebuild the index from the records.
@@ -244,6 +259,53 @@ pub enum Command {
         #[arg(long)]
         reindex: bool,
     },
+}
+
+/// What `batpak retention` does.
+#[derive(Debug, Subcommand)]
+pub enum RetentionAction {
+    /// Set the policy of a prefix or a scope (replacing the one it had).
+    Set {
+        #[command(flatten)]
+        selector: SelectorArgs,
+        #[command(flatten)]
+        rule: RuleArgs,
+    },
+    /// The policies in force.
+    List,
+    /// Clear the policy of a prefix or a scope: what it hid and compaction has not
+    /// removed is visible again.
+    Clear {
+        #[command(flatten)]
+        selector: SelectorArgs,
+    },
+}
+
+/// Which entities a policy covers: one of the two.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SelectorArgs {
+    /// Entities under this prefix (on `:` boundaries); "" is every entity.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Events in this scope.
+    #[arg(long)]
+    pub scope: Option<String>,
+}
+
+/// What a policy keeps: one of the three.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct RuleArgs {
+    /// Keep the newest N events of each entity.
+    #[arg(long, value_name = "N")]
+    pub max_count: Option<u64>,
+    /// Keep events younger than this (`10m`, `7days`, ...).
+    #[arg(long, value_name = "DURATION", value_parser = duration_arg)]
+    pub max_age: Option<std::time::Duration>,
+    /// Keep versions from V on.
+    #[arg(long, value_name = "V")]
+    pub before_version: Option<u64>,
 }
 
 /// `SEGMENT:OFFSET`, the segment as a number or a segment file name or path.

@@ -297,6 +297,8 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Snapshot { dest } => transfer::snapshot(ctx, &dest),
         Command::Salvage { dest } => transfer::salvage(ctx, &dest),
         Command::Redact { id, reason } => write::redact(ctx, id, &reason),
+        Command::Retention { action } => write::retention(ctx, action),
+        Command::Delete { entity, hard } => write::delete(ctx, &entity, hard),
         Command::Repair {
             cut,
             reason,

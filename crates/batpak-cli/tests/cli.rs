@@ -1601,3 +1601,101 @@ fn tables_fit_the_terminal_width() {
         );
     }
 }
+
+#[test]
+fn retention_and_delete_commands_hide_events_and_refuse_bad_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build(dir);
+    // order:1 has two events, order:2 one.
+    let set = ok(
+        dir,
+        &["retention", "set", "--prefix", "order", "--max-count", "1"],
+    );
+    assert!(set.contains("prefix \"order\": keep the last 1"), "{set}");
+    let stream: Vec<Value> = ok(dir, &["stream", "order:1", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(stream.len(), 1);
+    assert_eq!(stream[0]["version"], 1);
+    let list: Value = serde_json::from_str(&ok(dir, &["retention", "list", "--json"])).unwrap();
+    assert_eq!(list[0]["selector"]["entity_prefix"], "order");
+    assert_eq!(list[0]["rule"]["max_count"], 1);
+    let human = ok(dir, &["retention", "list"]);
+    assert!(human.contains("keep the last 1"), "{human}");
+    let aged = ok(
+        dir,
+        &[
+            "retention",
+            "set",
+            "--scope",
+            "t:b",
+            "--max-age",
+            "10m",
+            "--json",
+        ],
+    );
+    let aged: Value = serde_json::from_str(&aged).unwrap();
+    assert_eq!(aged["rule"]["max_age_ms"], 600_000);
+    let cleared = ok(dir, &["retention", "clear", "--prefix", "order"]);
+    assert!(cleared.contains("cleared"), "{cleared}");
+    fails(
+        dir,
+        &["retention", "clear", "--prefix", "order"],
+        "has no retention policy",
+    );
+    // Exactly one selector and one rule.
+    let o = batpak(dir, &["retention", "set", "--max-count", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = batpak(
+        dir,
+        &[
+            "retention",
+            "set",
+            "--prefix",
+            "a",
+            "--max-count",
+            "1",
+            "--before-version",
+            "2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    fails(
+        dir,
+        &["retention", "set", "--prefix", "a", "--max-count", "0"],
+        "would keep nothing",
+    );
+    fails(
+        dir,
+        &["retention", "set", "--prefix", "a", "--max-age", "soon"],
+        "soon",
+    );
+    // Delete: soft hides, hard refuses later appends.
+    let deleted = ok(dir, &["delete", "order:2"]);
+    assert!(deleted.contains("deleted order:2 (soft)"), "{deleted}");
+    assert!(ok(dir, &["stream", "order:2", "--json"]).trim().is_empty());
+    let hard: Value =
+        serde_json::from_str(&ok(dir, &["delete", "order:1", "--hard", "--json"])).unwrap();
+    assert_eq!(hard["mode"], "hard");
+    fails(
+        dir,
+        &[
+            "append", "--entity", "order:1", "--scope", "t:a", "--kind", "1:1", "{}",
+        ],
+        "was deleted (hard",
+    );
+    let o = batpak(
+        dir,
+        &[
+            "append", "--entity", "order:1", "--scope", "t:a", "--kind", "1:1", "--json", "{}",
+        ],
+    );
+    let err: Value = serde_json::from_str(&stderr(&o)).unwrap();
+    assert_eq!(err["error"]["code"], "entity_deleted");
+    fails(dir, &["delete", "nobody"], "has no events");
+    let stats: Value = serde_json::from_str(&ok(dir, &["stats", "--json"])).unwrap();
+    assert_eq!(stats["deleted_entities"], 2);
+    assert_eq!(stats["retention"].as_array().unwrap().len(), 1);
+}

@@ -264,6 +264,13 @@ impl Store {
                 self.note_kind_name(named.kind, named.name);
             }
         }
+        // The copy hides what the source hid, at once.
+        if events
+            .iter()
+            .any(|e| e.coordinate.entity() == crate::lifecycle_records::LIFECYCLE_ENTITY)
+        {
+            self.replay_lifecycle(&mut self.lifecycle())?;
+        }
         Ok(receipts)
     }
 }

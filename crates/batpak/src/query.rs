@@ -47,6 +47,10 @@ pub struct Region {
         deserialize_with = "ordered_range"
     )]
     times: Option<(u64, u64)>,
+    /// Events retention or a deletion hides are selected too. Left out of the
+    /// canonical text when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    hidden: bool,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -160,6 +164,19 @@ impl Region {
     pub fn with_store_records(mut self) -> Self {
         self.store_records = true;
         self
+    }
+
+    /// Also selects the events retention policies and deletions hide (until
+    /// compaction removes them): for exports of the whole journal and audits.
+    #[must_use]
+    pub fn with_hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
+
+    /// Whether this region selects hidden events too.
+    pub(crate) fn includes_hidden(&self) -> bool {
+        self.hidden
     }
 
     /// Only events whose stored timestamp (Unix nanoseconds, as `timestamp_ns`) is in

@@ -365,6 +365,15 @@ impl Store {
         crate::index::Sight::At(self.clock.now_ns() / 1_000_000)
     }
 
+    /// What a read of `region` sees: everything when it asks for hidden events.
+    pub(crate) fn sight_of(&self, region: &Region) -> crate::index::Sight {
+        if region.includes_hidden() {
+            crate::index::Sight::All
+        } else {
+            self.sight()
+        }
+    }
+
     /// The retention policies and deletions in force, locked: holding the guard
     /// serialises changes to them.
     pub(crate) fn lifecycle(&self) -> MutexGuard<'_, crate::retention::Recorded> {
@@ -498,8 +507,8 @@ impl Store {
     /// sequence order. Page by passing the last returned sequence as `after`.
     pub fn query(&self, region: &Region, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
         let region = self.resolve_times(region)?;
-        let sight = self.sight();
-        let targets = self.locate(|index| select(index, &region, sight, after, limit));
+        let sight = self.sight_of(&region);
+        let targets = self.locate_in(sight, |index| select(index, &region, sight, after, limit));
         self.read_events(&targets)
     }
 
@@ -514,9 +523,10 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
         let region = self.resolve_times(region)?;
-        let sight = self.sight();
-        let targets =
-            self.locate(|index| crate::query::select_reverse(index, &region, sight, before, limit));
+        let sight = self.sight_of(&region);
+        let targets = self.locate_in(sight, |index| {
+            crate::query::select_reverse(index, &region, sight, before, limit)
+        });
         self.read_events(&targets)
     }
 
@@ -535,7 +545,11 @@ impl Store {
     /// except a few headers for a time range).
     pub fn count(&self, region: &Region) -> Result<u64> {
         let region = self.resolve_times(region)?;
-        Ok(crate::query::count(&self.index(), &region, self.sight()))
+        Ok(crate::query::count(
+            &self.index(),
+            &region,
+            self.sight_of(&region),
+        ))
     }
 
     /// `region` with its time range turned into the sequence range it covers:
@@ -619,8 +633,17 @@ impl Store {
     /// index lock.
     /// Events retention or a deletion hides are left out.
     pub(crate) fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<Target> {
+        self.locate_in(self.sight(), pick)
+    }
+
+    /// `locate`, leaving out what `sight` does not see.
+    pub(crate) fn locate_in(
+        &self,
+        sight: crate::index::Sight,
+        pick: impl FnOnce(&Index) -> Vec<u64>,
+    ) -> Vec<Target> {
         let index = self.index();
-        let mut hider = index.hider(self.sight());
+        let mut hider = index.hider(sight);
         pick(&index)
             .into_iter()
             .filter_map(|sequence| {

@@ -597,3 +597,43 @@ proptest! {
         prop_assert!(store.verify().unwrap().body.is_clean());
     }
 }
+
+#[test]
+fn hidden_events_are_read_when_asked_for_and_a_preserved_copy_hides_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for n in 0..5 {
+        append(&store, "doc:1", "s", n);
+    }
+    store
+        .set_retention(prefix("doc"), RetentionRule::MaxCount(2))
+        .unwrap();
+    store.delete_entity("doc:1", DeleteMode::Soft).unwrap();
+    let all = Region::all().with_hidden();
+    assert_eq!(store.count(&all).unwrap(), 5);
+    assert_eq!(store.count(&Region::all()).unwrap(), 0);
+    assert_eq!(
+        Region::all().canonical(),
+        Region::all()
+            .with_hidden()
+            .canonical()
+            .replace(",\"hidden\":true", ""),
+        "the option stays out of the canonical text when unset"
+    );
+    // The whole journal, store records and hidden events, copied with its identity.
+    let journal = store
+        .query(
+            &Region::all().with_store_records().with_hidden(),
+            0,
+            usize::MAX,
+        )
+        .unwrap();
+    let copy_dir = tempfile::tempdir().unwrap();
+    let copy = open(copy_dir.path(), &clock);
+    copy.import_preserved(&journal).unwrap();
+    assert!(copy.stream("doc:1").unwrap().is_empty());
+    assert_eq!(copy.deletions(), store.deletions());
+    assert_eq!(copy.retention(), store.retention());
+    assert_eq!(copy.count(&all).unwrap(), 5);
+}

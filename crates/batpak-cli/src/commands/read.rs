@@ -429,9 +429,11 @@ pub fn stats(ctx: &Context) -> Outcome {
             "visible_sequence": stats.visible_sequence,
             "index": index,
             "open_ms": report.duration.as_secs_f64() * 1000.0,
+            "retention": serde_json::to_value(&stats.retention)?,
+            "deleted_entities": stats.deleted_entities,
         }));
     }
-    let rows = vec![
+    let mut rows = vec![
         vec!["store".into(), ctx.dir.display().to_string()],
         vec!["events".into(), stats.events.to_string()],
         vec!["entities".into(), stats.entities.to_string()],
@@ -441,7 +443,17 @@ pub fn stats(ctx: &Context) -> Outcome {
         vec!["last sequence".into(), stats.visible_sequence.to_string()],
         vec!["index from".into(), index],
         vec!["opened in".into(), format!("{:?}", report.duration)],
+        vec![
+            "deleted entities".into(),
+            stats.deleted_entities.to_string(),
+        ],
     ];
+    for p in &stats.retention {
+        rows.push(vec![
+            "retention".into(),
+            format!("{}: {}", p.selector, p.rule),
+        ]);
+    }
     out(&table(&["", ""], &rows)
         .lines()
         .skip(1)

@@ -17,11 +17,12 @@ use crate::{Context, Failure, Outcome};
 /// source's batches end).
 const IMPORT_BATCH: usize = 1000;
 
-/// Writes every event the filters select, store records included, as export lines
+/// Writes every event the filters select, store records and events hidden by
+/// retention or deletion included (the journal as it is), as export lines
 /// (`batpak::ExportLine`), paging through the store in bounded memory.
 pub fn export(ctx: &Context, filters: &Filters, output: Option<&Path>) -> Outcome {
     let store = ctx.open_read()?;
-    let region = region(filters)?.with_store_records();
+    let region = region(filters)?.with_store_records().with_hidden();
     let limit = filters.limit.unwrap_or(usize::MAX);
     let mut sink: Box<dyn Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(

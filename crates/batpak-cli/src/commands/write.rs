@@ -1,10 +1,13 @@
 //! Writing commands: append and redact.
 
-use batpak::{AppendOptions, AppendReceipt, Coordinate, EventId, RawPayload, Store};
+use batpak::{
+    AppendOptions, AppendReceipt, Coordinate, DeleteMode, EventId, RawPayload, RetentionRule,
+    RetentionSelector, Store,
+};
 use serde_json::{json, Value};
 
 use super::{input, out, print_json};
-use crate::cli::AppendArgs;
+use crate::cli::{AppendArgs, RetentionAction, RuleArgs, SelectorArgs};
 use crate::render::rfc3339;
 use crate::{Context, Failure, Outcome};
 
@@ -106,4 +109,114 @@ pub fn repair(ctx: &Context, cut: Option<(u64, u64)>, reason: Option<&str>) -> O
         report.receipt.sequence,
         report.receipt.event_id
     ))
+}
+
+fn selector(args: SelectorArgs) -> RetentionSelector {
+    match (args.prefix, args.scope) {
+        (Some(prefix), _) => RetentionSelector::EntityPrefix(prefix),
+        (None, scope) => RetentionSelector::Scope(scope.unwrap_or_default()),
+    }
+}
+
+fn rule(args: &RuleArgs) -> RetentionRule {
+    match (args.max_count, args.max_age, args.before_version) {
+        (Some(n), _, _) => RetentionRule::MaxCount(n),
+        (None, Some(age), _) => RetentionRule::MaxAge(age),
+        (None, None, v) => RetentionRule::BeforeVersion(v.unwrap_or(0)),
+    }
+}
+
+/// `retention set | list | clear`.
+pub fn retention(ctx: &Context, action: RetentionAction) -> Outcome {
+    match action {
+        RetentionAction::List => {
+            let store = ctx.open_read()?;
+            let policies = store.retention();
+            if ctx.json {
+                return print_json(&serde_json::to_value(&policies)?);
+            }
+            if policies.is_empty() {
+                return out("no retention policies\n");
+            }
+            let rows: Vec<Vec<String>> = policies
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.selector.to_string(),
+                        p.rule.to_string(),
+                        p.set_by.to_string(),
+                    ]
+                })
+                .collect();
+            out(&crate::render::table(&["COVERS", "KEEPS", "SET BY"], &rows))
+        }
+        RetentionAction::Set {
+            selector: s,
+            rule: r,
+        } => {
+            let store = ctx.open_write(false)?;
+            let (selector, rule) = (selector(s), rule(&r));
+            let receipt = store.set_retention(selector.clone(), rule)?;
+            store.close()?;
+            if ctx.json {
+                print_json(&json!({
+                    "selector": serde_json::to_value(&selector)?,
+                    "rule": serde_json::to_value(rule)?,
+                    "record": serde_json::to_value(receipt)?,
+                }))
+            } else {
+                out(&format!(
+                    "retention of {selector}: {rule}; recorded as seq {}\n",
+                    receipt.sequence
+                ))
+            }
+        }
+        RetentionAction::Clear { selector: s } => {
+            let store = ctx.open_write(false)?;
+            let selector = selector(s);
+            let receipt = store.clear_retention(&selector)?;
+            store.close()?;
+            match receipt {
+                None => Err(Failure::new(format!("{selector} has no retention policy"))),
+                Some(r) if ctx.json => print_json(&json!({
+                    "cleared": serde_json::to_value(&selector)?,
+                    "record": serde_json::to_value(r)?,
+                })),
+                Some(r) => out(&format!(
+                    "retention of {selector} cleared; recorded as seq {}\n",
+                    r.sequence
+                )),
+            }
+        }
+    }
+}
+
+/// `delete ENTITY [--hard]`.
+pub fn delete(ctx: &Context, entity: &str, hard: bool) -> Outcome {
+    let store = ctx.open_write(false)?;
+    let mode = if hard {
+        DeleteMode::Hard
+    } else {
+        DeleteMode::Soft
+    };
+    let receipt = store.delete_entity(entity, mode)?;
+    store.close()?;
+    if ctx.json {
+        print_json(&json!({
+            "deleted": entity,
+            "mode": serde_json::to_value(mode)?,
+            "record": serde_json::to_value(receipt)?,
+        }))
+    } else {
+        out(&format!(
+            "deleted {entity} ({}): its events are hidden{}; recorded as seq {}\n",
+            if hard { "hard" } else { "soft" },
+            if hard {
+                " and it takes no more events"
+            } else {
+                ""
+            },
+            receipt.sequence
+        ))
+    }
 }
