@@ -338,7 +338,11 @@ proptest! {
             let line: ExportLine = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(line.to_preserved().unwrap(), event);
             let mut mutated = text.clone();
-            mutated.truncate(cut.min(text.len()));
+            let mut at = cut.min(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1; // metadata may hold multi-byte characters
+            }
+            mutated.truncate(at);
             if let Ok(again) = serde_json::from_str::<ExportLine>(&mutated) {
                 let back = serde_json::to_string(&again).unwrap();
                 prop_assert_eq!(serde_json::from_str::<ExportLine>(&back).unwrap(), again);
