@@ -24,7 +24,7 @@ base:    error id kind coordinate metadata options hash sync clock sign registry
 format:  format format/*
 model:   chain event kinds lifecycle_records receipt
 storage: fault fault/* dir live segment segment/*
-engine:  index index/* query checkpoint open follow writer writer/*
+engine:  keys index index/* query checkpoint open follow writer writer/*
 facade:  cache store graph events
 above:   projection gate decide delivery delivery/* redact lifecycle repair salvage backup verify builder export catalogue fuzz_api
 root:    lib

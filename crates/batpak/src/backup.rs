@@ -96,8 +96,14 @@ impl Store {
 
     fn copy_into(&self, staging: &Path) -> Result<Backup> {
         let segments = self.segments();
+        // The checkpoint first, in one turn of the writer: it fixes what is copied, and
+        // holds the idempotency keys as they are at that sequence (later keyed
+        // appends may make the writer forget some).
+        let checkpoint = self.writer().ok().and_then(|w| w.checkpoint_upto(u64::MAX));
         let _no_rewrites = segments.rewrite_guard();
-        let events = self.visible_sequence();
+        let events = checkpoint
+            .as_ref()
+            .map_or_else(|| self.visible_sequence(), |c| c.ids.len() as u64);
         let end = match self.index_entry(events) {
             Some((location, _)) if events > 0 => {
                 let file = segments.file_at(location)?;
@@ -149,10 +155,8 @@ impl Store {
         // rebuild (written after the rewrite guard is let go: reading the last record
         // may have to wait for a rewrite). Only a writable store has the idempotency
         // keys a checkpoint must carry; a read-only one's copy rebuilds them when opened.
-        if let (Some((last_segment, _)), Ok(writer)) = (end, self.writer()) {
-            if let Some(c) = writer.checkpoint_upto(events) {
-                crate::checkpoint::write_covering(staging, segments, c, last_segment)?;
-            }
+        if let (Some((last_segment, _)), Some(c)) = (end, checkpoint) {
+            crate::checkpoint::write_covering(staging, segments, c, last_segment)?;
         }
         sync_dir(staging)?;
         Ok(copied)

@@ -27,6 +27,7 @@ pub struct StoreBuilder {
     trusted_keys: Vec<VerifyingKey>,
     clock: Arc<dyn Clock>,
     lock_wait: Duration,
+    idempotency_window: crate::options::IdempotencyWindow,
 }
 
 /// How often `open` retries a held lock within `lock_wait`.
@@ -44,6 +45,16 @@ impl StoreBuilder {
     #[must_use]
     pub fn projection_cache(mut self, states: usize) -> Self {
         self.projection_cache = states;
+        self
+    }
+
+    /// How many idempotency keys the store remembers (see [`IdempotencyWindow`]).
+    /// Default: the newest 1,000,000.
+    ///
+    /// [`IdempotencyWindow`]: crate::IdempotencyWindow
+    #[must_use]
+    pub fn idempotency_window(mut self, window: crate::options::IdempotencyWindow) -> Self {
+        self.idempotency_window = window;
         self
     }
 
@@ -169,6 +180,7 @@ impl StoreBuilder {
             sync: self.sync,
             segment_size: self.segment_size,
             clock: Arc::clone(&self.clock),
+            idempotency_window: self.idempotency_window,
         };
         let keys = self.keyring();
         let mut store = Store::assemble(
@@ -250,6 +262,7 @@ impl Store {
             trusted_keys: Vec::new(),
             clock: Arc::new(SystemClock),
             lock_wait: Duration::ZERO,
+            idempotency_window: crate::options::IdempotencyWindow::default(),
         }
     }
 

@@ -80,6 +80,7 @@ pub mod graph;
 mod hash;
 mod id;
 mod index;
+mod keys;
 mod kind;
 mod kinds;
 mod lifecycle;
@@ -129,7 +130,9 @@ pub use id::EventId;
 pub use kind::EventKind;
 pub use metadata::Metadata;
 pub use open::{IndexSource, OpenReport};
-pub use options::{AppendOptions, Cause, ExpectedVersion, Frontier, SyncPolicy, Watermark};
+pub use options::{
+    AppendOptions, Cause, ExpectedVersion, Frontier, IdempotencyWindow, SyncPolicy, Watermark,
+};
 pub use projection::{Freshness, Projection};
 pub use query::Region;
 pub use receipt::AppendReceipt;

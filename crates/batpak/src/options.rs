@@ -252,3 +252,46 @@ mod tests {
         assert!(err.contains("\"seven\" is not a version"), "{err}");
     }
 }
+
+/// How many idempotency keys a store remembers, so memory does not grow with
+/// history. A key is forgotten once `keys` newer keys were recorded, or (with an
+/// age) once a keyed event at least `age` newer than its event was recorded (by the
+/// millisecond in the event ids). A retry with a forgotten key is appended as a new
+/// event. The window is a rule over the journal, so a reopen (from a checkpoint or a
+/// rebuild) remembers exactly the same keys. Default: the newest 1,000,000 keys, no
+/// age limit (about 64 MB at the bound).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct IdempotencyWindow {
+    /// At most this many keys.
+    pub keys: usize,
+    /// Keys whose event is older than this, counted back from the newest keyed event.
+    pub age: Option<std::time::Duration>,
+}
+
+impl Default for IdempotencyWindow {
+    fn default() -> Self {
+        IdempotencyWindow {
+            keys: 1_000_000,
+            age: None,
+        }
+    }
+}
+
+impl IdempotencyWindow {
+    /// Remember at most `keys` keys (at least one), with no age limit.
+    pub fn keys(keys: usize) -> Self {
+        IdempotencyWindow {
+            keys: keys.max(1),
+            age: None,
+        }
+    }
+
+    /// Also forget keys whose event is more than `age` older than the newest keyed
+    /// event.
+    #[must_use]
+    pub fn max_age(mut self, age: std::time::Duration) -> Self {
+        self.age = Some(age);
+        self
+    }
+}

@@ -48,6 +48,9 @@ pub struct Stats {
     pub retention: Vec<crate::retention::RetentionPolicy>,
     /// Entities deleted (soft or hard).
     pub deleted_entities: usize,
+    /// Idempotency keys remembered (bounded by the store's `IdempotencyWindow`; 0
+    /// for a read-only store, which keeps none).
+    pub idempotency_keys: usize,
 }
 
 /// An open event store. `Send + Sync`: share it (for example in an `Arc`) and append
@@ -96,6 +99,7 @@ pub(crate) struct WriterConfig {
     pub sync: SyncPolicy,
     pub segment_size: u64,
     pub clock: Arc<dyn crate::clock::Clock>,
+    pub idempotency_window: crate::options::IdempotencyWindow,
 }
 
 impl Store {
@@ -118,7 +122,7 @@ impl Store {
                 let mut writer = Writer::new(
                     dir.clone(),
                     config.sync,
-                    config.segment_size,
+                    (config.segment_size, config.idempotency_window),
                     resume,
                     Arc::clone(&index),
                     Arc::clone(&segments),
@@ -824,6 +828,7 @@ impl Store {
             visible_sequence: events,
             retention,
             deleted_entities,
+            idempotency_keys: self.writer.as_ref().map_or(0, |w| w.idempotency_count()),
         })
     }
 

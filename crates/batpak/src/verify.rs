@@ -629,7 +629,8 @@ struct Place {
 struct Derived {
     causes: u64,
     correlations: u64,
-    keys: u64,
+    /// The idempotency window the records give, under the writer's window rule.
+    keys: Option<crate::keys::Keys>,
     /// Events whose payload is erased.
     erased: HashMap<EventId, Place>,
     /// Events a redaction record names, with that record's place.
@@ -663,7 +664,12 @@ impl<'s> HistoryScan<'s> {
             heads: HashMap::new(),
             lost: false,
             expected_seq: 1,
-            derived: Derived::default(),
+            derived: Derived {
+                keys: store
+                    .and_then(|s| s.writer().ok())
+                    .map(|w| crate::keys::Keys::new(w.idempotency_window())),
+                ..Derived::default()
+            },
         }
     }
 
@@ -679,7 +685,6 @@ impl<'s> HistoryScan<'s> {
         let mut expected = Vec::new();
         if let Some(store) = self.store {
             let counts = store.index().posting_counts(upto);
-            let keys = store.writer().ok().map(|w| w.idempotency_count(upto));
             expected = vec![
                 ("entity postings", counts.entity, events),
                 ("scope postings", counts.scope, events),
@@ -687,8 +692,11 @@ impl<'s> HistoryScan<'s> {
                 ("causation postings", counts.effects, d.causes),
                 ("correlation postings", counts.correlated, d.correlations),
             ];
-            if let Some(keys) = keys {
-                expected.push(("idempotency keys", keys, d.keys));
+        }
+        if let (Some(store), Some(window)) = (self.store, &d.keys) {
+            if let Ok(writer) = store.writer() {
+                let held = writer.idempotency_snapshot();
+                self.body.findings.extend(key_findings(&held, window, upto));
             }
         }
         for (what, index, records) in expected {
@@ -848,18 +856,9 @@ impl<'s> HistoryScan<'s> {
             );
         }
         let entry = IndexEntry::of_record(view, Location::new(number, offset as u64));
-        let mut disagreements = self
+        let disagreements = self
             .store
             .map_or_else(Vec::new, |store| store.index().check_entry(&entry));
-        if let (Some(key), Some(Ok(writer))) = (h.idempotency, self.store.map(Store::writer)) {
-            let held = writer.idempotency_of(&key);
-            if held != Some(h.sequence) {
-                disagreements.push(format!(
-                    "idempotency key: the index has sequence {held:?}, the record {}",
-                    h.sequence
-                ));
-            }
-        }
         for detail in disagreements {
             finding(Check::Index, detail);
         }
@@ -872,7 +871,9 @@ impl<'s> HistoryScan<'s> {
         let d = &mut self.derived;
         d.causes += u64::from(h.causation.is_some());
         d.correlations += u64::from(h.correlation.is_some());
-        d.keys += u64::from(h.idempotency.is_some());
+        if let (Some(key), Some(keys)) = (h.idempotency, d.keys.as_mut()) {
+            keys.insert(key, h.sequence, h.id.unix_millis());
+        }
         match &view.payload {
             record::PayloadField::Redacted { .. } => {
                 d.erased.insert(h.id, place());
@@ -905,6 +906,45 @@ impl<'s> HistoryScan<'s> {
         // A record claiming the last possible sequence was already a finding if wrong.
         self.expected_seq = h.sequence.saturating_add(1);
     }
+}
+
+/// Where the writer's idempotency keys (`held`) disagree with the records (`records`,
+/// every key they hold through sequence `upto`, under the writer's window): a key
+/// held for a sequence whose record does not carry it, or more keys than the window
+/// allows. A key the writer forgot is not a finding: a checkpoint keeps only the
+/// window it was written with, so a reopen with a larger window remembers fewer
+/// keys than the records hold, by design.
+fn key_findings(
+    held: &[([u8; 16], u64)],
+    records: &crate::keys::Keys,
+    upto: u64,
+) -> Vec<VerifyFinding> {
+    let finding = |detail: String| VerifyFinding {
+        check: Check::Index,
+        file: "(index)".into(),
+        offset: 0,
+        sequence: None,
+        event: None,
+        detail,
+    };
+    let mut out = Vec::new();
+    let limit = records.window().keys;
+    if held.len() > limit {
+        out.push(finding(format!(
+            "idempotency keys: the store holds {}, over its window of {limit}",
+            held.len()
+        )));
+    }
+    for &(key, seq) in held.iter().filter(|&&(_, seq)| seq <= upto) {
+        if records.get(&key) != Some(seq) {
+            out.push(finding(format!(
+                "idempotency key {}: the store holds sequence {seq}, the records {:?}",
+                crate::hash::hex::encode(&key),
+                records.get(&key)
+            )));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

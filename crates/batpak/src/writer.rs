@@ -31,6 +31,7 @@ use crate::format::segment::HEADER_LEN;
 use crate::hash::Hash;
 use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
+use crate::keys::Keys;
 use crate::kind::EventKind;
 use crate::open::{apply_pending, check_pending_fits, remove_pending, Resume};
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
@@ -73,7 +74,7 @@ struct State {
     ids: IdGenerator,
     random: Random,
     heads: HashMap<Box<str>, Head>,
-    idempotency: HashMap<[u8; 16], u64>,
+    idempotency: Keys,
     frames: Vec<u8>,
     /// Entities deleted hard: user appends to them are refused.
     tombstones: std::collections::HashSet<Box<str>>,
@@ -135,12 +136,18 @@ impl Writer {
     pub(crate) fn new(
         dir: PathBuf,
         policy: SyncPolicy,
-        segment_size: u64,
+        (segment_size, window): (u64, crate::options::IdempotencyWindow),
         resume: Resume,
         index: Arc<RwLock<Index>>,
         segments: Arc<SegmentSet>,
         signal: Arc<Signal>,
     ) -> Result<Self> {
+        let idempotency = {
+            let index = crate::sync::read(&index);
+            Keys::from_pairs(window, resume.idempotency, |seq| {
+                index.id_of(seq).map_or(0, EventId::unix_millis)
+            })
+        };
         let random = Random::from_os().map_err(crate::error::io_err("seed randomness", &dir))?;
         let last_written = resume.next_sequence - 1;
         let active_file = Mutex::new(Arc::clone(&resume.active.file));
@@ -155,7 +162,7 @@ impl Writer {
                 ids: IdGenerator::resume(resume.last_id),
                 random,
                 heads: HashMap::new(),
-                idempotency: resume.idempotency,
+                idempotency,
                 frames: Vec::new(),
                 tombstones: std::collections::HashSet::new(),
             }),
@@ -275,10 +282,7 @@ impl Writer {
         drafts: &[Draft<'_>],
         keys: &[Option<[u8; 16]>],
     ) -> Result<Option<Vec<AppendReceipt>>> {
-        let seen = keys
-            .iter()
-            .flatten()
-            .any(|k| state.idempotency.contains_key(k));
+        let seen = keys.iter().flatten().any(|k| state.idempotency.contains(k));
         if !seen {
             return Ok(None);
         }
@@ -286,11 +290,11 @@ impl Writer {
         let mut replayed: Vec<EventId> = Vec::with_capacity(drafts.len());
         for (i, (draft, key)) in drafts.iter().zip(keys).enumerate() {
             let text = draft.options.idempotency_key.clone().unwrap_or_default();
-            let original = key.and_then(|k| state.idempotency.get(&k).copied());
+            let original = key.and_then(|k| state.idempotency.get(&k));
             let Some(seq) = original else {
                 // Part of the batch is new, part repeats: neither a retry nor a new batch.
                 let first_seen = drafts.iter().zip(keys).find_map(|(d, k)| {
-                    k.and_then(|k| state.idempotency.get(&k).copied())
+                    k.and_then(|k| state.idempotency.get(&k))
                         .map(|s| (d.options.idempotency_key.clone().unwrap_or_default(), s))
                 });
                 let (key, seq) = first_seen.unwrap_or((text, 0));
@@ -649,7 +653,9 @@ impl Writer {
         let mut index = visible_now.then(|| crate::sync::write(&self.index));
         for (i, ((draft, key), receipt)) in drafts.iter().zip(keys).zip(&receipts).enumerate() {
             if let Some(k) = key {
-                state.idempotency.insert(*k, receipt.sequence);
+                state
+                    .idempotency
+                    .insert(*k, receipt.sequence, receipt.event_id.unix_millis());
             }
             let entry = IndexEntry {
                 sequence: receipt.sequence,
@@ -804,16 +810,22 @@ impl Writer {
 
     /// The sequence the idempotency map holds for `key`.
     pub(crate) fn idempotency_of(&self, key: &[u8; 16]) -> Option<u64> {
-        lock(&self.state).idempotency.get(key).copied()
+        lock(&self.state).idempotency.get(key)
     }
 
-    /// How many idempotency keys name sequences `1..=upto`.
-    pub(crate) fn idempotency_count(&self, upto: u64) -> u64 {
-        lock(&self.state)
-            .idempotency
-            .values()
-            .filter(|&&seq| seq <= upto)
-            .count() as u64
+    /// How many idempotency keys the store remembers.
+    pub(crate) fn idempotency_count(&self) -> usize {
+        lock(&self.state).idempotency.len()
+    }
+
+    /// Every remembered key with its sequence, oldest first.
+    pub(crate) fn idempotency_snapshot(&self) -> Vec<([u8; 16], u64)> {
+        lock(&self.state).idempotency.iter().collect()
+    }
+
+    /// The idempotency window the writer keeps.
+    pub(crate) fn idempotency_window(&self) -> crate::options::IdempotencyWindow {
+        lock(&self.state).idempotency.window()
     }
 
     /// Writes the index checkpoint for the events that are both visible and durable
@@ -882,10 +894,8 @@ impl Writer {
         c.idempotency = state
             .idempotency
             .iter()
-            .filter(|(_, &seq)| seq <= n)
-            .map(|(k, s)| (*k, *s))
+            .filter(|&(_, seq)| seq <= n)
             .collect();
-        c.idempotency.sort_unstable_by_key(|&(_, seq)| seq);
         c.segment = location.segment();
         c.offset = location.offset();
         Some(c)

@@ -637,3 +637,94 @@ fn hidden_events_are_read_when_asked_for_and_a_preserved_copy_hides_the_same() {
     assert_eq!(copy.retention(), store.retention());
     assert_eq!(copy.count(&all).unwrap(), 5);
 }
+
+fn keyed(store: &Store, entity: &str, key: &str) -> AppendReceipt {
+    store
+        .append_with(
+            &Coordinate::new(entity, "s").unwrap(),
+            &Tick { n: 0 },
+            AppendOptions::default().idempotency_key(key),
+        )
+        .unwrap()
+}
+
+#[test]
+fn the_idempotency_window_forgets_old_keys_the_same_way_across_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let builder = || {
+        Store::builder(dir.path())
+            .clock(clock.clone())
+            .idempotency_window(batpak::IdempotencyWindow::keys(3))
+    };
+    let store = builder().open().unwrap();
+    let first: Vec<AppendReceipt> = (1..=5)
+        .map(|n| keyed(&store, "k", &format!("key-{n}")))
+        .collect();
+    assert_eq!(store.stats().unwrap().idempotency_keys, 3, "bounded");
+    // A key inside the window is a retry; one outside it is a new event.
+    assert_eq!(keyed(&store, "k", "key-5").event_id, first[4].event_id);
+    let again = keyed(&store, "k", "key-1");
+    assert_ne!(again.event_id, first[0].event_id);
+    assert_eq!(again.version, 5);
+    // key-1 is remembered again, for its new event; key-3 fell out.
+    assert!(store.verify().unwrap().body.is_clean());
+    store.close().unwrap();
+    for rebuild in [false, true] {
+        if rebuild {
+            std::fs::remove_file(dir.path().join("index.ckpt")).ok();
+        }
+        let store = builder().open().unwrap();
+        assert_eq!(store.stats().unwrap().idempotency_keys, 3);
+        assert_eq!(
+            keyed(&store, "k", "key-1").event_id,
+            again.event_id,
+            "rebuild {rebuild}"
+        );
+        assert_eq!(keyed(&store, "k", "key-4").event_id, first[3].event_id);
+        assert!(store.verify().unwrap().body.is_clean(), "rebuild {rebuild}");
+        store.close().unwrap();
+    }
+    // A larger window on reopen: the checkpoint kept three keys, and a key once
+    // forgotten stays forgotten; a rebuild from the records remembers up to the window.
+    let larger = || {
+        Store::builder(dir.path())
+            .clock(clock.clone())
+            .open()
+            .unwrap()
+    };
+    let store = larger();
+    assert_eq!(store.stats().unwrap().idempotency_keys, 3);
+    assert!(store.verify().unwrap().body.is_clean());
+    store.close().unwrap();
+    std::fs::remove_file(dir.path().join("index.ckpt")).unwrap();
+    let store = larger();
+    assert_eq!(store.stats().unwrap().idempotency_keys, 5);
+    assert_eq!(keyed(&store, "k", "key-2").event_id, first[1].event_id);
+    assert!(store.verify().unwrap().body.is_clean());
+}
+
+#[test]
+fn an_age_bound_forgets_keys_older_than_the_newest_keyed_event_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = Store::builder(dir.path())
+        .clock(clock.clone())
+        .idempotency_window(batpak::IdempotencyWindow::keys(100).max_age(Duration::from_secs(60)))
+        .open()
+        .unwrap();
+    let old = keyed(&store, "k", "old");
+    clock.advance(Duration::from_secs(30));
+    let mid = keyed(&store, "k", "mid");
+    clock.advance(Duration::from_secs(40));
+    // Seventy seconds on, but nothing keyed since: "old" is still remembered.
+    assert_eq!(keyed(&store, "k", "old").event_id, old.event_id);
+    keyed(&store, "k", "new");
+    assert_ne!(
+        keyed(&store, "k", "old").event_id,
+        old.event_id,
+        "forgotten"
+    );
+    assert_eq!(keyed(&store, "k", "mid").event_id, mid.event_id);
+    assert!(store.verify().unwrap().body.is_clean());
+}
