@@ -220,6 +220,15 @@ pub enum Command {
         /// The destination directory.
         dest: PathBuf,
     },
+    /// A new store at DEST holding the history up to sequence --at (which must end a
+    /// batch): same ids and hashes, sealed segments hard-linked where possible.
+    Fork {
+        /// The new store's directory (absent or empty).
+        dest: PathBuf,
+        /// The last sequence it holds.
+        #[arg(long, value_name = "SEQ")]
+        at: u64,
+    },
     /// Erase an event's payload (its hash and chain still verify); records why.
     Redact {
         /// The event.

@@ -296,6 +296,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Export { filters, output } => transfer::export(ctx, &filters, output.as_deref()),
         Command::Snapshot { dest } => transfer::snapshot(ctx, &dest),
         Command::Salvage { dest } => transfer::salvage(ctx, &dest),
+        Command::Fork { dest, at } => transfer::fork(ctx, &dest, at),
         Command::Redact { id, reason } => write::redact(ctx, id, &reason),
         Command::Retention { action } => write::retention(ctx, action),
         Command::Delete { entity, hard } => write::delete(ctx, &entity, hard),

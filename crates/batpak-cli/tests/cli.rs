@@ -1699,3 +1699,45 @@ fn retention_and_delete_commands_hide_events_and_refuse_bad_input() {
     assert_eq!(stats["deleted_entities"], 2);
     assert_eq!(stats["retention"].as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn fork_copies_the_history_up_to_a_sequence_and_refuses_bad_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("src");
+    build(&dir);
+    let fork_dir = tmp.path().join("fork");
+    let text = ok(&dir, &["fork", fork_dir.to_str().unwrap(), "--at", "2"]);
+    assert!(text.contains("forked 2 events"), "{text}");
+    let stats: Value = serde_json::from_str(&ok(&fork_dir, &["stats", "--json"])).unwrap();
+    assert_eq!(stats["visible_sequence"], 2);
+    ok(&fork_dir, &["verify"]);
+    let json: Value = serde_json::from_str(&ok(
+        &dir,
+        &[
+            "fork",
+            tmp.path().join("f2").to_str().unwrap(),
+            "--at",
+            "1",
+            "--json",
+        ],
+    ))
+    .unwrap();
+    assert_eq!(json["events"], 1);
+    fails(
+        &dir,
+        &[
+            "fork",
+            tmp.path().join("f3").to_str().unwrap(),
+            "--at",
+            "999",
+        ],
+        "holds sequences 1 to",
+    );
+    fails(
+        &dir,
+        &["fork", fork_dir.to_str().unwrap(), "--at", "1"],
+        "is not empty",
+    );
+    let o = batpak(&dir, &["fork", "x"]);
+    assert_eq!(o.status.code(), Some(2), "--at is required");
+}

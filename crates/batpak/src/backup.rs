@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::dir::sync_dir;
 use crate::dir::{CURSORS_DIR, SEGMENTS_DIR};
 use crate::error::{io_err, Error, Result};
+use crate::format::record::FLAG_BATCH_CONTINUES;
 use crate::segment::io::SegmentFile;
 use crate::segment::reader::read_frame;
 use crate::segment::segment_path;
@@ -33,6 +34,17 @@ pub struct Backup {
     pub segments: u64,
     /// Bytes of segment data copied.
     pub bytes: u64,
+    /// Of the segment files, how many are hard links to this store's sealed segments
+    /// (a fork's; a backup copies every byte).
+    pub linked: u64,
+}
+
+/// What a copy takes: everything visible (a backup), or the history up to a sequence
+/// with sealed segments linked where the file system allows (a fork).
+#[derive(Clone, Copy)]
+struct Plan {
+    upto: Option<u64>,
+    link: bool,
 }
 
 /// Bytes copied per read.
@@ -44,9 +56,70 @@ impl Store {
     /// as a store of its own with the same store id and history (so anchors of this
     /// store up to `events` hold on it).
     pub fn backup(&self, dest: impl AsRef<Path>) -> Result<Backup> {
-        let dest = dest.as_ref();
+        self.place(
+            dest.as_ref(),
+            "backup",
+            Plan {
+                upto: None,
+                link: false,
+            },
+        )
+    }
+
+    /// A new store at `dest` (absent or an empty directory) holding this store's
+    /// history up to sequence `at`, which must end a batch: the same store id, ids,
+    /// sequences and hashes, so an anchor of this store at `at` holds on it, and it
+    /// verifies clean. Sealed segments wholly before `at` are hard links where the file
+    /// system allows (copies otherwise); the segment holding `at` is copied up to its
+    /// record's end. Either store later rewriting a shared segment in place (a
+    /// redaction, a repair) first gives itself its own copy, so neither ever changes
+    /// the other. The fork carries an index checkpoint (from a writable store; with
+    /// the idempotency keys this store still remembers up to `at`), no cursors (their
+    /// consumers follow this store) and no snapshots. Appends and reads go on
+    /// meanwhile.
+    ///
+    /// Errors: `at` of 0, past the visible history, or inside a batch (the error
+    /// names the batch's last sequence); a destination that is not empty.
+    pub fn fork(&self, dest: impl AsRef<Path>, at: u64) -> Result<Backup> {
+        let refuse = |reason: String| Error::InvalidConfig {
+            reason: format!("fork at sequence {at}: {reason}"),
+        };
+        let visible = self.visible_sequence();
+        if at == 0 || at > visible {
+            return Err(refuse(format!("the store holds sequences 1 to {visible}")));
+        }
+        let ends_batch = |seq: u64| -> Result<bool> {
+            let location = self
+                .index_entry(seq)
+                .map(|(location, _)| location)
+                .ok_or_else(|| refuse(format!("the index has no sequence {seq}")))?;
+            self.segments().with_record(location, |view| {
+                Ok(view.header.flags & FLAG_BATCH_CONTINUES == 0)
+            })
+        };
+        if !ends_batch(at)? {
+            let mut end = at + 1;
+            while end < visible && !ends_batch(end)? {
+                end += 1;
+            }
+            return Err(refuse(format!(
+                "it is inside a batch that ends at sequence {end}; fork there or before the batch"
+            )));
+        }
+        self.place(
+            dest.as_ref(),
+            "fork",
+            Plan {
+                upto: Some(at),
+                link: true,
+            },
+        )
+    }
+
+    /// Writes a copy under a staging name beside `dest` and renames it into place.
+    fn place(&self, dest: &Path, what: &str, plan: Plan) -> Result<Backup> {
         let refuse = |reason: &str| Error::InvalidConfig {
-            reason: format!("backup destination {}: {reason}", dest.display()),
+            reason: format!("{what} destination {}: {reason}", dest.display()),
         };
         match std::fs::read_dir(dest) {
             Ok(mut entries) => {
@@ -55,7 +128,7 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io_err("read backup destination", dest)(e)),
+            Err(e) => return Err(io_err("read destination", dest)(e)),
         }
         let name = dest
             .file_name()
@@ -70,7 +143,7 @@ impl Store {
         let _ = crate::dir::fs::remove_leftover(&staging);
         crate::dir::fs::create_dir_all(staging.join(SEGMENTS_DIR))
             .map_err(io_err("create directory", &staging))?;
-        let placed = self.copy_into(&staging).and_then(|backup| {
+        let placed = self.copy_into(&staging, plan).and_then(|backup| {
             if dest.exists() {
                 crate::dir::fs::remove_dir(dest)
                     .map_err(io_err("replace empty directory", dest))?;
@@ -94,16 +167,20 @@ impl Store {
         })
     }
 
-    fn copy_into(&self, staging: &Path) -> Result<Backup> {
+    fn copy_into(&self, staging: &Path, plan: Plan) -> Result<Backup> {
         let segments = self.segments();
         // The checkpoint first, in one turn of the writer: it fixes what is copied, and
         // holds the idempotency keys as they are at that sequence (later keyed
         // appends may make the writer forget some).
-        let checkpoint = self.writer().ok().and_then(|w| w.checkpoint_upto(u64::MAX));
+        let checkpoint = self
+            .writer()
+            .ok()
+            .and_then(|w| w.checkpoint_upto(plan.upto.unwrap_or(u64::MAX)));
         let _no_rewrites = segments.rewrite_guard();
-        let events = checkpoint
-            .as_ref()
-            .map_or_else(|| self.visible_sequence(), |c| c.ids.len() as u64);
+        let events = checkpoint.as_ref().map_or_else(
+            || plan.upto.unwrap_or_else(|| self.visible_sequence()),
+            |c| c.ids.len() as u64,
+        );
         let end = match self.index_entry(events) {
             Some((location, _)) if events > 0 => {
                 let file = segments.file_at(location)?;
@@ -119,25 +196,29 @@ impl Store {
             events,
             segments: 0,
             bytes: 0,
+            linked: 0,
         };
         if let Some((last_segment, last_end)) = end {
             for (number, file) in segments.all() {
                 if number > last_segment {
                     break;
                 }
-                let len = if number == last_segment {
-                    last_end
-                } else {
-                    file.len()
-                };
-                copy_file(&file, len, &segment_path(staging, number))?;
+                let to = segment_path(staging, number);
                 copied.segments += 1;
-                copied.bytes += len;
+                if number == last_segment {
+                    copy_file(&file, last_end, &to)?;
+                    copied.bytes += last_end;
+                } else if plan.link && link(file.path(), &to)? {
+                    copied.linked += 1;
+                } else {
+                    copy_file(&file, file.len(), &to)?;
+                    copied.bytes += file.len();
+                }
             }
         }
         sync_dir(&staging.join(SEGMENTS_DIR))?;
         let cursors = self.dir().join(CURSORS_DIR);
-        if cursors.is_dir() {
+        if cursors.is_dir() && !plan.link {
             let target = staging.join(CURSORS_DIR);
             crate::dir::fs::create_dir_all(&target).map_err(io_err("create directory", &target))?;
             for entry in std::fs::read_dir(&cursors).map_err(io_err("list cursors", &cursors))? {
@@ -160,6 +241,28 @@ impl Store {
         }
         sync_dir(staging)?;
         Ok(copied)
+    }
+}
+
+/// Links `to` to the segment `from`: false when the file system does not allow it
+/// (another device, no hard links, too many), so the caller copies; any other
+/// failure is an error.
+fn link(from: &Path, to: &Path) -> Result<bool> {
+    use std::io::ErrorKind;
+    match crate::dir::fs::hard_link(from, to) {
+        Ok(()) => Ok(true),
+        Err(e)
+            if matches!(
+                e.kind(),
+                ErrorKind::CrossesDevices
+                    | ErrorKind::Unsupported
+                    | ErrorKind::PermissionDenied
+                    | ErrorKind::TooManyLinks
+            ) =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(io_err("link segment into fork", to)(e)),
     }
 }
 

@@ -45,6 +45,9 @@ pub(crate) const CURSORS_DIR: &str = "cursors";
 pub(crate) const SNAPSHOT_DIR: &str = "projections";
 /// The pending-redaction file (see `format::redo`).
 pub(crate) const PENDING_FILE: &str = "redact.pending";
+/// Where a shared segment's own copy is written before it replaces the link
+/// (`unshare`); a leftover is removed by the next writable open.
+pub(crate) const UNSHARE_FILE: &str = "unshare.partial";
 /// How long a refused flock is retried (see the module comment).
 const FORK_GRACE: Duration = Duration::from_millis(250);
 
@@ -289,6 +292,31 @@ pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 /// fsyncs a directory so a created, renamed or removed entry survives a crash.
+/// Gives the segment at `path` (in `store`'s `segments/`) an inode of its own when
+/// another name links it (a fork shares sealed segments by hard link), so an in-place
+/// rewrite here never reaches the other store: its bytes are copied to
+/// `unshare.partial`, fsynced, renamed over it, and both directories fsynced. Returns
+/// whether it did. Either name holds the same bytes at every moment, so a crash in
+/// between leaves the store as it was.
+pub(crate) fn unshare(store: &Path, path: &Path) -> Result<bool> {
+    if !fs::is_shared(path).map_err(io_err("stat segment", path))? {
+        return Ok(false);
+    }
+    let tmp = store.join(UNSHARE_FILE);
+    let _ = fs::remove_leftover(&tmp);
+    let bytes = fs::read(path).map_err(io_err("read segment", path))?;
+    let mut copy = fs::create(&tmp).map_err(io_err("create", &tmp))?;
+    fs::write_all(&mut copy, &tmp, &bytes).map_err(io_err("write", &tmp))?;
+    fs::sync_all(&copy, &tmp).map_err(io_err("fsync", &tmp))?;
+    drop(copy);
+    fs::rename(&tmp, path).map_err(io_err("rename segment copy into place", path))?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    sync_dir(store)?;
+    Ok(true)
+}
+
 pub(crate) fn sync_dir(path: &Path) -> Result<()> {
     fault::guard(Op::SyncDir, path, || {
         fault::observe(
@@ -410,6 +438,19 @@ pub(crate) mod fs {
                 Err(e)
             }
         }
+    }
+
+    /// A second name for the file `from` (a fork shares its sealed segments). A
+    /// fault point (`Op::Create` on `to`); the power-loss model does not know links,
+    /// so only forks, written outside any store, make them.
+    pub(crate) fn hard_link(from: &Path, to: &Path) -> std::io::Result<()> {
+        fault::guard(Op::Create, to, || std::fs::hard_link(from, to))
+    }
+
+    /// Whether another name links the file at `path` (its link count is over one).
+    pub(crate) fn is_shared(path: &Path) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        fault::guard(Op::Read, path, || Ok(std::fs::metadata(path)?.nlink() > 1))
     }
 
     pub(crate) fn sync_all(file: &File, path: &Path) -> std::io::Result<()> {

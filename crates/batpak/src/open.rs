@@ -121,7 +121,9 @@ fn finish_pending(dir: &Path, read_only: bool) -> Result<Option<EventId>> {
             "a redaction was interrupted; open the store read-write once to finish it".into(),
         ));
     }
-    let file = SegmentFile::open(&segment::segment_path(dir, pending.segment), true, 0)?;
+    let path = segment::segment_path(dir, pending.segment);
+    crate::dir::unshare(dir, &path)?;
+    let file = SegmentFile::open(&path, true, 0)?;
     check_pending_fits(&file, &pending, dir)?;
     apply_pending(&file, &pending)?;
     remove_pending(dir)?;
@@ -201,6 +203,9 @@ struct Progress {
 pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loaded> {
     let started = Instant::now();
     let pending_finished = finish_pending(dir, read_only)?;
+    if !read_only {
+        let _ = crate::dir::fs::remove_leftover(&dir.join(crate::dir::UNSHARE_FILE));
+    }
     let created = prepare_segments_dir(dir, read_only)?;
     let files = segment::list(dir)?;
     let checkpoint_started = Instant::now();

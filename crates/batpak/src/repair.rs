@@ -168,6 +168,8 @@ fn cut(dir: &Path, segment: u64, offset: u64, reason: &str) -> Result<(Repaired,
             move_durably(&evidence, &keep.join(name), dir)?;
         }
     }
+    // A fork may share the segment: the cut is this store's alone.
+    crate::dir::unshare(dir, path)?;
     let seg = std::fs::OpenOptions::new()
         .write(true)
         .open(path)

@@ -908,9 +908,16 @@ impl Writer {
     /// the store, like a failed append.
     pub(crate) fn rewrite_record(&self, pending: &PendingRewrite) -> Result<()> {
         self.check_poison()?;
-        let file = self
+        let mut file = self
             .segments
             .file_at(Location::new(pending.segment, pending.offset))?;
+        // A segment a fork shares gets its own copy first: the rewrite is this
+        // store's alone. Readers holding the old file keep the same bytes.
+        if crate::dir::unshare(&self.dir, file.path())? {
+            let own = Arc::new(SegmentFile::open(file.path(), true, 0)?);
+            self.segments.insert(pending.segment, Arc::clone(&own));
+            file = own;
+        }
         check_pending_fits(&file, pending, &self.dir)?;
         replace_file(&self.dir, PENDING_FILE, &pending.encode())?;
         {

@@ -750,6 +750,131 @@ fn check_backup(c: &mut Case, dest: &Path, acked: &[AppendReceipt]) {
     }
 }
 
+/// A fork at the newest acknowledged event, over several small segments (so some are
+/// linked): the destination is absent or a complete store of exactly those events,
+/// nothing staged is left, and the source is untouched.
+fn fork(c: &mut Case) {
+    let store = c.open();
+    let mut acked = seed(&store);
+    for n in 0..3u8 {
+        // 1.5 KiB each: three more segments of 4 KiB, two of them sealed whole.
+        acked.push(append_sized(&store, "acct:3", n, 1500).unwrap());
+    }
+    let dest = c.root.path().join("fork");
+    let at = acked.last().map_or(0, |r| r.sequence);
+    c.arm();
+    let result = store.fork(&dest, at);
+    c.disarm();
+    c.outcome(&result, false);
+    let seeded = acked.clone();
+    if dest.exists() {
+        if result.is_err() {
+            c.note("dest complete");
+        }
+        match Store::open(&dest) {
+            Ok(copy) => {
+                let receipts: Vec<AppendReceipt> = copy
+                    .query(&Region::all().with_store_records(), 0, usize::MAX)
+                    .unwrap()
+                    .iter()
+                    .map(StoredEvent::receipt)
+                    .collect();
+                if receipts != seeded {
+                    c.violation(format!("the fork holds {receipts:?}, not {seeded:?}"));
+                }
+                match copy.verify() {
+                    Ok(r) if r.body.is_clean() => {}
+                    other => c.violation(format!("the fork does not verify: {other:?}")),
+                }
+            }
+            Err(e) => c.violation(format!("the fork does not open: {e:?}")),
+        }
+    } else if result.is_ok() {
+        c.violation("fork succeeded, yet the destination does not exist");
+    } else {
+        c.note("dest absent");
+    }
+    let leftovers: Vec<String> = std::fs::read_dir(c.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".partial-"))
+        .collect();
+    if !leftovers.is_empty() {
+        c.violation(format!("the failed fork left {leftovers:?} behind"));
+    }
+    let poisoned = c.probe(&store, &mut acked);
+    c.poison_rule(None, poisoned, false);
+    drop(store);
+    c.reopen(&acked, none);
+}
+
+/// A redaction of an event in a sealed segment a fork links: whatever call fails,
+/// the fork still holds the payload and verifies clean (the source takes its own copy
+/// of the segment before it writes), and the source reopens to the target erased or
+/// intact, as its record says.
+fn shared_redaction(c: &mut Case) {
+    let store = c.open();
+    let mut acked = seed(&store);
+    for n in 0..3u8 {
+        acked.push(append_sized(&store, "acct:3", n, 1500).unwrap());
+    }
+    let fork_dir = c.root.path().join("fork");
+    store
+        .fork(&fork_dir, acked.last().unwrap().sequence)
+        .unwrap();
+    let target = acked[1];
+    c.arm();
+    let result = store.redact(target.event_id, "crash matrix");
+    c.disarm();
+    let step = c.outcome(&result, false);
+    acked.extend(result.ok());
+    let fork_intact = |c: &mut Case, when: &str| match Store::open_read_only(&fork_dir) {
+        Ok(fork) => {
+            let kept = fork.get(target.event_id).unwrap();
+            if !kept.is_some_and(|e| carries(&e, 2, 32)) {
+                c.violation(format!(
+                    "{when}, the fork lost the payload the source redacted"
+                ));
+            }
+            match fork.verify() {
+                Ok(r) if r.body.is_clean() => {}
+                other => c.violation(format!("{when}, the fork does not verify: {other:?}")),
+            }
+        }
+        Err(e) => c.violation(format!("{when}, the fork does not open: {e:?}")),
+    };
+    fork_intact(c, "after the redaction");
+    let poisoned = c.probe(&store, &mut acked);
+    c.poison_rule(step, poisoned, true);
+    drop(store);
+    let is_record = |e: &StoredEvent| e.kind == Redaction::KIND;
+    let Some(store) = c.reopen(&acked, |u| match u {
+        [] => Ok(()),
+        [record] if is_record(record) => Ok(()),
+        other => Err(format!("{} unacknowledged events", other.len())),
+    }) else {
+        return;
+    };
+    let events = store
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap();
+    let recorded = events.iter().any(is_record);
+    let redacted = events
+        .iter()
+        .find(|e| e.id == target.event_id)
+        .is_some_and(StoredEvent::is_redacted);
+    c.note(if redacted { "erased" } else { "intact" });
+    if redacted != recorded {
+        c.violation(format!(
+            "after reopen the target is {} but a redaction record {}",
+            if redacted { "erased" } else { "intact" },
+            if recorded { "exists" } else { "does not exist" }
+        ));
+    }
+    drop(store);
+    fork_intact(c, "after the source reopened");
+}
+
 fn backup(c: &mut Case) {
     let store = c.open();
     let mut acked = seed(&store);
@@ -1018,6 +1143,16 @@ fn every_failing_call_of_a_snapshot_read() {
 #[test]
 fn every_failing_call_of_a_backup() {
     matrix("backup", DEFAULT_SEGMENT, backup);
+}
+
+#[test]
+fn every_failing_call_of_a_fork() {
+    matrix("fork", 4096, fork);
+}
+
+#[test]
+fn every_failing_call_of_a_redaction_in_a_segment_a_fork_shares() {
+    matrix("shared redaction", 4096, shared_redaction);
 }
 
 #[test]

@@ -117,6 +117,30 @@ pub fn snapshot(ctx: &Context, dest: &Path) -> Outcome {
     }
 }
 
+/// `fork DST --at SEQ`: the history up to SEQ as a store of its own.
+pub fn fork(ctx: &Context, dest: &Path, at: u64) -> Outcome {
+    let store = ctx.open_read()?;
+    let fork = store.fork(dest, at)?;
+    if ctx.json {
+        print_json(&json!({
+            "dir": fork.dir.display().to_string(),
+            "events": fork.events,
+            "segments": fork.segments,
+            "linked": fork.linked,
+            "bytes": fork.bytes,
+        }))
+    } else {
+        out(&format!(
+            "forked {} events to {}: {} segment(s), {} linked, {} bytes copied\n",
+            fork.events,
+            fork.dir.display(),
+            fork.segments,
+            fork.linked,
+            fork.bytes
+        ))
+    }
+}
+
 /// Reads export lines (or hand-written ones) and appends them: as a replica with
 /// `--preserve`, re-appended as new events otherwise. Atomic batches; on a bad line
 /// nothing of its batch is written and the error says which lines were.
