@@ -95,7 +95,7 @@ impl Store {
                         .into_iter()
                         .map(|s| index.scopes().shared(s).to_string())
                         .collect(),
-                    version: all.len() as u64 - 1,
+                    version: index.entity_base(id) + all.len() as u64 - 1,
                     events: postings.len() as u64,
                     first_sequence: first,
                     last_sequence: last,

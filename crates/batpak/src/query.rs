@@ -318,10 +318,10 @@ fn visit(
                 }))
                 && check_versions.is_none_or(|range| version_in(index, seq, range))
         };
-        let last = index.last_sequence();
-        let range = low.max(1)..high.min(last.saturating_add(1));
+        // The sequences the index holds (a compacted history has gaps).
+        let range = index.sequences_in(low, high);
         let mut seqs: Box<dyn Iterator<Item = u64>> = match direction {
-            Direction::After(_) => Box::new(range),
+            Direction::After(_) => range,
             Direction::Before(_) => Box::new(range.rev()),
         };
         // Stops at the first sequence the visitor declines.
@@ -435,12 +435,13 @@ impl Resolved {
                 .iter()
                 .map(|&id| {
                     let postings = index.entity_events(id);
-                    // An exact entity's versions are positions in its postings.
+                    // An exact entity's versions are its base plus positions in its
+                    // postings.
                     match region.versions.filter(|_| exact_entity) {
                         Some((from, to)) => {
-                            let len = postings.len() as u64;
-                            let (from, to) = (from.min(len) as usize, to.min(len) as usize);
-                            &postings[from..to]
+                            let (len, base) = (postings.len() as u64, index.entity_base(id));
+                            let at = |v: u64| v.saturating_sub(base).min(len) as usize;
+                            &postings[at(from)..at(to)]
                         }
                         None => postings,
                     }

@@ -566,27 +566,35 @@ impl Store {
         let Some((since, until)) = region.time_range() else {
             return Ok(std::borrow::Cow::Borrowed(region));
         };
-        let last = self.index().last_sequence();
-        let start = self.first_at_or_after(since, last)?;
-        let end = self.first_at_or_after(until, last)?;
+        let start = self.first_at_or_after(since)?;
+        let end = self.first_at_or_after(until)?;
         Ok(std::borrow::Cow::Owned(
             region.with_time_as_sequences((start, end)),
         ))
     }
 
-    /// The first sequence up to `last` whose timestamp is at least `ns` (`last + 1`
-    /// when none is).
-    fn first_at_or_after(&self, ns: u64, last: u64) -> Result<u64> {
-        let (mut lo, mut hi) = (1u64, last.saturating_add(1));
+    /// The first sequence whose timestamp is at least `ns` (one past the newest when
+    /// none is): a binary search over the index's positions, so gaps a compaction
+    /// left are never read.
+    fn first_at_or_after(&self, ns: u64) -> Result<u64> {
+        let (count, last) = {
+            let index = self.index();
+            (index.event_count() as usize, index.last_sequence())
+        };
+        let (mut lo, mut hi) = (0usize, count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.timestamp_at(mid)? < ns {
+            let seq = self.index().sequence_at(mid).unwrap_or(u64::MAX);
+            if self.timestamp_at(seq)? < ns {
                 lo = mid + 1;
             } else {
                 hi = mid;
             }
         }
-        Ok(lo)
+        Ok(match self.index().sequence_at(lo) {
+            Some(seq) if lo < count => seq,
+            _ => last.saturating_add(1),
+        })
     }
 
     /// The stored timestamp of the event at `sequence`, read from its record header.
@@ -801,17 +809,18 @@ impl Store {
 
     /// Counts and watermarks.
     pub fn stats(&self) -> Result<Stats> {
-        let (events, entities, scopes) = {
+        let (events, entities, scopes, visible) = {
             let index = self.index();
             (
-                index.last_sequence(),
+                index.event_count(),
                 index.entity_count(),
                 index.scope_count(),
+                index.last_sequence(),
             )
         };
         let (written, durable) = match &self.writer {
             Some(w) => (w.written(), w.durable()),
-            None => (events, events),
+            None => (visible, visible),
         };
         let (retention, deleted_entities) = {
             let recorded = self.lifecycle();
@@ -825,7 +834,7 @@ impl Store {
             segment_bytes: self.segments.total_len(),
             written_sequence: written,
             durable_sequence: durable,
-            visible_sequence: events,
+            visible_sequence: visible,
             retention,
             deleted_entities,
             idempotency_keys: self.writer.as_ref().map_or(0, |w| w.idempotency_count()),

@@ -114,13 +114,14 @@ impl Index {
     /// hidden (0 when none is, `u64::MAX` when all are).
     pub(crate) fn first_visible_sequence(&self, entity: u32, now_ms: u64) -> u64 {
         let version = self.first_visible_version(entity, now_ms);
-        if version == 0 {
+        let base = self.entity_base(entity);
+        if version <= base {
             return 0;
         }
         let postings = self.entity_events(entity);
-        usize::try_from(version)
+        usize::try_from(version - base)
             .ok()
-            .and_then(|v| postings.get(v).copied())
+            .and_then(|p| postings.get(p).copied())
             .unwrap_or(u64::MAX)
     }
 
@@ -168,10 +169,12 @@ impl Index {
                 _ => return 0,
             },
         };
+        // Positions in the postings; the version is the base plus the position.
         let postings = self.entity_events(entity);
+        let base = self.entity_base(entity);
         let expired = match rule {
             RetentionRule::MaxCount(n) => (postings.len() as u64).saturating_sub(n),
-            RetentionRule::BeforeVersion(v) => v.min(postings.len() as u64),
+            RetentionRule::BeforeVersion(v) => v.saturating_sub(base).min(postings.len() as u64),
             RetentionRule::MaxAge(age) => {
                 let cutoff = now_ms.saturating_sub(RetentionRule::age_ms(age));
                 postings.partition_point(|&seq| {
@@ -179,13 +182,14 @@ impl Index {
                 }) as u64
             }
         };
-        match scope {
+        let covered = match scope {
             None => expired,
             // Several scopes: the prefix stops at the first event in another one.
             Some(scope) => postings[..expired as usize]
                 .iter()
                 .position(|&seq| self.slot(seq).is_none_or(|i| self.scope_of[i] != scope))
                 .map_or(expired, |p| p as u64),
-        }
+        };
+        base + covered
     }
 }
