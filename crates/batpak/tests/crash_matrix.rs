@@ -586,12 +586,30 @@ fn redaction(c: &mut Case) {
         c.projection_matches_fold(&store, "acct:1", "before reopen");
     }
     drop(store);
-    let is_record = |e: &StoredEvent| {
-        e.kind == Redaction::KIND
-            && e.decode::<Redaction>()
-                .is_ok_and(|r| r.target == target.event_id)
+    let Some((store, redacted)) = reopen_after_redaction(c, &acked, target.event_id) else {
+        return;
     };
-    let Some(store) = c.reopen(&acked, |u| match u {
+    if ok && !redacted {
+        c.violation("redact succeeded, yet the target holds its payload after reopen");
+    }
+    if c.dir().join("redact.pending").exists() {
+        c.violation("redact.pending is still there after reopen");
+    }
+    c.projection_matches_fold(&store, "acct:1", "after reopen");
+}
+
+/// Reopens after a redaction of `target` (at most its record unacknowledged) and
+/// checks the target is erased exactly when its redaction record exists; returns the
+/// store and whether it is erased.
+fn reopen_after_redaction(
+    c: &mut Case,
+    acked: &[AppendReceipt],
+    target: batpak::EventId,
+) -> Option<(Store, bool)> {
+    let is_record = |e: &StoredEvent| {
+        e.kind == Redaction::KIND && e.decode::<Redaction>().is_ok_and(|r| r.target == target)
+    };
+    let store = c.reopen(acked, |u| match u {
         [] => Ok(()),
         [record] if is_record(record) => Ok(()),
         other => Err(format!(
@@ -601,16 +619,14 @@ fn redaction(c: &mut Case) {
                 .map(|e| (e.sequence, e.kind))
                 .collect::<Vec<_>>()
         )),
-    }) else {
-        return;
-    };
+    })?;
     let events = store
         .query(&Region::all().with_store_records(), 0, usize::MAX)
         .unwrap();
     let recorded = events.iter().any(is_record);
     let redacted = events
         .iter()
-        .find(|e| e.id == target.event_id)
+        .find(|e| e.id == target)
         .is_some_and(StoredEvent::is_redacted);
     c.note(if redacted { "erased" } else { "intact" });
     if redacted != recorded {
@@ -620,13 +636,7 @@ fn redaction(c: &mut Case) {
             if recorded { "exists" } else { "does not exist" }
         ));
     }
-    if ok && !redacted {
-        c.violation("redact succeeded, yet the target holds its payload after reopen");
-    }
-    if c.dir().join("redact.pending").exists() {
-        c.violation("redact.pending is still there after reopen");
-    }
-    c.projection_matches_fold(&store, "acct:1", "after reopen");
+    Some((store, redacted))
 }
 
 fn cursor_commit(c: &mut Case) {
@@ -847,30 +857,9 @@ fn shared_redaction(c: &mut Case) {
     let poisoned = c.probe(&store, &mut acked);
     c.poison_rule(step, poisoned, true);
     drop(store);
-    let is_record = |e: &StoredEvent| e.kind == Redaction::KIND;
-    let Some(store) = c.reopen(&acked, |u| match u {
-        [] => Ok(()),
-        [record] if is_record(record) => Ok(()),
-        other => Err(format!("{} unacknowledged events", other.len())),
-    }) else {
+    let Some((store, _)) = reopen_after_redaction(c, &acked, target.event_id) else {
         return;
     };
-    let events = store
-        .query(&Region::all().with_store_records(), 0, usize::MAX)
-        .unwrap();
-    let recorded = events.iter().any(is_record);
-    let redacted = events
-        .iter()
-        .find(|e| e.id == target.event_id)
-        .is_some_and(StoredEvent::is_redacted);
-    c.note(if redacted { "erased" } else { "intact" });
-    if redacted != recorded {
-        c.violation(format!(
-            "after reopen the target is {} but a redaction record {}",
-            if redacted { "erased" } else { "intact" },
-            if recorded { "exists" } else { "does not exist" }
-        ));
-    }
     drop(store);
     fork_intact(c, "after the source reopened");
 }
