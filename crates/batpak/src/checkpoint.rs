@@ -169,7 +169,8 @@ pub(crate) fn trusted(c: &Checkpoint, files: &[(u64, PathBuf)]) -> std::result::
     }
     if let (Some(&last), Some(&loc)) = (c.ids.last(), c.locations.last()) {
         let loc = Location::from_bits(loc);
-        let n = c.ids.len() as u64;
+        // The last event's sequence: the count, unless the history has gaps.
+        let n = c.sequences.last().copied().unwrap_or(c.ids.len() as u64);
         let (_, file) = files
             .iter()
             .find(|(number, _)| *number == loc.segment())

@@ -199,6 +199,7 @@ impl Index {
     }
 
     /// Whether some sequence up to the newest is missing.
+    #[cfg(test)]
     pub(crate) fn has_gaps(&self) -> bool {
         !self.seqs.is_empty()
     }
@@ -589,9 +590,19 @@ impl Index {
     /// Names are interned in order of first appearance, so the names those events use
     /// are a prefix of the name table.
     pub(crate) fn export(&self, c: &mut Checkpoint, upto: u64) {
-        let n = usize::try_from(upto)
-            .unwrap_or(usize::MAX)
-            .min(self.ids.len());
+        let n = if self.seqs.is_empty() {
+            usize::try_from(upto)
+                .unwrap_or(usize::MAX)
+                .min(self.ids.len())
+        } else {
+            self.seqs.partition_point(|&s| s <= upto)
+        };
+        let upto = self.sequence_at(n.wrapping_sub(1)).unwrap_or(0);
+        c.sequences = if self.seqs.is_empty() {
+            Vec::new()
+        } else {
+            self.seqs[..n].to_vec()
+        };
         c.ids = self.ids[..n].iter().map(|id| id.as_u128()).collect();
         c.locations = self.locations[..n].iter().map(|l| l.to_bits()).collect();
         c.entity_of = self.entity_of[..n].to_vec();
@@ -606,8 +617,14 @@ impl Index {
             .iter()
             .map(|n| n.to_string())
             .collect();
-        c.causation = pairs(&self.effects, n as u64);
-        c.correlation = pairs(&self.correlated, n as u64);
+        let bases = &self.entity_base[..c.entity_names.len().min(self.entity_base.len())];
+        c.entity_bases = if bases.iter().any(|&b| b > 0) {
+            bases.to_vec()
+        } else {
+            Vec::new()
+        };
+        c.causation = pairs(&self.effects, upto);
+        c.correlation = pairs(&self.correlated, upto);
     }
 
     /// Rebuilds an index from checkpoint columns, checking they are consistent.
@@ -621,8 +638,15 @@ impl Index {
         ]
         .iter()
         .any(|&len| len != n)
+            || !(c.sequences.is_empty() || c.sequences.len() == n)
         {
             return Err("columns have different lengths".into());
+        }
+        if c.sequences.windows(2).any(|w| w[1] <= w[0]) || c.sequences.first() == Some(&0) {
+            return Err("the sequences of the positions do not increase from 1".into());
+        }
+        if c.entity_bases.len() > c.entity_names.len() {
+            return Err("more base versions than entities".into());
         }
         let mut ix = Index::default();
         for name in &c.entity_names {
@@ -636,11 +660,21 @@ impl Index {
         }
         ix.entity_events = vec![Vec::new(); ix.entities.len()];
         ix.entity_base = vec![0; ix.entities.len()];
+        ix.entity_base[..c.entity_bases.len()].copy_from_slice(&c.entity_bases);
+        // A dense history keeps the plain columns; one with gaps names each sequence.
+        let dense = c
+            .sequences
+            .iter()
+            .enumerate()
+            .all(|(i, &s)| s == i as u64 + 1);
+        if !dense {
+            ix.seqs.clone_from(&c.sequences);
+        }
         ix.scope_events = vec![Vec::new(); ix.scopes.len()];
         ix.ids.reserve_exact(n);
         ix.locations.reserve_exact(n);
         for i in 0..n {
-            let seq = i as u64 + 1;
+            let seq = c.sequences.get(i).copied().unwrap_or(i as u64 + 1);
             let id = EventId::from_u128(c.ids[i]);
             if ix.ids.last().is_some_and(|&last| id <= last) {
                 return Err(format!("event id at sequence {seq} does not increase"));
@@ -675,8 +709,15 @@ impl Index {
             (&c.correlation, &mut ix.correlated),
         ] {
             for &(seq, id) in pairs {
-                if seq == 0 || seq > n as u64 {
-                    return Err(format!("a link names sequence {seq}, outside 1..={n}"));
+                let held = if c.sequences.is_empty() {
+                    (1..=n as u64).contains(&seq)
+                } else {
+                    c.sequences.binary_search(&seq).is_ok()
+                };
+                if !held {
+                    return Err(format!(
+                        "a link names sequence {seq}, which the columns do not hold"
+                    ));
                 }
                 postings
                     .entry(EventId::from_u128(id))
@@ -900,6 +941,21 @@ mod tests {
             [7]
         );
         assert_eq!(select(&ix, &a.versions(0..3), Sight::All, 0, 10), [3]);
+        // A checkpoint carries the gaps and the bases, whole or up to a sequence.
+        for (upto, held) in [(u64::MAX, vec![3, 4, 7, 8, 9]), (7, vec![3, 4, 7])] {
+            let mut c = Checkpoint::default();
+            ix.export(&mut c, upto);
+            let c = Checkpoint::decode(&c.encode()).unwrap();
+            let back = Index::import(&c).unwrap();
+            assert_eq!(back.sequences_in(0, u64::MAX).collect::<Vec<_>>(), held);
+            assert_eq!(back.version_of(7), Some(3));
+            assert_eq!(
+                back.entity_head("b").map(|(v, _)| v),
+                Some(u64::from(upto > 7))
+            );
+            assert_eq!(back.sequence_of(EventId::from_u128(70)), Some(7));
+            assert_eq!(back.last_sequence(), *held.last().unwrap());
+        }
         // Horizons count versions from the base: a rule below it hides nothing more.
         use crate::retention::{RetentionRule, RetentionSelector};
         let (a_id, b_id) = (

@@ -884,11 +884,6 @@ impl Writer {
     pub(crate) fn checkpoint_upto(&self, upto: u64) -> Option<Checkpoint> {
         let state = lock(&self.state);
         let index = crate::sync::read(&self.index);
-        if index.has_gaps() {
-            // The checkpoint format holds dense columns only; a history with gaps
-            // (compacted) is scanned at open until the format carries them.
-            return None;
-        }
         let n = index.last_sequence().min(upto);
         let location = index.location(n)?;
         let mut c = Checkpoint {

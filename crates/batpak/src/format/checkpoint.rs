@@ -30,16 +30,24 @@
 //!               causation:    u64 count, then (sequence u64, cause [16]) each
 //!               correlation:  u64 count, then (sequence u64, correlation [16]) each
 //!               idempotency:  u64 count, then (digest [16], sequence u64) each
+//!               (version 2 only:)
+//!               sequences:    n x u64, the sequence of each column position
+//!               bases:        u32 count, then u64 each: each entity's base version
 //! ```
 //!
-//! Version 1: the first format.
+//! Version 1: the first format; columns are at `sequence - 1`, every base is 0.
+//! Version 2: a history with gaps (compaction removed events): the same, then the
+//! sequence of each position and the entities' base versions. A checkpoint of a dense
+//! history is still written as version 1, byte for byte.
 
 use std::mem::size_of;
 
 use super::record::{read_u32, read_u64};
 
 pub(crate) const MAGIC: [u8; 8] = *b"BPAKCKPT";
-pub(crate) const CHECKPOINT_FORMAT_VERSION: u16 = 1;
+pub(crate) const CHECKPOINT_FORMAT_VERSION: u16 = 2;
+/// The version a dense history is written as.
+const DENSE_FORMAT_VERSION: u16 = 1;
 
 const VERSION_OFFSET: usize = MAGIC.len();
 const STORE_ID_OFFSET: usize = VERSION_OFFSET + size_of::<u16>() + 6;
@@ -54,7 +62,8 @@ pub(crate) const HEADER_CRC_OFFSET: usize = BODY_CRC_OFFSET + size_of::<u32>();
 /// Length of the fixed header; the body follows.
 pub(crate) const HEADER_LEN: usize = HEADER_CRC_OFFSET + size_of::<u32>();
 
-/// Everything a checkpoint holds, decoded. Columns are indexed by `sequence - 1`.
+/// Everything a checkpoint holds, decoded. Columns are indexed by position: by
+/// `sequence - 1` unless `sequences` names each position's sequence.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Checkpoint {
     pub store_id: [u8; 16],
@@ -74,6 +83,10 @@ pub(crate) struct Checkpoint {
     pub causation: Vec<(u64, u128)>,
     pub correlation: Vec<(u64, u128)>,
     pub idempotency: Vec<([u8; 16], u64)>,
+    /// Each position's sequence; empty for a dense history (version 1).
+    pub sequences: Vec<u64>,
+    /// Each entity's base version; empty when all are 0.
+    pub entity_bases: Vec<u64>,
 }
 
 impl Checkpoint {
@@ -121,10 +134,27 @@ impl Checkpoint {
             body.extend_from_slice(digest);
             body.extend_from_slice(&seq.to_le_bytes());
         }
+        let gaps = !self.sequences.is_empty() || !self.entity_bases.is_empty();
+        if gaps {
+            // Positions without a named sequence (never written so) read as dense.
+            for i in 0..n {
+                let seq = self.sequences.get(i).copied().unwrap_or(i as u64 + 1);
+                body.extend_from_slice(&seq.to_le_bytes());
+            }
+            put_u32(&mut body, self.entity_bases.len());
+            for base in &self.entity_bases {
+                body.extend_from_slice(&base.to_le_bytes());
+            }
+        }
+        let version = if gaps {
+            CHECKPOINT_FORMAT_VERSION
+        } else {
+            DENSE_FORMAT_VERSION
+        };
 
         let mut out = Vec::with_capacity(HEADER_LEN + body.len());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&CHECKPOINT_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&[0; 6]);
         out.extend_from_slice(&self.store_id);
         out.extend_from_slice(&(n as u64).to_le_bytes());
@@ -150,9 +180,9 @@ impl Checkpoint {
             return Err("not a checkpoint (bad magic)".into());
         }
         let version = u16::from_le_bytes([header[VERSION_OFFSET], header[VERSION_OFFSET + 1]]);
-        if version != CHECKPOINT_FORMAT_VERSION {
+        if !(DENSE_FORMAT_VERSION..=CHECKPOINT_FORMAT_VERSION).contains(&version) {
             return Err(format!(
-                "format version {version}, this build reads {CHECKPOINT_FORMAT_VERSION}"
+                "format version {version}, this build reads {DENSE_FORMAT_VERSION} to {CHECKPOINT_FORMAT_VERSION}"
             ));
         }
         let stored = read_u32(header, HEADER_CRC_OFFSET);
@@ -209,6 +239,15 @@ impl Checkpoint {
         let keys = r.count(24)?;
         for _ in 0..keys {
             c.idempotency.push((r.array::<16>()?, r.u64()?));
+        }
+        if version == CHECKPOINT_FORMAT_VERSION {
+            c.sequences = column(
+                r.take(n.checked_mul(8).ok_or("sequence column")?)?,
+                u64::from_le_bytes,
+            );
+            let bases = r.u32()? as usize;
+            let len = bases.checked_mul(8).ok_or("entity bases")?;
+            c.entity_bases = column(r.take(len)?, u64::from_le_bytes);
         }
         if r.at != body.len() {
             return Err(format!(
@@ -328,6 +367,8 @@ mod tests {
             causation: vec![(2, 0x11)],
             correlation: vec![(2, 0x11)],
             idempotency: vec![([3; 16], 1)],
+            sequences: Vec::new(),
+            entity_bases: Vec::new(),
         }
     }
 
@@ -419,10 +460,53 @@ mod tests {
             assert!(Checkpoint::decode(&damaged).is_err(), "flip at {i}");
         }
         let mut future = bytes.clone();
-        future[VERSION_OFFSET] = 2;
+        future[VERSION_OFFSET] = 3;
         assert!(Checkpoint::decode(&future)
             .unwrap_err()
-            .contains("version 2"));
+            .contains("version 3"));
+    }
+
+    /// A history with gaps is version 2: the version 1 body, then each position's
+    /// sequence and the entities' base versions. Pinned byte for byte after the
+    /// version 1 part.
+    #[test]
+    fn golden_bytes_of_a_history_with_gaps() {
+        let dense = sample().encode();
+        let gapped = Checkpoint {
+            sequences: vec![3, 9],
+            entity_bases: vec![2, 0],
+            ..sample()
+        };
+        let bytes = gapped.encode();
+        assert_eq!(&bytes[VERSION_OFFSET..VERSION_OFFSET + 2], &[2, 0]);
+        let hex: String = bytes[dense.len()..]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            hex,
+            concat!(
+                "0300000000000000",
+                "0900000000000000", // sequences of positions 0 and 1
+                "02000000",         // two bases
+                "0200000000000000",
+                "0000000000000000",
+            )
+        );
+        assert_eq!(&bytes[HEADER_LEN..dense.len()], &dense[HEADER_LEN..]);
+        assert_eq!(Checkpoint::decode(&bytes), Ok(gapped));
+        // A truncated version 2 tail is named, not misread.
+        let mut short = bytes.clone();
+        short.truncate(bytes.len() - 4);
+        let body_len = (short.len() - HEADER_LEN) as u64;
+        short[BODY_LEN_OFFSET..BODY_LEN_OFFSET + 8].copy_from_slice(&body_len.to_le_bytes());
+        let crc = crc32c::crc32c(&short[HEADER_LEN..]);
+        short[BODY_CRC_OFFSET..BODY_CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+        let hcrc = crc32c::crc32c(&short[..HEADER_CRC_OFFSET]);
+        short[HEADER_CRC_OFFSET..HEADER_CRC_OFFSET + 4].copy_from_slice(&hcrc.to_le_bytes());
+        assert!(Checkpoint::decode(&short)
+            .unwrap_err()
+            .contains("body ends"));
     }
 
     proptest::proptest! {
