@@ -317,7 +317,9 @@ impl Case {
                 return None;
             }
         };
-        let events = match store.query(&Region::all().with_store_records(), 0, usize::MAX) {
+        // The whole journal: events a deletion hides are still acknowledged events.
+        let journal = Region::all().with_store_records().with_hidden();
+        let events = match store.query(&journal, 0, usize::MAX) {
             Ok(events) => events,
             Err(e) => {
                 self.violation(format!("reading every event after reopen failed: {e:?}"));
@@ -864,6 +866,60 @@ fn shared_redaction(c: &mut Case) {
     fork_intact(c, "after the source reopened");
 }
 
+/// Whether acct:1 reads as deleted hard: nothing of it visible, appends refused.
+fn deleted_hard(store: &Store) -> bool {
+    store.stream("acct:1").unwrap().is_empty()
+        && matches!(
+            append(store, "acct:1", 9),
+            Err(batpak::Error::EntityDeleted { .. })
+        )
+}
+
+/// A hard delete (a lifecycle record, synced, then applied): whatever call fails, the
+/// store reopens with the entity deleted exactly when the record is there, and a
+/// delete that reported success is in force at once and after the reopen.
+fn hard_delete(c: &mut Case) {
+    let store = c.open();
+    let mut acked = seed(&store);
+    c.arm();
+    let result = store.delete_entity("acct:1", batpak::DeleteMode::Hard);
+    c.disarm();
+    let step = c.outcome(&result, false);
+    let ok = result.is_ok();
+    acked.extend(result.ok());
+    let poisoned = c.probe(&store, &mut acked);
+    c.poison_rule(step, poisoned, true);
+    if ok && !deleted_hard(&store) {
+        c.violation("delete succeeded, yet acct:1 still shows or takes events");
+    }
+    drop(store);
+    let is_record = |e: &StoredEvent| e.coordinate.entity() == "batpak:lifecycle";
+    let Some(store) = c.reopen(&acked, |u| match u {
+        [] => Ok(()),
+        [record] if is_record(record) => Ok(()),
+        other => Err(format!("{} unacknowledged events", other.len())),
+    }) else {
+        return;
+    };
+    let recorded = store
+        .query(&Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap()
+        .iter()
+        .any(is_record);
+    let deleted = deleted_hard(&store);
+    c.note(if deleted { "deleted" } else { "kept" });
+    if deleted != recorded {
+        c.violation(format!(
+            "after reopen acct:1 is {} but its deletion record {}",
+            if deleted { "deleted" } else { "kept" },
+            if recorded { "exists" } else { "does not exist" }
+        ));
+    }
+    if ok && !deleted {
+        c.violation("delete succeeded, yet acct:1 is back after reopen");
+    }
+}
+
 fn backup(c: &mut Case) {
     let store = c.open();
     let mut acked = seed(&store);
@@ -1142,6 +1198,11 @@ fn every_failing_call_of_a_fork() {
 #[test]
 fn every_failing_call_of_a_redaction_in_a_segment_a_fork_shares() {
     matrix("shared redaction", 4096, shared_redaction);
+}
+
+#[test]
+fn every_failing_call_of_a_hard_delete() {
+    matrix("hard delete", DEFAULT_SEGMENT, hard_delete);
 }
 
 #[test]
