@@ -129,4 +129,46 @@ mod tests {
             assert_eq!(back, change);
         }
     }
+
+    fn selector() -> impl proptest::strategy::Strategy<Value = RetentionSelector> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[a-z:]{0,12}".prop_map(RetentionSelector::EntityPrefix),
+            "[a-z:]{1,12}".prop_map(RetentionSelector::Scope),
+        ]
+    }
+
+    fn rule() -> impl proptest::strategy::Strategy<Value = Option<RetentionRule>> {
+        use proptest::prelude::*;
+        prop_oneof![
+            Just(None),
+            any::<u64>().prop_map(|n| Some(RetentionRule::MaxCount(n))),
+            any::<u64>().prop_map(|v| Some(RetentionRule::BeforeVersion(v))),
+            any::<u64>().prop_map(|ms| Some(RetentionRule::MaxAge(Duration::from_millis(ms)))),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Every record round-trips through its payload bytes, and any bytes decode to
+        /// a record or an error, never a panic.
+        #[test]
+        fn records_round_trip_and_bytes_never_panic(
+            selector in selector(),
+            rule in rule(),
+            entity in "[a-z:0-9]{1,20}",
+            version in proptest::prelude::any::<u64>(),
+            hard in proptest::prelude::any::<bool>(),
+            noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let change = RetentionChanged { selector, rule };
+            let back: RetentionChanged = rmp_serde::from_slice(&change.encode().unwrap()).unwrap();
+            proptest::prop_assert_eq!(back, change);
+            let mode = if hard { DeleteMode::Hard } else { DeleteMode::Soft };
+            let deleted = EntityDeleted { entity, version, mode };
+            let back: EntityDeleted = rmp_serde::from_slice(&deleted.encode().unwrap()).unwrap();
+            proptest::prop_assert_eq!(back, deleted);
+            let _ = rmp_serde::from_slice::<RetentionChanged>(&noise);
+            let _ = rmp_serde::from_slice::<EntityDeleted>(&noise);
+        }
+    }
 }
