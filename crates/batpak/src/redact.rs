@@ -70,7 +70,8 @@ impl Store {
     pub fn redact(&self, id: EventId, reason: impl Into<String>) -> Result<AppendReceipt> {
         self.writer()?;
         let _one_at_a_time = self.redaction_turn();
-        let event = self.get(id)?.ok_or(Error::NoSuchEvent { id })?;
+        // Hidden events are still on disk: erasure reaches them too.
+        let event = self.get_in_journal(id)?.ok_or(Error::NoSuchEvent { id })?;
         let refuse = |reason: &str| Error::CannotRedact {
             id,
             reason: reason.to_string(),
@@ -148,7 +149,7 @@ impl Store {
             let Ok(redaction) = record.decode::<Redaction>() else {
                 continue;
             };
-            let Some(target) = self.get(redaction.target)? else {
+            let Some(target) = self.get_in_journal(redaction.target)? else {
                 continue;
             };
             if target.is_redacted() {

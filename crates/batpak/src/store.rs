@@ -501,6 +501,15 @@ impl Store {
         Ok(self.read_events(&targets)?.pop())
     }
 
+    /// The event with this id whether or not retention or a deletion hides it: for
+    /// the store's own work on the journal (a redaction must reach a hidden event).
+    pub(crate) fn get_in_journal(&self, id: EventId) -> Result<Option<StoredEvent>> {
+        let targets = self.locate_in(crate::index::Sight::All, |index| {
+            index.sequence_of(id).into_iter().collect()
+        });
+        Ok(self.read_events(&targets)?.pop())
+    }
+
     /// Every visible event of `entity`, in version order (its user events; the
     /// store's own records are read with [`Region::with_store_records`]).
     pub fn stream(&self, entity: &str) -> Result<Vec<StoredEvent>> {

@@ -728,3 +728,23 @@ fn an_age_bound_forgets_keys_older_than_the_newest_keyed_event_by_it() {
     assert_eq!(keyed(&store, "k", "mid").event_id, mid.event_id);
     assert!(store.verify().unwrap().body.is_clean());
 }
+
+#[test]
+fn a_hidden_event_can_still_be_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let first = append(&store, "person:1", "s", 0);
+    append(&store, "person:1", "s", 1);
+    store.delete_entity("person:1", DeleteMode::Soft).unwrap();
+    store.redact(first.event_id, "erasure request").unwrap();
+    let stored = store
+        .query(&Region::all().entity("person:1").with_hidden(), 0, 10)
+        .unwrap();
+    assert!(stored[0].is_redacted(), "the payload is gone from disk");
+    assert!(
+        store.get(first.event_id).unwrap().is_none(),
+        "and still hidden"
+    );
+    assert!(store.verify().unwrap().body.is_clean());
+}

@@ -111,6 +111,14 @@ struct Redacted {
     record: EventId,
 }
 
+/// A soft deletion: its record, the entity and the version it hides through.
+#[derive(Debug)]
+struct Deleted {
+    record: EventId,
+    entity: &'static str,
+    through: u64,
+}
+
 /// A workload that ran, with what it was told.
 struct Run {
     seed: u64,
@@ -120,6 +128,7 @@ struct Run {
     events: Vec<Expected>,
     commits: Vec<Commit>,
     redactions: Vec<Redacted>,
+    deletions: Vec<Deleted>,
     /// What each step did and the calls it made, for failure reports.
     steps: Vec<(usize, usize, String)>,
 }
@@ -172,7 +181,7 @@ impl Workload<'_> {
 
     fn step(&mut self) {
         let begun = self.run.log.len();
-        let what = match self.rng.below(20) {
+        let what = match self.rng.below(21) {
             0..=8 => {
                 let coord = self.coordinate();
                 let payload = self.payload(300);
@@ -218,7 +227,8 @@ impl Workload<'_> {
                     .unwrap();
                 format!("project {entity} (its snapshot is written at close)")
             }
-            _ => self.redact(begun),
+            18..=19 => self.redact(begun),
+            _ => self.delete(begun),
         };
         self.run.steps.push((begun, self.run.log.len(), what));
     }
@@ -249,6 +259,32 @@ impl Workload<'_> {
             acked: self.run.log.len(),
         });
         format!("cursor commit {value}")
+    }
+
+    fn delete(&mut self, begun: usize) -> String {
+        let entity = ENTITIES[self.rng.index(ENTITIES.len())];
+        let Some(through) = self.store().entity_version(entity) else {
+            return format!("{entity} has nothing to delete");
+        };
+        let record = self
+            .store()
+            .delete_entity(entity, batpak::DeleteMode::Soft)
+            .unwrap();
+        if self
+            .run
+            .deletions
+            .iter()
+            .any(|d| d.record == record.event_id)
+        {
+            return format!("{entity} deleted already through {through}");
+        }
+        self.run.deletions.push(Deleted {
+            record: record.event_id,
+            entity,
+            through,
+        });
+        self.appended(vec![record], begun);
+        format!("soft delete {entity} through {through}")
     }
 
     fn redact(&mut self, begun: usize) -> String {
@@ -289,6 +325,7 @@ fn run(seed: u64, policy: SyncPolicy, steps: usize, setup: impl FnOnce(&PowerLog
         events: Vec::new(),
         commits: Vec::new(),
         redactions: Vec::new(),
+        deletions: Vec::new(),
         steps: Vec::new(),
     };
     let mut w = Workload {
@@ -358,7 +395,11 @@ impl Run {
 
     fn check_open(&self, store: &Store, e: Expectation) -> Result<usize, String> {
         let events = store
-            .query(&Region::all().with_store_records(), 0, usize::MAX)
+            .query(
+                &Region::all().with_store_records().with_hidden(),
+                0,
+                usize::MAX,
+            )
             .map_err(|err| format!("reading every event failed: {err}"))?;
         let n = events.len();
         for (i, event) in events.iter().enumerate() {
@@ -441,6 +482,28 @@ impl Run {
             }
         }
         for entity in ENTITIES {
+            // What the deletions whose records survived hide: through the newest one.
+            let hidden_through = self
+                .deletions
+                .iter()
+                .filter(|d| d.entity == entity && position(d.record).is_some())
+                .map(|d| d.through)
+                .max();
+            let visible = |e: &&batpak::StoredEvent| hidden_through.is_none_or(|t| e.version > t);
+            let shown = store
+                .stream(entity)
+                .map_err(|err| format!("reading {entity} failed: {err}"))?
+                .len();
+            let expected = events
+                .iter()
+                .filter(|e| e.coordinate.entity() == entity)
+                .filter(visible)
+                .count();
+            if shown != expected {
+                return Err(format!(
+                    "{entity} shows {shown} events; its deletions leave {expected} visible"
+                ));
+            }
             let projected = store
                 .project::<Said>(entity, Freshness::Consistent)
                 .map_err(|err| format!("projecting {entity} failed: {err}"))?
@@ -448,6 +511,7 @@ impl Run {
             let folded: Vec<Vec<u8>> = events
                 .iter()
                 .filter(|e| e.coordinate.entity() == entity && e.kind == KIND && !e.is_redacted())
+                .filter(visible)
                 .map(|e| e.payload.clone())
                 .collect();
             if projected.0 != folded {
