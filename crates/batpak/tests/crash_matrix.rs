@@ -730,6 +730,18 @@ fn snapshot_read(c: &mut Case) {
     }
 }
 
+/// A copy (backup or fork) that failed leaves no staging directory beside the store.
+fn no_staging_left(c: &mut Case, what: &str) {
+    let leftovers: Vec<String> = std::fs::read_dir(c.root.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.contains(".partial-"))
+        .collect();
+    if !leftovers.is_empty() {
+        c.violation(format!("the failed {what} left {leftovers:?} behind"));
+    }
+}
+
 /// Opens a backup and checks it holds exactly `acked` and the cursor at 2.
 fn check_backup(c: &mut Case, dest: &Path, acked: &[AppendReceipt]) {
     let copy = match Store::open(dest) {
@@ -806,14 +818,7 @@ fn fork(c: &mut Case) {
     } else {
         c.note("dest absent");
     }
-    let leftovers: Vec<String> = std::fs::read_dir(c.root.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.contains(".partial-"))
-        .collect();
-    if !leftovers.is_empty() {
-        c.violation(format!("the failed fork left {leftovers:?} behind"));
-    }
+    no_staging_left(c, "fork");
     let poisoned = c.probe(&store, &mut acked);
     c.poison_rule(None, poisoned, false);
     drop(store);
@@ -949,14 +954,7 @@ fn backup(c: &mut Case) {
     } else {
         c.note("dest absent");
     }
-    let leftovers: Vec<String> = std::fs::read_dir(c.root.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name.contains(".partial-"))
-        .collect();
-    if !leftovers.is_empty() {
-        c.violation(format!("the failed backup left {leftovers:?} behind"));
-    }
+    no_staging_left(c, "backup");
     let poisoned = c.probe(&store, &mut acked);
     c.poison_rule(None, poisoned, false);
     drop(store);
