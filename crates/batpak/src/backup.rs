@@ -179,7 +179,7 @@ impl Store {
         let _no_rewrites = segments.rewrite_guard();
         let events = checkpoint.as_ref().map_or_else(
             || plan.upto.unwrap_or_else(|| self.visible_sequence()),
-            |c| c.ids.len() as u64,
+            |c| c.last_sequence(),
         );
         let end = match self.index_entry(events) {
             Some((location, _)) if events > 0 => {

@@ -77,12 +77,7 @@ impl Store {
             .into_iter()
             .filter_map(|(name, id)| {
                 let all = index.entity_events(id);
-                let from = match sight {
-                    crate::index::Sight::At(now_ms) if index.hides_anything() => {
-                        index.first_visible_sequence(id, now_ms)
-                    }
-                    _ => 0,
-                };
+                let from = index.first_visible(id, sight);
                 let postings = &all[all.partition_point(|&s| s < from)..];
                 let (&first, &last) = (postings.first()?, postings.last()?);
                 let scopes: BTreeSet<u32> = postings

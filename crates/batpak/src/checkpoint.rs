@@ -169,8 +169,7 @@ pub(crate) fn trusted(c: &Checkpoint, files: &[(u64, PathBuf)]) -> std::result::
     }
     if let (Some(&last), Some(&loc)) = (c.ids.last(), c.locations.last()) {
         let loc = Location::from_bits(loc);
-        // The last event's sequence: the count, unless the history has gaps.
-        let n = c.sequences.last().copied().unwrap_or(c.ids.len() as u64);
+        let n = c.last_sequence();
         let (_, file) = files
             .iter()
             .find(|(number, _)| *number == loc.segment())

@@ -45,8 +45,8 @@ impl Keys {
     /// then forgets what falls out of the window. Keys arrive in sequence order.
     pub(crate) fn insert(&mut self, key: [u8; 16], sequence: u64, ms: u64) {
         if let Some(old) = self.map.insert(key, sequence) {
-            // Only a forgotten key is recorded again, so this does not happen; keep
-            // the invariant if it ever does.
+            // A key still held is recorded again only by a preserved import of a
+            // store that forgot and reused it: its older place goes.
             self.order.retain(|&(s, _, _)| s != old);
         }
         self.order.push_back((sequence, ms, key));

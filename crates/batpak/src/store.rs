@@ -600,10 +600,10 @@ impl Store {
                 hi = mid;
             }
         }
-        Ok(match self.index().sequence_at(lo) {
-            Some(seq) if lo < count => seq,
-            _ => last.saturating_add(1),
-        })
+        Ok(self
+            .index()
+            .sequence_at(lo)
+            .unwrap_or(last.saturating_add(1)))
     }
 
     /// The stored timestamp of the event at `sequence`, read from its record header.
@@ -651,8 +651,7 @@ impl Store {
     }
 
     /// Resolves the sequences `pick` chooses to what reading them needs, under one
-    /// index lock.
-    /// Events retention or a deletion hides are left out.
+    /// index lock, leaving out the events retention or a deletion hides.
     pub(crate) fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<Target> {
         self.locate_in(self.sight(), pick)
     }
@@ -724,12 +723,10 @@ impl Store {
     /// retention or a deletion (0 when none is, `u64::MAX` when all are).
     pub(crate) fn entity_horizon(&self, entity: &str) -> u64 {
         let index = self.index();
-        match (self.sight(), index.entities().get(entity)) {
-            (crate::index::Sight::At(now_ms), Some(id)) if index.hides_anything() => {
-                index.first_visible_sequence(id, now_ms)
-            }
-            _ => 0,
-        }
+        index
+            .entities()
+            .get(entity)
+            .map_or(0, |id| index.first_visible(id, self.sight()))
     }
 
     /// Calls `f` with each of the entity's events after sequence `after` and from

@@ -840,7 +840,7 @@ impl Writer {
         let Some(c) = self.checkpoint_upto(self.durable()) else {
             return Ok(()); // nothing durable to record yet
         };
-        let n = c.ids.len() as u64;
+        let n = c.last_sequence();
         // No poison on failure: the journal is untouched, and whichever checkpoint the
         // directory holds afterwards (the old one, the new one, or none) stays true.
         crate::checkpoint::write(&self.dir, &self.segments, c)?;

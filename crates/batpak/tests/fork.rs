@@ -155,3 +155,41 @@ fn a_fork_inside_a_batch_or_outside_the_history_is_refused_by_name() {
         4
     );
 }
+
+#[test]
+fn a_repair_cut_in_the_source_leaves_a_segment_the_fork_shares_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let store = source(&src);
+    for i in 0..200u32 {
+        append(&store, i);
+    }
+    let fork_dir = tmp.path().join("fork");
+    assert!(store.fork(&fork_dir, 150).unwrap().linked > 0);
+    store.close().unwrap();
+    let shared = fork_dir.join("segments/0000000000000001.seg");
+    let before = std::fs::read(&shared).unwrap();
+    let source_seg = src.join("segments/0000000000000001.seg");
+    assert_eq!(std::fs::metadata(&source_seg).unwrap().nlink(), 2);
+    // The record boundary after event 1: the segment header, then its frame.
+    let cut_at = {
+        let bytes = std::fs::read(&source_seg).unwrap();
+        64 + u64::from(u32::from_le_bytes(bytes[68..72].try_into().unwrap()))
+    };
+    let report = Store::repair_cut(&src, 1, cut_at, "test cut").unwrap();
+    assert!(report.record.records_cut > 0, "{report:?}");
+    assert_eq!(std::fs::metadata(&source_seg).unwrap().nlink(), 1);
+    assert_ne!(
+        std::fs::read(&source_seg).unwrap(),
+        before,
+        "the source was cut"
+    );
+    assert_eq!(
+        std::fs::read(&shared).unwrap(),
+        before,
+        "the fork's copy is whole"
+    );
+    let copy = Store::open(&fork_dir).unwrap();
+    assert_eq!(copy.frontier().visible, 150);
+    assert!(copy.verify().unwrap().body.is_clean());
+}

@@ -90,6 +90,15 @@ pub(crate) struct Checkpoint {
 }
 
 impl Checkpoint {
+    /// The sequence of the last event it covers (0 when none): the count, unless the
+    /// history has gaps.
+    pub(crate) fn last_sequence(&self) -> u64 {
+        self.sequences
+            .last()
+            .copied()
+            .unwrap_or(self.ids.len() as u64)
+    }
+
     /// The file's bytes.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let n = self.ids.len();

@@ -110,6 +110,17 @@ impl Index {
         }
     }
 
+    /// The entity's first visible sequence under `sight` (0 when nothing is hidden,
+    /// or `sight` sees everything).
+    pub(crate) fn first_visible(&self, entity: u32, sight: Sight) -> u64 {
+        match sight {
+            Sight::At(now_ms) if self.hides_anything() => {
+                self.first_visible_sequence(entity, now_ms)
+            }
+            _ => 0,
+        }
+    }
+
     /// The entity's first visible sequence at `now_ms`: every event before it is
     /// hidden (0 when none is, `u64::MAX` when all are).
     pub(crate) fn first_visible_sequence(&self, entity: u32, now_ms: u64) -> u64 {
