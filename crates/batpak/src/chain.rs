@@ -37,6 +37,29 @@ static PAYLOAD_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| blake3::derive_key(PAY
 static COORDINATE_KEY: LazyLock<[u8; 32]> =
     LazyLock::new(|| blake3::derive_key("batpak 2026 coordinate digest v1", &[]));
 static EVENT_KEY: LazyLock<[u8; 32]> = LazyLock::new(|| blake3::derive_key(EVENT_CONTEXT, &[]));
+static RUNNING_KEY: LazyLock<[u8; 32]> =
+    LazyLock::new(|| blake3::derive_key("batpak 2026 running hash v1", &[]));
+static KEPT_KEY: LazyLock<[u8; 32]> =
+    LazyLock::new(|| blake3::derive_key("batpak 2026 kept hash v1", &[]));
+
+/// The store-wide running hash after one more event (`verify.rs` has the rule).
+pub(crate) fn next_running(running: &Hash, sequence: u64, event_hash: &Hash) -> Hash {
+    link(&RUNNING_KEY, running, sequence, event_hash)
+}
+
+/// The kept hash after one more kept event: the same rule as the running hash under
+/// its own key, over the events a compaction kept (`format/manifest.rs`).
+pub(crate) fn next_kept(kept: &Hash, sequence: u64, event_hash: &Hash) -> Hash {
+    link(&KEPT_KEY, kept, sequence, event_hash)
+}
+
+fn link(key: &[u8; 32], previous: &Hash, sequence: u64, event_hash: &Hash) -> Hash {
+    let mut input = [0u8; 8 + 32 + 32];
+    input[..8].copy_from_slice(&sequence.to_le_bytes());
+    input[8..40].copy_from_slice(previous.as_bytes());
+    input[40..].copy_from_slice(event_hash.as_bytes());
+    Hash::from_bytes(*blake3::keyed_hash(key, &input).as_bytes())
+}
 
 /// Inputs up to this size are gathered on the stack and hashed in one call: blake3's
 /// one-shot path skips building its 1.9 KB incremental state, and one `update` of the

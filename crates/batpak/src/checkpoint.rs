@@ -48,7 +48,7 @@ pub(crate) fn read(dir: &Path) -> std::result::Result<Checkpoint, String> {
 }
 
 /// The store id in the header of the first segment whose header reads.
-fn segments_store_id(files: &[(u64, PathBuf)]) -> Option<[u8; 16]> {
+pub(crate) fn segments_store_id(files: &[(u64, PathBuf)]) -> Option<[u8; 16]> {
     files.iter().find_map(|(_, path)| {
         let mut header = [0u8; HEADER_LEN];
         std::fs::File::open(path)
@@ -64,24 +64,57 @@ fn segments_store_id(files: &[(u64, PathBuf)]) -> Option<[u8; 16]> {
 /// records must be present and at least as long as recorded, or acknowledged data is
 /// gone and this is `Error::Corrupt` naming the segment. Evidence of another store
 /// proves nothing (the checkpoint's `trusted` then gives the reason to rebuild).
+///
+/// Segments a compaction rewrote (`compacted`: the manifest's exact lengths) are held
+/// to those lengths instead: evidence written before the compaction recorded the
+/// longer files they replaced.
 pub(crate) fn durable_floor(
     dir: &Path,
     c: Option<&Checkpoint>,
     files: &[(u64, PathBuf)],
+    compacted: &[(u64, u64)],
 ) -> Result<Floor> {
     let store_id = segments_store_id(files);
     let ours = |id: [u8; 16]| store_id.is_none_or(|s| s == id);
+    let rewritten = |number: u64| compacted.binary_search_by_key(&number, |&(n, _)| n).is_ok();
+    let uncompacted = |segments: &[(u64, u64)]| -> Vec<(u64, u64)> {
+        segments
+            .iter()
+            .copied()
+            .filter(|&(n, _)| !rewritten(n))
+            .collect()
+    };
     let mut floor = Floor::new();
     if let Some(c) = c.filter(|c| ours(c.store_id)) {
-        check_floor(dir, files, &c.segments, "the index checkpoint")?;
-        floor.extend(c.segments.iter().copied());
+        let segments = uncompacted(&c.segments);
+        check_floor(dir, files, &segments, "the index checkpoint")?;
+        floor.extend(segments);
     }
     if let Some(f) = read_floor_file(dir).filter(|f| ours(f.store_id)) {
-        check_floor(dir, files, &f.segments, "the durable floor (durable.floor)")?;
-        for (number, len) in f.segments {
+        let segments = uncompacted(&f.segments);
+        check_floor(dir, files, &segments, "the durable floor (durable.floor)")?;
+        for (number, len) in segments {
             let at = floor.entry(number).or_insert(len);
             *at = (*at).max(len);
         }
+    }
+    for &(number, len) in compacted {
+        let path = crate::segment::segment_path(dir, number);
+        let actual = std::fs::metadata(&path).map(|m| m.len());
+        if actual.as_ref().ok() != Some(&len) {
+            return Err(Error::Corrupt {
+                path,
+                offset: 0,
+                detail: format!(
+                    "the compaction manifest recorded {len} bytes in this segment, the file {}",
+                    match actual {
+                        Ok(n) => format!("has {n}"),
+                        Err(e) => format!("cannot be read ({e})"),
+                    }
+                ),
+            });
+        }
+        floor.insert(number, len);
     }
     Ok(floor)
 }

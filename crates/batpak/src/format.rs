@@ -3,6 +3,7 @@
 pub(crate) mod checkpoint;
 pub(crate) mod cursor;
 pub(crate) mod floor;
+pub(crate) mod manifest;
 pub(crate) mod record;
 pub(crate) mod redo;
 pub(crate) mod segment;

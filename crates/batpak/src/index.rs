@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use crate::format::checkpoint::Checkpoint;
 use crate::format::record::RecordView;
+use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
 use crate::segment::Location;
 
 mod horizon;
 
-pub(crate) use horizon::Sight;
+pub(crate) use horizon::{HorizonCause, Sight};
 
 /// What the index needs to know about one event.
 #[derive(Clone, Copy, Debug)]
@@ -185,6 +186,12 @@ pub(crate) struct Index {
     entity_scope: Vec<u32>,
     /// What the recorded retention policies and deletions hide.
     horizons: horizon::Horizons,
+    /// Every sequence up to it lies in compacted segments, where any may be missing
+    /// (0: never compacted).
+    compacted_through: u64,
+    /// Entities compaction removed a prefix of: the event hash before their first
+    /// kept version, which that event's `prev_hash` names.
+    horizon_hashes: HashMap<u32, Hash>,
 }
 
 impl Index {
@@ -202,6 +209,64 @@ impl Index {
     #[cfg(test)]
     pub(crate) fn has_gaps(&self) -> bool {
         !self.seqs.is_empty()
+    }
+
+    /// Declares a compacted history before its events are inserted (or after an
+    /// import from a checkpoint): sequences up to `through` may be missing, and each
+    /// entity of `horizons` starts at its first kept version, after the given hash.
+    /// An entity already holding events must already start there.
+    pub(crate) fn set_compacted(
+        &mut self,
+        through: u64,
+        horizons: &[(&str, u64, Hash)],
+    ) -> Result<(), String> {
+        self.compacted_through = through;
+        self.horizon_hashes.clear();
+        for &(name, first_kept, hash) in horizons {
+            self.declare_horizon(name, first_kept, hash)?;
+        }
+        Ok(())
+    }
+
+    /// Declares one entity's removed prefix (see `set_compacted`).
+    pub(crate) fn declare_horizon(
+        &mut self,
+        name: &str,
+        first_kept: u64,
+        hash: Hash,
+    ) -> Result<(), String> {
+        let entity = self.entities.intern(name);
+        if entity as usize == self.entity_events.len() {
+            self.entity_events.push(Vec::new());
+            self.entity_base.push(first_kept);
+        } else if self.entity_events[entity as usize].is_empty() {
+            self.entity_base[entity as usize] = first_kept;
+        } else if self.entity_base[entity as usize] != first_kept {
+            return Err(format!(
+                "entity {name:?} starts at version {}, the compaction manifest says {first_kept}",
+                self.entity_base[entity as usize]
+            ));
+        }
+        self.horizon_hashes.insert(entity, hash);
+        Ok(())
+    }
+
+    /// Whether the index knows `entity` (it holds or held events of it).
+    pub(crate) fn knows_entity(&self, entity: &str) -> bool {
+        self.entities.get(entity).is_some()
+    }
+
+    /// Every sequence up to it lies in compacted segments (0: never compacted).
+    pub(crate) fn compacted_through(&self) -> u64 {
+        self.compacted_through
+    }
+
+    /// The first kept version of an entity compaction removed a prefix of, and the
+    /// hash its first kept event links to.
+    pub(crate) fn horizon_of(&self, entity: &str) -> Option<(u64, Hash)> {
+        let id = self.entities.get(entity)?;
+        let hash = self.horizon_hashes.get(&id)?;
+        Some((self.entity_base(id), *hash))
     }
 
     /// The sequence at `position` of the columns (0 is the oldest indexed event).
@@ -259,34 +324,23 @@ impl Index {
             })
     }
 
+    /// Adds the next event: the next sequence, or, up to the compacted range's end
+    /// plus one, any later one (compaction removed those between); an entity's next
+    /// version, counted from its first kept one.
     pub(crate) fn insert(&mut self, e: &IndexEntry<'_>) -> Result<(), String> {
-        self.insert_entry(e, false)
-    }
-
-    /// `insert` of an event after a gap that compaction left: any later sequence, and
-    /// an entity first seen at any version (its removed prefix is below it).
-    #[allow(
-        dead_code,
-        reason = "the open of a compacted store (issue 17, being built) inserts survivors with it; tested here"
-    )]
-    pub(crate) fn insert_after_gap(&mut self, e: &IndexEntry<'_>) -> Result<(), String> {
-        self.insert_entry(e, true)
-    }
-
-    fn insert_entry(&mut self, e: &IndexEntry<'_>, gaps: bool) -> Result<(), String> {
         let last = self.last_sequence();
         let expected_seq = last + 1;
-        if gaps && e.sequence <= last {
-            return Err(format!(
-                "sequence {} where one after {last} was expected",
-                e.sequence
-            ));
-        }
-        if !gaps && e.sequence != expected_seq {
-            return Err(format!(
-                "sequence {} where {expected_seq} was expected",
-                e.sequence
-            ));
+        let explained = e.sequence > last && e.sequence - 1 <= self.compacted_through;
+        if e.sequence != expected_seq && !explained {
+            return Err(if self.compacted_through > last {
+                format!(
+                    "sequence {} where one from {expected_seq} to {} was expected",
+                    e.sequence,
+                    self.compacted_through + 1
+                )
+            } else {
+                format!("sequence {} where {expected_seq} was expected", e.sequence)
+            });
         }
         if let Some(&last) = self.ids.last() {
             if e.id <= last {
@@ -294,11 +348,12 @@ impl Index {
             }
         }
         let entity = self.entities.intern(e.entity);
-        let fresh = entity as usize == self.entity_events.len();
-        if fresh {
+        if entity as usize == self.entity_events.len() {
             self.entity_events.push(Vec::new());
-            self.entity_base.push(if gaps { e.version } else { 0 });
+            self.entity_base.push(0);
         }
+        // An entity compaction emptied is declared before its next event arrives.
+        let fresh = self.entity_events[entity as usize].is_empty();
         let expected_version =
             self.entity_base[entity as usize] + self.entity_events[entity as usize].len() as u64;
         if e.version != expected_version {
@@ -881,21 +936,38 @@ mod tests {
     fn an_index_with_gaps_finds_every_event_and_version() {
         use crate::query::{count, select, select_reverse, Region};
         let mut ix = Index::default();
-        ix.insert_after_gap(&entry(3, "a", 2)).unwrap();
-        ix.insert_after_gap(&entry(4, "b", 0)).unwrap();
-        ix.insert_after_gap(&entry(7, "a", 3)).unwrap();
-        // Appends after a gap are dense again, and a plain insert refuses a gap.
+        // Compacted through 7: "a" lost versions 0 and 1, "d" everything (version 0).
+        let horizon = Hash::from_bytes([9; 32]);
+        ix.set_compacted(7, &[("a", 2, horizon), ("d", 1, horizon)])
+            .unwrap();
+        ix.insert(&entry(3, "a", 2)).unwrap();
+        assert!(ix
+            .insert(&entry(4, "b", 1))
+            .unwrap_err()
+            .contains("version 1 where 0 was expected"));
+        ix.insert(&entry(4, "b", 0)).unwrap();
+        ix.insert(&entry(7, "a", 3)).unwrap();
+        // After the compacted range the sequences are dense again.
         ix.insert(&entry(8, "c", 0)).unwrap();
         assert!(ix
             .insert(&entry(10, "c", 1))
             .unwrap_err()
-            .contains("9 was expected"));
-        ix.insert_after_gap(&entry(9, "b", 1)).unwrap();
-        assert!(ix.insert_after_gap(&entry(9, "b", 2)).is_err(), "not later");
+            .contains("sequence 10 where 9 was expected"));
+        ix.insert(&entry(9, "b", 1)).unwrap();
+        assert!(ix.insert(&entry(9, "b", 2)).is_err(), "not later");
         assert!(ix
-            .insert_after_gap(&entry(11, "a", 9))
+            .insert(&entry(10, "a", 9))
             .unwrap_err()
             .contains("version 9 where 4 was expected"));
+        assert_eq!(ix.horizon_of("a"), Some((2, horizon)));
+        assert_eq!(ix.horizon_of("d"), Some((1, horizon)));
+        assert_eq!(ix.horizon_of("b"), None);
+        assert_eq!(ix.entity_head("d"), None, "nothing kept");
+        // A declared entity takes its first event at its first kept version.
+        let mut later = Index::default();
+        later.set_compacted(7, &[("d", 1, horizon)]).unwrap();
+        later.insert(&entry(8, "d", 1)).unwrap();
+        assert_eq!(later.entity_head("d"), Some((1, 8)));
         assert_eq!((ix.last_sequence(), ix.event_count()), (9, 5));
         assert!(ix.has_gaps());
         for (seq, entity) in [(3, "a"), (4, "b"), (7, "a"), (8, "c"), (9, "b")] {

@@ -83,6 +83,12 @@ impl Keys {
         keys
     }
 
+    /// Forgets the keys of events that are gone (compaction removed them).
+    pub(crate) fn forget_sequences(&mut self, gone: &std::collections::HashSet<u64>) {
+        self.map.retain(|_, seq| !gone.contains(seq));
+        self.order.retain(|(seq, _, _)| !gone.contains(seq));
+    }
+
     /// Every remembered key with its sequence, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = ([u8; 16], u64)> + '_ {
         self.order.iter().map(|&(seq, _, key)| (key, seq))

@@ -52,6 +52,7 @@ pub(crate) fn store_record_name(kind: EventKind) -> Option<&'static str> {
         7 => "batpak.KindNamed",
         8 => "batpak.Retention",
         9 => "batpak.EntityDeleted",
+        10 => "batpak.Compacted",
         _ => return None,
     })
 }

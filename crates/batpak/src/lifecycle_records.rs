@@ -1,5 +1,6 @@
 //! The store records of the lifecycle: a retention policy set or cleared (kind 0:8)
-//! and an entity deleted (kind 0:9), both on `batpak:lifecycle`. They are events
+//! and an entity deleted (kind 0:9), both on `batpak:lifecycle`, and a compaction
+//! done (kind 0:10, on `batpak:compaction`). They are events
 //! like any other (chained, exported, replicated, verified); open replays them into
 //! the policies and deletions in force (`retention::Recorded`).
 
@@ -17,6 +18,32 @@ pub(crate) const DELETION_KIND: EventKind = EventKind::custom(0, 9);
 pub(crate) const LIFECYCLE_ENTITY: &str = "batpak:lifecycle";
 /// The scope of a lifecycle record that names no scope of its own.
 pub(crate) const LIFECYCLE_SCOPE: &str = "batpak:lifecycle";
+
+/// The kind of a compaction record (reserved category 0).
+pub(crate) const COMPACTED_KIND: EventKind = EventKind::custom(0, 10);
+/// The entity (and scope) of every compaction record.
+pub(crate) const COMPACTION_ENTITY: &str = "batpak:compaction";
+
+/// A compaction: which manifest (`format/manifest.rs`) it left, by its blake3 digest,
+/// and what it removed. Appended before the compaction commits, so a compaction that
+/// failed before its commit leaves a record whose manifest never took effect.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Compacted {
+    /// Compactions so far, this one included.
+    pub generation: u64,
+    /// Every sequence up to it lies in compacted segments.
+    pub through: u64,
+    /// blake3 of the manifest file.
+    pub manifest: crate::hash::Hash,
+    /// Events kept and removed up to `through`, over every compaction.
+    pub kept: u64,
+    pub removed: u64,
+}
+
+impl EventPayload for Compacted {
+    const KIND: EventKind = COMPACTED_KIND;
+    const NAME: &'static str = "batpak.Compacted";
+}
 
 /// A retention policy set (`rule` present) or cleared (`rule` absent) for a selector.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +84,43 @@ mod tests {
 
     fn hex(bytes: &[u8]) -> String {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn golden_bytes_of_the_compaction_record() {
+        let record = Compacted {
+            generation: 1,
+            through: 5,
+            manifest: crate::hash::Hash::from_bytes([0xab; 32]),
+            kept: 2,
+            removed: 3,
+        };
+        let bytes = record.encode().unwrap();
+        assert_eq!(
+            hex(&bytes),
+            [
+                "85".to_string(), // map of 5
+                "aa".into(),
+                hex(b"generation"),
+                "01".into(),
+                "a7".into(),
+                hex(b"through"),
+                "05".into(),
+                "a8".into(),
+                hex(b"manifest"),
+                "d940".into(), // str8 of 64: the digest in hex
+                hex("ab".repeat(32).as_bytes()),
+                "a4".into(),
+                hex(b"kept"),
+                "02".into(),
+                "a7".into(),
+                hex(b"removed"),
+                "03".into(),
+            ]
+            .concat()
+        );
+        let back: Compacted = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, record);
     }
 
     /// The payload bytes are part of the journal: pinned, so they never drift.
@@ -169,6 +233,7 @@ mod tests {
             proptest::prop_assert_eq!(back, deleted);
             let _ = rmp_serde::from_slice::<RetentionChanged>(&noise);
             let _ = rmp_serde::from_slice::<EntityDeleted>(&noise);
+            let _ = rmp_serde::from_slice::<Compacted>(&noise);
         }
     }
 }

@@ -10,6 +10,7 @@ use crate::dir::sync_dir;
 use crate::dir::PENDING_FILE;
 use crate::dir::SEGMENTS_DIR;
 use crate::error::{io_err, Error, Result};
+use crate::format::manifest::{Manifest, MANIFEST_FILE};
 use crate::format::record::RecordView;
 use crate::format::redo::PendingRewrite;
 use crate::format::segment::{HeaderError, SegmentHeader, HEADER_LEN, SEGMENT_FORMAT_VERSION};
@@ -18,7 +19,7 @@ use crate::index::{Index, IndexEntry};
 use crate::segment::io::SegmentFile;
 use crate::segment::recovery::{scan, TailCut};
 use crate::segment::writer::ActiveSegment;
-use crate::segment::{self, Location, SegmentSet};
+use crate::segment::{self, swap, Location, SegmentSet};
 
 /// What `open` found and did.
 ///
@@ -57,6 +58,9 @@ pub struct OpenReport {
     /// (the store keeps the recorded name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kind_renames: Vec<crate::registry::KindRename>,
+    /// A committed compaction a crash interrupted, which this open moved into place.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub compaction_finished: bool,
     /// The event whose interrupted rewrite this open finished from `redact.pending`.
     #[serde(skip)]
     pub(crate) rewritten: Option<EventId>,
@@ -186,6 +190,8 @@ pub(crate) struct Loaded {
     /// Where the writer continues (writable opens only).
     pub resume: Option<Resume>,
     pub report: OpenReport,
+    /// What compaction removed, when the store was compacted.
+    pub manifest: Option<Manifest>,
 }
 
 #[derive(Debug, Default)]
@@ -202,16 +208,32 @@ struct Progress {
 /// cover, then say where the writer resumes.
 pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loaded> {
     let started = Instant::now();
+    let compaction_finished = finish_compaction(dir, read_only)?;
     let pending_finished = finish_pending(dir, read_only)?;
     if !read_only {
         let _ = crate::dir::fs::remove_leftover(&dir.join(crate::dir::UNSHARE_FILE));
     }
     let created = prepare_segments_dir(dir, read_only)?;
     let files = segment::list(dir)?;
+    let manifest = read_manifest(dir, &files)?;
     let checkpoint_started = Instant::now();
-    let (mut scan, index_source) = Scan::from_checkpoint(dir, &files)?;
+    let (mut scan, mut index_source) = Scan::from_checkpoint(dir, &files, manifest.as_ref())?;
+    if let Some(m) = &manifest {
+        if let Err(reason) = declare_compacted(&mut scan.index, m) {
+            // A checkpoint that disagrees with the manifest is not used.
+            scan.start_over();
+            index_source = IndexSource::Rebuilt {
+                reason: format!("the checkpoint disagrees with the compaction manifest: {reason}"),
+            };
+            declare_compacted(&mut scan.index, m).map_err(|detail| Error::Corrupt {
+                path: dir.join(MANIFEST_FILE),
+                offset: 0,
+                detail,
+            })?;
+        }
+    }
     let checkpoint_duration = checkpoint_started.elapsed();
-    let from_checkpoint = scan.index.last_sequence();
+    let from_checkpoint = scan.index.event_count();
     let scan_started = Instant::now();
     for (i, (number, path)) in files.iter().enumerate() {
         let is_last = i + 1 == files.len();
@@ -238,13 +260,13 @@ pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loa
         ..
     } = scan;
     let report = OpenReport {
-        scanned_events: index.last_sequence() - from_checkpoint,
+        scanned_events: index.event_count() - from_checkpoint,
         checkpoint_duration,
         scan_duration,
         created,
         index: index_source,
         segments: segments.count(),
-        events: index.last_sequence(),
+        events: index.event_count(),
         bytes_scanned,
         tail_cut,
         duration: started.elapsed(),
@@ -252,13 +274,70 @@ pub(crate) fn load(dir: &Path, read_only: bool, segment_size: u64) -> Result<Loa
         redactions_finished: u64::from(pending_finished.is_some()),
         kind_renames: Vec::new(),
         rewritten: pending_finished,
+        compaction_finished,
     };
     Ok(Loaded {
         index,
         segments,
         resume,
         report,
+        manifest,
     })
+}
+
+/// Moves a committed compaction into place (`segment::swap`) and removes an
+/// uncommitted one, before anything is read. A read-only open cannot, so it refuses
+/// a committed one with an error that says so (an uncommitted one changes nothing).
+fn finish_compaction(dir: &Path, read_only: bool) -> Result<bool> {
+    if read_only {
+        let ready = dir.join(swap::READY_DIR);
+        if ready.exists() {
+            return Err(Error::Corrupt {
+                path: ready,
+                offset: 0,
+                detail: "a compaction was interrupted; open the store read-write once to finish it"
+                    .into(),
+            });
+        }
+        return Ok(false);
+    }
+    let finished = swap::roll_forward(dir)?;
+    swap::abandon(dir);
+    Ok(finished)
+}
+
+/// The compaction manifest, when the store was compacted. One that does not decode,
+/// or names another store, is damage: the gaps it explains could not be told from
+/// removed records.
+fn read_manifest(dir: &Path, files: &[(u64, std::path::PathBuf)]) -> Result<Option<Manifest>> {
+    let path = dir.join(MANIFEST_FILE);
+    let bytes = match crate::dir::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err("read", &path)(e)),
+    };
+    let corrupt = |detail: String| Error::Corrupt {
+        path: path.clone(),
+        offset: 0,
+        detail,
+    };
+    let manifest = Manifest::decode(&bytes).map_err(corrupt)?;
+    if crate::checkpoint::segments_store_id(files).is_some_and(|id| id != manifest.store_id) {
+        return Err(corrupt(
+            "the compaction manifest belongs to another store (store id differs)".into(),
+        ));
+    }
+    Ok(Some(manifest))
+}
+
+/// Tells the index what the manifest says compaction removed.
+fn declare_compacted(index: &mut Index, m: &Manifest) -> std::result::Result<(), String> {
+    let horizons: Vec<(&str, u64, crate::hash::Hash)> = m
+        .horizons
+        .iter()
+        .map(|h| (h.entity.as_str(), h.first_kept, h.hash))
+        .collect();
+    index.set_compacted(m.through, &horizons)
 }
 
 /// Makes sure `segments/` exists: a writable open of a new directory creates it (and
@@ -305,6 +384,7 @@ impl Scan {
     fn from_checkpoint(
         dir: &Path,
         files: &[(u64, std::path::PathBuf)],
+        manifest: Option<&Manifest>,
     ) -> Result<(Scan, IndexSource)> {
         let mut scan = Scan {
             index: Index::default(),
@@ -324,7 +404,8 @@ impl Scan {
         let c = crate::checkpoint::read(dir);
         // What the checkpoint proves durable holds even when it cannot be used, and so
         // does the durable floor a close without a checkpoint left.
-        scan.floor = crate::checkpoint::durable_floor(dir, c.as_ref().ok(), files)?;
+        let compacted = manifest.map_or(&[][..], |m| &m.segments[..]);
+        scan.floor = crate::checkpoint::durable_floor(dir, c.as_ref().ok(), files, compacted)?;
         let c = match c {
             Ok(c) => c,
             Err(reason) => return Ok((scan, IndexSource::Rebuilt { reason })),
@@ -349,6 +430,17 @@ impl Scan {
         let events = scan.index.last_sequence();
         scan.checkpointed = events;
         Ok((scan, IndexSource::Checkpoint { events }))
+    }
+
+    /// Drops what the checkpoint gave: the scan reads every segment.
+    fn start_over(&mut self) {
+        self.index = Index::default();
+        self.progress = Progress {
+            next_sequence: 1,
+            ..Progress::default()
+        };
+        self.covered = None;
+        self.checkpointed = 0;
     }
 
     /// Reads one segment: its header always; its records from the checkpoint's
@@ -446,11 +538,14 @@ impl Scan {
             return Ok(true);
         };
         if start == HEADER_LEN as u64 {
+            // Compaction may have removed the events before it, up to its range's end.
+            let (next, through) = (self.progress.next_sequence, self.index.compacted_through());
+            let explained = header.first_sequence > next && header.first_sequence - 1 <= through;
             expect(
-                header.first_sequence == self.progress.next_sequence,
+                header.first_sequence == next || explained,
                 format!(
-                    "segment starts at sequence {}, expected {}",
-                    header.first_sequence, self.progress.next_sequence
+                    "segment starts at sequence {}, expected {next}",
+                    header.first_sequence
                 ),
             )?;
         }
@@ -532,7 +627,11 @@ impl Scan {
             .lengths()
             .iter()
             .all(|(number, len)| self.floor.get(number).is_some_and(|durable| len <= durable));
-        let progress = std::mem::take(&mut self.progress);
+        let mut progress = std::mem::take(&mut self.progress);
+        // Sequences compaction removed at the end of its range are never reused.
+        progress.next_sequence = progress
+            .next_sequence
+            .max(self.index.compacted_through() + 1);
         let last = progress.next_sequence - 1;
         Ok(Resume {
             checkpointed: self.checkpointed,

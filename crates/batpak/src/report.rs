@@ -25,7 +25,7 @@ pub use projection::{
     CacheStatus, Finding, InputFrontier, ObservedFreshness, OutputHash, ProjectionRun,
     RequestedFreshness, SnapshotRef, SourceRef,
 };
-pub use verification::{Check, Verification, VerifyFinding};
+pub use verification::{Check, KeptHistory, Verification, VerifyFinding};
 pub use walk::{ChainWalkReport, EventRef, WalkFinding};
 
 /// A report body: plain, deterministic data with a kind name.

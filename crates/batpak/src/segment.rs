@@ -3,6 +3,7 @@
 pub(crate) mod io;
 pub(crate) mod reader;
 pub(crate) mod recovery;
+pub(crate) mod swap;
 pub(crate) mod writer;
 
 use std::collections::BTreeMap;
@@ -143,12 +144,22 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
 #[derive(Debug)]
 pub(crate) struct SegmentSet {
     dir: PathBuf,
-    files: RwLock<BTreeMap<u64, Arc<SegmentFile>>>,
+    /// Replaced whole when it changes (rotation, compaction), so a reader that pinned
+    /// it keeps reading the files its index lookups named.
+    files: RwLock<Arc<Files>>,
     /// Held while a record is rewritten in place (redaction) and by scans that must not
     /// see a half-rewritten frame. Point reads take it only after a record failed to
     /// decode, to retry once the rewrite is done.
     rewrite: Mutex<()>,
 }
+
+type Files = BTreeMap<u64, Arc<SegmentFile>>;
+
+/// The segment files as they were when pinned: taken under the index lock with the
+/// locations a read resolved, so a compaction that swaps files and index meanwhile
+/// leaves the read on the old files, which stay open until it ends.
+#[derive(Clone, Debug)]
+pub(crate) struct Pinned(Arc<Files>);
 
 impl SegmentSet {
     pub(crate) fn new(dir: &Path) -> Self {
@@ -173,11 +184,43 @@ impl SegmentSet {
         f: impl FnOnce(&RecordView<'_>) -> Result<R>,
     ) -> Result<R> {
         let file = self.file_at(location)?;
-        match reader::with_record(&file, location.offset(), f) {
+        self.with_record_of(&file, location, f)
+    }
+
+    /// The current files, to read locations resolved under the same index lock.
+    pub(crate) fn pin(&self) -> Pinned {
+        Pinned(Arc::clone(&crate::sync::read(&self.files)))
+    }
+
+    /// `with_record` in the pinned files.
+    pub(crate) fn with_pinned_record<R>(
+        &self,
+        pinned: &Pinned,
+        location: Location,
+        f: impl FnOnce(&RecordView<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let file = pinned
+            .0
+            .get(&location.segment())
+            .ok_or_else(|| Error::Corrupt {
+                path: self.path_of(location.segment()),
+                offset: location.offset(),
+                detail: "the index points into a segment that is not open".into(),
+            })?;
+        self.with_record_of(file, location, f)
+    }
+
+    fn with_record_of<R>(
+        &self,
+        file: &SegmentFile,
+        location: Location,
+        f: impl FnOnce(&RecordView<'_>) -> Result<R>,
+    ) -> Result<R> {
+        match reader::with_record(file, location.offset(), f) {
             Ok(result) => result,
             Err((f, _)) => {
                 let _rewrite = self.rewrite_guard();
-                match reader::with_record(&file, location.offset(), f) {
+                match reader::with_record(file, location.offset(), f) {
                     Ok(result) => result,
                     Err((_, error)) => Err(error),
                 }
@@ -201,7 +244,16 @@ impl SegmentSet {
     }
 
     pub(crate) fn insert(&self, number: u64, file: Arc<SegmentFile>) {
-        crate::sync::write(&self.files).insert(number, file);
+        Arc::make_mut(&mut crate::sync::write(&self.files)).insert(number, file);
+    }
+
+    /// Replaces some files at once (compaction's swap).
+    pub(crate) fn replace(&self, files: Vec<(u64, Arc<SegmentFile>)>) {
+        let mut current = crate::sync::write(&self.files);
+        let map = Arc::make_mut(&mut current);
+        for (number, file) in files {
+            map.insert(number, file);
+        }
     }
 
     /// Every segment, by number.

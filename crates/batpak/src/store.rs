@@ -83,6 +83,8 @@ pub struct Store {
     /// The retention policies and deletions in force; its lock serialises changes
     /// to them.
     lifecycle: Mutex<crate::retention::Recorded>,
+    /// What compaction removed, when the store was compacted.
+    manifest: Mutex<Option<Arc<crate::format::manifest::Manifest>>>,
     /// `None` for a view (`open_view`), which takes no lock.
     _lock: Option<DirLock>,
 }
@@ -169,6 +171,7 @@ impl Store {
             follower,
             clock,
             lifecycle: Mutex::default(),
+            manifest: Mutex::new(loaded.manifest.map(Arc::new)),
             _lock: dir_lock,
         };
         store.report.kind_renames = store.load_kind_names()?;
@@ -380,6 +383,20 @@ impl Store {
 
     /// The retention policies and deletions in force, locked: holding the guard
     /// serialises changes to them.
+    /// The compaction manifest in force, when the store was compacted.
+    pub(crate) fn manifest(&self) -> Option<Arc<crate::format::manifest::Manifest>> {
+        lock(&self.manifest).clone()
+    }
+
+    pub(crate) fn set_manifest(&self, manifest: crate::format::manifest::Manifest) {
+        *lock(&self.manifest) = Some(Arc::new(manifest));
+    }
+
+    /// The store clock's current Unix millisecond.
+    pub(crate) fn clock_ms(&self) -> u64 {
+        self.clock.now_ns() / 1_000_000
+    }
+
     pub(crate) fn lifecycle(&self) -> MutexGuard<'_, crate::retention::Recorded> {
         lock(&self.lifecycle)
     }
@@ -608,25 +625,26 @@ impl Store {
 
     /// The stored timestamp of the event at `sequence`, read from its record header.
     fn timestamp_at(&self, sequence: u64) -> Result<u64> {
-        let location = self
-            .index()
-            .location(sequence)
-            .ok_or_else(|| Error::Corrupt {
-                path: self.dir.clone(),
-                offset: 0,
-                detail: format!("the index has no record at sequence {sequence}"),
-            })?;
+        let (location, files) = {
+            let index = self.index();
+            (index.location(sequence), self.segments.pin())
+        };
+        let location = location.ok_or_else(|| Error::Corrupt {
+            path: self.dir.clone(),
+            offset: 0,
+            detail: format!("the index has no record at sequence {sequence}"),
+        })?;
         self.segments
-            .with_record(location, |view| Ok(view.header.timestamp_ns))
+            .with_pinned_record(&files, location, |view| Ok(view.header.timestamp_ns))
     }
 
     /// Reads the records of `targets`, in order.
-    pub(crate) fn read_events(&self, targets: &[Target]) -> Result<Vec<StoredEvent>> {
-        targets
+    pub(crate) fn read_events(&self, located: &Located) -> Result<Vec<StoredEvent>> {
+        located
             .iter()
             .map(|t| {
                 self.segments
-                    .with_record(t.location, |view| {
+                    .with_pinned_record(&located.files, t.location, |view| {
                         Ok(StoredEvent::from_record(view, t.sequence, &t.coordinate))
                     })?
                     .map_err(|detail| Error::Corrupt {
@@ -652,7 +670,7 @@ impl Store {
 
     /// Resolves the sequences `pick` chooses to what reading them needs, under one
     /// index lock, leaving out the events retention or a deletion hides.
-    pub(crate) fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Vec<Target> {
+    pub(crate) fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Located {
         self.locate_in(self.sight(), pick)
     }
 
@@ -661,10 +679,11 @@ impl Store {
         &self,
         sight: crate::index::Sight,
         pick: impl FnOnce(&Index) -> Vec<u64>,
-    ) -> Vec<Target> {
+    ) -> Located {
         let index = self.index();
+        let files = self.segments.pin();
         let mut hider = index.hider(sight);
-        pick(&index)
+        let targets = pick(&index)
             .into_iter()
             .filter_map(|sequence| {
                 let (location, entity, scope) = index.read_target(sequence)?;
@@ -680,7 +699,8 @@ impl Store {
                     ),
                 })
             })
-            .collect()
+            .collect();
+        Located { targets, files }
     }
 
     /// The version of the visible event at `sequence` (`None` for sequence 0 or none).
@@ -711,7 +731,16 @@ impl Store {
     /// The entity's newest visible version, `None` when it has no events: what an
     /// append with `ExpectedVersion::Exact` expects. Answered from the index.
     pub fn entity_version(&self, entity: &str) -> Option<u64> {
-        self.index().entity_head(entity).map(|(version, _)| version)
+        let index = self.index();
+        // An entity compaction removed whole continues from its last removed version.
+        index
+            .entity_head(entity)
+            .map(|(version, _)| version)
+            .or_else(|| {
+                index
+                    .horizon_of(entity)
+                    .map(|(first_kept, _)| first_kept - 1)
+            })
     }
 
     /// The entity's newest visible sequence, 0 when it has none.
@@ -741,8 +770,9 @@ impl Store {
         kinds: &[EventKind],
         mut f: impl FnMut(&StoredEvent) -> Result<()>,
     ) -> Result<u64> {
-        let (targets, last) = {
+        let (targets, last, files) = {
             let index = self.index();
+            let files = self.segments.pin();
             let Some(id) = index.entities().get(entity) else {
                 return Ok(after);
             };
@@ -788,13 +818,13 @@ impl Store {
                     coordinate,
                 });
             }
-            (targets, last)
+            (targets, last, files)
         };
         // One event value, refilled per record: a fold allocates nothing per event.
         let mut scratch: Option<StoredEvent> = None;
         for t in &targets {
             self.segments
-                .with_record(t.location, |view| {
+                .with_pinned_record(&files, t.location, |view| {
                     Ok(match scratch.as_mut() {
                         Some(event) => event.refill(view, t.sequence, &t.coordinate),
                         None => StoredEvent::from_record(view, t.sequence, &t.coordinate)
@@ -899,6 +929,21 @@ pub(crate) struct Target {
     pub sequence: u64,
     pub location: Location,
     pub coordinate: Coordinate,
+}
+
+/// Events resolved under one index lock, with the segment files pinned in the same
+/// turn, so the locations stay valid whatever a compaction swaps meanwhile.
+pub(crate) struct Located {
+    targets: Vec<Target>,
+    files: crate::segment::Pinned,
+}
+
+impl std::ops::Deref for Located {
+    type Target = [Target];
+
+    fn deref(&self) -> &[Target] {
+        &self.targets
+    }
 }
 
 #[cfg(test)]

@@ -17,13 +17,13 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::LazyLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
 use crate::chain;
 use crate::error::{Error, Result};
+use crate::format::manifest::{Horizon, Manifest, MANIFEST_FILE};
 use crate::format::record;
 use crate::format::segment::{SegmentHeader, HEADER_LEN};
 use crate::hash::Hash;
@@ -35,9 +35,6 @@ use crate::report::{Check, Report, Verification, VerifyFinding};
 use crate::segment::Location;
 use crate::sign::{KeyId, SignatureCheck, Signed};
 use crate::store::Store;
-
-static RUNNING_KEY: LazyLock<[u8; 32]> =
-    LazyLock::new(|| blake3::derive_key("batpak 2026 running hash v1", &[]));
 
 /// Where each frame of a segment starts, following the stored lengths (not yet
 /// checked: a damaged length ends the list there, and decoding that frame reports it).
@@ -87,14 +84,7 @@ fn decode_and_hash<'a>(bytes: &'a [u8], starts: &[usize]) -> Vec<Hashed<'a>> {
     })
 }
 
-/// The running hash after one more event.
-fn next_running(running: &Hash, sequence: u64, event_hash: &Hash) -> Hash {
-    let mut input = [0u8; 8 + 32 + 32];
-    input[..8].copy_from_slice(&sequence.to_le_bytes());
-    input[8..40].copy_from_slice(running.as_bytes());
-    input[40..].copy_from_slice(event_hash.as_bytes());
-    Hash::from_bytes(*blake3::keyed_hash(&RUNNING_KEY, &input).as_bytes())
-}
+use crate::chain::next_running;
 
 /// A checkpoint of the whole history to keep outside the store: the running hash
 /// after `sequence`, signed when the store has a key. Its signed layout and wire form:
@@ -238,6 +228,17 @@ pub enum AnchorCheck {
         anchored: u64,
         /// The last sequence the store holds.
         present: u64,
+    },
+    /// The anchored sequence lies in the range a compaction rewrote: the events it
+    /// removed were removed under recorded policies and deletions (the manifest,
+    /// checked by `verify`, says which), and the running hash over them can no longer
+    /// be recomputed. Anchors after the range are checked exactly (`Holds`), from the
+    /// running hash the manifest recorded.
+    Compacted {
+        /// The anchor's sequence.
+        anchored: u64,
+        /// Every sequence up to it was compacted.
+        compacted_through: u64,
     },
     /// The running hash after the anchored sequence differs: some event up to it was
     /// rewritten, removed, inserted or reordered.
@@ -506,6 +507,16 @@ impl Store {
                 }
             }
         }
+        if let Some(m) = self.manifest() {
+            if anchor.sequence < m.through
+                || (anchor.sequence == m.through && anchor.running_hash != m.running)
+            {
+                return Ok(AnchorCheck::Compacted {
+                    anchored: anchor.sequence,
+                    compacted_through: m.through,
+                });
+            }
+        }
         let (body, running) = self.scan_history(anchor.sequence, &mut |_, _| {})?;
         Ok(if body.last_sequence < anchor.sequence {
             AnchorCheck::Truncated {
@@ -540,7 +551,7 @@ impl Store {
         let upto = upto.min(visible);
         let files = self.segments().all();
         let total: u64 = files.iter().map(|(_, f)| f.len()).sum();
-        let mut scan = HistoryScan::new(Some(self));
+        let mut scan = HistoryScan::new(Some(self), self.manifest().map(|m| (*m).clone()));
         let mut done = 0;
         for (number, file) in files {
             let owned;
@@ -579,7 +590,21 @@ impl Store {
 /// is checked and counted. An error means the files could not be listed or read.
 pub fn verify_dir(dir: impl AsRef<Path>) -> Result<Report<Verification>> {
     let dir = dir.as_ref();
-    let mut scan = HistoryScan::new(None);
+    let manifest = match crate::dir::fs::read(dir.join(MANIFEST_FILE)) {
+        Ok(bytes) => match Manifest::decode(&bytes) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                return Err(Error::Corrupt {
+                    path: dir.join(MANIFEST_FILE),
+                    offset: 0,
+                    detail: e,
+                })
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(crate::error::io_err("read", &dir.join(MANIFEST_FILE))(e)),
+    };
+    let mut scan = HistoryScan::new(None, manifest);
     crate::segment::walk_offline(dir, |f| {
         let finding = |detail: String| VerifyFinding {
             check: Check::Record,
@@ -652,15 +677,44 @@ struct HistoryScan<'s> {
     lost: bool,
     expected_seq: u64,
     derived: Derived,
+    /// What compaction removed, when the store was compacted, and what the scan
+    /// found of the compacted range: the kept hash and count, the compaction and
+    /// lifecycle records seen.
+    compacted: Option<Compacted>,
+}
+
+struct Compacted {
+    manifest: Manifest,
+    kept_hash: Hash,
+    kept: u64,
+    /// blake3 digests the `Compacted` records name.
+    recorded: std::collections::HashSet<Hash>,
+    /// Lifecycle records by id, decoded.
+    lifecycle: HashMap<EventId, Lifecycle>,
+    /// Events kept per compacted entity (for `MaxCount`).
+    counts: HashMap<String, u64>,
+}
+
+enum Lifecycle {
+    Retention(crate::lifecycle_records::RetentionChanged),
+    Deletion(crate::lifecycle_records::EntityDeleted),
 }
 
 impl<'s> HistoryScan<'s> {
     /// A scan from the first sequence, checking the index of `store` when given.
-    fn new(store: Option<&'s Store>) -> Self {
+    fn new(store: Option<&'s Store>, manifest: Option<Manifest>) -> Self {
         HistoryScan {
             store,
             body: Verification::default(),
-            running: Hash::ZERO,
+            running: manifest.as_ref().map_or(Hash::ZERO, |m| m.running),
+            compacted: manifest.map(|manifest| Compacted {
+                manifest,
+                kept_hash: Hash::ZERO,
+                kept: 0,
+                recorded: std::collections::HashSet::new(),
+                lifecycle: HashMap::new(),
+                counts: HashMap::new(),
+            }),
             heads: HashMap::new(),
             lost: false,
             expected_seq: 1,
@@ -679,6 +733,7 @@ impl<'s> HistoryScan<'s> {
         if self.lost {
             return; // the damage is a finding, and the tallies are incomplete
         }
+        self.compaction_checks();
         let upto = self.body.last_sequence;
         let events = self.body.events;
         let d = &self.derived;
@@ -745,6 +800,64 @@ impl<'s> HistoryScan<'s> {
         }
     }
 
+    /// The compacted range against its manifest: the kept events (count and kept
+    /// hash) are the ones the compaction kept, a `Compacted` record names the
+    /// manifest, and each removed prefix was hidden by the recorded record it names.
+    fn compaction_checks(&mut self) {
+        let Some(c) = &self.compacted else {
+            return;
+        };
+        let m = &c.manifest;
+        let mut problems = Vec::new();
+        if self.body.last_sequence >= m.through {
+            if c.kept != m.kept {
+                problems.push(format!(
+                    "{} events are kept up to sequence {}, the manifest says {}: events were removed that no compaction removed",
+                    c.kept, m.through, m.kept
+                ));
+            } else if c.kept_hash != m.kept_hash {
+                problems.push(format!(
+                    "the kept events up to sequence {} hash to {}, the manifest says {}: a kept event was changed or replaced",
+                    m.through, c.kept_hash, m.kept_hash
+                ));
+            }
+        }
+        let digest = Hash::from_bytes(*blake3::hash(&m.encode()).as_bytes());
+        if !c.recorded.contains(&digest) {
+            problems.push(format!(
+                "no compaction record names the manifest (blake3 {digest}): it was not written by a compaction of this history"
+            ));
+        }
+        for h in &m.horizons {
+            if let Some(why) = unexplained(h, m.at_ms, c) {
+                problems.push(format!(
+                    "versions 0 to {} of {:?} were removed, but {why}",
+                    h.first_kept - 1,
+                    h.entity
+                ));
+            }
+        }
+        for detail in problems {
+            self.body.findings.push(VerifyFinding {
+                check: Check::Compaction,
+                file: MANIFEST_FILE.into(),
+                offset: 0,
+                sequence: None,
+                event: None,
+                detail,
+            });
+        }
+        self.body.horizons = m
+            .horizons
+            .iter()
+            .map(|h| crate::report::KeptHistory {
+                entity: h.entity.clone(),
+                first_version: h.first_kept,
+                removed_by: h.cause.map(|id| id.to_string()),
+            })
+            .collect();
+    }
+
     /// Checks the records of one segment file through sequence `upto`. A record that
     /// does not decode is a finding naming the damaged bytes; the scan resumes at the
     /// next frame whose checksum holds, so damage hides only what it covers.
@@ -766,6 +879,9 @@ impl<'s> HistoryScan<'s> {
                 }
                 match item {
                     Ok((view, len, hash)) => {
+                        if view.header.sequence > upto {
+                            break 'runs;
+                        }
                         self.record(number, name, offset, &view, hash);
                         end = offset + len;
                     }
@@ -838,14 +954,28 @@ impl<'s> HistoryScan<'s> {
             });
         };
         let expected_seq = self.expected_seq;
-        if h.sequence != expected_seq {
+        let through = self.compacted.as_ref().map_or(0, |c| c.manifest.through);
+        // Compaction may leave gaps up to the end of its range (counted at the end).
+        let explained = h.sequence > expected_seq && h.sequence - 1 <= through;
+        if h.sequence != expected_seq && !explained {
             finding(
                 Check::Sequence,
                 format!("sequence {} where {expected_seq} was expected", h.sequence),
             );
         }
         let known = self.heads.get(view.entity).copied();
-        let prev = known.unwrap_or(Hash::ZERO);
+        // An entity compaction removed a prefix of starts after its horizon.
+        let horizon = match known {
+            Some(_) => None,
+            None => self
+                .compacted
+                .as_ref()
+                .and_then(|c| c.manifest.horizon(view.entity))
+                .map(|h| (h.first_kept, h.hash)),
+        };
+        let prev = known
+            .or(horizon.map(|(_, hash)| hash))
+            .unwrap_or(Hash::ZERO);
         if (known.is_some() || !self.lost) && h.prev_hash != prev {
             finding(
                 Check::ChainLink,
@@ -854,6 +984,17 @@ impl<'s> HistoryScan<'s> {
                     h.prev_hash, view.entity
                 ),
             );
+        }
+        if let Some((first_kept, _)) = horizon {
+            if h.version != first_kept && !self.lost {
+                finding(
+                    Check::Compaction,
+                    format!(
+                        "the kept history of {:?} starts at version {}, the manifest says {first_kept}",
+                        view.entity, h.version
+                    ),
+                );
+            }
         }
         let entry = IndexEntry::of_record(view, Location::new(number, offset as u64));
         let disagreements = self
@@ -897,7 +1038,23 @@ impl<'s> HistoryScan<'s> {
                 self.heads.insert(view.entity.to_string(), hash);
             }
         }
-        self.running = next_running(&self.running, h.sequence, &hash);
+        match self.compacted.as_mut() {
+            Some(c) if h.sequence <= c.manifest.through => {
+                c.kept_hash = crate::chain::next_kept(&c.kept_hash, h.sequence, &hash);
+                c.kept += 1;
+            }
+            _ => self.running = next_running(&self.running, h.sequence, &hash),
+        }
+        if let (Some(c), record::PayloadField::Present { bytes, .. }) =
+            (self.compacted.as_mut(), &view.payload)
+        {
+            note_compaction_record(c, h, bytes);
+        }
+        if let Some(c) = self.compacted.as_mut() {
+            if c.manifest.horizon(view.entity).is_some() {
+                *c.counts.entry(view.entity.to_string()).or_default() += 1;
+            }
+        }
         self.body.events += 1;
         if matches!(view.payload, record::PayloadField::Redacted { .. }) {
             self.body.redacted += 1;
@@ -970,6 +1127,7 @@ mod tests {
                 event: Some("0190a3f2-0000-7000-8000-000000000007".into()),
                 detail: "prev_hash differs".into(),
             }],
+            horizons: Vec::new(),
         };
         assert_eq!(
             serde_json::to_string(&body).unwrap_or_default(),
@@ -1060,6 +1218,82 @@ mod properties {
             framed.extend_from_slice(&bytes);
             if let Ok(a) = Anchor::from_bytes(&framed) {
                 prop_assert_eq!(a.to_bytes(), framed);
+            }
+        }
+    }
+}
+
+/// Keeps what the compaction checks need from a store record: the manifest digests
+/// of `Compacted` records, and every lifecycle record by id.
+fn note_compaction_record(c: &mut Compacted, h: &record::RecordHeader, bytes: &[u8]) {
+    use crate::lifecycle_records::{COMPACTED_KIND, DELETION_KIND, RETENTION_KIND};
+    if h.kind == COMPACTED_KIND {
+        if let Ok(r) = rmp_serde::from_slice::<crate::lifecycle_records::Compacted>(bytes) {
+            c.recorded.insert(r.manifest);
+        }
+    } else if h.kind == RETENTION_KIND {
+        if let Ok(r) = rmp_serde::from_slice(bytes) {
+            c.lifecycle.insert(h.id, Lifecycle::Retention(r));
+        }
+    } else if h.kind == DELETION_KIND {
+        if let Ok(r) = rmp_serde::from_slice(bytes) {
+            c.lifecycle.insert(h.id, Lifecycle::Deletion(r));
+        }
+    }
+}
+
+/// Why the record a horizon names does not explain the removed prefix, if it does
+/// not: it is missing, names another entity, or its rule keeps what was removed.
+fn unexplained(h: &Horizon, at_ms: u64, c: &Compacted) -> Option<String> {
+    use crate::retention::{DeleteMode, RetentionRule, RetentionSelector};
+    let Some(cause) = h.cause else {
+        return Some("no recorded policy or deletion is named".into());
+    };
+    let Some(record) = c.lifecycle.get(&cause) else {
+        return Some(format!(
+            "the record named ({cause}) is not a retention or deletion record of this store"
+        ));
+    };
+    match record {
+        Lifecycle::Deletion(d) if d.entity != h.entity => Some(format!(
+            "the deletion named ({cause}) deleted {:?}",
+            d.entity
+        )),
+        Lifecycle::Deletion(d) if d.mode == DeleteMode::Soft && h.first_kept > d.version + 1 => {
+            Some(format!(
+                "the deletion named ({cause}) hid versions only through {}",
+                d.version
+            ))
+        }
+        Lifecycle::Deletion(_) => None,
+        Lifecycle::Retention(r) => {
+            if let RetentionSelector::EntityPrefix(p) = &r.selector {
+                if !p.is_empty() && !crate::coordinate::prefix_matches(p, &h.entity) {
+                    return Some(format!("the policy named ({cause}) covers prefix {p:?}"));
+                }
+            }
+            match r.rule {
+                None => Some(format!("the record named ({cause}) cleared a policy")),
+                Some(RetentionRule::BeforeVersion(v)) if h.first_kept > v => Some(format!(
+                    "the policy named ({cause}) keeps versions from {v}"
+                )),
+                Some(RetentionRule::MaxCount(n))
+                    if c.counts.get(&h.entity).copied().unwrap_or(0) < n =>
+                {
+                    Some(format!(
+                        "the policy named ({cause}) keeps the newest {n}, and fewer are left"
+                    ))
+                }
+                Some(RetentionRule::MaxAge(age))
+                    if h.last_removed.unix_millis()
+                        >= at_ms.saturating_sub(RetentionRule::age_ms(age)) =>
+                {
+                    Some(format!(
+                        "the policy named ({cause}) keeps events younger than {} ms, and the last removed one was not older",
+                        RetentionRule::age_ms(age)
+                    ))
+                }
+                Some(_) => None,
             }
         }
     }

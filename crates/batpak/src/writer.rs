@@ -44,6 +44,8 @@ use crate::sync::{lock, Signal};
 /// The longest a sync leader waits for more appends to join its sync.
 const MAX_LINGER: Duration = Duration::from_micros(500);
 
+mod compact;
+pub(crate) use compact::Removable;
 mod preserve;
 
 /// One event to append, its payload already encoded.
@@ -437,9 +439,21 @@ impl Writer {
         if let Some(h) = state.heads.get(entity) {
             return Ok(Some(*h));
         }
-        let found = crate::sync::read(&self.index).entity_head(entity);
+        let (found, horizon) = {
+            let index = crate::sync::read(&self.index);
+            (index.entity_head(entity), index.horizon_of(entity))
+        };
         let Some((version, seq)) = found else {
-            return Ok(None);
+            // Compaction removed every event it held: it continues from the last one.
+            let Some((first_kept, hash)) = horizon else {
+                return Ok(None);
+            };
+            let head = Head {
+                version: first_kept - 1,
+                hash,
+            };
+            state.heads.insert(entity.into(), head);
+            return Ok(Some(head));
         };
         let event = self.read_written(seq)?;
         let head = Head {

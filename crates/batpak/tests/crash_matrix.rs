@@ -925,6 +925,91 @@ fn hard_delete(c: &mut Case) {
     }
 }
 
+/// A compaction removing a soft-deleted entity from sealed segments: whatever call
+/// fails, the store reopens to the state before it (old:1 on disk, hidden) or after
+/// it (old:1 gone), never a mix, every other acknowledged event reads back with its
+/// receipt, and `verify()` is clean.
+fn compaction(c: &mut Case) {
+    let store = c.open();
+    let mut acked = seed(&store);
+    let mut old = Vec::new();
+    for i in 0..24 {
+        old.push(append_sized(&store, "old:1", 40 + i, 200).unwrap());
+    }
+    acked.push(
+        store
+            .delete_entity("old:1", batpak::DeleteMode::Soft)
+            .unwrap(),
+    );
+    acked.push(append(&store, "acct:2", 4).unwrap());
+    c.arm();
+    let result = store.compact();
+    c.disarm();
+    // The checkpoint after the swap is best effort.
+    let step = c.outcome(&result, true);
+    let ok = result.is_ok();
+    let poisoned = c.probe(&store, &mut acked);
+    c.poison_rule(step, poisoned, true);
+    let on_disk = |store: &Store| {
+        store
+            .query(&Region::all().entity("old:1").with_hidden(), 0, usize::MAX)
+            .map(|e| e.len())
+    };
+    if ok && on_disk(&store).ok() != Some(0) {
+        c.violation("compaction succeeded, yet old:1 is still on disk");
+    }
+    drop(store);
+    c.plan.clear();
+    let store = match c.builder().open() {
+        Ok(s) => s,
+        Err(e) => {
+            c.violation(format!("reopen failed: {e:?}"));
+            return;
+        }
+    };
+    match on_disk(&store) {
+        Ok(0) => c.note("compacted"),
+        Ok(24) => c.note("as before"),
+        Ok(n) => c.violation(format!("old:1 has {n} of its 24 events on disk: a mix")),
+        Err(e) => c.violation(format!("reading old:1 failed: {e:?}")),
+    }
+    if ok && on_disk(&store).ok() != Some(0) {
+        c.violation("compaction succeeded, yet old:1 is back after reopen");
+    }
+    for r in &acked {
+        match store.get(r.event_id) {
+            Ok(Some(e)) if e.receipt() == *r => {}
+            Ok(other) => c.violation(format!(
+                "acknowledged event {} reads back as {other:?}",
+                r.sequence
+            )),
+            Err(e) => c.violation(format!("reading {} failed: {e:?}", r.sequence)),
+        }
+        if !matches!(store.verify_receipt(r), Ok(check) if check.is_valid()) {
+            c.violation(format!("the receipt of {} no longer verifies", r.sequence));
+        }
+    }
+    match store.verify() {
+        Ok(report) if report.body.is_clean() => {}
+        Ok(report) => c.violation(format!("verify() after reopen: {:?}", report.body.findings)),
+        Err(e) => c.violation(format!("verify() after reopen failed: {e:?}")),
+    }
+    let last = store.stats().map_or(0, |s| s.visible_sequence);
+    match append(&store, "after:1", AFTER_BYTE) {
+        Ok(r) if r.sequence == last + 1 => {}
+        Ok(r) => c.violation(format!(
+            "the append after reopen got sequence {}",
+            r.sequence
+        )),
+        Err(e) => c.violation(format!("the append after reopen failed: {e:?}")),
+    }
+    for staging in ["compact.partial", "compact.ready"] {
+        if c.dir().join(staging).exists() {
+            c.violation(format!("{staging} is still there after a writable open"));
+        }
+    }
+}
+
 fn backup(c: &mut Case) {
     let store = c.open();
     let mut acked = seed(&store);
@@ -1201,6 +1286,11 @@ fn every_failing_call_of_a_redaction_in_a_segment_a_fork_shares() {
 #[test]
 fn every_failing_call_of_a_hard_delete() {
     matrix("hard delete", DEFAULT_SEGMENT, hard_delete);
+}
+
+#[test]
+fn every_failing_call_of_a_compaction() {
+    matrix("compaction", 4096, compaction);
 }
 
 #[test]

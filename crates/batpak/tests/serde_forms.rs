@@ -702,6 +702,7 @@ fn verification_bodies_round_trip() {
             Check::Sequence,
             Check::ChainLink,
             Check::Index,
+            Check::Compaction,
         ]
         .into_iter()
         .map(|check| VerifyFinding {
@@ -713,9 +714,19 @@ fn verification_bodies_round_trip() {
             detail: "expected x, found y".into(),
         })
         .collect(),
+        horizons: vec![batpak::report::KeptHistory {
+            entity: "order:1".into(),
+            first_version: 7,
+            removed_by: Some("0190a3f2-7c1d-7abc-8def-0123456789ab".into()),
+        }],
     };
     let json = round_trip(&body);
     assert!(json.contains(r#""check":"chain_link""#), "{json}");
+    assert!(json.contains(r#""check":"compaction""#), "{json}");
+    assert!(
+        json.contains(r#""horizons":[{"entity":"order:1","first_version":7,"removed_by":"0190a3f2-7c1d-7abc-8def-0123456789ab"}]"#),
+        "{json}"
+    );
     round_trip(&Verification::default());
 
     let dir = tempfile::tempdir().unwrap();

@@ -106,8 +106,9 @@ fn an_unreadable_checkpoint_makes_open_rebuild_and_say_why() {
     }
     store.close().unwrap();
     let plan = FaultPlan::install(dir.path());
-    // Open reads `redact.pending` (absent here) first, then the checkpoint.
-    plan.fail_nth(Op::Read, 2, Fault::Eio);
+    // Open reads `redact.pending` and `compaction.manifest` (absent here) first, then
+    // the checkpoint.
+    plan.fail_nth(Op::Read, 3, Fault::Eio);
     let store = Store::open(dir.path()).unwrap();
     match &store.open_report().index {
         IndexSource::Rebuilt { reason } => assert!(reason.contains("index.ckpt"), "{reason}"),

@@ -379,6 +379,34 @@ pub(crate) fn redacted_copy(frame: &[u8], digest: &Hash) -> Result<Vec<u8>, Fram
     Ok(out)
 }
 
+/// A redacted record as compaction keeps it: the same fields with a payload length
+/// of 0, so the payload area is just the digest (32 bytes) however long the erased
+/// payload was. The event hash ignores `payload_len`, so it is unchanged. `None` when
+/// the record is not redacted or already this short.
+pub(crate) fn shrunk_redacted(view: &RecordView<'_>) -> Option<Vec<u8>> {
+    let PayloadField::Redacted { digest, len } = view.payload else {
+        return None;
+    };
+    if payload_area(len) == payload_area(0) {
+        return None;
+    }
+    let mut header = view.header.clone();
+    header.flags &= !FLAG_REDACTED;
+    let mut plain = Vec::new();
+    encode(
+        &RecordDraft {
+            header,
+            metadata: view.metadata,
+            entity: view.entity,
+            scope: view.scope,
+            salt: [0; SALT_LEN],
+            payload: &[],
+        },
+        &mut plain,
+    );
+    redacted_copy(&plain, &digest).ok()
+}
+
 /// The flags as stored: the caller's batch, redaction and metadata bits plus one bit
 /// per optional id field present. The writer stamps these into the header before hashing so
 /// the hash covers exactly the stored flags.
@@ -981,6 +1009,43 @@ mod tests {
                 Err(FrameError::Malformed(m)) if m.contains("already redacted")
             ));
         }
+    }
+
+    #[test]
+    fn a_shrunk_redacted_record_keeps_every_field_but_the_erased_length() {
+        let digest = Hash::from_bytes([0x5A; 32]);
+        let mut header = sample_header();
+        header.causation = Some(EventId::from_u128(7));
+        header.flags = FLAG_CAUSATION | FLAG_BATCH_CONTINUES;
+        let original = encode_one(&RecordDraft {
+            metadata: &[],
+            header,
+            entity: "entity",
+            scope: "scope",
+            salt: [0x99; SALT_LEN],
+            payload: &[0x77; 400],
+        });
+        let redacted = redacted_copy(&original, &digest).unwrap();
+        let (view, _) = decode(&redacted).unwrap();
+        let shrunk = shrunk_redacted(&view).unwrap();
+        assert_eq!(
+            shrunk.len(),
+            original.len() - 400 + 16,
+            "the area is the digest"
+        );
+        let (small, len) = decode(&shrunk).unwrap();
+        assert_eq!(len, shrunk.len());
+        assert_eq!(small.header, view.header);
+        assert_eq!((small.entity, small.scope), ("entity", "scope"));
+        assert_eq!(small.payload, PayloadField::Redacted { digest, len: 0 });
+        assert_eq!(
+            crate::chain::record_hash(&small),
+            crate::chain::record_hash(&view),
+            "the event hash ignores the erased length"
+        );
+        assert_eq!(shrunk_redacted(&small), None, "already as short as it gets");
+        let (plain, _) = decode(&original).unwrap();
+        assert_eq!(shrunk_redacted(&plain), None, "not redacted");
     }
 
     #[test]

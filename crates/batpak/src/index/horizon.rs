@@ -28,6 +28,15 @@ pub(crate) struct Horizons {
     deleted: HashMap<u32, u64>,
 }
 
+/// What hides an entity's prefix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum HorizonCause {
+    /// Its deletion.
+    Deleted,
+    /// The policy of this selector.
+    Policy(RetentionSelector),
+}
+
 /// What a read may see.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Sight {
@@ -156,6 +165,27 @@ impl Index {
             .iter()
             .map(|(selector, rule)| self.policy_horizon(entity, name, selector, *rule, now_ms))
             .fold(deleted, u64::max)
+    }
+
+    /// What hides the entity's prefix at `now_ms`: the deletion or the policy whose
+    /// horizon is the furthest (a deletion when they tie). `None` when nothing is hidden.
+    pub(crate) fn horizon_cause(&self, entity: u32, now_ms: u64) -> Option<HorizonCause> {
+        let deleted = self
+            .horizons
+            .deleted
+            .get(&entity)
+            .map_or(0, |&through| through.saturating_add(1));
+        let mut best = (deleted > 0).then_some((deleted, HorizonCause::Deleted));
+        let name = &*self.entities.names[entity as usize];
+        if !name.starts_with(STORE_ENTITY_PREFIX) {
+            for (selector, rule) in &self.horizons.policies {
+                let h = self.policy_horizon(entity, name, selector, *rule, now_ms);
+                if h > 0 && best.as_ref().is_none_or(|(b, _)| h > *b) {
+                    best = Some((h, HorizonCause::Policy(selector.clone())));
+                }
+            }
+        }
+        best.map(|(_, cause)| cause)
     }
 
     /// How much of the entity one policy expires: the version its kept part starts at.

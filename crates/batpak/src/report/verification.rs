@@ -22,6 +22,21 @@ pub struct Verification {
     pub redacted: u64,
     /// What failed, in file order.
     pub findings: Vec<VerifyFinding>,
+    /// Entities compaction removed a prefix of: where each kept history starts and
+    /// which recorded record removed the rest (empty for a store never compacted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub horizons: Vec<KeptHistory>,
+}
+
+/// Where an entity's kept history starts after compaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptHistory {
+    /// The entity.
+    pub entity: String,
+    /// Its first kept version: the versions below it were removed.
+    pub first_version: u64,
+    /// The id of the retention or deletion record whose rule hid them.
+    pub removed_by: Option<String>,
 }
 
 impl ReportBody for Verification {
@@ -72,6 +87,10 @@ pub enum Check {
     /// A redaction record names an event whose payload is still present, or a
     /// payload is erased with no redaction record naming its event.
     Redaction,
+    /// The compacted range disagrees with its manifest: kept events missing, added
+    /// or changed, a manifest no compaction record names, or a removed prefix no
+    /// recorded policy or deletion explains.
+    Compaction,
     /// Bytes after the last complete record of the last segment, never acknowledged
     /// durable, that this read-only open ignored (a read-write open cuts them).
     Tail,
