@@ -244,6 +244,10 @@ pub enum Command {
         #[command(subcommand)]
         action: RetentionAction,
     },
+    /// Remove from disk what the retention policies and deletions hide, and the bytes
+    /// of redacted payloads; every kept event keeps its sequence, id and hash. Prints
+    /// the bytes before and after.
+    Compact,
     /// Hide every event an entity has now; with --hard, also refuse every later
     /// append to it. Recorded in the journal.
     Delete {

@@ -300,6 +300,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Redact { id, reason } => write::redact(ctx, id, &reason),
         Command::Retention { action } => write::retention(ctx, action),
         Command::Delete { entity, hard } => write::delete(ctx, &entity, hard),
+        Command::Compact => write::compact(ctx),
         Command::Repair {
             cut,
             reason,

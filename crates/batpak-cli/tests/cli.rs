@@ -1741,3 +1741,33 @@ fn fork_copies_the_history_up_to_a_sequence_and_refuses_bad_ones() {
     let o = batpak(&dir, &["fork", "x"]);
     assert_eq!(o.status.code(), Some(2), "--at is required");
 }
+
+#[test]
+fn compact_removes_what_retention_hides_and_says_how_many_bytes_it_took_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    build(dir);
+    let nothing = ok(dir, &["compact"]);
+    assert!(nothing.contains("nothing to compact"), "{nothing}");
+    ok(
+        dir,
+        &["retention", "set", "--prefix", "order", "--max-count", "1"],
+    );
+    let before = ok(dir, &["export"]);
+    let report: Value = serde_json::from_str(&ok(dir, &["compact", "--json"])).unwrap();
+    assert_eq!(report["events_removed"], 1, "{report}");
+    assert_eq!(report["generation"], 1, "{report}");
+    assert!(
+        report["bytes_after"].as_u64().unwrap() < report["bytes_before"].as_u64().unwrap(),
+        "{report}"
+    );
+    let after = ok(dir, &["export"]);
+    assert_eq!(
+        after.lines().count(),
+        before.lines().count(),
+        "one hidden event gone, one compaction record added"
+    );
+    assert!(after.contains("batpak.Compacted"), "{after}");
+    let verified = ok(dir, &["verify"]);
+    assert!(!verified.contains("finding"), "{verified}");
+}

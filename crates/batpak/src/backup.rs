@@ -88,6 +88,12 @@ impl Store {
         if at == 0 || at > visible {
             return Err(refuse(format!("the store holds sequences 1 to {visible}")));
         }
+        if let Some(m) = self.manifest().filter(|m| at < m.through) {
+            return Err(refuse(format!(
+                "sequences up to {} were compacted, and a fork inside that range would need a manifest of its own; fork at {} or later",
+                m.through, m.through
+            )));
+        }
         let ends_batch = |seq: u64| -> Result<bool> {
             let location = self
                 .index_entry(seq)
@@ -168,6 +174,8 @@ impl Store {
     }
 
     fn copy_into(&self, staging: &Path, plan: Plan) -> Result<Backup> {
+        // No compaction swaps the files while they are copied.
+        let _no_compaction = self.redaction_turn();
         let segments = self.segments();
         // The checkpoint first, in one turn of the writer: it fixes what is copied, and
         // holds the idempotency keys as they are at that sequence (later keyed
@@ -217,6 +225,14 @@ impl Store {
             }
         }
         sync_dir(&staging.join(SEGMENTS_DIR))?;
+        // A compacted store's gaps are explained by its manifest, which the copy needs
+        // to open (a fork starts at or after the compacted range's end).
+        if let Some(m) = self.manifest() {
+            write_synced(
+                &staging.join(crate::format::manifest::MANIFEST_FILE),
+                &m.encode(),
+            )?;
+        }
         let cursors = self.dir().join(CURSORS_DIR);
         if cursors.is_dir() && !plan.link {
             let target = staging.join(CURSORS_DIR);

@@ -354,3 +354,29 @@ fn appends_and_reads_go_on_during_a_compaction() {
     }
     clean(&store);
 }
+
+#[test]
+fn backups_and_forks_of_a_compacted_store_carry_its_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for n in 0..300 {
+        append(&store, &format!("order:{}", n % 3), n);
+    }
+    keep_last(&store, "order", 4);
+    let report = store.compact().unwrap();
+    let tail = append(&store, "order:1", 1000);
+    let out = tempfile::tempdir().unwrap();
+    store.backup(out.path().join("backup")).unwrap();
+    let err = store
+        .fork(out.path().join("early"), report.through - 1)
+        .unwrap_err();
+    assert!(err.to_string().contains("were compacted"), "{err}");
+    store.fork(out.path().join("fork"), tail.sequence).unwrap();
+    for copy in ["backup", "fork"] {
+        let copy = open(&out.path().join(copy), &clock);
+        assert_eq!(visible(&copy), visible(&store), "{copy:?}");
+        assert!(copy.verify_receipt(&tail).unwrap().is_valid());
+        clean(&copy);
+    }
+}

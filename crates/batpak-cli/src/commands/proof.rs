@@ -181,6 +181,12 @@ pub fn verify_anchor(ctx: &Context, anchor: Option<String>) -> Outcome {
         AnchorCheck::Truncated { anchored, present } => {
             format!("truncated: the anchor covers sequence {anchored}, the store ends at {present}")
         }
+        AnchorCheck::Compacted {
+            anchored,
+            compacted_through,
+        } => format!(
+            "compacted: sequence {anchored} lies in the range compaction rewrote (through {compacted_through}); what it removed was hidden by recorded policies and deletions (run verify), and the kept history cannot be rehashed to this anchor"
+        ),
         AnchorCheck::Rewritten { anchored, .. } => {
             format!("rewritten: the history up to sequence {anchored} is not the anchored one")
         }
@@ -193,11 +199,13 @@ pub fn verify_anchor(ctx: &Context, anchor: Option<String>) -> Outcome {
         other => format!("{other:?}"),
     };
     if ctx.json {
-        print_json(&json!({ "holds": check.holds(), "outcome": verdict }))?;
+        let compacted = matches!(check, AnchorCheck::Compacted { .. });
+        print_json(&json!({ "holds": check.holds(), "compacted": compacted, "outcome": verdict }))?;
     } else {
         out(&format!("{verdict}\n"))?;
     }
-    if check.holds() {
+    // A compacted verdict is not a failure: the removal is recorded and verified.
+    if check.holds() || matches!(check, AnchorCheck::Compacted { .. }) {
         Ok(())
     } else {
         Err(Failure::new(verdict))

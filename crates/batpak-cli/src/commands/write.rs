@@ -6,7 +6,7 @@ use batpak::{
 };
 use serde_json::{json, Value};
 
-use super::{input, out, print_json};
+use super::{input, out, print_json, Progress};
 use crate::cli::{AppendArgs, RetentionAction, RuleArgs, SelectorArgs};
 use crate::render::rfc3339;
 use crate::{Context, Failure, Outcome};
@@ -219,4 +219,35 @@ pub fn delete(ctx: &Context, entity: &str, hard: bool) -> Outcome {
             receipt.sequence
         ))
     }
+}
+
+/// `compact`: a progress bar on a terminal, then the bytes before and after.
+pub fn compact(ctx: &Context) -> Outcome {
+    let store = ctx.open_write(false)?;
+    let mut progress = Progress::new();
+    let report =
+        store.compact_with_progress(|done, total| progress.update("compacting", done, total))?;
+    progress.finish();
+    store.close()?;
+    if ctx.json {
+        return print_json(&serde_json::to_value(&report)?);
+    }
+    if report.segments_rewritten == 0 {
+        return out(
+            "nothing to compact: no hidden events or redacted payload bytes in sealed segments\n",
+        );
+    }
+    out(&format!(
+        "compacted through seq {} (compaction {}): {} events removed, {} redacted payloads dropped, {} segments rewritten; {} bytes before, {} after ({} reclaimed) in {:.1} s, appends held at most {} us\n",
+        report.through,
+        report.generation,
+        report.events_removed,
+        report.payloads_dropped,
+        report.segments_rewritten,
+        report.bytes_before,
+        report.bytes_after,
+        report.reclaimed(),
+        report.duration.as_secs_f64(),
+        report.longest_stall.as_micros()
+    ))
 }
