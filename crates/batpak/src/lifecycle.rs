@@ -125,6 +125,12 @@ impl Store {
                 .and_then(|id| index.entity_events(id).last().copied())
                 .and_then(|seq| index.read_target(seq))
                 .map(|(_, _, scope)| index.scopes().shared(scope).to_string())
+                // Compaction removed all it had: the scopes went with the events.
+                .or_else(|| {
+                    index
+                        .horizon_of(entity)
+                        .map(|_| LIFECYCLE_SCOPE.to_string())
+                })
         }
         .ok_or_else(|| refuse("it has no events"))?;
         let hard = mode == DeleteMode::Hard;

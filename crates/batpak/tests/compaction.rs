@@ -380,3 +380,39 @@ fn backups_and_forks_of_a_compacted_store_carry_its_manifest() {
         clean(&copy);
     }
 }
+
+/// Found by the lifecycle model: an entity compaction emptied has no scope until its
+/// next event (a scope policy read past the scope column), and it can still be
+/// deleted (the deletion looked for an event to take the scope from).
+#[test]
+fn an_entity_compaction_emptied_takes_scope_policies_and_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for n in 0..3 {
+        append(&store, "order:1", n);
+    }
+    store
+        .set_retention(
+            RetentionSelector::EntityPrefix("order".into()),
+            RetentionRule::BeforeVersion(10),
+        )
+        .unwrap();
+    store.compact().unwrap();
+    store
+        .set_retention(
+            RetentionSelector::Scope("shop".into()),
+            RetentionRule::MaxCount(1),
+        )
+        .unwrap();
+    assert!(store.stream("order:1").unwrap().is_empty());
+    store.delete_entity("order:1", DeleteMode::Hard).unwrap();
+    assert!(matches!(
+        store.append(&Coordinate::new("order:1", "shop").unwrap(), &tick(9)),
+        Err(batpak::Error::EntityDeleted { .. })
+    ));
+    drop(store);
+    let store = open(dir.path(), &clock);
+    assert_eq!(store.entity_version("order:1"), Some(2));
+    clean(&store);
+}

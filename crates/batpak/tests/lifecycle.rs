@@ -435,6 +435,7 @@ enum Step {
     Set { selector: usize, rule: usize },
     Clear { selector: usize },
     Delete { entity: usize, hard: bool },
+    Compact,
 }
 
 const ENTITIES: [&str; 4] = ["order:1", "order:2", "user:1", "other"];
@@ -460,23 +461,31 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0..3usize, 0..4usize).prop_map(|(selector, rule)| Step::Set { selector, rule }),
         1 => (0..3usize).prop_map(|selector| Step::Clear { selector }),
         1 => (0..ENTITIES.len(), any::<bool>()).prop_map(|(entity, hard)| Step::Delete { entity, hard }),
+        1 => Just(Step::Compact),
     ]
 }
 
 /// The model: every event (entity, scope, version, time in ms), the policies, the
-/// deletions; what is visible computed the plain way.
+/// deletions, what compaction removed; what is visible computed the plain way.
 #[derive(Default)]
 struct Model {
     events: Vec<(usize, usize, u64, u64)>,
     policies: HashMap<usize, RetentionRule>,
     deleted: HashMap<usize, (u64, bool)>,
+    /// (entity, version) of every event a compaction removed: gone for good, and not
+    /// counted by the rules any more (they see what the store holds).
+    removed: std::collections::HashSet<(usize, u64)>,
 }
 
 impl Model {
     fn visible(&self, now_ms: u64) -> Vec<(usize, u64)> {
         let mut out = Vec::new();
         for entity in 0..ENTITIES.len() {
-            let mine: Vec<_> = self.events.iter().filter(|e| e.0 == entity).collect();
+            let mine: Vec<_> = self
+                .events
+                .iter()
+                .filter(|e| e.0 == entity && !self.removed.contains(&(e.0, e.2)))
+                .collect();
             let mut horizon = match self.deleted.get(&entity) {
                 Some((_, true)) => u64::MAX,
                 Some((through, false)) => through + 1,
@@ -503,8 +512,12 @@ impl Model {
                     .iter()
                     .enumerate()
                     .take_while(|(i, e)| covered(e) && expired(*i, e))
-                    .count() as u64;
-                horizon = horizon.max(prefix);
+                    .count();
+                // As a version: past the last expired event (compaction may have
+                // removed the versions before the first one held).
+                if let Some(last) = prefix.checked_sub(1) {
+                    horizon = horizon.max(mine[last].2 + 1);
+                }
             }
             out.extend(
                 mine.iter()
@@ -521,7 +534,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Every read (entity streams, a region query, the count, the catalogue) shows
-    /// what the model says is visible, after every step, and again after a reopen.
+    /// what the model says is visible, after every step (compactions among them,
+    /// which remove exactly what is hidden), and again after a reopen.
     #[test]
     fn reads_show_what_the_model_keeps(steps in proptest::collection::vec(step(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
@@ -587,6 +601,20 @@ proptest! {
                             model.deleted.insert(entity, (version - 1, hard));
                         }
                     }
+                }
+                Step::Compact => {
+                    let visible: std::collections::HashSet<(usize, u64)> =
+                        model.visible(now_ns / 1_000_000).into_iter().collect();
+                    let hidden: Vec<(usize, u64)> = model
+                        .events
+                        .iter()
+                        .map(|e| (e.0, e.2))
+                        .filter(|e| !visible.contains(e) && !model.removed.contains(e))
+                        .collect();
+                    let report = store.compact().unwrap();
+                    prop_assert_eq!(report.events_removed, hidden.len() as u64);
+                    model.removed.extend(hidden);
+                    prop_assert!(store.verify().unwrap().body.is_clean());
                 }
             }
             check(&store, &model, now_ns)?;

@@ -204,11 +204,17 @@ impl Index {
                 None
             }
             RetentionSelector::EntityPrefix(_) => return 0,
-            RetentionSelector::Scope(scope) => match self.scopes.get(scope) {
-                Some(id) if self.entity_scope[entity as usize] == id => None,
-                Some(id) if self.entity_scope[entity as usize] == MIXED_SCOPES => Some(id),
-                _ => return 0,
-            },
+            // An entity compaction emptied has no scope until its next event.
+            RetentionSelector::Scope(scope) => {
+                match (
+                    self.scopes.get(scope),
+                    self.entity_scope.get(entity as usize),
+                ) {
+                    (Some(id), Some(&held)) if held == id => None,
+                    (Some(id), Some(&MIXED_SCOPES)) => Some(id),
+                    _ => return 0,
+                }
+            }
         };
         // Positions in the postings; the version is the base plus the position.
         let postings = self.entity_events(entity);
