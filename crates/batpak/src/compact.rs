@@ -4,7 +4,9 @@
 //! The order: seal the active segment (so everything written lies in sealed
 //! segments), work out per entity what is hidden and which record hid it, rewrite the
 //! sealed segments aside (`writer/compact.rs`), append a `Compacted` record naming
-//! the manifest's digest (synced), commit, and swap files and index in. Redactions,
+//! the manifest's digest (synced), commit, and swap files and index in. One
+//! built-in rule removes what no policy hides: a reactor's superseded position
+//! records. Redactions,
 //! verification, backups and lifecycle changes wait for it; appends and reads go on.
 
 use std::time::{Duration, Instant};
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::coordinate::Coordinate;
+use crate::delivery::reactor::{REACTOR_ENTITY_PREFIX, REACTOR_POSITION_KIND};
 use crate::error::Result;
 use crate::event::Batch;
 use crate::hash::Hash;
@@ -104,6 +107,12 @@ impl Store {
                 };
                 removable.entities.insert(name, (first, cause));
             }
+            for entity in index.store_entity_ids() {
+                let name = index.entities().shared(entity);
+                if let Some(first) = superseded_positions(&index, entity, &name) {
+                    removable.entities.insert(name, (first, None));
+                }
+            }
             removable
         };
         let previous = self.manifest();
@@ -161,4 +170,28 @@ impl Store {
             longest_stall: stall,
         })
     }
+}
+
+/// A reactor's position entity (`batpak:reactor:NAME`): the first sequence to keep
+/// when its oldest records are position records superseded by a newer event, which
+/// compaction drops by its one built-in rule (the reactor reads only its newest).
+/// The run stops at the first other record (a skipped source stays as evidence),
+/// and whole batches only are removed, so a position written inside a batch of
+/// reactions stays. `None` when there is nothing to drop.
+fn superseded_positions(index: &crate::index::Index, entity: u32, name: &str) -> Option<u64> {
+    if !name.starts_with(REACTOR_ENTITY_PREFIX) {
+        return None;
+    }
+    let postings = index.entity_events(entity);
+    let (&newest, older) = postings.split_last()?;
+    let first_kept = older
+        .iter()
+        .copied()
+        .find(|&seq| {
+            index
+                .filter_columns(seq)
+                .is_none_or(|(_, _, kind)| kind != REACTOR_POSITION_KIND)
+        })
+        .unwrap_or(newest);
+    (first_kept > postings[0]).then_some(first_kept)
 }

@@ -1247,6 +1247,12 @@ fn note_compaction_record(c: &mut Compacted, h: &record::RecordHeader, bytes: &[
 fn unexplained(h: &Horizon, at_ms: u64, c: &Compacted) -> Option<String> {
     use crate::retention::{DeleteMode, RetentionRule, RetentionSelector};
     let Some(cause) = h.cause else {
+        // The one built-in rule: a reactor's superseded position records.
+        if h.entity
+            .starts_with(crate::delivery::reactor::REACTOR_ENTITY_PREFIX)
+        {
+            return None;
+        }
         return Some("no recorded policy or deletion is named".into());
     };
     let Some(record) = c.lifecycle.get(&cause) else {

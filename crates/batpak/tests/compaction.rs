@@ -416,3 +416,66 @@ fn an_entity_compaction_emptied_takes_scope_policies_and_deletions() {
     assert_eq!(store.entity_version("order:1"), Some(2));
     clean(&store);
 }
+
+#[test]
+fn a_reactors_superseded_positions_are_dropped_and_it_resumes_where_it_was() {
+    use batpak::reactor::ReactorOptions;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = Arc::new(open(dir.path(), &clock));
+    let ticks = || Region::all().kind(Tick::KIND);
+    let ignore = |_: &StoredEvent, _: &mut batpak::reactor::Reactions| Ok(());
+    let handle = store
+        .react("watcher", ticks(), ReactorOptions::default(), ignore)
+        .unwrap();
+    for n in 0..5000 {
+        append(&store, &format!("order:{}", n % 7), n);
+    }
+    let last = store.frontier().visible;
+    assert!(
+        handle
+            .wait_for(last, std::time::Duration::from_secs(30))
+            .position
+            >= last
+    );
+    drop(handle.stop());
+    let positions = || {
+        store
+            .query(
+                &Region::all()
+                    .with_store_records()
+                    .entity("batpak:reactor:watcher"),
+                0,
+                usize::MAX,
+            )
+            .unwrap()
+    };
+    let before = positions();
+    assert!(before.len() > 3, "{} position records", before.len());
+    let report = store.compact().unwrap();
+    assert_eq!(report.events_removed, before.len() as u64 - 1);
+    let after = positions();
+    assert_eq!(after.len(), 1);
+    assert_eq!(
+        after[0].id,
+        before.last().unwrap().id,
+        "the newest survives"
+    );
+    clean(&store);
+    // It resumes after its position: nothing again, then the new events.
+    let handle = store
+        .react("watcher", ticks(), ReactorOptions::default(), ignore)
+        .unwrap();
+    let mut newest = 0;
+    for n in 0..10 {
+        newest = append(&store, "order:1", n).sequence;
+    }
+    let status = handle.wait_for(newest, std::time::Duration::from_secs(30));
+    assert!(
+        status.handled >= 10 && status.handled < 10 + 1024,
+        "{status:?}"
+    );
+    drop(handle.stop());
+    clean(&store);
+}

@@ -94,7 +94,10 @@ fn check(dir: &Path, acked: &[(EventId, String, u64)]) -> u64 {
             "acknowledged {entity} version {version} ({id}) is gone, and no policy hides it"
         );
         if let Some(e) = found {
-            assert_eq!((&*e.coordinate.entity(), e.version), (entity.as_str(), *version));
+            assert_eq!(
+                (&*e.coordinate.entity(), e.version),
+                (entity.as_str(), *version)
+            );
         }
     }
     for (entity, head) in &heads {
@@ -145,11 +148,7 @@ fn compaction_survives_kill9() {
                 acked.push((id, entity, version));
             }
         }
-        compactions += killed
-            .lines
-            .iter()
-            .filter(|l| *l == "@@COMPACTED")
-            .count();
+        compactions += killed.lines.iter().filter(|l| *l == "@@COMPACTED").count();
         let generation = check(dir.path(), &acked);
         println!(
             "round {round}: killed after {delay:?}, opened {}, {} appends acknowledged, compaction generation {generation}",

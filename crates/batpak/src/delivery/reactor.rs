@@ -43,6 +43,8 @@ pub(crate) const REACTOR_SKIP_KIND: EventKind = EventKind::custom(0, 5);
 const POSITION_EVERY: u64 = 1024;
 /// How often a waiting reactor checks whether it was asked to stop.
 const POLL: Duration = Duration::from_millis(50);
+/// Every reactor's position entity is this prefix and its name.
+pub(crate) const REACTOR_ENTITY_PREFIX: &str = "batpak:reactor:";
 /// The scope of every reactor's position entity.
 const REACTOR_SCOPE: &str = "batpak:reactors";
 
@@ -339,7 +341,7 @@ impl Store {
         // Sources up to what is written now may have been reacted to by an earlier run.
         let replay_until = self.writer()?.written();
         crate::delivery::cursor::check_name(name)?;
-        let entity = format!("batpak:reactor:{name}");
+        let entity = format!("{REACTOR_ENTITY_PREFIX}{name}");
         let coordinate = Coordinate::new(&entity, REACTOR_SCOPE)?;
         let registry_name = format!("\0reactor:{name}");
         if !self.claim_cursor_name(&registry_name) {
