@@ -95,7 +95,7 @@ fn check(dir: &Path, acked: &[(EventId, String, u64)]) -> u64 {
         );
         if let Some(e) = found {
             assert_eq!(
-                (&*e.coordinate.entity(), e.version),
+                (e.coordinate.entity(), e.version),
                 (entity.as_str(), *version)
             );
         }
