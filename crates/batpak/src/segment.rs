@@ -247,13 +247,15 @@ impl SegmentSet {
         Arc::make_mut(&mut crate::sync::write(&self.files)).insert(number, file);
     }
 
-    /// Replaces some files at once (compaction's swap).
-    pub(crate) fn replace(&self, files: Vec<(u64, Arc<SegmentFile>)>) {
+    /// Replaces some files at once (compaction's swap); the files replaced, for the
+    /// caller to let go of outside its locks.
+    pub(crate) fn replace(&self, files: Vec<(u64, Arc<SegmentFile>)>) -> Vec<Arc<SegmentFile>> {
         let mut current = crate::sync::write(&self.files);
         let map = Arc::make_mut(&mut current);
-        for (number, file) in files {
-            map.insert(number, file);
-        }
+        files
+            .into_iter()
+            .filter_map(|(number, file)| map.insert(number, file))
+            .collect()
     }
 
     /// Every segment, by number.

@@ -376,13 +376,16 @@ impl Writer {
         }
         index.set_horizons(horizons.0, &horizons.1);
         std::mem::swap(&mut *live, &mut index);
-        self.segments.replace(files);
+        let replaced = self.segments.replace(files);
         if !keyed.is_empty() {
             state.idempotency.forget_sequences(&keyed);
         }
         drop(live);
         drop(state);
         let stall = held.elapsed();
+        // The old files and index go outside the locks: closing a file renamed over
+        // frees its page cache, tens of milliseconds for a large segment.
+        drop(replaced);
         self.checkpoint_due
             .store(true, std::sync::atomic::Ordering::Release);
         drop(index);
