@@ -154,9 +154,6 @@ impl Store {
         let stall = writer.install_compaction(staged, recorded.horizons())?;
         self.set_manifest(manifest.clone());
         drop(recorded);
-        if let Err(e) = writer.write_checkpoint() {
-            log_warn!("no checkpoint after compaction: {e}");
-        }
         Ok(Compaction {
             generation: manifest.generation,
             through: manifest.through,

@@ -243,7 +243,15 @@ fn batpak_side(
     let coords: Vec<Coordinate> = (0..ENTITIES)
         .map(|i| Coordinate::new(format!("user:{i}"), SCOPE))
         .collect::<std::result::Result<_, _>>()?;
-    let store = Arc::new(Store::builder(dir).sync_policy(SyncPolicy::Never).open()?);
+    let mut builder = Store::builder(dir).sync_policy(SyncPolicy::Never);
+    // `BATPAK_BENCH_SEGMENT_MIB`: another segment size, to see which stalls are rotations.
+    if let Some(mib) = std::env::var("BATPAK_BENCH_SEGMENT_MIB")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        builder = builder.segment_size(mib << 20);
+    }
+    let store = Arc::new(builder.open()?);
 
     let started = Instant::now();
     let mut i = 0;

@@ -222,6 +222,24 @@ impl SegmentFile {
     }
 }
 
+impl SegmentFile {
+    /// Lets go of this process's resident pages of the map after a scan of the whole
+    /// file (compaction), so reading a large store does not hold it all in memory.
+    /// The next read of a page faults it back from the page cache; no byte changes.
+    #[expect(
+        unsafe_code,
+        reason = "MADV_DONTNEED on the read-only shared map; memmap2 marks the advice unsafe because on private or writable maps it discards data"
+    )]
+    pub(crate) fn release_resident(&self) {
+        if let Some(map) = &self.map {
+            // SAFETY: the map is read-only and shared with the file, so dropping its
+            // pages discards nothing: any reader of a slice of it (another thread
+            // included) faults the same bytes back in from the page cache.
+            let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
+    }
+}
+
 /// Maps `capacity` bytes of `file` for reading, or `None` when the map cannot be made
 /// (reads then use `pread`).
 #[expect(
