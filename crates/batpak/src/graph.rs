@@ -18,7 +18,9 @@ pub struct ChainWalk {
     pub events: Vec<StoredEvent>,
     /// The first link that does not verify, if any. The walk stops there.
     pub broken: Option<ChainBreak>,
-    /// Whether the walk reached the entity's first event (version 0).
+    /// Whether the walk reached the entity's first event: version 0, or for an
+    /// entity compaction removed a prefix of, its first kept version (whose link to
+    /// the removed history is checked against the recorded horizon hash).
     pub reached_first: bool,
 }
 
@@ -171,10 +173,15 @@ impl Store {
     /// and is reported in [`ChainWalk::broken`]; it is never skipped. `None` when no
     /// event has this id.
     pub fn walk_ancestors(&self, id: EventId, limit: usize) -> Result<Option<ChainWalk>> {
+        // Where the entity's history starts: version 0, or after what compaction removed.
+        let mut start: Option<(u64, Hash)> = None;
         let targets = self.locate(|index| {
             let Some(seq) = index.sequence_of(id) else {
                 return Vec::new();
             };
+            start = index
+                .read_target(seq)
+                .and_then(|(_, entity, _)| index.horizon_of(&index.entities().shared(entity)));
             let version = index.version_of(seq).unwrap_or(0);
             (0..=version)
                 .rev()
@@ -186,10 +193,23 @@ impl Store {
             return Ok(None);
         }
         let events = self.read_events(&targets)?;
-        let (verified, broken) = verify_links(&events);
+        let (verified, mut broken) = verify_links(&events);
         let mut events = events;
         events.truncate(verified);
-        let reached_first = broken.is_none() && events.last().is_some_and(|e| e.version == 0);
+        let first_version = start.map_or(0, |(version, _)| version);
+        if let (None, Some((version, hash)), Some(oldest)) = (broken, start, events.last()) {
+            // The first kept event links to the horizon hash the manifest recorded.
+            if oldest.version == version && oldest.prev_hash != hash {
+                broken = Some(ChainBreak {
+                    event: oldest.id,
+                    predecessor: None,
+                    stored: oldest.prev_hash,
+                    expected: hash,
+                });
+            }
+        }
+        let reached_first =
+            broken.is_none() && events.last().is_some_and(|e| e.version == first_version);
         Ok(Some(ChainWalk {
             events,
             broken,

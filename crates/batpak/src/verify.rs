@@ -415,10 +415,13 @@ impl Store {
                     ),
                 ));
             }
-            let prev = match (h.version, heads.get(&entity)) {
-                (0, _) => Ok(Hash::ZERO),
-                (v, Some(&(last, hash))) if last + 1 == v => Ok(hash),
-                (v, _) => self.hash_of_version(sequence, v - 1),
+            let horizon = self.index().horizon_of(&entity);
+            let prev = match (h.version, heads.get(&entity), horizon) {
+                (0, _, _) => Ok(Hash::ZERO),
+                (v, Some(&(last, hash)), _) if last + 1 == v => Ok(hash),
+                // The first kept event after compaction links to the horizon hash.
+                (v, _, Some((first_kept, hash))) if v == first_kept => Ok(hash),
+                (v, _, _) => self.hash_of_version(sequence, v - 1),
             };
             match prev {
                 Ok(prev) if prev == h.prev_hash => {}

@@ -479,3 +479,28 @@ fn a_reactors_superseded_positions_are_dropped_and_it_resumes_where_it_was() {
     drop(handle.stop());
     clean(&store);
 }
+
+#[test]
+fn walks_and_region_checks_start_where_the_kept_history_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    let mut last = None;
+    for n in 0..40 {
+        last = Some(append(&store, "order:1", n));
+        append(&store, "user:1", n);
+    }
+    keep_last(&store, "order", 5);
+    store.compact().unwrap();
+    let last = last.unwrap();
+    let walk = store.walk_ancestors(last.event_id, 100).unwrap().unwrap();
+    assert_eq!(walk.events.len(), 5);
+    assert!(walk.broken.is_none(), "{:?}", walk.broken);
+    assert!(walk.reached_first, "the kept history starts at version 35");
+    assert!(walk.report().body.findings.is_empty());
+    let region = store
+        .verify_region(&Region::all().entity("order:1"))
+        .unwrap();
+    assert!(region.body.is_clean(), "{:?}", region.body.findings);
+    assert_eq!(region.body.events, 5);
+}
