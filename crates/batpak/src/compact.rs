@@ -28,7 +28,7 @@ use crate::writer::Removable;
 ///
 /// Serde: an object of the fields (`duration` and `longest_stall` in serde's form
 /// `{"secs": S, "nanos": N}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Compaction {
     /// Compactions of this store so far (0: none ever changed anything).
@@ -122,14 +122,8 @@ impl Store {
             return Ok(Compaction {
                 generation: previous.as_ref().map_or(0, |m| m.generation),
                 through: previous.as_ref().map_or(0, |m| m.through),
-                events_read: 0,
-                events_removed: 0,
-                payloads_dropped: 0,
-                segments_rewritten: 0,
-                bytes_before: 0,
-                bytes_after: 0,
                 duration: started.elapsed(),
-                longest_stall: Duration::ZERO,
+                ..Compaction::default()
             });
         };
         let manifest = staged.manifest.clone();

@@ -330,7 +330,8 @@ impl Index {
     pub(crate) fn insert(&mut self, e: &IndexEntry<'_>) -> Result<(), String> {
         let last = self.last_sequence();
         let expected_seq = last + 1;
-        let explained = e.sequence > last && e.sequence - 1 <= self.compacted_through;
+        let explained =
+            crate::format::manifest::explains_gap(expected_seq, e.sequence, self.compacted_through);
         if e.sequence != expected_seq && !explained {
             return Err(if self.compacted_through > last {
                 format!(

@@ -309,7 +309,10 @@ fn finish_compaction(dir: &Path, read_only: bool) -> Result<bool> {
 /// The compaction manifest, when the store was compacted. One that does not decode,
 /// or names another store, is damage: the gaps it explains could not be told from
 /// removed records.
-fn read_manifest(dir: &Path, files: &[(u64, std::path::PathBuf)]) -> Result<Option<Manifest>> {
+pub(crate) fn read_manifest(
+    dir: &Path,
+    files: &[(u64, std::path::PathBuf)],
+) -> Result<Option<Manifest>> {
     let path = dir.join(MANIFEST_FILE);
     let bytes = match crate::dir::fs::read(&path) {
         Ok(b) => b,
@@ -540,7 +543,8 @@ impl Scan {
         if start == HEADER_LEN as u64 {
             // Compaction may have removed the events before it, up to its range's end.
             let (next, through) = (self.progress.next_sequence, self.index.compacted_through());
-            let explained = header.first_sequence > next && header.first_sequence - 1 <= through;
+            let explained =
+                crate::format::manifest::explains_gap(next, header.first_sequence, through);
             expect(
                 header.first_sequence == next || explained,
                 format!(

@@ -593,20 +593,7 @@ impl Store {
 /// is checked and counted. An error means the files could not be listed or read.
 pub fn verify_dir(dir: impl AsRef<Path>) -> Result<Report<Verification>> {
     let dir = dir.as_ref();
-    let manifest = match crate::dir::fs::read(dir.join(MANIFEST_FILE)) {
-        Ok(bytes) => match Manifest::decode(&bytes) {
-            Ok(m) => Some(m),
-            Err(e) => {
-                return Err(Error::Corrupt {
-                    path: dir.join(MANIFEST_FILE),
-                    offset: 0,
-                    detail: e,
-                })
-            }
-        },
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(crate::error::io_err("read", &dir.join(MANIFEST_FILE))(e)),
-    };
+    let manifest = crate::open::read_manifest(dir, &crate::segment::list(dir)?)?;
     let mut scan = HistoryScan::new(None, manifest);
     crate::segment::walk_offline(dir, |f| {
         let finding = |detail: String| VerifyFinding {
@@ -959,7 +946,7 @@ impl<'s> HistoryScan<'s> {
         let expected_seq = self.expected_seq;
         let through = self.compacted.as_ref().map_or(0, |c| c.manifest.through);
         // Compaction may leave gaps up to the end of its range (counted at the end).
-        let explained = h.sequence > expected_seq && h.sequence - 1 <= through;
+        let explained = crate::format::manifest::explains_gap(expected_seq, h.sequence, through);
         if h.sequence != expected_seq && !explained {
             finding(
                 Check::Sequence,

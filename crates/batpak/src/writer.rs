@@ -898,21 +898,12 @@ impl Writer {
     pub(crate) fn checkpoint_upto(&self, upto: u64) -> Option<Checkpoint> {
         let state = lock(&self.state);
         let index = crate::sync::read(&self.index);
-        let n = index.last_sequence().min(upto);
-        let location = index.location(n)?;
-        let mut c = Checkpoint {
-            store_id: state.active.store_id(),
-            ..Checkpoint::default()
-        };
-        index.export(&mut c, n);
-        c.idempotency = state
-            .idempotency
-            .iter()
-            .filter(|&(_, seq)| seq <= n)
-            .collect();
-        c.segment = location.segment();
-        c.offset = location.offset();
-        Some(c)
+        checkpoint_of(
+            &index,
+            upto,
+            state.active.store_id(),
+            state.idempotency.iter(),
+        )
     }
 
     /// Writes `pending` over the record it names: the only in-place mutation of a
@@ -1095,6 +1086,30 @@ impl Flusher {
             let _ = t.join();
         }
     }
+}
+
+/// The checkpoint of `index` through its newest event at or before `upto` (a
+/// compacted history may not hold `upto` itself), located at that event's record,
+/// with the `keys` up to there; `None` when there is no such event.
+fn checkpoint_of(
+    index: &Index,
+    upto: u64,
+    store_id: [u8; 16],
+    keys: impl Iterator<Item = ([u8; 16], u64)>,
+) -> Option<Checkpoint> {
+    let n = index
+        .sequences_in(0, index.last_sequence().min(upto).saturating_add(1))
+        .next_back()?;
+    let location = index.location(n)?;
+    let mut c = Checkpoint {
+        store_id,
+        ..Checkpoint::default()
+    };
+    index.export(&mut c, n);
+    c.idempotency = keys.filter(|&(_, seq)| seq <= n).collect();
+    c.segment = location.segment();
+    c.offset = location.offset();
+    Some(c)
 }
 
 #[cfg(test)]

@@ -44,6 +44,13 @@ const SEGMENT_LEN: usize = 16;
 /// An entity entry without its name.
 const ENTITY_FIXED: usize = 2 + 8 + 32 + 16 + 16;
 
+/// Whether a record of sequence `found`, where `expected` was next, follows a gap a
+/// compaction through `through` explains: the missing sequences all lie in its range.
+/// The one rule open, the index and verification apply.
+pub(crate) fn explains_gap(expected: u64, found: u64, through: u64) -> bool {
+    found > expected && found - 1 <= through
+}
+
 /// One entity's removed prefix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Horizon {

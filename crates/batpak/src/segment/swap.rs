@@ -33,7 +33,7 @@ pub(crate) fn abandon(dir: &Path) {
 /// One rewritten segment being written into the partial folder, through a buffer.
 /// Written with the small-file calls (`dir::fs`), not as a segment: until the commit
 /// it is not part of the store, and a failure abandons it without poisoning.
-pub(crate) struct Staged {
+pub(crate) struct StagedSegment {
     file: std::fs::File,
     path: PathBuf,
     buffer: Vec<u8>,
@@ -42,14 +42,14 @@ pub(crate) struct Staged {
 
 const FLUSH_AT: usize = 1 << 20;
 
-impl Staged {
+impl StagedSegment {
     /// Creates segment `number`'s new file in `partial`, starting with `header`.
     pub(crate) fn create(partial: &Path, number: u64, header: &[u8]) -> Result<Self> {
         let path = partial.join(segment_name(number));
         let file = fs::create(&path).map_err(io_err("create compacted segment", &path))?;
         let mut buffer = Vec::with_capacity(FLUSH_AT + (64 << 10));
         buffer.extend_from_slice(header);
-        Ok(Staged {
+        Ok(StagedSegment {
             file,
             path,
             buffer,

@@ -143,7 +143,7 @@ impl Writer {
                     detail: format!("compaction cannot read this segment: {detail}"),
                 };
                 SegmentHeader::decode(bytes).map_err(|e| corrupt(0, format!("{e:?}")))?;
-                let mut out: Option<swap::Staged> = None;
+                let mut out: Option<swap::StagedSegment> = None;
                 let mut at = HEADER_LEN;
                 let mut batch: Vec<(usize, usize, RecordView<'_>)> = Vec::new();
                 while at < bytes.len() {
@@ -163,11 +163,10 @@ impl Writer {
                         }
                     }
                     let whole = batch.iter().all(|(_, _, v)| {
-                        v.header.sequence <= through
-                            && removable
-                                .entities
-                                .get(v.entity)
-                                .is_some_and(|&(stop, _)| v.header.sequence < stop)
+                        removable
+                            .entities
+                            .get(v.entity)
+                            .is_some_and(|&(stop, _)| v.header.sequence < stop)
                     });
                     if !whole {
                         // Kept whole: its entities keep their history from here on.
@@ -192,8 +191,11 @@ impl Writer {
                         if (whole || shrunk.is_some()) && out.is_none() {
                             // The first change in this segment: what precedes it is
                             // copied as it is.
-                            let mut o =
-                                swap::Staged::create(&partial, *number, &bytes[..HEADER_LEN])?;
+                            let mut o = swap::StagedSegment::create(
+                                &partial,
+                                *number,
+                                &bytes[..HEADER_LEN],
+                            )?;
                             o.push(&bytes[HEADER_LEN..*start])?;
                             out = Some(o);
                         }
@@ -414,8 +416,7 @@ impl Writer {
     }
 
     /// The checkpoint of `index` (the compacted index, not yet live) through its
-    /// newest durable event up to `upto`, with the writer's idempotency keys up to
-    /// there but those of removed events.
+    /// newest durable event up to `upto`, without the keys of removed events.
     fn checkpoint_of(
         &self,
         index: &Index,
@@ -425,23 +426,15 @@ impl Writer {
         if let Some(lock) = &self.lock {
             lock.check().ok()?;
         }
-        let n = index
-            .sequences_in(0, upto.min(self.durable()).saturating_add(1))
-            .next_back()?;
-        let location = index.location(n)?;
-        let mut c = crate::format::checkpoint::Checkpoint {
-            store_id: self.store_id(),
-            ..Default::default()
-        };
-        index.export(&mut c, n);
-        c.idempotency = lock(&self.state)
+        let store_id = self.store_id();
+        let upto = upto.min(self.durable());
+        // The keys are copied under the state lock; the export runs without it.
+        let keys: Vec<([u8; 16], u64)> = lock(&self.state)
             .idempotency
             .iter()
-            .filter(|&(_, seq)| seq <= n && !removed.contains(&seq))
+            .filter(|&(_, seq)| seq <= upto && !removed.contains(&seq))
             .collect();
-        c.segment = location.segment();
-        c.offset = location.offset();
-        Some(c)
+        super::checkpoint_of(index, upto, store_id, keys.into_iter())
     }
 
     /// Adds up to `limit` events after sequence `done` to `index`, from the records
