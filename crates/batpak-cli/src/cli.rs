@@ -272,6 +272,112 @@ pub enum Command {
         #[arg(long)]
         reindex: bool,
     },
+    /// Serve the store over HTTP/JSON (`/v1`), with live streams (SSE), cursors,
+    /// tokens and `/metrics`, until SIGTERM or SIGINT; then drain and close it.
+    Serve(ServeArgs),
+    /// Manage the tokens file `batpak serve --tokens` reads.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+/// `batpak serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The address to listen on (port 0: any free port; the first line printed
+    /// names the one chosen).
+    #[arg(long, default_value = "127.0.0.1:2113", value_name = "HOST:PORT")]
+    pub addr: std::net::SocketAddr,
+    /// A tokens file (`batpak token add`): every request needs a bearer token.
+    /// Without one the server listens only on loopback.
+    #[arg(long, value_name = "FILE")]
+    pub tokens: Option<PathBuf>,
+    /// Listen on a non-loopback address without tokens: anyone who reaches it may
+    /// read and append.
+    #[arg(long)]
+    pub insecure: bool,
+    /// Serve without appending: open the store read-only (a view while another
+    /// process writes it) and refuse appends.
+    #[arg(long)]
+    pub read_only: bool,
+    /// No request log on standard error.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 8 << 20, value_name = "BYTES")]
+    pub max_body: usize,
+    /// Most events in one page of a read.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    pub max_page: usize,
+    /// Most events in one batch append.
+    #[arg(long, default_value_t = 1_000, value_name = "N")]
+    pub max_batch: usize,
+    /// Most live streams open at once.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub max_streams: usize,
+    /// How long a request may take (`30s`).
+    #[arg(long, default_value = "30s", value_parser = duration_arg, value_name = "DURATION")]
+    pub request_timeout: std::time::Duration,
+    /// How far (in sequences) a live stream may fall behind before it is closed with
+    /// `lagged`.
+    #[arg(long, default_value_t = 65_536, value_name = "SEQUENCES")]
+    pub stream_lag_limit: u64,
+    /// Heartbeat interval on quiet live streams (`15s`).
+    #[arg(long, default_value = "15s", value_parser = duration_arg, value_name = "DURATION")]
+    pub heartbeat: std::time::Duration,
+}
+
+/// What `batpak token` does.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Add a principal with a new token; prints the token once (the file keeps only
+    /// its hash).
+    Add {
+        /// The tokens file (created when absent, mode 0600).
+        #[arg(long, value_name = "FILE")]
+        tokens: PathBuf,
+        /// Who holds the token; recorded with every event it appends.
+        #[arg(long)]
+        principal: String,
+        /// PERMISSIONS@SCOPE[/PREFIX], repeatable: `read,append@orders`,
+        /// `read@orders/order-1`, `admin@*`. Permissions: read, append, admin.
+        #[arg(long = "grant", required = true, value_name = "GRANT", value_parser = grant_arg)]
+        grants: Vec<batpak_server::Grant>,
+    },
+    /// List the principals and their grants (never the tokens).
+    List {
+        /// The tokens file.
+        #[arg(long, value_name = "FILE")]
+        tokens: PathBuf,
+    },
+}
+
+fn grant_arg(text: &str) -> Result<batpak_server::Grant, String> {
+    use batpak_server::Permission;
+    let (perms, place) = text
+        .split_once('@')
+        .ok_or_else(|| format!("{text:?} is not PERMISSIONS@SCOPE[/PREFIX]"))?;
+    let (scope, prefix) = place.split_once('/').unwrap_or((place, ""));
+    if scope.is_empty() {
+        return Err(format!("{text:?} names no scope (use * for every scope)"));
+    }
+    let permissions = perms
+        .split(',')
+        .map(|p| match p.trim() {
+            "read" => Ok(Permission::Read),
+            "append" => Ok(Permission::Append),
+            "admin" => Ok(Permission::Admin),
+            other => Err(format!(
+                "{other:?} is not a permission (read, append, admin)"
+            )),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(batpak_server::Grant {
+        scope: scope.to_string(),
+        prefix: prefix.to_string(),
+        permissions,
+    })
 }
 
 /// What `batpak retention` does.

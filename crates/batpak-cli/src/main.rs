@@ -250,7 +250,7 @@ fn main() -> ExitCode {
 
 fn run(ctx: &Context, command: Command) -> Outcome {
     use cli::OutputFormat;
-    use commands::{proof, read, transfer, write};
+    use commands::{proof, read, serve, transfer, write};
     if matches!(
         ctx.format,
         OutputFormat::Text | OutputFormat::Dot | OutputFormat::Mermaid
@@ -306,5 +306,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
             reason,
             reindex: _,
         } => write::repair(ctx, cut, reason.as_deref()),
+        Command::Serve(args) => serve::serve(ctx, args),
+        Command::Token { action } => serve::token(ctx, action),
     }
 }

@@ -144,6 +144,7 @@ pub use retention::{DeleteMode, Deletion, RetentionPolicy, RetentionRule, Retent
 pub use salvage::{SalvageLoss, SalvageReport, SALVAGED_FROM_KEY, SALVAGE_REPORT_FILE};
 pub use segment::recovery::TailCut;
 pub use store::{Stats, Store};
+pub use writer::latency::SyncLatency;
 
 /// Reactors: handlers that turn events of a region into new events exactly once
 /// ([`Store::react`]).

@@ -877,6 +877,21 @@ impl Store {
         })
     }
 
+    /// `Error::Poisoned` with the failure that poisoned the store, when a write or
+    /// fsync failed: it refuses writes until it is reopened. `None` for a healthy
+    /// store and for a read-only one.
+    pub fn poisoned(&self) -> Option<Error> {
+        self.writer.as_ref().and_then(|w| w.check_poison().err())
+    }
+
+    /// How long the store's fsyncs have taken since it was opened (each group-commit
+    /// sync of the active segment). Empty for a read-only store.
+    pub fn sync_latency(&self) -> crate::SyncLatency {
+        self.writer
+            .as_ref()
+            .map_or_else(Default::default, |w| w.sync_latency.snapshot())
+    }
+
     /// Makes every written event durable (and visible).
     pub fn sync(&self) -> Result<()> {
         self.writer()?.sync()

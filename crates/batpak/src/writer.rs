@@ -45,6 +45,7 @@ use crate::sync::{lock, Signal};
 const MAX_LINGER: Duration = Duration::from_micros(500);
 
 mod compact;
+pub(crate) mod latency;
 pub(crate) use compact::Removable;
 mod preserve;
 
@@ -132,6 +133,8 @@ pub(crate) struct Writer {
     segments: Arc<SegmentSet>,
     /// Woken after every write, sync and publish.
     signal: Arc<Signal>,
+    /// Every group-commit fsync's time.
+    pub(crate) sync_latency: latency::LatencyHistogram,
 }
 
 impl Writer {
@@ -188,6 +191,7 @@ impl Writer {
             index,
             segments,
             signal,
+            sync_latency: latency::LatencyHistogram::default(),
         })
     }
 
@@ -212,7 +216,7 @@ impl Writer {
         self.durable_seq.load(Ordering::Acquire)
     }
 
-    fn check_poison(&self) -> Result<()> {
+    pub(crate) fn check_poison(&self) -> Result<()> {
         match self.poison.get() {
             Some(cause) => Err(Error::Poisoned {
                 source: Arc::clone(cause),
@@ -797,7 +801,9 @@ impl Writer {
         // earlier segment, which was synced when it was rotated out.
         let target = self.written();
         let file = Arc::clone(&lock(&self.active_file));
+        let started = Instant::now();
         file.sync()?;
+        self.sync_latency.observe(started.elapsed());
         // Durable before visible: no reader may see an event the durable watermark
         // does not yet cover.
         self.durable_seq.fetch_max(target, Ordering::Release);

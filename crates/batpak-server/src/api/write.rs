@@ -1,0 +1,134 @@
+//! Appends: one event, or an atomic batch. Every check the server makes (fields,
+//! permissions, limits) runs before the store is called, and the store's own checks
+//! run before anything is written, so no error writes anything.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
+use batpak::{AppendReceipt, Batch, RawPayload};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::api::App;
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, ApiResult};
+use crate::wire::{parse_body, AppendRequest, BatchRequest, Draft};
+
+/// The answer to an append.
+#[derive(Serialize)]
+pub(crate) struct Appended {
+    pub receipt: AppendReceipt,
+    /// The receipt's canonical bytes in hex, for offline verification.
+    pub receipt_bytes: String,
+}
+
+fn appended(receipt: AppendReceipt) -> Appended {
+    let receipt_bytes = receipt
+        .to_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Appended {
+        receipt,
+        receipt_bytes,
+    }
+}
+
+fn check(app: &App, caller: &Caller, draft: &Draft) -> ApiResult<()> {
+    caller.require(
+        Permission::Append,
+        draft.coordinate.entity(),
+        draft.coordinate.scope(),
+    )?;
+    if app.read_only {
+        return Err(batpak::Error::ReadOnly.into());
+    }
+    Ok(())
+}
+
+/// `POST /v1/events`: appends one event; 201 with its receipt.
+pub(crate) async fn append(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let request: AppendRequest = parse_body(&body)?;
+    let draft = request.draft(app.store.store(), "", caller.principal(), false)?;
+    check(&app, &caller, &draft)?;
+    let bytes = draft.bytes.len() as u64;
+    let started = Instant::now();
+    let receipt = app
+        .store
+        .append_raw(
+            draft.coordinate,
+            draft.kind,
+            draft.encoding,
+            draft.bytes,
+            draft.options,
+        )
+        .await?;
+    app.metrics.append_latency.observe(started.elapsed());
+    app.metrics.appends.fetch_add(1, Ordering::Relaxed);
+    app.metrics.append_bytes.fetch_add(bytes, Ordering::Relaxed);
+    Ok((StatusCode::CREATED, Json(appended(receipt))))
+}
+
+/// `POST /v1/batches`: appends every event or none; 201 with one receipt each.
+pub(crate) async fn append_batch(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    let request: BatchRequest = parse_body(&body)?;
+    if request.events.is_empty() {
+        return Err(batpak::Error::EmptyBatch.into());
+    }
+    if request.events.len() > app.limits.max_batch {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            format!(
+                "the batch holds {} events, over this server's limit of {}",
+                request.events.len(),
+                app.limits.max_batch
+            ),
+        )
+        .with_details(json!({
+            "field": "events",
+            "size": request.events.len(),
+            "limit": app.limits.max_batch,
+        })));
+    }
+    let mut batch = Batch::new();
+    let mut bytes = 0u64;
+    let count = request.events.len() as u64;
+    for (i, item) in request.events.into_iter().enumerate() {
+        let draft = item.draft(
+            app.store.store(),
+            &format!("events[{i}]."),
+            caller.principal(),
+            true,
+        )?;
+        check(&app, &caller, &draft)?;
+        bytes += draft.bytes.len() as u64;
+        let payload = match draft.encoding {
+            batpak::Encoding::Json => RawPayload::json(&draft.bytes),
+            batpak::Encoding::MessagePack => RawPayload::msgpack(&draft.bytes),
+            _ => RawPayload::opaque(&draft.bytes),
+        };
+        batch.push_raw(&draft.coordinate, draft.kind, payload, draft.options);
+    }
+    let started = Instant::now();
+    let receipts = app.store.append_batch(batch).await?;
+    app.metrics.append_latency.observe(started.elapsed());
+    app.metrics.appends.fetch_add(count, Ordering::Relaxed);
+    app.metrics.append_bytes.fetch_add(bytes, Ordering::Relaxed);
+    let receipts: Vec<Appended> = receipts.into_iter().map(appended).collect();
+    Ok((StatusCode::CREATED, Json(json!({ "receipts": receipts }))))
+}
