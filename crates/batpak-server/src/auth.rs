@@ -26,14 +26,16 @@ pub enum Permission {
     Admin,
 }
 
-/// Permissions over the events of one scope (or `*`, every scope) whose entity
-/// starts with `prefix` (empty: every entity).
+/// Permissions over the events of one scope (or `*`, every scope) whose entity lies
+/// under `prefix` (empty: every entity) by the rule of `Region::entity_prefix`: the
+/// entity is the prefix, or continues it after a `:`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grant {
     /// A scope, or `*` for every scope.
     pub scope: String,
-    /// An entity prefix; empty for every entity.
+    /// An entity prefix (`tenant:acme` covers `tenant:acme` and `tenant:acme:7`, not
+    /// `tenant:acmex`); empty for every entity.
     #[serde(default)]
     pub prefix: String,
     /// What is allowed there.
@@ -43,7 +45,7 @@ pub struct Grant {
 impl Grant {
     fn covers(&self, permission: Permission, entity: &str, scope: &str) -> bool {
         (self.scope == "*" || self.scope == scope)
-            && entity.starts_with(&self.prefix)
+            && batpak::Region::prefix_selects(&self.prefix, entity)
             && self
                 .permissions
                 .iter()

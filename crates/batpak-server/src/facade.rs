@@ -176,7 +176,7 @@ impl AsyncStore {
             scanned: from.saturating_sub(1),
             delivered: from.saturating_sub(1),
             buffer: VecDeque::new(),
-            caught_up: false,
+            caught_up_at: None,
             lag_limit,
             pending: None,
             ended: false,
@@ -283,7 +283,9 @@ pub struct Follow {
     /// The last sequence handed out.
     delivered: u64,
     buffer: VecDeque<StoredEvent>,
-    caught_up: bool,
+    /// The visible frontier when the follower last read everything up to it; `None`
+    /// while it is still catching up.
+    caught_up_at: Option<u64>,
     lag_limit: u64,
     pending: Option<BoxFuture<'static, Step>>,
     ended: bool,
@@ -322,12 +324,19 @@ impl Follow {
         }
     }
 
-    /// How far behind the visible frontier the follower is, in sequences.
+    /// How far behind the visible frontier the follower is, in sequences: 0 while
+    /// it catches up, then the sequences made visible since it last caught up that
+    /// it has not delivered.
     pub fn lag(&self) -> u64 {
-        (*self.store.shared.visible.borrow()).saturating_sub(self.passed())
+        match self.caught_up_at {
+            None => 0,
+            Some(mark) => {
+                (*self.store.shared.visible.borrow()).saturating_sub(self.delivered.max(mark))
+            }
+        }
     }
 
-    fn next_step(&self) -> BoxFuture<'static, Step> {
+    fn next_step(&mut self) -> BoxFuture<'static, Step> {
         let visible = *self.store.shared.visible.borrow();
         if visible > self.scanned {
             let store = self.store.clone();
@@ -339,6 +348,8 @@ impl Follow {
             }
             .boxed()
         } else {
+            // Nothing after the scan is visible: caught up.
+            self.caught_up_at = Some(visible);
             let mut rx = self.store.shared.visible.clone();
             let after = self.scanned;
             async move {
@@ -360,7 +371,7 @@ impl Stream for Follow {
             if this.ended {
                 return Poll::Ready(None);
             }
-            if this.caught_up && this.lag() > this.lag_limit {
+            if this.lag() > this.lag_limit {
                 this.ended = true;
                 return Poll::Ready(Some(Err(FollowError::Lagged {
                     resume_from: this.delivered + 1,
@@ -370,9 +381,11 @@ impl Stream for Follow {
                 this.delivered = event.sequence;
                 return Poll::Ready(Some(Ok(event)));
             }
-            let pending = match &mut this.pending {
-                Some(p) => p,
-                None => this.pending.insert(this.next_step()),
+            if this.pending.is_none() {
+                this.pending = Some(this.next_step());
+            }
+            let Some(pending) = this.pending.as_mut() else {
+                continue;
             };
             let step = match pending.as_mut().poll(cx) {
                 Poll::Pending => return Poll::Pending,
@@ -393,7 +406,7 @@ impl Stream for Follow {
                     // that frontier; a full page reaches only its last event.
                     this.scanned = if full { last } else { last.max(visible) };
                     if !full {
-                        this.caught_up = true;
+                        this.caught_up_at = Some(visible);
                     }
                     this.buffer.extend(page);
                 }

@@ -15,30 +15,47 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 
-/// Parses a JSON body, naming the field that is wrong (`events[2].kind`).
+/// Parses a JSON body, naming the field that is wrong (`events[2].kind`): a body
+/// that is not JSON is `malformed_json`; JSON of the wrong shape is `invalid_field`.
 pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let malformed = |message: String| {
+        ApiError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("the body is not JSON: {message}"),
+        )
+    };
+    // serde would also take a struct as an array of its fields; the API does not.
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[' | b'"' | b't' | b'f' | b'n' | b'-' | b'0'..=b'9') => {
+            return Err(ApiError::field("body", "must be a JSON object"))
+        }
+        _ => return Err(malformed("it does not begin with a JSON value".into())),
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let message = inner.to_string();
-        if path == "." || path.is_empty() {
-            ApiError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("the body is not the JSON this endpoint takes: {message}"),
-            )
-        } else {
-            ApiError::field(&path, message)
+        if !inner.is_data() {
+            return malformed(message);
         }
+        // The path of an unknown field ends at it; that of a missing one ends at the
+        // object that lacks it.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (missing, path.as_str()) {
+            (Some(name), "." | "") => name.to_string(),
+            (Some(name), parent) => format!("{parent}.{name}"),
+            (None, "." | "") => "body".to_string(),
+            (None, path) => path.to_string(),
+        };
+        ApiError::field(&field, message)
     })?;
-    de.end().map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("trailing characters after the JSON body: {e}"),
-        )
-    })?;
+    de.end()
+        .map_err(|e| malformed(format!("trailing characters after the JSON value: {e}")))?;
     Ok(value)
 }
 

@@ -121,6 +121,13 @@ impl Region {
         self
     }
 
+    /// Whether [`entity_prefix`](Self::entity_prefix)`(prefix)` selects `entity`: the
+    /// same `:`-boundary rule, for callers that match names themselves (a server's
+    /// grants, say). An empty prefix selects every entity.
+    pub fn prefix_selects(prefix: &str, entity: &str) -> bool {
+        prefix.is_empty() || crate::coordinate::prefix_matches(prefix, entity)
+    }
+
     /// Only events in this scope.
     #[must_use]
     pub fn scope(mut self, scope: impl Into<String>) -> Self {
