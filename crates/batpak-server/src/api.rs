@@ -5,6 +5,7 @@
 pub(crate) mod live;
 pub(crate) mod proof;
 pub(crate) mod read;
+pub(crate) mod registered;
 pub(crate) mod write;
 
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,7 @@ pub(crate) struct App {
     pub metrics: Metrics,
     pub jobs: Mutex<proof::Jobs>,
     pub cursors: live::Cursors,
+    pub registry: crate::registry::Registry,
     /// Turns true when the server starts shutting down: live streams end.
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Where the request log goes (`None`: nowhere).
@@ -78,6 +80,9 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/anchors/verify", post(proof::verify_anchor))
         .route("/verify", post(proof::start_verify))
         .route("/verify/{job}", get(proof::verify_job))
+        .route("/projections", get(registered::list))
+        .route("/projections/{name}/{entity}", get(registered::project))
+        .route("/gates/{name}/events", post(registered::append))
         .route("/subscribe", get(live::subscribe))
         .route("/cursors/{name}/next", post(live::cursor_next))
         .route("/cursors/{name}/commit", post(live::cursor_commit))

@@ -22,6 +22,7 @@ mod facade;
 mod limits;
 mod metrics;
 mod params;
+mod registry;
 mod server;
 mod wire;
 
@@ -29,5 +30,6 @@ pub use auth::{generate_token, token_hash, Caller, Grant, Permission, TokenEntry
 pub use error::ApiError;
 pub use facade::{AsyncStore, Follow, FollowError};
 pub use limits::Limits;
+pub use registry::AppendContext;
 pub use server::{ServeError, Server, ServerBuilder};
 pub use wire::PRINCIPAL_KEY;

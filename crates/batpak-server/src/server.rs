@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use batpak::Store;
+use batpak::gate::GateSet;
+use batpak::{Projection, Store};
 use tokio::net::TcpListener;
 
 use crate::api::{self, App};
@@ -15,6 +16,7 @@ use crate::auth::{Tokens, TokensFile};
 use crate::facade::AsyncStore;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::registry::{AppendContext, Registry};
 
 /// A batpak store over HTTP. See [`Server::builder`].
 pub struct Server {
@@ -67,6 +69,7 @@ pub struct ServerBuilder {
     read_only: bool,
     open_remote: bool,
     log: Option<LogFn>,
+    registry: Registry,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -77,6 +80,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("tokens", &self.tokens.as_ref().map(|t| t.tokens.len()))
             .field("read_only", &self.read_only)
             .field("open_remote", &self.open_remote)
+            .field("registry", &self.registry)
             .finish()
     }
 }
@@ -91,6 +95,7 @@ impl Server {
             read_only: false,
             open_remote: false,
             log: None,
+            registry: Registry::default(),
         }
     }
 
@@ -210,6 +215,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves projection `P` as `GET /v1/projections/{name}/{entity}` (its state as
+    /// JSON, reflecting every visible event of the entity).
+    #[must_use]
+    pub fn projection<P: Projection + serde::Serialize>(mut self, name: &str) -> Self {
+        self.registry.add_projection::<P>(name);
+        self
+    }
+
+    /// Lets clients append through `gates` as `POST /v1/gates/{name}/events`: the
+    /// event is appended only when every gate permits; a denial is recorded and
+    /// answered with 422.
+    #[must_use]
+    pub fn gates(mut self, name: &str, gates: GateSet<AppendContext>) -> Self {
+        self.registry
+            .gates
+            .insert(name.to_string(), Arc::new(gates));
+        self
+    }
+
     /// Receives one line per request: method, route, status, latency, principal.
     #[must_use]
     pub fn request_log(mut self, log: impl Fn(&str) + Send + Sync + 'static) -> Self {
@@ -238,6 +262,7 @@ impl ServerBuilder {
             cursors: api::live::Cursors::default(),
             shutdown: watch,
             log: self.log,
+            registry: self.registry,
         };
         Ok(Server {
             listener,

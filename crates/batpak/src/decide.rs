@@ -6,8 +6,8 @@ use crate::error::{Error, Result};
 use crate::event::Batch;
 use crate::event::EventPayload;
 use crate::gate::{
-    trace_entries, DecideOptions, Decision, GateOutcome, GateSet, Proposal, RecordedBypass,
-    RecordedDenial,
+    trace_entries, DecideOptions, Decision, GateOutcome, GateSet, Proposal, RawDecision,
+    RecordedBypass, RecordedDenial,
 };
 use crate::options::{AppendOptions, ExpectedVersion};
 use crate::projection::{Freshness, Projection};
@@ -114,16 +114,60 @@ impl Store {
         trace: Vec<(String, GateOutcome)>,
     ) -> Result<AppendReceipt> {
         let bytes = payload.encode()?;
+        self.record_denial_of(coord, T::KIND, &bytes, trace)
+    }
+
+    fn record_denial_of(
+        &self,
+        coord: &Coordinate,
+        kind: crate::EventKind,
+        bytes: &[u8],
+        trace: Vec<(String, GateOutcome)>,
+    ) -> Result<AppendReceipt> {
         let record = RecordedDenial {
             entity: coord.entity().to_string(),
-            proposed_kind: T::KIND.bits(),
-            payload_digest: blake3::hash(&bytes).to_hex().to_string(),
+            proposed_kind: kind.bits(),
+            payload_digest: blake3::hash(bytes).to_hex().to_string(),
             trace: trace_entries(trace),
         };
         let mut batch = Batch::new();
         let gate_log = Coordinate::new(GATE_ENTITY, coord.scope())?;
         batch.push_system(&gate_log, &record, AppendOptions::default())?;
         self.append_batch(&batch)?.pop().ok_or(Error::EmptyBatch)
+    }
+
+    /// Evaluates `gates` over `context` for an event whose payload is already encoded
+    /// (a server's append, say) and appends it only when every gate permits. A denial
+    /// is always recorded as evidence (a `RecordedDenial` store record in the gate log
+    /// of the event's scope, naming the payload's blake3) and its receipt returned
+    /// with it. The gates see only `context`: a decision that depends on the store's
+    /// state belongs in [`decide`](Self::decide), which retries on a conflict.
+    pub fn propose_raw<Ctx>(
+        &self,
+        coord: &Coordinate,
+        kind: crate::EventKind,
+        payload: crate::RawPayload<'_>,
+        options: AppendOptions,
+        gates: &GateSet<Ctx>,
+        context: &Ctx,
+    ) -> Result<RawDecision> {
+        let trace = gates.trace(context, true);
+        match GateSet::<Ctx>::conclude(trace.clone()) {
+            Ok(passed) => {
+                let receipt = self.append_raw(coord, kind, payload, options)?;
+                Ok(RawDecision::Committed {
+                    receipt,
+                    gates: passed,
+                })
+            }
+            Err(mut denials) => {
+                let recorded = self.record_denial_of(coord, kind, payload.bytes, trace)?;
+                Ok(RawDecision::Denied {
+                    denial: denials.remove(0),
+                    recorded,
+                })
+            }
+        }
     }
 
     /// Commits a proposal without its gates, on purpose: the event and a

@@ -409,6 +409,26 @@ impl<Ctx> GateSet<Ctx> {
 }
 
 /// What [`Store::decide`](crate::Store::decide) did.
+/// What [`Store::propose_raw`](crate::Store::propose_raw) did.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum RawDecision {
+    /// Every gate permitted; the event was appended.
+    Committed {
+        /// Its receipt.
+        receipt: crate::AppendReceipt,
+        /// The gates that passed.
+        gates: GateReceipt,
+    },
+    /// A gate denied; nothing was appended but the recorded denial.
+    Denied {
+        /// The first denial.
+        denial: Denial,
+        /// The receipt of the `RecordedDenial` store record.
+        recorded: crate::AppendReceipt,
+    },
+}
+
 #[derive(Debug)]
 pub enum Decision<E> {
     /// The gates passed and the event was appended.

@@ -297,3 +297,68 @@ fn a_bypass_is_audited_with_the_event() {
     );
     assert!(err.to_string().contains("reserved"), "{err}");
 }
+
+#[test]
+fn a_raw_proposal_commits_when_permitted_and_records_a_denial_with_its_receipt() {
+    use batpak::gate::{RawDecision, RecordedDenial};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let acct = Coordinate::new("acct:9", "bank").unwrap();
+    let kind = batpak::EventKind::custom(3, 1);
+    let gates = policy();
+    let bytes = br#"{"cents":-50}"#;
+    let denied = store
+        .propose_raw(
+            &acct,
+            kind,
+            batpak::RawPayload::json(bytes),
+            batpak::AppendOptions::default(),
+            &gates,
+            &Withdrawal {
+                balance: 10,
+                amount: 50,
+            },
+        )
+        .unwrap();
+    let RawDecision::Denied { denial, recorded } = denied else {
+        panic!("the overdraft gate denies: {denied:?}");
+    };
+    assert_eq!(denial.code, "overdraft");
+    assert!(
+        store.stream("acct:9").unwrap().is_empty(),
+        "nothing appended"
+    );
+    let record_event = store.get(recorded.event_id).unwrap().unwrap();
+    assert_eq!(record_event.coordinate.entity(), "batpak:gate");
+    assert_eq!(record_event.coordinate.scope(), "bank");
+    let record: RecordedDenial = record_event.decode().unwrap();
+    assert_eq!(record.entity, "acct:9");
+    assert_eq!(record.proposed_kind, kind.bits());
+    assert_eq!(
+        record.payload_digest,
+        blake3::hash(bytes).to_hex().to_string()
+    );
+    assert!(matches!(
+        store.verify_receipt(&recorded).unwrap(),
+        batpak::proof::ReceiptCheck::Unsigned
+    ));
+
+    let committed = store
+        .propose_raw(
+            &acct,
+            kind,
+            batpak::RawPayload::json(br#"{"cents":-5}"#),
+            batpak::AppendOptions::default(),
+            &gates,
+            &Withdrawal {
+                balance: 10,
+                amount: 5,
+            },
+        )
+        .unwrap();
+    let RawDecision::Committed { receipt, gates } = committed else {
+        panic!("permitted: {committed:?}");
+    };
+    assert_eq!(gates.gates(), ["overdraft"]);
+    assert_eq!(store.stream("acct:9").unwrap()[0].id, receipt.event_id);
+}

@@ -28,7 +28,7 @@ pub(crate) struct Appended {
     pub receipt_bytes: String,
 }
 
-fn appended(receipt: AppendReceipt) -> Appended {
+pub(crate) fn appended(receipt: AppendReceipt) -> Appended {
     let receipt_bytes = receipt
         .to_bytes()
         .iter()
@@ -40,7 +40,7 @@ fn appended(receipt: AppendReceipt) -> Appended {
     }
 }
 
-fn check(app: &App, caller: &Caller, draft: &Draft) -> ApiResult<()> {
+pub(crate) fn check(app: &App, caller: &Caller, draft: &Draft) -> ApiResult<()> {
     caller.require(
         Permission::Append,
         draft.coordinate.entity(),
