@@ -20,6 +20,7 @@ use axum::{Extension, Json, Router};
 use serde_json::json;
 
 use crate::auth::{Caller, Tokens};
+use crate::contract::ErrorBody;
 use crate::error::{ApiError, ErrorCode};
 use crate::facade::AsyncStore;
 use crate::limits::Limits;
@@ -80,6 +81,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/anchors/verify", post(proof::verify_anchor))
         .route("/verify", post(proof::start_verify))
         .route("/verify/{job}", get(proof::verify_job))
+        .route("/openapi.json", get(openapi))
         .route("/projections", get(registered::list))
         .route("/projections/{name}/{entity}", get(registered::project))
         .route("/gates/{name}/events", post(registered::append))
@@ -232,13 +234,40 @@ async fn not_found(request: Request) -> ApiError {
     )
 }
 
-async fn healthz() -> Json<serde_json::Value> {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "The process answers",
+    responses(
+        (status = 200, description = "Alive.", body = Object),
+    ),
+)]
+pub(crate) async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::contract::openapi_json(),
+    )
+        .into_response()
 }
 
 /// Ready while the store accepts appends (or is read-only by choice); 503 once it
 /// is poisoned or the server is shutting down.
-async fn readyz(State(app): State<Arc<App>>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "The store accepts work",
+    responses(
+        (status = 200, description = "Ready.", body = Object),
+        (status = 503, description = "Poisoned or shutting down.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn readyz(State(app): State<Arc<App>>) -> Response {
     if *app.shutdown.borrow() {
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -253,7 +282,18 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     Json(json!({ "status": "ready", "read_only": app.read_only })).into_response()
 }
 
-async fn metrics(State(app): State<Arc<App>>, _: Option<Extension<Caller>>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics (text format 0.0.4)",
+    responses(
+        (status = 200, description = "The metrics.", content_type = "text/plain", body = String),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn metrics(State(app): State<Arc<App>>, _: Option<Extension<Caller>>) -> Response {
     let body = app.metrics.render(app.store.store());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

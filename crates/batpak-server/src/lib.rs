@@ -17,6 +17,7 @@
 
 mod api;
 mod auth;
+mod contract;
 mod error;
 mod facade;
 mod limits;
@@ -27,6 +28,7 @@ mod server;
 mod wire;
 
 pub use auth::{generate_token, token_hash, Caller, Grant, Permission, TokenEntry, TokensFile};
+pub use contract::openapi_json;
 pub use error::ApiError;
 pub use facade::{AsyncStore, Follow, FollowError};
 pub use limits::Limits;

@@ -188,3 +188,55 @@ fn region_tag(region: &Region) -> [u8; 8] {
     tag.copy_from_slice(&hash.as_bytes()[..8]);
     tag
 }
+
+/// The region parameters (documentation of what [`Params::region`] takes).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct RegionQuery {
+    /// Only this entity.
+    entity: Option<String>,
+    /// Only entities under this prefix, on a `:` boundary (`tenant:a` selects
+    /// `tenant:a` and `tenant:a:7`, not `tenant:ab`).
+    prefix: Option<String>,
+    /// Only this scope.
+    scope: Option<String>,
+    /// Only this kind: `C:T` or a recorded kind name.
+    kind: Option<String>,
+    /// Only this kind category.
+    #[param(maximum = 255)]
+    category: Option<u8>,
+    /// From this time (RFC 3339 or Unix nanoseconds), inclusive.
+    since: Option<String>,
+    /// Up to this time (RFC 3339 or Unix nanoseconds), exclusive.
+    until: Option<String>,
+}
+
+/// The paging parameters (documentation of what the page readers take).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PageQuery {
+    /// `forward` (default, oldest first) or `backward` (newest first).
+    direction: Option<Direction>,
+    /// Events per page (default 100, at most the server's page limit, 1,000).
+    #[param(minimum = 1)]
+    limit: Option<u64>,
+    /// The `next` token of the previous page.
+    page: Option<String>,
+    /// Forward: start after this sequence.
+    after: Option<u64>,
+    /// Backward: start before this sequence.
+    before: Option<u64>,
+}
+
+/// Which way a page reads.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub(crate) enum Direction {
+    /// Oldest first.
+    Forward,
+    /// Newest first.
+    Backward,
+}

@@ -60,7 +60,7 @@ pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
 }
 
 /// `"any"`, `"no_stream"` or the exact version the entity's newest event must have.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ExpectedJson {
     /// The version the entity's newest event must have.
@@ -70,7 +70,7 @@ pub enum ExpectedJson {
 }
 
 /// The named expected versions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExpectedWord {
     /// No check.
@@ -98,7 +98,7 @@ pub(crate) fn expected_json(e: ExpectedVersion) -> Value {
 }
 
 /// A cause: an event id, or `{"batch_item": n}` for an earlier item of the batch.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum CauseJson {
     /// An event already in the store, by id.
@@ -111,14 +111,19 @@ pub enum CauseJson {
 }
 
 /// One event to append.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppendRequest {
-    /// The entity (stream) appended to.
+    /// The entity (stream) appended to: 1 to 1,024 bytes, no control characters,
+    /// not under `batpak:`.
+    #[schema(min_length = 1, max_length = 1024)]
     pub entity: String,
-    /// Its scope.
+    /// Its scope: 1 to 1,024 bytes, no control characters.
+    #[schema(min_length = 1, max_length = 1024)]
     pub scope: String,
-    /// `C:T` (`1:2`, `0x10:0x1`) or a kind name the store has recorded.
+    /// `C:T` (`1:2`, `0xA:0x1`; category 1 to 15, type id 0 to 4095) or a kind name
+    /// the store has recorded.
+    #[schema(min_length = 1)]
     pub kind: String,
     /// The payload as JSON (stored as JSON). Exactly one of `payload` and `bytes`.
     #[serde(default)]
@@ -126,8 +131,9 @@ pub struct AppendRequest {
     /// The payload's exact bytes, base64 (standard alphabet, padded).
     #[serde(default)]
     pub bytes: Option<String>,
-    /// How `bytes` are encoded: `opaque`, `message_pack` or `json`.
+    /// How `bytes` are encoded: `opaque` (default), `message_pack` or `json`.
     #[serde(default)]
+    #[schema(value_type = Option<crate::contract::EncodingDoc>)]
     pub encoding: Option<Encoding>,
     /// `"any"` (default), `"no_stream"` or a version.
     #[serde(default)]
@@ -147,7 +153,7 @@ pub struct AppendRequest {
 }
 
 /// An atomic batch: every event is written, or none.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// The events, in order.

@@ -22,9 +22,11 @@ use serde_json::{json, Value};
 
 use crate::api::App;
 use crate::auth::{Caller, Permission};
+use crate::contract::ErrorBody;
 use crate::error::{ApiError, ApiResult};
 use crate::facade::{Follow, FollowError};
 use crate::params::Params;
+use crate::params::RegionQuery;
 use crate::wire::{event_json, parse_body};
 
 /// Counts a stream as open for as long as it lives.
@@ -60,6 +62,20 @@ struct Live {
 /// `GET /v1/subscribe`: the region parameters of `/v1/events`, and `from` (the first
 /// sequence to send; default: only events appended from now on). A `Last-Event-ID`
 /// header resumes after that sequence.
+#[utoipa::path(
+    get,
+    path = "/v1/subscribe",
+    tag = "live",
+    summary = "A region's events as Server-Sent Events: catch-up from `from`, then live",
+    params(RegionQuery, ("from" = Option<u64>, Query, description = "The first sequence to send (default: only events appended from now on)."), ("Last-Event-ID" = Option<String>, Header, description = "Resume after this sequence (the `id` of the last event received).")),
+    responses(
+        (status = 200, description = "`event: event` with `id` the sequence and `data` the event; `event: lagged` with `data.resume_from` when the client fell behind its bound (then the stream closes); `:heartbeat` comments on a quiet stream.", content_type = "text/event-stream", body = String),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 503, description = "Too many streams are open.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn subscribe(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -346,6 +362,20 @@ fn cursor_region(app: &App, params: &mut Params) -> ApiResult<Region> {
 /// `POST /v1/cursors/{name}/next?<region>&max=&wait_ms=`: the next events after what
 /// this cursor delivered, waiting up to `wait_ms` for the first. `passed` is the
 /// sequence to commit once they are handled.
+#[utoipa::path(
+    post,
+    path = "/v1/cursors/{name}/next",
+    tag = "live",
+    summary = "A durable cursor's next events",
+    params(("name" = String, Path, description = "The cursor."), RegionQuery, ("max" = Option<u64>, Query, description = "Most events (default 100)."), ("wait_ms" = Option<u64>, Query, description = "Wait this long for the first event (at most 30,000).")),
+    responses(
+        (status = 200, description = "The next events after what this cursor delivered; commit `passed` once they are handled.", body = CursorBatchDoc),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 409, description = "The cursor is open over another region, or the commit is not allowed.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn cursor_next(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -403,14 +433,52 @@ pub(crate) async fn cursor_next(
     })))
 }
 
-#[derive(Deserialize)]
+/// What a cursor commit records.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CommitBody {
+pub(crate) struct CommitBody {
+    /// Everything up to this sequence is handled.
     sequence: u64,
+}
+
+/// A cursor's next batch.
+#[derive(utoipa::ToSchema)]
+#[schema(as = CursorBatch)]
+#[allow(dead_code)]
+pub(crate) struct CursorBatchDoc {
+    #[schema(value_type = Vec<crate::contract::EventDoc>)]
+    events: Vec<()>,
+    /// Commit this once the events are handled.
+    passed: u64,
+    /// The last commit.
+    committed: u64,
+}
+
+/// A cursor's commit.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Committed)]
+#[allow(dead_code)]
+pub(crate) struct CommittedDoc {
+    committed: u64,
 }
 
 /// `POST /v1/cursors/{name}/commit?<region>` with `{"sequence": n}`: records that
 /// everything up to `n` is handled; after a restart the cursor resumes after it.
+#[utoipa::path(
+    post,
+    path = "/v1/cursors/{name}/commit",
+    tag = "live",
+    summary = "Record a durable cursor's progress",
+    request_body = CommitBody,
+    params(("name" = String, Path, description = "The cursor."), RegionQuery),
+    responses(
+        (status = 200, description = "Committed: after a restart the cursor resumes after it.", body = CommittedDoc),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 409, description = "The cursor is open over another region, or the commit is not allowed.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn cursor_commit(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,

@@ -16,8 +16,62 @@ use serde_json::{json, Value};
 
 use crate::api::App;
 use crate::auth::{Caller, Permission};
+use crate::contract::{AnchorDoc, ErrorBody, ReceiptDoc};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::parse_body;
+
+/// A verdict on a receipt or an anchor.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Verdict)]
+#[allow(dead_code)]
+pub(crate) struct VerdictDoc {
+    /// Whether it holds.
+    holds: bool,
+    /// `signed`, `unsigned`, `holds`, `unknown_key`, `bad_signature`,
+    /// `no_such_event`, `mismatch`, `truncated`, `compacted` or `rewritten`.
+    verdict: String,
+    /// The key that signed it.
+    key_id: Option<String>,
+    /// The key that signed an anchor that holds.
+    signed_by: Option<String>,
+    /// The receipt's event, when the store has none.
+    event_id: Option<String>,
+    /// The receipt field that differs, with both values.
+    field: Option<String>,
+    receipt: Option<String>,
+    stored: Option<String>,
+    /// The anchored sequence, and what the store holds.
+    anchored: Option<u64>,
+    present: Option<u64>,
+    compacted_through: Option<u64>,
+    running_hash: Option<String>,
+}
+
+/// A verification job, as it starts.
+#[derive(utoipa::ToSchema)]
+#[schema(as = JobStarted)]
+#[allow(dead_code)]
+pub(crate) struct JobStartedDoc {
+    job: String,
+    /// Where to poll it.
+    href: String,
+}
+
+/// A verification job.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Job)]
+#[allow(dead_code)]
+pub(crate) struct JobDoc {
+    job: String,
+    /// `running`, `done` or `failed`.
+    state: String,
+    bytes_done: u64,
+    bytes_total: u64,
+    /// The evidence report once done (`body.findings` lists what does not hold).
+    report: Option<Value>,
+    /// Why it failed.
+    error: Option<Value>,
+}
 
 fn receipt_verdict(check: &ReceiptCheck) -> Value {
     match check {
@@ -91,6 +145,19 @@ fn anchor_verdict(check: &AnchorCheck) -> Value {
 }
 
 /// `POST /v1/receipts/verify`: body a receipt as appends return it.
+#[utoipa::path(
+    post,
+    path = "/v1/receipts/verify",
+    tag = "proof",
+    summary = "Check a receipt against the store",
+    request_body = ReceiptDoc,
+    responses(
+        (status = 200, description = "The verdict; `holds` is false for a receipt the store does not bear out.", body = VerdictDoc),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn verify_receipt(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -111,6 +178,17 @@ pub(crate) async fn verify_receipt(
 
 /// `POST /v1/anchors`: takes an anchor of the history so far (signed when the store
 /// signs).
+#[utoipa::path(
+    post,
+    path = "/v1/anchors",
+    tag = "proof",
+    summary = "Take an anchor of the history so far (signed when the store signs)",
+    responses(
+        (status = 201, description = "The anchor.", body = AnchorDoc),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn take_anchor(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -121,6 +199,19 @@ pub(crate) async fn take_anchor(
 }
 
 /// `POST /v1/anchors/verify`: body an anchor as `POST /v1/anchors` returned it.
+#[utoipa::path(
+    post,
+    path = "/v1/anchors/verify",
+    tag = "proof",
+    summary = "Check an anchor against the history",
+    request_body = AnchorDoc,
+    responses(
+        (status = 200, description = "The verdict.", body = VerdictDoc),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn verify_anchor(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -182,6 +273,18 @@ pub(crate) struct Jobs {
 }
 
 /// `POST /v1/verify`: starts a full verification; 202 with the job to poll.
+#[utoipa::path(
+    post,
+    path = "/v1/verify",
+    tag = "proof",
+    summary = "Start a full verification (every segment, record, hash and link)",
+    responses(
+        (status = 202, description = "Started; poll `href`.", body = JobStartedDoc),
+        (status = 409, description = "A verification is already running.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn start_verify(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -243,6 +346,20 @@ pub(crate) async fn start_verify(
 }
 
 /// `GET /v1/verify/{job}`: the job's progress, and its report once done.
+#[utoipa::path(
+    get,
+    path = "/v1/verify/{job}",
+    tag = "proof",
+    summary = "A verification's progress, and its report once done",
+    params(("job" = String, Path, description = "The job number.")),
+    responses(
+        (status = 200, description = "The job.", body = JobDoc),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 404, description = "No such job.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn verify_job(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,

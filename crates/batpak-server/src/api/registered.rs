@@ -14,11 +14,55 @@ use serde_json::{json, Value};
 use crate::api::write::appended;
 use crate::api::App;
 use crate::auth::{Caller, Permission};
+use crate::contract::ErrorBody;
 use crate::error::{ApiError, ApiResult};
 use crate::registry::{json_view, AppendContext};
 use crate::wire::{parse_body, AppendRequest};
 
+/// The registered names.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Registered)]
+#[allow(dead_code)]
+pub(crate) struct RegisteredDoc {
+    projections: Vec<String>,
+    gates: Vec<String>,
+}
+
+/// A projection's state of an entity.
+#[derive(utoipa::ToSchema)]
+#[schema(as = ProjectionState)]
+#[allow(dead_code)]
+pub(crate) struct ProjectionDoc {
+    projection: String,
+    entity: String,
+    /// The state, as the projection serialises it.
+    state: Value,
+}
+
+/// An append a gate set permitted.
+#[derive(utoipa::ToSchema)]
+#[schema(as = GateAppended)]
+#[allow(dead_code)]
+pub(crate) struct GateAppendedDoc {
+    #[schema(value_type = crate::contract::ReceiptDoc)]
+    receipt: (),
+    receipt_bytes: String,
+    /// The gates that passed.
+    gates: Vec<String>,
+}
+
 /// `GET /v1/projections`: the names registered.
+#[utoipa::path(
+    get,
+    path = "/v1/projections",
+    tag = "registered",
+    summary = "The projections and gate sets the application registered",
+    responses(
+        (status = 200, description = "Their names.", body = RegisteredDoc),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn list(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -32,6 +76,19 @@ pub(crate) async fn list(
 
 /// `GET /v1/projections/{name}/{entity}`: the projection's state of the entity,
 /// reflecting every visible event.
+#[utoipa::path(
+    get,
+    path = "/v1/projections/{name}/{entity}",
+    tag = "registered",
+    summary = "A registered projection's state of an entity",
+    params(("name" = String, Path, description = "The projection."), ("entity" = String, Path, description = "The entity.")),
+    responses(
+        (status = 200, description = "The state, reflecting every visible event.", body = ProjectionDoc),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 404, description = "No such projection, or the entity has no events.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn project(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -83,6 +140,23 @@ pub(crate) async fn project(
 /// `POST /v1/gates/{name}/events`: appends one event if every gate of the set
 /// permits; a denial is a 422 with the denial and the receipt of its recorded
 /// evidence.
+#[utoipa::path(
+    post,
+    path = "/v1/gates/{name}/events",
+    tag = "registered",
+    summary = "Append one event through a registered gate set",
+    request_body = AppendRequest,
+    params(("name" = String, Path, description = "The gate set.")),
+    responses(
+        (status = 201, description = "Every gate permitted; appended.", body = GateAppendedDoc),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 404, description = "No such gate set.", body = ErrorBody),
+        (status = 409, description = "A version or idempotency conflict.", body = ErrorBody),
+        (status = 422, description = "A gate denied: `details.denial` says why, `details.recorded` is the receipt of the recorded denial.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn append(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,

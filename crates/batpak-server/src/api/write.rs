@@ -14,18 +14,28 @@ use axum::{Extension, Json};
 use batpak::{AppendReceipt, Batch, RawPayload};
 use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::api::App;
 use crate::auth::{Caller, Permission};
+use crate::contract::{ErrorBody, ReceiptDoc};
 use crate::error::{ApiError, ApiResult};
 use crate::wire::{parse_body, AppendRequest, BatchRequest, Draft};
 
 /// The answer to an append.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub(crate) struct Appended {
+    #[schema(value_type = ReceiptDoc)]
     pub receipt: AppendReceipt,
     /// The receipt's canonical bytes in hex, for offline verification.
     pub receipt_bytes: String,
+}
+
+/// The answer to a batch append.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Receipts {
+    /// One per event, in the batch's order.
+    receipts: Vec<Appended>,
 }
 
 pub(crate) fn appended(receipt: AppendReceipt) -> Appended {
@@ -53,6 +63,23 @@ pub(crate) fn check(app: &App, caller: &Caller, draft: &Draft) -> ApiResult<()> 
 }
 
 /// `POST /v1/events`: appends one event; 201 with its receipt.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    summary = "Append one event",
+    request_body = AppendRequest,
+    responses(
+        (status = 201, description = "Appended; the receipt proves it.", body = Appended),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 405, description = "The server is read-only.", body = ErrorBody),
+        (status = 409, description = "The expected version or idempotency key does not hold; `details` has expected and actual.", body = ErrorBody),
+        (status = 413, description = "The body or batch is over the limit.", body = ErrorBody),
+        (status = 503, description = "The store is poisoned (a write or fsync failed) or the request timed out.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn append(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -80,6 +107,23 @@ pub(crate) async fn append(
 }
 
 /// `POST /v1/batches`: appends every event or none; 201 with one receipt each.
+#[utoipa::path(
+    post,
+    path = "/v1/batches",
+    tag = "events",
+    summary = "Append a batch atomically: every event or none",
+    request_body = BatchRequest,
+    responses(
+        (status = 201, description = "Appended; one receipt per event, in order.", body = Receipts),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 405, description = "The server is read-only.", body = ErrorBody),
+        (status = 409, description = "The expected version or idempotency key does not hold; `details` has expected and actual.", body = ErrorBody),
+        (status = 413, description = "The body or batch is over the limit.", body = ErrorBody),
+        (status = 503, description = "The store is poisoned (a write or fsync failed) or the request timed out.", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn append_batch(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -129,6 +173,6 @@ pub(crate) async fn append_batch(
     app.metrics.append_latency.observe(started.elapsed());
     app.metrics.appends.fetch_add(count, Ordering::Relaxed);
     app.metrics.append_bytes.fetch_add(bytes, Ordering::Relaxed);
-    let receipts: Vec<Appended> = receipts.into_iter().map(appended).collect();
-    Ok((StatusCode::CREATED, Json(json!({ "receipts": receipts }))))
+    let receipts = receipts.into_iter().map(appended).collect();
+    Ok((StatusCode::CREATED, Json(Receipts { receipts })))
 }
