@@ -297,6 +297,12 @@ pub struct ServeArgs {
     /// read and append.
     #[arg(long)]
     pub insecure: bool,
+    /// Serve HTTPS with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Serve without appending: open the store read-only (a view while another
     /// process writes it) and refuse appends.
     #[arg(long)]

@@ -295,3 +295,26 @@ fn token_add_makes_a_file_the_server_enforces() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--insecure"));
 }
+
+#[test]
+fn tls_files_that_do_not_load_are_named_before_the_store_is_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .arg("--dir")
+        .arg(dir.path().join("store"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--tls-cert"])
+        .arg(dir.path().join("cert.pem"))
+        .arg("--tls-key")
+        .arg(dir.path().join("key.pem"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("cert.pem"), "{stderr}");
+    assert!(!dir.path().join("store").exists(), "no store was created");
+    let o = Command::new(env!("CARGO_BIN_EXE_batpak"))
+        .args(["serve", "--tls-cert", "c.pem"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "--tls-cert needs --tls-key");
+}

@@ -25,6 +25,7 @@ mod metrics;
 mod params;
 mod registry;
 mod server;
+mod tls;
 mod wire;
 
 pub use auth::{generate_token, token_hash, Caller, Grant, Permission, TokenEntry, TokensFile};
@@ -34,4 +35,5 @@ pub use facade::{AsyncStore, Follow, FollowError};
 pub use limits::Limits;
 pub use registry::AppendContext;
 pub use server::{ServeError, Server, ServerBuilder};
+pub use tls::TlsConfig;
 pub use wire::PRINCIPAL_KEY;

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::serve::ListenerExt as _;
 use batpak::gate::GateSet;
 use batpak::{Projection, Store};
 use tokio::net::TcpListener;
@@ -17,10 +18,12 @@ use crate::facade::AsyncStore;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::registry::{AppendContext, Registry};
+use crate::tls::{TlsConfig, TlsListener};
 
 /// A batpak store over HTTP. See [`Server::builder`].
 pub struct Server {
     listener: TcpListener,
+    tls: Option<TlsConfig>,
     app: Arc<App>,
     shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -70,6 +73,7 @@ pub struct ServerBuilder {
     open_remote: bool,
     log: Option<LogFn>,
     registry: Registry,
+    tls: Option<TlsConfig>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -81,6 +85,7 @@ impl std::fmt::Debug for ServerBuilder {
             .field("read_only", &self.read_only)
             .field("open_remote", &self.open_remote)
             .field("registry", &self.registry)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -96,7 +101,13 @@ impl Server {
             open_remote: false,
             log: None,
             registry: Registry::default(),
+            tls: None,
         }
+    }
+
+    /// Whether the server speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address the server listens on (the port the OS chose for port 0).
@@ -124,18 +135,32 @@ impl Server {
     ) -> Result<(), ServeError> {
         let Server {
             listener,
+            tls,
             app,
             shutdown,
         } = self;
         let router = api::router(Arc::clone(&app));
-        let shutdown = Arc::new(shutdown);
-        let trigger = Arc::clone(&shutdown);
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                signal.await;
-                trigger.send_replace(true);
-            })
-            .await;
+        let stop = async move {
+            signal.await;
+            shutdown.send_replace(true);
+        };
+        let served = match tls {
+            None => {
+                let listener = listener.tap_io(|tcp| {
+                    // Answers go out at once, not after a delayed ACK.
+                    let _ = tcp.set_nodelay(true);
+                });
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+            Some(tls) => {
+                let listener = TlsListener::new(listener, &tls).map_err(ServeError::Io)?;
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop)
+                    .await
+            }
+        };
         app.cursors.close_all();
         let store = app.store.clone();
         drop(app);
@@ -197,6 +222,13 @@ impl ServerBuilder {
     #[must_use]
     pub fn tokens(mut self, tokens: TokensFile) -> Self {
         self.tokens = Some(tokens);
+        self
+    }
+
+    /// Serves HTTPS with this certificate and key.
+    #[must_use]
+    pub fn tls(mut self, tls: TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -266,6 +298,7 @@ impl ServerBuilder {
         };
         Ok(Server {
             listener,
+            tls: self.tls,
             app: Arc::new(app),
             shutdown,
         })

@@ -17,6 +17,12 @@ pub fn serve(ctx: &Context, a: ServeArgs) -> Outcome {
             a.addr
         )));
     }
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(batpak_server::TlsConfig::from_pem_files(cert, key).map_err(Failure::new)?)
+        }
+        _ => None,
+    };
     let store = if a.read_only {
         ctx.open_read()?
     } else {
@@ -43,6 +49,9 @@ pub fn serve(ctx: &Context, a: ServeArgs) -> Outcome {
         if let Some(tokens) = tokens {
             builder = builder.tokens(tokens);
         }
+        if let Some(tls) = tls {
+            builder = builder.tls(tls);
+        }
         if !a.quiet {
             builder = builder.request_log(|line| eprintln!("{line}"));
         }
@@ -51,8 +60,9 @@ pub fn serve(ctx: &Context, a: ServeArgs) -> Outcome {
             .await
             .map_err(|e| Failure::new(e.to_string()))?;
         let addr = server.local_addr()?;
+        let scheme = if server.is_tls() { "https" } else { "http" };
         out(&format!(
-            "listening on http://{addr} (store {}{})\n",
+            "listening on {scheme}://{addr} (store {}{})\n",
             dir.display(),
             if a.read_only { ", read-only" } else { "" }
         ))?;

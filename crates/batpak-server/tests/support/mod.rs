@@ -20,6 +20,15 @@ pub fn start(
     store: Store,
     configure: impl FnOnce(ServerBuilder) -> ServerBuilder + Send + 'static,
 ) -> Running {
+    start_as("http", store, configure)
+}
+
+/// The same, with the scheme the base URL should use.
+pub fn start_as(
+    scheme: &str,
+    store: Store,
+    configure: impl FnOnce(ServerBuilder) -> ServerBuilder + Send + 'static,
+) -> Running {
     let dir = store.dir().to_path_buf();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -45,7 +54,7 @@ pub fn start(
         .recv_timeout(Duration::from_secs(30))
         .expect("the server did not start");
     Running {
-        base: format!("http://{addr}"),
+        base: format!("{scheme}://{addr}"),
         dir,
         stop: Some(stop_tx),
         thread: Some(thread),
@@ -107,11 +116,18 @@ impl Answer {
 
 impl Client {
     pub fn new(base: &str, token: Option<String>) -> Client {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
+        Client::with_agent(
+            base,
+            token,
+            ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(60)))
+                .build()
+                .into(),
+        )
+    }
+
+    pub fn with_agent(base: &str, token: Option<String>, agent: ureq::Agent) -> Client {
         Client {
             agent,
             base: base.to_string(),
