@@ -53,9 +53,14 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// The routes that stream or wait: the request timeout does not apply to them.
-fn long_lived(path: &str) -> bool {
-    path == "/v1/subscribe" || path.ends_with("/next")
+/// The requests the timeout does not cut off: live streams and cursor waits (they
+/// are meant to last), and appends, whose time the store bounds and which must never
+/// be answered with an error after they may have been written.
+fn untimed(method: &axum::http::Method, path: &str) -> bool {
+    path == "/v1/subscribe"
+        || path.ends_with("/next")
+        || (method == axum::http::Method::POST
+            && (path == "/v1/events" || path == "/v1/batches" || path.starts_with("/v1/gates/")))
 }
 
 pub(crate) fn router(app: Arc<App>) -> Router {
@@ -153,7 +158,7 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         |m| m.as_str().to_string(),
     );
     let principal = principal_of(&app, &request);
-    let response = if long_lived(request.uri().path()) {
+    let response = if untimed(&method, request.uri().path()) {
         next.run(request).await
     } else {
         match tokio::time::timeout(app.limits.request_timeout, next.run(request)).await {
@@ -162,7 +167,7 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
                 StatusCode::SERVICE_UNAVAILABLE,
                 "timeout",
                 format!(
-                    "the request took longer than this server's limit of {} ms (an append may still commit: retry it with its idempotency key)",
+                    "the request took longer than this server's limit of {} ms",
                     app.limits.request_timeout.as_millis()
                 ),
             )

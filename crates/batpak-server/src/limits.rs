@@ -17,8 +17,10 @@ pub struct Limits {
     pub max_batch: usize,
     /// Most live streams (SSE) open at once; one more is a 503. Default 256.
     pub max_streams: usize,
-    /// How long a request (other than a live stream or a cursor's wait) may take
-    /// before it is answered with a 503 `timeout`. Default 30 s.
+    /// How long a read or proof request may take before it is answered with a 503
+    /// `timeout`. Live streams, cursor waits and appends are not cut off (an append's
+    /// time is bounded by the store, and it must not be answered with an error after
+    /// it may have been written). Default 30 s.
     pub request_timeout: Duration,
     /// How far (in sequences) a live stream may fall behind the store before it is
     /// sent `lagged` and closed. Default 65,536.
