@@ -37,6 +37,10 @@ pub struct AsyncStore {
 
 struct Shared {
     store: Arc<Store>,
+    /// Appends go to one appender thread, which writes what arrived together and
+    /// makes it durable with one fsync.
+    appends: std::sync::Mutex<Option<std::sync::mpsc::Sender<Append>>>,
+    appender: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// The newest visible sequence, as the watcher last saw it.
     visible: watch::Receiver<u64>,
     stop: Arc<AtomicBool>,
@@ -75,8 +79,18 @@ impl AsyncStore {
                 .spawn(move || watch_frontier(&store, &tx, &stop))
                 .ok()
         };
+        let (appends, queue) = std::sync::mpsc::channel::<Append>();
+        let appender = {
+            let store = Arc::clone(&store);
+            std::thread::Builder::new()
+                .name("batpak-appender".into())
+                .spawn(move || append_loop(&store, &queue))
+                .ok()
+        };
         AsyncStore {
             shared: Arc::new(Shared {
+                appends: std::sync::Mutex::new(Some(appends)),
+                appender: std::sync::Mutex::new(appender),
                 store,
                 visible: rx,
                 stop,
@@ -110,16 +124,28 @@ impl AsyncStore {
         bytes: Vec<u8>,
         options: AppendOptions,
     ) -> batpak::Result<AppendReceipt> {
-        self.run(move |s| {
-            let payload = raw(encoding, &bytes);
-            s.append_raw(&coordinate, kind, payload, options)
-        })
-        .await
+        let mut batch = Batch::new();
+        batch.push_raw(&coordinate, kind, raw(encoding, &bytes), options);
+        let mut receipts = self.append_batch(batch).await?;
+        receipts.pop().ok_or(Error::EmptyBatch)
     }
 
-    /// Appends a batch atomically.
+    /// Appends a batch atomically. Appends that arrive together (from concurrent
+    /// tasks) are written by one thread and share one fsync; each keeps its own
+    /// checks and atomicity.
     pub async fn append_batch(&self, batch: Batch) -> batpak::Result<Vec<AppendReceipt>> {
-        self.run(move |s| s.append_batch(&batch)).await
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let sent = self
+            .shared
+            .appends
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .map(|q| q.send(Append { batch, reply }));
+        match sent {
+            Some(Ok(())) => answer.await.unwrap_or_else(|_| Err(appender_gone())),
+            _ => Err(appender_gone()),
+        }
     }
 
     /// The event with this id.
@@ -191,6 +217,22 @@ impl AsyncStore {
             Err(shared) => return Err(AsyncStore { shared }),
         };
         shared.stop.store(true, Ordering::SeqCst);
+        // Ending the queue ends the appender once it has answered what it holds.
+        drop(
+            shared
+                .appends
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+        );
+        if let Some(handle) = shared
+            .appender
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+        {
+            let _ = handle.join();
+        }
         if let Some(handle) = shared
             .watcher
             .lock()
@@ -220,6 +262,43 @@ fn raw(encoding: batpak::Encoding, bytes: &[u8]) -> RawPayload<'_> {
         batpak::Encoding::Json => RawPayload::json(bytes),
         batpak::Encoding::MessagePack => RawPayload::msgpack(bytes),
         _ => RawPayload::opaque(bytes),
+    }
+}
+
+/// One append waiting for the appender thread.
+struct Append {
+    batch: Batch,
+    reply: tokio::sync::oneshot::Sender<batpak::Result<Vec<AppendReceipt>>>,
+}
+
+/// Most appends the appender writes under one fsync.
+const APPEND_GROUP: usize = 256;
+
+fn appender_gone() -> Error {
+    Error::Malformed {
+        what: "append",
+        detail: "the store's appender has stopped (the server is shutting down)".into(),
+    }
+}
+
+/// The appender thread: takes every append that is waiting, writes them and syncs
+/// once (`Store::append_batches`), answers each, and repeats. While it syncs, the
+/// next group gathers.
+fn append_loop(store: &Store, queue: &std::sync::mpsc::Receiver<Append>) {
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < APPEND_GROUP {
+            match queue.try_recv() {
+                Ok(next) => group.push(next),
+                Err(_) => break,
+            }
+        }
+        let (batches, replies): (Vec<Batch>, Vec<_>) =
+            group.into_iter().map(|a| (a.batch, a.reply)).unzip();
+        let results = store.append_batches(&batches);
+        for (reply, result) in replies.into_iter().zip(results) {
+            let _ = reply.send(result);
+        }
     }
 }
 

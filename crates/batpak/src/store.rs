@@ -512,6 +512,57 @@ impl Store {
         self.commit(&drafts, true)
     }
 
+    /// Appends several batches, each atomically on its own (one refused by its
+    /// checks leaves the others), sharing one fsync: returns when every batch that was
+    /// accepted is as durable as the sync policy asks, with each batch's receipts or
+    /// its error, in order. What a server does with the requests that arrive
+    /// together; an embedding application has `append_batch`. A failed fsync fails
+    /// every batch that was written.
+    pub fn append_batches(&self, batches: &[Batch]) -> Vec<Result<Vec<AppendReceipt>>> {
+        let writer = match self.writer() {
+            Ok(w) => w,
+            Err(_) => return batches.iter().map(|_| Err(Error::ReadOnly)).collect(),
+        };
+        let named: Vec<Result<()>> = batches
+            .iter()
+            .map(|b| self.name_kinds(b.items().iter().map(|i| (i.kind, i.kind_name))))
+            .collect();
+        // A batch whose kind names could not be recorded is not written (an empty
+        // group is refused before anything is).
+        let groups: Vec<Vec<Draft<'_>>> = batches
+            .iter()
+            .zip(&named)
+            .map(|(batch, named)| {
+                if named.is_err() {
+                    return Vec::new();
+                }
+                batch
+                    .items()
+                    .iter()
+                    .map(|item| Draft {
+                        coordinate: &item.coordinate,
+                        kind: item.kind,
+                        encoding: item.encoding,
+                        schema_version: item.schema_version,
+                        payload: &item.payload,
+                        options: &item.options,
+                        system: item.system,
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut results = writer.append_groups(&groups);
+        for (result, named) in results.iter_mut().zip(named) {
+            // The naming error, not the empty group's.
+            if let Err(e) = named {
+                *result = Err(e);
+            } else if let Ok(receipts) = result {
+                self.sign_receipts(receipts);
+            }
+        }
+        results
+    }
+
     /// The event with this id, read from disk with its checksum verified.
     pub fn get(&self, id: EventId) -> Result<Option<StoredEvent>> {
         let targets = self.locate(|index| index.sequence_of(id).into_iter().collect());

@@ -248,6 +248,55 @@ impl Writer {
         self.finish_append(receipts, fresh)
     }
 
+    /// Appends each group atomically on its own, as `append` would (a group that
+    /// is refused leaves the others), then waits for durability once for all of
+    /// them as the policy asks: one fsync covers every group. A failure of that
+    /// fsync fails every group that was written (none was acknowledged).
+    pub(crate) fn append_groups(
+        &self,
+        groups: &[Vec<Draft<'_>>],
+    ) -> Vec<Result<Vec<AppendReceipt>>> {
+        let mut written: Vec<Result<(Vec<AppendReceipt>, bool)>> = groups
+            .iter()
+            .map(|drafts| {
+                let keys = validate(drafts, true)?;
+                self.check_poison()?;
+                let mut state = lock(&self.state);
+                self.check_poison()?;
+                match self.idempotent_replay(&mut state, drafts, &keys)? {
+                    Some(originals) => Ok((originals, false)),
+                    None => Ok((self.write_new(&mut state, drafts, &keys)?, true)),
+                }
+            })
+            .collect();
+        let fresh = written.iter().any(|w| matches!(w, Ok((_, true))));
+        let all: Vec<AppendReceipt> = written
+            .iter()
+            .filter_map(|w| w.as_ref().ok())
+            .flat_map(|(receipts, _)| receipts.iter().copied())
+            .collect();
+        if all.is_empty() {
+            return written.drain(..).map(|w| w.map(|(r, _)| r)).collect();
+        }
+        // The caller gathered the appends itself: no one else is about to append, so
+        // the sync does not linger for more.
+        match self.finish_append_with(all, fresh, false) {
+            Ok(_) => written.drain(..).map(|w| w.map(|(r, _)| r)).collect(),
+            Err(e) => {
+                let mut first = Some(e);
+                written
+                    .drain(..)
+                    .map(|w| match w {
+                        Ok(_) => Err(first.take().unwrap_or_else(|| {
+                            self.check_poison().err().unwrap_or(Error::ReadOnly)
+                        })),
+                        Err(refused) => Err(refused),
+                    })
+                    .collect()
+            }
+        }
+    }
+
     /// After the state lock: wakes subscribers, waits for durability as the policy
     /// asks, and writes a rotation checkpoint when one is due.
     fn finish_append(
@@ -255,17 +304,27 @@ impl Writer {
         receipts: Vec<AppendReceipt>,
         fresh: bool,
     ) -> Result<Vec<AppendReceipt>> {
+        self.finish_append_with(receipts, fresh, true)
+    }
+
+    /// `finish_append`; `linger`: whether a sync may wait for other appenders.
+    fn finish_append_with(
+        &self,
+        receipts: Vec<AppendReceipt>,
+        fresh: bool,
+        linger: bool,
+    ) -> Result<Vec<AppendReceipt>> {
         if fresh {
             // Outside the state lock: waking subscribers must not hold up appenders.
             self.signal.notify();
         }
         let last = receipts.iter().map(|r| r.sequence).max().unwrap_or(0);
         match self.policy {
-            SyncPolicy::Always => self.wait_durable(last)?,
+            SyncPolicy::Always => self.wait_durable_lingering(last, linger)?,
             SyncPolicy::EveryN(n)
                 if fresh && last.saturating_sub(self.durable()) >= u64::from(n) =>
             {
-                self.wait_durable(last)?;
+                self.wait_durable_lingering(last, linger)?;
             }
             _ => {}
         }
@@ -741,6 +800,11 @@ impl Writer {
     /// Blocks until `sequence` is durable (and visible), syncing as the leader when no
     /// sync is in progress.
     pub(crate) fn wait_durable(&self, sequence: u64) -> Result<()> {
+        self.wait_durable_lingering(sequence, true)
+    }
+
+    /// `wait_durable`; without `linger` a leader syncs at once.
+    fn wait_durable_lingering(&self, sequence: u64, linger: bool) -> Result<()> {
         let mut d = lock(&self.durability);
         loop {
             self.check_poison()?;
@@ -762,7 +826,7 @@ impl Writer {
             // only `Always` appenders are waiting on the sync.
             let goal = d.captured_appends + d.last_round_appends.max(1);
             let linger = match self.policy {
-                SyncPolicy::Always => d.last_sync.min(MAX_LINGER),
+                SyncPolicy::Always if linger => d.last_sync.min(MAX_LINGER),
                 _ => Duration::ZERO,
             };
             drop(d);

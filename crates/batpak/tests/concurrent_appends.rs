@@ -125,3 +125,73 @@ fn expected_version_serialises_racing_writers() {
     let wins: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
     assert_eq!(store.stream("counter").unwrap().len(), wins);
 }
+
+#[test]
+fn batches_appended_together_are_each_atomic_and_share_one_fsync() {
+    use batpak::{AppendOptions, Batch, Coordinate, EventKind, ExpectedVersion, RawPayload};
+    let dir = tempfile::tempdir().unwrap();
+    let store = batpak::Store::open(dir.path()).unwrap();
+    let kind = EventKind::custom(1, 1);
+    let batch = |entity: &str, n: usize, expect: Option<u64>| {
+        let coord = Coordinate::new(entity, "s").unwrap();
+        let mut b = Batch::new();
+        for i in 0..n {
+            let options = match (i, expect) {
+                (0, Some(v)) => AppendOptions::expect(ExpectedVersion::Exact(v)),
+                _ => AppendOptions::default(),
+            };
+            b.push_raw(&coord, kind, RawPayload::json(b"{}"), options);
+        }
+        b
+    };
+    store
+        .append_raw(
+            &Coordinate::new("b", "s").unwrap(),
+            kind,
+            RawPayload::json(b"{}"),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    let syncs_before = store.sync_latency().count;
+    let results = store.append_batches(&[
+        batch("a", 2, None),
+        batch("b", 3, Some(7)), // b is at version 0: refused, whole
+        Batch::new(),
+        batch("c", 1, None),
+    ]);
+    assert_eq!(results.len(), 4);
+    let a = results[0].as_ref().unwrap();
+    assert_eq!(a.iter().map(|r| r.version).collect::<Vec<_>>(), [0, 1]);
+    assert!(matches!(
+        results[1],
+        Err(batpak::Error::VersionConflict {
+            actual: Some(0),
+            ..
+        })
+    ));
+    assert!(matches!(results[2], Err(batpak::Error::EmptyBatch)));
+    let c = results[3].as_ref().unwrap();
+    assert_eq!(
+        c[0].sequence,
+        a[1].sequence + 1,
+        "no sequence for the refused batch"
+    );
+    assert_eq!(
+        store.stream("b").unwrap().len(),
+        1,
+        "nothing of the refused batch"
+    );
+    assert_eq!(store.frontier().durable, c[0].sequence, "durable on return");
+    assert_eq!(
+        store.sync_latency().count - syncs_before,
+        1,
+        "one fsync for all of them"
+    );
+    for receipt in a.iter().chain(c) {
+        assert!(store.verify_receipt(receipt).unwrap().is_valid());
+    }
+    drop(store);
+    let store = batpak::Store::open(dir.path()).unwrap();
+    assert_eq!(store.stream("a").unwrap().len(), 2);
+    assert_eq!(store.stream("c").unwrap().len(), 1);
+}

@@ -39,11 +39,13 @@ pub(crate) struct Receipts {
 }
 
 pub(crate) fn appended(receipt: AppendReceipt) -> Appended {
-    let receipt_bytes = receipt
-        .to_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bytes = receipt.to_bytes();
+    let mut receipt_bytes = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        receipt_bytes.push(char::from(HEX[usize::from(b >> 4)]));
+        receipt_bytes.push(char::from(HEX[usize::from(b & 15)]));
+    }
     Appended {
         receipt,
         receipt_bytes,
