@@ -135,30 +135,32 @@ struct Served {
 impl Served {
     fn start(dir: &Path) -> Result<Served> {
         let store = Store::open(dir)?;
-        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel::<Result<SocketAddr>>();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .expect("a runtime");
-            runtime.block_on(async move {
-                let server = batpak_server::Server::builder(store)
-                    .bind("127.0.0.1:0".parse().expect("an address"))
-                    .await
-                    .expect("bind");
-                addr_tx
-                    .send(server.local_addr().expect("addr"))
-                    .expect("send");
-                server
-                    .serve_until(async move {
-                        let _ = stop_rx.await;
-                    })
-                    .await
-                    .expect("serve");
-            });
+            let served = (|| -> Result<()> {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async {
+                    let server = batpak_server::Server::builder(store)
+                        .bind(SocketAddr::from(([127, 0, 0, 1], 0)))
+                        .await?;
+                    let _ = addr_tx.send(Ok(server.local_addr()?));
+                    server
+                        .serve_until(async move {
+                            let _ = stop_rx.await;
+                        })
+                        .await?;
+                    Ok(())
+                })
+            })();
+            if let Err(e) = served {
+                eprintln!("the server failed: {e}");
+                let _ = addr_tx.send(Err(e));
+            }
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(30))?;
+        let addr = addr_rx.recv_timeout(Duration::from_secs(30))??;
         Ok(Served {
             addr,
             stop: Some(stop_tx),
