@@ -29,6 +29,9 @@ pub struct Limits {
     pub heartbeat: Duration,
     /// Longest wait a cursor's `next` may ask for. Default 30 s.
     pub max_cursor_wait: Duration,
+    /// Most durable cursors held open at once (each holds a thread); one more is a
+    /// 503 until the server restarts. Default 64.
+    pub max_cursors: usize,
     /// Verification jobs remembered (the oldest finished one is forgotten first).
     /// Default 16.
     pub max_jobs: usize,
@@ -46,6 +49,7 @@ impl Default for Limits {
             stream_lag_limit: 65_536,
             heartbeat: Duration::from_secs(15),
             max_cursor_wait: Duration::from_secs(30),
+            max_cursors: 64,
             max_jobs: 16,
         }
     }

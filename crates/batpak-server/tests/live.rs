@@ -205,6 +205,33 @@ fn a_stream_ends_when_the_server_shuts_down() {
 }
 
 #[test]
+fn cursors_over_the_limit_are_refused_with_503() {
+    let (_dir, store) = store();
+    let mut limits = Limits::default();
+    limits.max_cursors = 2;
+    let server = start(store, move |b| b.limits(limits));
+    let c = server.client();
+    for name in ["one", "two"] {
+        assert_eq!(
+            c.post_empty(&format!("/v1/cursors/{name}/next")).status,
+            200
+        );
+    }
+    let a = c.post_empty("/v1/cursors/three/next");
+    assert_eq!(
+        (a.status, a.code()),
+        (503, "too_many_cursors"),
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        c.post_empty("/v1/cursors/one/next").status,
+        200,
+        "open ones still answer"
+    );
+}
+
+#[test]
 fn a_cursor_delivers_batches_and_resumes_after_its_commit_across_a_restart() {
     let (dir, store) = store();
     append_n(&store, "e", 10);
@@ -256,6 +283,8 @@ fn a_cursor_delivers_batches_and_resumes_after_its_commit_across_a_restart() {
     assert_eq!(versions(&waiter.join().unwrap()), [0]);
     let a = c.post_empty("/v1/cursors/billing/next?entity=e&wait_ms=999999");
     assert_eq!((a.status, a.field()), (400, "wait_ms"));
+    let a = c.post_empty("/v1/cursors/billing/next?entity=e&max=0");
+    assert_eq!((a.status, a.field()), (400, "max"));
     server.stop().unwrap();
 
     // After a restart the cursor resumes after the commit: at least once.

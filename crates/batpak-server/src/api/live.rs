@@ -283,6 +283,16 @@ impl Cursors {
             }
         }
         if !held.contains_key(name) {
+            if held.len() >= app.limits.max_cursors {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_cursors",
+                    format!(
+                        "this server already holds {} cursors open, its limit",
+                        app.limits.max_cursors
+                    ),
+                ));
+            }
             let store = app.store.clone();
             let (tx, rx) = mpsc::channel();
             let (ready_tx, ready_rx) = mpsc::channel();
