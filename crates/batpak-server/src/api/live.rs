@@ -384,6 +384,7 @@ fn cursor_region(app: &App, params: &mut Params) -> ApiResult<Region> {
         (status = 401, description = "No known bearer token.", body = ErrorBody),
         (status = 403, description = "The token does not cover it.", body = ErrorBody),
         (status = 409, description = "The cursor is open over another region, or the commit is not allowed.", body = ErrorBody),
+        (status = 503, description = "Too many cursors are open.", body = ErrorBody),
     ),
 )]
 pub(crate) async fn cursor_next(
