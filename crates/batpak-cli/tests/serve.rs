@@ -318,3 +318,50 @@ fn tls_files_that_do_not_load_are_named_before_the_store_is_opened() {
         .unwrap();
     assert!(!o.status.success(), "--tls-cert needs --tls-key");
 }
+
+#[test]
+fn a_read_only_server_follows_what_another_process_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = serve(dir.path(), &[]);
+    let mut reader = serve(dir.path(), &["--read-only"]);
+    let agent = agent();
+    let event = json!({"entity": "e", "scope": "s", "kind": "1:1", "payload": {"n": 1}});
+    let (status, body) = post(&agent, &format!("{}/v1/events", writer.base), None, &event).unwrap();
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = post(&agent, &format!("{}/v1/events", reader.base), None, &event).unwrap();
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("read_only"))
+    );
+    // The view sees the writer's event within its polling interval.
+    let mut seen = false;
+    for _ in 0..200 {
+        let (status, _) = get(&agent, &format!("{}/v1/sequences/1", reader.base), None);
+        if status == 200 {
+            seen = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(seen, "the read-only server follows the writer");
+    // And a live stream on it delivers what the writer appends next.
+    let stream = agent
+        .get(format!("{}/v1/subscribe?from=2", reader.base))
+        .call()
+        .unwrap();
+    let mut lines = BufReader::new(stream.into_body().into_reader());
+    post(&agent, &format!("{}/v1/events", writer.base), None, &event).unwrap();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(lines.read_line(&mut line).unwrap() > 0, "the stream ended");
+        if line.starts_with("id: ") {
+            assert_eq!(line.trim(), "id: 2");
+            break;
+        }
+    }
+    for s in [&mut writer, &mut reader] {
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+    }
+}

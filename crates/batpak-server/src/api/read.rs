@@ -8,7 +8,6 @@ use axum::extract::{Path, RawQuery, State};
 use axum::{Extension, Json};
 use batpak::{EventId, ExportLine, Region, StoredEvent};
 use serde::Serialize;
-use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 use crate::api::App;
@@ -33,14 +32,19 @@ fn id_param(text: &str) -> ApiResult<EventId> {
     parse_id(text).map_err(|m| ApiError::field("id", m))
 }
 
-fn one(app: &App, caller: &Caller, event: Option<StoredEvent>, what: String) -> ApiResult<Value> {
+fn one(
+    app: &App,
+    caller: &Caller,
+    event: Option<StoredEvent>,
+    what: String,
+) -> ApiResult<ExportLine> {
     let event = event.ok_or_else(|| ApiError::not_found(format!("no event has {what}")))?;
     caller.require(
         Permission::Read,
         event.coordinate.entity(),
         event.coordinate.scope(),
     )?;
-    Ok(json!(event_json(app.store.store(), &event)))
+    Ok(event_json(app.store.store(), &event))
 }
 
 /// `GET /v1/events/{id}`.
@@ -62,7 +66,7 @@ pub(crate) async fn get(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ExportLine>> {
     let id = id_param(&id)?;
     let event = app.store.get(id).await?;
     Ok(Json(one(&app, &caller, event, format!("the id {id}"))?))
@@ -87,7 +91,7 @@ pub(crate) async fn get_sequence(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(sequence): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ExportLine>> {
     let sequence: u64 = sequence.parse().map_err(|_| {
         ApiError::field(
             "sequence",
@@ -659,10 +663,10 @@ pub(crate) async fn kinds(
 pub(crate) async fn stats(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<batpak::Stats>> {
     caller.require_some(Permission::Read)?;
     let stats = app.store.run(|s| s.stats()).await?;
-    Ok(Json(json!(stats)))
+    Ok(Json(stats))
 }
 
 /// `GET /v1/frontier`.
@@ -680,7 +684,7 @@ pub(crate) async fn stats(
 pub(crate) async fn frontier(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<batpak::Frontier>> {
     caller.require_some(Permission::Read)?;
-    Ok(Json(json!(app.store.store().frontier())))
+    Ok(Json(app.store.store().frontier()))
 }
