@@ -496,20 +496,7 @@ impl Store {
     /// Returns one receipt per item, in order.
     pub fn append_batch(&self, batch: &Batch) -> Result<Vec<AppendReceipt>> {
         self.name_kinds(batch.items().iter().map(|i| (i.kind, i.kind_name)))?;
-        let drafts: Vec<Draft<'_>> = batch
-            .items()
-            .iter()
-            .map(|item| Draft {
-                coordinate: &item.coordinate,
-                kind: item.kind,
-                encoding: item.encoding,
-                schema_version: item.schema_version,
-                payload: &item.payload,
-                options: &item.options,
-                system: item.system,
-            })
-            .collect();
-        self.commit(&drafts, true)
+        self.commit(&drafts_of(batch), true)
     }
 
     /// Appends several batches, each atomically on its own (one refused by its
@@ -536,19 +523,7 @@ impl Store {
                 if named.is_err() {
                     return Vec::new();
                 }
-                batch
-                    .items()
-                    .iter()
-                    .map(|item| Draft {
-                        coordinate: &item.coordinate,
-                        kind: item.kind,
-                        encoding: item.encoding,
-                        schema_version: item.schema_version,
-                        payload: &item.payload,
-                        options: &item.options,
-                        system: item.system,
-                    })
-                    .collect()
+                drafts_of(batch)
             })
             .collect();
         let mut results = writer.append_groups(&groups);
@@ -1010,6 +985,23 @@ impl std::ops::Deref for Located {
     fn deref(&self) -> &[Target] {
         &self.targets
     }
+}
+
+/// The writer's view of a batch's items.
+fn drafts_of(batch: &Batch) -> Vec<Draft<'_>> {
+    batch
+        .items()
+        .iter()
+        .map(|item| Draft {
+            coordinate: &item.coordinate,
+            kind: item.kind,
+            encoding: item.encoding,
+            schema_version: item.schema_version,
+            payload: &item.payload,
+            options: &item.options,
+            system: item.system,
+        })
+        .collect()
 }
 
 #[cfg(test)]

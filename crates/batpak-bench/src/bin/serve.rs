@@ -433,20 +433,24 @@ impl Postgres {
         Ok(pg)
     }
 
+    /// A client program of the server, connected over TCP on 127.0.0.1.
+    fn client(&self, program: &Path) -> Command {
+        let mut c = Command::new(program);
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            "postgres",
+        ]);
+        c
+    }
+
     fn psql(&self, sql: &str) -> Result<String> {
         run(
-            Command::new(self.bin.join("psql"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                    "-q",
-                    "-c",
-                    sql,
-                ])
+            self.client(&self.bin.join("psql"))
+                .args(["-q", "-c", sql])
                 .arg("postgres"),
             "psql",
         )
@@ -464,16 +468,8 @@ impl Postgres {
         let logs = work.join(format!("log-{clients}"));
         std::fs::create_dir_all(&logs)?;
         let out = run(
-            Command::new("pgbench")
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &self.port.to_string(),
-                    "-U",
-                    "postgres",
-                    "-n",
-                ])
+            self.client(Path::new("pgbench"))
+                .arg("-n")
                 .arg("-f")
                 .arg(&script)
                 .args([
