@@ -244,6 +244,7 @@ async fn not_found(request: Request) -> ApiError {
     path = "/healthz",
     tag = "operations",
     summary = "The process answers",
+    security(()),
     responses(
         (status = 200, description = "Alive.", body = Object),
     ),
@@ -267,6 +268,7 @@ async fn openapi() -> Response {
     path = "/readyz",
     tag = "operations",
     summary = "The store accepts work",
+    security(()),
     responses(
         (status = 200, description = "Ready.", body = Object),
         (status = 503, description = "Poisoned or shutting down.", body = ErrorBody),
