@@ -72,6 +72,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/events/{id}/causes", get(read::causes))
         .route("/events/{id}/effects", get(read::effects))
         .route("/events/{id}/graph", get(read::graph))
+        .route("/events/{id}/receipt", get(read::receipt))
         .route("/correlations/{id}", get(read::correlated))
         .route("/sequences/{sequence}", get(read::get_sequence))
         .route("/entities", get(read::entities))

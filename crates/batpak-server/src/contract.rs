@@ -242,6 +242,7 @@ impl Modify for Bearer {
         read::effects,
         read::correlated,
         read::graph,
+        read::receipt,
         read::entities,
         read::scopes,
         read::kinds,

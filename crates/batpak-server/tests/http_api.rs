@@ -52,6 +52,16 @@ fn an_append_returns_a_receipt_that_verifies_and_the_event_reads_back() {
     assert_eq!(by_seq.status, 200);
     assert_eq!(by_seq.body["id"], id);
 
+    // The store issues the same receipt again on request.
+    let again = c.get(&format!("/v1/events/{id}/receipt"));
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, receipt);
+    assert_eq!(
+        c.get("/v1/events/01a23be4-b66c-71a5-a41f-16de4834d2e0/receipt")
+            .status,
+        404
+    );
+
     let verdict = c.post("/v1/receipts/verify", &receipt);
     assert_eq!(verdict.status, 200, "{}", verdict.body);
     assert_eq!(verdict.body["holds"], true);

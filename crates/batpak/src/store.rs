@@ -538,6 +538,18 @@ impl Store {
         results
     }
 
+    /// The receipt the store issues for the event with this id (a client that lost
+    /// the one its append returned asks again): signed when the store signs, with
+    /// the hash recomputed from the stored bytes. `None` for an unknown id.
+    pub fn receipt(&self, id: EventId) -> Result<Option<AppendReceipt>> {
+        Ok(self.get(id)?.map(|event| {
+            let mut receipts = [event.receipt()];
+            self.sign_receipts(&mut receipts);
+            let [receipt] = receipts;
+            receipt
+        }))
+    }
+
     /// The event with this id, read from disk with its checksum verified.
     pub fn get(&self, id: EventId) -> Result<Option<StoredEvent>> {
         let targets = self.locate(|index| index.sequence_of(id).into_iter().collect());

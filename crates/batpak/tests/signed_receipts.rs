@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, reason = "test helpers abort on setup failure")]
 
+use std::str::FromStr as _;
+
 use batpak::{AppendOptions, AppendReceipt, Batch, Coordinate, EventKind, Hash, RawPayload, Store};
 
 use batpak::proof::{KeyId, ReceiptCheck, ReceiptField, Signature, Signed, SigningKey};
@@ -397,4 +399,25 @@ fn batches_and_idempotent_retries_return_signed_receipts() {
         "Ed25519 is deterministic: the retry's receipt is identical"
     );
     assert!(retry.signature.is_some());
+}
+
+#[test]
+fn the_store_issues_an_events_receipt_again_signed_as_at_its_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let signer = key(3);
+    let store = Store::builder(dir.path())
+        .signing_key(signer.clone())
+        .open()
+        .unwrap();
+    let first = append(&store, "order:9", 1);
+    let again = store.receipt(first.event_id).unwrap().unwrap();
+    assert_eq!(again, first, "the same receipt, signature included");
+    assert!(store.verify_receipt(&again).unwrap().is_valid());
+    let unknown = batpak::EventId::from_str("01a23be4-b66c-71a5-a41f-16de4834d2e0").unwrap();
+    assert!(store.receipt(unknown).unwrap().is_none());
+    drop(store);
+    let unsigned = Store::open(dir.path()).unwrap();
+    let plain = unsigned.receipt(first.event_id).unwrap().unwrap();
+    assert_eq!(plain.signature, None, "a store without a key does not sign");
+    assert_eq!(plain.event_hash, first.event_hash);
 }

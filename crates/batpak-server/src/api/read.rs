@@ -14,7 +14,7 @@ use crate::api::App;
 use crate::auth::{Caller, Permission};
 use crate::contract::{
     ChainBreakDoc, EntityInfoDoc, ErrorBody, EventDoc, FrontierDoc, GraphEdgeDoc, KindInfoDoc,
-    ScopeInfoDoc, StatsDoc,
+    ReceiptDoc, ScopeInfoDoc, StatsDoc,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::params::{page_token, read_page_token, PageQuery, Params, RegionQuery};
@@ -105,6 +105,36 @@ pub(crate) async fn get_sequence(
         event,
         format!("the sequence {sequence}"),
     )?))
+}
+
+/// `GET /v1/events/{id}/receipt`: the event's receipt, as its append returned it.
+#[utoipa::path(
+    get,
+    path = "/v1/events/{id}/receipt",
+    tag = "proof",
+    summary = "The receipt the store issues for an event (signed when the store signs)",
+    params(("id" = String, Path, description = "An event id.")),
+    responses(
+        (status = 200, description = "The receipt.", body = ReceiptDoc),
+        (status = 400, description = "A parameter or field is wrong; `details.field` names it.", body = ErrorBody),
+        (status = 401, description = "No known bearer token.", body = ErrorBody),
+        (status = 403, description = "The token does not cover it.", body = ErrorBody),
+        (status = 404, description = "No such event.", body = ErrorBody),
+    ),
+)]
+pub(crate) async fn receipt(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<batpak::AppendReceipt>> {
+    let id = id_param(&id)?;
+    root(&app, &caller, id).await?;
+    let receipt = app
+        .store
+        .run(move |s| s.receipt(id))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no event has the id {id}")))?;
+    Ok(Json(receipt))
 }
 
 /// A page of events.
