@@ -17,6 +17,7 @@
 
 mod api;
 mod auth;
+mod console;
 mod contract;
 mod error;
 mod facade;
