@@ -59,6 +59,29 @@ export async function post<T>(path: string, body?: unknown, signal?: AbortSignal
   return (await res.json()) as T;
 }
 
+/// A JSON answer as its text: receipts and anchors carry 64-bit integers (Unix
+/// nanoseconds) that a JavaScript number cannot hold exactly, so what is sent back for
+/// verification must be the text the server gave, never a re-serialised parse.
+export async function getText(path: string, signal?: AbortSignal): Promise<string> {
+  const res = await fetch(path, { headers: headers(false), signal });
+  if (!res.ok) throw await failure(res);
+  return await res.text();
+}
+
+/// POSTs without a body and returns the answer's text.
+export async function postForText(path: string, signal?: AbortSignal): Promise<string> {
+  const res = await fetch(path, { method: "POST", headers: headers(false), signal });
+  if (!res.ok) throw await failure(res);
+  return await res.text();
+}
+
+/// POSTs a JSON body given as text, unchanged.
+export async function postText<T>(path: string, body: string, signal?: AbortSignal): Promise<T> {
+  const res = await fetch(path, { method: "POST", headers: headers(true), body, signal });
+  if (!res.ok) throw await failure(res);
+  return (await res.json()) as T;
+}
+
 export interface SseEvent {
   event: string;
   id: string | null;

@@ -2,7 +2,7 @@
 // its neighbours in the entity, cause, effects, correlation group, receipt with its
 // verification, and redaction state.
 
-import { ApiError, get, post, query, type EventLine, type Page, type Verdict } from "../api";
+import { ApiError, get, getText, postText, query, type EventLine, type Page, type Verdict } from "../api";
 import { h, hexOfBase64, kindLabel, link, message, pretty, section, short, table, time } from "../ui";
 
 function field(name: string, value: Node | string): HTMLElement[] {
@@ -58,9 +58,9 @@ export async function eventPage(main: HTMLElement, [id]: string[], signal: Abort
     neighbour(e, 1, signal),
     get<{ events: EventLine[] }>(`/v1/events/${e.id}/effects`, signal),
     e.correlation ? get<{ events: EventLine[] }>(`/v1/correlations/${e.correlation}`, signal) : Promise.resolve({ events: [] }),
-    get<Record<string, unknown>>(`/v1/events/${e.id}/receipt`, signal),
+    getText(`/v1/events/${e.id}/receipt`, signal),
   ]);
-  const verdict = await post<Verdict>("/v1/receipts/verify", receipt, signal);
+  const verdict = await postText<Verdict>("/v1/receipts/verify", receipt, signal);
 
   let payload: Node;
   if (e.redacted) payload = message(`Redacted: the payload was erased; its digest ${e.digest} keeps the hash verifiable.`);
@@ -105,7 +105,7 @@ export async function eventPage(main: HTMLElement, [id]: string[], signal: Abort
       "Metadata",
       Object.keys(e.metadata).length ? table(["key", "value"], Object.entries(e.metadata).map(([k, v]) => [k, v])) : message("None."),
     ),
-    section("Receipt", h("p", { class: verdict.holds ? "ok" : "error", id: "receipt-verdict" }, verdictText(verdict)), h("pre", {}, pretty(receipt))),
+    section("Receipt", h("p", { class: verdict.holds ? "ok" : "error", id: "receipt-verdict" }, verdictText(verdict)), h("pre", {}, receipt)),
     section("Effects", eventList(effects.events, "It caused no event.")),
     section("Correlation group", e.correlation ? eventList(correlated.events, "No events.") : message("It belongs to no workflow.")),
   );

@@ -14,6 +14,50 @@ function label(n: GraphNode): string {
   return `${n.entity}\nv${n.version} ${kindLabel(n.kind, n.kind_name)}`;
 }
 
+/// Most nodes side by side in one rank; a wider rank (one cause of many effects)
+/// wraps into rows, so labels stay readable instead of shrinking to fit.
+const RANK_WIDTH = 8;
+const NODE_DX = 150;
+const NODE_DY = 56;
+
+function wrapWideRanks(cy: cytoscape.Core): void {
+  const ranks = new Map<number, cytoscape.NodeSingular[]>();
+  cy.nodes().forEach((n) => {
+    const y = Math.round(n.position("y"));
+    ranks.set(y, [...(ranks.get(y) ?? []), n]);
+  });
+  let shift = 0;
+  for (const y of [...ranks.keys()].sort((a, b) => a - b)) {
+    const row = ranks.get(y)!;
+    if (row.length <= RANK_WIDTH) {
+      row.forEach((n) => n.position("y", y + shift));
+      continue;
+    }
+    const centre = row.reduce((sum, n) => sum + n.position("x"), 0) / row.length;
+    // Wrapped, a rank reads in sequence order.
+    row.sort((a, b) => a.data("sequence") - b.data("sequence"));
+    row.forEach((n, i) => {
+      const col = i % RANK_WIDTH;
+      const line = Math.floor(i / RANK_WIDTH);
+      n.position({ x: centre + (col - (RANK_WIDTH - 1) / 2) * NODE_DX, y: y + shift + line * NODE_DY });
+    });
+    shift += (Math.ceil(row.length / RANK_WIDTH) - 1) * NODE_DY;
+  }
+}
+
+/// Grows the box to the graph's height (within bounds) and fits it at a zoom where
+/// labels can be read.
+function fitReadably(cy: cytoscape.Core, box: HTMLElement): void {
+  const bb = cy.elements().boundingBox();
+  box.style.height = `${Math.min(4000, Math.max(360, bb.h + 60))}px`;
+  cy.resize();
+  cy.fit(undefined, 24);
+  if (cy.zoom() > 1.2) {
+    cy.zoom(1.2);
+    cy.center();
+  }
+}
+
 export async function graphPage(main: HTMLElement, [id]: string[], signal: AbortSignal): Promise<void> {
   const params = new URLSearchParams(location.search);
   const depth = Math.min(16, Math.max(1, Number(params.get("depth") ?? 2) || 2));
@@ -81,7 +125,7 @@ export async function graphPage(main: HTMLElement, [id]: string[], signal: Abort
     for (const n of g.nodes) {
       if (nodes.has(n.id)) continue;
       nodes.set(n.id, n);
-      fresh.push({ group: "nodes", data: { id: n.id, label: label(n) }, classes: n.id === graph.root ? "root" : "" });
+      fresh.push({ group: "nodes", data: { id: n.id, label: label(n), sequence: n.sequence }, classes: n.id === graph.root ? "root" : "" });
     }
     for (const e of g.edges) {
       const key = `${e.from}>${e.to}>${e.kind}`;
@@ -91,7 +135,9 @@ export async function graphPage(main: HTMLElement, [id]: string[], signal: Abort
     }
     cy.add(fresh);
     const started = performance.now();
-    cy.layout({ name: "dagre", rankDir: "TB", nodeSep: 20, rankSep: 40 } as cytoscape.LayoutOptions).run();
+    cy.layout({ name: "dagre", rankDir: "TB", nodeSep: 20, rankSep: 40, fit: false } as cytoscape.LayoutOptions).run();
+    wrapWideRanks(cy);
+    fitReadably(cy, box);
     const took = performance.now() - started;
     box.dataset.nodes = String(cy.nodes().length);
     box.dataset.edges = String(cy.edges().length);
