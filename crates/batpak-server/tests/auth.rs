@@ -170,6 +170,17 @@ fn reads_show_only_what_a_grant_covers() {
     assert_eq!((a.status, a.code()), (403, "forbidden"));
     let a = reader.get("/v1/entities");
     assert_eq!(a.body["entities"].as_array().unwrap().len(), 2);
+    // Paging never names an entity the token may not read.
+    let a = reader.get("/v1/entities?limit=1");
+    assert_eq!(a.body["entities"][0]["entity"], "tenant:a");
+    assert_eq!(a.body["next_after"], "tenant:a");
+    let a = reader.get("/v1/entities?limit=1&after=tenant:a");
+    assert_eq!(a.body["entities"][0]["entity"], "tenant:a:7");
+    assert_eq!(
+        a.body["next_after"],
+        serde_json::Value::Null,
+        "tenant:ab and tenant:b stay unnamed"
+    );
     let a = reader.get("/v1/count");
     assert_eq!(a.status, 403, "a count covers every scope");
     let mut sse = reader.stream("/v1/subscribe?from=1", None);

@@ -586,7 +586,9 @@ pub(crate) async fn graph(
     }))
 }
 
-/// `GET /v1/entities?prefix=&after=&limit=`: entities in name order.
+/// `GET /v1/entities?prefix=&after=&limit=`: entities in name order, those the
+/// caller may read in every one of their scopes (a catalogue entry's counts cover all
+/// of them).
 #[utoipa::path(
     get,
     path = "/v1/entities",
@@ -611,25 +613,43 @@ pub(crate) async fn entities(
     let after = params.text("after");
     let limit = params.limit(app.limits.default_page, app.limits.max_page)?;
     params.finish()?;
-    let listed = app
+    // Entities the caller may not read are skipped without a trace: the page goes on
+    // until it holds `limit` readable ones, and the cursor is the last one shown.
+    let reader = caller.clone();
+    let (mut entities, more) = app
         .store
-        .run(move |s| Ok(s.entities(&prefix, after.as_deref(), limit + 1)))
+        .run(move |s| {
+            let step = (limit + 1).max(256);
+            let mut shown = Vec::new();
+            let mut cursor = after;
+            loop {
+                let batch = s.entities(&prefix, cursor.as_deref(), step);
+                let exhausted = batch.len() < step;
+                cursor = batch.last().map(|e| e.entity.clone());
+                for e in batch {
+                    let readable = e
+                        .scopes
+                        .iter()
+                        .all(|scope| reader.may(Permission::Read, &e.entity, scope));
+                    if readable {
+                        shown.push(e);
+                        if shown.len() > limit {
+                            return Ok((shown, true));
+                        }
+                    }
+                }
+                if exhausted {
+                    return Ok((shown, false));
+                }
+            }
+        })
         .await?;
-    let more = listed.len() > limit;
-    let listed: Vec<_> = listed.into_iter().take(limit).collect();
+    entities.truncate(limit);
     let next = if more {
-        listed.last().map(|e| e.entity.clone())
+        entities.last().map(|e| e.entity.clone())
     } else {
         None
     };
-    let entities: Vec<_> = listed
-        .into_iter()
-        .filter(|e| {
-            e.scopes
-                .iter()
-                .any(|scope| caller.may(Permission::Read, &e.entity, scope))
-        })
-        .collect();
     Ok(Json(EntityList {
         entities,
         next_after: next,

@@ -283,6 +283,7 @@ await test("a token-protected server refuses without a token and serves with one
   const dir = demoStore();
   const tokens = join(dir, "..", "tokens.json");
   const added = JSON.parse(batpak(["--json", "token", "add", "--tokens", tokens, "--principal", "e2e", "--grant", "read@*"]));
+  const narrow = JSON.parse(batpak(["--json", "token", "add", "--tokens", tokens, "--principal", "acme", "--grant", "read@tenant:acme"]));
   const guarded = await serve(dir, ["--tokens", tokens]);
   try {
     await page.goto(guarded.base + "/");
@@ -295,7 +296,17 @@ await test("a token-protected server refuses without a token and serves with one
     await page.locator("#token").fill(added.token);
     await page.getByRole("button", { name: "Use it" }).click();
     await page.locator("#count-events").waitFor();
+    await page.locator("#newest").getByText("tenant:initech").first().waitFor();
     await shot(page, "token");
+    // A token of one scope sees only that scope's events.
+    await page.getByRole("button", { name: "Forget token" }).click();
+    await page.locator("#token").fill(narrow.token);
+    await page.getByRole("button", { name: "Use it" }).click();
+    await page.goto(guarded.base + "/streams");
+    await page.locator("section", { hasText: "Events" }).locator("tbody tr").first().waitFor();
+    const text = await page.locator("main").textContent();
+    check(text.includes("order:acme-1000"), "the acme token reads acme's orders");
+    check(!text.includes("globex") && !text.includes("initech"), "and nothing of another tenant");
   } finally {
     guarded.stop();
   }
