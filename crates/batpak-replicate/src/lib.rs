@@ -1,0 +1,14 @@
+//! Replication of a batpak store into the engines users grow into: PostgreSQL (and,
+//! next, NATS JetStream). The journal is the outbox: a [`Replicator`] ships the
+//! lossless export form of every record, in sequence order and bounded batches, into
+//! a [`Sink`] that commits its own position with the rows, so every event lands
+//! exactly once however often the replicator is killed. The library stays
+//! synchronous; this crate runs the engines' async clients on tokio.
+
+mod postgres;
+mod replicator;
+mod sink;
+
+pub use postgres::{check_schema, PostgresSink};
+pub use replicator::{Control, ReplicateError, Replicator, Status, DEFAULT_BATCH};
+pub use sink::{Sink, SinkError};

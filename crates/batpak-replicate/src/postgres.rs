@@ -1,0 +1,290 @@
+//! The PostgreSQL sink: one schema per store, an `events` table with every stored
+//! field (the exact payload bytes and a `jsonb` view when decodable), indexes for
+//! entity, scope, kind, time, causation and correlation, and the sink's position in
+//! the same transaction as the rows.
+
+use batpak::ExportLine;
+use tokio_postgres::{Client, NoTls};
+
+use crate::sink::{Sink, SinkError};
+
+/// Replicates into a schema of a PostgreSQL database.
+pub struct PostgresSink {
+    url: String,
+    schema: String,
+    client: Option<Client>,
+}
+
+impl std::fmt::Debug for PostgresSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSink")
+            .field("schema", &self.schema)
+            .field("connected", &self.client.is_some())
+            .finish()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SinkError {
+    SinkError::Unavailable(e.to_string())
+}
+
+/// A schema name the sink accepts: lower-case letters, digits and `_`, starting with a
+/// letter, at most 48 bytes (so it needs no quoting anywhere).
+pub fn check_schema(schema: &str) -> Result<(), String> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 48
+        && schema.starts_with(|c: char| c.is_ascii_lowercase())
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the schema {schema:?} must be lower-case letters, digits and _, starting with a letter, at most 48 bytes"
+        ))
+    }
+}
+
+impl PostgresSink {
+    /// A sink of `schema` in the database at `url` (`postgres://user@host:port/db`).
+    /// Connects on first use, and again after a failure.
+    pub fn new(url: &str, schema: &str) -> Result<PostgresSink, String> {
+        check_schema(schema)?;
+        url.parse::<tokio_postgres::Config>()
+            .map_err(|e| format!("{url:?} is not a PostgreSQL connection string: {e}"))?;
+        Ok(PostgresSink {
+            url: url.to_string(),
+            schema: schema.to_string(),
+            client: None,
+        })
+    }
+
+    /// The schema's tables, created when missing.
+    fn ddl(&self) -> String {
+        let s = &self.schema;
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}.events (
+                 sequence bigint PRIMARY KEY,
+                 id uuid NOT NULL UNIQUE,
+                 timestamp_ns bigint NOT NULL,
+                 entity text NOT NULL,
+                 scope text NOT NULL,
+                 version bigint NOT NULL,
+                 kind text NOT NULL,
+                 kind_name text,
+                 schema_version integer NOT NULL,
+                 encoding text NOT NULL,
+                 payload bytea,
+                 payload_json jsonb,
+                 causation uuid,
+                 correlation uuid,
+                 metadata jsonb NOT NULL,
+                 redacted boolean NOT NULL,
+                 salt text,
+                 digest text,
+                 idempotency text,
+                 flags integer NOT NULL,
+                 prev_hash text NOT NULL,
+                 event_hash text NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS events_entity ON {s}.events (entity, version);
+             CREATE INDEX IF NOT EXISTS events_scope ON {s}.events (scope, sequence);
+             CREATE INDEX IF NOT EXISTS events_kind ON {s}.events (kind, sequence);
+             CREATE INDEX IF NOT EXISTS events_time ON {s}.events (timestamp_ns);
+             CREATE INDEX IF NOT EXISTS events_causation ON {s}.events (causation) WHERE causation IS NOT NULL;
+             CREATE INDEX IF NOT EXISTS events_correlation ON {s}.events (correlation) WHERE correlation IS NOT NULL;
+             CREATE TABLE IF NOT EXISTS {s}.position (
+                 one boolean PRIMARY KEY DEFAULT true CHECK (one),
+                 sequence bigint NOT NULL,
+                 updated timestamptz NOT NULL DEFAULT now()
+             );"
+        )
+    }
+
+    async fn client(&mut self) -> Result<&mut Client, SinkError> {
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
+                .await
+                .map_err(unavailable)?;
+            tokio::spawn(async move {
+                let _ = connection.await;
+            });
+            client
+                .batch_execute(&self.ddl())
+                .await
+                .map_err(unavailable)?;
+            self.client = Some(client);
+        }
+        self.client
+            .as_mut()
+            .ok_or_else(|| unavailable("no connection"))
+    }
+
+    /// Forgets the connection after a failure, so the next attempt reconnects.
+    fn failed(&mut self, e: tokio_postgres::Error) -> SinkError {
+        self.client = None;
+        unavailable(e)
+    }
+}
+
+/// Sequences travel as `bigint`: a store's sequences stay far below 2^63.
+fn big(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+impl Sink for PostgresSink {
+    fn describe(&self) -> String {
+        let target = self.url.split('@').next_back().unwrap_or(&self.url);
+        format!("postgres://{target} schema {}", self.schema)
+    }
+
+    async fn position(&mut self) -> Result<u64, SinkError> {
+        let sql = format!("SELECT sequence FROM {}.position", self.schema);
+        let client = self.client().await?;
+        match client.query_opt(&sql, &[]).await {
+            Ok(row) => Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64)),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    async fn ship(&mut self, events: &[ExportLine], through: u64) -> Result<(), SinkError> {
+        let schema = self.schema.clone();
+        let columns = Columns::of(events);
+        let client = self.client().await?;
+        let result = async {
+            let tx = client.transaction().await?;
+            // Rows it already holds are left as they are (an at-least-once retry);
+            // that they are the same events is checked below.
+            tx.execute(
+                &format!(
+                    "INSERT INTO {schema}.events (sequence, id, timestamp_ns, entity, scope, version, kind,
+                         kind_name, schema_version, encoding, payload, payload_json, causation, correlation,
+                         metadata, redacted, salt, digest, idempotency, flags, prev_hash, event_hash)
+                     SELECT s, i::uuid, t, e, sc, v, k, kn, sv, enc, p, pj, c::uuid, co::uuid, m, r, sa, d, id, f, ph, eh
+                     FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::bigint[],
+                                 $7::text[], $8::text[], $9::int[], $10::text[], $11::bytea[], $12::jsonb[],
+                                 $13::text[], $14::text[], $15::jsonb[], $16::bool[], $17::text[], $18::text[],
+                                 $19::text[], $20::int[], $21::text[], $22::text[])
+                         AS u(s, i, t, e, sc, v, k, kn, sv, enc, p, pj, c, co, m, r, sa, d, id, f, ph, eh)
+                     ON CONFLICT (sequence) DO NOTHING"
+                ),
+                &[
+                    &columns.sequence, &columns.id, &columns.timestamp_ns, &columns.entity,
+                    &columns.scope, &columns.version, &columns.kind, &columns.kind_name,
+                    &columns.schema_version, &columns.encoding, &columns.payload,
+                    &columns.payload_json, &columns.causation, &columns.correlation,
+                    &columns.metadata, &columns.redacted, &columns.salt, &columns.digest,
+                    &columns.idempotency, &columns.flags, &columns.prev_hash, &columns.event_hash,
+                ],
+            )
+            .await?;
+            let differing: i64 = tx
+                .query_one(
+                    &format!(
+                        "SELECT count(*) FROM {schema}.events e
+                         JOIN UNNEST($1::bigint[], $2::text[]) AS u(s, eh) ON e.sequence = u.s
+                         WHERE e.event_hash <> u.eh"
+                    ),
+                    &[&columns.sequence, &columns.event_hash],
+                )
+                .await?
+                .get(0);
+            if differing > 0 {
+                tx.rollback().await?;
+                return Ok(Some(differing));
+            }
+            tx.execute(
+                &format!(
+                    "INSERT INTO {schema}.position (one, sequence) VALUES (true, $1)
+                     ON CONFLICT (one) DO UPDATE SET sequence = GREATEST({schema}.position.sequence, EXCLUDED.sequence), updated = now()"
+                ),
+                &[&big(through)],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<_, tokio_postgres::Error>(None)
+        }
+        .await;
+        match result {
+            Ok(None) => Ok(()),
+            Ok(Some(n)) => Err(SinkError::Diverged(format!(
+                "{n} rows of {} hold other events at the sequences being shipped (a copy of another store?)",
+                self.describe()
+            ))),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+}
+
+/// A batch as column arrays, for one `UNNEST` insert.
+#[derive(Default)]
+struct Columns {
+    sequence: Vec<i64>,
+    id: Vec<String>,
+    timestamp_ns: Vec<i64>,
+    entity: Vec<String>,
+    scope: Vec<String>,
+    version: Vec<i64>,
+    kind: Vec<String>,
+    kind_name: Vec<Option<String>>,
+    schema_version: Vec<i32>,
+    encoding: Vec<String>,
+    payload: Vec<Option<Vec<u8>>>,
+    payload_json: Vec<Option<serde_json::Value>>,
+    causation: Vec<Option<String>>,
+    correlation: Vec<Option<String>>,
+    metadata: Vec<serde_json::Value>,
+    redacted: Vec<bool>,
+    salt: Vec<Option<String>>,
+    digest: Vec<Option<String>>,
+    idempotency: Vec<Option<String>>,
+    flags: Vec<i32>,
+    prev_hash: Vec<String>,
+    event_hash: Vec<String>,
+}
+
+impl Columns {
+    fn of(events: &[ExportLine]) -> Columns {
+        let mut c = Columns::default();
+        for e in events {
+            c.sequence.push(big(e.sequence.unwrap_or(0)));
+            c.id.push(e.id.map(|i| i.to_string()).unwrap_or_default());
+            c.timestamp_ns.push(big(e.timestamp_ns.unwrap_or(0)));
+            c.entity.push(e.entity.clone());
+            c.scope.push(e.scope.clone());
+            c.version.push(big(e.version.unwrap_or(0)));
+            c.kind.push(e.kind.to_string());
+            c.kind_name.push(e.kind_name.clone());
+            c.schema_version
+                .push(i32::from(e.schema_version.unwrap_or(1)));
+            c.encoding.push(
+                e.encoding
+                    .and_then(|enc| serde_json::to_value(enc).ok())
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            );
+            c.payload
+                .push(e.payload_bytes().ok().map(|(_, bytes)| bytes));
+            c.payload_json.push(e.payload.clone());
+            c.causation.push(e.causation.map(|i| i.to_string()));
+            c.correlation.push(e.correlation.map(|i| i.to_string()));
+            c.metadata
+                .push(serde_json::to_value(&e.metadata).unwrap_or(serde_json::Value::Null));
+            c.redacted.push(e.redacted);
+            c.salt.push(e.salt.clone());
+            c.digest.push(e.digest.map(|d| d.to_string()));
+            c.idempotency.push(e.idempotency.clone());
+            c.flags.push(i32::from(e.flags.unwrap_or(0)));
+            c.prev_hash
+                .push(e.prev_hash.map(|h| h.to_string()).unwrap_or_default());
+            c.event_hash
+                .push(e.event_hash.map(|h| h.to_string()).unwrap_or_default());
+        }
+        c
+    }
+}

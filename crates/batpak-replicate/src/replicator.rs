@@ -1,0 +1,292 @@
+//! The replicator: ships a store's events into a sink in sequence order, in bounded
+//! batches, from the position the sink itself holds. The position commits with the
+//! rows, so a replicator killed at any moment resumes exactly after what the sink
+//! has: no gap, and no duplicate (a batch committed just before the kill is found in
+//! the sink's position, and a retried batch the sink already holds changes nothing).
+//!
+//! What it ships is the lossless export form of every record the store holds, the
+//! store's own records (redactions, retention policies, deletions, kind names) and
+//! the events they hide included, so a copy can be verified and erasures propagate.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use batpak::{ExportLine, Region, Store};
+use tokio::sync::watch;
+
+use crate::sink::{Sink, SinkError};
+
+/// Events shipped per batch at most.
+pub const DEFAULT_BATCH: usize = 1_000;
+
+/// Where a replicator is.
+#[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Status {
+    /// The last sequence the sink holds.
+    pub position: u64,
+    /// The store's newest visible sequence when last looked at.
+    pub visible: u64,
+    /// Sequences visible in the store and not yet in the sink.
+    pub lag_events: u64,
+    /// How long ago the oldest event not yet in the sink was appended (0 when none).
+    pub lag: Duration,
+    /// Events shipped by this replicator.
+    pub shipped: u64,
+    /// Failed attempts since the last success (the sink is being retried).
+    pub retrying: u32,
+    /// The last failure, if the sink is failing.
+    pub last_error: Option<String>,
+    /// Whether it is paused.
+    pub paused: bool,
+}
+
+/// Why replication stopped.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReplicateError {
+    /// The sink diverged from the store (see [`SinkError::Diverged`]).
+    Diverged(String),
+    /// Reading the store failed.
+    Store(batpak::Error),
+}
+
+impl std::fmt::Display for ReplicateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplicateError::Diverged(why) => write!(f, "replication stopped: {why}"),
+            ReplicateError::Store(e) => write!(f, "reading the store failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ReplicateError {}
+
+/// Pauses and resumes a running replicator, and reads its status.
+#[derive(Clone, Debug)]
+pub struct Control {
+    paused: watch::Sender<bool>,
+    status: Arc<Mutex<Status>>,
+}
+
+impl Control {
+    /// Stops shipping after the batch in flight; the position stays where it is.
+    pub fn pause(&self) {
+        self.paused.send_replace(true);
+    }
+
+    /// Ships again.
+    pub fn resume(&self) {
+        self.paused.send_replace(false);
+    }
+
+    /// The replicator's status now.
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// Ships one store into one sink.
+pub struct Replicator<S> {
+    store: Arc<Store>,
+    sink: S,
+    batch: usize,
+    control: Control,
+    paused: watch::Receiver<bool>,
+}
+
+impl<S> std::fmt::Debug for Replicator<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replicator")
+            .field("store", &self.store.dir())
+            .field("batch", &self.batch)
+            .field("status", &self.control.status())
+            .finish()
+    }
+}
+
+/// The region a replica holds: everything the store holds.
+fn everything() -> Region {
+    Region::all().with_store_records().with_hidden()
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+const BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often an idle replicator looks for new events.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+impl<S: Sink> Replicator<S> {
+    /// A replicator of `store` into `sink`.
+    pub fn new(store: Arc<Store>, sink: S) -> Replicator<S> {
+        let (paused, rx) = watch::channel(false);
+        Replicator {
+            store,
+            sink,
+            batch: DEFAULT_BATCH,
+            control: Control {
+                paused,
+                status: Arc::default(),
+            },
+            paused: rx,
+        }
+    }
+
+    /// Events per batch (default [`DEFAULT_BATCH`]).
+    #[must_use]
+    pub fn batch(mut self, events: usize) -> Self {
+        self.batch = events.max(1);
+        self
+    }
+
+    /// A handle to pause, resume and watch it.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// The sink (for its own queries).
+    pub fn sink_mut(&mut self) -> &mut S {
+        &mut self.sink
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Status)) {
+        f(&mut self
+            .control
+            .status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
+    }
+
+    /// The sink's position, retried with backoff until it answers (or `deadline`).
+    async fn position(&mut self, deadline: Option<Instant>) -> Result<Option<u64>, ReplicateError> {
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            match self.sink.position().await {
+                Ok(p) => return Ok(Some(p)),
+                Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
+                Err(SinkError::Unavailable(why)) => {
+                    self.failed(why);
+                    if deadline.is_some_and(|d| Instant::now() + backoff > d) {
+                        return Ok(None);
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    fn failed(&self, why: String) {
+        self.update(|s| {
+            s.retrying += 1;
+            s.last_error = Some(why);
+        });
+    }
+
+    /// Ships until the sink holds everything that was visible when it was called;
+    /// returns the sink's position then.
+    pub async fn catch_up(&mut self) -> Result<u64, ReplicateError> {
+        let goal = self.store.frontier().visible;
+        let mut position = self.position(None).await?.unwrap_or(0);
+        while position < goal {
+            position = self.step(position).await?;
+        }
+        Ok(position)
+    }
+
+    /// Ships until `stop` completes, following new events as they become visible.
+    pub async fn run(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<u64, ReplicateError> {
+        tokio::pin!(stop);
+        let mut position = tokio::select! {
+            p = self.position(None) => p?.unwrap_or(0),
+            () = &mut stop => return Ok(0),
+        };
+        loop {
+            if *self.paused.borrow() {
+                self.update(|s| s.paused = true);
+                let mut paused = self.paused.clone();
+                tokio::select! {
+                    _ = paused.wait_for(|p| !*p) => {}
+                    () = &mut stop => return Ok(position),
+                }
+                self.update(|s| s.paused = false);
+            }
+            tokio::select! {
+                next = self.step(position) => position = next?,
+                () = &mut stop => return Ok(position),
+            }
+        }
+    }
+
+    /// Ships the next batch after `position` (or waits a little when there is none);
+    /// returns the new position.
+    async fn step(&mut self, position: u64) -> Result<u64, ReplicateError> {
+        let store = Arc::clone(&self.store);
+        let limit = self.batch;
+        let page =
+            tokio::task::spawn_blocking(move || -> batpak::Result<(Vec<ExportLine>, u64)> {
+                let events = store.query(&everything(), position, limit)?;
+                let lines = events
+                    .iter()
+                    .map(|e| ExportLine::from_event(e, store.kind_name(e.kind)))
+                    .collect();
+                Ok((lines, store.frontier().visible))
+            })
+            .await
+            .map_err(|e| {
+                ReplicateError::Store(batpak::Error::Malformed {
+                    what: "replicator",
+                    detail: format!("the store read did not finish: {e}"),
+                })
+            })?
+            .map_err(ReplicateError::Store)?;
+        let (lines, visible) = page;
+        let Some(last) = lines.last().and_then(|l| l.sequence) else {
+            self.update(|s| {
+                s.visible = visible;
+                s.lag_events = visible.saturating_sub(position);
+                s.lag = Duration::ZERO;
+            });
+            tokio::time::sleep(IDLE_POLL).await;
+            return Ok(position);
+        };
+        let oldest_ns = lines.first().and_then(|l| l.timestamp_ns).unwrap_or(0);
+        self.update(|s| {
+            s.visible = visible;
+            s.lag_events = visible.saturating_sub(position);
+            s.lag = Duration::from_nanos(now_ns().saturating_sub(oldest_ns));
+        });
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            match self.sink.ship(&lines, last).await {
+                Ok(()) => break,
+                Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
+                Err(SinkError::Unavailable(why)) => {
+                    self.failed(why);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        let shipped = lines.len() as u64;
+        self.update(|s| {
+            s.position = last;
+            s.shipped += shipped;
+            s.retrying = 0;
+            s.last_error = None;
+            s.lag_events = visible.saturating_sub(last);
+        });
+        Ok(last)
+    }
+}
