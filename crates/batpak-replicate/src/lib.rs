@@ -8,7 +8,9 @@
 mod postgres;
 mod replicator;
 mod sink;
+mod verify;
 
 pub use postgres::{check_schema, PostgresSink};
 pub use replicator::{Control, ReplicateError, Replicator, Status, DEFAULT_BATCH};
 pub use sink::{Sink, SinkError};
+pub use verify::{verify_postgres, ReplicaProblem, ReplicaReport};

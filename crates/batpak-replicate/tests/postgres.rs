@@ -281,3 +281,50 @@ fn a_sink_holding_another_stores_history_is_refused_and_left_as_it_is() {
     ));
     let _ = ReplicateError::Diverged(String::new());
 }
+
+#[test]
+fn verify_replica_is_clean_on_a_copy_and_names_the_first_row_that_does_not_hold() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_history(dir.path(), 300);
+    let rt = runtime();
+    let mut r = Replicator::new(
+        Arc::clone(&store),
+        PostgresSink::new(&pg.url(), "v").unwrap(),
+    );
+    rt.block_on(r.catch_up()).unwrap();
+    let verify = || {
+        rt.block_on(batpak_replicate::verify_postgres(&pg.url(), "v"))
+            .unwrap()
+    };
+    let clean = verify();
+    assert_eq!(clean.problem, None, "{clean:?}");
+    assert_eq!(clean.rows, store.frontier().visible);
+    let id_at = |seq: u64| store.get_sequence(seq).unwrap().unwrap().id.to_string();
+
+    // A changed payload byte: its hash no longer holds.
+    pg.sql("UPDATE v.events SET payload = convert_to('{\"i\":999}', 'UTF8'), payload_json = '{\"i\":999}' WHERE sequence = 40");
+    let found = verify().problem.unwrap();
+    assert_eq!(
+        (found.sequence, found.id.clone()),
+        (40, Some(id_at(40))),
+        "{found}"
+    );
+    assert!(found.detail.contains("event_hash"), "{found}");
+    // Put it back from the store, then tamper only the JSON view.
+    let e = store.get_sequence(40).unwrap().unwrap();
+    let hex: String = e.payload.iter().map(|b| format!("{b:02x}")).collect();
+    pg.sql(&format!("UPDATE v.events SET payload = decode('{hex}', 'hex'), payload_json = convert_from(decode('{hex}', 'hex'), 'UTF8')::jsonb WHERE sequence = 40"));
+    assert_eq!(verify().problem, None);
+    pg.sql("UPDATE v.events SET payload_json = '{\"i\":-1}' WHERE sequence = 41");
+    let found = verify().problem.unwrap();
+    assert_eq!(found.sequence, 41);
+    assert!(found.detail.contains("JSON view"), "{found}");
+    pg.sql("UPDATE v.events SET payload_json = (SELECT convert_from(payload, 'UTF8')::jsonb) WHERE sequence = 41");
+    assert_eq!(verify().problem, None);
+    // A missing row.
+    pg.sql("DELETE FROM v.events WHERE sequence = 77");
+    let found = verify().problem.unwrap();
+    assert_eq!(found.sequence, 77, "{found}");
+    assert!(found.detail.contains("missing"), "{found}");
+}

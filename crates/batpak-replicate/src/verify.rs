@@ -1,0 +1,200 @@
+//! Downstream verification: rechecks a copy on its own (no access to the store): every
+//! row's hash recomputed from its fields, every entity's chain link, sequence
+//! density, the JSON view against the bytes, and the sink's position; names the first
+//! row that does not hold.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use batpak::{ExportLine, Hash};
+use serde_json::{json, Value};
+use tokio_postgres::NoTls;
+
+use crate::postgres::check_schema;
+
+/// What `verify-replica` found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaReport {
+    /// Rows checked.
+    pub rows: u64,
+    /// The sink's recorded position.
+    pub position: u64,
+    /// The first row (or gap) that does not hold; `None` when the copy is clean.
+    pub problem: Option<ReplicaProblem>,
+}
+
+/// A row or gap that does not hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReplicaProblem {
+    /// The sequence of the row (or of the first missing one).
+    pub sequence: u64,
+    /// The row's event id, when there is a row.
+    pub id: Option<String>,
+    /// What does not hold, expected against actual.
+    pub detail: String,
+}
+
+impl std::fmt::Display for ReplicaProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.id {
+            Some(id) => write!(
+                f,
+                "sequence {} (event {id}): {}",
+                self.sequence, self.detail
+            ),
+            None => write!(f, "sequence {}: {}", self.sequence, self.detail),
+        }
+    }
+}
+
+const PAGE: i64 = 5_000;
+
+fn view_of(encoding: &str, bytes: &[u8]) -> Option<Value> {
+    match encoding {
+        "json" => serde_json::from_slice(bytes).ok(),
+        "message_pack" => rmp_serde::from_slice(bytes).ok(),
+        _ => None,
+    }
+}
+
+/// Rechecks the copy in `schema` of the database at `url`.
+pub async fn verify_postgres(url: &str, schema: &str) -> Result<ReplicaReport, String> {
+    check_schema(schema)?;
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let position: i64 = client
+        .query_opt(&format!("SELECT sequence FROM {schema}.position"), &[])
+        .await
+        .map_err(|e| format!("{schema}.position: {e}"))?
+        .map_or(0, |r| r.get(0));
+    let mut report = ReplicaReport {
+        rows: 0,
+        position: position.max(0) as u64,
+        problem: None,
+    };
+    let mut heads: HashMap<String, (u64, Hash)> = HashMap::new();
+    let mut expected_seq = 1u64;
+    let mut after = 0i64;
+    let problem = |sequence: u64, id: Option<String>, detail: String| ReplicaProblem {
+        sequence,
+        id,
+        detail,
+    };
+    loop {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT sequence, id::text, timestamp_ns, entity, scope, version, kind, kind_name,
+                            schema_version, encoding, payload, payload_json, causation::text,
+                            correlation::text, metadata, redacted, salt, digest, idempotency, flags,
+                            prev_hash, event_hash
+                     FROM {schema}.events WHERE sequence > $1 ORDER BY sequence LIMIT $2"
+                ),
+                &[&after, &PAGE],
+            )
+            .await
+            .map_err(|e| format!("{schema}.events: {e}"))?;
+        if rows.is_empty() {
+            break;
+        }
+        for row in &rows {
+            let sequence: i64 = row.get(0);
+            let sequence = sequence.max(0) as u64;
+            after = row.get(0);
+            report.rows += 1;
+            let id: String = row.get(1);
+            if sequence != expected_seq {
+                report.problem = Some(problem(
+                    expected_seq,
+                    None,
+                    format!("missing: the next row is at sequence {sequence}"),
+                ));
+                return Ok(report);
+            }
+            expected_seq = sequence + 1;
+            let encoding: String = row.get(9);
+            let payload: Option<Vec<u8>> = row.get(10);
+            let payload_json: Option<Value> = row.get(11);
+            let redacted: bool = row.get(15);
+            let line = json!({
+                "sequence": sequence,
+                "id": id,
+                "timestamp_ns": row.get::<_, i64>(2),
+                "entity": row.get::<_, String>(3),
+                "scope": row.get::<_, String>(4),
+                "version": row.get::<_, i64>(5),
+                "kind": row.get::<_, String>(6),
+                "kind_name": row.get::<_, Option<String>>(7),
+                "schema_version": row.get::<_, i32>(8),
+                "encoding": encoding,
+                "bytes": payload.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+                "causation": row.get::<_, Option<String>>(12),
+                "correlation": row.get::<_, Option<String>>(13),
+                "metadata": row.get::<_, Value>(14),
+                "redacted": redacted,
+                "salt": row.get::<_, Option<String>>(16),
+                "digest": row.get::<_, Option<String>>(17),
+                "idempotency": row.get::<_, Option<String>>(18),
+                "flags": row.get::<_, i32>(19),
+                "prev_hash": row.get::<_, String>(20),
+                "event_hash": row.get::<_, String>(21),
+            });
+            let bad = |detail: String| Some(problem(sequence, Some(id.clone()), detail));
+            let line: ExportLine = match serde_json::from_value(line) {
+                Ok(l) => l,
+                Err(e) => {
+                    report.problem = bad(format!("the row does not form an event: {e}"));
+                    return Ok(report);
+                }
+            };
+            // The hash recomputed from every field the row holds.
+            let event = match line.to_preserved() {
+                Ok(e) => e,
+                Err(why) => {
+                    report.problem = bad(why);
+                    return Ok(report);
+                }
+            };
+            if let Some(bytes) = &payload {
+                if payload_json != view_of(&encoding, bytes) {
+                    report.problem = bad(format!(
+                        "payload_json {} is not the JSON view of the payload bytes",
+                        payload_json.map_or_else(|| "NULL".into(), |v| v.to_string())
+                    ));
+                    return Ok(report);
+                }
+            }
+            let entity = event.coordinate.entity().to_string();
+            let (want_version, want_prev) = match heads.get(&entity) {
+                Some((version, hash)) => (version + 1, *hash),
+                None => (0, Hash::ZERO),
+            };
+            if event.version != want_version || event.prev_hash != want_prev {
+                report.problem = bad(format!(
+                    "the chain of {entity:?} breaks: expected version {want_version} after hash {want_prev}, the row has version {} after {}",
+                    event.version, event.prev_hash
+                ));
+                return Ok(report);
+            }
+            heads.insert(entity, (event.version, event.event_hash()));
+        }
+    }
+    if report.position != expected_seq - 1 {
+        report.problem = Some(problem(
+            report.position.min(expected_seq),
+            None,
+            format!(
+                "the position says {} but the rows end at {}",
+                report.position,
+                expected_seq - 1
+            ),
+        ));
+    }
+    Ok(report)
+}
