@@ -275,6 +275,18 @@ pub enum Command {
     /// Serve the store over HTTP/JSON (`/v1`), with live streams (SSE), cursors,
     /// tokens and `/metrics`, until SIGTERM or SIGINT; then drain and close it.
     Serve(ServeArgs),
+    /// Replicate the store into PostgreSQL, following new events until SIGTERM or
+    /// SIGINT (a status line on stderr), resuming exactly after what the sink holds.
+    Replicate(ReplicateArgs),
+    /// Recheck a replica on its own: every row's hash, each entity's chain, sequence
+    /// density and the position; exit 1 naming the first row that does not hold.
+    VerifyReplica {
+        /// The sink: postgres://USER@HOST:PORT/DB.
+        url: String,
+        /// The schema holding the copy.
+        #[arg(long, default_value = "batpak")]
+        schema: String,
+    },
     /// Manage the tokens file `batpak serve --tokens` reads.
     Token {
         #[command(subcommand)]
@@ -332,6 +344,23 @@ pub struct ServeArgs {
     /// Heartbeat interval on quiet live streams (`15s`).
     #[arg(long, default_value = "15s", value_parser = duration_arg, value_name = "DURATION")]
     pub heartbeat: std::time::Duration,
+}
+
+/// `batpak replicate`.
+#[derive(Debug, Args)]
+pub struct ReplicateArgs {
+    /// The sink: postgres://USER@HOST:PORT/DB.
+    #[arg(long)]
+    pub to: String,
+    /// The schema the copy goes into (created when missing).
+    #[arg(long, default_value = "batpak")]
+    pub schema: String,
+    /// Events per batch (one transaction each).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Exit 0 once the sink holds everything that was visible at the start.
+    #[arg(long)]
+    pub until_caught_up: bool,
 }
 
 /// What `batpak token` does.

@@ -4,6 +4,7 @@
 
 pub mod proof;
 pub mod read;
+pub mod replicate;
 pub mod serve;
 pub mod transfer;
 pub mod write;

@@ -250,7 +250,7 @@ fn main() -> ExitCode {
 
 fn run(ctx: &Context, command: Command) -> Outcome {
     use cli::OutputFormat;
-    use commands::{proof, read, serve, transfer, write};
+    use commands::{proof, read, replicate, serve, transfer, write};
     if matches!(
         ctx.format,
         OutputFormat::Text | OutputFormat::Dot | OutputFormat::Mermaid
@@ -308,5 +308,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         } => write::repair(ctx, cut, reason.as_deref()),
         Command::Serve(args) => serve::serve(ctx, args),
         Command::Token { action } => serve::token(ctx, action),
+        Command::Replicate(args) => replicate::replicate(ctx, args),
+        Command::VerifyReplica { url, schema } => replicate::verify_replica(ctx, &url, &schema),
     }
 }

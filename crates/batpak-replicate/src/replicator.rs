@@ -236,6 +236,9 @@ impl<S: Sink> Replicator<S> {
         let limit = self.batch;
         let page =
             tokio::task::spawn_blocking(move || -> batpak::Result<(Vec<ExportLine>, u64)> {
+                // A view of a store another process writes sees new events only by
+                // looking.
+                store.refresh()?;
                 let events = store.query(&everything(), position, limit)?;
                 let lines = events
                     .iter()

@@ -328,3 +328,46 @@ fn verify_replica_is_clean_on_a_copy_and_names_the_first_row_that_does_not_hold(
     assert_eq!(found.sequence, 77, "{found}");
     assert!(found.detail.contains("missing"), "{found}");
 }
+
+#[test]
+fn a_replicator_over_a_view_follows_the_writer() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let writer = store_with_history(dir.path(), 20);
+    let view = Arc::new(Store::builder(dir.path()).open_view().unwrap());
+    let rt = runtime();
+    let mut r = Replicator::new(
+        Arc::clone(&view),
+        PostgresSink::new(&pg.url(), "f").unwrap(),
+    );
+    let control = r.control();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = std::thread::spawn(move || {
+        rt.block_on(r.run(async move {
+            let _ = stop_rx.await;
+        }))
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    for i in 0..30 {
+        writer
+            .append_raw(
+                &Coordinate::new("later", "shop").unwrap(),
+                EventKind::custom(1, 1),
+                RawPayload::json(format!("{{\"l\":{i}}}").as_bytes()),
+                AppendOptions::default(),
+            )
+            .unwrap();
+    }
+    let goal = writer.frontier().visible;
+    let mut reached = false;
+    for _ in 0..300 {
+        if control.status().position == goal {
+            reached = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop_tx.send(()).unwrap();
+    running.join().unwrap().unwrap();
+    assert!(reached, "{:?} (goal {goal})", control.status());
+}

@@ -1,0 +1,110 @@
+//! `batpak replicate` and `batpak verify-replica`: the store into PostgreSQL, and the
+//! copy rechecked on its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use batpak_replicate::{PostgresSink, Replicator};
+
+use crate::cli::ReplicateArgs;
+use crate::commands::{out, print_json};
+use crate::{Context, Failure, Outcome};
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+pub fn replicate(ctx: &Context, a: ReplicateArgs) -> Outcome {
+    if !a.to.starts_with("postgres://") && !a.to.starts_with("postgresql://") {
+        return Err(Failure::new(format!(
+            "--to {:?}: replication goes to postgres://USER@HOST:PORT/DB",
+            a.to
+        )));
+    }
+    let sink = PostgresSink::new(&a.to, &a.schema).map_err(Failure::new)?;
+    let store = Arc::new(ctx.open_read()?);
+    let mut replicator = Replicator::new(Arc::clone(&store), sink).batch(a.batch);
+    let control = replicator.control();
+    let rt = runtime()?;
+    let position = rt.block_on(async {
+        let status = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let s = control.status();
+                let failing = s
+                    .last_error
+                    .as_deref()
+                    .map_or_else(String::new, |e| format!("; retrying ({}): {e}", s.retrying));
+                eprintln!(
+                    "replicate: position {} of {}, lag {} events / {:.1} s, {} shipped{failing}",
+                    s.position,
+                    s.visible,
+                    s.lag_events,
+                    s.lag.as_secs_f64(),
+                    s.shipped
+                );
+            }
+        });
+        let done = if a.until_caught_up {
+            tokio::select! {
+                p = replicator.catch_up() => p,
+                () = termination() => Ok(replicator.control().status().position),
+            }
+        } else {
+            replicator.run(termination()).await
+        };
+        status.abort();
+        done
+    });
+    let position = position.map_err(|e| Failure::new(e.to_string()))?;
+    if ctx.json {
+        return print_json(&serde_json::json!({ "position": position }));
+    }
+    out(&format!("replicated through sequence {position}\n"))
+}
+
+pub fn verify_replica(ctx: &Context, url: &str, schema: &str) -> Outcome {
+    let report = runtime()?
+        .block_on(batpak_replicate::verify_postgres(url, schema))
+        .map_err(Failure::new)?;
+    if ctx.json {
+        print_json(&serde_json::json!({
+            "rows": report.rows,
+            "position": report.position,
+            "problem": report.problem.as_ref().map(|p| serde_json::json!({
+                "sequence": p.sequence, "id": p.id, "detail": p.detail,
+            })),
+        }))?;
+    }
+    match report.problem {
+        None => {
+            if !ctx.json {
+                out(&format!(
+                    "the replica holds: {} rows, position {}, every hash, link and sequence checked\n",
+                    report.rows, report.position
+                ))?;
+            }
+            Ok(())
+        }
+        Some(p) => Err(Failure::new(format!("the replica does not hold at {p}"))),
+    }
+}
