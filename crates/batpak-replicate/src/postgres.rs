@@ -152,7 +152,12 @@ impl Sink for PostgresSink {
         }
     }
 
-    async fn ship(&mut self, events: &[ExportLine], through: u64) -> Result<(), SinkError> {
+    async fn ship(
+        &mut self,
+        events: &[ExportLine],
+        erased: &[ExportLine],
+        through: u64,
+    ) -> Result<(), SinkError> {
         let schema = self.schema.clone();
         let columns = Columns::of(events);
         let client = self.client().await?;
@@ -197,6 +202,23 @@ impl Sink for PostgresSink {
             if differing > 0 {
                 tx.rollback().await?;
                 return Ok(Some(differing));
+            }
+            // A redaction erases the payload downstream too; what verification needs
+            // (the hash inputs, the salted digest) stays.
+            for line in erased {
+                tx.execute(
+                    &format!(
+                        "UPDATE {schema}.events SET payload = NULL, payload_json = NULL, salt = NULL,
+                             redacted = true, digest = $3
+                         WHERE sequence = $1 AND event_hash = $2"
+                    ),
+                    &[
+                        &big(line.sequence.unwrap_or(0)),
+                        &line.event_hash.map(|h| h.to_string()).unwrap_or_default(),
+                        &line.digest.map(|d| d.to_string()),
+                    ],
+                )
+                .await?;
             }
             tx.execute(
                 &format!(

@@ -11,7 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use batpak::{ExportLine, Region, Store};
+use batpak::{EventPayload, ExportLine, Redaction, Region, Store};
 use tokio::sync::watch;
 
 use crate::sink::{Sink, SinkError};
@@ -106,6 +106,13 @@ impl<S> std::fmt::Debug for Replicator<S> {
             .field("status", &self.control.status())
             .finish()
     }
+}
+
+/// One batch read from the store.
+struct Page {
+    lines: Vec<ExportLine>,
+    erased: Vec<ExportLine>,
+    visible: u64,
 }
 
 /// The region a replica holds: everything the store holds.
@@ -234,27 +241,48 @@ impl<S: Sink> Replicator<S> {
     async fn step(&mut self, position: u64) -> Result<u64, ReplicateError> {
         let store = Arc::clone(&self.store);
         let limit = self.batch;
-        let page =
-            tokio::task::spawn_blocking(move || -> batpak::Result<(Vec<ExportLine>, u64)> {
-                // A view of a store another process writes sees new events only by
-                // looking.
-                store.refresh()?;
-                let events = store.query(&everything(), position, limit)?;
-                let lines = events
-                    .iter()
-                    .map(|e| ExportLine::from_event(e, store.kind_name(e.kind)))
-                    .collect();
-                Ok((lines, store.frontier().visible))
+        let page = tokio::task::spawn_blocking(move || -> batpak::Result<Page> {
+            // A view of a store another process writes sees new events only by
+            // looking.
+            store.refresh()?;
+            let events = store.query(&everything(), position, limit)?;
+            let lines = events
+                .iter()
+                .map(|e| ExportLine::from_event(e, store.kind_name(e.kind)))
+                .collect();
+            // The events this batch's redactions erased, as the store has them now.
+            let mut erased = Vec::new();
+            for e in events
+                .iter()
+                .filter(|e| e.kind == <Redaction as EventPayload>::KIND)
+            {
+                let redaction: Redaction = e.decode()?;
+                if let Some(target) = store.get(redaction.target)? {
+                    erased.push(ExportLine::from_event(
+                        &target,
+                        store.kind_name(target.kind),
+                    ));
+                }
+            }
+            Ok(Page {
+                lines,
+                erased,
+                visible: store.frontier().visible,
             })
-            .await
-            .map_err(|e| {
-                ReplicateError::Store(batpak::Error::Malformed {
-                    what: "replicator",
-                    detail: format!("the store read did not finish: {e}"),
-                })
-            })?
-            .map_err(ReplicateError::Store)?;
-        let (lines, visible) = page;
+        })
+        .await
+        .map_err(|e| {
+            ReplicateError::Store(batpak::Error::Malformed {
+                what: "replicator",
+                detail: format!("the store read did not finish: {e}"),
+            })
+        })?
+        .map_err(ReplicateError::Store)?;
+        let Page {
+            lines,
+            erased,
+            visible,
+        } = page;
         let Some(last) = lines.last().and_then(|l| l.sequence) else {
             self.update(|s| {
                 s.visible = visible;
@@ -272,7 +300,7 @@ impl<S: Sink> Replicator<S> {
         });
         let mut backoff = BACKOFF_FIRST;
         loop {
-            match self.sink.ship(&lines, last).await {
+            match self.sink.ship(&lines, &erased, last).await {
                 Ok(()) => break,
                 Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
                 Err(SinkError::Unavailable(why)) => {

@@ -38,11 +38,14 @@ pub trait Sink: Send {
     /// The last sequence the sink holds, every event up to it included (0: none).
     fn position(&mut self) -> impl Future<Output = Result<u64, SinkError>> + Send;
 
-    /// Stores `events` (in sequence order, all after the position) and records
-    /// `through` (at least the last of them) as the position, in one commit.
+    /// Stores `events` (in sequence order, all after the position), rewrites the
+    /// copies of `erased` (earlier events a redaction in this batch erased: their
+    /// payload goes, their hash and chain stay) and records `through` (at least the
+    /// last event) as the position, in one commit.
     fn ship(
         &mut self,
         events: &[ExportLine],
+        erased: &[ExportLine],
         through: u64,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

@@ -148,7 +148,7 @@ fn a_new_replicator_resumes_after_the_sinks_position_and_a_reshipped_batch_chang
         .iter()
         .map(|e| batpak::ExportLine::from_event(e, store.kind_name(e.kind)))
         .collect();
-    rt.block_on(first.sink_mut().ship(&lines, 50)).unwrap();
+    rt.block_on(first.sink_mut().ship(&lines, &[], 50)).unwrap();
     assert_eq!(pg.sql("SELECT count(*) FROM s.events"), before);
     assert_eq!(
         pg.sql("SELECT sequence FROM s.position"),
@@ -264,7 +264,7 @@ fn a_sink_holding_another_stores_history_is_refused_and_left_as_it_is() {
         .map(|e| batpak::ExportLine::from_event(e, b.kind_name(e.kind)))
         .collect();
     let mut sink = PostgresSink::new(&pg.url(), "mixed").unwrap();
-    let refused = rt.block_on(sink.ship(&lines, 10)).unwrap_err();
+    let refused = rt.block_on(sink.ship(&lines, &[], 10)).unwrap_err();
     assert!(refused.to_string().contains("other events"), "{refused}");
     let before = pg.sql("SELECT string_agg(event_hash, ',' ORDER BY sequence) FROM mixed.events");
     let mut rb = Replicator::new(b, PostgresSink::new(&pg.url(), "mixed").unwrap());
@@ -370,4 +370,40 @@ fn a_replicator_over_a_view_follows_the_writer() {
     stop_tx.send(()).unwrap();
     running.join().unwrap().unwrap();
     assert!(reached, "{:?} (goal {goal})", control.status());
+}
+
+#[test]
+fn a_redaction_after_replication_erases_the_payload_downstream_and_the_copy_still_verifies() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_history(dir.path(), 60);
+    let rt = runtime();
+    let mut r = Replicator::new(
+        Arc::clone(&store),
+        PostgresSink::new(&pg.url(), "r").unwrap(),
+    );
+    rt.block_on(r.catch_up()).unwrap();
+    let target = store.get_sequence(12).unwrap().unwrap();
+    assert_eq!(
+        pg.sql("SELECT payload IS NOT NULL FROM r.events WHERE sequence = 12"),
+        "t"
+    );
+    store.redact(target.id, "GDPR request 7").unwrap();
+    rt.block_on(r.catch_up()).unwrap();
+    let row = pg.sql("SELECT payload IS NULL, payload_json IS NULL, salt IS NULL, redacted, digest IS NOT NULL FROM r.events WHERE sequence = 12");
+    assert_eq!(row, "t|t|t|t|t", "erased downstream, the digest kept");
+    assert_eq!(
+        pg.sql("SELECT event_hash FROM r.events WHERE sequence = 12"),
+        target.event_hash().to_string(),
+        "the hash is the same"
+    );
+    let report = rt
+        .block_on(batpak_replicate::verify_postgres(&pg.url(), "r"))
+        .unwrap();
+    assert_eq!(report.problem, None, "{report:?}");
+    // The redaction record itself is in the copy.
+    assert_eq!(
+        pg.sql("SELECT count(*) FROM r.events WHERE kind = '0:3'"),
+        "1"
+    );
 }
