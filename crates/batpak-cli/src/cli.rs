@@ -278,6 +278,20 @@ pub enum Command {
     /// Replicate the store into PostgreSQL, following new events until SIGTERM or
     /// SIGINT (a status line on stderr), resuming exactly after what the sink holds.
     Replicate(ReplicateArgs),
+    /// Build and keep up a replica in --dir from a sink (the same ids, sequences and
+    /// hashes), verifying every row as it is imported; `batpak serve --read-only`
+    /// serves it while it follows.
+    Follow {
+        /// The sink: postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        from: String,
+        /// The schema holding the copy.
+        #[arg(long, default_value = "batpak")]
+        schema: String,
+        /// Exit 0 once the replica holds what the sink held at the start.
+        #[arg(long)]
+        until_caught_up: bool,
+    },
     /// Recheck a replica on its own: every row's hash, each entity's chain, sequence
     /// density and the position; exit 1 naming the first row that does not hold.
     VerifyReplica {

@@ -310,5 +310,10 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Token { action } => serve::token(ctx, action),
         Command::Replicate(args) => replicate::replicate(ctx, args),
         Command::VerifyReplica { url, schema } => replicate::verify_replica(ctx, &url, &schema),
+        Command::Follow {
+            from,
+            schema,
+            until_caught_up,
+        } => replicate::follow(ctx, &from, &schema, until_caught_up),
     }
 }

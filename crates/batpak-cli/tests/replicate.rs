@@ -155,3 +155,53 @@ fn sigterm_stops_a_following_replicator_cleanly() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("postgres://"));
 }
+
+#[test]
+fn follow_builds_a_replica_from_the_sink_that_verifies_and_reads_the_same() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let replica = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        append(&store, 400, 0);
+    }
+    let o = batpak(dir.path())
+        .args([
+            "replicate",
+            "--to",
+            &pg.url(),
+            "--schema",
+            "f",
+            "--until-caught-up",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = batpak(replica.path())
+        .args([
+            "follow",
+            "--from",
+            &pg.url(),
+            "--schema",
+            "f",
+            "--until-caught-up",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("through sequence 400"));
+    let o = batpak(replica.path()).args(["verify"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let source = batpak(dir.path())
+        .args(["--json", "stream", "order:3"])
+        .output()
+        .unwrap();
+    let copy = batpak(replica.path())
+        .args(["--json", "stream", "order:3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        source.stdout, copy.stdout,
+        "the same events, ids and hashes"
+    );
+}

@@ -5,11 +5,13 @@
 //! exactly once however often the replicator is killed. The library stays
 //! synchronous; this crate runs the engines' async clients on tokio.
 
+mod follow;
 mod postgres;
 mod replicator;
 mod sink;
 mod verify;
 
+pub use follow::{follow_postgres, FollowStatus};
 pub use postgres::{check_schema, PostgresSink};
 pub use replicator::{Control, ReplicateError, Replicator, Status, DEFAULT_BATCH};
 pub use sink::{Sink, SinkError};

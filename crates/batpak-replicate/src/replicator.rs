@@ -115,6 +115,42 @@ struct Page {
     visible: u64,
 }
 
+/// Up to `limit` events after `position`, cut back to the end of the last batch
+/// they complete (a batch larger than `limit` comes whole), so the sink's position
+/// always ends a batch: a follower importing from the sink can import everything up
+/// to it, atomic batches intact.
+fn whole_batches(
+    store: &Store,
+    position: u64,
+    limit: usize,
+) -> batpak::Result<Vec<batpak::StoredEvent>> {
+    let mut events = store.query(&everything(), position, limit)?;
+    loop {
+        let Some(last) = events.last().map(|e| e.sequence) else {
+            return Ok(events);
+        };
+        let next = store.query(&everything(), last, 1)?;
+        if !next
+            .first()
+            .is_some_and(batpak::StoredEvent::continues_batch)
+        {
+            return Ok(events);
+        }
+        // The page ends inside a batch: drop that batch's start, or, when the page is
+        // all one batch, read on to its end.
+        match events.iter().rposition(|e| !e.continues_batch()) {
+            Some(start) if start > 0 => {
+                events.truncate(start);
+                return Ok(events);
+            }
+            _ => {
+                let more = store.query(&everything(), last, limit)?;
+                events.extend(more);
+            }
+        }
+    }
+}
+
 /// The region a replica holds: everything the store holds.
 fn everything() -> Region {
     Region::all().with_store_records().with_hidden()
@@ -245,7 +281,7 @@ impl<S: Sink> Replicator<S> {
             // A view of a store another process writes sees new events only by
             // looking.
             store.refresh()?;
-            let events = store.query(&everything(), position, limit)?;
+            let events = whole_batches(&store, position, limit)?;
             let lines = events
                 .iter()
                 .map(|e| ExportLine::from_event(e, store.kind_name(e.kind)))

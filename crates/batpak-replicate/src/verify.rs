@@ -59,6 +59,61 @@ fn view_of(encoding: &str, bytes: &[u8]) -> Option<Value> {
     }
 }
 
+/// The columns `row_of` reads, in its order.
+pub(crate) const COLUMNS: &str =
+    "sequence, id::text, timestamp_ns, entity, scope, version, kind, kind_name,
+     schema_version, encoding, payload, payload_json, causation::text, correlation::text,
+     metadata, redacted, salt, digest, idempotency, flags, prev_hash, event_hash";
+
+/// A row of the events table, as the export line it copies and what it keeps beside.
+pub(crate) struct Row {
+    pub sequence: u64,
+    pub line: ExportLine,
+    pub encoding: String,
+    pub payload: Option<Vec<u8>>,
+    pub payload_json: Option<Value>,
+}
+
+/// A row (selected as `COLUMNS`) back to its export line.
+pub(crate) fn row_of(row: &tokio_postgres::Row) -> Result<Row, String> {
+    let sequence = row.get::<_, i64>(0).max(0) as u64;
+    let encoding: String = row.get(9);
+    let payload: Option<Vec<u8>> = row.get(10);
+    let payload_json: Option<Value> = row.get(11);
+    let line = json!({
+        "sequence": sequence,
+        "id": row.get::<_, String>(1),
+        "timestamp_ns": row.get::<_, i64>(2),
+        "entity": row.get::<_, String>(3),
+        "scope": row.get::<_, String>(4),
+        "version": row.get::<_, i64>(5),
+        "kind": row.get::<_, String>(6),
+        "kind_name": row.get::<_, Option<String>>(7),
+        "schema_version": row.get::<_, i32>(8),
+        "encoding": encoding,
+        "bytes": payload.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
+        "causation": row.get::<_, Option<String>>(12),
+        "correlation": row.get::<_, Option<String>>(13),
+        "metadata": row.get::<_, Value>(14),
+        "redacted": row.get::<_, bool>(15),
+        "salt": row.get::<_, Option<String>>(16),
+        "digest": row.get::<_, Option<String>>(17),
+        "idempotency": row.get::<_, Option<String>>(18),
+        "flags": row.get::<_, i32>(19),
+        "prev_hash": row.get::<_, String>(20),
+        "event_hash": row.get::<_, String>(21),
+    });
+    let line: ExportLine =
+        serde_json::from_value(line).map_err(|e| format!("the row does not form an event: {e}"))?;
+    Ok(Row {
+        sequence,
+        line,
+        encoding,
+        payload,
+        payload_json,
+    })
+}
+
 /// Rechecks the copy in `schema` of the database at `url`.
 pub async fn verify_postgres(url: &str, schema: &str) -> Result<ReplicaReport, String> {
     check_schema(schema)?;
@@ -90,11 +145,7 @@ pub async fn verify_postgres(url: &str, schema: &str) -> Result<ReplicaReport, S
         let rows = client
             .query(
                 &format!(
-                    "SELECT sequence, id::text, timestamp_ns, entity, scope, version, kind, kind_name,
-                            schema_version, encoding, payload, payload_json, causation::text,
-                            correlation::text, metadata, redacted, salt, digest, idempotency, flags,
-                            prev_hash, event_hash
-                     FROM {schema}.events WHERE sequence > $1 ORDER BY sequence LIMIT $2"
+                    "SELECT {COLUMNS} FROM {schema}.events WHERE sequence > $1 ORDER BY sequence LIMIT $2"
                 ),
                 &[&after, &PAGE],
             )
@@ -118,38 +169,17 @@ pub async fn verify_postgres(url: &str, schema: &str) -> Result<ReplicaReport, S
                 return Ok(report);
             }
             expected_seq = sequence + 1;
-            let encoding: String = row.get(9);
-            let payload: Option<Vec<u8>> = row.get(10);
-            let payload_json: Option<Value> = row.get(11);
-            let redacted: bool = row.get(15);
-            let line = json!({
-                "sequence": sequence,
-                "id": id,
-                "timestamp_ns": row.get::<_, i64>(2),
-                "entity": row.get::<_, String>(3),
-                "scope": row.get::<_, String>(4),
-                "version": row.get::<_, i64>(5),
-                "kind": row.get::<_, String>(6),
-                "kind_name": row.get::<_, Option<String>>(7),
-                "schema_version": row.get::<_, i32>(8),
-                "encoding": encoding,
-                "bytes": payload.as_ref().map(|b| base64::engine::general_purpose::STANDARD.encode(b)),
-                "causation": row.get::<_, Option<String>>(12),
-                "correlation": row.get::<_, Option<String>>(13),
-                "metadata": row.get::<_, Value>(14),
-                "redacted": redacted,
-                "salt": row.get::<_, Option<String>>(16),
-                "digest": row.get::<_, Option<String>>(17),
-                "idempotency": row.get::<_, Option<String>>(18),
-                "flags": row.get::<_, i32>(19),
-                "prev_hash": row.get::<_, String>(20),
-                "event_hash": row.get::<_, String>(21),
-            });
             let bad = |detail: String| Some(problem(sequence, Some(id.clone()), detail));
-            let line: ExportLine = match serde_json::from_value(line) {
-                Ok(l) => l,
-                Err(e) => {
-                    report.problem = bad(format!("the row does not form an event: {e}"));
+            let Row {
+                line,
+                encoding,
+                payload,
+                payload_json,
+                ..
+            } = match row_of(row) {
+                Ok(r) => r,
+                Err(why) => {
+                    report.problem = bad(why);
                     return Ok(report);
                 }
             };

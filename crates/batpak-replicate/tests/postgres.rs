@@ -407,3 +407,91 @@ fn a_redaction_after_replication_erases_the_payload_downstream_and_the_copy_stil
         "1"
     );
 }
+
+#[test]
+fn a_follower_builds_a_replica_with_the_same_ids_and_hashes_that_the_sources_anchor_holds_on() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_history(dir.path(), 700);
+    // A batch longer than the follower's chunk, so it must come whole.
+    let mut big = Batch::new();
+    for i in 0..1_500 {
+        big.push_raw(
+            &Coordinate::new(format!("bulk:{}", i % 5), "shop").unwrap(),
+            EventKind::custom(1, 3),
+            RawPayload::json(format!("{{\"b\":{i}}}").as_bytes()),
+            AppendOptions::default(),
+        );
+    }
+    store.append_batch(&big).unwrap();
+    let rt = runtime();
+    let mut r = Replicator::new(
+        Arc::clone(&store),
+        PostgresSink::new(&pg.url(), "p").unwrap(),
+    )
+    .batch(333);
+    rt.block_on(r.catch_up()).unwrap();
+    let anchor = store.anchor().unwrap();
+
+    let replica_dir = tempfile::tempdir().unwrap();
+    let replica = Arc::new(Store::open(replica_dir.path()).unwrap());
+    let follow = |replica: &Arc<Store>| {
+        rt.block_on(batpak_replicate::follow_postgres(
+            Arc::clone(replica),
+            &pg.url(),
+            "p",
+            true,
+            std::future::pending(),
+            |_| {},
+        ))
+    };
+    let position = follow(&replica).unwrap();
+    assert_eq!(position, store.frontier().visible);
+    let all = batpak::Region::all().with_store_records().with_hidden();
+    let source_events = store.query(&all, 0, usize::MAX).unwrap();
+    let replica_events = replica.query(&all, 0, usize::MAX).unwrap();
+    assert_eq!(source_events.len(), replica_events.len());
+    for (a, b) in source_events.iter().zip(&replica_events) {
+        assert_eq!(
+            (a.id, a.sequence, a.event_hash()),
+            (b.id, b.sequence, b.event_hash())
+        );
+    }
+    assert!(
+        replica.verify_against(&anchor).unwrap().holds(),
+        "the source's anchor holds on the replica"
+    );
+    assert!(replica.verify().unwrap().body.is_clean());
+
+    // More in the source: the follower picks up from where the replica is.
+    for i in 0..90 {
+        store
+            .append_raw(
+                &Coordinate::new("more", "shop").unwrap(),
+                EventKind::custom(1, 1),
+                RawPayload::json(format!("{{\"m\":{i}}}").as_bytes()),
+                AppendOptions::default(),
+            )
+            .unwrap();
+    }
+    rt.block_on(r.catch_up()).unwrap();
+    assert_eq!(follow(&replica).unwrap(), store.frontier().visible);
+
+    // A tampered row stops it, named, with nothing of it imported.
+    store
+        .append_raw(
+            &Coordinate::new("last", "shop").unwrap(),
+            EventKind::custom(1, 1),
+            RawPayload::json(b"{\"x\":1}"),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    rt.block_on(r.catch_up()).unwrap();
+    let last = store.frontier().visible;
+    pg.sql(&format!(
+        "UPDATE p.events SET payload = convert_to('{{\"x\":2}}', 'UTF8') WHERE sequence = {last}"
+    ));
+    let refused = follow(&replica).unwrap_err();
+    assert!(refused.contains(&format!("sequence {last}")), "{refused}");
+    assert_eq!(replica.frontier().visible, last - 1);
+}

@@ -82,6 +82,46 @@ pub fn replicate(ctx: &Context, a: ReplicateArgs) -> Outcome {
     out(&format!("replicated through sequence {position}\n"))
 }
 
+pub fn follow(ctx: &Context, from: &str, schema: &str, until_caught_up: bool) -> Outcome {
+    if !from.starts_with("postgres://") && !from.starts_with("postgresql://") {
+        return Err(Failure::new(format!(
+            "--from {from:?}: a follower reads postgres://USER@HOST:PORT/DB"
+        )));
+    }
+    let replica = Arc::new(ctx.open_write(true)?);
+    let mut last_print = std::time::Instant::now();
+    let position = runtime()?
+        .block_on(batpak_replicate::follow_postgres(
+            Arc::clone(&replica),
+            from,
+            schema,
+            until_caught_up,
+            termination(),
+            |s| {
+                if last_print.elapsed() >= Duration::from_secs(1) {
+                    last_print = std::time::Instant::now();
+                    eprintln!(
+                        "follow: replica at {} of the sink's {}, {} imported",
+                        s.position, s.source, s.imported
+                    );
+                }
+            },
+        ))
+        .map_err(Failure::new)?;
+    match Arc::try_unwrap(replica) {
+        Ok(store) => store.close()?,
+        Err(_) => {
+            return Err(Failure::new(
+                "the replica is still in use; it was not closed",
+            ))
+        }
+    }
+    if ctx.json {
+        return print_json(&serde_json::json!({ "position": position }));
+    }
+    out(&format!("the replica holds through sequence {position}\n"))
+}
+
 pub fn verify_replica(ctx: &Context, url: &str, schema: &str) -> Outcome {
     let report = runtime()?
         .block_on(batpak_replicate::verify_postgres(url, schema))
