@@ -300,6 +300,10 @@ pub enum Command {
         /// The schema holding the copy.
         #[arg(long, default_value = "batpak")]
         schema: String,
+        /// An anchor file (`batpak anchor --json`) the copy must hold; repeatable.
+        /// Signed anchors need the key (--trust-key or --signing-key).
+        #[arg(long = "anchor", value_name = "FILE")]
+        anchors: Vec<PathBuf>,
     },
     /// Manage the tokens file `batpak serve --tokens` reads.
     Token {

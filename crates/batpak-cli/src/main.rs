@@ -112,6 +112,14 @@ pub struct Context {
 }
 
 impl Context {
+    /// The public keys whose signatures to accept: `--trust-key`, and the signing
+    /// key's own half.
+    pub fn trusted_keys(&self) -> Vec<VerifyingKey> {
+        let mut keys = self.trusted.clone();
+        keys.extend(self.signing_key.as_ref().map(SigningKey::verifying_key));
+        keys
+    }
+
     fn builder(&self, dir: &Path) -> StoreBuilder {
         let mut b = Store::builder(dir).allow_kind_collisions(true);
         b = b.lock_wait(self.wait);
@@ -309,7 +317,11 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Serve(args) => serve::serve(ctx, args),
         Command::Token { action } => serve::token(ctx, action),
         Command::Replicate(args) => replicate::replicate(ctx, args),
-        Command::VerifyReplica { url, schema } => replicate::verify_replica(ctx, &url, &schema),
+        Command::VerifyReplica {
+            url,
+            schema,
+            anchors,
+        } => replicate::verify_replica(ctx, &url, &schema, &anchors),
         Command::Follow {
             from,
             schema,

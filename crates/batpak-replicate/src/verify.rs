@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
+use batpak::proof::{Anchor, RunningHash, VerifyingKey};
 use batpak::{ExportLine, Hash};
 use serde_json::{json, Value};
 use tokio_postgres::NoTls;
@@ -20,6 +21,11 @@ pub struct ReplicaReport {
     pub rows: u64,
     /// The sink's recorded position.
     pub position: u64,
+    /// The store-wide running hash over the rows (equal to an anchor's at its
+    /// sequence exactly when the copy holds the anchored history).
+    pub running_hash: Hash,
+    /// The anchors checked and found to hold.
+    pub anchors_held: usize,
     /// The first row (or gap) that does not hold; `None` when the copy is clean.
     pub problem: Option<ReplicaProblem>,
 }
@@ -50,6 +56,17 @@ impl std::fmt::Display for ReplicaProblem {
 }
 
 const PAGE: i64 = 5_000;
+
+fn problem_of_anchor(anchor: &Anchor, detail: String) -> ReplicaProblem {
+    ReplicaProblem {
+        sequence: anchor.sequence,
+        id: None,
+        detail: format!(
+            "the anchor at sequence {} does not hold: {detail}",
+            anchor.sequence
+        ),
+    }
+}
 
 fn view_of(encoding: &str, bytes: &[u8]) -> Option<Value> {
     match encoding {
@@ -114,8 +131,15 @@ pub(crate) fn row_of(row: &tokio_postgres::Row) -> Result<Row, String> {
     })
 }
 
-/// Rechecks the copy in `schema` of the database at `url`.
-pub async fn verify_postgres(url: &str, schema: &str) -> Result<ReplicaReport, String> {
+/// Rechecks the copy in `schema` of the database at `url`, and each of `anchors`
+/// (taken of the store with `batpak anchor`) against it, their signatures under
+/// `keys`.
+pub async fn verify_postgres(
+    url: &str,
+    schema: &str,
+    anchors: &[Anchor],
+    keys: &[VerifyingKey],
+) -> Result<ReplicaReport, String> {
     check_schema(schema)?;
     let (client, connection) = tokio_postgres::connect(url, NoTls)
         .await
@@ -131,8 +155,24 @@ pub async fn verify_postgres(url: &str, schema: &str) -> Result<ReplicaReport, S
     let mut report = ReplicaReport {
         rows: 0,
         position: position.max(0) as u64,
+        running_hash: Hash::ZERO,
+        anchors_held: 0,
         problem: None,
     };
+    for anchor in anchors {
+        let check = anchor.check_signature(keys);
+        if !check.holds() {
+            report.problem = Some(problem_of_anchor(
+                anchor,
+                format!("its signature does not hold: {check:?}"),
+            ));
+            return Ok(report);
+        }
+    }
+    let mut anchors: Vec<&Anchor> = anchors.iter().collect();
+    anchors.sort_by_key(|a| a.sequence);
+    let mut pending = anchors.into_iter().peekable();
+    let mut running = RunningHash::default();
     let mut heads: HashMap<String, (u64, Hash)> = HashMap::new();
     let mut expected_seq = 1u64;
     let mut after = 0i64;
@@ -213,7 +253,33 @@ pub async fn verify_postgres(url: &str, schema: &str) -> Result<ReplicaReport, S
                 return Ok(report);
             }
             heads.insert(entity, (event.version, event.event_hash()));
+            running.push(sequence, &event.event_hash());
+            while let Some(anchor) = pending.next_if(|a| a.sequence == sequence) {
+                if anchor.running_hash != running.value() {
+                    report.problem = Some(problem_of_anchor(
+                        anchor,
+                        format!(
+                            "the copy's running hash there is {}, not the anchored {}: a row up to it was changed, removed or added",
+                            running.value(),
+                            anchor.running_hash
+                        ),
+                    ));
+                    return Ok(report);
+                }
+                report.anchors_held += 1;
+            }
         }
+    }
+    report.running_hash = running.value();
+    if let Some(anchor) = pending.next() {
+        report.problem = Some(problem_of_anchor(
+            anchor,
+            format!(
+                "the copy ends at sequence {}, before the anchor",
+                expected_seq - 1
+            ),
+        ));
+        return Ok(report);
     }
     if report.position != expected_seq - 1 {
         report.problem = Some(problem(

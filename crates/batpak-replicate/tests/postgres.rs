@@ -294,7 +294,7 @@ fn verify_replica_is_clean_on_a_copy_and_names_the_first_row_that_does_not_hold(
     );
     rt.block_on(r.catch_up()).unwrap();
     let verify = || {
-        rt.block_on(batpak_replicate::verify_postgres(&pg.url(), "v"))
+        rt.block_on(batpak_replicate::verify_postgres(&pg.url(), "v", &[], &[]))
             .unwrap()
     };
     let clean = verify();
@@ -398,7 +398,7 @@ fn a_redaction_after_replication_erases_the_payload_downstream_and_the_copy_stil
         "the hash is the same"
     );
     let report = rt
-        .block_on(batpak_replicate::verify_postgres(&pg.url(), "r"))
+        .block_on(batpak_replicate::verify_postgres(&pg.url(), "r", &[], &[]))
         .unwrap();
     assert_eq!(report.problem, None, "{report:?}");
     // The redaction record itself is in the copy.
@@ -494,4 +494,73 @@ fn a_follower_builds_a_replica_with_the_same_ids_and_hashes_that_the_sources_anc
     let refused = follow(&replica).unwrap_err();
     assert!(refused.contains(&format!("sequence {last}")), "{refused}");
     assert_eq!(replica.frontier().visible, last - 1);
+}
+
+#[test]
+fn anchors_of_the_store_check_against_the_copy_and_catch_a_consistent_truncation() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let signer = batpak::proof::SigningKey::from_bytes(&[7; 32]);
+    let store = Arc::new(
+        Store::builder(dir.path())
+            .signing_key(signer.clone())
+            .open()
+            .unwrap(),
+    );
+    for i in 0..80 {
+        store
+            .append_raw(
+                &Coordinate::new(format!("a:{}", i % 4), "s").unwrap(),
+                EventKind::custom(1, 1),
+                RawPayload::json(format!("{{\"i\":{i}}}").as_bytes()),
+                AppendOptions::default(),
+            )
+            .unwrap();
+    }
+    let early = store.anchor().unwrap();
+    for i in 0..20 {
+        store
+            .append_raw(
+                &Coordinate::new("b", "s").unwrap(),
+                EventKind::custom(1, 1),
+                RawPayload::json(format!("{{\"j\":{i}}}").as_bytes()),
+                AppendOptions::default(),
+            )
+            .unwrap();
+    }
+    let late = store.anchor().unwrap();
+    let rt = runtime();
+    let mut r = Replicator::new(
+        Arc::clone(&store),
+        PostgresSink::new(&pg.url(), "an").unwrap(),
+    );
+    rt.block_on(r.catch_up()).unwrap();
+    let keys = [signer.verifying_key()];
+    let check = |anchors: &[batpak::proof::Anchor], keys: &[batpak::proof::VerifyingKey]| {
+        rt.block_on(batpak_replicate::verify_postgres(
+            &pg.url(),
+            "an",
+            anchors,
+            keys,
+        ))
+        .unwrap()
+    };
+    let report = check(&[early.clone(), late.clone()], &keys);
+    assert_eq!(
+        (report.problem.clone(), report.anchors_held),
+        (None, 2),
+        "{report:?}"
+    );
+    assert_eq!(report.running_hash, late.running_hash);
+    // Without the key, a signed anchor does not hold.
+    let report = check(&[early.clone()], &[]);
+    assert!(report.problem.unwrap().detail.contains("signature"));
+    // A truncation made consistent (rows and position cut back together) passes every
+    // row check; only the later anchor catches it.
+    pg.sql("DELETE FROM an.events WHERE sequence > 90");
+    pg.sql("UPDATE an.position SET sequence = 90");
+    assert_eq!(check(&[early.clone()], &keys).problem, None);
+    let found = check(&[early, late], &keys).problem.unwrap();
+    assert_eq!(found.sequence, 100);
+    assert!(found.detail.contains("ends at sequence 90"), "{found}");
 }

@@ -160,7 +160,7 @@ pub mod reactor {
 pub mod proof {
     pub use crate::receipt::{ReceiptCheck, ReceiptField};
     pub use crate::sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
-    pub use crate::verify::{verify_dir, Anchor, AnchorCheck};
+    pub use crate::verify::{verify_dir, Anchor, AnchorCheck, RunningHash};
 }
 
 /// Fault injection at the storage seam, for the crate's own crash and fault tests

@@ -250,6 +250,51 @@ pub enum AnchorCheck {
     },
 }
 
+impl Anchor {
+    /// Checks only the signature, against `keys`: for a verifier that holds the
+    /// store's public keys and a copy of its history but not the store (a replica in
+    /// another engine). `Holds` (naming the key, or none when unsigned), `UnknownKey`
+    /// or `BadSignature`; the history is checked with [`RunningHash`].
+    pub fn check_signature(&self, keys: &[crate::sign::VerifyingKey]) -> AnchorCheck {
+        let Some(signed) = &self.signature else {
+            return AnchorCheck::Holds { signed_by: None };
+        };
+        let ring = crate::sign::Keyring::new(None, keys.to_vec());
+        match ring.check(&self.signed_message(Some(signed.key_id)), signed) {
+            SignatureCheck::Valid => AnchorCheck::Holds {
+                signed_by: Some(signed.key_id),
+            },
+            SignatureCheck::UnknownKey => AnchorCheck::UnknownKey {
+                key_id: signed.key_id,
+            },
+            SignatureCheck::Bad => AnchorCheck::BadSignature {
+                key_id: signed.key_id,
+            },
+        }
+    }
+}
+
+/// The store-wide running hash computed outside the store, from a copy of its
+/// history: start at [`RunningHash::default`] (zero) and add every event in sequence
+/// order; after the event at an anchor's sequence, [`value`](Self::value) equals the
+/// anchor's running hash exactly when the copy holds the anchored history.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunningHash {
+    value: Hash,
+}
+
+impl RunningHash {
+    /// Adds the event at `sequence` with hash `event_hash`.
+    pub fn push(&mut self, sequence: u64, event_hash: &Hash) {
+        self.value = next_running(&self.value, sequence, event_hash);
+    }
+
+    /// The running hash after the events added so far.
+    pub fn value(&self) -> Hash {
+        self.value
+    }
+}
+
 impl AnchorCheck {
     /// Whether the history holds.
     pub fn holds(&self) -> bool {

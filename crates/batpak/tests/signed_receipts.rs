@@ -421,3 +421,54 @@ fn the_store_issues_an_events_receipt_again_signed_as_at_its_append() {
     assert_eq!(plain.signature, None, "a store without a key does not sign");
     assert_eq!(plain.event_hash, first.event_hash);
 }
+
+#[test]
+fn an_anchor_checks_outside_the_store_from_a_copy_of_its_history_and_the_public_key() {
+    use batpak::proof::{AnchorCheck, RunningHash};
+    let dir = tempfile::tempdir().unwrap();
+    let signer = key(4);
+    let store = Store::builder(dir.path())
+        .signing_key(signer.clone())
+        .open()
+        .unwrap();
+    for i in 0..20 {
+        append(&store, &format!("order:{}", i % 3), i);
+    }
+    let anchor = store.anchor().unwrap();
+    let mut running = RunningHash::default();
+    for e in store
+        .query(&batpak::Region::all().with_store_records(), 0, usize::MAX)
+        .unwrap()
+    {
+        running.push(e.sequence, &e.event_hash());
+    }
+    assert_eq!(
+        running.value(),
+        anchor.running_hash,
+        "the copy's running hash is the anchor's"
+    );
+    assert_eq!(
+        anchor.check_signature(&[signer.verifying_key()]),
+        AnchorCheck::Holds {
+            signed_by: Some(signer.key_id())
+        }
+    );
+    assert_eq!(
+        anchor.check_signature(&[key(5).verifying_key()]),
+        AnchorCheck::UnknownKey {
+            key_id: signer.key_id()
+        }
+    );
+    let mut forged = anchor.clone();
+    forged.sequence -= 1;
+    assert_eq!(
+        forged.check_signature(&[signer.verifying_key()]),
+        AnchorCheck::BadSignature {
+            key_id: signer.key_id()
+        }
+    );
+    // A history that differs anywhere gives another running hash.
+    let mut other = RunningHash::default();
+    other.push(1, &Hash::ZERO);
+    assert_ne!(other.value(), anchor.running_hash);
+}

@@ -122,14 +122,36 @@ pub fn follow(ctx: &Context, from: &str, schema: &str, until_caught_up: bool) ->
     out(&format!("the replica holds through sequence {position}\n"))
 }
 
-pub fn verify_replica(ctx: &Context, url: &str, schema: &str) -> Outcome {
+pub fn verify_replica(
+    ctx: &Context,
+    url: &str,
+    schema: &str,
+    anchor_files: &[std::path::PathBuf],
+) -> Outcome {
+    let mut anchors = Vec::new();
+    for file in anchor_files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| Failure::new(format!("cannot read {}: {e}", file.display())))?;
+        anchors.push(
+            serde_json::from_str::<batpak::proof::Anchor>(&text).map_err(|e| {
+                Failure::new(format!("{} is not an anchor's JSON: {e}", file.display()))
+            })?,
+        );
+    }
     let report = runtime()?
-        .block_on(batpak_replicate::verify_postgres(url, schema))
+        .block_on(batpak_replicate::verify_postgres(
+            url,
+            schema,
+            &anchors,
+            &ctx.trusted_keys(),
+        ))
         .map_err(Failure::new)?;
     if ctx.json {
         print_json(&serde_json::json!({
             "rows": report.rows,
             "position": report.position,
+            "running_hash": report.running_hash.to_string(),
+            "anchors_held": report.anchors_held,
             "problem": report.problem.as_ref().map(|p| serde_json::json!({
                 "sequence": p.sequence, "id": p.id, "detail": p.detail,
             })),
@@ -139,8 +161,8 @@ pub fn verify_replica(ctx: &Context, url: &str, schema: &str) -> Outcome {
         None => {
             if !ctx.json {
                 out(&format!(
-                    "the replica holds: {} rows, position {}, every hash, link and sequence checked\n",
-                    report.rows, report.position
+                    "the replica holds: {} rows, position {}, every hash, link and sequence checked, {} anchors held; running hash {}\n",
+                    report.rows, report.position, report.anchors_held, report.running_hash
                 ))?;
             }
             Ok(())
