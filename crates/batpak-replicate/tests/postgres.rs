@@ -545,7 +545,7 @@ fn anchors_of_the_store_check_against_the_copy_and_catch_a_consistent_truncation
         ))
         .unwrap()
     };
-    let report = check(&[early.clone(), late.clone()], &keys);
+    let report = check(&[early, late], &keys);
     assert_eq!(
         (report.problem.clone(), report.anchors_held),
         (None, 2),
@@ -553,13 +553,13 @@ fn anchors_of_the_store_check_against_the_copy_and_catch_a_consistent_truncation
     );
     assert_eq!(report.running_hash, late.running_hash);
     // Without the key, a signed anchor does not hold.
-    let report = check(&[early.clone()], &[]);
+    let report = check(&[early], &[]);
     assert!(report.problem.unwrap().detail.contains("signature"));
     // A truncation made consistent (rows and position cut back together) passes every
     // row check; only the later anchor catches it.
     pg.sql("DELETE FROM an.events WHERE sequence > 90");
     pg.sql("UPDATE an.position SET sequence = 90");
-    assert_eq!(check(&[early.clone()], &keys).problem, None);
+    assert_eq!(check(&[early], &keys).problem, None);
     let found = check(&[early, late], &keys).problem.unwrap();
     assert_eq!(found.sequence, 100);
     assert!(found.detail.contains("ends at sequence 90"), "{found}");

@@ -459,7 +459,7 @@ fn an_anchor_checks_outside_the_store_from_a_copy_of_its_history_and_the_public_
             key_id: signer.key_id()
         }
     );
-    let mut forged = anchor.clone();
+    let mut forged = anchor;
     forged.sequence -= 1;
     assert_eq!(
         forged.check_signature(&[signer.verifying_key()]),
