@@ -69,3 +69,13 @@ export function section(title: string, ...children: (Child | Child[])[]): HTMLEl
 export function message(text: string, kind: "error" | "note" = "note"): HTMLElement {
   return h("p", { class: kind, role: kind === "error" ? "alert" : "status" }, text);
 }
+
+/// A form's non-empty fields, trimmed: what a search puts in the URL.
+export function filled(form: HTMLFormElement): Record<string, string> {
+  const q: Record<string, string> = {};
+  for (const [k, v] of new FormData(form).entries()) {
+    const text = String(v).trim();
+    if (text) q[k] = text;
+  }
+  return q;
+}

@@ -4,7 +4,7 @@
 
 import { ApiError, get, query, type EventLine, type Page } from "../api";
 import { navigate } from "../nav";
-import { h, kindLabel, link, message, pretty, section, short, table, time } from "../ui";
+import { filled, h, kindLabel, link, message, pretty, section, short, table, time } from "../ui";
 
 interface EntityInfo {
   entity: string;
@@ -67,10 +67,7 @@ export async function streams(main: HTMLElement, _: string[], signal: AbortSigna
       class: "filters",
       onsubmit: (e: Event) => {
         e.preventDefault();
-        const data = new FormData(e.target as HTMLFormElement);
-        const q: Record<string, string> = {};
-        for (const [k, v] of data.entries()) if (String(v).trim()) q[k] = String(v).trim();
-        navigate(`/streams${query(q)}`);
+        navigate(`/streams${query(filled(e.target as HTMLFormElement))}`);
       },
     },
     field("prefix", "Entity prefix", "order"),

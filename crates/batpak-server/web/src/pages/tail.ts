@@ -3,7 +3,7 @@
 
 import { get, query, stream, type EventLine, type Frontier } from "../api";
 import { navigate } from "../nav";
-import { h, kindLabel, link, message, short, time } from "../ui";
+import { filled, h, kindLabel, link, message, short, time } from "../ui";
 
 export async function tailPage(main: HTMLElement, _: string[], signal: AbortSignal): Promise<void> {
   const params = new URLSearchParams(location.search);
@@ -67,10 +67,7 @@ export async function tailPage(main: HTMLElement, _: string[], signal: AbortSign
       class: "filters",
       onsubmit: (e: Event) => {
         e.preventDefault();
-        const data = new FormData(e.target as HTMLFormElement);
-        const q: Record<string, string> = {};
-        for (const [k, v] of data.entries()) if (String(v).trim()) q[k] = String(v).trim();
-        navigate(`/tail${query(q)}`);
+        navigate(`/tail${query(filled(e.target as HTMLFormElement))}`);
       },
     },
     ...["entity", "prefix", "scope", "kind"].map((k) => h("label", {}, k, h("input", { name: k, value: region[k] ?? "" }))),
