@@ -22,6 +22,8 @@ pub const ENTITIES: usize = 1_000;
 pub const SCOPE: &str = "tenant:acme";
 
 /// The name of entity number `i` (`order:{i}`).
+pub mod postgres;
+
 pub fn entity_name(i: usize) -> String {
     format!("order:{i}")
 }

@@ -165,7 +165,7 @@ impl Sink for PostgresSink {
             let tx = client.transaction().await?;
             // Rows it already holds are left as they are (an at-least-once retry);
             // that they are the same events is checked below.
-            tx.execute(
+            let inserted = tx.execute(
                 &format!(
                     "INSERT INTO {schema}.events (sequence, id, timestamp_ns, entity, scope, version, kind,
                          kind_name, schema_version, encoding, payload, payload_json, causation, correlation,
@@ -188,8 +188,12 @@ impl Sink for PostgresSink {
                 ],
             )
             .await?;
-            let differing: i64 = tx
-                .query_one(
+            // Only when some rows were there already (a retry after a crash) is it
+            // checked that they are the same events.
+            let differing: i64 = if inserted == events.len() as u64 {
+                0
+            } else {
+                tx.query_one(
                     &format!(
                         "SELECT count(*) FROM {schema}.events e
                          JOIN UNNEST($1::bigint[], $2::text[]) AS u(s, eh) ON e.sequence = u.s
@@ -198,7 +202,8 @@ impl Sink for PostgresSink {
                     &[&columns.sequence, &columns.event_hash],
                 )
                 .await?
-                .get(0);
+                .get(0)
+            };
             if differing > 0 {
                 tx.rollback().await?;
                 return Ok(Some(differing));

@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batpak::{AppendOptions, Coordinate, EventKind, RawPayload, Store};
+use batpak_bench::postgres::{run, Postgres};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -340,189 +341,62 @@ fn fanout(dir: &Path, events: u64) -> Result<(f64, Duration)> {
     ))
 }
 
-/// A PostgreSQL server in a temporary directory, stopped on drop.
-struct Postgres {
-    data: PathBuf,
-    port: u16,
-    bin: PathBuf,
-}
-
-fn postgres_bin() -> Result<PathBuf> {
-    let root = Path::new("/usr/lib/postgresql");
-    let mut versions: Vec<PathBuf> = std::fs::read_dir(root)
-        .map_err(|e| {
-            format!(
-                "no PostgreSQL under {}: {e} (apt-get install postgresql)",
-                root.display()
-            )
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("postgres").exists())
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .ok_or_else(|| "no PostgreSQL server binary (apt-get install postgresql)".into())
-}
-
-/// Runs a PostgreSQL tool as the `postgres` user when we are root (it refuses root).
-fn as_postgres(program: &Path) -> Command {
-    let root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
-        || std::env::var("HOME").map(|h| h == "/root").unwrap_or(false);
-    if root {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(program);
-        c
-    } else {
-        Command::new(program)
-    }
-}
-
-fn run(cmd: &mut Command, what: &str) -> Result<String> {
-    let out = cmd.output().map_err(|e| format!("{what}: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "{what} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-impl Postgres {
-    fn start(work: &Path) -> Result<Postgres> {
-        let bin = postgres_bin()?;
-        let data = work.join("pgdata");
-        std::fs::create_dir_all(work)?;
-        // The postgres user must own what it writes.
-        let _ = Command::new("chown")
-            .arg("-R")
-            .arg("postgres")
-            .arg(work)
-            .status();
-        run(
-            as_postgres(&bin.join("initdb")).arg("-D").arg(&data).args([
-                "-A",
-                "trust",
-                "-U",
-                "postgres",
-                "--no-sync",
-            ]),
-            "initdb",
-        )?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=200 -c shared_buffers=128MB",
-            work.display()
-        );
-        run(
-            as_postgres(&bin.join("pg_ctl"))
-                .arg("-D")
-                .arg(&data)
-                .args(["-o", &options, "-w", "-l"])
-                .arg(work.join("postgres.log"))
-                .arg("start"),
-            "pg_ctl start",
-        )?;
-        let pg = Postgres { data, port, bin };
-        pg.psql("CREATE TABLE events (seq bigserial PRIMARY KEY, entity text NOT NULL, payload jsonb NOT NULL)")?;
-        Ok(pg)
-    }
-
-    /// A client program of the server, connected over TCP on 127.0.0.1.
-    fn client(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &self.port.to_string(),
-            "-U",
-            "postgres",
-        ]);
-        c
-    }
-
-    fn psql(&self, sql: &str) -> Result<String> {
-        run(
-            self.client(&self.bin.join("psql"))
-                .args(["-q", "-c", sql])
-                .arg("postgres"),
-            "psql",
-        )
-    }
-
-    fn pgbench(&self, work: &Path, clients: usize, seconds: Duration) -> Result<Run> {
-        let script = work.join("insert.sql");
-        std::fs::write(
-            &script,
-            format!(
-                "\\set e random(0, {})\nINSERT INTO events (entity, payload) VALUES ('order:' || :e, '{PAYLOAD}');\n",
-                ENTITIES - 1
-            ),
-        )?;
-        let logs = work.join(format!("log-{clients}"));
-        std::fs::create_dir_all(&logs)?;
-        let out = run(
-            self.client(Path::new("pgbench"))
-                .arg("-n")
-                .arg("-f")
-                .arg(&script)
-                .args([
-                    "-c",
-                    &clients.to_string(),
-                    "-j",
-                    &clients.min(2).to_string(),
-                ])
-                .args(["-T", &seconds.as_secs().max(1).to_string(), "-l"])
-                .arg(format!("--log-prefix={}/pgbench", logs.display()))
-                .arg("postgres"),
-            "pgbench",
-        )?;
-        let transactions: u64 = out
-            .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("number of transactions actually processed: ")
-            })
-            .and_then(|n| n.split('/').next())
-            .and_then(|n| n.trim().parse().ok())
-            .ok_or_else(|| format!("no transaction count in pgbench's output:\n{out}"))?;
-        let tps: f64 = out
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("tps = "))
-            .and_then(|t| t.split_whitespace().next())
-            .and_then(|t| t.parse().ok())
-            .ok_or_else(|| format!("no tps in pgbench's output:\n{out}"))?;
-        let mut latencies_us = Vec::new();
-        for entry in std::fs::read_dir(&logs)? {
-            let text = std::fs::read_to_string(entry?.path())?;
-            for line in text.lines() {
-                if let Some(us) = line.split_whitespace().nth(2).and_then(|t| t.parse().ok()) {
-                    latencies_us.push(us);
-                }
+fn pgbench(pg: &Postgres, work: &Path, clients: usize, seconds: Duration) -> Result<Run> {
+    let script = work.join("insert.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "\\set e random(0, {})\nINSERT INTO events (entity, payload) VALUES ('order:' || :e, '{PAYLOAD}');\n",
+            ENTITIES - 1
+        ),
+    )?;
+    let logs = work.join(format!("log-{clients}"));
+    std::fs::create_dir_all(&logs)?;
+    let out = run(
+        pg.client(Path::new("pgbench"))
+            .arg("-n")
+            .arg("-f")
+            .arg(&script)
+            .args([
+                "-c",
+                &clients.to_string(),
+                "-j",
+                &clients.min(2).to_string(),
+            ])
+            .args(["-T", &seconds.as_secs().max(1).to_string(), "-l"])
+            .arg(format!("--log-prefix={}/pgbench", logs.display()))
+            .arg("postgres"),
+        "pgbench",
+    )?;
+    let transactions: u64 = out
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("number of transactions actually processed: ")
+        })
+        .and_then(|n| n.split('/').next())
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| format!("no transaction count in pgbench's output:\n{out}"))?;
+    let tps: f64 = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("tps = "))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| format!("no tps in pgbench's output:\n{out}"))?;
+    let mut latencies_us = Vec::new();
+    for entry in std::fs::read_dir(&logs)? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        for line in text.lines() {
+            if let Some(us) = line.split_whitespace().nth(2).and_then(|t| t.parse().ok()) {
+                latencies_us.push(us);
             }
         }
-        Ok(Run::from_latencies(
-            transactions,
-            Duration::from_secs_f64(transactions as f64 / tps),
-            latencies_us,
-        ))
     }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl"))
-            .arg("-D")
-            .arg(&self.data)
-            .args(["-m", "fast", "-w", "stop"])
-            .output();
-    }
+    Ok(Run::from_latencies(
+        transactions,
+        Duration::from_secs_f64(transactions as f64 / tps),
+        latencies_us,
+    ))
 }
 
 fn row(name: &str, run: &Run) {
@@ -583,7 +457,7 @@ fn main() -> Result<()> {
     let pg = Postgres::start(&fresh("postgres"))?;
     let mut pg_rates = Vec::new();
     for clients in [1, 16, 64] {
-        let r = pg.pgbench(&fresh("postgres"), clients, seconds)?;
+        let r = pgbench(&pg, &fresh("postgres"), clients, seconds)?;
         row(&format!("PostgreSQL INSERT, {clients} connections"), &r);
         pg_rates.push(r.rate());
     }
