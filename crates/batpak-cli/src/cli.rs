@@ -292,6 +292,19 @@ pub enum Command {
         #[arg(long)]
         until_caught_up: bool,
     },
+    /// Promote a replica (--dir) to take appends after its primary is lost: refused
+    /// while the sink still holds events the replica does not, unless --force.
+    Promote {
+        /// The sink the replica followed: postgres://USER@HOST:PORT/DB.
+        #[arg(long)]
+        from: String,
+        /// The schema holding the copy.
+        #[arg(long, default_value = "batpak")]
+        schema: String,
+        /// Promote even though the sink is ahead: its newer events are given up.
+        #[arg(long)]
+        force: bool,
+    },
     /// Recheck a replica on its own: every row's hash, each entity's chain, sequence
     /// density and the position; exit 1 naming the first row that does not hold.
     VerifyReplica {

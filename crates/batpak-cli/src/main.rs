@@ -322,6 +322,11 @@ fn run(ctx: &Context, command: Command) -> Outcome {
             schema,
             anchors,
         } => replicate::verify_replica(ctx, &url, &schema, &anchors),
+        Command::Promote {
+            from,
+            schema,
+            force,
+        } => replicate::promote(ctx, &from, &schema, force),
         Command::Follow {
             from,
             schema,

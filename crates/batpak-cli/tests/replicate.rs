@@ -205,3 +205,102 @@ fn follow_builds_a_replica_from_the_sink_that_verifies_and_reads_the_same() {
         "the same events, ids and hashes"
     );
 }
+
+#[test]
+fn promotion_is_refused_while_the_source_is_ahead_and_then_the_replica_takes_appends() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let replica = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    append(&store, 100, 0);
+    drop(store);
+    let ok = |c: &mut Command| {
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o
+    };
+    ok(batpak(dir.path()).args([
+        "replicate",
+        "--to",
+        &pg.url(),
+        "--schema",
+        "pr",
+        "--until-caught-up",
+    ]));
+    ok(batpak(replica.path()).args([
+        "follow",
+        "--from",
+        &pg.url(),
+        "--schema",
+        "pr",
+        "--until-caught-up",
+    ]));
+    // The primary goes on; the sink gets ahead of the replica.
+    let store = Store::open(dir.path()).unwrap();
+    append(&store, 30, 100);
+    drop(store);
+    ok(batpak(dir.path()).args([
+        "replicate",
+        "--to",
+        &pg.url(),
+        "--schema",
+        "pr",
+        "--until-caught-up",
+    ]));
+    let o = batpak(replica.path())
+        .args(["promote", "--from", &pg.url(), "--schema", "pr"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "refused while the source is ahead");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("through sequence 130")
+            && stderr.contains("only through 100")
+            && stderr.contains("30 events"),
+        "{stderr}"
+    );
+    // Caught up, it promotes, and takes appends that continue its history.
+    ok(batpak(replica.path()).args([
+        "follow",
+        "--from",
+        &pg.url(),
+        "--schema",
+        "pr",
+        "--until-caught-up",
+    ]));
+    let o = ok(batpak(replica.path()).args(["promote", "--from", &pg.url(), "--schema", "pr"]));
+    assert!(String::from_utf8_lossy(&o.stdout)
+        .contains("promoted: the replica holds through sequence 130"));
+    let promoted = Store::open(replica.path()).unwrap();
+    let r = promoted
+        .append_raw(
+            &Coordinate::new("after", "shop").unwrap(),
+            EventKind::custom(1, 1),
+            RawPayload::json(b"{}"),
+            AppendOptions::default(),
+        )
+        .unwrap();
+    assert_eq!(r.sequence, 131);
+    drop(promoted);
+    // --force gives up what the sink has beyond the replica, and says how much.
+    let other = tempfile::tempdir().unwrap();
+    drop(Store::open(other.path()).unwrap());
+    let o = ok(batpak(other.path()).args([
+        "--json",
+        "promote",
+        "--from",
+        &pg.url(),
+        "--schema",
+        "pr",
+        "--force",
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (
+            v["replica"].as_u64(),
+            v["source"].as_u64(),
+            v["lost"].as_u64()
+        ),
+        (Some(0), Some(130), Some(130))
+    );
+}

@@ -119,3 +119,41 @@ pub async fn follow_postgres(
         on_status(&status);
     }
 }
+
+/// How far a replica is behind the sink it follows: what promoting it would lose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Behind {
+    /// The last sequence the replica holds.
+    pub replica: u64,
+    /// The last sequence the sink holds.
+    pub source: u64,
+}
+
+impl Behind {
+    /// Events the sink holds that the replica does not.
+    pub fn missing(&self) -> u64 {
+        self.source.saturating_sub(self.replica)
+    }
+}
+
+/// Compares `replica` with the copy in `schema` at `url` (for promotion: a replica
+/// the source is still ahead of would lose the difference).
+pub async fn behind_postgres(replica: &Store, url: &str, schema: &str) -> Result<Behind, String> {
+    check_schema(schema)?;
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let source: i64 = client
+        .query_opt(&format!("SELECT sequence FROM {schema}.position"), &[])
+        .await
+        .map_err(|e| format!("{schema}.position: {e}"))?
+        .map_or(0, |r| r.get(0));
+    Ok(Behind {
+        replica: replica.frontier().visible,
+        source: source.max(0) as u64,
+    })
+}

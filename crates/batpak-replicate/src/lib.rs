@@ -11,7 +11,7 @@ mod replicator;
 mod sink;
 mod verify;
 
-pub use follow::{follow_postgres, FollowStatus};
+pub use follow::{behind_postgres, follow_postgres, Behind, FollowStatus};
 pub use postgres::{check_schema, PostgresSink};
 pub use replicator::{Control, ReplicateError, Replicator, Status, DEFAULT_BATCH};
 pub use sink::{Sink, SinkError};

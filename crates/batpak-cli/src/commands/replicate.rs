@@ -122,6 +122,38 @@ pub fn follow(ctx: &Context, from: &str, schema: &str, until_caught_up: bool) ->
     out(&format!("the replica holds through sequence {position}\n"))
 }
 
+pub fn promote(ctx: &Context, from: &str, schema: &str, force: bool) -> Outcome {
+    let replica = ctx.open_write(false)?;
+    let behind = runtime()?
+        .block_on(batpak_replicate::behind_postgres(&replica, from, schema))
+        .map_err(Failure::new)?;
+    if behind.missing() > 0 && !force {
+        return Err(Failure::new(format!(
+            "refusing to promote: the sink holds through sequence {}, the replica only through {} ({} events would be lost); run `batpak follow --until-caught-up` first, or pass --force to give them up",
+            behind.source,
+            behind.replica,
+            behind.missing()
+        )));
+    }
+    replica.close()?;
+    if ctx.json {
+        return print_json(&serde_json::json!({
+            "replica": behind.replica,
+            "source": behind.source,
+            "lost": behind.missing(),
+        }));
+    }
+    out(&format!(
+        "promoted: the replica holds through sequence {}{}; it takes appends now (once it has, a follow into it is refused: its history goes on from here)\n",
+        behind.replica,
+        if behind.missing() > 0 {
+            format!(", giving up the sink's {} newer events", behind.missing())
+        } else {
+            String::new()
+        }
+    ))
+}
+
 pub fn verify_replica(
     ctx: &Context,
     url: &str,
