@@ -214,7 +214,16 @@ fn verify_catches_an_erased_payload_no_redaction_record_names() {
     assert_eq!(found.len(), 1, "{found:#?}");
     assert_eq!(found[0].check, Check::Redaction);
     assert_eq!(found[0].sequence, Some(1));
-    assert_eq!(found[0].offset, range.start as u64);
+    // The finding names the frame's start. The first byte the redaction changed lies
+    // in the frame's leading CRC32C, but not always its first byte: one CRC byte in
+    // 256 comes out the same (the salt and ids are random), so the difference may
+    // begin up to three bytes in.
+    let start = range.start as u64;
+    assert!(
+        found[0].offset <= start && start - found[0].offset < 4,
+        "frame at {}, first changed byte at {start}",
+        found[0].offset
+    );
     assert!(
         found[0].detail.contains("no redaction record"),
         "{found:#?}"

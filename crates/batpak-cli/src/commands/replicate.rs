@@ -193,7 +193,7 @@ pub fn verify_replica(
         None => {
             if !ctx.json {
                 out(&format!(
-                    "the replica holds: {} rows, position {}, every hash, link and sequence checked, {} anchors held; running hash {}\n",
+                    "the replica holds: {} rows, position {}, every hash, link and sequence checked, anchors held: {}; running hash {}\n",
                     report.rows, report.position, report.anchors_held, report.running_hash
                 ))?;
             }
