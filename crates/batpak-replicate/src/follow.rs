@@ -8,9 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use batpak::{Store, StoredEvent};
-use tokio_postgres::NoTls;
 
-use crate::postgres::check_schema;
 use crate::verify::{row_of, COLUMNS};
 
 /// Rows read per import at most (a batch of the source larger than it comes whole).
@@ -41,15 +39,8 @@ pub async fn follow_postgres(
     stop: impl std::future::Future<Output = ()>,
     mut on_status: impl FnMut(&FollowStatus),
 ) -> Result<u64, String> {
-    check_schema(schema)?;
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let client = crate::postgres::connect(url, schema).await?;
     tokio::pin!(stop);
-    let position_sql = format!("SELECT sequence FROM {schema}.position");
     let rows_sql = format!(
         "SELECT {COLUMNS} FROM {schema}.events WHERE sequence > $1 AND sequence <= $2 ORDER BY sequence LIMIT $3"
     );
@@ -59,12 +50,8 @@ pub async fn follow_postgres(
     };
     let mut goal = None;
     loop {
-        let source: i64 = client
-            .query_opt(&position_sql, &[])
-            .await
-            .map_err(|e| format!("{schema}.position: {e}"))?
-            .map_or(0, |r| r.get(0));
-        status.source = source.max(0) as u64;
+        status.source = crate::postgres::sink_position(&client, schema).await?;
+        let source = i64::try_from(status.source).unwrap_or(i64::MAX);
         let goal = *goal.get_or_insert(status.source);
         if status.position >= status.source {
             on_status(&status);
@@ -140,20 +127,10 @@ impl Behind {
 /// Compares `replica` with the copy in `schema` at `url` (for promotion: a replica
 /// the source is still ahead of would lose the difference).
 pub async fn behind_postgres(replica: &Store, url: &str, schema: &str) -> Result<Behind, String> {
-    check_schema(schema)?;
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let source: i64 = client
-        .query_opt(&format!("SELECT sequence FROM {schema}.position"), &[])
-        .await
-        .map_err(|e| format!("{schema}.position: {e}"))?
-        .map_or(0, |r| r.get(0));
+    let client = crate::postgres::connect(url, schema).await?;
+    let source = crate::postgres::sink_position(&client, schema).await?;
     Ok(Behind {
         replica: replica.frontier().visible,
-        source: source.max(0) as u64,
+        source,
     })
 }

@@ -132,6 +132,27 @@ impl PostgresSink {
     }
 }
 
+/// A connection for reading the copy in `schema` (verify, follow, promote).
+pub(crate) async fn connect(url: &str, schema: &str) -> Result<Client, String> {
+    check_schema(schema)?;
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The sink's recorded position (0 when it holds nothing yet).
+pub(crate) async fn sink_position(client: &Client, schema: &str) -> Result<u64, String> {
+    let row = client
+        .query_opt(&format!("SELECT sequence FROM {schema}.position"), &[])
+        .await
+        .map_err(|e| format!("{schema}.position: {e}"))?;
+    Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+}
+
 /// Sequences travel as `bigint`: a store's sequences stay far below 2^63.
 fn big(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)

@@ -9,9 +9,6 @@ use base64::Engine as _;
 use batpak::proof::{Anchor, RunningHash, VerifyingKey};
 use batpak::{ExportLine, Hash};
 use serde_json::{json, Value};
-use tokio_postgres::NoTls;
-
-use crate::postgres::check_schema;
 
 /// What `verify-replica` found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,21 +137,11 @@ pub async fn verify_postgres(
     anchors: &[Anchor],
     keys: &[VerifyingKey],
 ) -> Result<ReplicaReport, String> {
-    check_schema(schema)?;
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let position: i64 = client
-        .query_opt(&format!("SELECT sequence FROM {schema}.position"), &[])
-        .await
-        .map_err(|e| format!("{schema}.position: {e}"))?
-        .map_or(0, |r| r.get(0));
+    let client = crate::postgres::connect(url, schema).await?;
+    let position = crate::postgres::sink_position(&client, schema).await?;
     let mut report = ReplicaReport {
         rows: 0,
-        position: position.max(0) as u64,
+        position,
         running_hash: Hash::ZERO,
         anchors_held: 0,
         problem: None,
