@@ -87,12 +87,12 @@ pub async fn follow_postgres(
             // Import whole batches: a chunk that ends inside one leaves that batch
             // for the next round (the sink's position always ends a batch), and a
             // batch longer than the chunk is read whole.
-            match events.iter().rposition(|e| !e.continues_batch()) {
-                Some(start) if start > 0 => {
-                    events.truncate(start);
+            match crate::replicator::complete_batches(&events) {
+                0 => limit *= 2,
+                end => {
+                    events.truncate(end);
                     break events;
                 }
-                _ => limit *= 2,
             }
         };
         let count = events.len() as u64;

@@ -126,29 +126,36 @@ fn whole_batches(
 ) -> batpak::Result<Vec<batpak::StoredEvent>> {
     let mut events = store.query(&everything(), position, limit)?;
     loop {
-        let Some(last) = events.last().map(|e| e.sequence) else {
+        let Some(last) = events.last() else {
             return Ok(events);
         };
-        let next = store.query(&everything(), last, 1)?;
-        if !next
-            .first()
-            .is_some_and(batpak::StoredEvent::continues_batch)
-        {
+        if !last.continues_batch() {
             return Ok(events);
         }
         // The page ends inside a batch: drop that batch's start, or, when the page is
         // all one batch, read on to its end.
-        match events.iter().rposition(|e| !e.continues_batch()) {
-            Some(start) if start > 0 => {
-                events.truncate(start);
-                return Ok(events);
-            }
-            _ => {
-                let more = store.query(&everything(), last, limit)?;
-                events.extend(more);
-            }
+        let end = complete_batches(&events);
+        if end > 0 {
+            events.truncate(end);
+            return Ok(events);
         }
+        let more = store.query(&everything(), last.sequence, limit)?;
+        if more.is_empty() {
+            // A batch is visible whole or not at all, so this is a store whose batch
+            // was cut short (salvaged): ship what it holds.
+            return Ok(events);
+        }
+        events.extend(more);
     }
+}
+
+/// How many of `events` (consecutive, in sequence order) make up whole batches: up
+/// to and including the last one that ends its batch.
+pub(crate) fn complete_batches(events: &[batpak::StoredEvent]) -> usize {
+    events
+        .iter()
+        .rposition(|e| !e.continues_batch())
+        .map_or(0, |i| i + 1)
 }
 
 /// The region a replica holds: everything the store holds.
@@ -355,5 +362,69 @@ impl<S: Sink> Replicator<S> {
             s.lag_events = visible.saturating_sub(last);
         });
         Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use batpak::{AppendOptions, Batch, Coordinate, EventKind, RawPayload, Store};
+
+    use super::whole_batches;
+
+    /// Batches of three, then one event alone, then batches of three.
+    fn store_of_batches(dir: &std::path::Path) -> Store {
+        let store = Store::open(dir).unwrap();
+        let coord = Coordinate::new("order:1", "shop").unwrap();
+        let push = |n: usize| {
+            let mut batch = Batch::new();
+            for _ in 0..n {
+                batch.push_raw(
+                    &coord,
+                    EventKind::custom(1, 1),
+                    RawPayload::json(b"{}"),
+                    AppendOptions::default(),
+                );
+            }
+            store.append_batch(&batch).unwrap();
+        };
+        push(3);
+        push(3);
+        push(1);
+        push(3);
+        store
+    }
+
+    fn last(events: &[batpak::StoredEvent]) -> u64 {
+        events.last().map_or(0, |e| e.sequence)
+    }
+
+    #[test]
+    fn a_page_ends_where_a_batch_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_of_batches(dir.path());
+        assert_eq!(store.frontier().visible, 10);
+        // Sequences 1-3, 4-6, 7 alone, 8-10.
+        for (position, limit, through) in [
+            (0, 4, 3),
+            (0, 6, 6),
+            (0, 7, 7),
+            (0, 8, 7),
+            (0, 2, 3),
+            (3, 1, 6),
+            (6, 1, 7),
+            (7, 2, 10),
+            (7, 100, 10),
+            (10, 5, 0),
+        ] {
+            let events = whole_batches(&store, position, limit).unwrap();
+            assert_eq!(
+                last(&events),
+                through,
+                "after {position} with a limit of {limit}"
+            );
+            assert!(events.last().is_none_or(|e| !e.continues_batch()));
+        }
     }
 }
