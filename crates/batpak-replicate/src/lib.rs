@@ -1,17 +1,19 @@
-//! Replication of a batpak store into the engines users grow into: PostgreSQL (and,
-//! next, NATS JetStream). The journal is the outbox: a [`Replicator`] ships the
+//! Replication of a batpak store into the engines users grow into: PostgreSQL and NATS
+//! JetStream. The journal is the outbox: a [`Replicator`] ships the
 //! lossless export form of every record, in sequence order and bounded batches, into
 //! a [`Sink`] that commits its own position with the rows, so every event lands
 //! exactly once however often the replicator is killed. The library stays
 //! synchronous; this crate runs the engines' async clients on tokio.
 
 mod follow;
+mod jetstream;
 mod postgres;
 mod replicator;
 mod sink;
 mod verify;
 
 pub use follow::{behind_postgres, follow_postgres, Behind, FollowStatus};
+pub use jetstream::{check_name, event_subject, stream_name, subject_token, JetStreamSink};
 pub use postgres::{check_schema, PostgresSink};
 pub use replicator::{Control, ReplicateError, Replicator, Status, DEFAULT_BATCH};
 pub use sink::{Sink, SinkError};

@@ -128,6 +128,147 @@ pub(crate) fn row_of(row: &tokio_postgres::Row) -> Result<Row, String> {
     })
 }
 
+/// The checks every copy gets, fed its events in sequence order: density, each
+/// event's hash recomputed from its fields, each entity's chain, the running hash and
+/// the anchors at their sequences.
+pub(crate) struct Checker<'a> {
+    pub report: ReplicaReport,
+    pending: std::iter::Peekable<std::vec::IntoIter<&'a Anchor>>,
+    running: RunningHash,
+    heads: HashMap<String, (u64, Hash)>,
+    /// The next sequence the copy must hold.
+    pub expected: u64,
+}
+
+impl<'a> Checker<'a> {
+    /// A checker of a copy whose position is `position`, which must hold `anchors`
+    /// (their signatures under `keys` are checked first).
+    pub fn new(
+        position: u64,
+        anchors: &'a [Anchor],
+        keys: &[VerifyingKey],
+    ) -> Result<Checker<'a>, ReplicaReport> {
+        let mut report = ReplicaReport {
+            rows: 0,
+            position,
+            running_hash: Hash::ZERO,
+            anchors_held: 0,
+            problem: None,
+        };
+        for anchor in anchors {
+            let check = anchor.check_signature(keys);
+            if !check.holds() {
+                report.problem = Some(problem_of_anchor(
+                    anchor,
+                    format!("its signature does not hold: {check:?}"),
+                ));
+                return Err(report);
+            }
+        }
+        let mut sorted: Vec<&Anchor> = anchors.iter().collect();
+        sorted.sort_by_key(|a| a.sequence);
+        Ok(Checker {
+            report,
+            pending: sorted.into_iter().peekable(),
+            running: RunningHash::default(),
+            heads: HashMap::new(),
+            expected: 1,
+        })
+    }
+
+    /// Whether the copy's next event, at `sequence`, is the one it must hold next.
+    pub fn next_is(
+        &mut self,
+        sequence: u64,
+        next: impl FnOnce() -> String,
+    ) -> Result<(), ReplicaProblem> {
+        self.report.rows += 1;
+        if sequence != self.expected {
+            return Err(ReplicaProblem {
+                sequence: self.expected,
+                id: None,
+                detail: format!("missing: {}", next()),
+            });
+        }
+        self.expected = sequence + 1;
+        Ok(())
+    }
+
+    /// Checks the event at `sequence` (already passed by `next_is`), as `line`.
+    pub fn event(
+        &mut self,
+        sequence: u64,
+        id: &str,
+        line: &ExportLine,
+    ) -> Result<(), ReplicaProblem> {
+        let bad = |detail: String| ReplicaProblem {
+            sequence,
+            id: Some(id.to_string()),
+            detail,
+        };
+        // The hash recomputed from every field the copy holds.
+        let event = line.to_preserved().map_err(bad)?;
+        let entity = event.coordinate.entity().to_string();
+        let (want_version, want_prev) = match self.heads.get(&entity) {
+            Some((version, hash)) => (version + 1, *hash),
+            None => (0, Hash::ZERO),
+        };
+        if event.version != want_version || event.prev_hash != want_prev {
+            return Err(bad(format!(
+                "the chain of {entity:?} breaks: expected version {want_version} after hash {want_prev}, the copy has version {} after {}",
+                event.version, event.prev_hash
+            )));
+        }
+        self.heads
+            .insert(entity, (event.version, event.event_hash()));
+        self.running.push(sequence, &event.event_hash());
+        while let Some(anchor) = self.pending.next_if(|a| a.sequence == sequence) {
+            if anchor.running_hash != self.running.value() {
+                return Err(problem_of_anchor(
+                    anchor,
+                    format!(
+                        "the copy's running hash there is {}, not the anchored {}: an event up to it was changed, removed or added",
+                        self.running.value(),
+                        anchor.running_hash
+                    ),
+                ));
+            }
+            self.report.anchors_held += 1;
+        }
+        Ok(())
+    }
+
+    /// The report once every event was checked: anchors past the end, and the
+    /// position against the events.
+    pub fn finish(mut self) -> ReplicaReport {
+        self.report.running_hash = self.running.value();
+        let end = self.expected - 1;
+        if let Some(anchor) = self.pending.next() {
+            self.report.problem = Some(problem_of_anchor(
+                anchor,
+                format!("the copy ends at sequence {end}, before the anchor"),
+            ));
+        } else if self.report.position != end {
+            self.report.problem = Some(ReplicaProblem {
+                sequence: self.report.position.min(self.expected),
+                id: None,
+                detail: format!(
+                    "the position says {} but the events end at {end}",
+                    self.report.position
+                ),
+            });
+        }
+        self.report
+    }
+
+    /// The report with `problem`.
+    pub fn fail(mut self, problem: ReplicaProblem) -> ReplicaReport {
+        self.report.running_hash = self.running.value();
+        self.report.problem = Some(problem);
+        self.report
+    }
+}
+
 /// Rechecks the copy in `schema` of the database at `url`, and each of `anchors`
 /// (taken of the store with `batpak anchor`) against it, their signatures under
 /// `keys`.
@@ -139,35 +280,11 @@ pub async fn verify_postgres(
 ) -> Result<ReplicaReport, String> {
     let client = crate::postgres::connect(url, schema).await?;
     let position = crate::postgres::sink_position(&client, schema).await?;
-    let mut report = ReplicaReport {
-        rows: 0,
-        position,
-        running_hash: Hash::ZERO,
-        anchors_held: 0,
-        problem: None,
+    let mut checker = match Checker::new(position, anchors, keys) {
+        Ok(c) => c,
+        Err(report) => return Ok(report),
     };
-    for anchor in anchors {
-        let check = anchor.check_signature(keys);
-        if !check.holds() {
-            report.problem = Some(problem_of_anchor(
-                anchor,
-                format!("its signature does not hold: {check:?}"),
-            ));
-            return Ok(report);
-        }
-    }
-    let mut anchors: Vec<&Anchor> = anchors.iter().collect();
-    anchors.sort_by_key(|a| a.sequence);
-    let mut pending = anchors.into_iter().peekable();
-    let mut running = RunningHash::default();
-    let mut heads: HashMap<String, (u64, Hash)> = HashMap::new();
-    let mut expected_seq = 1u64;
     let mut after = 0i64;
-    let problem = |sequence: u64, id: Option<String>, detail: String| ReplicaProblem {
-        sequence,
-        id,
-        detail,
-    };
     loop {
         let rows = client
             .query(
@@ -182,21 +299,19 @@ pub async fn verify_postgres(
             break;
         }
         for row in &rows {
-            let sequence: i64 = row.get(0);
-            let sequence = sequence.max(0) as u64;
+            let sequence = row.get::<_, i64>(0).max(0) as u64;
             after = row.get(0);
-            report.rows += 1;
             let id: String = row.get(1);
-            if sequence != expected_seq {
-                report.problem = Some(problem(
-                    expected_seq,
-                    None,
-                    format!("missing: the next row is at sequence {sequence}"),
-                ));
-                return Ok(report);
+            if let Err(p) = checker.next_is(sequence, || {
+                format!("the next row is at sequence {sequence}")
+            }) {
+                return Ok(checker.fail(p));
             }
-            expected_seq = sequence + 1;
-            let bad = |detail: String| Some(problem(sequence, Some(id.clone()), detail));
+            let bad = |detail: String| ReplicaProblem {
+                sequence,
+                id: Some(id.clone()),
+                detail,
+            };
             let Row {
                 line,
                 encoding,
@@ -205,79 +320,20 @@ pub async fn verify_postgres(
                 ..
             } = match row_of(row) {
                 Ok(r) => r,
-                Err(why) => {
-                    report.problem = bad(why);
-                    return Ok(report);
-                }
-            };
-            // The hash recomputed from every field the row holds.
-            let event = match line.to_preserved() {
-                Ok(e) => e,
-                Err(why) => {
-                    report.problem = bad(why);
-                    return Ok(report);
-                }
+                Err(why) => return Ok(checker.fail(bad(why))),
             };
             if let Some(bytes) = &payload {
                 if payload_json != view_of(&encoding, bytes) {
-                    report.problem = bad(format!(
+                    return Ok(checker.fail(bad(format!(
                         "payload_json {} is not the JSON view of the payload bytes",
                         payload_json.map_or_else(|| "NULL".into(), |v| v.to_string())
-                    ));
-                    return Ok(report);
+                    ))));
                 }
             }
-            let entity = event.coordinate.entity().to_string();
-            let (want_version, want_prev) = match heads.get(&entity) {
-                Some((version, hash)) => (version + 1, *hash),
-                None => (0, Hash::ZERO),
-            };
-            if event.version != want_version || event.prev_hash != want_prev {
-                report.problem = bad(format!(
-                    "the chain of {entity:?} breaks: expected version {want_version} after hash {want_prev}, the row has version {} after {}",
-                    event.version, event.prev_hash
-                ));
-                return Ok(report);
-            }
-            heads.insert(entity, (event.version, event.event_hash()));
-            running.push(sequence, &event.event_hash());
-            while let Some(anchor) = pending.next_if(|a| a.sequence == sequence) {
-                if anchor.running_hash != running.value() {
-                    report.problem = Some(problem_of_anchor(
-                        anchor,
-                        format!(
-                            "the copy's running hash there is {}, not the anchored {}: a row up to it was changed, removed or added",
-                            running.value(),
-                            anchor.running_hash
-                        ),
-                    ));
-                    return Ok(report);
-                }
-                report.anchors_held += 1;
+            if let Err(p) = checker.event(sequence, &id, &line) {
+                return Ok(checker.fail(p));
             }
         }
     }
-    report.running_hash = running.value();
-    if let Some(anchor) = pending.next() {
-        report.problem = Some(problem_of_anchor(
-            anchor,
-            format!(
-                "the copy ends at sequence {}, before the anchor",
-                expected_seq - 1
-            ),
-        ));
-        return Ok(report);
-    }
-    if report.position != expected_seq - 1 {
-        report.problem = Some(problem(
-            report.position.min(expected_seq),
-            None,
-            format!(
-                "the position says {} but the rows end at {}",
-                report.position,
-                expected_seq - 1
-            ),
-        ));
-    }
-    Ok(report)
+    Ok(checker.finish())
 }

@@ -1,6 +1,6 @@
-//! Real engines for the tests: PostgreSQL from Debian's packages, started into a
-//! temporary directory on a free loopback port and stopped on drop. A test whose
-//! server cannot start fails.
+//! Real engines for the tests: PostgreSQL and NATS (with JetStream) from Debian's
+//! packages, started into a temporary directory on a free loopback port and stopped
+//! on drop. A test whose server cannot start fails.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -161,5 +161,93 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A NATS server with JetStream, its store in a temporary directory.
+pub struct Nats {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let mut nats = Nats {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_port(),
+            child: None,
+        };
+        nats.run_server();
+        nats
+    }
+
+    fn run_server(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))
+            .unwrap();
+        let child = Command::new("nats-server")
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
+            .arg(self.dir.path().join("js"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("nats-server cannot start ({e}); apt-get install nats-server")
+            });
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                let log =
+                    std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
+                panic!("nats-server exited ({status}): {log}");
+            }
+            let log = std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default();
+            if log.matches("Server is ready").count() > log.matches("Server Exiting").count() {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nats-server did not become ready: {log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server (SIGTERM, waited for); `restart` brings it back on the same
+    /// port with the same store.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.run_server();
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

@@ -1,0 +1,531 @@
+//! The NATS JetStream sink: one stream per store (`BATPAK_<name>`), one message per
+//! event on the subject `batpak.<name>.<scope>.<entity>`, its body the event's
+//! lossless export line (JSON), in sequence order with nothing between.
+//!
+//! Every message says what it must follow: `Nats-Expected-Last-Sequence` names the
+//! stream sequence before it (so a message lost in flight makes every later one fail,
+//! never a gap) and `Nats-Expected-Last-Subject-Sequence` the last message of its
+//! entity (per-entity order, checked by the server). `Nats-Msg-Id` is the event id,
+//! so the server drops a message it already holds. The sink's position is the
+//! `Batpak-Sequence` header of the stream's last event message: there is nothing to
+//! commit beside the messages, and a replicator killed mid-batch resumes after the
+//! last message the server took.
+//!
+//! A redaction cannot rewrite a message: before the batch holding the redaction, the
+//! sink publishes the erased copy of the target (payload gone; hash, chain and digest
+//! kept) on `batpak.<name>.erased`, then deletes the original, which the server
+//! overwrites on disk. A verifier fills the original's place from the erased copy.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use batpak::{ExportLine, Hash};
+
+use crate::sink::{Sink, SinkError};
+
+/// The header holding a message's store sequence.
+pub(crate) const H_SEQUENCE: &str = "Batpak-Sequence";
+/// On an erased copy: the stream sequence of the original it replaces.
+pub(crate) const H_ERASED: &str = "Batpak-Erased";
+
+/// How long a request to the server may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A name the sink accepts for a store's copy: ASCII letters, digits, `_` and `-`, at
+/// most 48 bytes (one subject token, and part of the stream's name).
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 48
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "the name {name:?} must be ASCII letters, digits, _ and -, at most 48 bytes"
+        ))
+    }
+}
+
+/// The stream holding the copy named `name`.
+pub fn stream_name(name: &str) -> String {
+    format!("BATPAK_{name}")
+}
+
+/// A scope or entity as one subject token: ASCII letters, digits and `-_:=@` stay as
+/// they are; every other byte (`.`, `*`, `>`, `%`, `$`, space, non-ASCII) becomes `%`
+/// and two upper-case hex digits; the empty string becomes a lone `%`. Distinct
+/// names give distinct tokens, and no token is a wildcard.
+pub fn subject_token(name: &str) -> String {
+    if name.is_empty() {
+        return "%".to_string();
+    }
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_:=@".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The subject of an event of `scope` and `entity` in the copy named `name`.
+pub fn event_subject(name: &str, scope: &str, entity: &str) -> String {
+    format!(
+        "batpak.{name}.{}.{}",
+        subject_token(scope),
+        subject_token(entity)
+    )
+}
+
+/// The subject erased copies are published on.
+pub(crate) fn erased_subject(name: &str) -> String {
+    format!("batpak.{name}.erased")
+}
+
+/// The subjects of the stream: everything under `batpak.<name>`.
+fn stream_subjects(name: &str) -> String {
+    format!("batpak.{name}.>")
+}
+
+fn unavailable(e: impl std::fmt::Display) -> SinkError {
+    SinkError::Unavailable(e.to_string())
+}
+
+/// A connection to the server and the store's stream.
+pub(crate) struct Conn {
+    pub stream: stream::Stream,
+    pub js: jetstream::Context,
+}
+
+/// Connects to `url` and opens the stream of the copy named `name`; creates it when
+/// `create` (the replicator) and it is missing.
+pub(crate) async fn connect(url: &str, name: &str, create: bool) -> Result<Conn, String> {
+    check_name(name)?;
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(TIMEOUT)
+        .request_timeout(Some(TIMEOUT))
+        .connect(url)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let mut js = jetstream::new(client);
+    js.set_timeout(TIMEOUT);
+    let stream = if create {
+        js.get_or_create_stream(stream::Config {
+            name: stream_name(name),
+            subjects: vec![stream_subjects(name)],
+            storage: stream::StorageType::File,
+            allow_direct: true,
+            ..stream::Config::default()
+        })
+        .await
+        .map_err(|e| format!("{url}: the stream {}: {e}", stream_name(name)))?
+    } else {
+        js.get_stream(stream_name(name)).await.map_err(|e| {
+            format!(
+                "{url}: no stream {} (has anything been replicated there?): {e}",
+                stream_name(name)
+            )
+        })?
+    };
+    Ok(Conn { stream, js })
+}
+
+/// A message of the stream, as the copy holds it.
+pub(crate) struct Message {
+    /// Its stream sequence.
+    pub stream_seq: u64,
+    pub subject: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Message {
+    fn of(m: async_nats::jetstream::message::StreamMessage) -> Message {
+        Message {
+            stream_seq: m.sequence,
+            subject: m.subject.to_string(),
+            headers: m.headers,
+            body: m.payload.to_vec(),
+        }
+    }
+
+    /// The store sequence its header names.
+    pub fn sequence(&self) -> Option<u64> {
+        header(&self.headers, H_SEQUENCE).and_then(|v| v.parse().ok())
+    }
+
+    /// The export line its body holds.
+    pub fn line(&self) -> Result<ExportLine, String> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| format!("the body is not an event's export line: {e}"))
+    }
+}
+
+pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).map(async_nats::HeaderValue::as_str)
+}
+
+/// The message at stream sequence `seq`, `None` when there is none (deleted, or past
+/// the end).
+pub(crate) async fn message_at(
+    stream: &stream::Stream,
+    seq: u64,
+) -> Result<Option<Message>, String> {
+    match stream.get_raw_message(seq).await {
+        Ok(m) => Ok(Some(Message::of(m))),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(format!("message {seq}: {e}")),
+    }
+}
+
+/// The first event message (not an erased copy) at stream sequence `from` or after.
+pub(crate) async fn event_at_or_after(
+    stream: &stream::Stream,
+    name: &str,
+    from: u64,
+) -> Result<Option<Message>, String> {
+    let filter = format!("batpak.{name}.*.*");
+    match stream
+        .raw_message_builder()
+        .sequence(from)
+        .next_by_subject(filter)
+        .send()
+        .await
+    {
+        Ok(m) => Ok(Some(Message::of(m))),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(format!("the event message after {from}: {e}")),
+    }
+}
+
+fn is_not_found(e: &impl std::fmt::Display) -> bool {
+    let text = e.to_string().to_ascii_lowercase();
+    text.contains("not found") || text.contains("10037")
+}
+
+/// The stream sequence of the first event message whose store sequence is at least
+/// `sequence` (binary search: event messages are in store order), `None` when every
+/// event message is before it.
+pub(crate) async fn locate(
+    stream: &stream::Stream,
+    name: &str,
+    first: u64,
+    last: u64,
+    sequence: u64,
+) -> Result<Option<Message>, String> {
+    let (mut lo, mut hi) = (first.max(1), last.saturating_add(1));
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match event_at_or_after(stream, name, mid).await? {
+            Some(m) if m.stream_seq < hi => {
+                if m.sequence().unwrap_or(0) < sequence {
+                    lo = m.stream_seq + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            _ => hi = mid,
+        }
+    }
+    event_at_or_after(stream, name, lo).await
+}
+
+/// What the sink knows of the stream's end, read at `position` and kept up as it
+/// publishes; dropped on any failure, so the next attempt reads it again.
+struct Tail {
+    /// The stream's last sequence (erased copies included).
+    last: u64,
+    /// The store sequence of the last event message.
+    position: u64,
+    /// The stream sequence of each entity subject's last message, as far as known.
+    subjects: HashMap<String, u64>,
+}
+
+/// Replicates into a JetStream stream.
+pub struct JetStreamSink {
+    url: String,
+    name: String,
+    conn: Option<Conn>,
+    tail: Option<Tail>,
+}
+
+impl std::fmt::Debug for JetStreamSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamSink")
+            .field("url", &self.url)
+            .field("name", &self.name)
+            .field("connected", &self.conn.is_some())
+            .finish()
+    }
+}
+
+impl JetStreamSink {
+    /// A sink of the copy named `name` on the server at `url` (`nats://host:port`).
+    /// Connects on first use, and again after a failure.
+    pub fn new(url: &str, name: &str) -> Result<JetStreamSink, String> {
+        check_name(name)?;
+        if !url.starts_with("nats://") {
+            return Err(format!("{url:?} is not a nats://HOST:PORT address"));
+        }
+        Ok(JetStreamSink {
+            url: url.to_string(),
+            name: name.to_string(),
+            conn: None,
+            tail: None,
+        })
+    }
+
+    async fn conn(&mut self) -> Result<&Conn, SinkError> {
+        if self.conn.is_none() {
+            self.conn = Some(
+                connect(&self.url, &self.name, true)
+                    .await
+                    .map_err(SinkError::Unavailable)?,
+            );
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| unavailable("no connection"))
+    }
+
+    /// Forgets what it knew of the stream after a failure (the connection stays: the
+    /// client reconnects on its own).
+    fn failed(&mut self, why: impl std::fmt::Display) -> SinkError {
+        self.tail = None;
+        unavailable(why)
+    }
+
+    /// Reads the stream's end: its last sequence and its last event message.
+    async fn read_tail(&mut self) -> Result<(), SinkError> {
+        let name = self.name.clone();
+        let conn = self.conn().await?;
+        let info = conn.stream.get_info().await.map_err(unavailable)?;
+        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
+        let mut position = 0;
+        let mut seq = last;
+        // Back from the end over erased copies and deleted messages.
+        while seq >= first.max(1) {
+            match message_at(&conn.stream, seq).await.map_err(unavailable)? {
+                Some(m) if m.subject != erased_subject(&name) => {
+                    position = m.sequence().ok_or_else(|| {
+                        SinkError::Diverged(format!(
+                            "message {seq} of {} has no {H_SEQUENCE} header: the stream holds something other than a batpak copy",
+                            stream_name(&name)
+                        ))
+                    })?;
+                    break;
+                }
+                _ => seq -= 1,
+            }
+        }
+        self.tail = Some(Tail {
+            last,
+            position,
+            subjects: HashMap::new(),
+        });
+        Ok(())
+    }
+
+    /// The stream sequence of the last message of `subject`, for `line` (which must
+    /// continue it): from what this sink published, or asked of the server, where the
+    /// message's hash is checked against the line's link.
+    async fn subject_last(&mut self, subject: &str, line: &ExportLine) -> Result<u64, SinkError> {
+        if let Some(seq) = self.tail.as_ref().and_then(|t| t.subjects.get(subject)) {
+            return Ok(*seq);
+        }
+        if line.version.unwrap_or(0) == 0 {
+            // The entity's first event: the server refuses it if the subject has any.
+            return Ok(0);
+        }
+        let conn = self.conn().await?;
+        let last = match conn.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Message::of(m),
+            // Every earlier event of the entity was erased (its originals deleted).
+            Err(e) if is_not_found(&e) => return Ok(0),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let held = last.line().map_err(|why| {
+            SinkError::Diverged(format!(
+                "{subject}: message {} of the stream: {why}",
+                last.stream_seq
+            ))
+        })?;
+        let version = line.version.unwrap_or(0);
+        let held_version = held.version.unwrap_or(0);
+        let diverged = if held_version + 1 == version {
+            held.event_hash != line.prev_hash
+        } else {
+            // An older message: the newer ones were erased, their originals deleted.
+            held_version >= version
+        };
+        if diverged {
+            return Err(SinkError::Diverged(format!(
+                "{subject}: the stream's last message of the entity (stream sequence {}) is version {held_version} with hash {}, but the store's event {} is version {version} after {}",
+                last.stream_seq,
+                held.event_hash.unwrap_or(Hash::ZERO),
+                line.sequence.unwrap_or(0),
+                line.prev_hash.unwrap_or(Hash::ZERO)
+            )));
+        }
+        Ok(last.stream_seq)
+    }
+
+    /// Publishes the erased copy of each already shipped event in `erased`, then
+    /// deletes its original.
+    async fn erase(&mut self, erased: &[ExportLine]) -> Result<(), SinkError> {
+        let name = self.name.clone();
+        for line in erased {
+            let Some(sequence) = line.sequence else {
+                continue;
+            };
+            let Some(tail) = self.tail.as_ref() else {
+                return Err(unavailable("the stream's end is not known"));
+            };
+            if sequence > tail.position {
+                // In this batch: it ships erased.
+                continue;
+            }
+            let conn = self.conn().await?;
+            let info = conn.stream.get_info().await.map_err(unavailable)?;
+            let original = locate(
+                &conn.stream,
+                &name,
+                info.state.first_sequence,
+                info.state.last_sequence,
+                sequence,
+            )
+            .await
+            .map_err(unavailable)?;
+            let Some(original) = original.filter(|m| m.sequence() == Some(sequence)) else {
+                // Deleted already: its erased copy went out before a failure.
+                continue;
+            };
+            if original.line().is_ok_and(|l| l.redacted) {
+                continue;
+            }
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("erased:{}", original_id(line)));
+            headers.insert(H_SEQUENCE, sequence.to_string());
+            headers.insert(H_ERASED, original.stream_seq.to_string());
+            let body = serde_json::to_vec(line).map_err(unavailable)?;
+            // The copy first: a failure between the two leaves both, and the retry
+            // (the server drops the copy's duplicate) deletes the original.
+            conn.js
+                .publish_with_headers(erased_subject(&name), headers, body.into())
+                .await
+                .map_err(unavailable)?
+                .await
+                .map_err(unavailable)?;
+            conn.stream
+                .delete_message(original.stream_seq)
+                .await
+                .map_err(unavailable)?;
+        }
+        // The copies moved the stream's end, and a deleted original may have been its
+        // entity's last message.
+        self.read_tail().await
+    }
+}
+
+fn original_id(line: &ExportLine) -> String {
+    line.id.map_or_else(String::new, |id| id.to_string())
+}
+
+impl Sink for JetStreamSink {
+    fn describe(&self) -> String {
+        format!("{} stream {}", self.url, stream_name(&self.name))
+    }
+
+    async fn position(&mut self) -> Result<u64, SinkError> {
+        match self.read_tail().await {
+            Ok(()) => Ok(self.tail.as_ref().map_or(0, |t| t.position)),
+            Err(SinkError::Unavailable(why)) => Err(self.failed(why)),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn ship(
+        &mut self,
+        events: &[ExportLine],
+        erased: &[ExportLine],
+        _through: u64,
+    ) -> Result<(), SinkError> {
+        if self.tail.is_none() {
+            self.read_tail().await?;
+        }
+        // Erasures first: once the redaction's own message is in, the replicator is
+        // past it and would not come back to them.
+        if !erased.is_empty() {
+            if let Err(e) = self.erase(erased).await {
+                return Err(match e {
+                    SinkError::Unavailable(why) => self.failed(why),
+                    e => e,
+                });
+            }
+        }
+        // Publish every message of the batch, then wait for the acknowledgements:
+        // each names the stream sequence before it, so they land in order or not at
+        // all.
+        let mut pending = Vec::with_capacity(events.len());
+        for line in events {
+            let subject = event_subject(&self.name, &line.scope, &line.entity);
+            let subject_last = match self.subject_last(&subject, line).await {
+                Ok(s) => s,
+                Err(SinkError::Unavailable(why)) => return Err(self.failed(why)),
+                Err(e) => return Err(e),
+            };
+            let Some(tail) = self.tail.as_mut() else {
+                return Err(unavailable("the stream's end is not known"));
+            };
+            let stream_seq = tail.last + 1;
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", original_id(line));
+            headers.insert("Nats-Expected-Last-Sequence", tail.last.to_string());
+            headers.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                subject_last.to_string(),
+            );
+            headers.insert(H_SEQUENCE, line.sequence.unwrap_or(0).to_string());
+            tail.last = stream_seq;
+            tail.subjects.insert(subject.clone(), stream_seq);
+            let body = serde_json::to_vec(line).map_err(unavailable)?;
+            let Some(conn) = self.conn.as_ref() else {
+                return Err(self.failed("no connection"));
+            };
+            match conn
+                .js
+                .publish_with_headers(subject, headers, body.into())
+                .await
+            {
+                Ok(ack) => pending.push((stream_seq, line.sequence.unwrap_or(0), ack)),
+                Err(e) => return Err(self.failed(e)),
+            }
+        }
+        for (stream_seq, sequence, ack) in pending {
+            match ack.await {
+                Ok(ack) if ack.sequence == stream_seq && !ack.duplicate => {}
+                Ok(ack) => {
+                    return Err(self.failed(format!(
+                        "event {sequence} landed at stream sequence {}{} where {stream_seq} was expected",
+                        ack.sequence,
+                        if ack.duplicate { " as a duplicate" } else { "" }
+                    )))
+                }
+                Err(e) => return Err(self.failed(format!("event {sequence}: {e}"))),
+            }
+        }
+        if let Some(tail) = self.tail.as_mut() {
+            tail.position = events
+                .last()
+                .and_then(|l| l.sequence)
+                .unwrap_or(tail.position);
+        }
+        Ok(())
+    }
+}
