@@ -206,7 +206,7 @@ pub(crate) async fn event_at_or_after(
 
 fn is_not_found(e: &impl std::fmt::Display) -> bool {
     let text = e.to_string().to_ascii_lowercase();
-    text.contains("not found") || text.contains("10037")
+    text.contains("not found") || text.contains("no message found") || text.contains("10037")
 }
 
 /// The stream sequence of the first event message whose store sequence is at least
@@ -234,6 +234,124 @@ pub(crate) async fn locate(
         }
     }
     event_at_or_after(stream, name, lo).await
+}
+
+pub(crate) enum TailError {
+    /// The server failed.
+    Server(String),
+    /// A message of the stream is not part of a batpak copy.
+    Foreign(String),
+}
+
+/// The copy's position: the highest store sequence among the stream's last event
+/// message and the erased copies after it (an erased copy may stand for the last
+/// event, its original deleted), scanning back over deleted messages; 0 for none.
+pub(crate) async fn tail_position(
+    stream: &stream::Stream,
+    name: &str,
+    first: u64,
+    last: u64,
+) -> Result<u64, TailError> {
+    let mut position = 0;
+    let mut seq = last;
+    while seq >= first.max(1) {
+        let found = message_at(stream, seq).await.map_err(TailError::Server)?;
+        seq -= 1;
+        let Some(m) = found else { continue };
+        let sequence = m.sequence().ok_or_else(|| {
+            TailError::Foreign(format!(
+                "message {} of {} has no {H_SEQUENCE} header: the stream holds something other than a batpak copy",
+                m.stream_seq,
+                stream_name(name)
+            ))
+        })?;
+        position = position.max(sequence);
+        if m.subject != erased_subject(name) {
+            break;
+        }
+    }
+    Ok(position)
+}
+
+/// An ephemeral consumer of the stream's messages on `filter` from stream sequence
+/// `start`, taking no acknowledgements.
+pub(crate) async fn reader(
+    stream: &stream::Stream,
+    filter: String,
+    start: u64,
+) -> Result<jetstream::consumer::Consumer<jetstream::consumer::pull::Config>, String> {
+    stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            deliver_policy: jetstream::consumer::DeliverPolicy::ByStartSequence {
+                start_sequence: start.max(1),
+            },
+            ack_policy: jetstream::consumer::AckPolicy::None,
+            filter_subject: filter,
+            inactive_threshold: Duration::from_secs(60),
+            ..jetstream::consumer::pull::Config::default()
+        })
+        .await
+        .map_err(|e| format!("a consumer of the stream: {e}"))
+}
+
+/// The messages available now, up to `max` (empty when there are none).
+pub(crate) async fn next_batch(
+    consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
+    max: usize,
+) -> Result<Vec<Message>, String> {
+    use futures_util::StreamExt as _;
+    let mut batch = consumer
+        .fetch()
+        .max_messages(max)
+        .messages()
+        .await
+        .map_err(|e| format!("reading the stream: {e}"))?;
+    let mut out = Vec::new();
+    while let Some(m) = batch.next().await {
+        let m = m.map_err(|e| format!("reading the stream: {e}"))?;
+        let stream_seq = m
+            .info()
+            .map_err(|e| format!("a message without its stream sequence: {e}"))?
+            .stream_sequence;
+        out.push(Message {
+            stream_seq,
+            subject: m.message.subject.to_string(),
+            headers: m.message.headers.clone().unwrap_or_default(),
+            body: m.message.payload.to_vec(),
+        });
+    }
+    Ok(out)
+}
+
+/// Every erased copy at stream sequence `from` or after, by the store sequence it
+/// stands for (one request each: erasures are rare).
+pub(crate) async fn erased_copies(
+    stream: &stream::Stream,
+    name: &str,
+    from: u64,
+    into: &mut std::collections::BTreeMap<u64, (u64, ExportLine)>,
+) -> Result<u64, String> {
+    let mut next = from.max(1);
+    loop {
+        let m = match stream
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(erased_subject(name))
+            .send()
+            .await
+        {
+            Ok(m) => Message::of(m),
+            Err(e) if is_not_found(&e) => return Ok(next),
+            Err(e) => return Err(format!("the erased copies: {e}")),
+        };
+        next = m.stream_seq + 1;
+        let line = m
+            .line()
+            .map_err(|why| format!("the erased copy at stream sequence {}: {why}", m.stream_seq))?;
+        if let Some(sequence) = m.sequence() {
+            into.insert(sequence, (m.stream_seq, line));
+        }
+    }
 }
 
 /// What the sink knows of the stream's end, read at `position` and kept up as it
@@ -301,29 +419,18 @@ impl JetStreamSink {
         unavailable(why)
     }
 
-    /// Reads the stream's end: its last sequence and its last event message.
+    /// Reads the stream's end: its last sequence and the position.
     async fn read_tail(&mut self) -> Result<(), SinkError> {
         let name = self.name.clone();
         let conn = self.conn().await?;
         let info = conn.stream.get_info().await.map_err(unavailable)?;
-        let (first, last) = (info.state.first_sequence, info.state.last_sequence);
-        let mut position = 0;
-        let mut seq = last;
-        // Back from the end over erased copies and deleted messages.
-        while seq >= first.max(1) {
-            match message_at(&conn.stream, seq).await.map_err(unavailable)? {
-                Some(m) if m.subject != erased_subject(&name) => {
-                    position = m.sequence().ok_or_else(|| {
-                        SinkError::Diverged(format!(
-                            "message {seq} of {} has no {H_SEQUENCE} header: the stream holds something other than a batpak copy",
-                            stream_name(&name)
-                        ))
-                    })?;
-                    break;
-                }
-                _ => seq -= 1,
-            }
-        }
+        let last = info.state.last_sequence;
+        let position = tail_position(&conn.stream, &name, info.state.first_sequence, last)
+            .await
+            .map_err(|e| match e {
+                TailError::Server(why) => unavailable(why),
+                TailError::Foreign(why) => SinkError::Diverged(why),
+            })?;
         self.tail = Some(Tail {
             last,
             position,
@@ -527,5 +634,33 @@ impl Sink for JetStreamSink {
                 .unwrap_or(tail.position);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{check_name, event_subject, stream_name, subject_token};
+
+    #[test]
+    fn names_become_subject_tokens_that_are_never_wildcards_or_separators() {
+        assert_eq!(subject_token("order:1"), "order:1");
+        assert_eq!(subject_token("a-b_c=d@e"), "a-b_c=d@e");
+        assert_eq!(subject_token("a.b c*"), "a%2Eb%20c%2A");
+        assert_eq!(subject_token(">"), "%3E");
+        assert_eq!(subject_token("100%"), "100%25");
+        assert_eq!(subject_token("$sys"), "%24sys");
+        assert_eq!(subject_token("é"), "%C3%A9");
+        assert_eq!(subject_token(""), "%");
+        assert_eq!(
+            event_subject("shop", "batpak:kinds", "x.y"),
+            "batpak.shop.batpak:kinds.x%2Ey"
+        );
+        assert_eq!(stream_name("shop"), "BATPAK_shop");
+        // Distinct names, distinct tokens: escaping is injective.
+        assert_ne!(subject_token("%2E"), subject_token("."));
+        assert!(check_name("shop-1_a").is_ok());
+        for bad in ["", "a.b", "a b", "a*", "é", &"x".repeat(49)] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 mod follow;
 mod jetstream;
+mod jetstream_read;
 mod postgres;
 mod replicator;
 mod sink;
@@ -14,6 +15,7 @@ mod verify;
 
 pub use follow::{behind_postgres, follow_postgres, Behind, FollowStatus};
 pub use jetstream::{check_name, event_subject, stream_name, subject_token, JetStreamSink};
+pub use jetstream_read::{behind_jetstream, follow_jetstream, verify_jetstream};
 pub use postgres::{check_schema, PostgresSink};
 pub use replicator::{Control, ReplicateError, Replicator, Status, DEFAULT_BATCH};
 pub use sink::{Sink, SinkError};

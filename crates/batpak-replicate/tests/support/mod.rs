@@ -5,6 +5,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use batpak::{AppendOptions, Batch, Coordinate, EventKind, RawPayload, Store};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -250,4 +253,50 @@ impl Drop for Nats {
             let _ = child.wait();
         }
     }
+}
+
+/// A store of `events` JSON events over seven entities (kind names, metadata,
+/// causation) and a batch of one opaque event.
+pub fn store_with_history(dir: &std::path::Path, events: u64) -> Arc<Store> {
+    let store = Store::open(dir).unwrap();
+    store.name_kind(EventKind::custom(1, 1), "Placed").unwrap();
+    let mut previous = None;
+    for i in 0..events {
+        let coord = Coordinate::new(format!("order:{}", i % 7), "shop").unwrap();
+        let mut options = AppendOptions::default().meta("n", i.to_string());
+        if let Some(cause) = previous {
+            if i % 3 == 0 {
+                options = options.caused_by(cause);
+            }
+        }
+        let payload = format!("{{\"i\":{i}}}");
+        let r = store
+            .append_raw(
+                &coord,
+                EventKind::custom(1, 1),
+                RawPayload::json(payload.as_bytes()),
+                options,
+            )
+            .unwrap();
+        previous = Some(r.event_id);
+    }
+    let mut batch = Batch::new();
+    let coord = Coordinate::new("blob:1", "files").unwrap();
+    batch.push_raw(
+        &coord,
+        EventKind::custom(2, 1),
+        RawPayload::opaque(&[0, 1, 255]),
+        AppendOptions::default(),
+    );
+    store.append_batch(&batch).unwrap();
+    Arc::new(store)
+}
+
+/// A runtime like the command line's.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
