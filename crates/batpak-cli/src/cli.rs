@@ -275,18 +275,20 @@ pub enum Command {
     /// Serve the store over HTTP/JSON (`/v1`), with live streams (SSE), cursors,
     /// tokens and `/metrics`, until SIGTERM or SIGINT; then drain and close it.
     Serve(ServeArgs),
-    /// Replicate the store into PostgreSQL, following new events until SIGTERM or
-    /// SIGINT (a status line on stderr), resuming exactly after what the sink holds.
+    /// Replicate the store into PostgreSQL or NATS JetStream, following new events
+    /// until SIGTERM or SIGINT (a status line on stderr), resuming exactly after what
+    /// the sink holds.
     Replicate(ReplicateArgs),
     /// Build and keep up a replica in --dir from a sink (the same ids, sequences and
     /// hashes), verifying every row as it is imported; `batpak serve --read-only`
     /// serves it while it follows.
     Follow {
-        /// The sink: postgres://USER@HOST:PORT/DB.
+        /// The sink: postgres://USER@HOST:PORT/DB or nats://HOST:PORT.
         #[arg(long)]
         from: String,
-        /// The schema holding the copy.
-        #[arg(long, default_value = "batpak")]
+        /// The copy's name: its PostgreSQL schema, or its JetStream stream
+        /// (BATPAK_<name>, subjects batpak.<name>.<scope>.<entity>).
+        #[arg(long, visible_alias = "name", default_value = "batpak")]
         schema: String,
         /// Exit 0 once the replica holds what the sink held at the start.
         #[arg(long)]
@@ -295,23 +297,25 @@ pub enum Command {
     /// Promote a replica (--dir) to take appends after its primary is lost: refused
     /// while the sink still holds events the replica does not, unless --force.
     Promote {
-        /// The sink the replica followed: postgres://USER@HOST:PORT/DB.
+        /// The sink the replica followed: postgres://USER@HOST:PORT/DB or
+        /// nats://HOST:PORT.
         #[arg(long)]
         from: String,
-        /// The schema holding the copy.
-        #[arg(long, default_value = "batpak")]
+        /// The copy's name: its PostgreSQL schema, or its JetStream stream.
+        #[arg(long, visible_alias = "name", default_value = "batpak")]
         schema: String,
         /// Promote even though the sink is ahead: its newer events are given up.
         #[arg(long)]
         force: bool,
     },
-    /// Recheck a replica on its own: every row's hash, each entity's chain, sequence
-    /// density and the position; exit 1 naming the first row that does not hold.
+    /// Recheck a replica on its own: every row's or message's hash, each entity's
+    /// chain, sequence density and order, and the position; exit 1 naming the first
+    /// row or message that does not hold.
     VerifyReplica {
-        /// The sink: postgres://USER@HOST:PORT/DB.
+        /// The sink: postgres://USER@HOST:PORT/DB or nats://HOST:PORT.
         url: String,
-        /// The schema holding the copy.
-        #[arg(long, default_value = "batpak")]
+        /// The copy's name: its PostgreSQL schema, or its JetStream stream.
+        #[arg(long, visible_alias = "name", default_value = "batpak")]
         schema: String,
         /// An anchor file (`batpak anchor --json`) the copy must hold; repeatable.
         /// Signed anchors need the key (--trust-key or --signing-key).
@@ -380,13 +384,15 @@ pub struct ServeArgs {
 /// `batpak replicate`.
 #[derive(Debug, Args)]
 pub struct ReplicateArgs {
-    /// The sink: postgres://USER@HOST:PORT/DB.
+    /// The sink: postgres://USER@HOST:PORT/DB or nats://HOST:PORT.
     #[arg(long)]
     pub to: String,
-    /// The schema the copy goes into (created when missing).
-    #[arg(long, default_value = "batpak")]
+    /// The copy's name: the PostgreSQL schema it goes into, or the JetStream stream
+    /// BATPAK_<name> with subjects batpak.<name>.<scope>.<entity> (created when
+    /// missing).
+    #[arg(long, visible_alias = "name", default_value = "batpak")]
     pub schema: String,
-    /// Events per batch (one transaction each).
+    /// Events per batch (one transaction each in PostgreSQL).
     #[arg(long, default_value_t = 1_000)]
     pub batch: usize,
     /// Exit 0 once the sink holds everything that was visible at the start.

@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use batpak::{AppendOptions, Coordinate, EventKind, RawPayload, Store};
-use support::Postgres;
+use support::{Nats, Postgres};
 
 fn append(store: &Store, n: u64, from: u64) {
     for i in from..from + n {
@@ -32,48 +32,46 @@ fn batpak(dir: &std::path::Path) -> Command {
     c
 }
 
-#[test]
-fn a_replicator_killed_at_any_moment_resumes_without_a_gap_or_a_duplicate() {
-    let pg = Postgres::start();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
-    append(&store, 200, 0);
+/// Replicates `store` (in `dir`) into the copy `name` at `url` with `batpak replicate`
+/// killed with SIGKILL at moments spread over startup, shipping and idling while
+/// appends go on, then once more to the end; returns the store's visible sequence.
+fn replicate_through_kills(dir: &std::path::Path, store: &Store, url: &str, name: &str) -> u64 {
+    append(store, 200, 0);
     let mut written = 200;
-    // Kill moments spread over startup, shipping and idling.
     for (round, pause_ms) in [15u64, 60, 5, 140, 35, 250, 90].into_iter().enumerate() {
-        let mut child = batpak(dir.path())
-            .args([
-                "replicate",
-                "--to",
-                &pg.url(),
-                "--schema",
-                "k",
-                "--batch",
-                "97",
-            ])
+        let mut child = batpak(dir)
+            .args(["replicate", "--to", url, "--name", name, "--batch", "97"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        append(&store, 150 + round as u64 * 40, written);
+        append(store, 150 + round as u64 * 40, written);
         written += 150 + round as u64 * 40;
         std::thread::sleep(Duration::from_millis(pause_ms));
         child.kill().unwrap();
         child.wait().unwrap();
     }
-    let visible = store.frontier().visible;
-    let o = batpak(dir.path())
+    let o = batpak(dir)
         .args([
             "replicate",
             "--to",
-            &pg.url(),
-            "--schema",
-            "k",
+            url,
+            "--name",
+            name,
             "--until-caught-up",
         ])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    store.frontier().visible
+}
+
+#[test]
+fn a_replicator_killed_at_any_moment_resumes_without_a_gap_or_a_duplicate() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let visible = replicate_through_kills(dir.path(), &store, &pg.url(), "k");
     assert_eq!(pg.sql("SELECT count(*) FROM k.events"), visible.to_string());
     assert_eq!(
         pg.sql("SELECT min(sequence) = 1 AND max(sequence) = count(*) FROM k.events"),
@@ -303,4 +301,64 @@ fn promotion_is_refused_while_the_source_is_ahead_and_then_the_replica_takes_app
         ),
         (Some(0), Some(130), Some(130))
     );
+}
+
+#[test]
+fn into_jetstream_a_killed_replicator_resumes_and_the_copy_verifies_follows_and_promotes() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let replica = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let visible = replicate_through_kills(dir.path(), &store, &nats.url(), "k");
+    let ok = |c: &mut Command| {
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // Dense, in order, no duplicate: verify-replica checks each of these.
+    let out = ok(batpak(dir.path()).args(["verify-replica", &nats.url(), "--name", "k"]));
+    assert!(out.contains(&format!("{visible} rows")), "{out}");
+    let out = ok(batpak(replica.path()).args([
+        "follow",
+        "--from",
+        &nats.url(),
+        "--name",
+        "k",
+        "--until-caught-up",
+    ]));
+    assert!(
+        out.contains(&format!("through sequence {visible}")),
+        "{out}"
+    );
+    let read = |d: &std::path::Path| ok(batpak(d).args(["--json", "stream", "order:3"]));
+    assert_eq!(
+        read(dir.path()),
+        read(replica.path()),
+        "the same events, ids and hashes"
+    );
+    // Ahead of the replica: promotion is refused, then allowed once caught up.
+    append(&store, 30, visible);
+    ok(batpak(dir.path()).args([
+        "replicate",
+        "--to",
+        &nats.url(),
+        "--name",
+        "k",
+        "--until-caught-up",
+    ]));
+    let o = batpak(replica.path())
+        .args(["promote", "--from", &nats.url(), "--name", "k"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success(), "refused while the source is ahead");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("30 events"));
+    ok(batpak(replica.path()).args([
+        "follow",
+        "--from",
+        &nats.url(),
+        "--name",
+        "k",
+        "--until-caught-up",
+    ]));
+    ok(batpak(replica.path()).args(["promote", "--from", &nats.url(), "--name", "k"]));
 }

@@ -1,10 +1,11 @@
-//! `batpak replicate` and `batpak verify-replica`: the store into PostgreSQL, and the
-//! copy rechecked on its own.
+//! `batpak replicate`, `verify-replica`, `follow` and `promote`: the store into
+//! PostgreSQL (`postgres://`) or NATS JetStream (`nats://`), the copy rechecked on
+//! its own, a replica built from it, and the replica promoted.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use batpak_replicate::{PostgresSink, Replicator};
+use batpak_replicate::{JetStreamSink, PostgresSink, Replicator, Sink};
 
 use crate::cli::ReplicateArgs;
 use crate::commands::{out, print_json};
@@ -33,14 +34,39 @@ async fn termination() {
     }
 }
 
-pub fn replicate(ctx: &Context, a: ReplicateArgs) -> Outcome {
-    if !a.to.starts_with("postgres://") && !a.to.starts_with("postgresql://") {
-        return Err(Failure::new(format!(
-            "--to {:?}: replication goes to postgres://USER@HOST:PORT/DB",
-            a.to
-        )));
+/// Which engine a URL names.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Engine {
+    Postgres,
+    JetStream,
+}
+
+fn engine(url: &str, flag: &str) -> Result<Engine, Failure> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Engine::Postgres)
+    } else if url.starts_with("nats://") {
+        Ok(Engine::JetStream)
+    } else {
+        Err(Failure::new(format!(
+            "{flag}{url:?}: a sink is postgres://USER@HOST:PORT/DB or nats://HOST:PORT"
+        )))
     }
-    let sink = PostgresSink::new(&a.to, &a.schema).map_err(Failure::new)?;
+}
+
+pub fn replicate(ctx: &Context, a: ReplicateArgs) -> Outcome {
+    match engine(&a.to, "--to ")? {
+        Engine::Postgres => {
+            let sink = PostgresSink::new(&a.to, &a.schema).map_err(Failure::new)?;
+            ship(ctx, a, sink)
+        }
+        Engine::JetStream => {
+            let sink = JetStreamSink::new(&a.to, &a.schema).map_err(Failure::new)?;
+            ship(ctx, a, sink)
+        }
+    }
+}
+
+fn ship<S: Sink>(ctx: &Context, a: ReplicateArgs, sink: S) -> Outcome {
     let store = Arc::new(ctx.open_read()?);
     let mut replicator = Replicator::new(Arc::clone(&store), sink).batch(a.batch);
     let control = replicator.control();
@@ -83,31 +109,38 @@ pub fn replicate(ctx: &Context, a: ReplicateArgs) -> Outcome {
 }
 
 pub fn follow(ctx: &Context, from: &str, schema: &str, until_caught_up: bool) -> Outcome {
-    if !from.starts_with("postgres://") && !from.starts_with("postgresql://") {
-        return Err(Failure::new(format!(
-            "--from {from:?}: a follower reads postgres://USER@HOST:PORT/DB"
-        )));
-    }
+    let engine = engine(from, "--from ")?;
     let replica = Arc::new(ctx.open_write(true)?);
     let mut last_print = std::time::Instant::now();
-    let position = runtime()?
-        .block_on(batpak_replicate::follow_postgres(
+    let on_status = |s: &batpak_replicate::FollowStatus| {
+        if last_print.elapsed() >= Duration::from_secs(1) {
+            last_print = std::time::Instant::now();
+            eprintln!(
+                "follow: replica at {} of the sink's {}, {} imported",
+                s.position, s.source, s.imported
+            );
+        }
+    };
+    let rt = runtime()?;
+    let position = match engine {
+        Engine::Postgres => rt.block_on(batpak_replicate::follow_postgres(
             Arc::clone(&replica),
             from,
             schema,
             until_caught_up,
             termination(),
-            |s| {
-                if last_print.elapsed() >= Duration::from_secs(1) {
-                    last_print = std::time::Instant::now();
-                    eprintln!(
-                        "follow: replica at {} of the sink's {}, {} imported",
-                        s.position, s.source, s.imported
-                    );
-                }
-            },
-        ))
-        .map_err(Failure::new)?;
+            on_status,
+        )),
+        Engine::JetStream => rt.block_on(batpak_replicate::follow_jetstream(
+            Arc::clone(&replica),
+            from,
+            schema,
+            until_caught_up,
+            termination(),
+            on_status,
+        )),
+    }
+    .map_err(Failure::new)?;
     match Arc::try_unwrap(replica) {
         Ok(store) => store.close()?,
         Err(_) => {
@@ -123,10 +156,16 @@ pub fn follow(ctx: &Context, from: &str, schema: &str, until_caught_up: bool) ->
 }
 
 pub fn promote(ctx: &Context, from: &str, schema: &str, force: bool) -> Outcome {
+    let engine = engine(from, "--from ")?;
     let replica = ctx.open_write(false)?;
-    let behind = runtime()?
-        .block_on(batpak_replicate::behind_postgres(&replica, from, schema))
-        .map_err(Failure::new)?;
+    let rt = runtime()?;
+    let behind = match engine {
+        Engine::Postgres => rt.block_on(batpak_replicate::behind_postgres(&replica, from, schema)),
+        Engine::JetStream => {
+            rt.block_on(batpak_replicate::behind_jetstream(&replica, from, schema))
+        }
+    }
+    .map_err(Failure::new)?;
     if behind.missing() > 0 && !force {
         return Err(Failure::new(format!(
             "refusing to promote: the sink holds through sequence {}, the replica only through {} ({} events would be lost); run `batpak follow --until-caught-up` first, or pass --force to give them up",
@@ -170,14 +209,17 @@ pub fn verify_replica(
             })?,
         );
     }
-    let report = runtime()?
-        .block_on(batpak_replicate::verify_postgres(
-            url,
-            schema,
-            &anchors,
-            &ctx.trusted_keys(),
-        ))
-        .map_err(Failure::new)?;
+    let keys = ctx.trusted_keys();
+    let rt = runtime()?;
+    let report = match engine(url, "")? {
+        Engine::Postgres => rt.block_on(batpak_replicate::verify_postgres(
+            url, schema, &anchors, &keys,
+        )),
+        Engine::JetStream => rt.block_on(batpak_replicate::verify_jetstream(
+            url, schema, &anchors, &keys,
+        )),
+    }
+    .map_err(Failure::new)?;
     if ctx.json {
         print_json(&serde_json::json!({
             "rows": report.rows,
