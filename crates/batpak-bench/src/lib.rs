@@ -22,6 +22,7 @@ pub const ENTITIES: usize = 1_000;
 pub const SCOPE: &str = "tenant:acme";
 
 /// The name of entity number `i` (`order:{i}`).
+pub mod nats;
 pub mod postgres;
 
 pub fn entity_name(i: usize) -> String {

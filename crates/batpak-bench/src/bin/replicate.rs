@@ -1,12 +1,14 @@
-//! Replication into PostgreSQL (Debian's, started here in a temporary directory),
-//! beside the engine's own bulk baseline in the same run:
+//! Replication into PostgreSQL and NATS JetStream (Debian's, started here in
+//! temporary directories), beside each engine's own baseline in the same run:
 //!
 //! - throughput: a store of N events (default 100,000) replicated by `Replicator`
 //!   into an empty schema, against `COPY` of the same rows (every column, from CSV)
-//!   into an identical table;
-//! - lag under a steady load: a writer appends durably at a fixed rate while the
-//!   replicator follows; for every 10th event, the time from its append returning to
-//!   the sink's position covering it (p50, p99).
+//!   into an identical table; and into an empty stream, against a plain publish loop
+//!   of the same messages (subjects, ids, bodies; acknowledgements awaited per 1,000)
+//!   into a stream of its own;
+//! - lag under a steady load, for each sink: a writer appends durably at a fixed rate
+//!   while the replicator follows; for every 10th event, the time from its append
+//!   returning to the sink's position covering it (p50, p99).
 //!
 //! `cargo run --release -p batpak-bench --bin replicate [-- N RATE SECONDS]`
 
@@ -17,8 +19,9 @@ use std::time::{Duration, Instant};
 use batpak::{
     AppendOptions, Batch, Coordinate, EventKind, ExportLine, RawPayload, Region, Store, SyncPolicy,
 };
+use batpak_bench::nats::Nats;
 use batpak_bench::postgres::{run, Postgres};
-use batpak_replicate::{PostgresSink, Replicator};
+use batpak_replicate::{JetStreamSink, PostgresSink, Replicator, Sink};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -113,79 +116,23 @@ fn quantile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let n: u64 = args.first().map_or(Ok(100_000), |s| s.parse())?;
-    let rate: u64 = args.get(1).map_or(Ok(1_000), |s| s.parse())?;
-    let seconds: u64 = args.get(2).map_or(Ok(10), |s| s.parse())?;
-    let base = std::env::var_os("BATPAK_BENCH_DIR")
-        .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
-    let work = tempfile::Builder::new()
-        .prefix("batpak-replicate-bench")
-        .tempdir_in(base)?;
-    let pg = Postgres::start(&work.path().join("postgres"))?;
-    let rt = runtime()?;
-
-    // Throughput.
-    let store = Arc::new(
-        Store::builder(work.path().join("store"))
-            .sync_policy(SyncPolicy::Never)
-            .open()?,
-    );
-    fill(&store, n)?;
-    let events = store.frontier().visible;
-    let started = Instant::now();
-    let batch: usize = std::env::var("BATPAK_BENCH_BATCH")
-        .map_or(Ok(batpak_replicate::DEFAULT_BATCH), |b| b.parse())?;
-    let mut replicator =
-        Replicator::new(Arc::clone(&store), PostgresSink::new(&pg.url(), "bench")?).batch(batch);
-    rt.block_on(replicator.catch_up())?;
-    let replicated = started.elapsed();
-    let csv_path = work.path().join("rows.csv");
-    let rows = rows_csv(&store, &csv_path)?;
-    pg.psql("CREATE SCHEMA copy; CREATE TABLE copy.events (LIKE bench.events INCLUDING ALL)")?;
-    let copy_started = Instant::now();
-    run(
-        pg.client(std::path::Path::new("psql"))
-            .args([
-                "-q",
-                "-c",
-                &format!(
-                    "\\copy copy.events FROM '{}' WITH (FORMAT csv)",
-                    csv_path.display()
-                ),
-            ])
-            .arg("postgres"),
-        "psql \\copy",
-    )?;
-    let copied = copy_started.elapsed();
-    let rep_rate = events as f64 / replicated.as_secs_f64();
-    let copy_rate = rows as f64 / copied.as_secs_f64();
-    println!("{events} events into PostgreSQL (same table, indexes included):");
-    println!("| | events/s | seconds |");
-    println!("|---|---|---|");
-    println!(
-        "| batpak replicate (batches of {batch}, one transaction each) | {rep_rate:.0} | {:.2} |",
-        replicated.as_secs_f64()
-    );
-    println!(
-        "| PostgreSQL COPY of the same rows (one statement) | {copy_rate:.0} | {:.2} |",
-        copied.as_secs_f64()
-    );
-    println!(
-        "replicate / COPY: {:.2} (target >= 0.50)",
-        rep_rate / copy_rate
-    );
-    drop(replicator);
-    drop(store);
-
-    // Lag under a steady durable load.
-    let live = Arc::new(Store::open(work.path().join("live"))?);
-    let mut follower = Replicator::new(Arc::clone(&live), PostgresSink::new(&pg.url(), "live")?);
+/// Appends durably into a fresh store at `dir` at `rate` per second for `seconds`
+/// while a replicator follows into `sink`; prints the lag quantiles.
+fn lag<S: Sink + 'static>(
+    dir: &std::path::Path,
+    sink: S,
+    engine: &str,
+    rt: &tokio::runtime::Runtime,
+    rate: u64,
+    seconds: u64,
+) -> Result<()> {
+    let live = Arc::new(Store::open(dir)?);
+    let mut follower = Replicator::new(Arc::clone(&live), sink);
     let control = follower.control();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = rt.handle().clone();
     let following = std::thread::spawn(move || {
-        rt.block_on(follower.run(async move {
+        handle.block_on(follower.run(async move {
             let _ = stop_rx.await;
         }))
     });
@@ -255,9 +202,170 @@ fn main() -> Result<()> {
     lags.sort_by(f64::total_cmp);
     println!();
     println!(
-        "steady load: {i} durable appends at {rate}/s for {seconds} s; lag from the append returning to the sink holding it: p50 {:.1} ms, p99 {:.1} ms (target p99 <= 1,000 ms)",
+        "{engine}, steady load: {i} durable appends at {rate}/s for {seconds} s; lag from the append returning to the sink holding it: p50 {:.1} ms, p99 {:.1} ms (target p99 <= 1,000 ms)",
         quantile(&lags, 0.5),
         quantile(&lags, 0.99)
     );
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let n: u64 = args.first().map_or(Ok(100_000), |s| s.parse())?;
+    let rate: u64 = args.get(1).map_or(Ok(1_000), |s| s.parse())?;
+    let seconds: u64 = args.get(2).map_or(Ok(10), |s| s.parse())?;
+    let base = std::env::var_os("BATPAK_BENCH_DIR")
+        .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let work = tempfile::Builder::new()
+        .prefix("batpak-replicate-bench")
+        .tempdir_in(base)?;
+    let pg = Postgres::start(&work.path().join("postgres"))?;
+    let rt = runtime()?;
+
+    // Throughput.
+    let store = Arc::new(
+        Store::builder(work.path().join("store"))
+            .sync_policy(SyncPolicy::Never)
+            .open()?,
+    );
+    fill(&store, n)?;
+    let events = store.frontier().visible;
+    let started = Instant::now();
+    let batch: usize = std::env::var("BATPAK_BENCH_BATCH")
+        .map_or(Ok(batpak_replicate::DEFAULT_BATCH), |b| b.parse())?;
+    let mut replicator =
+        Replicator::new(Arc::clone(&store), PostgresSink::new(&pg.url(), "bench")?).batch(batch);
+    rt.block_on(replicator.catch_up())?;
+    let replicated = started.elapsed();
+    let csv_path = work.path().join("rows.csv");
+    let rows = rows_csv(&store, &csv_path)?;
+    pg.psql("CREATE SCHEMA copy; CREATE TABLE copy.events (LIKE bench.events INCLUDING ALL)")?;
+    let copy_started = Instant::now();
+    run(
+        pg.client(std::path::Path::new("psql"))
+            .args([
+                "-q",
+                "-c",
+                &format!(
+                    "\\copy copy.events FROM '{}' WITH (FORMAT csv)",
+                    csv_path.display()
+                ),
+            ])
+            .arg("postgres"),
+        "psql \\copy",
+    )?;
+    let copied = copy_started.elapsed();
+    let rep_rate = events as f64 / replicated.as_secs_f64();
+    let copy_rate = rows as f64 / copied.as_secs_f64();
+    println!("{events} events into PostgreSQL (same table, indexes included):");
+    println!("| | events/s | seconds |");
+    println!("|---|---|---|");
+    println!(
+        "| batpak replicate (batches of {batch}, one transaction each) | {rep_rate:.0} | {:.2} |",
+        replicated.as_secs_f64()
+    );
+    println!(
+        "| PostgreSQL COPY of the same rows (one statement) | {copy_rate:.0} | {:.2} |",
+        copied.as_secs_f64()
+    );
+    println!(
+        "replicate / COPY: {:.2} (target >= 0.50)",
+        rep_rate / copy_rate
+    );
+    drop(replicator);
+    drop(store);
+
+    lag(
+        &work.path().join("live-postgres"),
+        PostgresSink::new(&pg.url(), "live")?,
+        "PostgreSQL",
+        &rt,
+        rate,
+        seconds,
+    )?;
+
+    // JetStream: the replicator against a plain publish loop of the same messages.
+    let nats = Nats::start(&work.path().join("nats"))?;
+    let store = Arc::new(
+        Store::builder(work.path().join("store"))
+            .sync_policy(SyncPolicy::Never)
+            .open()?,
+    );
+    let started = Instant::now();
+    let mut replicator = Replicator::new(
+        Arc::clone(&store),
+        JetStreamSink::new(&nats.url(), "bench")?,
+    )
+    .batch(batch);
+    rt.block_on(replicator.catch_up())?;
+    let replicated = started.elapsed();
+    let all = Region::all().with_store_records().with_hidden();
+    let mut messages = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.query(&all, after, 10_000)?;
+        let Some(last) = page.last() else { break };
+        after = last.sequence;
+        for e in &page {
+            let line = ExportLine::from_event(e, store.kind_name(e.kind));
+            let subject = batpak_replicate::event_subject(
+                "plain",
+                e.coordinate.scope(),
+                e.coordinate.entity(),
+            );
+            messages.push((subject, e.id.to_string(), serde_json::to_vec(&line)?));
+        }
+    }
+    let published = rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await?;
+        let js = async_nats::jetstream::new(client);
+        js.get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "PLAIN".into(),
+            subjects: vec!["batpak.plain.>".into()],
+            ..Default::default()
+        })
+        .await?;
+        let started = Instant::now();
+        for chunk in messages.chunks(1_000) {
+            let mut acks = Vec::with_capacity(chunk.len());
+            for (subject, id, body) in chunk {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Nats-Msg-Id", id.as_str());
+                acks.push(
+                    js.publish_with_headers(subject.clone(), headers, body.clone().into())
+                        .await?,
+                );
+            }
+            for ack in acks {
+                ack.await?;
+            }
+        }
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(started.elapsed())
+    })?;
+    let rep_rate = events as f64 / replicated.as_secs_f64();
+    let pub_rate = messages.len() as f64 / published.as_secs_f64();
+    println!();
+    println!("{events} events into NATS JetStream (file storage, one message each):");
+    println!("| | events/s | seconds |");
+    println!("|---|---|---|");
+    println!(
+        "| batpak replicate (batches of {batch}, each message chained to the one before) | {rep_rate:.0} | {:.2} |",
+        replicated.as_secs_f64()
+    );
+    println!(
+        "| plain JetStream publish loop of the same messages (acks per 1,000) | {pub_rate:.0} | {:.2} |",
+        published.as_secs_f64()
+    );
+    println!("replicate / publish loop: {:.2}", rep_rate / pub_rate);
+    drop(replicator);
+    drop(store);
+    lag(
+        &work.path().join("live-nats"),
+        JetStreamSink::new(&nats.url(), "live")?,
+        "JetStream",
+        &rt,
+        rate,
+        seconds,
+    )?;
     Ok(())
 }
