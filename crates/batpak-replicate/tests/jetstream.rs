@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use batpak::{AppendOptions, Batch, Coordinate, EventKind, ExportLine, RawPayload, Region, Store};
+use batpak::{AppendOptions, Coordinate, EventKind, ExportLine, RawPayload, Region, Store};
 use batpak_replicate::{JetStreamSink, ReplicateError, Replicator, Sink as _};
-use support::{runtime, store_with_history, Nats};
+use support::{append_long_batch, assert_same_history, runtime, store_with_history, Nats};
 
 fn sink(nats: &Nats, name: &str) -> JetStreamSink {
     JetStreamSink::new(&nats.url(), name).unwrap()
@@ -348,16 +348,7 @@ fn a_follower_builds_a_replica_from_the_stream_with_the_same_ids_and_hashes() {
     let nats = Nats::start();
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_history(dir.path(), 700);
-    let mut big = Batch::new();
-    for i in 0..1_500 {
-        big.push_raw(
-            &Coordinate::new(format!("bulk:{}", i % 5), "shop").unwrap(),
-            EventKind::custom(1, 3),
-            RawPayload::json(format!("{{\"b\":{i}}}").as_bytes()),
-            AppendOptions::default(),
-        );
-    }
-    store.append_batch(&big).unwrap();
+    append_long_batch(&store);
     let rt = runtime();
     let mut r = Replicator::new(Arc::clone(&store), sink(&nats, "p")).batch(333);
     rt.block_on(r.catch_up()).unwrap();
@@ -380,16 +371,7 @@ fn a_follower_builds_a_replica_from_the_stream_with_the_same_ids_and_hashes() {
         ))
     };
     assert_eq!(follow(&replica).unwrap(), store.frontier().visible);
-    let all = Region::all().with_store_records().with_hidden();
-    let source_events = store.query(&all, 0, usize::MAX).unwrap();
-    let replica_events = replica.query(&all, 0, usize::MAX).unwrap();
-    assert_eq!(source_events.len(), replica_events.len());
-    for (a, b) in source_events.iter().zip(&replica_events) {
-        assert_eq!(
-            (a.id, a.sequence, a.event_hash(), a.payload.clone()),
-            (b.id, b.sequence, b.event_hash(), b.payload.clone())
-        );
-    }
+    assert_same_history(&store, &replica);
     assert!(replica.get_sequence(5).unwrap().unwrap().is_redacted());
     assert!(replica.verify_against(&anchor).unwrap().holds());
     assert!(replica.verify().unwrap().body.is_clean());

@@ -9,9 +9,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use batpak::{AppendOptions, Batch, Coordinate, EventKind, RawPayload, Store};
+use batpak::{AppendOptions, Coordinate, EventKind, RawPayload, Store};
 use batpak_replicate::{PostgresSink, Replicator, Sink as _};
-use support::{runtime, store_with_history, Postgres};
+use support::{append_long_batch, assert_same_history, runtime, store_with_history, Postgres};
 
 #[test]
 fn every_record_lands_once_with_every_field_and_the_position_with_it() {
@@ -369,17 +369,7 @@ fn a_follower_builds_a_replica_with_the_same_ids_and_hashes_that_the_sources_anc
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
     let store = store_with_history(dir.path(), 700);
-    // A batch longer than the follower's chunk, so it must come whole.
-    let mut big = Batch::new();
-    for i in 0..1_500 {
-        big.push_raw(
-            &Coordinate::new(format!("bulk:{}", i % 5), "shop").unwrap(),
-            EventKind::custom(1, 3),
-            RawPayload::json(format!("{{\"b\":{i}}}").as_bytes()),
-            AppendOptions::default(),
-        );
-    }
-    store.append_batch(&big).unwrap();
+    append_long_batch(&store);
     let rt = runtime();
     let mut r = Replicator::new(
         Arc::clone(&store),
@@ -403,16 +393,7 @@ fn a_follower_builds_a_replica_with_the_same_ids_and_hashes_that_the_sources_anc
     };
     let position = follow(&replica).unwrap();
     assert_eq!(position, store.frontier().visible);
-    let all = batpak::Region::all().with_store_records().with_hidden();
-    let source_events = store.query(&all, 0, usize::MAX).unwrap();
-    let replica_events = replica.query(&all, 0, usize::MAX).unwrap();
-    assert_eq!(source_events.len(), replica_events.len());
-    for (a, b) in source_events.iter().zip(&replica_events) {
-        assert_eq!(
-            (a.id, a.sequence, a.event_hash()),
-            (b.id, b.sequence, b.event_hash())
-        );
-    }
+    assert_same_history(&store, &replica);
     assert!(
         replica.verify_against(&anchor).unwrap().holds(),
         "the source's anchor holds on the replica"

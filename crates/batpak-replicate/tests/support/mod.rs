@@ -300,3 +300,33 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Appends one batch of 1,500 events over five entities: longer than a follower's
+/// chunk, so it must come whole.
+pub fn append_long_batch(store: &Store) {
+    let mut big = Batch::new();
+    for i in 0..1_500 {
+        big.push_raw(
+            &Coordinate::new(format!("bulk:{}", i % 5), "shop").unwrap(),
+            EventKind::custom(1, 3),
+            RawPayload::json(format!("{{\"b\":{i}}}").as_bytes()),
+            AppendOptions::default(),
+        );
+    }
+    store.append_batch(&big).unwrap();
+}
+
+/// Asserts `replica` holds `store`'s records with the same ids, sequences, hashes and
+/// payloads.
+pub fn assert_same_history(store: &Store, replica: &Store) {
+    let all = batpak::Region::all().with_store_records().with_hidden();
+    let source_events = store.query(&all, 0, usize::MAX).unwrap();
+    let replica_events = replica.query(&all, 0, usize::MAX).unwrap();
+    assert_eq!(source_events.len(), replica_events.len());
+    for (a, b) in source_events.iter().zip(&replica_events) {
+        assert_eq!(
+            (a.id, a.sequence, a.event_hash(), &a.payload),
+            (b.id, b.sequence, b.event_hash(), &b.payload)
+        );
+    }
+}
