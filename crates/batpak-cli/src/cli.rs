@@ -155,8 +155,18 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         depth: usize,
     },
-    /// Counts, watermarks and how the store was opened.
-    Stats,
+    /// Counts, watermarks and how the store was opened; with --sink, where each
+    /// replica of it stands (position, events behind, how old the oldest missing one
+    /// is).
+    Stats {
+        /// A sink the store is replicated into (postgres://USER@HOST:PORT/DB or
+        /// nats://HOST:PORT); repeatable.
+        #[arg(long = "sink", value_name = "URL")]
+        sinks: Vec<String>,
+        /// The copies' name: the PostgreSQL schema, or the JetStream stream.
+        #[arg(long, visible_alias = "schema", default_value = "batpak")]
+        name: String,
+    },
     /// Make a new Ed25519 signing key: the secret (64 hex digits) goes to FILE,
     /// created with mode 0600 (never overwritten); the public key (for --trust-key)
     /// is printed. Use it with `--signing-key "$(cat FILE)"`.

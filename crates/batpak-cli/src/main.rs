@@ -292,7 +292,7 @@ fn run(ctx: &Context, command: Command) -> Outcome {
         Command::Effects { id } => read::effects(ctx, id),
         Command::Correlated { id } => read::correlated(ctx, id),
         Command::Graph { id, depth } => read::graph(ctx, id, depth),
-        Command::Stats => read::stats(ctx),
+        Command::Stats { sinks, name } => read::stats(ctx, &sinks, &name),
         Command::Keygen { file } => proof::keygen(ctx, &file),
         Command::Pubkey { file } => proof::pubkey(ctx, file.as_deref()),
         Command::Append(args) => write::append(ctx, args),

@@ -84,6 +84,21 @@ fn a_replicator_killed_at_any_moment_resumes_without_a_gap_or_a_duplicate() {
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&format!("{visible} rows")));
+    let o = batpak(dir.path())
+        .args(["--json", "stats", "--sink", &pg.url(), "--schema", "k"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(stats["sinks"][0]["position"], visible);
+    assert_eq!(stats["sinks"][0]["behind_events"], 0);
+    assert!(
+        !stats["sinks"][0]["url"]
+            .as_str()
+            .unwrap()
+            .contains("postgres@"),
+        "no user name shown"
+    );
 
     // A tampered row is named, with its sequence and id, and the exit code says so.
     pg.sql("UPDATE k.events SET entity = 'order:999' WHERE sequence = 321");
@@ -336,8 +351,20 @@ fn into_jetstream_a_killed_replicator_resumes_and_the_copy_verifies_follows_and_
         read(replica.path()),
         "the same events, ids and hashes"
     );
+    let stats =
+        |d: &std::path::Path| ok(batpak(d).args(["stats", "--sink", &nats.url(), "--name", "k"]));
+    let out = stats(dir.path());
+    assert!(
+        out.contains(&format!("position {visible}, caught up")),
+        "{out}"
+    );
     // Ahead of the replica: promotion is refused, then allowed once caught up.
     append(&store, 30, visible);
+    let out = stats(dir.path());
+    assert!(
+        out.contains(&format!("position {visible}, 30 events behind")),
+        "{out}"
+    );
     ok(batpak(dir.path()).args([
         "replicate",
         "--to",

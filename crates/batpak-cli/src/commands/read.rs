@@ -409,9 +409,10 @@ pub fn graph_tree(graph: &batpak::graph::CausalGraph) -> String {
     s
 }
 
-pub fn stats(ctx: &Context) -> Outcome {
+pub fn stats(ctx: &Context, sinks: &[String], name: &str) -> Outcome {
     let store = ctx.open_read()?;
     let stats = store.stats()?;
+    let sinks = crate::commands::replicate::sink_states(&store, sinks, name)?;
     let report = store.open_report();
     let index = match &report.index {
         batpak::IndexSource::Checkpoint { events } => format!("checkpoint ({events} events)"),
@@ -431,6 +432,14 @@ pub fn stats(ctx: &Context) -> Outcome {
             "open_ms": report.duration.as_secs_f64() * 1000.0,
             "retention": serde_json::to_value(&stats.retention)?,
             "deleted_entities": stats.deleted_entities,
+            "sinks": sinks.iter().map(|s| json!({
+                "url": s.url,
+                "name": name,
+                "position": s.position,
+                "behind_events": s.behind,
+                "behind_seconds": s.behind_seconds,
+                "error": s.error,
+            })).collect::<Vec<_>>(),
         }));
     }
     let mut rows = vec![
@@ -453,6 +462,18 @@ pub fn stats(ctx: &Context) -> Outcome {
             "retention".into(),
             format!("{}: {}", p.selector, p.rule),
         ]);
+    }
+    for s in &sinks {
+        let state = match (&s.error, s.position) {
+            (Some(e), _) => format!("unreachable: {e}"),
+            (None, Some(p)) if s.behind == 0 => format!("position {p}, caught up"),
+            (None, Some(p)) => format!(
+                "position {p}, {} events behind, the oldest appended {:.1} s ago",
+                s.behind, s.behind_seconds
+            ),
+            (None, None) => "no position".into(),
+        };
+        rows.push(vec![format!("sink {}", s.url), state]);
     }
     out(&table(&["", ""], &rows)
         .lines()

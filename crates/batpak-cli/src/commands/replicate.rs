@@ -244,3 +244,72 @@ pub fn verify_replica(
         Some(p) => Err(Failure::new(format!("the replica does not hold at {p}"))),
     }
 }
+
+/// Where a replica of the store stands, for `batpak stats --sink`.
+pub struct SinkState {
+    pub url: String,
+    pub position: Option<u64>,
+    /// Events visible in the store and not in the sink.
+    pub behind: u64,
+    /// How long ago the oldest of them was appended (0 when none).
+    pub behind_seconds: f64,
+    /// Why the sink could not be asked.
+    pub error: Option<String>,
+}
+
+pub fn sink_states(
+    store: &batpak::Store,
+    sinks: &[String],
+    name: &str,
+) -> Result<Vec<SinkState>, Failure> {
+    if sinks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rt = runtime()?;
+    let mut states = Vec::new();
+    for url in sinks {
+        let behind = match engine(url, "--sink ")? {
+            Engine::Postgres => rt.block_on(batpak_replicate::behind_postgres(store, url, name)),
+            Engine::JetStream => rt.block_on(batpak_replicate::behind_jetstream(store, url, name)),
+        };
+        // Shown without credentials.
+        let shown = match url.split_once("://") {
+            Some((scheme, rest)) => {
+                format!("{scheme}://{}", rest.rsplit('@').next().unwrap_or(rest))
+            }
+            None => url.clone(),
+        };
+        states.push(match behind {
+            Ok(b) => {
+                // `replica` is the store's own frontier here, `source` the sink's.
+                let (position, visible) = (b.source, b.replica);
+                let behind = visible.saturating_sub(position);
+                let behind_seconds = if behind == 0 {
+                    0.0
+                } else {
+                    store.get_sequence(position + 1)?.map_or(0.0, |e| {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos() as u64);
+                        now.saturating_sub(e.timestamp_ns) as f64 / 1e9
+                    })
+                };
+                SinkState {
+                    url: shown,
+                    position: Some(position),
+                    behind,
+                    behind_seconds,
+                    error: None,
+                }
+            }
+            Err(e) => SinkState {
+                url: shown,
+                position: None,
+                behind: 0,
+                behind_seconds: 0.0,
+                error: Some(e),
+            },
+        });
+    }
+    Ok(states)
+}
