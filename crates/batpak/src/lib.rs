@@ -100,6 +100,7 @@ pub mod report;
 mod retention;
 mod salvage;
 mod segment;
+mod set;
 mod sign;
 mod store;
 mod sync;
@@ -134,6 +135,7 @@ pub use metadata::Metadata;
 pub use open::{IndexSource, OpenReport};
 pub use options::{
     AppendOptions, Cause, ExpectedVersion, Frontier, IdempotencyWindow, SyncPolicy, Watermark,
+    CAUSE_STORE_KEY,
 };
 pub use projection::{Freshness, Projection};
 pub use query::Region;
@@ -143,6 +145,7 @@ pub use registry::{KindCollision, KindRename};
 pub use retention::{DeleteMode, Deletion, RetentionPolicy, RetentionRule, RetentionSelector};
 pub use salvage::{SalvageLoss, SalvageReport, SALVAGED_FROM_KEY, SALVAGE_REPORT_FILE};
 pub use segment::recovery::TailCut;
+pub use set::{Route, SetLayout, SetReceipt, StoreSet, StoreSetBuilder, SET_LAYOUT_FILE};
 pub use store::{Stats, Store};
 pub use writer::latency::SyncLatency;
 

@@ -6,6 +6,11 @@ use std::fmt;
 use crate::id::EventId;
 use crate::metadata::Metadata;
 
+/// The metadata key naming the store that holds an event's cause, when another store
+/// does ([`AppendOptions::caused_by_in`]). An event carrying it is not refused for a
+/// cause its own store lacks, on append or on a preserved import.
+pub const CAUSE_STORE_KEY: &str = "batpak:cause-store";
+
 /// The version the caller expects the entity to be at before the append.
 ///
 /// Serde: `"any"`, `"no_stream"` or `{"exact": N}`.
@@ -115,6 +120,17 @@ impl AppendOptions {
     #[must_use]
     pub fn caused_by(mut self, id: EventId) -> Self {
         self.causation = Some(Cause::Event(id));
+        self
+    }
+
+    /// Names the event that caused this one, held by another store (`store`, a name
+    /// the caller's set of stores resolves; see [`crate::StoreSet`]). The store does
+    /// not look for the cause itself: the event records the name under the metadata
+    /// key [`CAUSE_STORE_KEY`], covered by its hash, where walks and copies find it.
+    #[must_use]
+    pub fn caused_by_in(mut self, store: impl Into<String>, id: EventId) -> Self {
+        self.causation = Some(Cause::Event(id));
+        self.metadata.insert(CAUSE_STORE_KEY, store);
         self
     }
 

@@ -585,7 +585,12 @@ impl Writer {
                 });
             }
             if let Some(Cause::Event(id)) = draft.options.causation {
-                if !self.cause_exists(id) {
+                let elsewhere = draft
+                    .options
+                    .metadata
+                    .get(crate::options::CAUSE_STORE_KEY)
+                    .is_some();
+                if !elsewhere && !self.cause_exists(id) {
                     return Err(Error::UnknownCausation { causation: id });
                 }
             }

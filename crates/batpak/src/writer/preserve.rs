@@ -137,7 +137,8 @@ impl Writer {
                 )));
             }
             if let Some(cause) = e.causation {
-                if !ids.contains(&cause) && !self.cause_exists(cause) {
+                let elsewhere = e.metadata.get(crate::options::CAUSE_STORE_KEY).is_some();
+                if !elsewhere && !ids.contains(&cause) && !self.cause_exists(cause) {
                     return Err(refuse(format!("its cause {cause} is not in the store")));
                 }
             }
