@@ -7,9 +7,14 @@
 //! never a gap) and `Nats-Expected-Last-Subject-Sequence` the last message of its
 //! entity (per-entity order, checked by the server). `Nats-Msg-Id` is the event id,
 //! so the server drops a message it already holds. The sink's position is the
-//! `Batpak-Sequence` header of the stream's last event message: there is nothing to
+//! `Batpak-Sequence` header of the copy's last event message: there is nothing to
 //! commit beside the messages, and a replicator killed mid-batch resumes after the
 //! last message the server took.
+//!
+//! Several stores' copies may share one stream (`nats://HOST:PORT/STREAM`, each copy
+//! adding its subjects `batpak.<name>.>`): the stream sequence is then not one sink's
+//! to predict, so there each message is published once the one before it is
+//! acknowledged, which keeps every copy's messages gap-free and in order.
 //!
 //! A redaction cannot rewrite a message: before the batch holding the redaction, the
 //! sink publishes the erased copy of the target (payload gone; hash, chain and digest
@@ -101,39 +106,85 @@ fn unavailable(e: impl std::fmt::Display) -> SinkError {
 pub(crate) struct Conn {
     pub stream: stream::Stream,
     pub js: jetstream::Context,
+    /// Whether other stores' copies share the stream.
+    pub shared: bool,
 }
 
-/// Connects to `url` and opens the stream of the copy named `name`; creates it when
-/// `create` (the replicator) and it is missing.
+/// `nats://HOST:PORT` (the copy's own stream) or `nats://HOST:PORT/STREAM` (a stream
+/// several copies share), split into the server's address and the shared stream.
+pub fn split_nats_url(url: &str) -> Result<(String, Option<String>), String> {
+    let Some(rest) = url.strip_prefix("nats://") else {
+        return Err(format!(
+            "{url:?} is not a nats://HOST:PORT[/STREAM] address"
+        ));
+    };
+    match rest.split_once('/') {
+        None | Some((_, "")) => Ok((format!("nats://{}", rest.trim_end_matches('/')), None)),
+        Some((server, stream)) => {
+            let ok = stream.len() <= 64
+                && stream
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            if !ok {
+                return Err(format!(
+                    "{url:?}: the stream name {stream:?} must be ASCII letters, digits, _ and -, at most 64 bytes"
+                ));
+            }
+            Ok((format!("nats://{server}"), Some(stream.to_string())))
+        }
+    }
+}
+
+/// Connects to `url` and opens the stream of the copy named `name` (its own, or the
+/// shared one the URL names); creates it when `create` (the replicator) and it is
+/// missing, and adds the copy's subjects to a shared stream that lacks them.
 pub(crate) async fn connect(url: &str, name: &str, create: bool) -> Result<Conn, String> {
     check_name(name)?;
+    let (server, shared) = split_nats_url(url)?;
+    let stream_name = shared.clone().unwrap_or_else(|| stream_name(name));
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(TIMEOUT)
         .request_timeout(Some(TIMEOUT))
-        .connect(url)
+        .connect(&server)
         .await
-        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        .map_err(|e| format!("cannot connect to {server}: {e}"))?;
     let mut js = jetstream::new(client);
     js.set_timeout(TIMEOUT);
+    let subjects = stream_subjects(name);
     let stream = if create {
-        js.get_or_create_stream(stream::Config {
-            name: stream_name(name),
-            subjects: vec![stream_subjects(name)],
-            storage: stream::StorageType::File,
-            allow_direct: true,
-            ..stream::Config::default()
-        })
-        .await
-        .map_err(|e| format!("{url}: the stream {}: {e}", stream_name(name)))?
+        let mut stream = js
+            .get_or_create_stream(stream::Config {
+                name: stream_name.clone(),
+                subjects: vec![subjects.clone()],
+                storage: stream::StorageType::File,
+                allow_direct: true,
+                ..stream::Config::default()
+            })
+            .await
+            .map_err(|e| format!("{server}: the stream {stream_name}: {e}"))?;
+        let mut config = stream
+            .info()
+            .await
+            .map_err(|e| format!("{server}: the stream {stream_name}: {e}"))?
+            .config
+            .clone();
+        if !config.subjects.contains(&subjects) {
+            config.subjects.push(subjects.clone());
+            js.update_stream(config).await.map_err(|e| {
+                format!("{server}: adding {subjects} to the stream {stream_name}: {e}")
+            })?;
+        }
+        stream
     } else {
-        js.get_stream(stream_name(name)).await.map_err(|e| {
-            format!(
-                "{url}: no stream {} (has anything been replicated there?): {e}",
-                stream_name(name)
-            )
+        js.get_stream(&stream_name).await.map_err(|e| {
+            format!("{server}: no stream {stream_name} (has anything been replicated there?): {e}")
         })?
     };
-    Ok(Conn { stream, js })
+    Ok(Conn {
+        stream,
+        js,
+        shared: shared.is_some(),
+    })
 }
 
 /// A message of the stream, as the copy holds it.
@@ -169,19 +220,6 @@ impl Message {
 
 pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers.get(name).map(async_nats::HeaderValue::as_str)
-}
-
-/// The message at stream sequence `seq`, `None` when there is none (deleted, or past
-/// the end).
-pub(crate) async fn message_at(
-    stream: &stream::Stream,
-    seq: u64,
-) -> Result<Option<Message>, String> {
-    match stream.get_raw_message(seq).await {
-        Ok(m) => Ok(Some(Message::of(m))),
-        Err(e) if is_not_found(&e) => Ok(None),
-        Err(e) => Err(format!("message {seq}: {e}")),
-    }
 }
 
 /// The first event message (not an erased copy) at stream sequence `from` or after.
@@ -243,32 +281,29 @@ pub(crate) enum TailError {
     Foreign(String),
 }
 
-/// The copy's position: the highest store sequence among the stream's last event
-/// message and the erased copies after it (an erased copy may stand for the last
-/// event, its original deleted), scanning back over deleted messages; 0 for none.
-pub(crate) async fn tail_position(
-    stream: &stream::Stream,
-    name: &str,
-    first: u64,
-    last: u64,
-) -> Result<u64, TailError> {
+/// The copy's position: the higher store sequence of the copy's last event message
+/// and its last erased copy (which may stand for the last event, its original
+/// deleted; erasures go out in sequence order); 0 for none. Other stores' messages in
+/// a shared stream are on other subjects and not looked at.
+pub(crate) async fn tail_position(stream: &stream::Stream, name: &str) -> Result<u64, TailError> {
     let mut position = 0;
-    let mut seq = last;
-    while seq >= first.max(1) {
-        let found = message_at(stream, seq).await.map_err(TailError::Server)?;
-        seq -= 1;
-        let Some(m) = found else { continue };
+    for subject in [format!("batpak.{name}.*.*"), erased_subject(name)] {
+        let m = match stream.get_last_raw_message_by_subject(&subject).await {
+            Ok(m) => Message::of(m),
+            Err(e) if is_not_found(&e) => continue,
+            Err(e) => {
+                return Err(TailError::Server(format!(
+                    "the last message of {subject}: {e}"
+                )))
+            }
+        };
         let sequence = m.sequence().ok_or_else(|| {
             TailError::Foreign(format!(
-                "message {} of {} has no {H_SEQUENCE} header: the stream holds something other than a batpak copy",
-                m.stream_seq,
-                stream_name(name)
+                "message {} ({}) has no {H_SEQUENCE} header: the stream holds something other than a batpak copy there",
+                m.stream_seq, m.subject
             ))
         })?;
         position = position.max(sequence);
-        if m.subject != erased_subject(name) {
-            break;
-        }
     }
     Ok(position)
 }
@@ -388,9 +423,7 @@ impl JetStreamSink {
     /// Connects on first use, and again after a failure.
     pub fn new(url: &str, name: &str) -> Result<JetStreamSink, String> {
         check_name(name)?;
-        if !url.starts_with("nats://") {
-            return Err(format!("{url:?} is not a nats://HOST:PORT address"));
-        }
+        split_nats_url(url)?;
         Ok(JetStreamSink {
             url: url.to_string(),
             name: name.to_string(),
@@ -412,10 +445,13 @@ impl JetStreamSink {
             .ok_or_else(|| unavailable("no connection"))
     }
 
-    /// Forgets what it knew of the stream after a failure (the connection stays: the
-    /// client reconnects on its own).
+    /// Forgets what it knew of the stream after a failure, and the connection: the
+    /// next attempt connects again and checks the stream (a shared stream whose
+    /// subjects another copy's sink rewrote at the same moment gets this copy's
+    /// subjects back).
     fn failed(&mut self, why: impl std::fmt::Display) -> SinkError {
         self.tail = None;
+        self.conn = None;
         unavailable(why)
     }
 
@@ -425,7 +461,7 @@ impl JetStreamSink {
         let conn = self.conn().await?;
         let info = conn.stream.get_info().await.map_err(unavailable)?;
         let last = info.state.last_sequence;
-        let position = tail_position(&conn.stream, &name, info.state.first_sequence, last)
+        let position = tail_position(&conn.stream, &name)
             .await
             .map_err(|e| match e {
                 TailError::Server(why) => unavailable(why),
@@ -487,6 +523,8 @@ impl JetStreamSink {
     /// deletes its original.
     async fn erase(&mut self, erased: &[ExportLine]) -> Result<(), SinkError> {
         let name = self.name.clone();
+        let mut erased: Vec<&ExportLine> = erased.iter().collect();
+        erased.sort_by_key(|l| l.sequence);
         for line in erased {
             let Some(sequence) = line.sequence else {
                 continue;
@@ -546,7 +584,12 @@ fn original_id(line: &ExportLine) -> String {
 
 impl Sink for JetStreamSink {
     fn describe(&self) -> String {
-        format!("{} stream {}", self.url, stream_name(&self.name))
+        match split_nats_url(&self.url) {
+            Ok((server, Some(stream))) => {
+                format!("{server} stream {stream} (shared), copy {}", self.name)
+            }
+            _ => format!("{} stream {}", self.url, stream_name(&self.name)),
+        }
     }
 
     async fn position(&mut self) -> Result<u64, SinkError> {
@@ -576,9 +619,11 @@ impl Sink for JetStreamSink {
                 });
             }
         }
-        // Publish every message of the batch, then wait for the acknowledgements:
-        // each names the stream sequence before it, so they land in order or not at
-        // all.
+        // In a stream of its own, publish every message of the batch, then wait for
+        // the acknowledgements: each names the stream sequence before it, so they land
+        // in order or not at all. In a shared stream the sequence is not the sink's to
+        // predict, so each message waits for the one before it to be acknowledged.
+        let shared = self.conn.as_ref().is_some_and(|c| c.shared);
         let mut pending = Vec::with_capacity(events.len());
         for line in events {
             let subject = event_subject(&self.name, &line.scope, &line.entity);
@@ -593,25 +638,47 @@ impl Sink for JetStreamSink {
             let stream_seq = tail.last + 1;
             let mut headers = HeaderMap::new();
             headers.insert("Nats-Msg-Id", original_id(line));
-            headers.insert("Nats-Expected-Last-Sequence", tail.last.to_string());
+            if !shared {
+                headers.insert("Nats-Expected-Last-Sequence", tail.last.to_string());
+                tail.last = stream_seq;
+                tail.subjects.insert(subject.clone(), stream_seq);
+            }
             headers.insert(
                 "Nats-Expected-Last-Subject-Sequence",
                 subject_last.to_string(),
             );
-            headers.insert(H_SEQUENCE, line.sequence.unwrap_or(0).to_string());
-            tail.last = stream_seq;
-            tail.subjects.insert(subject.clone(), stream_seq);
+            let sequence = line.sequence.unwrap_or(0);
+            headers.insert(H_SEQUENCE, sequence.to_string());
             let body = serde_json::to_vec(line).map_err(unavailable)?;
             let Some(conn) = self.conn.as_ref() else {
                 return Err(self.failed("no connection"));
             };
-            match conn
+            let ack = match conn
                 .js
-                .publish_with_headers(subject, headers, body.into())
+                .publish_with_headers(subject.clone(), headers, body.into())
                 .await
             {
-                Ok(ack) => pending.push((stream_seq, line.sequence.unwrap_or(0), ack)),
+                Ok(ack) => ack,
                 Err(e) => return Err(self.failed(e)),
+            };
+            if !shared {
+                pending.push((stream_seq, sequence, ack));
+                continue;
+            }
+            match ack.await {
+                Ok(ack) if !ack.duplicate => {
+                    if let Some(tail) = self.tail.as_mut() {
+                        tail.subjects.insert(subject, ack.sequence);
+                        tail.position = sequence;
+                    }
+                }
+                Ok(ack) => {
+                    return Err(self.failed(format!(
+                        "event {sequence} was taken as a duplicate of stream sequence {}",
+                        ack.sequence
+                    )))
+                }
+                Err(e) => return Err(self.failed(format!("event {sequence}: {e}"))),
             }
         }
         for (stream_seq, sequence, ack) in pending {
@@ -656,6 +723,21 @@ mod tests {
             "batpak.shop.batpak:kinds.x%2Ey"
         );
         assert_eq!(stream_name("shop"), "BATPAK_shop");
+        assert_eq!(
+            super::split_nats_url("nats://h:4222").unwrap(),
+            ("nats://h:4222".to_string(), None)
+        );
+        assert_eq!(
+            super::split_nats_url("nats://h:4222/").unwrap(),
+            ("nats://h:4222".to_string(), None)
+        );
+        assert_eq!(
+            super::split_nats_url("nats://h:4222/SHOP_1").unwrap(),
+            ("nats://h:4222".to_string(), Some("SHOP_1".to_string()))
+        );
+        for bad in ["http://h", "nats://h/a.b", "nats://h/a/b", "nats://h/a b"] {
+            assert!(super::split_nats_url(bad).is_err(), "{bad}");
+        }
         // Distinct names, distinct tokens: escaping is injective.
         assert_ne!(subject_token("%2E"), subject_token("."));
         assert!(check_name("shop-1_a").is_ok());

@@ -13,8 +13,8 @@ use batpak::{ExportLine, Store, StoredEvent};
 
 use crate::follow::{Behind, FollowStatus};
 use crate::jetstream::{
-    connect, erased_copies, event_subject, header, locate, next_batch, reader, stream_name,
-    tail_position, Conn, Message, TailError,
+    connect, erased_copies, event_subject, header, locate, next_batch, reader, tail_position, Conn,
+    Message, TailError,
 };
 use crate::verify::{Checker, ReplicaProblem, ReplicaReport};
 
@@ -35,11 +35,9 @@ async fn ends(conn: &Conn, name: &str) -> Result<(u64, u64, u64), String> {
         .stream
         .get_info()
         .await
-        .map_err(|e| format!("the stream {}: {e}", stream_name(name)))?;
+        .map_err(|e| format!("the stream {}: {e}", conn.stream.cached_info().config.name))?;
     let (first, last) = (info.state.first_sequence, info.state.last_sequence);
-    let position = tail_position(&conn.stream, name, first, last)
-        .await
-        .map_err(tail_text)?;
+    let position = tail_position(&conn.stream, name).await.map_err(tail_text)?;
     Ok((first, last, position))
 }
 
