@@ -514,7 +514,13 @@ impl Store {
 
     /// An anchor of the history up to the newest visible event.
     pub fn anchor(&self) -> Result<Anchor> {
-        let (body, running) = self.scan_history(u64::MAX, &mut |_, _| {})?;
+        self.anchor_upto(u64::MAX)
+    }
+
+    /// An anchor of the history up to `sequence` (at most the newest visible event):
+    /// every segment scanned and checked, as `anchor` does.
+    pub fn anchor_upto(&self, sequence: u64) -> Result<Anchor> {
+        let (body, running) = self.scan_history(sequence, &mut |_, _| {})?;
         if let Some(f) = body.findings.first() {
             return Err(Error::Corrupt {
                 path: self.dir().join(crate::dir::SEGMENTS_DIR).join(&f.file),
@@ -531,6 +537,81 @@ impl Store {
             signature: None,
         };
         let keys = self.keyring();
+        anchor.signature = keys.sign(&anchor.signed_message(keys.signer_id()));
+        Ok(anchor)
+    }
+
+    /// An anchor up to `sequence` (at most the newest visible event) that continues
+    /// `previous`, an anchor this store took: only the events after it are read, so
+    /// anchoring at intervals costs what was appended since. `previous` must be signed
+    /// by this store's own key when the store signs (an anchor from anywhere else
+    /// would have it vouch for a running hash it never computed), and the events since
+    /// must all be there (a compacted range is anchored by a full scan instead).
+    pub fn anchor_from(&self, previous: &Anchor, sequence: u64) -> Result<Anchor> {
+        let keys = self.keyring();
+        if let Some(own) = keys.signer_id() {
+            let holds = previous.signature.as_ref().is_some_and(|signed| {
+                signed.key_id == own
+                    && matches!(
+                        keys.check(&previous.signed_message(Some(own)), signed),
+                        SignatureCheck::Valid
+                    )
+            });
+            if !holds {
+                return Err(Error::Malformed {
+                    what: "anchor",
+                    detail: format!(
+                        "the anchor at sequence {} is not signed by this store's key {own}, so it cannot be continued",
+                        previous.sequence
+                    ),
+                });
+            }
+        }
+        let upto = sequence.min(self.frontier().visible);
+        if previous.sequence > upto {
+            return Err(Error::Malformed {
+                what: "anchor",
+                detail: format!(
+                    "the anchor at sequence {} is past the sequence to anchor ({upto})",
+                    previous.sequence
+                ),
+            });
+        }
+        let all = crate::query::Region::all()
+            .with_store_records()
+            .with_hidden();
+        let mut running = RunningHash {
+            value: previous.running_hash,
+        };
+        let mut at = previous.sequence;
+        while at < upto {
+            let page = self.query(&all, at, 4_096)?;
+            if page.is_empty() {
+                break;
+            }
+            for event in page.iter().take_while(|e| e.sequence <= upto) {
+                if event.sequence != at + 1 {
+                    // A range without its events (compacted): the segments know.
+                    return self.anchor_upto(upto);
+                }
+                running.push(event.sequence, &event.event_hash());
+                at = event.sequence;
+            }
+            if page.last().is_some_and(|e| e.sequence >= upto) {
+                break;
+            }
+        }
+        if at != upto {
+            return self.anchor_upto(upto);
+        }
+        let mut anchor = Anchor {
+            sequence: upto,
+            running_hash: running.value(),
+            unix_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            signature: None,
+        };
         anchor.signature = keys.sign(&anchor.signed_message(keys.signer_id()));
         Ok(anchor)
     }

@@ -504,3 +504,29 @@ fn walks_and_region_checks_start_where_the_kept_history_does() {
     assert!(region.body.is_clean(), "{:?}", region.body.findings);
     assert_eq!(region.body.events, 5);
 }
+
+#[test]
+fn an_anchor_continued_across_a_compacted_range_still_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let store = open(dir.path(), &clock);
+    for n in 0..10 {
+        append(&store, "order:1", n);
+    }
+    let early = store.anchor().unwrap();
+    for n in 0..400 {
+        append(&store, &format!("order:{}", n % 20), n);
+    }
+    store
+        .set_retention(
+            RetentionSelector::EntityPrefix("order".into()),
+            RetentionRule::MaxCount(2),
+        )
+        .unwrap();
+    store.compact().unwrap();
+    let visible = store.frontier().visible;
+    let continued = store.anchor_from(&early, visible).unwrap();
+    let full = store.anchor_upto(visible).unwrap();
+    assert_eq!(continued.running_hash, full.running_hash);
+    assert!(store.verify_against(&continued).unwrap().holds());
+}

@@ -430,3 +430,61 @@ fn every_byte_of_a_record_is_covered() {
     }
     assert!(store.verify().unwrap().body.is_clean());
 }
+
+#[test]
+fn an_anchor_continued_from_an_earlier_one_equals_a_full_scan_and_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SigningKey::from_bytes(&[9; 32]);
+    let store = Store::builder(dir.path())
+        .signing_key(key.clone())
+        .open()
+        .unwrap();
+    for i in 0..50 {
+        append(&store, i, 1);
+    }
+    let first = store.anchor_upto(20).unwrap();
+    assert_eq!(first.sequence, 20);
+    assert!(store.verify_against(&first).unwrap().holds());
+    // Step by step to the end, each step reading only what came since.
+    let mut last = first.clone();
+    for upto in [21, 35, 35, 50, 999] {
+        let next = store.anchor_from(&last, upto).unwrap();
+        let full = store.anchor_upto(upto).unwrap();
+        assert_eq!(
+            (next.sequence, next.running_hash),
+            (full.sequence, full.running_hash),
+            "up to {upto}"
+        );
+        assert!(store.verify_against(&next).unwrap().holds());
+        last = next;
+    }
+    assert_eq!(last.sequence, 50);
+    // Only an anchor this store signed can be continued, and not backwards.
+    let mut forged = first.clone();
+    forged.running_hash = batpak::Hash::ZERO;
+    assert!(store.anchor_from(&forged, 30).is_err(), "its signature no longer holds");
+    let mut unsigned = first.clone();
+    unsigned.signature = None;
+    assert!(store.anchor_from(&unsigned, 30).is_err());
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = Store::builder(other_dir.path())
+        .signing_key(SigningKey::from_bytes(&[10; 32]))
+        .open()
+        .unwrap();
+    for i in 0..30 {
+        append(&other, i, 1);
+    }
+    let theirs = other.anchor_upto(10).unwrap();
+    assert!(store.anchor_from(&theirs, 30).is_err(), "another store's key");
+    assert!(store.anchor_from(&last, 20).is_err(), "past the sequence asked for");
+    // An unsigned store continues unsigned anchors.
+    let plain_dir = tempfile::tempdir().unwrap();
+    let plain = Store::open(plain_dir.path()).unwrap();
+    for i in 0..10 {
+        append(&plain, i, 1);
+    }
+    let a = plain.anchor_upto(4).unwrap();
+    let b = plain.anchor_from(&a, 10).unwrap();
+    assert_eq!(b.running_hash, plain.anchor().unwrap().running_hash);
+    assert!(b.signature.is_none());
+}
