@@ -446,7 +446,7 @@ fn an_anchor_continued_from_an_earlier_one_equals_a_full_scan_and_holds() {
     assert_eq!(first.sequence, 20);
     assert!(store.verify_against(&first).unwrap().holds());
     // Step by step to the end, each step reading only what came since.
-    let mut last = first.clone();
+    let mut last = first;
     for upto in [21, 35, 35, 50, 999] {
         let next = store.anchor_from(&last, upto).unwrap();
         let full = store.anchor_upto(upto).unwrap();
@@ -460,10 +460,10 @@ fn an_anchor_continued_from_an_earlier_one_equals_a_full_scan_and_holds() {
     }
     assert_eq!(last.sequence, 50);
     // Only an anchor this store signed can be continued, and not backwards.
-    let mut forged = first.clone();
+    let mut forged = first;
     forged.running_hash = batpak::Hash::ZERO;
     assert!(store.anchor_from(&forged, 30).is_err(), "its signature no longer holds");
-    let mut unsigned = first.clone();
+    let mut unsigned = first;
     unsigned.signature = None;
     assert!(store.anchor_from(&unsigned, 30).is_err());
     let other_dir = tempfile::tempdir().unwrap();
