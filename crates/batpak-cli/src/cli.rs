@@ -408,6 +408,10 @@ pub struct ReplicateArgs {
     /// Exit 0 once the sink holds everything that was visible at the start.
     #[arg(long)]
     pub until_caught_up: bool,
+    /// Ship an anchor of the store (signed with --signing-key) into the sink each
+    /// time this many events were shipped, and on catching up; 0: none.
+    #[arg(long, default_value_t = batpak_replicate::DEFAULT_ANCHOR_EVERY, value_name = "EVENTS")]
+    pub anchor_every: u64,
 }
 
 /// What `batpak token` does.

@@ -333,6 +333,8 @@ fn into_jetstream_a_killed_replicator_resumes_and_the_copy_verifies_follows_and_
     // Dense, in order, no duplicate: verify-replica checks each of these.
     let out = ok(batpak(dir.path()).args(["verify-replica", &nats.url(), "--name", "k"]));
     assert!(out.contains(&format!("{visible} rows")), "{out}");
+    // The anchor `--until-caught-up` left in the stream holds.
+    assert!(out.contains("anchors held: 1"), "{out}");
     let out = ok(batpak(replica.path()).args([
         "follow",
         "--from",

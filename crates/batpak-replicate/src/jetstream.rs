@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
+use batpak::proof::Anchor;
 use batpak::{ExportLine, Hash};
 
 use crate::sink::{Sink, SinkError};
@@ -91,6 +92,11 @@ pub fn event_subject(name: &str, scope: &str, entity: &str) -> String {
 /// The subject erased copies are published on.
 pub(crate) fn erased_subject(name: &str) -> String {
     format!("batpak.{name}.erased")
+}
+
+/// The subject anchors of the store are published on.
+pub(crate) fn anchor_subject(name: &str) -> String {
+    format!("batpak.{name}.anchor")
 }
 
 /// The subjects of the stream: everything under `batpak.<name>`.
@@ -329,20 +335,33 @@ pub(crate) async fn reader(
         .map_err(|e| format!("a consumer of the stream: {e}"))
 }
 
-/// The messages available now, up to `max` (empty when there are none).
+/// How long one pull request waits for messages at most: the server ends it then
+/// (a request that asks for none to wait can go unanswered on some servers when it
+/// finds nothing).
+const PULL_WAIT: Duration = Duration::from_millis(250);
+
+/// The messages available now, up to `max` (empty when none come within
+/// `PULL_WAIT`).
 pub(crate) async fn next_batch(
     consumer: &jetstream::consumer::Consumer<jetstream::consumer::pull::Config>,
     max: usize,
 ) -> Result<Vec<Message>, String> {
     use futures_util::StreamExt as _;
     let mut batch = consumer
-        .fetch()
+        .batch()
         .max_messages(max)
+        .expires(PULL_WAIT)
         .messages()
         .await
         .map_err(|e| format!("reading the stream: {e}"))?;
     let mut out = Vec::new();
-    while let Some(m) = batch.next().await {
+    loop {
+        // The server ends the request at its expiry; a request it never ends is an
+        // error, not an empty answer (messages still in flight to it would be lost).
+        let next = tokio::time::timeout(TIMEOUT, batch.next())
+            .await
+            .map_err(|_| "reading the stream: the server did not end a pull request".to_string())?;
+        let Some(m) = next else { break };
         let m = m.map_err(|e| format!("reading the stream: {e}"))?;
         let stream_seq = m
             .info()
@@ -358,28 +377,44 @@ pub(crate) async fn next_batch(
     Ok(out)
 }
 
+/// Every message on `subject` at stream sequence `from` or after (one request each:
+/// erased copies and anchors are few), and the stream sequence to go on from.
+pub(crate) async fn messages_on(
+    stream: &stream::Stream,
+    subject: &str,
+    from: u64,
+) -> Result<(Vec<Message>, u64), String> {
+    let mut next = from.max(1);
+    let mut out = Vec::new();
+    loop {
+        match stream
+            .raw_message_builder()
+            .sequence(next)
+            .next_by_subject(subject)
+            .send()
+            .await
+        {
+            Ok(m) => {
+                let m = Message::of(m);
+                next = m.stream_seq + 1;
+                out.push(m);
+            }
+            Err(e) if is_not_found(&e) => return Ok((out, next)),
+            Err(e) => return Err(format!("the messages on {subject}: {e}")),
+        }
+    }
+}
+
 /// Every erased copy at stream sequence `from` or after, by the store sequence it
-/// stands for (one request each: erasures are rare).
+/// stands for; returns the stream sequence to go on from.
 pub(crate) async fn erased_copies(
     stream: &stream::Stream,
     name: &str,
     from: u64,
     into: &mut std::collections::BTreeMap<u64, (u64, ExportLine)>,
 ) -> Result<u64, String> {
-    let mut next = from.max(1);
-    loop {
-        let m = match stream
-            .raw_message_builder()
-            .sequence(next)
-            .next_by_subject(erased_subject(name))
-            .send()
-            .await
-        {
-            Ok(m) => Message::of(m),
-            Err(e) if is_not_found(&e) => return Ok(next),
-            Err(e) => return Err(format!("the erased copies: {e}")),
-        };
-        next = m.stream_seq + 1;
+    let (messages, next) = messages_on(stream, &erased_subject(name), from).await?;
+    for m in messages {
         let line = m
             .line()
             .map_err(|why| format!("the erased copy at stream sequence {}: {why}", m.stream_seq))?;
@@ -387,6 +422,26 @@ pub(crate) async fn erased_copies(
             into.insert(sequence, (m.stream_seq, line));
         }
     }
+    Ok(next)
+}
+
+/// The anchors the copy named `name` keeps in the stream.
+pub(crate) async fn copy_anchors(
+    stream: &stream::Stream,
+    name: &str,
+) -> Result<Vec<Anchor>, String> {
+    let (messages, _) = messages_on(stream, &anchor_subject(name), 1).await?;
+    messages
+        .iter()
+        .map(|m| {
+            serde_json::from_slice(&m.body).map_err(|e| {
+                format!(
+                    "the message at stream sequence {} on {}: not an anchor: {e}",
+                    m.stream_seq, m.subject
+                )
+            })
+        })
+        .collect()
 }
 
 /// What the sink knows of the stream's end, read at `position` and kept up as it
@@ -583,6 +638,44 @@ fn original_id(line: &ExportLine) -> String {
 }
 
 impl Sink for JetStreamSink {
+    async fn anchor(&mut self, anchor: &Anchor) -> Result<(), SinkError> {
+        if self.tail.is_none() {
+            self.read_tail().await?;
+        }
+        let shared = self.conn.as_ref().is_some_and(|c| c.shared);
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", format!("anchor:{}", anchor.sequence));
+        let expected = self.tail.as_ref().map_or(0, |t| t.last);
+        if !shared {
+            headers.insert("Nats-Expected-Last-Sequence", expected.to_string());
+        }
+        let body = serde_json::to_vec(anchor).map_err(unavailable)?;
+        let subject = anchor_subject(&self.name);
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(self.failed("no connection"));
+        };
+        let sent = conn
+            .js
+            .publish_with_headers(subject, headers, body.into())
+            .await;
+        let ack = match sent {
+            Ok(ack) => ack.await,
+            Err(e) => return Err(self.failed(e)),
+        };
+        match ack {
+            Ok(ack) => {
+                if let Some(tail) = self.tail.as_mut() {
+                    // A duplicate (the same anchor again) did not move the stream.
+                    if !ack.duplicate {
+                        tail.last = ack.sequence;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.failed(format!("the anchor at {}: {e}", anchor.sequence))),
+        }
+    }
+
     fn describe(&self) -> String {
         match split_nats_url(&self.url) {
             Ok((server, Some(stream))) => {

@@ -13,8 +13,8 @@ use batpak::{ExportLine, Store, StoredEvent};
 
 use crate::follow::{Behind, FollowStatus};
 use crate::jetstream::{
-    connect, erased_copies, event_subject, header, locate, next_batch, reader, tail_position, Conn,
-    Message, TailError,
+    connect, copy_anchors, erased_copies, event_subject, header, locate, next_batch, reader,
+    tail_position, Conn, Message, TailError,
 };
 use crate::verify::{Checker, ReplicaProblem, ReplicaReport};
 
@@ -106,7 +106,10 @@ pub async fn verify_jetstream(
 ) -> Result<ReplicaReport, String> {
     let conn = connect(url, name, false).await?;
     let (first, last, position) = ends(&conn, name).await?;
-    let mut checker = match Checker::new(position, anchors, keys) {
+    // The anchors given, and the ones the replicator kept in the stream.
+    let mut all = anchors.to_vec();
+    all.extend(copy_anchors(&conn.stream, name).await?);
+    let mut checker = match Checker::new(position, &all, keys) {
         Ok(c) => c,
         Err(report) => return Ok(report),
     };
@@ -232,9 +235,12 @@ pub async fn follow_jetstream(
             continue;
         }
         for m in &batch {
-            if m.subject == crate::jetstream::erased_subject(name) {
-                // Stands for an original the follower has (the replica keeps its own
-                // copy) or will find deleted ahead.
+            if m.subject == crate::jetstream::erased_subject(name)
+                || m.subject == crate::jetstream::anchor_subject(name)
+            {
+                // An erased copy stands for an original the follower has (the replica
+                // keeps its own copy) or will find deleted ahead; anchors are for
+                // verify-replica.
                 continue;
             }
             let (sequence, line) =

@@ -17,6 +17,8 @@ pub use follow::{behind_postgres, follow_postgres, Behind, FollowStatus};
 pub use jetstream::{check_name, event_subject, stream_name, subject_token, JetStreamSink};
 pub use jetstream_read::{behind_jetstream, follow_jetstream, verify_jetstream};
 pub use postgres::{check_schema, PostgresSink};
-pub use replicator::{Control, ReplicateError, Replicator, Status, DEFAULT_BATCH};
+pub use replicator::{
+    Control, ReplicateError, Replicator, Status, DEFAULT_ANCHOR_EVERY, DEFAULT_BATCH,
+};
 pub use sink::{Sink, SinkError};
 pub use verify::{verify_postgres, ReplicaProblem, ReplicaReport};

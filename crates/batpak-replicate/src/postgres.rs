@@ -3,6 +3,7 @@
 //! entity, scope, kind, time, causation and correlation, and the sink's position in
 //! the same transaction as the rows.
 
+use batpak::proof::Anchor;
 use batpak::ExportLine;
 use tokio_postgres::{Client, NoTls};
 
@@ -95,6 +96,12 @@ impl PostgresSink {
              CREATE INDEX IF NOT EXISTS events_time ON {s}.events (timestamp_ns);
              CREATE INDEX IF NOT EXISTS events_causation ON {s}.events (causation) WHERE causation IS NOT NULL;
              CREATE INDEX IF NOT EXISTS events_correlation ON {s}.events (correlation) WHERE correlation IS NOT NULL;
+             CREATE TABLE IF NOT EXISTS {s}.anchors (
+                 sequence bigint PRIMARY KEY,
+                 running_hash text NOT NULL,
+                 signed_by text,
+                 anchor jsonb NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS {s}.position (
                  one boolean PRIMARY KEY DEFAULT true CHECK (one),
                  sequence bigint NOT NULL,
@@ -151,6 +158,40 @@ pub(crate) async fn sink_position(client: &Client, schema: &str) -> Result<u64, 
         .await
         .map_err(|e| format!("{schema}.position: {e}"))?;
     Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+}
+
+/// The anchors the copy in `schema` keeps, in sequence order (none in a schema made
+/// before anchors were shipped).
+pub(crate) async fn copy_anchors(client: &Client, schema: &str) -> Result<Vec<Anchor>, String> {
+    let exists: bool = client
+        .query_one(
+            &format!("SELECT to_regclass('{schema}.anchors') IS NOT NULL"),
+            &[],
+        )
+        .await
+        .map_err(|e| format!("{schema}.anchors: {e}"))?
+        .get(0);
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = client
+        .query(
+            &format!("SELECT sequence, anchor::text FROM {schema}.anchors ORDER BY sequence"),
+            &[],
+        )
+        .await
+        .map_err(|e| format!("{schema}.anchors: {e}"))?;
+    rows.iter()
+        .map(|r| {
+            let text: String = r.get(1);
+            serde_json::from_str(&text).map_err(|e| {
+                format!(
+                    "{schema}.anchors row at sequence {}: not an anchor: {e}",
+                    r.get::<_, i64>(0)
+                )
+            })
+        })
+        .collect()
 }
 
 /// Sequences travel as `bigint`: a store's sequences stay far below 2^63.
@@ -264,6 +305,32 @@ impl Sink for PostgresSink {
                 "{n} rows of {} hold other events at the sequences being shipped (a copy of another store?)",
                 self.describe()
             ))),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    async fn anchor(&mut self, anchor: &Anchor) -> Result<(), SinkError> {
+        let sql = format!(
+            "INSERT INTO {}.anchors (sequence, running_hash, signed_by, anchor)
+             VALUES ($1, $2, $3, $4::text::jsonb) ON CONFLICT (sequence) DO NOTHING",
+            self.schema
+        );
+        let json = serde_json::to_string(anchor).map_err(unavailable)?;
+        let signed_by = anchor.signature.map(|s| s.key_id.to_string());
+        let client = self.client().await?;
+        match client
+            .execute(
+                &sql,
+                &[
+                    &big(anchor.sequence),
+                    &anchor.running_hash.to_string(),
+                    &signed_by,
+                    &json,
+                ],
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
             Err(e) => Err(self.failed(e)),
         }
     }

@@ -11,6 +11,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use batpak::proof::Anchor;
 use batpak::{EventPayload, ExportLine, Redaction, Region, Store};
 use tokio::sync::watch;
 
@@ -18,6 +19,8 @@ use crate::sink::{Sink, SinkError};
 
 /// Events shipped per batch at most.
 pub const DEFAULT_BATCH: usize = 1_000;
+/// Events between the anchors a replicator ships, by default.
+pub const DEFAULT_ANCHOR_EVERY: u64 = 10_000;
 
 /// Where a replicator is.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -39,6 +42,8 @@ pub struct Status {
     pub last_error: Option<String>,
     /// Whether it is paused.
     pub paused: bool,
+    /// The sequence of the last anchor shipped (0: none yet).
+    pub anchored: u64,
 }
 
 /// Why replication stopped.
@@ -94,6 +99,8 @@ pub struct Replicator<S> {
     store: Arc<Store>,
     sink: S,
     batch: usize,
+    anchor_every: u64,
+    last_anchor: Option<Anchor>,
     control: Control,
     paused: watch::Receiver<bool>,
 }
@@ -182,6 +189,8 @@ impl<S: Sink> Replicator<S> {
             store,
             sink,
             batch: DEFAULT_BATCH,
+            anchor_every: DEFAULT_ANCHOR_EVERY,
+            last_anchor: None,
             control: Control {
                 paused,
                 status: Arc::default(),
@@ -194,6 +203,16 @@ impl<S: Sink> Replicator<S> {
     #[must_use]
     pub fn batch(mut self, events: usize) -> Self {
         self.batch = events.max(1);
+        self
+    }
+
+    /// Ships an anchor of the store (signed when the store signs) each time this
+    /// many events were shipped since the last one, and at the end of `catch_up`
+    /// (default [`DEFAULT_ANCHOR_EVERY`]; 0: none). The first is a full scan of the
+    /// store's history; each later one reads only what came since.
+    #[must_use]
+    pub fn anchor_every(mut self, events: u64) -> Self {
+        self.anchor_every = events;
         self
     }
 
@@ -248,6 +267,10 @@ impl<S: Sink> Replicator<S> {
         let mut position = self.position(None).await?.unwrap_or(0);
         while position < goal {
             position = self.step(position).await?;
+        }
+        let anchored = self.last_anchor.map_or(0, |a| a.sequence);
+        if self.anchor_every > 0 && position > anchored {
+            self.ship_anchor(position).await?;
         }
         Ok(position)
     }
@@ -361,7 +384,51 @@ impl<S: Sink> Replicator<S> {
             s.last_error = None;
             s.lag_events = visible.saturating_sub(last);
         });
+        let anchored = self.last_anchor.map_or(0, |a| a.sequence);
+        if self.anchor_every > 0 && last.saturating_sub(anchored) >= self.anchor_every {
+            self.ship_anchor(last).await?;
+        }
         Ok(last)
+    }
+
+    /// Takes an anchor of the store at `position` (which the sink holds) and ships
+    /// it, retrying the sink as `ship` does.
+    async fn ship_anchor(&mut self, position: u64) -> Result<(), ReplicateError> {
+        let store = Arc::clone(&self.store);
+        let previous = self.last_anchor;
+        let anchor = tokio::task::spawn_blocking(move || match previous {
+            Some(p) => store
+                .anchor_from(&p, position)
+                .or_else(|_| store.anchor_upto(position)),
+            None => store.anchor_upto(position),
+        })
+        .await
+        .map_err(|e| {
+            ReplicateError::Store(batpak::Error::Malformed {
+                what: "replicator",
+                detail: format!("the anchor did not finish: {e}"),
+            })
+        })?
+        .map_err(ReplicateError::Store)?;
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            match self.sink.anchor(&anchor).await {
+                Ok(()) => break,
+                Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
+                Err(SinkError::Unavailable(why)) => {
+                    self.failed(why);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        self.last_anchor = Some(anchor);
+        self.update(|s| {
+            s.anchored = anchor.sequence;
+            s.retrying = 0;
+            s.last_error = None;
+        });
+        Ok(())
     }
 }
 

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 
+use batpak::proof::Anchor;
 use batpak::ExportLine;
 
 /// Why a sink could not take a batch.
@@ -48,4 +49,9 @@ pub trait Sink: Send {
         erased: &[ExportLine],
         through: u64,
     ) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Keeps `anchor` (taken of the store at a sequence the sink already holds)
+    /// beside the events, so that a verifier of the copy checks the copy against it.
+    /// Idempotent, like `ship`.
+    fn anchor(&mut self, anchor: &Anchor) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

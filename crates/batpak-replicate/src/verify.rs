@@ -280,7 +280,10 @@ pub async fn verify_postgres(
 ) -> Result<ReplicaReport, String> {
     let client = crate::postgres::connect(url, schema).await?;
     let position = crate::postgres::sink_position(&client, schema).await?;
-    let mut checker = match Checker::new(position, anchors, keys) {
+    // The anchors given, and the ones the replicator kept in the copy.
+    let mut all = anchors.to_vec();
+    all.extend(crate::postgres::copy_anchors(&client, schema).await?);
+    let mut checker = match Checker::new(position, &all, keys) {
         Ok(c) => c,
         Err(report) => return Ok(report),
     };

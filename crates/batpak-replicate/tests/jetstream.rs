@@ -31,9 +31,23 @@ fn stream(rt: &tokio::runtime::Runtime, nats: &Nats, name: &str) -> jetstream::s
     })
 }
 
-fn message_count(rt: &tokio::runtime::Runtime, nats: &Nats, name: &str) -> u64 {
+/// Messages on `filter` (the server counts them per subject).
+fn count_on(rt: &tokio::runtime::Runtime, nats: &Nats, name: &str, filter: &str) -> u64 {
+    use futures_util::StreamExt as _;
     let s = stream(rt, nats, name);
-    rt.block_on(s.get_info()).unwrap().state.messages
+    rt.block_on(async {
+        let mut subjects = s.info_with_subjects(filter).await.unwrap();
+        let mut total = 0;
+        while let Some(entry) = subjects.next().await {
+            total += entry.unwrap().1 as u64;
+        }
+        total
+    })
+}
+
+/// Event messages of the copy (not its anchors or erased copies).
+fn message_count(rt: &tokio::runtime::Runtime, nats: &Nats, name: &str) -> u64 {
+    count_on(rt, nats, name, &format!("batpak.{name}.*.*"))
 }
 
 /// The stream sequence of the message holding store sequence `sequence`.
@@ -158,10 +172,13 @@ fn every_record_lands_once_on_its_entitys_subject_and_the_copy_verifies() {
         ))
         .unwrap();
     assert_eq!(report.problem, None, "{report:?}");
+    // The anchor given, and the one the replicator kept at the end of its catch-up.
     assert_eq!(
         (report.rows, report.position, report.anchors_held),
-        (visible, visible, 1)
+        (visible, visible, 2)
     );
+    assert_eq!(count_on(&rt, &nats, "t", "batpak.t.anchor"), 1);
+    assert_eq!(replicator.control().status().anchored, visible);
 }
 
 #[test]
@@ -235,6 +252,28 @@ fn verify_replica_names_a_deleted_message() {
     rt.block_on(r.catch_up()).unwrap();
     assert_eq!(verify(&rt, &nats, "v").problem, None);
     let s = stream(&rt, &nats, "v");
+
+    // A forged anchor in the stream (the running hash changed) is named.
+    let mut forged = store.anchor().unwrap();
+    forged.running_hash = batpak::Hash::ZERO;
+    let forged_at = rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        jetstream::new(client)
+            .publish(
+                "batpak.v.anchor",
+                serde_json::to_vec(&forged).unwrap().into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap()
+            .sequence
+    });
+    let found = verify(&rt, &nats, "v").problem.unwrap();
+    assert_eq!(found.sequence, forged.sequence, "{found}");
+    assert!(found.detail.contains("anchor"), "{found}");
+    rt.block_on(s.delete_message(forged_at)).unwrap();
+    assert_eq!(verify(&rt, &nats, "v").problem, None);
 
     // A deleted message: missing, named with what comes next.
     let at = stream_seq_of(&rt, &nats, "v", 77);

@@ -482,22 +482,87 @@ fn anchors_of_the_store_check_against_the_copy_and_catch_a_consistent_truncation
         ))
         .unwrap()
     };
+    // The two given, and the one the replicator kept in the copy at its end.
     let report = check(&[early, late], &keys);
     assert_eq!(
         (report.problem.clone(), report.anchors_held),
-        (None, 2),
+        (None, 3),
         "{report:?}"
     );
     assert_eq!(report.running_hash, late.running_hash);
+    assert_eq!(
+        pg.sql("SELECT sequence, signed_by IS NOT NULL FROM an.anchors"),
+        "100|t"
+    );
     // Without the key, a signed anchor does not hold.
     let report = check(&[early], &[]);
     assert!(report.problem.unwrap().detail.contains("signature"));
     // A truncation made consistent (rows and position cut back together) passes every
-    // row check; only the later anchor catches it.
+    // row check; the anchor the copy keeps catches it.
     pg.sql("DELETE FROM an.events WHERE sequence > 90");
     pg.sql("UPDATE an.position SET sequence = 90");
+    let found = check(&[], &keys).problem.unwrap();
+    assert!(found.detail.contains("ends at sequence 90"), "{found}");
+    // Its anchors deleted as well, only an anchor kept elsewhere catches it.
+    pg.sql("DELETE FROM an.anchors");
     assert_eq!(check(&[early], &keys).problem, None);
     let found = check(&[early, late], &keys).problem.unwrap();
     assert_eq!(found.sequence, 100);
     assert!(found.detail.contains("ends at sequence 90"), "{found}");
+    // A forged anchor row (its running hash changed) is named.
+    let mut forged = late;
+    forged.running_hash = batpak::Hash::ZERO;
+    let json = serde_json::to_string(&forged).unwrap();
+    pg.sql(&format!(
+        "INSERT INTO an.anchors VALUES (50, '{}', NULL, '{json}')",
+        forged.running_hash
+    ));
+    let found = check(&[], &keys).problem.unwrap();
+    assert!(found.detail.contains("signature"), "{found}");
+}
+
+#[test]
+fn anchors_are_shipped_at_intervals_each_continuing_the_last_and_each_holds() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_history(dir.path(), 1_000);
+    let rt = runtime();
+    let mut r = Replicator::new(
+        Arc::clone(&store),
+        PostgresSink::new(&pg.url(), "iv").unwrap(),
+    )
+    .batch(64)
+    .anchor_every(200);
+    rt.block_on(r.catch_up()).unwrap();
+    let visible = store.frontier().visible;
+    let sequences: Vec<u64> = pg
+        .sql("SELECT string_agg(sequence::text, ',' ORDER BY sequence) FROM iv.anchors")
+        .split(',')
+        .map(|s| s.parse().unwrap())
+        .collect();
+    // One each time 200 more were shipped (at a batch's end), and one at the end.
+    assert!(sequences.len() >= 4, "{sequences:?}");
+    assert_eq!(*sequences.last().unwrap(), visible);
+    for pair in sequences.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 200 || pair[1] == visible,
+            "{sequences:?}"
+        );
+    }
+    assert_eq!(r.control().status().anchored, visible);
+    for text in pg
+        .sql("SELECT anchor::text FROM iv.anchors ORDER BY sequence")
+        .lines()
+    {
+        let anchor: batpak::proof::Anchor = serde_json::from_str(text).unwrap();
+        assert!(store.verify_against(&anchor).unwrap().holds(), "{anchor:?}");
+    }
+    let report = rt
+        .block_on(batpak_replicate::verify_postgres(&pg.url(), "iv", &[], &[]))
+        .unwrap();
+    assert_eq!(
+        (report.problem.clone(), report.anchors_held),
+        (None, sequences.len()),
+        "{report:?}"
+    );
 }

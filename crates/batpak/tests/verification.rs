@@ -462,7 +462,10 @@ fn an_anchor_continued_from_an_earlier_one_equals_a_full_scan_and_holds() {
     // Only an anchor this store signed can be continued, and not backwards.
     let mut forged = first;
     forged.running_hash = batpak::Hash::ZERO;
-    assert!(store.anchor_from(&forged, 30).is_err(), "its signature no longer holds");
+    assert!(
+        store.anchor_from(&forged, 30).is_err(),
+        "its signature no longer holds"
+    );
     let mut unsigned = first;
     unsigned.signature = None;
     assert!(store.anchor_from(&unsigned, 30).is_err());
@@ -475,8 +478,14 @@ fn an_anchor_continued_from_an_earlier_one_equals_a_full_scan_and_holds() {
         append(&other, i, 1);
     }
     let theirs = other.anchor_upto(10).unwrap();
-    assert!(store.anchor_from(&theirs, 30).is_err(), "another store's key");
-    assert!(store.anchor_from(&last, 20).is_err(), "past the sequence asked for");
+    assert!(
+        store.anchor_from(&theirs, 30).is_err(),
+        "another store's key"
+    );
+    assert!(
+        store.anchor_from(&last, 20).is_err(),
+        "past the sequence asked for"
+    );
     // An unsigned store continues unsigned anchors.
     let plain_dir = tempfile::tempdir().unwrap();
     let plain = Store::open(plain_dir.path()).unwrap();

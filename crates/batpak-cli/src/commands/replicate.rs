@@ -68,7 +68,9 @@ pub fn replicate(ctx: &Context, a: ReplicateArgs) -> Outcome {
 
 fn ship<S: Sink>(ctx: &Context, a: ReplicateArgs, sink: S) -> Outcome {
     let store = Arc::new(ctx.open_read()?);
-    let mut replicator = Replicator::new(Arc::clone(&store), sink).batch(a.batch);
+    let mut replicator = Replicator::new(Arc::clone(&store), sink)
+        .batch(a.batch)
+        .anchor_every(a.anchor_every);
     let control = replicator.control();
     let rt = runtime()?;
     let position = rt.block_on(async {
@@ -81,12 +83,13 @@ fn ship<S: Sink>(ctx: &Context, a: ReplicateArgs, sink: S) -> Outcome {
                     .as_deref()
                     .map_or_else(String::new, |e| format!("; retrying ({}): {e}", s.retrying));
                 eprintln!(
-                    "replicate: position {} of {}, lag {} events / {:.1} s, {} shipped{failing}",
+                    "replicate: position {} of {}, lag {} events / {:.1} s, {} shipped, anchored at {}{failing}",
                     s.position,
                     s.visible,
                     s.lag_events,
                     s.lag.as_secs_f64(),
-                    s.shipped
+                    s.shipped,
+                    s.anchored
                 );
             }
         });
