@@ -415,8 +415,12 @@ fn a_follower_builds_a_replica_from_the_stream_with_the_same_ids_and_hashes() {
     assert!(replica.verify_against(&anchor).unwrap().holds());
     assert!(replica.verify().unwrap().body.is_clean());
 
+    // Erased after the follower imported it: the redaction record erases it there.
+    let late = store.get_sequence(40).unwrap().unwrap();
+    assert!(!replica.get_sequence(40).unwrap().unwrap().is_redacted());
+    store.redact(late.id, "late").unwrap();
     // More: the follower picks up where the replica is; promotion then loses nothing.
-    append(&store, "more", 90);
+    append(&store, "more", 89);
     rt.block_on(r.catch_up()).unwrap();
     let behind = rt
         .block_on(batpak_replicate::behind_jetstream(
@@ -427,6 +431,8 @@ fn a_follower_builds_a_replica_from_the_stream_with_the_same_ids_and_hashes() {
         .unwrap();
     assert_eq!(behind.missing(), 90);
     assert_eq!(follow(&replica).unwrap(), store.frontier().visible);
+    assert!(replica.get_sequence(40).unwrap().unwrap().is_redacted());
+    assert_same_history(&store, &replica);
     let behind = rt
         .block_on(batpak_replicate::behind_jetstream(
             &replica,

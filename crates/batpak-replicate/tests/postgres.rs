@@ -411,8 +411,13 @@ fn a_follower_builds_a_replica_with_the_same_ids_and_hashes_that_the_sources_anc
             )
             .unwrap();
     }
+    // Erased after the follower imported it: the redaction record erases it there.
+    let late = store.get_sequence(40).unwrap().unwrap();
+    store.redact(late.id, "late").unwrap();
     rt.block_on(r.catch_up()).unwrap();
     assert_eq!(follow(&replica).unwrap(), store.frontier().visible);
+    assert!(replica.get_sequence(40).unwrap().unwrap().is_redacted());
+    assert_same_history(&store, &replica);
 
     // A tampered row stops it, named, with nothing of it imported.
     store

@@ -264,6 +264,8 @@ impl Store {
                 self.note_kind_name(named.kind, named.name);
             }
         }
+        // The copy erases what the source erased, whenever the record arrives.
+        self.apply_imported_redactions(events)?;
         // The copy hides what the source hid, at once.
         if events
             .iter()

@@ -135,6 +135,42 @@ impl Store {
         }
     }
 
+    /// Erases the targets the `Redaction` records among `imported` (just imported in
+    /// preserve mode) name, where this store holds them with their payload: a copy
+    /// erases what its source erased, whenever the record reaches it. Returns how
+    /// many it erased.
+    pub(crate) fn apply_imported_redactions(&self, imported: &[crate::StoredEvent]) -> Result<u64> {
+        let records: Vec<Redaction> = imported
+            .iter()
+            .filter(|e| e.kind == REDACTION_KIND)
+            .filter_map(|e| e.decode::<Redaction>().ok())
+            .collect();
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let _one_at_a_time = self.redaction_turn();
+        // The records are durable before any payload goes, as in `redact`.
+        self.sync()?;
+        let mut erased = 0;
+        for redaction in records {
+            let Some(target) = self.get_in_journal(redaction.target)? else {
+                continue;
+            };
+            if target.is_redacted() {
+                continue;
+            }
+            if let Some((location, _)) = self.index_entry(target.sequence) {
+                let entity = target.coordinate.entity();
+                self.forget_projections(entity)?;
+                let done = self.erase(location);
+                let forgotten = self.forget_projections(entity);
+                erased += u64::from(done?);
+                forgotten?;
+            }
+        }
+        Ok(erased)
+    }
+
     /// Erases every target a `Redaction` record names that still holds its payload:
     /// the redactions a crash interrupted between recording and erasing.
     /// Returns how many it erased.

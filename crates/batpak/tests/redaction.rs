@@ -9,7 +9,7 @@ use std::path::Path;
 use batpak::EventPayload as _;
 use batpak::{
     AppendOptions, AppendReceipt, Coordinate, Error, EventKind, Freshness, Projection, RawPayload,
-    Redaction, Store, StoredEvent,
+    Redaction, Region, Store, StoredEvent,
 };
 
 use batpak::proof::{AnchorCheck, ReceiptCheck};
@@ -305,5 +305,48 @@ fn a_retry_of_a_redacted_append_returns_the_original_and_writes_nothing() {
             .len(),
         2,
         "the event and its redaction"
+    );
+}
+
+#[test]
+fn a_copy_erases_what_its_source_erased_when_the_record_reaches_it() {
+    let source_dir = tempfile::tempdir().unwrap();
+    let copy_dir = tempfile::tempdir().unwrap();
+    let source = Store::open(source_dir.path()).unwrap();
+    let copy = Store::open(copy_dir.path()).unwrap();
+    let secret = b"card 4111-1111-1111-1111";
+    let target = note(&source, "user:1", secret);
+    note(&source, "user:1", b"later");
+    let all = Region::all().with_store_records().with_hidden();
+    let first = source.query(&all, 0, usize::MAX).unwrap();
+    copy.import_preserved(&first).unwrap();
+    assert!(on_disk(copy_dir.path(), secret), "the copy holds it before");
+    // The source erases it; the redaction record reaches the copy later.
+    source.redact(target.event_id, "request 12").unwrap();
+    let after = first.last().unwrap().sequence;
+    let records = source.query(&all, after, usize::MAX).unwrap();
+    copy.import_preserved(&records).unwrap();
+    let erased = copy.get(target.event_id).unwrap().unwrap();
+    assert!(erased.is_redacted());
+    assert_eq!(
+        erased.event_hash(),
+        source.get(target.event_id).unwrap().unwrap().event_hash()
+    );
+    assert!(
+        !on_disk(copy_dir.path(), secret),
+        "erased from the copy's files"
+    );
+    assert!(copy.verify().unwrap().body.is_clean());
+    assert_eq!(
+        copy.anchor().unwrap().running_hash,
+        source.anchor().unwrap().running_hash
+    );
+    // The copy reopens with it erased, and the same record again changes nothing.
+    drop(copy);
+    let copy = Store::open(copy_dir.path()).unwrap();
+    assert!(copy.get(target.event_id).unwrap().unwrap().is_redacted());
+    assert!(
+        copy.import_preserved(&records).is_err(),
+        "it does not continue the copy"
     );
 }
