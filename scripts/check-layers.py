@@ -26,7 +26,7 @@ model:   chain event kinds lifecycle_records receipt
 storage: fault fault/* dir live segment segment/*
 engine:  keys index index/* query checkpoint open follow writer writer/*
 facade:  cache store graph events
-above:   projection gate decide delivery delivery/* redact lifecycle compact repair salvage backup verify builder export catalogue fuzz_api set
+above:   projection gate decide delivery delivery/* redact lifecycle compact repair salvage backup verify builder export catalogue fuzz_api set copy_proof
 root:    lib
 """
 

@@ -64,6 +64,7 @@ mod checkpoint;
 mod clock;
 mod compact;
 mod coordinate;
+mod copy_proof;
 mod decide;
 mod delivery;
 mod dir;
@@ -131,6 +132,7 @@ pub use format::Encoding;
 pub use hash::Hash;
 pub use id::EventId;
 pub use kind::EventKind;
+pub use lifecycle_records::Compacted;
 pub use metadata::Metadata;
 pub use open::{IndexSource, OpenReport};
 pub use options::{
@@ -161,6 +163,7 @@ pub mod reactor {
 /// Proof: signing keys, signatures, receipt checks and anchors (signed checkpoints of
 /// the whole history).
 pub mod proof {
+    pub use crate::copy_proof::{CompactedHorizon, CompactionProof, KeptHash};
     pub use crate::receipt::{ReceiptCheck, ReceiptField};
     pub use crate::sign::{KeyId, Signature, Signed, SigningKey, VerifyingKey};
     pub use crate::verify::{verify_dir, Anchor, AnchorCheck, RunningHash};

@@ -28,7 +28,7 @@ pub(crate) const COMPACTION_ENTITY: &str = "batpak:compaction";
 /// and what it removed. Appended before the compaction commits, so a compaction that
 /// failed before its commit leaves a record whose manifest never took effect.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Compacted {
+pub struct Compacted {
     /// Compactions so far, this one included.
     pub generation: u64,
     /// Every sequence up to it lies in compacted segments.
