@@ -99,6 +99,11 @@ pub(crate) fn anchor_subject(name: &str) -> String {
     format!("batpak.{name}.anchor")
 }
 
+/// The subject the store's compaction manifests are published on.
+pub(crate) fn compaction_subject(name: &str) -> String {
+    format!("batpak.{name}.compaction")
+}
+
 /// The subjects of the stream: everything under `batpak.<name>`.
 fn stream_subjects(name: &str) -> String {
     format!("batpak.{name}.>")
@@ -425,6 +430,30 @@ pub(crate) async fn erased_copies(
     Ok(next)
 }
 
+/// The newest compaction manifest the copy named `name` keeps in the stream,
+/// decoded.
+pub(crate) async fn copy_compaction(
+    stream: &stream::Stream,
+    name: &str,
+) -> Result<Option<batpak::proof::CompactionProof>, String> {
+    let subject = compaction_subject(name);
+    match stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(m) => {
+            let m = Message::of(m);
+            batpak::proof::CompactionProof::from_manifest(&m.body)
+                .map(Some)
+                .map_err(|e| {
+                    format!(
+                        "the message at stream sequence {} on {subject}: {e}",
+                        m.stream_seq
+                    )
+                })
+        }
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(format!("the last message on {subject}: {e}")),
+    }
+}
+
 /// The anchors the copy named `name` keeps in the stream.
 pub(crate) async fn copy_anchors(
     stream: &stream::Stream,
@@ -637,26 +666,31 @@ fn original_id(line: &ExportLine) -> String {
     line.id.map_or_else(String::new, |id| id.to_string())
 }
 
-impl Sink for JetStreamSink {
-    async fn anchor(&mut self, anchor: &Anchor) -> Result<(), SinkError> {
+impl JetStreamSink {
+    /// Publishes a message that is not an event (an anchor, a manifest) on `subject`,
+    /// chained to the stream's end in a stream of its own.
+    async fn publish_other(
+        &mut self,
+        subject: String,
+        msg_id: String,
+        body: Vec<u8>,
+    ) -> Result<(), SinkError> {
         if self.tail.is_none() {
             self.read_tail().await?;
         }
         let shared = self.conn.as_ref().is_some_and(|c| c.shared);
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", format!("anchor:{}", anchor.sequence));
+        headers.insert("Nats-Msg-Id", msg_id);
         let expected = self.tail.as_ref().map_or(0, |t| t.last);
         if !shared {
             headers.insert("Nats-Expected-Last-Sequence", expected.to_string());
         }
-        let body = serde_json::to_vec(anchor).map_err(unavailable)?;
-        let subject = anchor_subject(&self.name);
         let Some(conn) = self.conn.as_ref() else {
             return Err(self.failed("no connection"));
         };
         let sent = conn
             .js
-            .publish_with_headers(subject, headers, body.into())
+            .publish_with_headers(subject.clone(), headers, body.into())
             .await;
         let ack = match sent {
             Ok(ack) => ack.await,
@@ -665,15 +699,36 @@ impl Sink for JetStreamSink {
         match ack {
             Ok(ack) => {
                 if let Some(tail) = self.tail.as_mut() {
-                    // A duplicate (the same anchor again) did not move the stream.
+                    // A duplicate (the same message again) did not move the stream.
                     if !ack.duplicate {
                         tail.last = ack.sequence;
                     }
                 }
                 Ok(())
             }
-            Err(e) => Err(self.failed(format!("the anchor at {}: {e}", anchor.sequence))),
+            Err(e) => Err(self.failed(format!("{subject}: {e}"))),
         }
+    }
+}
+
+impl Sink for JetStreamSink {
+    async fn compaction(&mut self, generation: u64, manifest: &[u8]) -> Result<(), SinkError> {
+        self.publish_other(
+            compaction_subject(&self.name),
+            format!("compaction:{generation}"),
+            manifest.to_vec(),
+        )
+        .await
+    }
+
+    async fn anchor(&mut self, anchor: &Anchor) -> Result<(), SinkError> {
+        let body = serde_json::to_vec(anchor).map_err(unavailable)?;
+        self.publish_other(
+            anchor_subject(&self.name),
+            format!("anchor:{}", anchor.sequence),
+            body,
+        )
+        .await
     }
 
     fn describe(&self) -> String {

@@ -102,6 +102,10 @@ impl PostgresSink {
                  signed_by text,
                  anchor jsonb NOT NULL
              );
+             CREATE TABLE IF NOT EXISTS {s}.compaction (
+                 generation bigint PRIMARY KEY,
+                 manifest bytea NOT NULL
+             );
              CREATE TABLE IF NOT EXISTS {s}.position (
                  one boolean PRIMARY KEY DEFAULT true CHECK (one),
                  sequence bigint NOT NULL,
@@ -192,6 +196,37 @@ pub(crate) async fn copy_anchors(client: &Client, schema: &str) -> Result<Vec<An
             })
         })
         .collect()
+}
+
+/// The newest compaction manifest the copy in `schema` keeps, decoded.
+pub(crate) async fn copy_compaction(
+    client: &Client,
+    schema: &str,
+) -> Result<Option<batpak::proof::CompactionProof>, String> {
+    let exists: bool = client
+        .query_one(
+            &format!("SELECT to_regclass('{schema}.compaction') IS NOT NULL"),
+            &[],
+        )
+        .await
+        .map_err(|e| format!("{schema}.compaction: {e}"))?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_opt(
+            &format!("SELECT generation, manifest FROM {schema}.compaction ORDER BY generation DESC LIMIT 1"),
+            &[],
+        )
+        .await
+        .map_err(|e| format!("{schema}.compaction: {e}"))?;
+    row.map(|r| {
+        let bytes: Vec<u8> = r.get(1);
+        batpak::proof::CompactionProof::from_manifest(&bytes)
+            .map_err(|e| format!("{schema}.compaction generation {}: {e}", r.get::<_, i64>(0)))
+    })
+    .transpose()
 }
 
 /// Sequences travel as `bigint`: a store's sequences stay far below 2^63.
@@ -305,6 +340,19 @@ impl Sink for PostgresSink {
                 "{n} rows of {} hold other events at the sequences being shipped (a copy of another store?)",
                 self.describe()
             ))),
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    async fn compaction(&mut self, generation: u64, manifest: &[u8]) -> Result<(), SinkError> {
+        let sql = format!(
+            "INSERT INTO {}.compaction (generation, manifest) VALUES ($1, $2)
+             ON CONFLICT (generation) DO NOTHING",
+            self.schema
+        );
+        let client = self.client().await?;
+        match client.execute(&sql, &[&big(generation), &manifest]).await {
+            Ok(_) => Ok(()),
             Err(e) => Err(self.failed(e)),
         }
     }

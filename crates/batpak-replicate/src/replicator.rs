@@ -101,6 +101,8 @@ pub struct Replicator<S> {
     batch: usize,
     anchor_every: u64,
     last_anchor: Option<Anchor>,
+    /// The newest compaction generation the sink was given in this run.
+    compaction_shipped: u64,
     control: Control,
     paused: watch::Receiver<bool>,
 }
@@ -191,6 +193,7 @@ impl<S: Sink> Replicator<S> {
             batch: DEFAULT_BATCH,
             anchor_every: DEFAULT_ANCHOR_EVERY,
             last_anchor: None,
+            compaction_shipped: 0,
             control: Control {
                 paused,
                 status: Arc::default(),
@@ -305,6 +308,10 @@ impl<S: Sink> Replicator<S> {
     /// Ships the next batch after `position` (or waits a little when there is none);
     /// returns the new position.
     async fn step(&mut self, position: u64) -> Result<u64, ReplicateError> {
+        // A compacted store's copy lacks the removed events: its manifest goes first.
+        if self.store.compaction_generation() > self.compaction_shipped {
+            self.ship_compaction().await?;
+        }
         let store = Arc::clone(&self.store);
         let limit = self.batch;
         let page = tokio::task::spawn_blocking(move || -> batpak::Result<Page> {
@@ -389,6 +396,28 @@ impl<S: Sink> Replicator<S> {
             self.ship_anchor(last).await?;
         }
         Ok(last)
+    }
+
+    /// Ships the store's compaction manifest, retrying the sink as `ship` does.
+    async fn ship_compaction(&mut self) -> Result<(), ReplicateError> {
+        let Some(bytes) = self.store.compaction_manifest() else {
+            return Ok(());
+        };
+        let generation = self.store.compaction_generation();
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            match self.sink.compaction(generation, &bytes).await {
+                Ok(()) => break,
+                Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
+                Err(SinkError::Unavailable(why)) => {
+                    self.failed(why);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        self.compaction_shipped = generation;
+        Ok(())
     }
 
     /// Takes an anchor of the store at `position` (which the sink holds) and ships

@@ -54,4 +54,13 @@ pub trait Sink: Send {
     /// beside the events, so that a verifier of the copy checks the copy against it.
     /// Idempotent, like `ship`.
     fn anchor(&mut self, anchor: &Anchor) -> impl Future<Output = Result<(), SinkError>> + Send;
+
+    /// Keeps the store's compaction manifest (`manifest`, the bytes of generation
+    /// `generation`) beside the events: a copy of a compacted store lacks the removed
+    /// events, and its verifier checks the gaps and horizons against it. Idempotent.
+    fn compaction(
+        &mut self,
+        generation: u64,
+        manifest: &[u8],
+    ) -> impl Future<Output = Result<(), SinkError>> + Send;
 }

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 
 use base64::Engine as _;
-use batpak::proof::{Anchor, RunningHash, VerifyingKey};
-use batpak::{ExportLine, Hash};
+use batpak::proof::{Anchor, CompactionProof, KeptHash, RunningHash, VerifyingKey};
+use batpak::{Compacted, EventPayload, ExportLine, Hash};
 use serde_json::{json, Value};
 
 /// What `verify-replica` found.
@@ -23,6 +23,11 @@ pub struct ReplicaReport {
     pub running_hash: Hash,
     /// The anchors checked and found to hold.
     pub anchors_held: usize,
+    /// Anchors inside a compacted range the copy lacks events of: their running hash
+    /// cannot be recomputed (the compaction manifest accounts for the range).
+    pub anchors_compacted: usize,
+    /// The end of the compacted range, when the copy is of a compacted store.
+    pub compacted_through: Option<u64>,
     /// The first row (or gap) that does not hold; `None` when the copy is clean.
     pub problem: Option<ReplicaProblem>,
 }
@@ -130,7 +135,8 @@ pub(crate) fn row_of(row: &tokio_postgres::Row) -> Result<Row, String> {
 
 /// The checks every copy gets, fed its events in sequence order: density, each
 /// event's hash recomputed from its fields, each entity's chain, the running hash and
-/// the anchors at their sequences.
+/// the anchors at their sequences; and, for a copy of a compacted store, the
+/// compaction proof's gaps, horizons, kept hash and `Compacted` record.
 pub(crate) struct Checker<'a> {
     pub report: ReplicaReport,
     pending: std::iter::Peekable<std::vec::IntoIter<&'a Anchor>>,
@@ -138,21 +144,34 @@ pub(crate) struct Checker<'a> {
     heads: HashMap<String, (u64, Hash)>,
     /// The next sequence the copy must hold.
     pub expected: u64,
+    compaction: Option<CompactionProof>,
+    kept: KeptHash,
+    kept_count: u64,
+    /// No compacted gap skipped so far: the running hash is the copy's own.
+    dense: bool,
+    /// Past the compacted range (its kept hash checked).
+    crossed: bool,
+    /// A `Compacted` record naming the proof's manifest was seen.
+    named: bool,
 }
 
 impl<'a> Checker<'a> {
     /// A checker of a copy whose position is `position`, which must hold `anchors`
-    /// (their signatures under `keys` are checked first).
+    /// (their signatures under `keys` are checked first), compacted as `compaction`
+    /// says when the copy keeps a compaction manifest.
     pub fn new(
         position: u64,
         anchors: &'a [Anchor],
         keys: &[VerifyingKey],
-    ) -> Result<Checker<'a>, ReplicaReport> {
+        compaction: Option<CompactionProof>,
+    ) -> Result<Checker<'a>, Box<ReplicaReport>> {
         let mut report = ReplicaReport {
             rows: 0,
             position,
             running_hash: Hash::ZERO,
             anchors_held: 0,
+            anchors_compacted: 0,
+            compacted_through: compaction.as_ref().map(|c| c.through),
             problem: None,
         };
         for anchor in anchors {
@@ -162,7 +181,7 @@ impl<'a> Checker<'a> {
                     anchor,
                     format!("its signature does not hold: {check:?}"),
                 ));
-                return Err(report);
+                return Err(Box::new(report));
             }
         }
         let mut sorted: Vec<&Anchor> = anchors.iter().collect();
@@ -173,10 +192,17 @@ impl<'a> Checker<'a> {
             running: RunningHash::default(),
             heads: HashMap::new(),
             expected: 1,
+            compaction,
+            kept: KeptHash::default(),
+            kept_count: 0,
+            dense: true,
+            crossed: false,
+            named: false,
         })
     }
 
-    /// Whether the copy's next event, at `sequence`, is the one it must hold next.
+    /// Whether the copy's next event, at `sequence`, is the one it must hold next
+    /// (after a gap only where a compaction removed what is missing).
     pub fn next_is(
         &mut self,
         sequence: u64,
@@ -184,13 +210,65 @@ impl<'a> Checker<'a> {
     ) -> Result<(), ReplicaProblem> {
         self.report.rows += 1;
         if sequence != self.expected {
-            return Err(ReplicaProblem {
-                sequence: self.expected,
-                id: None,
-                detail: format!("missing: {}", next()),
-            });
+            let removed = self
+                .compaction
+                .as_ref()
+                .is_some_and(|c| c.explains_gap(self.expected, sequence));
+            if !removed {
+                return Err(ReplicaProblem {
+                    sequence: self.expected,
+                    id: None,
+                    detail: format!("missing: {}", next()),
+                });
+            }
+            self.dense = false;
         }
         self.expected = sequence + 1;
+        Ok(())
+    }
+
+    /// Whether a gap from the next expected sequence to `found` is one the copy's
+    /// compaction explains.
+    pub fn explains_gap(&self, found: u64) -> bool {
+        self.compaction
+            .as_ref()
+            .is_some_and(|c| c.explains_gap(self.expected, found))
+    }
+
+    /// Past the compacted range: the kept events must hash and count to what the
+    /// proof says, and the running hash goes on from the proof's.
+    fn cross(&mut self) -> Result<(), ReplicaProblem> {
+        let Some(c) = &self.compaction else {
+            return Ok(());
+        };
+        self.crossed = true;
+        if (self.kept.value(), self.kept_count) != (c.kept_hash, c.kept) {
+            return Err(ReplicaProblem {
+                sequence: c.through,
+                id: None,
+                detail: format!(
+                    "the kept events up to sequence {} (the compacted range) hash to {} and count {}, the compaction manifest says {} and {}: a kept event was changed, removed or added",
+                    c.through,
+                    self.kept.value(),
+                    self.kept_count,
+                    c.kept_hash,
+                    c.kept
+                ),
+            });
+        }
+        if self.dense && self.running.value() != c.running_hash {
+            return Err(ReplicaProblem {
+                sequence: c.through,
+                id: None,
+                detail: format!(
+                    "the copy holds every event up to sequence {} but its running hash there is {}, the compaction manifest's {}",
+                    c.through,
+                    self.running.value(),
+                    c.running_hash
+                ),
+            });
+        }
+        self.running = RunningHash::starting_at(c.running_hash);
         Ok(())
     }
 
@@ -208,10 +286,26 @@ impl<'a> Checker<'a> {
         };
         // The hash recomputed from every field the copy holds.
         let event = line.to_preserved().map_err(bad)?;
+        if !self.crossed
+            && self
+                .compaction
+                .as_ref()
+                .is_some_and(|c| sequence > c.through)
+        {
+            self.cross()?;
+        }
         let entity = event.coordinate.entity().to_string();
-        let (want_version, want_prev) = match self.heads.get(&entity) {
-            Some((version, hash)) => (version + 1, *hash),
-            None => (0, Hash::ZERO),
+        let hash = event.event_hash();
+        let horizon = self
+            .compaction
+            .as_ref()
+            .and_then(|c| c.horizon(&entity))
+            .map(|h| (h.first_kept, h.hash));
+        let (want_version, want_prev) = match (self.heads.get(&entity), horizon) {
+            (Some((version, hash)), _) => (version + 1, *hash),
+            // A compacted entity's copy may start at its horizon, or hold it all.
+            (None, Some((first_kept, at))) if event.version == first_kept => (first_kept, at),
+            (None, _) => (0, Hash::ZERO),
         };
         if event.version != want_version || event.prev_hash != want_prev {
             return Err(bad(format!(
@@ -219,10 +313,47 @@ impl<'a> Checker<'a> {
                 event.version, event.prev_hash
             )));
         }
-        self.heads
-            .insert(entity, (event.version, event.event_hash()));
-        self.running.push(sequence, &event.event_hash());
+        if let Some((first_kept, at)) = horizon {
+            if event.version + 1 == first_kept && hash != at {
+                return Err(bad(format!(
+                    "version {} of {entity:?} (the last the compaction removed) has hash {hash}, the compaction manifest's horizon says {at}",
+                    event.version
+                )));
+            }
+        }
+        self.heads.insert(entity, (event.version, hash));
+        if let Some(c) = &self.compaction {
+            let removed = horizon.is_some_and(|(first_kept, _)| event.version < first_kept);
+            if sequence <= c.through && !removed {
+                self.kept.push(sequence, &hash);
+                self.kept_count += 1;
+            }
+            if event.kind == <Compacted as EventPayload>::KIND {
+                let record: Compacted = event.decode().map_err(|e| bad(e.to_string()))?;
+                if record.generation == c.generation {
+                    if record.manifest != c.digest {
+                        return Err(bad(format!(
+                            "the Compacted record of generation {} names manifest {}, the copy keeps one whose blake3 is {}",
+                            record.generation, record.manifest, c.digest
+                        )));
+                    }
+                    self.named = true;
+                }
+            }
+        }
+        self.running.push(sequence, &hash);
+        let inside = self
+            .compaction
+            .as_ref()
+            .is_some_and(|c| sequence < c.through)
+            && !self.dense;
         while let Some(anchor) = self.pending.next_if(|a| a.sequence == sequence) {
+            if inside {
+                // The running hash over removed events cannot be recomputed; what was
+                // removed is accounted for by the manifest checked at `through`.
+                self.report.anchors_compacted += 1;
+                continue;
+            }
             if anchor.running_hash != self.running.value() {
                 return Err(problem_of_anchor(
                     anchor,
@@ -238,11 +369,32 @@ impl<'a> Checker<'a> {
         Ok(())
     }
 
-    /// The report once every event was checked: anchors past the end, and the
-    /// position against the events.
+    /// The report once every event was checked: anchors past the end, the compacted
+    /// range, and the position against the events.
     pub fn finish(mut self) -> ReplicaReport {
-        self.report.running_hash = self.running.value();
         let end = self.expected - 1;
+        let covers_range = self.compaction.as_ref().is_some_and(|c| end >= c.through);
+        if !self.crossed && covers_range {
+            if let Err(p) = self.cross() {
+                return self.fail(p);
+            }
+        }
+        let unnamed = self
+            .compaction
+            .as_ref()
+            .filter(|_| self.crossed && !self.named)
+            .map(|c| ReplicaProblem {
+                sequence: c.through,
+                id: None,
+                detail: format!(
+                    "no Compacted record of generation {} in the copy names the compaction manifest it keeps (blake3 {})",
+                    c.generation, c.digest
+                ),
+            });
+        if let Some(p) = unnamed {
+            return self.fail(p);
+        }
+        self.report.running_hash = self.running.value();
         if let Some(anchor) = self.pending.next() {
             self.report.problem = Some(problem_of_anchor(
                 anchor,
@@ -283,9 +435,10 @@ pub async fn verify_postgres(
     // The anchors given, and the ones the replicator kept in the copy.
     let mut all = anchors.to_vec();
     all.extend(crate::postgres::copy_anchors(&client, schema).await?);
-    let mut checker = match Checker::new(position, &all, keys) {
+    let compaction = crate::postgres::copy_compaction(&client, schema).await?;
+    let mut checker = match Checker::new(position, &all, keys, compaction) {
         Ok(c) => c,
-        Err(report) => return Ok(report),
+        Err(report) => return Ok(*report),
     };
     let mut after = 0i64;
     loop {

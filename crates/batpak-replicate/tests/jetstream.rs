@@ -465,3 +465,41 @@ fn a_stream_holding_another_stores_history_is_refused_and_left_as_it_is() {
     assert!(JetStreamSink::new(&nats.url(), "bad.name").is_err());
     assert!(JetStreamSink::new("http://x", "ok").is_err());
 }
+
+#[test]
+fn a_compacted_store_replicates_with_its_manifest_and_the_stream_verifies() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::compacted_store(dir.path(), 400);
+    let rt = runtime();
+    let mut r = Replicator::new(Arc::clone(&store), sink(&nats, "cs")).batch(50);
+    rt.block_on(r.catch_up()).unwrap();
+    let kept = store
+        .query(
+            &Region::all().with_store_records().with_hidden(),
+            0,
+            usize::MAX,
+        )
+        .unwrap()
+        .len() as u64;
+    assert!(kept < store.frontier().visible, "sequences have gaps");
+    assert_eq!(message_count(&rt, &nats, "cs"), kept);
+    assert_eq!(count_on(&rt, &nats, "cs", "batpak.cs.compaction"), 1);
+    let report = verify(&rt, &nats, "cs");
+    assert_eq!(report.problem, None, "{report:?}");
+    assert_eq!(report.rows, kept);
+    assert!(report.compacted_through.is_some());
+    // A kept message deleted inside the range: the kept hash catches it.
+    let through = report.compacted_through.unwrap();
+    let blob = store
+        .query(&Region::all(), 0, usize::MAX)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.coordinate.entity() == "blob:1" && e.sequence <= through)
+        .unwrap();
+    let at = stream_seq_of(&rt, &nats, "cs", blob.sequence);
+    rt.block_on(stream(&rt, &nats, "cs").delete_message(at))
+        .unwrap();
+    let found = verify(&rt, &nats, "cs").problem.unwrap();
+    assert!(found.detail.contains("kept"), "{found}");
+}

@@ -112,4 +112,9 @@ impl Store {
     pub fn compaction_manifest(&self) -> Option<Vec<u8>> {
         self.manifest().map(|m| m.encode())
     }
+
+    /// Compactions of the store so far (0: never compacted); cheap, for watching.
+    pub fn compaction_generation(&self) -> u64 {
+        self.manifest().map_or(0, |m| m.generation)
+    }
 }

@@ -284,6 +284,12 @@ pub struct RunningHash {
 }
 
 impl RunningHash {
+    /// A running hash that goes on from `value` (a compaction manifest's, at the end
+    /// of its range).
+    pub fn starting_at(value: Hash) -> RunningHash {
+        RunningHash { value }
+    }
+
     /// Adds the event at `sequence` with hash `event_hash`.
     pub fn push(&mut self, sequence: u64, event_hash: &Hash) {
         self.value = next_running(&self.value, sequence, event_hash);

@@ -330,3 +330,18 @@ pub fn assert_same_history(store: &Store, replica: &Store) {
         );
     }
 }
+
+/// `store_with_history(dir, events)`, then a retention policy keeping the newest five
+/// events of each `order:` entity, then a compaction that removes the rest.
+pub fn compacted_store(dir: &std::path::Path, events: u64) -> Arc<Store> {
+    let store = store_with_history(dir, events);
+    store
+        .set_retention(
+            batpak::RetentionSelector::EntityPrefix("order".into()),
+            batpak::RetentionRule::MaxCount(5),
+        )
+        .unwrap();
+    let report = store.compact().unwrap();
+    assert!(report.events_removed > 0, "{report:?}");
+    store
+}
