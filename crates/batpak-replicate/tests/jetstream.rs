@@ -182,6 +182,37 @@ fn every_record_lands_once_on_its_entitys_subject_and_the_copy_verifies() {
 }
 
 #[test]
+fn a_record_of_every_kind_the_store_writes_lands_and_the_stream_verifies() {
+    let nats = Nats::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::store_with_every_record(dir.path(), 300);
+    let rt = runtime();
+    let mut r = Replicator::new(Arc::clone(&store), sink(&nats, "all"));
+    rt.block_on(r.catch_up()).unwrap();
+    // Each message's kind, in stream order, against the store's.
+    let s = stream(&rt, &nats, "all");
+    let mut counts = std::collections::BTreeMap::new();
+    let last = rt.block_on(s.get_info()).unwrap().state.last_sequence;
+    for seq in 1..=last {
+        let Ok(m) = rt.block_on(s.get_raw_message(seq)) else {
+            continue;
+        };
+        if m.subject.split('.').count() == 4 {
+            let line: ExportLine = serde_json::from_slice(&m.payload).unwrap();
+            *counts.entry(line.kind.to_string()).or_insert(0u64) += 1;
+        }
+    }
+    let counts: Vec<String> = counts
+        .into_iter()
+        .map(|(k, n)| format!("{k}|{n}"))
+        .collect();
+    assert_eq!(counts.join("\n"), support::kind_counts(&store));
+    let report = verify(&rt, &nats, "all");
+    assert_eq!(report.problem, None, "{report:?}");
+    assert_eq!(report.rows, store.frontier().visible);
+}
+
+#[test]
 fn a_replicator_cut_off_mid_batch_resumes_without_a_gap_or_a_duplicate() {
     let nats = Nats::start();
     let dir = tempfile::tempdir().unwrap();

@@ -85,6 +85,33 @@ fn every_record_lands_once_with_every_field_and_the_position_with_it() {
 }
 
 #[test]
+fn a_record_of_every_kind_the_store_writes_lands_and_the_copy_verifies() {
+    let pg = Postgres::start();
+    let dir = tempfile::tempdir().unwrap();
+    let store = support::store_with_every_record(dir.path(), 300);
+    let rt = runtime();
+    let mut r = Replicator::new(
+        Arc::clone(&store),
+        PostgresSink::new(&pg.url(), "every").unwrap(),
+    );
+    rt.block_on(r.catch_up()).unwrap();
+    assert_eq!(
+        pg.sql("SELECT kind || '|' || count(*) FROM every.events GROUP BY kind ORDER BY kind"),
+        support::kind_counts(&store)
+    );
+    let report = rt
+        .block_on(batpak_replicate::verify_postgres(
+            &pg.url(),
+            "every",
+            &[],
+            &[],
+        ))
+        .unwrap();
+    assert_eq!(report.problem, None, "{report:?}");
+    assert_eq!(report.rows, store.frontier().visible);
+}
+
+#[test]
 fn a_new_replicator_resumes_after_the_sinks_position_and_a_reshipped_batch_changes_nothing() {
     let pg = Postgres::start();
     let dir = tempfile::tempdir().unwrap();
@@ -235,6 +262,11 @@ fn a_sink_holding_another_stores_history_is_refused_and_left_as_it_is() {
     assert!(matches!(
         PostgresSink::new(&pg.url(), "Bad-Name"),
         Err(ref e) if e.contains("lower-case")
+    ));
+    // A reserved word would need quoting everywhere: refused up front, not retried.
+    assert!(matches!(
+        PostgresSink::new(&pg.url(), "all"),
+        Err(ref e) if e.contains("reserved")
     ));
 }
 

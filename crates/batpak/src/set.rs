@@ -68,8 +68,9 @@ impl SetLayout {
 }
 
 /// A store's name in a set: lower-case ASCII letters, digits and `_`, starting with a
-/// letter, at most 48 bytes (so it is also a directory name, a PostgreSQL schema and a
-/// NATS subject token as it is).
+/// letter, at most 48 bytes (so it is also a directory name and a NATS subject token
+/// as it is, and a PostgreSQL schema unless it is one of SQL's reserved words, such
+/// as `order` or `user`, which the PostgreSQL sink refuses).
 fn check_store_name(name: &str) -> Result<()> {
     let ok = name.len() <= 48
         && name.starts_with(|c: char| c.is_ascii_lowercase())

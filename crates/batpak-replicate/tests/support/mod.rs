@@ -345,3 +345,54 @@ pub fn compacted_store(dir: &std::path::Path, events: u64) -> Arc<Store> {
     assert!(report.events_removed > 0, "{report:?}");
     store
 }
+
+/// `store_with_history(dir, events)` and a record of every other kind the store
+/// writes: a redaction, a retention policy, a soft deletion, and an event with a
+/// correlation, an idempotency key and metadata.
+pub fn store_with_every_record(dir: &std::path::Path, events: u64) -> Arc<Store> {
+    let store = store_with_history(dir, events);
+    let first = store.get_sequence(2).unwrap().unwrap();
+    store.redact(first.id, "request 1").unwrap();
+    store
+        .set_retention(
+            batpak::RetentionSelector::EntityPrefix("order:6".into()),
+            batpak::RetentionRule::MaxCount(2),
+        )
+        .unwrap();
+    store
+        .delete_entity("order:5", batpak::DeleteMode::Soft)
+        .unwrap();
+    store
+        .append_raw(
+            &Coordinate::new("invoice:1", "shop").unwrap(),
+            EventKind::custom(1, 2),
+            RawPayload::json(b"{\"total\":1}"),
+            AppendOptions::default()
+                .correlation(first.id)
+                .idempotency_key("invoice-1")
+                .meta("by", "test"),
+        )
+        .unwrap();
+    store
+}
+
+/// How many events of each kind `store` holds, hidden ones and its own records
+/// included, as `kind|count` lines in kind order.
+pub fn kind_counts(store: &Store) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for e in store
+        .query(
+            &batpak::Region::all().with_store_records().with_hidden(),
+            0,
+            usize::MAX,
+        )
+        .unwrap()
+    {
+        *counts.entry(e.kind.to_string()).or_insert(0u64) += 1;
+    }
+    counts
+        .into_iter()
+        .map(|(k, n)| format!("{k}|{n}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
