@@ -26,6 +26,34 @@ fn append(store: &Store, n: u64, from: u64) {
     }
 }
 
+/// `batpak serve --read-only` of `dir` on a free port: the process and its base URL.
+fn served(dir: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead as _;
+    let mut child = batpak(dir)
+        .args(["serve", "--read-only", "--quiet", "--addr", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string();
+    (child, format!("http://{addr}"))
+}
+
+/// The body of a GET that must answer 200.
+fn http_get(url: &str) -> String {
+    let mut r = ureq::get(url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{url}");
+    r.body_mut().read_to_string().unwrap()
+}
+
 fn batpak(dir: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_batpak"));
     c.arg("--dir").arg(dir);
@@ -353,6 +381,34 @@ fn into_jetstream_a_killed_replicator_resumes_and_the_copy_verifies_follows_and_
         read(replica.path()),
         "the same events, ids and hashes"
     );
+    // The source's anchor holds on the replica, and `serve --read-only` serves it with
+    // the same answers as the source.
+    let anchor = ok(batpak(dir.path()).args(["anchor", "--json"]));
+    let anchor_file = dir.path().join("anchor.json");
+    std::fs::write(&anchor_file, &anchor).unwrap();
+    let o = batpak(replica.path())
+        .arg("verify-anchor")
+        .stdin(std::fs::File::open(&anchor_file).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+    let (mut source_server, source_base) = served(dir.path());
+    let (mut replica_server, replica_base) = served(replica.path());
+    for path in [
+        "/v1/entities/order:3/events",
+        "/v1/events?limit=1000",
+        "/v1/frontier",
+    ] {
+        assert_eq!(
+            http_get(&format!("{source_base}{path}")),
+            http_get(&format!("{replica_base}{path}")),
+            "{path}"
+        );
+    }
+    for server in [&mut source_server, &mut replica_server] {
+        server.kill().unwrap();
+        server.wait().unwrap();
+    }
     let stats =
         |d: &std::path::Path| ok(batpak(d).args(["stats", "--sink", &nats.url(), "--name", "k"]));
     let out = stats(dir.path());
