@@ -178,6 +178,26 @@ fn now_ns() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// Awaits `$call` on the sink until it succeeds, retrying an unavailable sink with
+/// exponential backoff (shown in the status); a diverged sink ends the enclosing
+/// function with `ReplicateError::Diverged`.
+macro_rules! retried {
+    ($self:ident, $call:expr) => {{
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            match $call.await {
+                Ok(value) => break value,
+                Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
+                Err(SinkError::Unavailable(why)) => {
+                    $self.failed(why);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }};
+}
+
 const BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often an idle replicator looks for new events.
@@ -371,18 +391,7 @@ impl<S: Sink> Replicator<S> {
             s.lag_events = visible.saturating_sub(position);
             s.lag = Duration::from_nanos(now_ns().saturating_sub(oldest_ns));
         });
-        let mut backoff = BACKOFF_FIRST;
-        loop {
-            match self.sink.ship(&lines, &erased, last).await {
-                Ok(()) => break,
-                Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
-                Err(SinkError::Unavailable(why)) => {
-                    self.failed(why);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
-        }
+        retried!(self, self.sink.ship(&lines, &erased, last));
         let shipped = lines.len() as u64;
         self.update(|s| {
             s.position = last;
@@ -404,18 +413,7 @@ impl<S: Sink> Replicator<S> {
             return Ok(());
         };
         let generation = self.store.compaction_generation();
-        let mut backoff = BACKOFF_FIRST;
-        loop {
-            match self.sink.compaction(generation, &bytes).await {
-                Ok(()) => break,
-                Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
-                Err(SinkError::Unavailable(why)) => {
-                    self.failed(why);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
-        }
+        retried!(self, self.sink.compaction(generation, &bytes));
         self.compaction_shipped = generation;
         Ok(())
     }
@@ -439,18 +437,7 @@ impl<S: Sink> Replicator<S> {
             })
         })?
         .map_err(ReplicateError::Store)?;
-        let mut backoff = BACKOFF_FIRST;
-        loop {
-            match self.sink.anchor(&anchor).await {
-                Ok(()) => break,
-                Err(SinkError::Diverged(why)) => return Err(ReplicateError::Diverged(why)),
-                Err(SinkError::Unavailable(why)) => {
-                    self.failed(why);
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(BACKOFF_MAX);
-                }
-            }
-        }
+        retried!(self, self.sink.anchor(&anchor));
         self.last_anchor = Some(anchor);
         self.update(|s| {
             s.anchored = anchor.sequence;
