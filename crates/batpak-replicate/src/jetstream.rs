@@ -20,6 +20,10 @@
 //! sink publishes the erased copy of the target (payload gone; hash, chain and digest
 //! kept) on `batpak.<name>.erased`, then deletes the original, which the server
 //! overwrites on disk. A verifier fills the original's place from the erased copy.
+//!
+//! Beside the events, a copy keeps the store's anchors on `batpak.<name>.anchor` and
+//! its compaction manifests on `batpak.<name>.compaction` (three-token subjects, so
+//! `batpak.<name>.*.*` is exactly the events).
 
 use std::collections::HashMap;
 use std::time::Duration;
