@@ -22,7 +22,7 @@ import tempfile
 TABLE = """
 base:    error id kind coordinate metadata options hash sync clock sign registry retention report report/*
 format:  format format/*
-model:   chain event kinds lifecycle_records receipt
+model:   chain event view kinds lifecycle_records receipt
 storage: fault fault/* dir live segment segment/*
 engine:  keys index index/* query checkpoint open follow writer writer/*
 facade:  cache store graph events

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use batpak::{
     AppendOptions, Batch, Coordinate, EventId, EventPayload, Freshness, Projection, Region, Store,
-    StoredEvent, SyncPolicy,
+    SyncPolicy,
 };
 
 use batpak::gate::{gate, DecideOptions, Decision, Denial, GateSet, Proposal};
@@ -502,7 +502,7 @@ impl Projection for Total {
     const NAME: &'static str = "total";
     const KINDS: &'static [batpak::EventKind] = &[<OrderPlaced as EventPayload>::KIND];
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         let o: OrderPlaced = event.decode()?;
         self.cents += o.price_cents * u64::from(o.qty);
         self.units += u64::from(o.qty);
@@ -522,7 +522,7 @@ impl Projection for SavedTotal {
     const KINDS: &'static [batpak::EventKind] = &[<OrderPlaced as EventPayload>::KIND];
     const PERSIST: bool = true;
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         let o: OrderPlaced = event.decode()?;
         self.cents += o.price_cents * u64::from(o.qty);
         self.units += u64::from(o.qty);
@@ -650,7 +650,7 @@ impl Projection for Stock {
     const NAME: &'static str = "stock";
     const KINDS: &'static [batpak::EventKind] = &[<OrderPlaced as EventPayload>::KIND];
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         self.units += u64::from(event.decode::<OrderPlaced>()?.qty);
         Ok(())
     }

@@ -224,7 +224,7 @@ fn parse_attr(input: &DeriveInput) -> syn::Result<KindAttr> {
 /// them is decoded (with upcasting) and handed to its method. `version` defaults to 1.
 ///
 /// A redacted event (its payload erased) cannot be decoded: it is skipped, or handed
-/// as a `&StoredEvent` to the method named by `redacted = method` when there is one.
+/// as a `&EventView` to the method named by `redacted = method` when there is one.
 #[proc_macro_derive(EventSourced, attributes(batpak))]
 pub fn derive_event_sourced(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -308,7 +308,7 @@ fn expand_event_sourced(input: &DeriveInput) -> syn::Result<proc_macro2::TokenSt
     };
     let arms = handlers.iter().map(|(ty, method)| {
         quote! {
-            if event.kind == <#ty as ::batpak::EventPayload>::KIND {
+            if event.kind() == <#ty as ::batpak::EventPayload>::KIND {
                 self.#method(&event.decode::<#ty>()?);
                 return ::core::result::Result::Ok(());
             }
@@ -320,7 +320,7 @@ fn expand_event_sourced(input: &DeriveInput) -> syn::Result<proc_macro2::TokenSt
             const VERSION: u32 = #version;
             const KINDS: &'static [::batpak::EventKind] = &[#(#kinds),*];
 
-            fn apply(&mut self, event: &::batpak::StoredEvent) -> ::batpak::Result<()> {
+            fn apply(&mut self, event: &::batpak::EventView<'_>) -> ::batpak::Result<()> {
                 if event.is_redacted() {
                     #redacted
                     return ::core::result::Result::Ok(());

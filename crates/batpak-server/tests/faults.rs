@@ -87,7 +87,7 @@ struct Slow;
 
 impl batpak::Projection for Slow {
     const NAME: &'static str = "slow";
-    fn apply(&mut self, _: &batpak::StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, _: &batpak::EventView<'_>) -> batpak::Result<()> {
         std::thread::sleep(Duration::from_millis(300));
         Ok(())
     }

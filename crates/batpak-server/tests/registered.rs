@@ -4,7 +4,7 @@
 mod support;
 
 use batpak::gate::{gate, Denial, GateSet};
-use batpak::{Projection, StoredEvent};
+use batpak::Projection;
 use batpak_server::{AppendContext, Permission};
 use serde_json::json;
 use support::{start, store};
@@ -17,8 +17,8 @@ struct Total {
 
 impl Projection for Total {
     const NAME: &'static str = "total";
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
-        let v: serde_json::Value = serde_json::from_slice(&event.payload).unwrap_or_default();
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
+        let v: serde_json::Value = serde_json::from_slice(event.payload()).unwrap_or_default();
         self.events += 1;
         self.cents += v["cents"].as_i64().unwrap_or(0);
         Ok(())

@@ -44,11 +44,6 @@ impl Coordinate {
         Coordinate { entity, scope }
     }
 
-    /// Whether both are the very same interned strings (a pointer compare).
-    pub(crate) fn same_interned(&self, other: &Coordinate) -> bool {
-        Arc::ptr_eq(&self.entity, &other.entity) && Arc::ptr_eq(&self.scope, &other.scope)
-    }
-
     /// The entity (stream key).
     pub fn entity(&self) -> &str {
         &self.entity

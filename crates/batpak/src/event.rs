@@ -239,70 +239,23 @@ impl StoredEvent {
     /// missing step, or a stored version newer than `P`'s, is an error, never a
     /// silent misread.
     pub fn decode<P: EventPayload>(&self) -> Result<P> {
-        if self.is_redacted() && self.kind == P::KIND {
-            return Err(Error::Redacted {
-                id: self.id,
-                kind: self.kind,
-            });
-        }
-        if self.kind != P::KIND {
-            return Err(self.decode_error(format!(
-                "stored kind {} is not the requested type's kind {}",
-                self.kind,
-                P::KIND
-            )));
-        }
-        let stored = self.schema_version;
-        if stored > P::SCHEMA_VERSION {
-            return Err(self.decode_error(format!(
-                "stored schema version {stored} is newer than this build's version {} of {}",
-                P::SCHEMA_VERSION,
-                std::any::type_name::<P>()
-            )));
-        }
-        if stored == P::SCHEMA_VERSION {
-            return self.decode_bytes();
-        }
-        let mut value: PayloadValue = self.decode_bytes()?;
-        for from in stored..P::SCHEMA_VERSION {
-            value = P::upcast(from, value).map_err(|e| {
-                self.decode_error(format!(
-                    "upcasting from schema version {from} to {}: {e}",
-                    from + 1
-                ))
-            })?;
-        }
-        serde_json::from_value(value).map_err(|e| {
-            self.decode_error(format!(
-                "after upcasting from version {stored} to {}: {e}",
-                P::SCHEMA_VERSION
-            ))
-        })
+        self.payload_ref().decode()
     }
 
-    /// Like [`decode`](Self::decode), but `Ok(None)` when the event is of another kind
-    /// or its payload was redacted: for folds over streams that mix kinds, which then
-    /// pass over erased events instead of stopping (check
-    /// [`is_redacted`](Self::is_redacted) to count them).
+    /// `decode` for an event of `P`'s kind with its payload; `None` for another kind or
+    /// a redacted event (a projection's handler of a kind it may meet erased).
     pub fn decode_if<P: EventPayload>(&self) -> Result<Option<P>> {
-        if self.kind == P::KIND && !self.is_redacted() {
-            self.decode().map(Some)
-        } else {
-            Ok(None)
-        }
+        self.payload_ref().decode_if()
     }
 
-    /// The payload bytes decoded by their stored encoding.
-    fn decode_bytes<T: DeserializeOwned>(&self) -> Result<T> {
-        match self.encoding {
-            Encoding::MessagePack => {
-                rmp_serde::from_slice(&self.payload).map_err(|e| self.codec_error(Box::new(e)))
-            }
-            Encoding::Json => {
-                serde_json::from_slice(&self.payload).map_err(|e| self.codec_error(Box::new(e)))
-            }
-            Encoding::Opaque => Err(self
-                .decode_error("the payload is opaque bytes, not MessagePack or JSON".to_string())),
+    fn payload_ref(&self) -> PayloadRef<'_> {
+        PayloadRef {
+            id: self.id,
+            kind: self.kind,
+            encoding: self.encoding,
+            schema_version: self.schema_version,
+            redacted: self.is_redacted(),
+            bytes: &self.payload,
         }
     }
 
@@ -364,6 +317,83 @@ impl StoredEvent {
             signature: None,
         }
     }
+}
+
+/// A payload with what decoding it needs: the one decoder behind `StoredEvent::decode`
+/// and `EventView::decode`.
+pub(crate) struct PayloadRef<'a> {
+    pub id: EventId,
+    pub kind: EventKind,
+    pub encoding: Encoding,
+    pub schema_version: u16,
+    pub redacted: bool,
+    pub bytes: &'a [u8],
+}
+
+impl PayloadRef<'_> {
+    pub(crate) fn decode<P: EventPayload>(&self) -> Result<P> {
+        if self.redacted && self.kind == P::KIND {
+            return Err(Error::Redacted {
+                id: self.id,
+                kind: self.kind,
+            });
+        }
+        if self.kind != P::KIND {
+            return Err(self.decode_error(format!(
+                "stored kind {} is not the requested type's kind {}",
+                self.kind,
+                P::KIND
+            )));
+        }
+        let stored = self.schema_version;
+        if stored > P::SCHEMA_VERSION {
+            return Err(self.decode_error(format!(
+                "stored schema version {stored} is newer than this build's version {} of {}",
+                P::SCHEMA_VERSION,
+                std::any::type_name::<P>()
+            )));
+        }
+        if stored == P::SCHEMA_VERSION {
+            return self.decode_bytes();
+        }
+        let mut value: PayloadValue = self.decode_bytes()?;
+        for from in stored..P::SCHEMA_VERSION {
+            value = P::upcast(from, value).map_err(|e| {
+                self.decode_error(format!(
+                    "upcasting from schema version {from} to {}: {e}",
+                    from + 1
+                ))
+            })?;
+        }
+        serde_json::from_value(value).map_err(|e| {
+            self.decode_error(format!(
+                "after upcasting from version {stored} to {}: {e}",
+                P::SCHEMA_VERSION
+            ))
+        })
+    }
+
+    pub(crate) fn decode_if<P: EventPayload>(&self) -> Result<Option<P>> {
+        if self.kind == P::KIND && !self.redacted {
+            self.decode().map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The payload bytes decoded by their stored encoding.
+    fn decode_bytes<T: DeserializeOwned>(&self) -> Result<T> {
+        match self.encoding {
+            Encoding::MessagePack => {
+                rmp_serde::from_slice(self.bytes).map_err(|e| self.codec_error(Box::new(e)))
+            }
+            Encoding::Json => {
+                serde_json::from_slice(self.bytes).map_err(|e| self.codec_error(Box::new(e)))
+            }
+            Encoding::Opaque => Err(self
+                .decode_error("the payload is opaque bytes, not MessagePack or JSON".to_string())),
+        }
+    }
 
     fn decode_error(&self, message: String) -> Error {
         Error::Decode {
@@ -394,6 +424,14 @@ impl StoredEvent {
         coordinate: &Coordinate,
     ) -> std::result::Result<StoredEvent, String> {
         check_target(view, sequence, coordinate)?;
+        StoredEvent::from_view(view, coordinate)
+    }
+
+    /// Builds a `StoredEvent` from a record already checked against the index.
+    pub(crate) fn from_view(
+        view: &RecordView<'_>,
+        coordinate: &Coordinate,
+    ) -> std::result::Result<StoredEvent, String> {
         let h = &view.header;
         let (payload, proof) = match view.payload {
             PayloadField::Present { salt, bytes } => (bytes.to_vec(), PayloadProof::Salt(*salt)),
@@ -420,59 +458,10 @@ impl StoredEvent {
             },
         })
     }
-
-    /// Like `from_record`, into an event read before: its payload buffer is reused and its
-    /// coordinate kept when it is the same, so a fold allocates nothing per event.
-    pub(crate) fn refill(
-        &mut self,
-        view: &RecordView<'_>,
-        sequence: u64,
-        coordinate: &Coordinate,
-    ) -> std::result::Result<(), String> {
-        let event = self;
-        check_target(view, sequence, coordinate)?;
-        let h = &view.header;
-        event.payload.clear();
-        let proof = match view.payload {
-            PayloadField::Present { salt, bytes } => {
-                event.payload.extend_from_slice(bytes);
-                PayloadProof::Salt(*salt)
-            }
-            PayloadField::Redacted { digest, .. } => PayloadProof::Digest(digest),
-        };
-        if !event.coordinate.same_interned(coordinate) {
-            event.coordinate = coordinate.clone();
-        }
-        event.id = h.id;
-        event.sequence = h.sequence;
-        event.version = h.version;
-        event.timestamp_ns = h.timestamp_ns;
-        event.kind = h.kind;
-        event.causation = h.causation;
-        event.correlation = h.correlation;
-        event.metadata = stored_metadata(view)?;
-        event.encoding = h.encoding;
-        event.schema_version = h.schema_version;
-        event.prev_hash = h.prev_hash;
-        event.proof = HashInputs {
-            flags: h.flags,
-            idempotency: h.idempotency,
-            payload: proof,
-        };
-        Ok(())
-    }
-}
-
-/// The record's metadata, decoded (the frame decoder has checked it decodes).
-fn stored_metadata(view: &RecordView<'_>) -> std::result::Result<Metadata, String> {
-    if view.metadata.is_empty() {
-        return Ok(Metadata::new());
-    }
-    crate::format::record::decode_metadata(view.metadata).map_err(|e| e.to_string())
 }
 
 /// Checks the record is the event the index said lives there.
-fn check_target(
+pub(crate) fn check_target(
     view: &RecordView<'_>,
     sequence: u64,
     c: &Coordinate,
@@ -490,6 +479,14 @@ fn check_target(
         ));
     }
     Ok(())
+}
+
+/// The record's metadata, decoded (the frame decoder has checked it decodes).
+fn stored_metadata(view: &RecordView<'_>) -> std::result::Result<Metadata, String> {
+    if view.metadata.is_empty() {
+        return Ok(Metadata::new());
+    }
+    crate::format::record::decode_metadata(view.metadata).map_err(|e| e.to_string())
 }
 
 /// Payload bytes the caller encoded, with how they are encoded.

@@ -20,7 +20,7 @@ use crate::dir::{
     CHECKPOINT_FILE, CURSORS_DIR, FLOOR_FILE, PENDING_FILE, SEGMENTS_DIR, SNAPSHOT_DIR,
 };
 use crate::error::Result;
-use crate::event::{RawPayload, StoredEvent};
+use crate::event::RawPayload;
 use crate::format::checkpoint::{self, Checkpoint};
 use crate::format::cursor::CursorFile;
 use crate::format::record::{self, PayloadField, RecordDraft, RecordView, FLAG_REDACTED, SALT_LEN};
@@ -511,7 +511,7 @@ impl Projection for Count {
     const NAME: &'static str = "fuzz-count";
     const PERSIST: bool = true;
 
-    fn apply(&mut self, _event: &StoredEvent) -> Result<()> {
+    fn apply(&mut self, _event: &crate::EventView<'_>) -> Result<()> {
         // A fuzzed snapshot may start the count anywhere.
         self.0 = self.0.wrapping_add(1);
         Ok(())

@@ -106,6 +106,7 @@ mod sign;
 mod store;
 mod sync;
 mod verify;
+mod view;
 mod writer;
 
 pub use backup::Backup;
@@ -149,6 +150,7 @@ pub use salvage::{SalvageLoss, SalvageReport, SALVAGED_FROM_KEY, SALVAGE_REPORT_
 pub use segment::recovery::TailCut;
 pub use set::{Route, SetLayout, SetReceipt, StoreSet, StoreSetBuilder, SET_LAYOUT_FILE};
 pub use store::{Stats, Store};
+pub use view::EventView;
 pub use writer::latency::SyncLatency;
 
 /// Reactors: handlers that turn events of a region into new events exactly once
@@ -199,8 +201,8 @@ pub mod prelude {
     #[cfg(feature = "derive")]
     pub use crate::EventSourced;
     pub use crate::{
-        AppendOptions, Batch, Coordinate, EventKind, EventPayload, ExpectedVersion, Freshness,
-        Projection, RawPayload, Region, Store, StoredEvent, SyncPolicy,
+        AppendOptions, Batch, Coordinate, EventKind, EventPayload, EventView, ExpectedVersion,
+        Freshness, Projection, RawPayload, Region, Store, StoredEvent, SyncPolicy,
     };
 }
 

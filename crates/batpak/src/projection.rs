@@ -10,7 +10,6 @@ use serde::Serialize;
 
 use crate::cache::{Cached, Key, PersistTo, SharedState, Target};
 use crate::error::{Error, Result};
-use crate::event::StoredEvent;
 use crate::format::snapshot::Snapshot;
 use crate::hash::hex;
 use crate::kind::EventKind;
@@ -20,6 +19,7 @@ use crate::report::{
     RequestedFreshness, SnapshotRef, SourceRef,
 };
 use crate::store::Store;
+use crate::view::EventView;
 
 /// A fold of an entity's events into a value.
 ///
@@ -32,8 +32,8 @@ use crate::store::Store;
 ///
 /// impl Projection for Balance {
 ///     const NAME: &'static str = "balance";
-///     fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
-///         self.cents += event.payload.len() as i64; // decode the payload in real code
+///     fn apply(&mut self, event: &EventView<'_>) -> batpak::Result<()> {
+///         self.cents += event.payload().len() as i64; // decode the payload in real code
 ///         Ok(())
 ///     }
 /// }
@@ -51,9 +51,11 @@ pub trait Projection: Clone + Default + Send + Sync + 'static {
     /// and `from_snapshot`. Default: false.
     const PERSIST: bool = false;
 
-    /// Folds one event into the state (which starts as `Default::default()`). A
-    /// payload that fails to decode should be returned as the error, never skipped.
-    fn apply(&mut self, event: &StoredEvent) -> Result<()>;
+    /// Folds one event into the state (which starts as `Default::default()`). The
+    /// event is borrowed from its segment (`event.decode::<T>()` decodes straight from
+    /// the record; `to_stored` copies it out). A payload that fails to decode should be
+    /// returned as the error, never skipped.
+    fn apply(&mut self, event: &EventView<'_>) -> Result<()>;
 
     /// The state's bytes for a snapshot (any encoding). `None`: not persisted.
     fn to_snapshot(&self) -> Option<Vec<u8>> {
@@ -232,20 +234,20 @@ impl Store {
         let start = through;
         const PAGE: usize = 4096;
         loop {
-            let page = self.query(region, through, PAGE)?;
-            for event in &page {
-                if P::KINDS.is_empty() || P::KINDS.contains(&event.kind) {
+            let mut last = None;
+            let seen = self.visit_query(region, through, PAGE, |event| {
+                last = Some(event.sequence());
+                if P::KINDS.is_empty() || P::KINDS.contains(&event.kind()) {
                     state.get_or_insert_with(P::default).apply(event)?;
-                    frontier = Some((event.sequence, event.timestamp_ns));
+                    frontier = Some((event.sequence(), event.timestamp_ns()));
                 }
+                Ok(())
+            })?;
+            if let Some(last) = last {
+                through = last;
             }
-            match page.last() {
-                Some(last) if page.len() == PAGE => through = last.sequence,
-                Some(last) => {
-                    through = last.sequence;
-                    break;
-                }
-                None => break,
+            if seen < PAGE {
+                break;
             }
         }
         if through != start {
@@ -413,7 +415,7 @@ impl Store {
         let last = self
             .visit_entity_events_after(entity, (through, from), P::KINDS, |event| {
                 state.get_or_insert_with(P::default).apply(event)?;
-                frontier = Some((event.sequence, event.timestamp_ns));
+                frontier = Some((event.sequence(), event.timestamp_ns()));
                 Ok(())
             })
             .map_err(|error| RunError {
@@ -500,7 +502,7 @@ mod tests {
 
     impl Projection for Count {
         const NAME: &'static str = "count";
-        fn apply(&mut self, _: &StoredEvent) -> Result<()> {
+        fn apply(&mut self, _: &crate::EventView<'_>) -> Result<()> {
             self.0 += 1;
             Ok(())
         }

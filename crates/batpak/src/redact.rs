@@ -420,7 +420,7 @@ mod tests {
             const NAME: &'static str = "fixture-total";
             const PERSIST: bool = true;
             const KINDS: &'static [EventKind] = &[Deposited::KIND];
-            fn apply(&mut self, event: &crate::StoredEvent) -> Result<()> {
+            fn apply(&mut self, event: &crate::EventView<'_>) -> Result<()> {
                 if !event.is_redacted() {
                     self.0 += event.decode::<Deposited>()?.cents;
                 }

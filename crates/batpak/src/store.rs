@@ -22,6 +22,7 @@ use crate::registry::KindRename;
 use crate::segment::{Location, SegmentSet};
 use crate::sign::Keyring;
 use crate::sync::{lock, Signal};
+use crate::view::EventView;
 use crate::writer::{Draft, Flusher, Writer};
 
 /// Counts and watermarks.
@@ -571,6 +572,36 @@ impl Store {
         self.query(&Region::all().entity(entity), 0, usize::MAX)
     }
 
+    /// Calls `f` with each of the entity's events in version order, read in place:
+    /// the [`EventView`] borrows the record from the mapped segment, so nothing is
+    /// copied or allocated per event. What [`stream`](Self::stream) returns, without
+    /// the copies. Returns how many events `f` saw; an error from `f` stops the visit
+    /// and is returned.
+    pub fn visit_stream(
+        &self,
+        entity: &str,
+        f: impl FnMut(&EventView<'_>) -> Result<()>,
+    ) -> Result<usize> {
+        self.visit_query(&Region::all().entity(entity), 0, usize::MAX, f)
+    }
+
+    /// [`query`](Self::query) as a visit: up to `limit` events of `region` with
+    /// sequence greater than `after`, in sequence order, each handed to `f` borrowed
+    /// from its segment. Returns how many events `f` saw.
+    pub fn visit_query(
+        &self,
+        region: &Region,
+        after: u64,
+        limit: usize,
+        f: impl FnMut(&EventView<'_>) -> Result<()>,
+    ) -> Result<usize> {
+        let region = self.resolve_times(region)?;
+        let sight = self.sight_of(&region);
+        let located = self.locate_in(sight, |index| select(index, &region, sight, after, limit));
+        self.visit_located(&located.files, &located.targets, f)?;
+        Ok(located.targets.len())
+    }
+
     /// Up to `limit` events of `region` with sequence greater than `after`, in
     /// sequence order. Page by passing the last returned sequence as `after`.
     pub fn query(&self, region: &Region, after: u64, limit: usize) -> Result<Vec<StoredEvent>> {
@@ -678,20 +709,37 @@ impl Store {
 
     /// Reads the records of `targets`, in order.
     pub(crate) fn read_events(&self, located: &Located) -> Result<Vec<StoredEvent>> {
-        located
-            .iter()
-            .map(|t| {
-                self.segments
-                    .with_pinned_record(&located.files, t.location, |view| {
-                        Ok(StoredEvent::from_record(view, t.sequence, &t.coordinate))
-                    })?
-                    .map_err(|detail| Error::Corrupt {
-                        path: self.segments.path_of(t.location.segment()),
-                        offset: t.location.offset(),
-                        detail,
-                    })
-            })
-            .collect()
+        let mut out = Vec::with_capacity(located.targets.len());
+        self.visit_located(&located.files, &located.targets, |event| {
+            out.push(event.to_stored()?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Calls `f` with each target's record, checked to be the event the index named
+    /// (a mismatch is `Error::Corrupt` at the record's place).
+    fn visit_located(
+        &self,
+        files: &crate::segment::Pinned,
+        targets: &[Target],
+        mut f: impl FnMut(&EventView<'_>) -> Result<()>,
+    ) -> Result<()> {
+        for t in targets {
+            self.segments
+                .with_pinned_record(files, t.location, |record| {
+                    let event =
+                        EventView::new(record, t.sequence, &t.coordinate).map_err(|detail| {
+                            Error::Corrupt {
+                                path: self.segments.path_of(t.location.segment()),
+                                offset: t.location.offset(),
+                                detail,
+                            }
+                        })?;
+                    f(&event)
+                })?;
+        }
+        Ok(())
     }
 
     /// Events whose causation is `id` (its direct effects), in sequence order.
@@ -806,7 +854,7 @@ impl Store {
         entity: &str,
         (after, from): (u64, u64),
         kinds: &[EventKind],
-        mut f: impl FnMut(&StoredEvent) -> Result<()>,
+        f: impl FnMut(&EventView<'_>) -> Result<()>,
     ) -> Result<u64> {
         let (targets, last, files) = {
             let index = self.index();
@@ -858,26 +906,7 @@ impl Store {
             }
             (targets, last, files)
         };
-        // One event value, refilled per record: a fold allocates nothing per event.
-        let mut scratch: Option<StoredEvent> = None;
-        for t in &targets {
-            self.segments
-                .with_pinned_record(&files, t.location, |view| {
-                    Ok(match scratch.as_mut() {
-                        Some(event) => event.refill(view, t.sequence, &t.coordinate),
-                        None => StoredEvent::from_record(view, t.sequence, &t.coordinate)
-                            .map(|event| scratch = Some(event)),
-                    })
-                })?
-                .map_err(|detail| Error::Corrupt {
-                    path: self.segments.path_of(t.location.segment()),
-                    offset: t.location.offset(),
-                    detail,
-                })?;
-            if let Some(event) = &scratch {
-                f(event)?;
-            }
-        }
+        self.visit_located(&files, &targets, f)?;
         Ok(last)
     }
 

@@ -106,12 +106,12 @@ impl Projection for Total {
     const KINDS: &'static [EventKind] = &[USER];
     const PERSIST: bool = true;
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         self.events += 1;
         if event.is_redacted() {
             self.redacted += 1;
         } else {
-            self.payload_bytes += event.payload.len() as u64;
+            self.payload_bytes += event.payload().len() as u64;
         }
         Ok(())
     }
@@ -140,9 +140,12 @@ impl Projection for Total {
 /// `Total` computed directly from the entity's events, without cache or snapshot.
 fn fold(store: &Store, entity: &str) -> batpak::Result<Option<Total>> {
     let mut total: Option<Total> = None;
-    for event in store.stream(entity)?.iter().filter(|e| e.kind == USER) {
-        total.get_or_insert_with(Total::default).apply(event)?;
-    }
+    store.visit_stream(entity, |event| {
+        if event.kind() == USER {
+            total.get_or_insert_with(Total::default).apply(event)?;
+        }
+        Ok(())
+    })?;
     Ok(total)
 }
 

@@ -345,7 +345,7 @@ struct Sum(u64, u64);
 
 impl Projection for Sum {
     const NAME: &'static str = "sum";
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         let tick: Tick = event.decode()?;
         self.0 += tick.n;
         self.1 += 1;

@@ -997,9 +997,9 @@ impl batpak::Projection for Said {
     const KINDS: &'static [EventKind] = &[KIND];
     const PERSIST: bool = true;
 
-    fn apply(&mut self, event: &batpak::StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         if !event.is_redacted() {
-            self.0.push(event.payload.clone());
+            self.0.push(event.payload().to_vec());
         }
         Ok(())
     }

@@ -5,9 +5,7 @@
 
 use std::time::Duration;
 
-use batpak::{
-    Coordinate, Error, EventKind, EventPayload, Freshness, Projection, Store, StoredEvent,
-};
+use batpak::{Coordinate, Error, EventKind, EventPayload, Freshness, Projection, Store};
 
 use batpak::report::{
     CacheStatus, Finding, InputFrontier, ObservedFreshness, OutputHash, ProjectionRun, Report,
@@ -37,7 +35,7 @@ impl Projection for Sum {
     const VERSION: u32 = 2;
     const KINDS: &'static [EventKind] = &[Added::KIND, Poison::KIND];
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         if let Some(p) = event.decode_if::<Poison>()? {
             return Err(Error::InvalidConfig { reason: p.reason });
         }

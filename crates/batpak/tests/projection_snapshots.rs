@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use batpak::{Coordinate, EventKind, EventPayload, Freshness, Projection, Store, StoredEvent};
+use batpak::{Coordinate, EventKind, EventPayload, Freshness, Projection, Store};
 
 use batpak::report::Finding;
 use serde::{Deserialize, Serialize};
@@ -33,7 +33,7 @@ impl Projection for Total {
     const KINDS: &'static [EventKind] = &[Tick::KIND];
     const PERSIST: bool = true;
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         APPLIED.fetch_add(1, Ordering::SeqCst);
         self.sum += event.decode::<Tick>()?.n;
         self.count += 1;
@@ -59,7 +59,7 @@ impl Projection for TotalV2 {
     const KINDS: &'static [EventKind] = &[Tick::KIND];
     const PERSIST: bool = true;
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         self.0.apply(event)
     }
 

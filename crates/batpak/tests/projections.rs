@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use batpak::{
     AppendOptions, Coordinate, Encoding, Error, EventKind, EventPayload, Freshness, Projection,
-    RawPayload, Region, Store, StoredEvent,
+    RawPayload, Region, Store,
 };
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,7 @@ impl Projection for Balance {
     const NAME: &'static str = "balance";
     const KINDS: &'static [EventKind] = &[Deposited::KIND, Withdrawn::KIND];
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         if let Some(d) = event.decode_if::<Deposited>()? {
             self.cents += d.cents;
         } else {
@@ -54,14 +54,14 @@ impl Projection for Balance {
 /// The same fold, from scratch over the entity's stream.
 fn fold(store: &Store, entity: &str) -> Option<Balance> {
     let mut state: Option<Balance> = None;
-    for e in store.stream(entity).unwrap() {
-        if Balance::KINDS.contains(&e.kind) {
-            state
-                .get_or_insert_with(Balance::default)
-                .apply(&e)
-                .unwrap();
-        }
-    }
+    store
+        .visit_stream(entity, |e| {
+            if Balance::KINDS.contains(&e.kind()) {
+                state.get_or_insert_with(Balance::default).apply(e)?;
+            }
+            Ok(())
+        })
+        .unwrap();
     state
 }
 
@@ -267,14 +267,14 @@ fn a_payload_that_fails_to_decode_is_an_error_naming_the_event() {
 /// The same fold over a region, from scratch.
 fn fold_region(store: &Store, region: &Region) -> Option<Balance> {
     let mut state: Option<Balance> = None;
-    for e in store.query(region, 0, usize::MAX).unwrap() {
-        if Balance::KINDS.contains(&e.kind) {
-            state
-                .get_or_insert_with(Balance::default)
-                .apply(&e)
-                .unwrap();
-        }
-    }
+    store
+        .visit_query(region, 0, usize::MAX, |e| {
+            if Balance::KINDS.contains(&e.kind()) {
+                state.get_or_insert_with(Balance::default).apply(e)?;
+            }
+            Ok(())
+        })
+        .unwrap();
     state
 }
 
@@ -377,8 +377,8 @@ mod derived {
             self.cents += e.cents;
         }
 
-        fn on_redacted(&mut self, e: &batpak::StoredEvent) {
-            self.redacted.push(e.id);
+        fn on_redacted(&mut self, e: &batpak::EventView<'_>) {
+            self.redacted.push(e.id());
         }
     }
 

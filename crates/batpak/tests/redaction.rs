@@ -9,7 +9,7 @@ use std::path::Path;
 use batpak::EventPayload as _;
 use batpak::{
     AppendOptions, AppendReceipt, Coordinate, Error, EventKind, Freshness, Projection, RawPayload,
-    Redaction, Region, Store, StoredEvent,
+    Redaction, Region, Store,
 };
 
 use batpak::proof::{AnchorCheck, ReceiptCheck};
@@ -221,11 +221,11 @@ impl Projection for Notes {
     const KINDS: &'static [EventKind] = &[NOTE];
     const PERSIST: bool = true;
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         self.0.push(if event.is_redacted() {
             "<redacted>".into()
         } else {
-            String::from_utf8_lossy(&event.payload).into_owned()
+            String::from_utf8_lossy(event.payload()).into_owned()
         });
         Ok(())
     }

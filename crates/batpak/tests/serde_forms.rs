@@ -71,7 +71,7 @@ impl Projection for Balance {
     const VERSION: u32 = 1;
     const KINDS: &'static [EventKind] = &[Deposited::KIND];
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         self.cents += event.decode::<Deposited>()?.cents;
         Ok(())
     }

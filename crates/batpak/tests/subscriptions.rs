@@ -240,7 +240,7 @@ impl batpak::Projection for Count {
     const NAME: &'static str = "count";
     const KINDS: &'static [EventKind] = &[KIND];
 
-    fn apply(&mut self, _: &batpak::StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, _: &batpak::EventView<'_>) -> batpak::Result<()> {
         self.0 += 1;
         Ok(())
     }

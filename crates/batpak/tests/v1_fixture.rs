@@ -37,7 +37,7 @@ impl Projection for Total {
     const NAME: &'static str = "fixture-total";
     const PERSIST: bool = true;
     const KINDS: &'static [EventKind] = &[Deposited::KIND];
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         if !event.is_redacted() {
             self.0 += event.decode::<Deposited>()?.cents;
         }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use batpak::{
     AppendOptions, Batch, Coordinate, EventPayload, Freshness, IndexSource, Projection, Region,
-    Store, StoredEvent, SyncPolicy,
+    Store, SyncPolicy,
 };
 use batpak_bench::{entity_name, OrderPlaced, SqliteJournal, Synchronous, ENTITIES, SCOPE};
 
@@ -47,7 +47,7 @@ impl Projection for Units {
     const NAME: &'static str = "units";
     const KINDS: &'static [batpak::EventKind] = &[<OrderPlaced as EventPayload>::KIND];
 
-    fn apply(&mut self, event: &StoredEvent) -> batpak::Result<()> {
+    fn apply(&mut self, event: &batpak::EventView<'_>) -> batpak::Result<()> {
         self.0 += u64::from(event.decode::<OrderPlaced>()?.qty);
         Ok(())
     }
