@@ -20,7 +20,7 @@ import tempfile
 
 # Bottom to top. `x/*` is every submodule file under src/x/.
 TABLE = """
-base:    error id kind coordinate metadata options hash sync clock sign registry retention report report/*
+base:    error id kind coordinate metadata options hash maps sync clock sign registry retention report report/*
 format:  format format/*
 model:   chain event view kinds lifecycle_records receipt
 storage: fault fault/* dir live segment segment/*

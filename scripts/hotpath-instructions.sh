@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Instructions per append, per point read and per 100-event entity read, counted by
-# callgrind on the hotpath probe (crates/batpak-bench/src/bin/hotpath.rs). Give a
-# binary path to measure another build of the probe (an older commit's, say).
+# Instructions per operation, counted by callgrind on the hotpath probe
+# (crates/batpak-bench/src/bin/hotpath.rs), on the benchmark payload: a single append,
+# a batch item (batches of 1,000), a get by id (decoded), an event of an entity read
+# (visited and decoded), an event of a cold projection, and the floor that projection
+# is held to (decoding the same payloads from memory). Instruction counts do not move
+# with the machine's noise, so a regression shows on any day. Give a binary path to
+# measure another build of the probe (an older commit's, say).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 B=${1:-}
@@ -13,8 +17,15 @@ count() {
     valgrind --tool=callgrind --callgrind-out-file=/dev/null "$B" "$@" 2>&1 >/dev/null |
         awk '/Collected/ {print $4}'
 }
-a0=$(count append 0); a1=$(count append 5000)
-g0=$(count get 0); g1=$(count get 5000); s1=$(count stream 500)
-echo "append: $(( (a1 - a0) / 5000 )) instructions"
-echo "get by id: $(( (g1 - g0) / 5000 )) instructions"
-echo "stream of 100: $(( (s1 - g0) / 500 )) instructions"
+per() { # per MODE N OPS_PER_N
+    local base full
+    base=$(count "$1" 0)
+    full=$(count "$1" "$2")
+    echo $(((full - base) / ($2 * $3)))
+}
+echo "append: $(per append 5000 1) instructions"
+echo "batch item: $(per batch 20 1000) instructions"
+echo "get by id: $(per get 5000 1) instructions"
+echo "entity read, per event: $(per stream 500 100) instructions"
+echo "cold projection, per event: $(per project 10 20000) instructions"
+echo "decode floor, per event: $(per floor 10 20000) instructions"

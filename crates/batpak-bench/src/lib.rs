@@ -245,6 +245,8 @@ const BY_ID: &str = "SELECT seq, id, entity, scope, version, kind, ts, payload, 
     hash FROM events WHERE id = ?1";
 const BY_ENTITY_VERSION: &str = "SELECT seq, id, entity, scope, version, kind, ts, payload, \
     prev_hash, hash FROM events WHERE entity = ?1 AND version = ?2";
+const PAYLOADS_BY_ENTITY: &str =
+    "SELECT kind, payload FROM events WHERE entity = ?1 ORDER BY version";
 const BY_ENTITY: &str = "SELECT seq, id, entity, scope, version, kind, ts, payload, \
     prev_hash, hash FROM events WHERE entity = ?1 ORDER BY version";
 
@@ -367,9 +369,13 @@ impl SqliteJournal {
         }
         let tx = self.conn.unchecked_transaction()?;
         let mut receipts = Vec::with_capacity(rows.len());
-        for (&(entity, _), row) in items.iter().zip(&rows) {
-            let sequence = insert(&tx, entity, scope, row)?;
-            receipts.push(receipt(sequence, row));
+        {
+            // One prepared statement for the whole batch.
+            let mut stmt = tx.prepare_cached(INSERT)?;
+            for (&(entity, _), row) in items.iter().zip(&rows) {
+                stmt.execute(insert_params(entity, scope, row))?;
+                receipts.push(receipt(tx.last_insert_rowid(), row));
+            }
         }
         tx.commit()?;
         for (entity, head) in staged {
@@ -398,6 +404,23 @@ impl SqliteJournal {
             .prepare_cached(BY_ID)?
             .query_row(params![id], SqliteEvent::from_row)
             .optional()?)
+    }
+
+    /// Calls `f` with the kind and payload of each event of `entity` in version order,
+    /// the payload borrowed from SQLite's row (only the two columns a fold needs are
+    /// read): the lean read a user folding a stream would write.
+    pub fn fold_payloads(
+        &self,
+        entity: &str,
+        mut f: impl FnMut(u16, &[u8]) -> Result<()>,
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare_cached(PAYLOADS_BY_ENTITY)?;
+        let mut rows = stmt.query(params![entity])?;
+        while let Some(row) = rows.next()? {
+            let kind: u16 = row.get(0)?;
+            f(kind, row.get_ref(1)?.as_blob()?)?;
+        }
+        Ok(())
     }
 
     /// Every event of `entity`, in version order.
@@ -491,18 +514,28 @@ impl SqliteJournal {
 }
 
 fn insert(conn: &Connection, entity: &str, scope: &str, row: &Prepared) -> Result<i64> {
-    conn.prepare_cached(INSERT)?.execute(params![
+    conn.prepare_cached(INSERT)?
+        .execute(insert_params(entity, scope, row))?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The parameters of `INSERT` for one row.
+fn insert_params<'a>(
+    entity: &'a str,
+    scope: &'a str,
+    row: &'a Prepared,
+) -> impl rusqlite::Params + 'a {
+    (
         row.id,
         entity,
         scope,
         row.version,
         OrderPlaced::KIND.bits(),
         row.ts,
-        row.payload,
+        row.payload.as_slice(),
         row.prev_hash,
         row.hash,
-    ])?;
-    Ok(conn.last_insert_rowid())
+    )
 }
 
 fn receipt(sequence: i64, row: &Prepared) -> SqliteReceipt {
@@ -577,6 +610,20 @@ mod tests {
         );
         let events = j.stream("order:1").unwrap();
         assert_eq!(events.len(), 3);
+        let mut folded = Vec::new();
+        j.fold_payloads("order:1", |kind, bytes| {
+            assert_eq!(kind, OrderPlaced::KIND.bits());
+            folded.push(rmp_serde::from_slice::<OrderPlaced>(bytes)?);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            folded,
+            events
+                .iter()
+                .map(|e| e.decode().unwrap())
+                .collect::<Vec<_>>()
+        );
         assert_eq!(events[1].prev_hash, a.hash);
         assert_eq!(events[2].prev_hash, b.hash);
         let got = j.get(&c[1].id).unwrap().unwrap();

@@ -1,9 +1,12 @@
 //! `Coordinate`: where an event lands (entity and scope), validated on construction.
 
+use std::cmp::Ordering;
 use std::fmt;
-use std::sync::Arc;
+use std::hash::Hasher;
+use std::sync::{Arc, LazyLock};
 
 use crate::error::{CoordinateRule, Error, Result};
+use crate::hash::Hash;
 
 /// The longest entity or scope, in bytes.
 pub(crate) const MAX_COORDINATE_LEN: usize = 1024;
@@ -16,11 +19,58 @@ pub(crate) const MAX_COORDINATE_LEN: usize = 1024;
 /// no NUL or other control characters.
 ///
 /// Cloning is cheap: both strings are shared, and coordinates read back from the store
-/// share the index's interned copies.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// share the index's interned copies. A coordinate built with [`Coordinate::new`]
+/// carries its digest (every receipt holds it), so appending through it again costs
+/// no hashing for it. Equality, order and hashing look at the two strings only.
+#[derive(Clone)]
 pub struct Coordinate {
     entity: Arc<str>,
     scope: Arc<str>,
+    /// `digest_of(entity, scope)`, computed once by `new`.
+    digest: Option<Hash>,
+}
+
+impl PartialEq for Coordinate {
+    fn eq(&self, other: &Self) -> bool {
+        self.entity == other.entity && self.scope == other.scope
+    }
+}
+
+impl Eq for Coordinate {}
+
+impl std::hash::Hash for Coordinate {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.entity.hash(state);
+        self.scope.hash(state);
+    }
+}
+
+impl PartialOrd for Coordinate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Coordinate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (&self.entity, &self.scope).cmp(&(&other.entity, &other.scope))
+    }
+}
+
+static COORDINATE_KEY: LazyLock<[u8; 32]> =
+    LazyLock::new(|| blake3::derive_key("batpak 2026 coordinate digest v1", &[]));
+
+/// The digest receipts carry in place of the coordinate: blake3, keyed by the
+/// derived coordinate key, over each of entity and scope as a u16 LE length and its
+/// bytes.
+pub(crate) fn digest_of(entity: &str, scope: &str) -> Hash {
+    let mut h = blake3::Hasher::new_keyed(&COORDINATE_KEY);
+    for text in [entity, scope] {
+        let len = u16::try_from(text.len()).unwrap_or(u16::MAX);
+        h.update(&len.to_le_bytes());
+        h.update(text.as_bytes());
+    }
+    Hash::from_bytes(*h.finalize().as_bytes())
 }
 
 impl Coordinate {
@@ -36,12 +86,23 @@ impl Coordinate {
         Ok(Coordinate {
             entity: entity.into(),
             scope: scope.into(),
+            digest: Some(digest_of(entity, scope)),
         })
     }
 
     /// A coordinate from strings the index interned; they were validated on append.
     pub(crate) fn from_interned(entity: Arc<str>, scope: Arc<str>) -> Self {
-        Coordinate { entity, scope }
+        Coordinate {
+            entity,
+            scope,
+            digest: None,
+        }
+    }
+
+    /// The digest receipts carry in place of the coordinate.
+    pub fn digest(&self) -> Hash {
+        self.digest
+            .unwrap_or_else(|| digest_of(&self.entity, &self.scope))
     }
 
     /// The entity (stream key).

@@ -48,7 +48,15 @@ pub trait EventPayload: Serialize + DeserializeOwned {
 
     /// Encodes the payload as MessagePack with named fields.
     fn encode(&self) -> Result<Vec<u8>> {
-        rmp_serde::to_vec_named(self).map_err(|e| Error::Encode {
+        let mut out = Vec::new();
+        self.encode_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the payload's MessagePack encoding (named fields) to `out`: what
+    /// `encode` and [`Batch::push`] use. On an error `out` may hold part of it.
+    fn encode_into(&self, out: &mut Vec<u8>) -> Result<()> {
+        rmp_serde::encode::write_named(out, self).map_err(|e| Error::Encode {
             kind: Self::KIND,
             source: Box::new(e),
         })
@@ -537,6 +545,9 @@ impl<'a> RawPayload<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
     items: Vec<BatchItem>,
+    /// Every item's payload, back to back (an item holds its range): pushing encodes
+    /// into this one buffer, so a batch reused with `clear` allocates nothing per item.
+    bytes: Vec<u8>,
 }
 
 #[derive(Clone, Debug)]
@@ -545,7 +556,8 @@ pub(crate) struct BatchItem {
     pub kind: EventKind,
     pub encoding: Encoding,
     pub schema_version: u16,
-    pub payload: Vec<u8>,
+    /// The payload's range in the batch's bytes.
+    pub payload: std::ops::Range<usize>,
     pub options: AppendOptions,
     pub system: bool,
     /// `EventPayload::NAME` of a typed item; empty for raw bytes.
@@ -556,6 +568,21 @@ impl Batch {
     /// An empty batch.
     pub fn new() -> Self {
         Batch::default()
+    }
+
+    /// An empty batch with room for `items` events of about 64 payload bytes each.
+    pub fn with_capacity(items: usize) -> Self {
+        Batch {
+            items: Vec::with_capacity(items),
+            bytes: Vec::with_capacity(items.saturating_mul(64)),
+        }
+    }
+
+    /// Removes every item, keeping the buffers: refilling a cleared batch allocates
+    /// nothing per item once it has held as many.
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.bytes.clear();
     }
 
     /// Adds a typed event. Returns its position, for `caused_by_item`.
@@ -585,13 +612,17 @@ impl Batch {
         options: AppendOptions,
         system: bool,
     ) -> Result<usize> {
-        let bytes = payload.encode()?;
+        let start = self.bytes.len();
+        if let Err(e) = payload.encode_into(&mut self.bytes) {
+            self.bytes.truncate(start);
+            return Err(e);
+        }
         Ok(self.push_item(BatchItem {
             coordinate: coord.clone(),
             kind: P::KIND,
             encoding: Encoding::MessagePack,
             schema_version: P::SCHEMA_VERSION,
-            payload: bytes,
+            payload: start..self.bytes.len(),
             options,
             system,
             kind_name: P::NAME,
@@ -606,12 +637,14 @@ impl Batch {
         payload: RawPayload<'_>,
         options: AppendOptions,
     ) -> usize {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(payload.bytes);
         self.push_item(BatchItem {
             coordinate: coord.clone(),
             kind,
             encoding: payload.encoding,
             schema_version: payload.schema_version,
-            payload: payload.bytes.to_vec(),
+            payload: start..self.bytes.len(),
             options,
             system: false,
             kind_name: "",
@@ -641,6 +674,11 @@ impl Batch {
 
     pub(crate) fn items(&self) -> &[BatchItem] {
         &self.items
+    }
+
+    /// An item's payload bytes.
+    pub(crate) fn payload_of(&self, item: &BatchItem) -> &[u8] {
+        &self.bytes[item.payload.clone()]
     }
 
     /// Number of items.

@@ -6,11 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use crate::coordinate::Coordinate;
 use crate::format::checkpoint::Checkpoint;
 use crate::format::record::RecordView;
 use crate::hash::Hash;
 use crate::id::EventId;
 use crate::kind::EventKind;
+use crate::maps::FastMap;
 use crate::segment::Location;
 
 mod horizon;
@@ -56,22 +58,27 @@ pub(crate) struct OwnedEntry {
     pub id: EventId,
     pub kind: EventKind,
     pub version: u64,
-    pub entity: Box<str>,
-    pub scope: Box<str>,
+    pub coordinate: Coordinate,
     pub location: Location,
     pub causation: Option<EventId>,
     pub correlation: Option<EventId>,
 }
 
 impl OwnedEntry {
+    /// The entry, owning copies of its strings.
     pub(crate) fn from_entry(e: &IndexEntry<'_>) -> Self {
+        let coordinate = Coordinate::from_interned(Arc::from(e.entity), Arc::from(e.scope));
+        OwnedEntry::sharing(e, coordinate)
+    }
+
+    /// The entry, holding `coordinate` (the entry's own, shared: no copy).
+    pub(crate) fn sharing(e: &IndexEntry<'_>, coordinate: Coordinate) -> Self {
         OwnedEntry {
             sequence: e.sequence,
             id: e.id,
             kind: e.kind,
             version: e.version,
-            entity: e.entity.into(),
-            scope: e.scope.into(),
+            coordinate,
             location: e.location,
             causation: e.causation,
             correlation: e.correlation,
@@ -84,8 +91,8 @@ impl OwnedEntry {
             id: self.id,
             kind: self.kind,
             version: self.version,
-            entity: &self.entity,
-            scope: &self.scope,
+            entity: self.coordinate.entity(),
+            scope: self.coordinate.scope(),
             location: self.location,
             causation: self.causation,
             correlation: self.correlation,
@@ -97,7 +104,7 @@ impl OwnedEntry {
 #[derive(Debug, Default)]
 pub(crate) struct Interner {
     names: Vec<Arc<str>>,
-    ids: HashMap<Arc<str>, u32>,
+    ids: FastMap<Arc<str>, u32>,
 }
 
 impl Interner {
@@ -177,8 +184,8 @@ pub(crate) struct Index {
     entity_events: Vec<Vec<u64>>,
     scope_events: Vec<Vec<u64>>,
     kind_events: HashMap<EventKind, Vec<u64>, BuildHasherDefault<KindHasher>>,
-    effects: HashMap<EventId, Vec<u64>>,
-    correlated: HashMap<EventId, Vec<u64>>,
+    effects: FastMap<EventId, Vec<u64>>,
+    correlated: FastMap<EventId, Vec<u64>>,
     /// Entities holding at least one store record (category 0): reads that leave
     /// store records out check kinds only on these.
     store_entities: HashSet<u32>,
@@ -191,7 +198,7 @@ pub(crate) struct Index {
     compacted_through: u64,
     /// Entities compaction removed a prefix of: the event hash before their first
     /// kept version, which that event's `prev_hash` names.
-    horizon_hashes: HashMap<u32, Hash>,
+    horizon_hashes: FastMap<u32, Hash>,
 }
 
 impl Index {
@@ -799,7 +806,7 @@ fn note_scope(entity_scope: &mut Vec<u32>, entity: u32, scope: u32, fresh: bool)
 }
 
 /// A posting map flattened to (sequence, key) pairs up to `upto`, in sequence order.
-fn pairs(map: &HashMap<EventId, Vec<u64>>, upto: u64) -> Vec<(u64, u128)> {
+fn pairs(map: &FastMap<EventId, Vec<u64>>, upto: u64) -> Vec<(u64, u128)> {
     let mut out: Vec<(u64, u128)> = map
         .iter()
         .flat_map(|(id, seqs)| seqs.iter().map(move |&s| (s, id.as_u128())))

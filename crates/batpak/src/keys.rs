@@ -2,7 +2,9 @@
 //! `IdempotencyWindow`. Pure data. The writer holds one; verification builds
 //! another from the records and compares.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::maps::FastMap;
 
 use crate::options::IdempotencyWindow;
 
@@ -11,7 +13,7 @@ use crate::options::IdempotencyWindow;
 #[derive(Debug, Default)]
 pub(crate) struct Keys {
     window: IdempotencyWindow,
-    map: HashMap<[u8; 16], u64>,
+    map: FastMap<[u8; 16], u64>,
     /// (sequence, event id millisecond, digest), in sequence order.
     order: VecDeque<(u64, u64, [u8; 16])>,
 }

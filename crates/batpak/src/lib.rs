@@ -88,6 +88,7 @@ mod kinds;
 mod lifecycle;
 mod lifecycle_records;
 mod live;
+mod maps;
 mod metadata;
 mod open;
 mod options;

@@ -1038,7 +1038,7 @@ fn drafts_of(batch: &Batch) -> Vec<Draft<'_>> {
             kind: item.kind,
             encoding: item.encoding,
             schema_version: item.schema_version,
-            payload: &item.payload,
+            payload: batch.payload_of(item),
             options: &item.options,
             system: item.system,
         })

@@ -10,7 +10,7 @@
 //! group commit). Readers never take the state lock, so an fsync in progress never
 //! blocks them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
@@ -33,6 +33,7 @@ use crate::id::{EventId, IdGenerator};
 use crate::index::{Index, IndexEntry, OwnedEntry};
 use crate::keys::Keys;
 use crate::kind::EventKind;
+use crate::maps::{FastMap, FastSet};
 use crate::open::{apply_pending, check_pending_fits, remove_pending, Resume};
 use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
 use crate::receipt::AppendReceipt;
@@ -76,11 +77,11 @@ struct State {
     last_timestamp_ns: u64,
     ids: IdGenerator,
     random: Random,
-    heads: HashMap<Box<str>, Head>,
+    heads: FastMap<Box<str>, Head>,
     idempotency: Keys,
     frames: Vec<u8>,
     /// Entities deleted hard: user appends to them are refused.
-    tombstones: std::collections::HashSet<Box<str>>,
+    tombstones: FastSet<Box<str>>,
 }
 
 #[derive(Debug, Default)]
@@ -166,10 +167,10 @@ impl Writer {
                 last_timestamp_ns: resume.last_timestamp_ns,
                 ids: IdGenerator::resume(resume.last_id),
                 random,
-                heads: HashMap::new(),
+                heads: FastMap::default(),
                 idempotency,
                 frames: Vec::new(),
-                tombstones: std::collections::HashSet::new(),
+                tombstones: FastSet::default(),
             }),
             durability: Mutex::new(Durability {
                 durable: last_written,
@@ -564,7 +565,8 @@ impl Writer {
     /// Checks every item against the current state before anything is assigned:
     /// expected versions (items of one entity in a batch follow each other) and causes.
     fn check_against_state(&self, state: &mut State, drafts: &[Draft<'_>]) -> Result<()> {
-        let mut versions: HashMap<&str, Option<u64>> = HashMap::new();
+        let mut versions: FastMap<&str, Option<u64>> =
+            FastMap::with_capacity_and_hasher(drafts.len(), Default::default());
         for draft in drafts {
             let entity = draft.coordinate.entity();
             let actual = match versions.get(entity) {
@@ -610,7 +612,8 @@ impl Writer {
     ) -> Result<Assigned<'d>> {
         let first_sequence = state.next_sequence;
         let timestamp_ns = self.clock.now_ns().max(state.last_timestamp_ns);
-        let mut heads: HashMap<&'d str, Head> = HashMap::new();
+        let mut heads: FastMap<&'d str, Head> =
+            FastMap::with_capacity_and_hasher(drafts.len(), Default::default());
         let mut receipts: Vec<AppendReceipt> = Vec::with_capacity(drafts.len());
         let mut frame_offsets = Vec::with_capacity(drafts.len());
         let mut metadata = Vec::new(); // allocates only for an event with metadata
@@ -733,6 +736,8 @@ impl Writer {
             self.written.store(last, Ordering::Release);
         }
         let mut index = visible_now.then(|| crate::sync::write(&self.index));
+        // Under `Always` the entries wait for their sync: queued under one lock turn.
+        let mut queue = (!visible_now).then(|| lock(&self.unpublished));
         for (i, ((draft, key), receipt)) in drafts.iter().zip(keys).zip(&receipts).enumerate() {
             if let Some(k) = key {
                 state
@@ -750,17 +755,19 @@ impl Writer {
                 causation: resolve_cause(draft, &receipts),
                 correlation: draft.options.correlation,
             };
-            match index.as_mut() {
-                Some(index) => index.insert(&entry).map_err(|detail| {
+            if let Some(index) = index.as_mut() {
+                index.insert(&entry).map_err(|detail| {
                     self.poisoned(Error::Corrupt {
                         path: self.dir.clone(),
                         offset: 0,
                         detail,
                     })
-                })?,
-                None => lock(&self.unpublished).push_back(OwnedEntry::from_entry(&entry)),
+                })?;
+            } else if let Some(queue) = queue.as_mut() {
+                queue.push_back(OwnedEntry::sharing(&entry, draft.coordinate.clone()));
             }
         }
+        drop(queue);
         if visible_now {
             self.announce(last);
         }
@@ -1021,7 +1028,7 @@ struct Assigned<'d> {
     /// Where each item's frame starts within the append's frames.
     frame_offsets: Vec<u64>,
     /// Each entity's newest event after the append.
-    heads: HashMap<&'d str, Head>,
+    heads: FastMap<&'d str, Head>,
     timestamp_ns: u64,
 }
 

@@ -258,8 +258,12 @@ fn a_visit_allocates_nothing_per_event() {
     assert_eq!((visit("order:short"), visit("order:long")), (100, 2900));
     // A visit costs a handful of allocations (the region, the list of places to read,
     // grown a few times), whatever its length; decoding `Placed` allocates its `sku`.
-    let short_visit = allocations(|| drop(visit("order:short")));
-    let long_visit = allocations(|| drop(visit("order:long")));
+    let short_visit = allocations(|| {
+        visit("order:short");
+    });
+    let long_visit = allocations(|| {
+        visit("order:long");
+    });
     let per_event_decode = 1;
     let fixed = |n: u64, total: u64| total - n * per_event_decode;
     for (n, total) in [(100, short_visit), (2900, long_visit)] {

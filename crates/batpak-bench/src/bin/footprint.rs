@@ -3,6 +3,10 @@
 //! store open, for N events of the benchmark payload (default 1,000,000), beside the
 //! SQLite baseline's file sizes for the same events.
 //!
+//! The peak resident memory of open + query + close (reading ten entities' streams of
+//! scattered events) is measured in a fresh child process (`footprint peak DIR`), so
+//! the fill does not count.
+//!
 //! `cargo run --release -p batpak-bench --bin footprint [-- N]`
 
 use std::path::Path;
@@ -30,15 +34,6 @@ fn dir_bytes(dir: &Path) -> u64 {
     total
 }
 
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// Units ordered across every entity of the region.
 #[derive(Clone, Default)]
 struct Units(u64);
@@ -53,10 +48,44 @@ impl Projection for Units {
     }
 }
 
+/// A line of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`).
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// The child: open the store, read ten entities' streams, close; print the peak RSS.
+fn peak(dir: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let store = Store::open(dir)?;
+    let mut events = 0;
+    for i in 0..10 {
+        events += store.visit_stream(&entity_name(i * 97), |e| {
+            std::hint::black_box(e.decode::<OrderPlaced>()?);
+            Ok(())
+        })?;
+    }
+    let after_reads = status_bytes("VmHWM:");
+    store.close()?;
+    println!(
+        "peak RSS, open + read {events} events + close: {:.1} MB (after the reads: {:.1} MB)",
+        status_bytes("VmHWM:") as f64 / 1e6,
+        after_reads as f64 / 1e6
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map_or(Ok(1_000_000), |s| s.parse())?;
+    let mut args = std::env::args().skip(1);
+    let first = args.next();
+    if first.as_deref() == Some("peak") {
+        let dir = args.next().ok_or("usage: footprint peak DIR")?;
+        return peak(Path::new(&dir));
+    }
+    let n: usize = first.map_or(Ok(1_000_000), |s| s.parse())?;
     let tmp = tempfile::tempdir()?;
     let dir = tmp.path().join("store");
     let coords: Vec<Coordinate> = (0..ENTITIES)
@@ -88,7 +117,21 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         ckpt as f64 / n as f64
     );
 
-    let rss_before = rss_bytes();
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .arg("peak")
+        .arg(&dir)
+        .output()?;
+    if !child.status.success() {
+        return Err(format!(
+            "the peak-memory child failed: {}",
+            String::from_utf8_lossy(&child.stderr)
+        )
+        .into());
+    }
+    print!("{}", String::from_utf8_lossy(&child.stdout));
+    let checkpoint_written = std::fs::metadata(dir.join("index.ckpt"))?.modified()?;
+
+    let rss_before = status_bytes("VmRSS:");
     let started = Instant::now();
     let store = Store::open(&dir)?;
     let took = started.elapsed();
@@ -96,7 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         store.open_report().index,
         IndexSource::Checkpoint { .. }
     ));
-    let rss_after = rss_bytes();
+    let rss_after = status_bytes("VmRSS:");
     println!(
         "open from checkpoint: {took:?}; resident memory grew {} bytes = {:.1} bytes/event",
         rss_after.saturating_sub(rss_before),
@@ -123,6 +166,8 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         report.body.is_clean()
     );
     drop(store);
+    let rewritten = std::fs::metadata(dir.join("index.ckpt"))?.modified()? != checkpoint_written;
+    println!("the opens since the fill rewrote the checkpoint: {rewritten}");
     for _ in 0..2 {
         let started = Instant::now();
         let store = Store::open_read_only(&dir)?;

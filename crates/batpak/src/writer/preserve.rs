@@ -3,7 +3,7 @@
 //! digest and flags it had in the store it came from, and is written only if it
 //! continues this store exactly there, so the copy holds the same hashes and chains.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use super::{Assigned, Draft, Head, Writer};
 use crate::chain;
@@ -85,7 +85,7 @@ impl Writer {
         drafts: &[Draft<'d>],
         frames: &mut Vec<u8>,
     ) -> Result<Assigned<'d>> {
-        let mut heads: HashMap<&'d str, Head> = HashMap::new();
+        let mut heads: crate::maps::FastMap<&'d str, Head> = Default::default();
         let mut ids: HashSet<EventId> = HashSet::new();
         let mut receipts = Vec::with_capacity(events.len());
         let mut frame_offsets = Vec::with_capacity(events.len());
