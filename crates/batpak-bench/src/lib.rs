@@ -55,8 +55,11 @@ impl OrderPlaced {
     }
 }
 
-/// Cheap unpredictable ids: blake3 in keyed mode over a counter, the same trick batpak
-/// uses, so neither side pays a syscall per id.
+/// Cheap time-ordered ids, as batpak's are: 48 bits of Unix milliseconds, then 80 bits
+/// of blake3 in keyed mode over a counter (no syscall per id). Time order keeps the
+/// `UNIQUE` id index's inserts at its right edge, as a user's UUIDv7 keys would; fully
+/// random ids dirtied one index page per row and made each batch commit write
+/// megabytes of WAL.
 #[derive(Debug)]
 pub struct IdSource {
     key: [u8; 32],
@@ -75,7 +78,8 @@ impl IdSource {
         self.counter += 1;
         let block = blake3::keyed_hash(&self.key, &self.counter.to_le_bytes());
         let mut id = [0u8; 16];
-        id.copy_from_slice(&block.as_bytes()[..16]);
+        id[..6].copy_from_slice(&(now_ns() / 1_000_000).to_be_bytes()[2..]);
+        id[6..].copy_from_slice(&block.as_bytes()[..10]);
         id
     }
 }

@@ -213,7 +213,7 @@ pub(crate) fn trusted(c: &Checkpoint, files: &[(u64, PathBuf)]) -> std::result::
                 )
             })?;
         let seg = SegmentFile::open(file, false, 0).map_err(|e| e.to_string())?;
-        let ok = crate::segment::reader::with_record(&seg, loc.offset(), |view| {
+        let ok = crate::segment::reader::with_record(&seg, loc.offset(), None, |view| {
             let end = loc.offset() + crate::format::record::frame_len_of(view) as u64;
             Ok(view.header.sequence == n
                 && view.header.id.as_u128() == last

@@ -185,7 +185,7 @@ fn header_of(file: &SegmentFile) -> Result<SegmentHeader> {
 }
 
 fn read_record(file: &SegmentFile, at: Location) -> Result<Read> {
-    let read = reader::with_record(file, at.offset(), |view| {
+    let read = reader::with_record(file, at.offset(), None, |view| {
         let h = &view.header;
         Ok(Read {
             entry: OwnedEntry::from_entry(&IndexEntry::of_record(view, at)),

@@ -47,8 +47,19 @@ pub fn record(data: &[u8]) -> bool {
 
 fn record_round_trip(data: &[u8]) -> bool {
     let Ok((view, len)) = record::decode(data) else {
+        // Known strings never make a bad frame decode.
+        assert!(
+            record::decode_known(data, Some(("e", "s"))).is_err(),
+            "record: decode_known accepted what decode refused"
+        );
         return false;
     };
+    // Known strings, right or wrong, decode to the same view.
+    for known in [(view.entity, view.scope), ("e", "s")] {
+        let (again, again_len) = record::decode_known(data, Some(known))
+            .unwrap_or_else(|e| panic!("record: decode_known refused what decode read: {e:?}"));
+        assert_eq!((&again, again_len), (&view, len), "record: decode_known");
+    }
     assert!(
         len <= data.len(),
         "record: claims {len} of {} bytes",

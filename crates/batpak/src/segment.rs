@@ -184,7 +184,7 @@ impl SegmentSet {
         f: impl FnOnce(&RecordView<'_>) -> Result<R>,
     ) -> Result<R> {
         let file = self.file_at(location)?;
-        self.with_record_of(&file, location, f)
+        self.with_record_of(&file, location, None, f)
     }
 
     /// The current files, to read locations resolved under the same index lock.
@@ -199,6 +199,18 @@ impl SegmentSet {
         location: Location,
         f: impl FnOnce(&RecordView<'_>) -> Result<R>,
     ) -> Result<R> {
+        self.with_pinned_record_of(pinned, location, None, f)
+    }
+
+    /// `with_pinned_record` of a record whose entity and scope the index names
+    /// (`record::decode_known`: not validated as UTF-8 again when they match).
+    pub(crate) fn with_pinned_record_of<R>(
+        &self,
+        pinned: &Pinned,
+        location: Location,
+        known: Option<(&str, &str)>,
+        f: impl FnOnce(&RecordView<'_>) -> Result<R>,
+    ) -> Result<R> {
         let file = pinned
             .0
             .get(&location.segment())
@@ -207,20 +219,21 @@ impl SegmentSet {
                 offset: location.offset(),
                 detail: "the index points into a segment that is not open".into(),
             })?;
-        self.with_record_of(file, location, f)
+        self.with_record_of(file, location, known, f)
     }
 
     fn with_record_of<R>(
         &self,
         file: &SegmentFile,
         location: Location,
+        known: Option<(&str, &str)>,
         f: impl FnOnce(&RecordView<'_>) -> Result<R>,
     ) -> Result<R> {
-        match reader::with_record(file, location.offset(), f) {
+        match reader::with_record(file, location.offset(), known, f) {
             Ok(result) => result,
             Err((f, _)) => {
                 let _rewrite = self.rewrite_guard();
-                match reader::with_record(file, location.offset(), f) {
+                match reader::with_record(file, location.offset(), known, f) {
                     Ok(result) => result,
                     Err((_, error)) => Err(error),
                 }

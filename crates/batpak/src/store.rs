@@ -598,7 +598,7 @@ impl Store {
         let region = self.resolve_times(region)?;
         let sight = self.sight_of(&region);
         let located = self.locate_in(sight, |index| select(index, &region, sight, after, limit));
-        self.visit_located(&located.files, &located.targets, f)?;
+        self.visit_located(&located, f)?;
         Ok(located.targets.len())
     }
 
@@ -710,7 +710,7 @@ impl Store {
     /// Reads the records of `targets`, in order.
     pub(crate) fn read_events(&self, located: &Located) -> Result<Vec<StoredEvent>> {
         let mut out = Vec::with_capacity(located.targets.len());
-        self.visit_located(&located.files, &located.targets, |event| {
+        self.visit_located(located, |event| {
             out.push(event.to_stored()?);
             Ok(())
         })?;
@@ -721,15 +721,16 @@ impl Store {
     /// (a mismatch is `Error::Corrupt` at the record's place).
     fn visit_located(
         &self,
-        files: &crate::segment::Pinned,
-        targets: &[Target],
+        located: &Located,
         mut f: impl FnMut(&EventView<'_>) -> Result<()>,
     ) -> Result<()> {
-        for t in targets {
+        for t in &located.targets {
+            let coordinate = &located.coordinates[t.coordinate as usize];
+            let known = Some((coordinate.entity(), coordinate.scope()));
             self.segments
-                .with_pinned_record(files, t.location, |record| {
+                .with_pinned_record_of(&located.files, t.location, known, |record| {
                     let event =
-                        EventView::new(record, t.sequence, &t.coordinate).map_err(|detail| {
+                        EventView::new(record, t.sequence, coordinate).map_err(|detail| {
                             Error::Corrupt {
                                 path: self.segments.path_of(t.location.segment()),
                                 offset: t.location.offset(),
@@ -769,6 +770,7 @@ impl Store {
         let index = self.index();
         let files = self.segments.pin();
         let mut hider = index.hider(sight);
+        let mut coordinates = Coordinates::new(&index);
         let targets = pick(&index)
             .into_iter()
             .filter_map(|sequence| {
@@ -779,14 +781,15 @@ impl Store {
                 Some(Target {
                     sequence,
                     location,
-                    coordinate: Coordinate::from_interned(
-                        index.entities().shared(entity),
-                        index.scopes().shared(scope),
-                    ),
+                    coordinate: coordinates.of(entity, scope),
                 })
             })
             .collect();
-        Located { targets, files }
+        Located {
+            targets,
+            coordinates: coordinates.list,
+            files,
+        }
     }
 
     /// The version of the visible event at `sequence` (`None` for sequence 0 or none).
@@ -856,7 +859,7 @@ impl Store {
         kinds: &[EventKind],
         f: impl FnMut(&EventView<'_>) -> Result<()>,
     ) -> Result<u64> {
-        let (targets, last, files) = {
+        let (located, last) = {
             let index = self.index();
             let files = self.segments.pin();
             let Some(id) = index.entities().get(entity) else {
@@ -869,8 +872,7 @@ impl Store {
             let Some(&last) = newer.last() else {
                 return Ok(after);
             };
-            // One coordinate per scope the entity's events use (usually one).
-            let mut coordinate: Option<(u32, Coordinate)> = None;
+            let mut coordinates = Coordinates::new(&index);
             let mut targets = Vec::with_capacity(newer.len());
             for &sequence in newer {
                 let Some((location, entity, scope)) = index.read_target(sequence) else {
@@ -887,26 +889,20 @@ impl Store {
                 {
                     continue;
                 }
-                let coordinate = match &coordinate {
-                    Some((s, c)) if *s == scope => c.clone(),
-                    _ => {
-                        let c = Coordinate::from_interned(
-                            index.entities().shared(entity),
-                            index.scopes().shared(scope),
-                        );
-                        coordinate = Some((scope, c.clone()));
-                        c
-                    }
-                };
                 targets.push(Target {
                     sequence,
                     location,
-                    coordinate,
+                    coordinate: coordinates.of(entity, scope),
                 });
             }
-            (targets, last, files)
+            let located = Located {
+                targets,
+                coordinates: coordinates.list,
+                files,
+            };
+            (located, last)
         };
-        self.visit_located(&files, &targets, f)?;
+        self.visit_located(&located, f)?;
         Ok(last)
     }
 
@@ -1010,13 +1006,72 @@ impl Drop for Store {
 pub(crate) struct Target {
     pub sequence: u64,
     pub location: Location,
-    pub coordinate: Coordinate,
+    /// The event's place in `Located::coordinates`.
+    coordinate: u32,
 }
 
-/// Events resolved under one index lock, with the segment files pinned in the same
-/// turn, so the locations stay valid whatever a compaction swaps meanwhile.
+/// The coordinates of a set of targets, one per distinct (entity, scope) pair, so a
+/// read of many events of few entities shares a handful (no reference count touched
+/// per event).
+struct Coordinates<'i> {
+    index: &'i Index,
+    list: Vec<Coordinate>,
+    /// The (entity, scope) ids of `list`, searched in order while there are few.
+    ids: Vec<(u32, u32)>,
+    /// The places by ids, built once `list` outgrows a linear search.
+    places: crate::maps::FastMap<(u32, u32), u32>,
+    last: Option<((u32, u32), u32)>,
+}
+
+/// Coordinates searched linearly before a map is worth building.
+const LINEAR_COORDINATES: usize = 16;
+
+impl<'i> Coordinates<'i> {
+    fn new(index: &'i Index) -> Self {
+        Coordinates {
+            index,
+            list: Vec::new(),
+            ids: Vec::new(),
+            places: Default::default(),
+            last: None,
+        }
+    }
+
+    /// The place of the coordinate of interned `entity` and `scope`.
+    fn of(&mut self, entity: u32, scope: u32) -> u32 {
+        let key = (entity, scope);
+        if let Some((k, place)) = self.last {
+            if k == key {
+                return place;
+            }
+        }
+        let found = if self.ids.len() <= LINEAR_COORDINATES {
+            self.ids.iter().position(|&k| k == key).map(|p| p as u32)
+        } else {
+            self.places.get(&key).copied()
+        };
+        let place = found.unwrap_or_else(|| {
+            self.list.push(Coordinate::from_interned(
+                self.index.entities().shared(entity),
+                self.index.scopes().shared(scope),
+            ));
+            self.ids.push(key);
+            let place = (self.list.len() - 1) as u32;
+            if self.ids.len() == LINEAR_COORDINATES + 1 {
+                self.places = self.ids.iter().zip(0..).map(|(&k, p)| (k, p)).collect();
+            } else if self.ids.len() > LINEAR_COORDINATES + 1 {
+                self.places.insert(key, place);
+            }
+            place
+        });
+        self.last = Some((key, place));
+        place
+    }
+}
+
 pub(crate) struct Located {
     targets: Vec<Target>,
+    coordinates: Vec<Coordinate>,
     files: crate::segment::Pinned,
 }
 

@@ -277,3 +277,40 @@ fn a_visit_allocates_nothing_per_event() {
     let owned = allocations(|| drop(store.stream("order:long").unwrap()));
     assert!(owned >= 2900, "stream made only {owned} allocations");
 }
+
+#[test]
+fn a_read_across_many_entities_names_each_events_own_coordinate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let coords: Vec<Coordinate> = (0..40)
+        .map(|i| Coordinate::new(format!("order:{i}"), format!("tenant:{}", i % 3)).unwrap())
+        .collect();
+    let mut batch = Batch::new();
+    for round in 0..5 {
+        for (i, c) in coords.iter().enumerate() {
+            batch
+                .push(
+                    c,
+                    &placed((round * 40 + i) as u32),
+                    AppendOptions::default(),
+                )
+                .unwrap();
+        }
+    }
+    store.append_batch(&batch).unwrap();
+    let mut seen = 0;
+    store
+        .visit_query(&Region::all(), 0, usize::MAX, |e| {
+            let i = seen % 40;
+            assert_eq!(e.coordinate(), &coords[i], "event {}", e.sequence());
+            assert_eq!(e.decode::<Placed>()?, placed(seen as u32));
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, 200);
+    let owned = store.query(&Region::all(), 0, usize::MAX).unwrap();
+    for (k, e) in owned.iter().enumerate() {
+        assert_eq!(e.coordinate, coords[k % 40]);
+    }
+}

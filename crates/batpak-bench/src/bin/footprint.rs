@@ -61,6 +61,7 @@ fn status_bytes(field: &str) -> u64 {
 /// The child: open the store, read ten entities' streams, close; print the peak RSS.
 fn peak(dir: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let store = Store::open(dir)?;
+    let after_open = status_bytes("VmHWM:");
     let mut events = 0;
     for i in 0..10 {
         events += store.visit_stream(&entity_name(i * 97), |e| {
@@ -69,11 +70,20 @@ fn peak(dir: &Path) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         })?;
     }
     let after_reads = status_bytes("VmHWM:");
+    // What the peak is made of: the store's own memory, and segment pages mapped by
+    // the reads (page cache the kernel can take back at any time).
+    let (anon, file) = (status_bytes("RssAnon:"), status_bytes("RssFile:"));
     store.close()?;
     println!(
-        "peak RSS, open + read {events} events + close: {:.1} MB (after the reads: {:.1} MB)",
+        "peak RSS, open + read {events} events + close: {:.1} MB (after the open: {:.1} MB, after the reads: {:.1} MB)",
         status_bytes("VmHWM:") as f64 / 1e6,
+        after_open as f64 / 1e6,
         after_reads as f64 / 1e6
+    );
+    println!(
+        "  after the reads: {:.1} MB anonymous (the index and buffers), {:.1} MB of mapped segment pages",
+        anon as f64 / 1e6,
+        file as f64 / 1e6
     );
     Ok(())
 }

@@ -544,6 +544,17 @@ pub(crate) fn implied_frame_len(buf: &[u8]) -> Option<usize> {
 
 /// Decodes the frame at the start of `buf`. Returns the record and the frame length.
 pub(crate) fn decode(buf: &[u8]) -> Result<(RecordView<'_>, usize), FrameError> {
+    decode_known(buf, None)
+}
+
+/// `decode`, for a record whose entity and scope the caller already holds (the index
+/// interned them, valid UTF-8): when the stored bytes equal them, the view borrows the
+/// caller's strings and the bytes are not validated as UTF-8 again. Other bytes are
+/// validated as usual (and the caller's comparison then reports the mismatch).
+pub(crate) fn decode_known<'a>(
+    buf: &'a [u8],
+    known: Option<(&'a str, &'a str)>,
+) -> Result<(RecordView<'a>, usize), FrameError> {
     let len = peek_frame_len(buf).ok_or(FrameError::Incomplete {
         needed: PREFIX_LEN,
         available: buf.len(),
@@ -577,10 +588,13 @@ pub(crate) fn decode(buf: &[u8]) -> Result<(RecordView<'_>, usize), FrameError> 
     if stored != computed {
         return Err(FrameError::Checksum { stored, computed });
     }
-    decode_checked(frame).map(|view| (view, len))
+    decode_checked(frame, known).map(|view| (view, len))
 }
 
-fn decode_checked(frame: &[u8]) -> Result<RecordView<'_>, FrameError> {
+fn decode_checked<'a>(
+    frame: &'a [u8],
+    known: Option<(&'a str, &'a str)>,
+) -> Result<RecordView<'a>, FrameError> {
     let flags = read_u16(frame, FLAGS_OFFSET);
     if flags & !KNOWN_FLAGS != 0 {
         return Err(FrameError::Malformed(format!("unknown flags {flags:#06x}")));
@@ -621,8 +635,8 @@ fn decode_checked(frame: &[u8]) -> Result<RecordView<'_>, FrameError> {
     } else {
         &[]
     };
-    let entity = cursor.text(entity_len, "entity")?;
-    let scope = cursor.text(scope_len, "scope")?;
+    let entity = cursor.text_known(entity_len, "entity", known.map(|(e, _)| e))?;
+    let scope = cursor.text_known(scope_len, "scope", known.map(|(_, s)| s))?;
     let area = cursor.take(payload_area(payload_len), "payload area")?;
     let (payload, padding) = if redacted {
         let (digest, rest) = area.split_at(DIGEST_LEN);
@@ -718,9 +732,22 @@ impl<'a> Cursor<'a> {
     }
 
     fn text(&mut self, n: usize, what: &str) -> Result<&'a str, FrameError> {
+        self.text_known(n, what, None)
+    }
+
+    /// `text`, answered by `known` when the bytes are exactly its bytes.
+    fn text_known(
+        &mut self,
+        n: usize,
+        what: &str,
+        known: Option<&'a str>,
+    ) -> Result<&'a str, FrameError> {
         let bytes = self.take(n, what)?;
-        std::str::from_utf8(bytes)
-            .map_err(|e| FrameError::Malformed(format!("{what} is not UTF-8: {e}")))
+        match known {
+            Some(text) if text.as_bytes() == bytes => Ok(text),
+            _ => std::str::from_utf8(bytes)
+                .map_err(|e| FrameError::Malformed(format!("{what} is not UTF-8: {e}"))),
+        }
     }
 }
 
@@ -780,6 +807,29 @@ mod tests {
     }
 
     /// Pins every byte of a minimal record. If this changes, the format version must too.
+    #[test]
+    fn known_strings_stand_in_for_equal_bytes_only() {
+        let draft = RecordDraft {
+            header: sample_header(),
+            metadata: &[],
+            entity: "e:1",
+            scope: "s",
+            salt: [0x11; SALT_LEN],
+            payload: b"\x81\xa1a\x01",
+        };
+        let bytes = encode_one(&draft);
+        let (entity, scope) = (String::from("e:1"), String::from("s"));
+        let (view, _) = decode_known(&bytes, Some((&entity, &scope))).unwrap();
+        // The caller's strings, not the frame's bytes: nothing was validated again.
+        assert!(std::ptr::eq(view.entity, entity.as_str()));
+        assert!(std::ptr::eq(view.scope, scope.as_str()));
+        assert_eq!(view, decode(&bytes).unwrap().0);
+        // Other strings: the frame's own, as `decode` reads them.
+        let (view, _) = decode_known(&bytes, Some(("e:2", "t"))).unwrap();
+        assert_eq!((view.entity, view.scope), ("e:1", "s"));
+        assert!(!std::ptr::eq(view.entity, entity.as_str()));
+    }
+
     #[test]
     fn golden_bytes_minimal_record() {
         let draft = RecordDraft {

@@ -19,6 +19,7 @@ pub(crate) type NotRead<F> = (F, Error);
 pub(crate) fn with_record<R, F>(
     file: &SegmentFile,
     offset: u64,
+    known: Option<(&str, &str)>,
     f: F,
 ) -> std::result::Result<Result<R>, NotRead<F>>
 where
@@ -29,7 +30,7 @@ where
         offset,
         detail,
     };
-    let decode = |bytes: &[u8], f: F| match record::decode(bytes) {
+    let decode = |bytes: &[u8], f: F| match record::decode_known(bytes, known) {
         Ok((view, _)) => Ok(f(&view)),
         Err(e) => Err((f, corrupt(e.to_string()))),
     };
