@@ -272,6 +272,20 @@ fn append_batch_1000(c: &mut Criterion) {
             db.append_batch(SCOPE, &items).unwrap()
         });
     });
+    // The floor under both: appending a batch's bytes to a file and fdatasync-ing it,
+    // which no store can beat (the bytes per event are what batpak wrote above).
+    let stats = store.stats().unwrap();
+    let per_event = (stats.segment_bytes / stats.events.max(1)) as usize;
+    let floor_dir = tempfile::tempdir().unwrap();
+    let mut file = std::fs::File::create(floor_dir.path().join("floor")).unwrap();
+    let bytes = vec![0x5a; per_event * BATCH];
+    group.bench_function("fsync_floor", |b| {
+        b.iter(|| {
+            use std::io::Write;
+            file.write_all(&bytes).unwrap();
+            file.sync_data().unwrap();
+        });
+    });
     group.finish();
 }
 
