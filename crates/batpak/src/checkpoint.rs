@@ -256,7 +256,7 @@ pub(crate) fn write_covering(
     c.last_timestamp_ns = timestamp;
     c.last_id = id.as_u128();
     c.segments = durable_lengths(segments, c.segment, end, last_segment);
-    replace_file(dir, CHECKPOINT_FILE, &c.encode())
+    replace_file(dir, CHECKPOINT_FILE, &c.into_bytes())
 }
 
 /// Durable lengths with the last durable record ending at `end` in segment

@@ -725,7 +725,7 @@ impl Store {
         mut f: impl FnMut(&EventView<'_>) -> Result<()>,
     ) -> Result<()> {
         for t in &located.targets {
-            let coordinate = &located.coordinates[t.coordinate as usize];
+            let coordinate = &located.coordinates[t.coordinate as usize].1;
             let known = Some((coordinate.entity(), coordinate.scope()));
             self.segments
                 .with_pinned_record_of(&located.files, t.location, known, |record| {
@@ -1015,9 +1015,9 @@ pub(crate) struct Target {
 /// per event).
 struct Coordinates<'i> {
     index: &'i Index,
-    list: Vec<Coordinate>,
-    /// The (entity, scope) ids of `list`, searched in order while there are few.
-    ids: Vec<(u32, u32)>,
+    /// Each coordinate with the (entity, scope) ids it was built from, searched in
+    /// order while there are few.
+    list: Vec<((u32, u32), Coordinate)>,
     /// The places by ids, built once `list` outgrows a linear search.
     places: crate::maps::FastMap<(u32, u32), u32>,
     last: Option<((u32, u32), u32)>,
@@ -1031,7 +1031,6 @@ impl<'i> Coordinates<'i> {
         Coordinates {
             index,
             list: Vec::new(),
-            ids: Vec::new(),
             places: Default::default(),
             last: None,
         }
@@ -1045,21 +1044,29 @@ impl<'i> Coordinates<'i> {
                 return place;
             }
         }
-        let found = if self.ids.len() <= LINEAR_COORDINATES {
-            self.ids.iter().position(|&k| k == key).map(|p| p as u32)
+        let found = if self.list.len() <= LINEAR_COORDINATES {
+            self.list
+                .iter()
+                .position(|(k, _)| *k == key)
+                .map(|p| p as u32)
         } else {
             self.places.get(&key).copied()
         };
         let place = found.unwrap_or_else(|| {
-            self.list.push(Coordinate::from_interned(
+            let coordinate = Coordinate::from_interned(
                 self.index.entities().shared(entity),
                 self.index.scopes().shared(scope),
-            ));
-            self.ids.push(key);
+            );
+            self.list.push((key, coordinate));
             let place = (self.list.len() - 1) as u32;
-            if self.ids.len() == LINEAR_COORDINATES + 1 {
-                self.places = self.ids.iter().zip(0..).map(|(&k, p)| (k, p)).collect();
-            } else if self.ids.len() > LINEAR_COORDINATES + 1 {
+            if self.list.len() == LINEAR_COORDINATES + 1 {
+                self.places = self
+                    .list
+                    .iter()
+                    .zip(0..)
+                    .map(|((k, _), p)| (*k, p))
+                    .collect();
+            } else if self.list.len() > LINEAR_COORDINATES + 1 {
                 self.places.insert(key, place);
             }
             place
@@ -1069,9 +1076,12 @@ impl<'i> Coordinates<'i> {
     }
 }
 
+/// Events resolved under one index lock, with the segment files pinned in the same
+/// turn, so the locations stay valid whatever a compaction swaps meanwhile.
 pub(crate) struct Located {
     targets: Vec<Target>,
-    coordinates: Vec<Coordinate>,
+    /// What `Target::coordinate` indexes (with the ids each was built from).
+    coordinates: Vec<((u32, u32), Coordinate)>,
     files: crate::segment::Pinned,
 }
 

@@ -101,58 +101,101 @@ impl Checkpoint {
 
     /// The file's bytes.
     pub(crate) fn encode(&self) -> Vec<u8> {
+        self.clone().into_bytes()
+    }
+
+    /// The body's length in bytes, exactly (so the output is allocated once).
+    fn body_len(&self) -> usize {
         let n = self.ids.len();
-        let mut body = Vec::with_capacity(n * 34 + 64);
-        put_u32(&mut body, self.segments.len());
+        let names = |names: &[String]| {
+            4 + names
+                .iter()
+                .map(|name| 2 + name.len().min(usize::from(u16::MAX)))
+                .sum::<usize>()
+        };
+        let gaps = !self.sequences.is_empty() || !self.entity_bases.is_empty();
+        4 + 16 * self.segments.len()
+            + n * (16 + 8 + 4 + 4 + 2)
+            + names(&self.entity_names)
+            + names(&self.scope_names)
+            + 8
+            + 24 * self.causation.len()
+            + 8
+            + 24 * self.correlation.len()
+            + 8
+            + 24 * self.idempotency.len()
+            + if gaps {
+                8 * n + 4 + 8 * self.entity_bases.len()
+            } else {
+                0
+            }
+    }
+
+    /// The file's bytes, giving up each column once it is written, into an output
+    /// allocated once at its exact size: encoding holds the exported columns and the
+    /// output (twice the file), where a body encoded apart, copied into the file and
+    /// grown past its estimate held four times it.
+    pub(crate) fn into_bytes(mut self) -> Vec<u8> {
+        let n = self.ids.len();
+        let expected = HEADER_LEN + self.body_len();
+        let mut out = Vec::with_capacity(expected);
+        out.resize(HEADER_LEN, 0); // filled once the body is known
+        put_u32(&mut out, self.segments.len());
         for &(number, len) in &self.segments {
-            body.extend_from_slice(&number.to_le_bytes());
-            body.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(&number.to_le_bytes());
+            out.extend_from_slice(&len.to_le_bytes());
         }
-        for id in &self.ids {
-            body.extend_from_slice(&id.to_be_bytes());
+        for id in std::mem::take(&mut self.ids) {
+            out.extend_from_slice(&id.to_be_bytes());
         }
-        for loc in &self.locations {
-            body.extend_from_slice(&loc.to_le_bytes());
+        for loc in std::mem::take(&mut self.locations) {
+            out.extend_from_slice(&loc.to_le_bytes());
         }
-        for e in &self.entity_of {
-            body.extend_from_slice(&e.to_le_bytes());
+        for e in std::mem::take(&mut self.entity_of) {
+            out.extend_from_slice(&e.to_le_bytes());
         }
-        for s in &self.scope_of {
-            body.extend_from_slice(&s.to_le_bytes());
+        for s in std::mem::take(&mut self.scope_of) {
+            out.extend_from_slice(&s.to_le_bytes());
         }
-        for k in &self.kinds {
-            body.extend_from_slice(&k.to_le_bytes());
+        for k in std::mem::take(&mut self.kinds) {
+            out.extend_from_slice(&k.to_le_bytes());
         }
-        for names in [&self.entity_names, &self.scope_names] {
-            put_u32(&mut body, names.len());
+        for names in [
+            std::mem::take(&mut self.entity_names),
+            std::mem::take(&mut self.scope_names),
+        ] {
+            put_u32(&mut out, names.len());
             for name in names {
                 let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
-                body.extend_from_slice(&len.to_le_bytes());
-                body.extend_from_slice(&name.as_bytes()[..usize::from(len)]);
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(&name.as_bytes()[..usize::from(len)]);
             }
         }
-        for pairs in [&self.causation, &self.correlation] {
-            body.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
-            for &(seq, id) in pairs {
-                body.extend_from_slice(&seq.to_le_bytes());
-                body.extend_from_slice(&id.to_be_bytes());
+        for pairs in [
+            std::mem::take(&mut self.causation),
+            std::mem::take(&mut self.correlation),
+        ] {
+            out.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+            for (seq, id) in pairs {
+                out.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&id.to_be_bytes());
             }
         }
-        body.extend_from_slice(&(self.idempotency.len() as u64).to_le_bytes());
-        for (digest, seq) in &self.idempotency {
-            body.extend_from_slice(digest);
-            body.extend_from_slice(&seq.to_le_bytes());
+        out.extend_from_slice(&(self.idempotency.len() as u64).to_le_bytes());
+        for (digest, seq) in std::mem::take(&mut self.idempotency) {
+            out.extend_from_slice(&digest);
+            out.extend_from_slice(&seq.to_le_bytes());
         }
         let gaps = !self.sequences.is_empty() || !self.entity_bases.is_empty();
         if gaps {
             // Positions without a named sequence (never written so) read as dense.
             for i in 0..n {
                 let seq = self.sequences.get(i).copied().unwrap_or(i as u64 + 1);
-                body.extend_from_slice(&seq.to_le_bytes());
+                out.extend_from_slice(&seq.to_le_bytes());
             }
-            put_u32(&mut body, self.entity_bases.len());
+            put_u32(&mut out, self.entity_bases.len());
             for base in &self.entity_bases {
-                body.extend_from_slice(&base.to_le_bytes());
+                out.extend_from_slice(&base.to_le_bytes());
             }
         }
         let version = if gaps {
@@ -160,23 +203,25 @@ impl Checkpoint {
         } else {
             DENSE_FORMAT_VERSION
         };
-
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&version.to_le_bytes());
-        out.extend_from_slice(&[0; 6]);
-        out.extend_from_slice(&self.store_id);
-        out.extend_from_slice(&(n as u64).to_le_bytes());
-        out.extend_from_slice(&self.segment.to_le_bytes());
-        out.extend_from_slice(&self.offset.to_le_bytes());
-        out.extend_from_slice(&self.last_timestamp_ns.to_le_bytes());
-        out.extend_from_slice(&self.last_id.to_be_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        let header_crc = crc32c::crc32c(&out[..HEADER_CRC_OFFSET]);
-        out.extend_from_slice(&header_crc.to_le_bytes());
-        debug_assert_eq!(out.len(), HEADER_LEN);
-        out.extend_from_slice(&body);
+        debug_assert_eq!(out.len(), expected, "body_len disagrees with the encoder");
+        let body_len = (out.len() - HEADER_LEN) as u64;
+        let body_crc = crc32c::crc32c(&out[HEADER_LEN..]);
+        let mut header = Vec::with_capacity(HEADER_LEN);
+        header.extend_from_slice(&MAGIC);
+        header.extend_from_slice(&version.to_le_bytes());
+        header.extend_from_slice(&[0; 6]);
+        header.extend_from_slice(&self.store_id);
+        header.extend_from_slice(&(n as u64).to_le_bytes());
+        header.extend_from_slice(&self.segment.to_le_bytes());
+        header.extend_from_slice(&self.offset.to_le_bytes());
+        header.extend_from_slice(&self.last_timestamp_ns.to_le_bytes());
+        header.extend_from_slice(&self.last_id.to_be_bytes());
+        header.extend_from_slice(&body_len.to_le_bytes());
+        header.extend_from_slice(&body_crc.to_le_bytes());
+        let header_crc = crc32c::crc32c(&header[..HEADER_CRC_OFFSET]);
+        header.extend_from_slice(&header_crc.to_le_bytes());
+        debug_assert_eq!(header.len(), HEADER_LEN);
+        out[..HEADER_LEN].copy_from_slice(&header);
         out
     }
 
