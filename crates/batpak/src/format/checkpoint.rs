@@ -99,7 +99,8 @@ impl Checkpoint {
             .unwrap_or(self.ids.len() as u64)
     }
 
-    /// The file's bytes.
+    /// The file's bytes (a copy; the store writes with `into_bytes`).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn encode(&self) -> Vec<u8> {
         self.clone().into_bytes()
     }
