@@ -88,11 +88,18 @@ struct State {
 struct Durability {
     durable: u64,
     syncing: bool,
-    /// `appends` as the last sync captured it, and how many appends that sync covered.
-    captured_appends: u64,
-    last_round_appends: u64,
     /// How long the last sync took.
     last_sync: Duration,
+    /// The sequences followers wait for while a sync runs (one entry per waiter).
+    waiting: Vec<u64>,
+}
+
+impl Durability {
+    fn stop_waiting(&mut self, sequence: u64) {
+        if let Some(at) = self.waiting.iter().position(|&s| s == sequence) {
+            self.waiting.swap_remove(at);
+        }
+    }
 }
 
 /// The only code that mutates segment files.
@@ -120,8 +127,9 @@ pub(crate) struct Writer {
     checkpointed: AtomicU64,
     /// Events whose durability the directory proves (checkpoint or durable floor).
     evidenced: AtomicU64,
-    /// Append calls that have written their records (a batch counts once).
-    appends: AtomicU64,
+    /// Appenders the last sync released that have not appended again: what the next
+    /// sync's leader lingers for.
+    returning: AtomicU64,
     /// Written but not yet visible (only under `SyncPolicy::Always`), in sequence order.
     /// Lock order: state, then unpublished, then index.
     unpublished: Mutex<VecDeque<OwnedEntry>>,
@@ -179,7 +187,7 @@ impl Writer {
             durable_changed: Condvar::new(),
             written: AtomicU64::new(last_written),
             durable_seq: AtomicU64::new(last_written),
-            appends: AtomicU64::new(0),
+            returning: AtomicU64::new(0),
             checkpoint_due: std::sync::atomic::AtomicBool::new(false),
             checkpointed: AtomicU64::new(resume.checkpointed),
             evidenced: AtomicU64::new(resume.evidenced),
@@ -773,7 +781,9 @@ impl Writer {
         }
         drop(index);
         self.written.store(last, Ordering::Release);
-        self.appends.fetch_add(1, Ordering::Release);
+        let _ = self
+            .returning
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         Ok(receipts)
     }
 
@@ -818,35 +828,50 @@ impl Writer {
     /// `wait_durable`; without `linger` a leader syncs at once.
     fn wait_durable_lingering(&self, sequence: u64, linger: bool) -> Result<()> {
         let mut d = lock(&self.durability);
+        let mut queued = false;
         loop {
-            self.check_poison()?;
+            if let Err(e) = self.check_poison() {
+                if queued {
+                    d.stop_waiting(sequence);
+                }
+                return Err(e);
+            }
             if d.durable >= sequence {
+                if queued {
+                    d.stop_waiting(sequence);
+                }
                 return Ok(());
             }
             if d.syncing {
+                if !queued {
+                    d.waiting.push(sequence);
+                    queued = true;
+                }
                 d = self
                     .durable_changed
                     .wait(d)
                     .unwrap_or_else(|p| p.into_inner());
                 continue;
             }
+            if queued {
+                d.stop_waiting(sequence);
+                queued = false;
+            }
             d.syncing = true;
             // Linger: the appenders the last sync released are likely to append again
-            // at once. Waiting (at most one sync's time) until as many appends as it
-            // covered have been written lets this sync cover them too, instead of
-            // leaving them a whole round to wait. One thread alone never waits, and
-            // only `Always` appenders are waiting on the sync.
-            let goal = d.captured_appends + d.last_round_appends.max(1);
+            // at once. Waiting (at most one sync's time) until every one of them has
+            // written again lets this sync cover them too, instead of leaving them a
+            // whole round to wait. One thread alone never waits (it was the only one
+            // released, and has appended), and only `Always` appenders wait on a sync.
             let linger = match self.policy {
                 SyncPolicy::Always if linger => d.last_sync.min(MAX_LINGER),
                 _ => Duration::ZERO,
             };
             drop(d);
             let started = Instant::now();
-            while self.appends.load(Ordering::Acquire) < goal && started.elapsed() < linger {
+            while self.returning.load(Ordering::Acquire) > 0 && started.elapsed() < linger {
                 std::thread::yield_now();
             }
-            let appends = self.appends.load(Ordering::Acquire);
             let sync_started = Instant::now();
             let result = self.sync_and_publish();
             let took = sync_started.elapsed();
@@ -856,9 +881,11 @@ impl Writer {
                 Ok(target) => {
                     d.durable = d.durable.max(target);
                     self.durable_seq.fetch_max(d.durable, Ordering::Release);
-                    d.last_round_appends = appends.saturating_sub(d.captured_appends);
-                    d.captured_appends = appends;
                     d.last_sync = took;
+                    // The leader and every follower this sync covers return now.
+                    let durable = d.durable;
+                    let released = 1 + d.waiting.iter().filter(|&&s| s <= durable).count();
+                    self.returning.store(released as u64, Ordering::Release);
                 }
                 Err(e) => {
                     let e = self.poisoned(e);

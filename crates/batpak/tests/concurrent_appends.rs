@@ -195,3 +195,49 @@ fn batches_appended_together_are_each_atomic_and_share_one_fsync() {
     assert_eq!(store.stream("a").unwrap().len(), 2);
     assert_eq!(store.stream("c").unwrap().len(), 1);
 }
+
+#[test]
+fn sixteen_durable_appenders_share_their_fsyncs() {
+    const THREADS: usize = 16;
+    const EACH: usize = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let before = store.sync_latency().count;
+    let barrier = Arc::new(std::sync::Barrier::new(THREADS));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, barrier) = (Arc::clone(&store), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                let c = Coordinate::new(format!("t:{t}"), "s").unwrap();
+                barrier.wait();
+                for _ in 0..EACH {
+                    let r = store
+                        .append_raw(
+                            &c,
+                            EventKind::custom(1, 1),
+                            RawPayload::json(b"{}"),
+                            AppendOptions::default(),
+                        )
+                        .unwrap();
+                    // Durable on return: the frontier covers it.
+                    assert!(store.frontier().durable >= r.sequence);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let syncs = store.sync_latency().count - before;
+    let appends = (THREADS * EACH) as u64;
+    eprintln!(
+        "{appends} durable appends from {THREADS} threads in {syncs} fsyncs: {:.1} per fsync",
+        appends as f64 / syncs as f64
+    );
+    // Group commit: a sync covers several waiting appenders (one each would be 640).
+    assert!(
+        syncs * 4 <= appends,
+        "{syncs} fsyncs for {appends} durable appends from {THREADS} threads"
+    );
+    assert_eq!(store.count(&Region::all()).unwrap(), appends);
+}
