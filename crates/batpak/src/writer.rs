@@ -339,9 +339,14 @@ impl Writer {
         }
         if self.checkpoint_due.load(Ordering::Relaxed)
             && self.checkpoint_due.swap(false, Ordering::AcqRel)
+            && crate::checkpoint::pays(self.durable(), self.checkpointed.load(Ordering::Acquire))
         {
-            // Best effort: the append has succeeded, and a missing or older checkpoint
-            // only makes the next open scan more (its report says why).
+            // A rotation checkpoints when it pays, as a close does: a large store once a
+            // sixteenth of it is new, so checkpoint bytes written stay a bounded
+            // multiple of the events appended and an open after a crash scans at most
+            // a sixteenth of the store. Best effort: the append has succeeded, and a
+            // missing or older checkpoint only makes the next open scan more (its
+            // report says why).
             if let Err(e) = self.write_checkpoint() {
                 log_warn!("rotation checkpoint not written: {e}");
             }

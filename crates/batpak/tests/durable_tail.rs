@@ -333,3 +333,60 @@ fn cut_to(path: &Path, len: u64) {
         .set_len(len)
         .unwrap();
 }
+
+/// Events the checkpoint file covers (its header's `events` field), 0 when none.
+fn checkpointed(dir: &Path) -> u64 {
+    fs::read(dir.join("index.ckpt"))
+        .ok()
+        .and_then(|b| {
+            b.get(32..40)
+                .map(|w| u64::from_le_bytes(w.try_into().unwrap()))
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn rotation_checkpoints_come_once_a_sixteenth_of_the_store_is_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .segment_size(64 * 1024)
+        .open()
+        .unwrap();
+    let c = batpak::Coordinate::new("e", "s").unwrap();
+    let mut seen = vec![0u64];
+    for round in 0..150u32 {
+        let mut batch = batpak::Batch::new();
+        for i in 0..200u32 {
+            batch.push_raw(
+                &c,
+                batpak::EventKind::custom(1, 1),
+                batpak::RawPayload::opaque(&[(round + i) as u8; 60]),
+                batpak::AppendOptions::default(),
+            );
+        }
+        store.append_batch(&batch).unwrap();
+        let now = checkpointed(dir.path());
+        if now != *seen.last().unwrap() {
+            seen.push(now);
+        }
+    }
+    assert!(
+        store.stats().unwrap().segments > 50,
+        "the store rotated often"
+    );
+    // Beyond a small store, each rotation checkpoint waits for a sixteenth of the
+    // store to be new: their number grows with the log of the store's size, not with
+    // its segments.
+    for pair in seen.windows(2) {
+        let (before, after) = (pair[0], pair[1]);
+        if before > 4096 {
+            assert!(
+                (after - before) * 16 >= after,
+                "a rotation checkpoint at {after} events followed one at {before}: {seen:?}"
+            );
+        }
+    }
+    eprintln!("checkpoints at {seen:?}");
+    assert!(seen.len() < 80, "{} checkpoints: {seen:?}", seen.len());
+    drop(store);
+}

@@ -408,6 +408,10 @@ impl Writer {
             }
             Err(e) => {
                 log_warn!("no checkpoint after compaction: {e}");
+                // The checkpoint on disk describes the files before the swap: it
+                // proves nothing now, so the next rotation or close writes one.
+                self.checkpointed
+                    .store(0, std::sync::atomic::Ordering::Release);
                 self.checkpoint_due
                     .store(true, std::sync::atomic::Ordering::Release);
             }
