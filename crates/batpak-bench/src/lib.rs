@@ -90,6 +90,17 @@ impl Default for IdSource {
     }
 }
 
+/// A `/proc/self/status` field (`VmRSS:`, `VmHWM:`, `RssAnon:`...) in bytes, 0 when
+/// unavailable.
+pub fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
 /// Unix nanoseconds.
 fn now_ns() -> u64 {
     SystemTime::now()

@@ -50,31 +50,37 @@ fn peak_during(f: impl FnOnce()) -> usize {
     PEAK.load(Ordering::Relaxed) - base
 }
 
+/// A store (no fsync) of `n` events of `payload`, round-robin over `entities`.
+fn filled(n: usize, entities: usize, payload: &[u8]) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::builder(dir.path())
+        .sync_policy(SyncPolicy::Never)
+        .open()
+        .unwrap();
+    for first in (0..n).step_by(10_000) {
+        let mut batch = Batch::new();
+        for i in first..(first + 10_000).min(n) {
+            let c = Coordinate::new(format!("e:{}", i % entities), "s").unwrap();
+            batch.push_raw(
+                &c,
+                EventKind::custom(1, 1),
+                RawPayload::opaque(payload),
+                AppendOptions::default(),
+            );
+        }
+        store.append_batch(&batch).unwrap();
+    }
+    (dir, store)
+}
+
 #[test]
 fn a_walk_over_200000_events_holds_one_page() {
     let _turn = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     const N: usize = 200_000;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path())
-        .sync_policy(SyncPolicy::Never)
-        .open()
-        .unwrap();
     let payload = [7u8; 100];
-    for first in (0..N).step_by(10_000) {
-        let mut batch = Batch::new();
-        for i in first..first + 10_000 {
-            let c = Coordinate::new(format!("e:{}", i % 100), "s").unwrap();
-            batch.push_raw(
-                &c,
-                EventKind::custom(1, 1),
-                RawPayload::opaque(&payload),
-                AppendOptions::default(),
-            );
-        }
-        store.append_batch(&batch).unwrap();
-    }
+    let (_dir, store) = filled(N, 100, &payload);
     let region = Region::all();
     let mut walked = 0usize;
     let streaming = peak_during(|| {
@@ -102,26 +108,7 @@ fn a_close_writes_its_checkpoint_without_copies_of_the_whole_file() {
     let _turn = SERIAL
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    const N: usize = 200_000;
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::builder(dir.path())
-        .sync_policy(SyncPolicy::Never)
-        .open()
-        .unwrap();
-    let payload = [7u8; 20];
-    for first in (0..N).step_by(10_000) {
-        let mut batch = Batch::new();
-        for i in first..first + 10_000 {
-            let c = Coordinate::new(format!("e:{}", i % 1000), "s").unwrap();
-            batch.push_raw(
-                &c,
-                EventKind::custom(1, 1),
-                RawPayload::opaque(&payload),
-                AppendOptions::default(),
-            );
-        }
-        store.append_batch(&batch).unwrap();
-    }
+    let (dir, store) = filled(200_000, 1000, &[7u8; 20]);
     let ckpt = dir.path().join("index.ckpt");
     let peak = peak_during(|| store.close().unwrap());
     let file = std::fs::metadata(&ckpt).unwrap().len() as usize;

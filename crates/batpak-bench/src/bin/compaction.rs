@@ -24,6 +24,7 @@ use batpak::{
     AppendOptions, Batch, Compaction, Coordinate, EventPayload, RetentionRule, RetentionSelector,
     Store, SyncPolicy,
 };
+use batpak_bench::status_bytes;
 use rusqlite::{params, Connection};
 use serde::{Deserialize, Serialize};
 
@@ -102,16 +103,6 @@ fn dir_bytes(dir: &Path) -> u64 {
 
 fn file_bytes(path: &Path) -> u64 {
     std::fs::metadata(path).map_or(0, |m| m.len())
-}
-
-/// A `/proc/self/status` field in kB, as bytes (0 when unavailable).
-fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn rss_bytes() -> u64 {

@@ -16,7 +16,9 @@ use batpak::{
     AppendOptions, Batch, Coordinate, EventPayload, Freshness, IndexSource, Projection, Region,
     Store, SyncPolicy,
 };
-use batpak_bench::{entity_name, OrderPlaced, SqliteJournal, Synchronous, ENTITIES, SCOPE};
+use batpak_bench::{
+    entity_name, status_bytes, OrderPlaced, SqliteJournal, Synchronous, ENTITIES, SCOPE,
+};
 
 fn dir_bytes(dir: &Path) -> u64 {
     let mut total = 0;
@@ -46,16 +48,6 @@ impl Projection for Units {
         self.0 += u64::from(event.decode::<OrderPlaced>()?.qty);
         Ok(())
     }
-}
-
-/// A line of `/proc/self/status` in bytes (`VmRSS`, `VmHWM`).
-fn status_bytes(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// The child: open the store, read ten entities' streams, close; print the peak RSS.

@@ -807,17 +807,21 @@ mod tests {
     }
 
     /// Pins every byte of a minimal record. If this changes, the format version must too.
-    #[test]
-    fn known_strings_stand_in_for_equal_bytes_only() {
-        let draft = RecordDraft {
+    /// The record of the minimal golden bytes: no optional field, a 4-byte payload.
+    fn minimal_draft() -> RecordDraft<'static> {
+        RecordDraft {
             header: sample_header(),
             metadata: &[],
             entity: "e:1",
             scope: "s",
             salt: [0x11; SALT_LEN],
             payload: b"\x81\xa1a\x01",
-        };
-        let bytes = encode_one(&draft);
+        }
+    }
+
+    #[test]
+    fn known_strings_stand_in_for_equal_bytes_only() {
+        let bytes = encode_one(&minimal_draft());
         let (entity, scope) = (String::from("e:1"), String::from("s"));
         let (view, _) = decode_known(&bytes, Some((&entity, &scope))).unwrap();
         // The caller's strings, not the frame's bytes: nothing was validated again.
@@ -832,14 +836,7 @@ mod tests {
 
     #[test]
     fn golden_bytes_minimal_record() {
-        let draft = RecordDraft {
-            header: sample_header(),
-            metadata: &[],
-            entity: "e:1",
-            scope: "s",
-            salt: [0x11; SALT_LEN],
-            payload: b"\x81\xa1a\x01",
-        };
+        let draft = minimal_draft();
         let bytes = encode_one(&draft);
         let expected_hex = concat!(
             "66fc9bff",
