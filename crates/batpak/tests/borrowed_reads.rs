@@ -325,7 +325,7 @@ fn a_reused_batch_appends_without_an_allocation_per_item() {
         .collect();
     let payloads: Vec<Placed> = (0..50).map(placed).collect();
     let mut batch = Batch::with_capacity(1000);
-    let mut fill_and_append = |batch: &mut Batch| {
+    let fill_and_append = |batch: &mut Batch| {
         batch.clear();
         for i in 0..1000 {
             batch
