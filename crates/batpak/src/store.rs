@@ -725,7 +725,13 @@ impl Store {
         mut f: impl FnMut(&EventView<'_>) -> Result<()>,
     ) -> Result<()> {
         for t in &located.targets {
-            let coordinate = &located.coordinates[t.coordinate as usize].1;
+            let Some(coordinate) = located.coordinates.get(t.coordinate) else {
+                return Err(Error::Corrupt {
+                    path: self.segments.path_of(t.location.segment()),
+                    offset: t.location.offset(),
+                    detail: format!("no coordinate at place {} of the read", t.coordinate),
+                });
+            };
             let known = Some((coordinate.entity(), coordinate.scope()));
             self.segments
                 .with_pinned_record_of(&located.files, t.location, known, |record| {
@@ -1017,10 +1023,57 @@ struct Coordinates<'i> {
     index: &'i Index,
     /// Each coordinate with the (entity, scope) ids it was built from, searched in
     /// order while there are few.
-    list: Vec<((u32, u32), Coordinate)>,
+    list: CoordinateList,
     /// The places by ids, built once `list` outgrows a linear search.
     places: crate::maps::FastMap<(u32, u32), u32>,
     last: Option<((u32, u32), u32)>,
+}
+
+/// The coordinates of a read, each with the (entity, scope) ids it was built from;
+/// the first held inline, so a read of one entity (a get, a stream) allocates no
+/// list.
+#[derive(Default)]
+struct CoordinateList {
+    first: Option<((u32, u32), Coordinate)>,
+    rest: Vec<((u32, u32), Coordinate)>,
+}
+
+impl CoordinateList {
+    fn len(&self) -> usize {
+        usize::from(self.first.is_some()) + self.rest.len()
+    }
+
+    fn entry(&self, place: u32) -> Option<&((u32, u32), Coordinate)> {
+        match place {
+            0 => self.first.as_ref(),
+            p => self.rest.get(p as usize - 1),
+        }
+    }
+
+    /// The coordinate at `place` (a place `push` returned).
+    fn get(&self, place: u32) -> Option<&Coordinate> {
+        self.entry(place).map(|(_, c)| c)
+    }
+
+    fn position(&self, key: (u32, u32)) -> Option<u32> {
+        if self.first.as_ref().is_some_and(|(k, _)| *k == key) {
+            return Some(0);
+        }
+        self.rest
+            .iter()
+            .position(|(k, _)| *k == key)
+            .map(|p| p as u32 + 1)
+    }
+
+    /// Adds a coordinate; returns its place.
+    fn push(&mut self, key: (u32, u32), coordinate: Coordinate) -> u32 {
+        if self.first.is_none() {
+            self.first = Some((key, coordinate));
+        } else {
+            self.rest.push((key, coordinate));
+        }
+        (self.len() - 1) as u32
+    }
 }
 
 /// Coordinates searched linearly before a map is worth building.
@@ -1030,7 +1083,7 @@ impl<'i> Coordinates<'i> {
     fn new(index: &'i Index) -> Self {
         Coordinates {
             index,
-            list: Vec::new(),
+            list: CoordinateList::default(),
             places: Default::default(),
             last: None,
         }
@@ -1045,10 +1098,7 @@ impl<'i> Coordinates<'i> {
             }
         }
         let found = if self.list.len() <= LINEAR_COORDINATES {
-            self.list
-                .iter()
-                .position(|(k, _)| *k == key)
-                .map(|p| p as u32)
+            self.list.position(key)
         } else {
             self.places.get(&key).copied()
         };
@@ -1057,14 +1107,10 @@ impl<'i> Coordinates<'i> {
                 self.index.entities().shared(entity),
                 self.index.scopes().shared(scope),
             );
-            self.list.push((key, coordinate));
-            let place = (self.list.len() - 1) as u32;
+            let place = self.list.push(key, coordinate);
             if self.list.len() == LINEAR_COORDINATES + 1 {
-                self.places = self
-                    .list
-                    .iter()
-                    .zip(0..)
-                    .map(|((k, _), p)| (*k, p))
+                self.places = (0..self.list.len() as u32)
+                    .filter_map(|p| Some((self.list.entry(p)?.0, p)))
                     .collect();
             } else if self.list.len() > LINEAR_COORDINATES + 1 {
                 self.places.insert(key, place);
@@ -1080,8 +1126,8 @@ impl<'i> Coordinates<'i> {
 /// turn, so the locations stay valid whatever a compaction swaps meanwhile.
 pub(crate) struct Located {
     targets: Vec<Target>,
-    /// What `Target::coordinate` indexes (with the ids each was built from).
-    coordinates: Vec<((u32, u32), Coordinate)>,
+    /// What `Target::coordinate` indexes.
+    coordinates: CoordinateList,
     files: crate::segment::Pinned,
 }
 
