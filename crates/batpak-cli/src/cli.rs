@@ -546,7 +546,8 @@ pub struct AppendArgs {
     /// The kind, C:T.
     #[arg(long)]
     pub kind: EventKind,
-    /// Expected version of the entity: a number, `none` (no events yet) or `any`.
+    /// Expected version of the entity: a number, `none` (no events yet), `exists` (at
+    /// least one) or `any`.
     #[arg(long, default_value = "any")]
     pub expect: ExpectedVersion,
     /// The event that caused this one.

@@ -59,13 +59,14 @@ pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     Ok(value)
 }
 
-/// `"any"`, `"no_stream"` or the exact version the entity's newest event must have.
+/// `"any"`, `"no_stream"`, `"stream_exists"` or the exact version the entity's newest
+/// event must have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ExpectedJson {
     /// The version the entity's newest event must have.
     Exact(u64),
-    /// `"any"` or `"no_stream"`.
+    /// `"any"`, `"no_stream"` or `"stream_exists"`.
     Word(ExpectedWord),
 }
 
@@ -77,6 +78,8 @@ pub enum ExpectedWord {
     Any,
     /// The entity must have no events.
     NoStream,
+    /// The entity must have at least one event, of any version.
+    StreamExists,
 }
 
 impl From<ExpectedJson> for ExpectedVersion {
@@ -85,6 +88,7 @@ impl From<ExpectedJson> for ExpectedVersion {
             ExpectedJson::Exact(v) => ExpectedVersion::Exact(v),
             ExpectedJson::Word(ExpectedWord::Any) => ExpectedVersion::Any,
             ExpectedJson::Word(ExpectedWord::NoStream) => ExpectedVersion::NoStream,
+            ExpectedJson::Word(ExpectedWord::StreamExists) => ExpectedVersion::StreamExists,
         }
     }
 }
@@ -93,6 +97,7 @@ pub(crate) fn expected_json(e: ExpectedVersion) -> Value {
     match e {
         ExpectedVersion::Exact(v) => json!(v),
         ExpectedVersion::NoStream => json!("no_stream"),
+        ExpectedVersion::StreamExists => json!("stream_exists"),
         _ => json!("any"),
     }
 }
@@ -135,7 +140,7 @@ pub struct AppendRequest {
     #[serde(default)]
     #[schema(value_type = Option<crate::contract::EncodingDoc>)]
     pub encoding: Option<Encoding>,
-    /// `"any"` (default), `"no_stream"` or a version.
+    /// `"any"` (default), `"no_stream"`, `"stream_exists"` or a version.
     #[serde(default)]
     pub expected_version: Option<ExpectedJson>,
     /// Repeating an append with the same key and content returns the first receipt.

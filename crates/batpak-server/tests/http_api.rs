@@ -217,6 +217,7 @@ fn every_bad_append_is_a_clear_error_that_writes_nothing() {
         ("control character in metadata", with("metadata", json!({"k": "a\u{7}"})).to_string(), 400, "invalid_metadata", "metadata"),
         ("metadata value not text", with("metadata", json!({"k": 1})).to_string(), 400, "invalid_field", "metadata.k"),
         ("version conflict", with("expected_version", json!("no_stream")).to_string(), 409, "version_conflict", ""),
+        ("no stream to exist", json!({"entity": "order-2", "scope": "orders", "kind": "1:1", "payload": {}, "expected_version": "stream_exists"}).to_string(), 409, "version_conflict", ""),
     ];
     for (what, body, status, code, field) in cases {
         let a = c.post_text("/v1/events", &body);
@@ -231,6 +232,19 @@ fn every_bad_append_is_a_clear_error_that_writes_nothing() {
         );
         assert_eq!(events_in(&c), 1, "{what} wrote something");
     }
+}
+
+#[test]
+fn stream_exists_appends_to_an_entity_with_events() {
+    let (_dir, store) = store();
+    let server = start(store, |b| b);
+    let c = server.client();
+    c.append("order-1", "orders", "1:1", json!({}));
+    let body = json!({"entity": "order-1", "scope": "orders", "kind": "1:1", "payload": {},
+                      "expected_version": "stream_exists"});
+    let a = c.post("/v1/events", &body);
+    assert!(a.status == 200 || a.status == 201, "{}", a.body);
+    assert_eq!(a.body["receipt"]["version"], 1, "{}", a.body);
 }
 
 #[test]

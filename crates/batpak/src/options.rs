@@ -13,7 +13,7 @@ pub const CAUSE_STORE_KEY: &str = "batpak:cause-store";
 
 /// The version the caller expects the entity to be at before the append.
 ///
-/// Serde: `"any"`, `"no_stream"` or `{"exact": N}`.
+/// Serde: `"any"`, `"no_stream"`, `"stream_exists"` or `{"exact": N}`.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -24,6 +24,9 @@ pub enum ExpectedVersion {
     Any,
     /// The entity must have no events yet.
     NoStream,
+    /// The entity must have at least one event, of any version (one compaction removed
+    /// whole still counts: its versions continue).
+    StreamExists,
     /// The entity's latest event must have exactly this version.
     Exact(u64),
 }
@@ -33,6 +36,7 @@ impl fmt::Display for ExpectedVersion {
         match self {
             ExpectedVersion::Any => write!(f, "any version"),
             ExpectedVersion::NoStream => write!(f, "no events"),
+            ExpectedVersion::StreamExists => write!(f, "at least one event"),
             ExpectedVersion::Exact(v) => write!(f, "version {v}"),
         }
     }
@@ -41,17 +45,18 @@ impl fmt::Display for ExpectedVersion {
 impl std::str::FromStr for ExpectedVersion {
     type Err = crate::Error;
 
-    /// `any`, `none` (no events yet) or a version number.
+    /// `any`, `none` (no events yet), `exists` (at least one) or a version number.
     fn from_str(text: &str) -> crate::Result<Self> {
         match text {
             "any" => Ok(ExpectedVersion::Any),
             "none" => Ok(ExpectedVersion::NoStream),
+            "exists" => Ok(ExpectedVersion::StreamExists),
             n => n
                 .parse()
                 .map(ExpectedVersion::Exact)
                 .map_err(|_| crate::Error::Malformed {
                     what: "expected version",
-                    detail: format!("{n:?} is not a version (a number, `none` or `any`)"),
+                    detail: format!("{n:?} is not a version (a number, `none`, `exists` or `any`)"),
                 }),
         }
     }
@@ -63,6 +68,7 @@ impl ExpectedVersion {
         match self {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => actual.is_none(),
+            ExpectedVersion::StreamExists => actual.is_some(),
             ExpectedVersion::Exact(v) => actual == Some(v),
         }
     }

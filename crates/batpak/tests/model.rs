@@ -48,6 +48,7 @@ const QUERY_SCOPES: [&str; 3] = ["s1", "s2", "s3"];
 enum ExpGen {
     Any,
     NoStream,
+    StreamExists,
     Exact(u64),
     /// Whatever the model says the entity is at (within a batch: after earlier items).
     Current,
@@ -158,6 +159,7 @@ fn item_gen() -> impl Strategy<Value = ItemGen> {
     let expected = prop_oneof![
         10 => Just(ExpGen::Any),
         1 => Just(ExpGen::NoStream),
+        1 => Just(ExpGen::StreamExists),
         1 => (0..4u64).prop_map(ExpGen::Exact),
         4 => Just(ExpGen::Current),
     ];
@@ -508,6 +510,7 @@ fn admits(expected: ExpectedVersion, actual: Option<u64>) -> bool {
     match expected {
         ExpectedVersion::Any => true,
         ExpectedVersion::NoStream => actual.is_none(),
+        ExpectedVersion::StreamExists => actual.is_some(),
         ExpectedVersion::Exact(v) => actual == Some(v),
     }
 }
@@ -920,6 +923,7 @@ impl Harness {
             let expected = match g.expected {
                 ExpGen::Any => ExpectedVersion::Any,
                 ExpGen::NoStream => ExpectedVersion::NoStream,
+                ExpGen::StreamExists => ExpectedVersion::StreamExists,
                 ExpGen::Exact(v) => ExpectedVersion::Exact(v),
                 ExpGen::Current => {
                     current.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact)

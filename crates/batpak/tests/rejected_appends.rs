@@ -447,3 +447,53 @@ fn a_retry_must_repeat_one_whole_earlier_append() {
         assert_eq!(store.append_batch(&b).unwrap().len(), 2);
     });
 }
+
+#[test]
+fn stream_exists_refuses_an_entity_without_events_and_admits_any_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let c = coord("cart:9");
+    let exists = AppendOptions::expect(ExpectedVersion::StreamExists);
+    unchanged(&store, || {
+        match store.append_with(&c, &note("first"), exists.clone()) {
+            Err(Error::VersionConflict {
+                entity,
+                expected,
+                actual,
+            }) => {
+                assert_eq!(entity, "cart:9");
+                assert_eq!(expected, ExpectedVersion::StreamExists);
+                assert_eq!(actual, None);
+            }
+            other => panic!("expected a version conflict, got {other:?}"),
+        }
+    });
+    store.append(&c, &note("made")).unwrap();
+    for i in 1..4u64 {
+        let r = store
+            .append_with(&c, &note("more"), exists.clone())
+            .unwrap();
+        assert_eq!(r.version, i, "any version will do");
+    }
+    // Inside a batch, an earlier item makes the entity exist for the later ones.
+    let fresh = coord("cart:10");
+    let mut batch = Batch::new();
+    batch
+        .push(&fresh, &note("a"), AppendOptions::default())
+        .unwrap();
+    batch.push(&fresh, &note("b"), exists.clone()).unwrap();
+    assert_eq!(store.append_batch(&batch).unwrap()[1].version, 1);
+    // Its text and wire forms.
+    assert_eq!(
+        "exists".parse::<ExpectedVersion>().unwrap(),
+        ExpectedVersion::StreamExists
+    );
+    assert_eq!(
+        serde_json::to_string(&ExpectedVersion::StreamExists).unwrap(),
+        "\"stream_exists\""
+    );
+    assert_eq!(
+        ExpectedVersion::StreamExists.to_string(),
+        "at least one event"
+    );
+}
