@@ -98,7 +98,7 @@ pub(crate) fn expected_json(e: ExpectedVersion) -> Value {
         ExpectedVersion::Exact(v) => json!(v),
         ExpectedVersion::NoStream => json!("no_stream"),
         ExpectedVersion::StreamExists => json!("stream_exists"),
-        _ => json!("any"),
+        ExpectedVersion::Any => json!("any"),
     }
 }
 

@@ -12,7 +12,7 @@
 //!     entity_len u16 | entity | scope_len u16 | scope | payload_digest [32] | prev_hash [32])
 //! coordinate_key    = blake3::derive_key("batpak 2026 coordinate digest v1", b"")
 //! coordinate_digest = blake3::keyed_hash(coordinate_key,
-//!     entity_len u16 | entity | scope_len u16 | scope)
+//!     entity_len u16 | entity | scope_len u16 | scope)      (in `coordinate.rs`)
 //! ```
 //! All integers little-endian. The payload enters only through its digest, so a
 //! redacted record (payload and salt erased, digest kept) still verifies. Metadata
@@ -111,11 +111,6 @@ pub(crate) fn payload_digest(salt: &[u8; SALT_LEN], payload: &[u8]) -> Hash {
         input.put(salt);
         input.put(payload);
     })
-}
-
-/// The digest of a coordinate that receipts carry (and sign) in its place.
-pub(crate) fn coordinate_digest(entity: &str, scope: &str) -> Hash {
-    crate::coordinate::digest_of(entity, scope)
 }
 
 /// Bytes of the event-hash input besides entity and scope.

@@ -210,6 +210,28 @@ mod tests {
     }
 
     #[test]
+    fn the_carried_digest_is_the_one_computed_on_demand_and_follows_the_layout() {
+        let made = Coordinate::new("order:507", "tenant:acme").unwrap();
+        let interned = Coordinate::from_interned("order:507".into(), "tenant:acme".into());
+        assert!(made.digest.is_some() && interned.digest.is_none());
+        // The documented layout, assembled by hand: u16 LE length and bytes of each.
+        let key = blake3::derive_key("batpak 2026 coordinate digest v1", &[]);
+        let mut input = Vec::new();
+        for text in ["order:507", "tenant:acme"] {
+            input.extend_from_slice(&(text.len() as u16).to_le_bytes());
+            input.extend_from_slice(text.as_bytes());
+        }
+        let expected = Hash::from_bytes(*blake3::keyed_hash(&key, &input).as_bytes());
+        assert_eq!(made.digest(), expected);
+        assert_eq!(interned.digest(), expected);
+        // The carried digest takes no part in equality, order or hashing.
+        assert_eq!(made, interned);
+        assert_eq!(made.cmp(&interned), Ordering::Equal);
+        let set: std::collections::HashSet<Coordinate> = [made, interned].into();
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
     fn accepts_ordinary_names() {
         let c = Coordinate::new("order:507", "tenant:acme").unwrap();
         assert_eq!(c.entity(), "order:507");

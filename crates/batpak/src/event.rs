@@ -475,7 +475,9 @@ pub(crate) fn check_target(
     c: &Coordinate,
 ) -> std::result::Result<(), String> {
     let h = &view.header;
-    if h.sequence != sequence || view.entity != c.entity() || view.scope != c.scope() {
+    // A record decoded with the index's strings holds those very strings: no compare.
+    let same = |stored: &str, expected: &str| std::ptr::eq(stored, expected) || stored == expected;
+    if h.sequence != sequence || !same(view.entity, c.entity()) || !same(view.scope, c.scope()) {
         return Err(format!(
             "record holds sequence {} of {:?} in {:?}, the index expects sequence {} of {:?} in {:?}",
             h.sequence,

@@ -725,25 +725,21 @@ impl Store {
         mut f: impl FnMut(&EventView<'_>) -> Result<()>,
     ) -> Result<()> {
         for t in &located.targets {
-            let Some(coordinate) = located.coordinates.get(t.coordinate) else {
-                return Err(Error::Corrupt {
-                    path: self.segments.path_of(t.location.segment()),
-                    offset: t.location.offset(),
-                    detail: format!("no coordinate at place {} of the read", t.coordinate),
-                });
+            let corrupt = |detail: String| Error::Corrupt {
+                path: self.segments.path_of(t.location.segment()),
+                offset: t.location.offset(),
+                detail,
             };
+            let coordinate = located.coordinates.get(t.coordinate).ok_or_else(|| {
+                corrupt(format!(
+                    "no coordinate at place {} of the read",
+                    t.coordinate
+                ))
+            })?;
             let known = Some((coordinate.entity(), coordinate.scope()));
             self.segments
                 .with_pinned_record_of(&located.files, t.location, known, |record| {
-                    let event =
-                        EventView::new(record, t.sequence, coordinate).map_err(|detail| {
-                            Error::Corrupt {
-                                path: self.segments.path_of(t.location.segment()),
-                                offset: t.location.offset(),
-                                detail,
-                            }
-                        })?;
-                    f(&event)
+                    f(&EventView::new(record, t.sequence, coordinate).map_err(corrupt)?)
                 })?;
         }
         Ok(())

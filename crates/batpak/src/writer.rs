@@ -476,7 +476,7 @@ impl Writer {
                     version: v.header.version,
                     timestamp_ns: v.header.timestamp_ns,
                     kind: v.header.kind,
-                    coordinate_digest: chain::coordinate_digest(v.entity, v.scope),
+                    coordinate_digest: crate::coordinate::digest_of(v.entity, v.scope),
                     event_hash: chain::record_hash(v),
                     prev_hash: v.header.prev_hash,
                     signature: None,
