@@ -360,6 +360,19 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Also serve the KurrentDB (EventStoreDB) client gRPC protocol here, so
+    /// unmodified KurrentDB clients read and write this store (TLS with
+    /// --tls-cert; with --tokens, the token is the password of basic credentials).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub kurrentdb_addr: Option<std::net::SocketAddr>,
+    /// The scope events appended through the KurrentDB protocol go to.
+    #[arg(
+        long,
+        default_value = "kurrentdb",
+        value_name = "SCOPE",
+        requires = "kurrentdb_addr"
+    )]
+    pub kurrentdb_scope: String,
     /// Serve without appending: open the store read-only (a view while another
     /// process writes it) and refuse appends.
     #[arg(long)]

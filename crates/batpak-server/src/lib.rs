@@ -21,6 +21,7 @@ mod console;
 mod contract;
 mod error;
 mod facade;
+mod kurrent;
 mod limits;
 mod metrics;
 mod params;

@@ -23,6 +23,7 @@ use crate::tls::{TlsConfig, TlsListener};
 /// A batpak store over HTTP. See [`Server::builder`].
 pub struct Server {
     listener: TcpListener,
+    kurrent: Option<crate::kurrent::Listener>,
     tls: Option<TlsConfig>,
     app: Arc<App>,
     shutdown: tokio::sync::watch::Sender<bool>,
@@ -74,6 +75,7 @@ pub struct ServerBuilder {
     log: Option<LogFn>,
     registry: Registry,
     tls: Option<TlsConfig>,
+    kurrentdb: Option<(SocketAddr, String)>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -102,6 +104,7 @@ impl Server {
             log: None,
             registry: Registry::default(),
             tls: None,
+            kurrentdb: None,
         }
     }
 
@@ -113,6 +116,11 @@ impl Server {
     /// The address the server listens on (the port the OS chose for port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address of the KurrentDB protocol listener, when there is one.
+    pub fn kurrentdb_addr(&self) -> Option<SocketAddr> {
+        self.kurrent.as_ref().and_then(|k| k.local_addr().ok())
     }
 
     /// The async store the server uses, for an application that serves its own
@@ -135,15 +143,23 @@ impl Server {
     ) -> Result<(), ServeError> {
         let Server {
             listener,
+            kurrent,
             tls,
             app,
             shutdown,
         } = self;
         let router = api::router(Arc::clone(&app));
-        let stop = async move {
+        let stopped = app.shutdown.clone();
+        tokio::spawn(async move {
             signal.await;
             shutdown.send_replace(true);
+        });
+        let until = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
         };
+        let stop = until(stopped.clone());
+        let grpc =
+            kurrent.map(|k| tokio::spawn(k.serve(Arc::clone(&app), tls.clone(), until(stopped))));
         let served = match tls {
             None => {
                 let listener = listener.tap_io(|tcp| {
@@ -161,11 +177,16 @@ impl Server {
                     .await
             }
         };
+        let grpc = match grpc {
+            None => Ok(()),
+            Some(task) => task.await.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        };
         app.cursors.close_all();
         let store = app.store.clone();
         drop(app);
         let closed = close(store).await;
         served.map_err(ServeError::Io)?;
+        grpc.map_err(ServeError::Io)?;
         closed.map_err(ServeError::Store)
     }
 }
@@ -266,6 +287,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Also serves the KurrentDB (EventStoreDB) client gRPC protocol on `addr`
+    /// (port 0: any free port), appending into `scope`; with TLS when the server
+    /// has a certificate. Tokens apply the same way (basic credentials, the token
+    /// as the password).
+    #[must_use]
+    pub fn kurrentdb(mut self, addr: SocketAddr, scope: &str) -> Self {
+        self.kurrentdb = Some((addr, scope.to_string()));
+        self
+    }
+
     /// Receives one line per request: method, route, status, latency, principal.
     #[must_use]
     pub fn request_log(mut self, log: impl Fn(&str) + Send + Sync + 'static) -> Self {
@@ -282,6 +313,26 @@ impl ServerBuilder {
             )));
         }
         let listener = TcpListener::bind(addr).await.map_err(ServeError::Io)?;
+        let kurrent = match self.kurrentdb {
+            None => None,
+            Some((addr, scope)) => {
+                if self.tokens.is_none() && !addr.ip().is_loopback() && !self.open_remote {
+                    return Err(ServeError::Refused(format!(
+                        "refusing to serve the KurrentDB protocol on {addr} without a tokens file; give tokens, listen on 127.0.0.1, or allow it explicitly (--insecure)"
+                    )));
+                }
+                batpak::Coordinate::new("kurrentdb", scope.as_str()).map_err(|e| {
+                    ServeError::Refused(format!(
+                        "the KurrentDB scope {scope:?} is not a scope: {e}"
+                    ))
+                })?;
+                Some(
+                    crate::kurrent::Listener::bind(addr, scope)
+                        .await
+                        .map_err(ServeError::Io)?,
+                )
+            }
+        };
         let (shutdown, watch) = tokio::sync::watch::channel(false);
         let app = App {
             store: AsyncStore::new(self.store),
@@ -298,6 +349,7 @@ impl ServerBuilder {
         };
         Ok(Server {
             listener,
+            kurrent,
             tls: self.tls,
             app: Arc::new(app),
             shutdown,

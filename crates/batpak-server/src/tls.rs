@@ -138,3 +138,72 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
+
+/// A TLS connection for the gRPC listener (tonic asks each connection for its
+/// peer through `Connected`).
+pub(crate) struct GrpcTls(TlsStream<TcpStream>);
+
+impl tonic::transport::server::Connected for GrpcTls {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for GrpcTls {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for GrpcTls {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+/// The connections of `tcp` whose TLS handshake finished, offering HTTP/2 (gRPC)
+/// by ALPN, with the server's certificate.
+pub(crate) fn h2_incoming(
+    tcp: TcpListener,
+    tls: &TlsConfig,
+) -> std::io::Result<impl futures_util::Stream<Item = std::io::Result<GrpcTls>>> {
+    let mut config = (*tls.config).clone();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let listener = TlsListener::new(
+        tcp,
+        &TlsConfig {
+            config: Arc::new(config),
+        },
+    )?;
+    Ok(futures_util::stream::unfold(
+        listener,
+        |mut listener| async move {
+            let conn = listener.ready.recv().await?;
+            Some((Ok(GrpcTls(conn.0)), listener))
+        },
+    ))
+}

@@ -52,6 +52,9 @@ pub fn serve(ctx: &Context, a: ServeArgs) -> Outcome {
         if let Some(tls) = tls {
             builder = builder.tls(tls);
         }
+        if let Some(addr) = a.kurrentdb_addr {
+            builder = builder.kurrentdb(addr, &a.kurrentdb_scope);
+        }
         if !a.quiet {
             builder = builder.request_log(|line| eprintln!("{line}"));
         }
@@ -66,6 +69,12 @@ pub fn serve(ctx: &Context, a: ServeArgs) -> Outcome {
             dir.display(),
             if a.read_only { ", read-only" } else { "" }
         ))?;
+        if let Some(grpc) = server.kurrentdb_addr() {
+            let tls = if server.is_tls() { "true" } else { "false" };
+            out(&format!(
+                "KurrentDB protocol on kurrentdb://{grpc}?tls={tls}\n"
+            ))?;
+        }
         server
             .serve()
             .await
