@@ -53,7 +53,7 @@ impl Filter {
         } else {
             Some(fancy_regex::Regex::new(&expression.regex).map_err(|e| {
                 invalid(format!(
-                    "the filter's regex {:?} is not one: {e}",
+                    "the filter's regex {:?} does not compile: {e}",
                     expression.regex
                 ))
             })?)
