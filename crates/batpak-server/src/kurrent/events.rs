@@ -115,7 +115,7 @@ pub(crate) fn draft(
     at: usize,
     principal: Option<&str>,
 ) -> Result<Draft, Status> {
-    let bad = |what: String| Status::invalid_argument(format!("event {at}: {what}"));
+    let bad = |what: String| super::streams::invalid(format!("event {at}: {what}"));
     let id = match &message.id {
         Some(id) => uuid_of(id).map_err(bad)?,
         None => random_uuid(),

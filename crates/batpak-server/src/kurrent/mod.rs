@@ -21,6 +21,8 @@ mod events;
 mod names;
 mod read;
 mod streams;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
