@@ -167,9 +167,10 @@ async fn appends_refuse_bad_input_and_write_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appends_over_the_limits_are_refused_with_the_limit() {
     let r = start(|b| {
-        let mut limits = crate::Limits::default();
-        limits.max_batch = 2;
-        b.limits(limits)
+        b.limits(crate::Limits {
+            max_batch: 2,
+            ..Default::default()
+        })
     })
     .await;
     let err = append(
@@ -232,11 +233,9 @@ async fn reads_refuse_bad_options() {
         (Some(stream_options(b"")), "the stream name is empty"),
     ];
     for (options, says) in cases {
-        let err = client
-            .read(s::ReadReq { options })
-            .await
-            .err()
-            .expect("a refusal");
+        let Err(err) = client.read(s::ReadReq { options }).await else {
+            panic!("read options lacking {says:?} were taken");
+        };
         assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         assert!(
             err.message().contains(says),
