@@ -16,8 +16,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let descriptors = protox::compile(files, ["proto"])?;
     // The harness that runs the kurrentdb crate's own streams tests includes them
     // from that crate's published source.
-    if let Some(dir) = kurrentdb_tests() {
-        println!("cargo:rustc-env=KURRENTDB_TESTS={}", dir.display());
+    match kurrentdb_tests() {
+        Some(dir) => {
+            println!("cargo:rustc-env=KURRENTDB_TESTS={}", dir.display());
+            println!(
+                "cargo:rerun-if-changed={}",
+                dir.join("api/streams.rs").display()
+            );
+        }
+        // Not unpacked yet (a build without dev-dependencies came first): a path that
+        // does not exist makes cargo run this again next time, until it is there.
+        None => println!("cargo:rerun-if-changed=kurrentdb-1.2.0-sources-not-unpacked-yet"),
     }
     tonic_build::configure()
         // Clients too, for the crate's own tests of bad input (a real gRPC client on
