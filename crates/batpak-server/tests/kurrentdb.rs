@@ -618,6 +618,16 @@ async fn tokens_are_the_passwords_of_basic_credentials() {
             }],
         )
         .unwrap();
+    let scoped = tokens
+        .add(
+            "carol",
+            vec![Grant {
+                scope: "web".into(),
+                prefix: String::new(),
+                permissions: vec![Permission::Read, Permission::Append],
+            }],
+        )
+        .unwrap();
     let h = Harness::start_with(move |b| b.tokens(tokens), "").await;
     let anonymous = h
         .client
@@ -652,6 +662,34 @@ async fn tokens_are_the_passwords_of_basic_credentials() {
         "{denied:?}"
     );
     assert_eq!(read_all_of(&bob, "guarded").await.len(), 1);
+    // Grants apply by each event's scope: carol reads what was appended in "web"
+    // (over HTTP) and nothing of the KurrentDB scope, and not $all.
+    let url = format!("http://{}/v1/events", h.http);
+    let token = scoped.clone();
+    tokio::task::spawn_blocking(move || {
+        ureq::Agent::new_with_defaults()
+            .post(&url)
+            .header("Authorization", &format!("Bearer {token}"))
+            .send_json(json!({"entity": "web-1", "scope": "web", "kind": "2:1", "payload": {}}))
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let carol = client(
+        h.port,
+        &format!("esdb://carol:{scoped}@127.0.0.1:PORT?tls=false&defaultDeadline=20000"),
+    );
+    assert_eq!(read_all_of(&carol, "web-1").await.len(), 1);
+    let mut other = carol
+        .read_stream("guarded", &Default::default())
+        .await
+        .unwrap();
+    assert!(matches!(
+        other.next().await,
+        Err(kurrentdb::Error::AccessDenied)
+    ));
+    let all = carol.read_all(&Default::default()).await;
+    assert!(matches!(all, Err(kurrentdb::Error::AccessDenied)));
     // Another principal's name with alice's token is refused.
     let mallory = client(
         h.port,
