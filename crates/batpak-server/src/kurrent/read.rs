@@ -145,7 +145,7 @@ pub(crate) fn read(
     };
     let store = k.app.store.store();
     let visible = store.frontier().visible;
-    let plan = match options.stream_option {
+    let (source, region, from) = match options.stream_option {
         Some(StreamOption::Stream(s)) => {
             if filter.is_some() {
                 return Err(invalid(
@@ -171,17 +171,7 @@ pub(crate) fn read(
                 (Some(R::Revision(r)), true, _) => (base.versions(..=r), u64::MAX),
                 (Some(R::Start(_)), true, _) => (base.versions(..1), u64::MAX),
             };
-            Plan {
-                source: Source::Stream { entity },
-                region,
-                backwards,
-                from,
-                count,
-                subscribe,
-                filter,
-                structured,
-                positions,
-            }
+            (Source::Stream { entity }, region, from)
         }
         Some(StreamOption::All(a)) => {
             caller.require_everywhere(Permission::Read)?;
@@ -196,19 +186,20 @@ pub(crate) fn read(
                 (Some(A::Position(p)), true, _) => p.commit_position,
                 (Some(A::Start(_)), true, _) => 0,
             };
-            Plan {
-                source: Source::All,
-                region: Region::all(),
-                backwards,
-                from,
-                count,
-                subscribe,
-                filter,
-                structured,
-                positions,
-            }
+            (Source::All, Region::all(), from)
         }
         None => return Err(invalid("the read names neither a stream nor $all")),
+    };
+    let plan = Plan {
+        source,
+        region,
+        backwards,
+        from,
+        count,
+        subscribe,
+        filter,
+        structured,
+        positions,
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<ReadResp, Status>>(32);
     tokio::spawn(async move {

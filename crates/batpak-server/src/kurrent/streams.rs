@@ -21,8 +21,8 @@ use super::events::{self, Draft, Proposed};
 use super::proto::event_store::client as shared;
 use super::proto::event_store::client::streams::{
     append_req, append_resp, batch_append_req, batch_append_resp, delete_req, delete_resp,
-    streams_server, tombstone_req, tombstone_resp, AppendReq, AppendResp, BatchAppendReq,
-    BatchAppendResp, DeleteReq, DeleteResp, ReadReq, ReadResp, TombstoneReq, TombstoneResp,
+    streams_server, AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp,
+    ReadReq, ReadResp,
 };
 use super::proto::google::rpc;
 use super::{names, status_with, store_status, stream_deleted, Kurrent};
@@ -341,15 +341,6 @@ fn proposed_of(m: append_req::ProposedMessage) -> Proposed {
     }
 }
 
-fn proposed_of_batch(m: batch_append_req::ProposedMessage) -> Proposed {
-    Proposed {
-        id: m.id,
-        metadata: m.metadata,
-        custom_metadata: m.custom_metadata,
-        data: m.data,
-    }
-}
-
 fn message_size(p: &Proposed) -> usize {
     p.data.len()
         + p.custom_metadata.len()
@@ -515,66 +506,11 @@ impl streams_server::Streams for Service {
     }
 
     async fn delete(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
-        let caller = self.0.caller(request.metadata())?;
-        let options = request
-            .into_inner()
-            .options
-            .ok_or_else(|| invalid("the delete has no options"))?;
-        use delete_req::options::ExpectedStreamRevision as E;
-        let expected = match options.expected_stream_revision {
-            Some(E::Revision(v)) => ExpectedVersion::Exact(v),
-            Some(E::NoStream(_)) => ExpectedVersion::NoStream,
-            Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
-            Some(E::Any(_)) | None => ExpectedVersion::Any,
-        };
-        let entity = entity_from(options.stream_identifier)?;
-        let position = self
-            .0
-            .delete(&caller, entity, expected, batpak::DeleteMode::Soft)
-            .await?;
-        use delete_resp::PositionOption as P;
-        Ok(Response::new(DeleteResp {
-            position_option: Some(match position {
-                Some(p) => P::Position(delete_resp::Position {
-                    commit_position: p,
-                    prepare_position: p,
-                }),
-                None => P::NoPosition(shared::Empty {}),
-            }),
-        }))
+        self.deletion(request, batpak::DeleteMode::Soft).await
     }
 
-    async fn tombstone(
-        &self,
-        request: Request<TombstoneReq>,
-    ) -> Result<Response<TombstoneResp>, Status> {
-        let caller = self.0.caller(request.metadata())?;
-        let options = request
-            .into_inner()
-            .options
-            .ok_or_else(|| invalid("the tombstone has no options"))?;
-        use tombstone_req::options::ExpectedStreamRevision as E;
-        let expected = match options.expected_stream_revision {
-            Some(E::Revision(v)) => ExpectedVersion::Exact(v),
-            Some(E::NoStream(_)) => ExpectedVersion::NoStream,
-            Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
-            Some(E::Any(_)) | None => ExpectedVersion::Any,
-        };
-        let entity = entity_from(options.stream_identifier)?;
-        let position = self
-            .0
-            .delete(&caller, entity, expected, batpak::DeleteMode::Hard)
-            .await?;
-        use tombstone_resp::PositionOption as P;
-        Ok(Response::new(TombstoneResp {
-            position_option: Some(match position {
-                Some(p) => P::Position(tombstone_resp::Position {
-                    commit_position: p,
-                    prepare_position: p,
-                }),
-                None => P::NoPosition(shared::Empty {}),
-            }),
-        }))
+    async fn tombstone(&self, request: Request<DeleteReq>) -> Result<Response<DeleteResp>, Status> {
+        self.deletion(request, batpak::DeleteMode::Hard).await
     }
 
     async fn batch_append(
@@ -629,7 +565,7 @@ impl streams_server::Streams for Service {
                     entry.0 = message.options;
                 }
                 for m in message.proposed_messages {
-                    let m = proposed_of_batch(m);
+                    let m = proposed_of(m);
                     entry.2 += message_size(&m);
                     entry.1.push(m);
                 }
@@ -650,6 +586,44 @@ impl streams_server::Streams for Service {
             rx.recv().await.map(|item| (item, rx))
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+impl Service {
+    /// Delete (soft) or Tombstone (hard): the same request, the same answer.
+    async fn deletion(
+        &self,
+        request: Request<DeleteReq>,
+        mode: batpak::DeleteMode,
+    ) -> Result<Response<DeleteResp>, Status> {
+        let caller = self.0.caller(request.metadata())?;
+        let what = match mode {
+            batpak::DeleteMode::Soft => "delete",
+            _ => "tombstone",
+        };
+        let options = request
+            .into_inner()
+            .options
+            .ok_or_else(|| invalid(format!("the {what} has no options")))?;
+        use delete_req::options::ExpectedStreamRevision as E;
+        let expected = match options.expected_stream_revision {
+            Some(E::Revision(v)) => ExpectedVersion::Exact(v),
+            Some(E::NoStream(_)) => ExpectedVersion::NoStream,
+            Some(E::StreamExists(_)) => ExpectedVersion::StreamExists,
+            Some(E::Any(_)) | None => ExpectedVersion::Any,
+        };
+        let entity = entity_from(options.stream_identifier)?;
+        let position = self.0.delete(&caller, entity, expected, mode).await?;
+        use delete_resp::PositionOption as P;
+        Ok(Response::new(DeleteResp {
+            position_option: Some(match position {
+                Some(p) => P::Position(delete_resp::Position {
+                    commit_position: p,
+                    prepare_position: p,
+                }),
+                None => P::NoPosition(shared::Empty {}),
+            }),
+        }))
     }
 }
 

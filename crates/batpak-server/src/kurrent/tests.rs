@@ -257,8 +257,8 @@ async fn deletes_refuse_bad_input_with_the_trailers_clients_parse() {
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("the delete has no options"));
     let err = client
-        .tombstone(s::TombstoneReq {
-            options: Some(s::tombstone_req::Options {
+        .tombstone(s::DeleteReq {
+            options: Some(s::delete_req::Options {
                 stream_identifier: stream(b"never"),
                 expected_stream_revision: None,
             }),
@@ -299,8 +299,8 @@ async fn deletes_refuse_bad_input_with_the_trailers_clients_parse() {
     assert_eq!(trailer("stream-name").as_deref(), Some("one"));
 
     client
-        .tombstone(s::TombstoneReq {
-            options: Some(s::tombstone_req::Options {
+        .tombstone(s::DeleteReq {
+            options: Some(s::delete_req::Options {
                 stream_identifier: stream(b"one"),
                 expected_stream_revision: None,
             }),
