@@ -321,10 +321,7 @@ async fn read_once(k: &Kurrent, caller: &Caller, plan: Plan, tx: &Tx) -> Result<
                 let last = store.store().frontier().visible;
                 send(
                     tx,
-                    Content::LastAllStreamPosition(shared::AllStreamPosition {
-                        commit_position: last,
-                        prepare_position: last,
-                    }),
+                    Content::LastAllStreamPosition(super::streams::position_of(last)),
                 )
                 .await?;
             }
@@ -395,13 +392,7 @@ async fn follow(k: &Kurrent, caller: &Caller, plan: Plan, tx: &Tx) -> Result<(),
             caught_up = true;
             let (stream_revision, position) = match plan.source {
                 Source::Stream { .. } => (last_revision.map(|v| v as i64), None),
-                Source::All => (
-                    None,
-                    Some(read_resp::Position {
-                        commit_position: scanned,
-                        prepare_position: scanned,
-                    }),
-                ),
+                Source::All => (None, Some(super::streams::position_of(scanned))),
             };
             send(
                 tx,

@@ -20,9 +20,9 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use super::events::{self, Draft, Proposed};
 use super::proto::event_store::client as shared;
 use super::proto::event_store::client::streams::{
-    append_req, append_resp, batch_append_req, batch_append_resp, delete_req, delete_resp,
-    streams_server, AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp,
-    ReadReq, ReadResp,
+    append_req, append_resp, batch_append_req, batch_append_resp, delete_resp, streams_server,
+    AppendReq, AppendResp, BatchAppendReq, BatchAppendResp, DeleteReq, DeleteResp, ReadReq,
+    ReadResp,
 };
 use super::proto::google::rpc;
 use super::{names, status_with, store_status, stream_deleted, Kurrent};
@@ -332,6 +332,14 @@ impl Kurrent {
     }
 }
 
+/// A position: commit and prepare are both the sequence.
+pub(crate) fn position_of(sequence: u64) -> shared::AllStreamPosition {
+    shared::AllStreamPosition {
+        commit_position: sequence,
+        prepare_position: sequence,
+    }
+}
+
 fn proposed_of(m: append_req::ProposedMessage) -> Proposed {
     Proposed {
         id: m.id,
@@ -379,7 +387,7 @@ fn too_large(kurrent: &Kurrent, count: usize, bytes: usize) -> Option<Status> {
 }
 
 fn append_answer(outcome: Outcome) -> AppendResp {
-    use append_resp::{success, wrong_expected_version as wrong, Position, Result as R};
+    use append_resp::{success, wrong_expected_version as wrong, Result as R};
     let empty = shared::Empty {};
     let result = match outcome {
         Outcome::Success { current, position } => R::Success(append_resp::Success {
@@ -388,10 +396,7 @@ fn append_answer(outcome: Outcome) -> AppendResp {
                 None => success::CurrentRevisionOption::NoStream(empty),
             }),
             position_option: Some(match position {
-                Some(p) => success::PositionOption::Position(Position {
-                    commit_position: p,
-                    prepare_position: p,
-                }),
+                Some(p) => success::PositionOption::Position(position_of(p)),
                 None => success::PositionOption::NoPosition(empty),
             }),
         }),
@@ -605,7 +610,7 @@ impl Service {
             .into_inner()
             .options
             .ok_or_else(|| invalid(format!("the {what} has no options")))?;
-        use delete_req::options::ExpectedStreamRevision as E;
+        use append_req::options::ExpectedStreamRevision as E;
         let expected = match options.expected_stream_revision {
             Some(E::Revision(v)) => ExpectedVersion::Exact(v),
             Some(E::NoStream(_)) => ExpectedVersion::NoStream,
@@ -617,10 +622,7 @@ impl Service {
         use delete_resp::PositionOption as P;
         Ok(Response::new(DeleteResp {
             position_option: Some(match position {
-                Some(p) => P::Position(delete_resp::Position {
-                    commit_position: p,
-                    prepare_position: p,
-                }),
+                Some(p) => P::Position(position_of(p)),
                 None => P::NoPosition(shared::Empty {}),
             }),
         }))
@@ -698,10 +700,7 @@ async fn batch_one(
                 None => success::CurrentRevisionOption::NoStream(()),
             }),
             position_option: Some(match position {
-                Some(p) => success::PositionOption::Position(shared::AllStreamPosition {
-                    commit_position: p,
-                    prepare_position: p,
-                }),
+                Some(p) => success::PositionOption::Position(position_of(p)),
                 None => success::PositionOption::NoPosition(()),
             }),
         }),

@@ -258,7 +258,7 @@ async fn deletes_refuse_bad_input_with_the_trailers_clients_parse() {
     assert!(err.message().contains("the delete has no options"));
     let err = client
         .tombstone(s::DeleteReq {
-            options: Some(s::delete_req::Options {
+            options: Some(s::append_req::Options {
                 stream_identifier: stream(b"never"),
                 expected_stream_revision: None,
             }),
@@ -277,10 +277,10 @@ async fn deletes_refuse_bad_input_with_the_trailers_clients_parse() {
         .unwrap();
     let err = client
         .delete(s::DeleteReq {
-            options: Some(s::delete_req::Options {
+            options: Some(s::append_req::Options {
                 stream_identifier: stream(b"one"),
                 expected_stream_revision: Some(
-                    s::delete_req::options::ExpectedStreamRevision::Revision(5),
+                    s::append_req::options::ExpectedStreamRevision::Revision(5),
                 ),
             }),
         })
@@ -300,7 +300,7 @@ async fn deletes_refuse_bad_input_with_the_trailers_clients_parse() {
 
     client
         .tombstone(s::DeleteReq {
-            options: Some(s::delete_req::Options {
+            options: Some(s::append_req::Options {
                 stream_identifier: stream(b"one"),
                 expected_stream_revision: None,
             }),
