@@ -75,14 +75,40 @@ impl TlsConfig {
 
 /// Accepts TCP connections, runs each handshake in a task of its own, and yields the
 /// connections whose handshake finished.
-pub(crate) struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+pub(crate) struct TlsListener<S = TcpStream> {
+    ready: mpsc::Receiver<(TlsStream<S>, SocketAddr)>,
     local: SocketAddr,
     accepting: tokio::task::JoinHandle<()>,
 }
 
-impl TlsListener {
+impl TlsConfig {
+    /// The same certificate offering other protocols by ALPN (`h2` for gRPC).
+    pub(crate) fn with_alpn(&self, protocols: &[&[u8]]) -> TlsConfig {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        TlsConfig {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl TlsListener<TcpStream> {
     pub(crate) fn new(tcp: TcpListener, tls: &TlsConfig) -> std::io::Result<TlsListener> {
+        TlsListener::wrapping(tcp, tls, |tcp| tcp)
+    }
+}
+
+impl<S> TlsListener<S>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    /// Accepts on `tcp`, wraps each connection with `wrap` (after `TCP_NODELAY`),
+    /// then handshakes.
+    pub(crate) fn wrapping(
+        tcp: TcpListener,
+        tls: &TlsConfig,
+        wrap: fn(TcpStream) -> S,
+    ) -> std::io::Result<TlsListener<S>> {
         let local = tcp.local_addr()?;
         let acceptor = TlsAcceptor::from(Arc::clone(&tls.config));
         let (tx, ready) = mpsc::channel(READY_QUEUE);
@@ -97,6 +123,7 @@ impl TlsListener {
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let stream = wrap(stream);
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
                     // A failed or slow handshake just closes that connection.
@@ -116,7 +143,15 @@ impl TlsListener {
     }
 }
 
-impl Drop for TlsListener {
+impl<S> TlsListener<S> {
+    /// The next connection whose handshake finished (`None` once the accepting
+    /// task is gone, which it never is on its own).
+    pub(crate) async fn next(&mut self) -> Option<(TlsStream<S>, SocketAddr)> {
+        self.ready.recv().await
+    }
+}
+
+impl<S> Drop for TlsListener<S> {
     fn drop(&mut self) {
         self.accepting.abort();
     }
@@ -137,73 +172,4 @@ impl axum::serve::Listener for TlsListener {
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         Ok(self.local)
     }
-}
-
-/// A TLS connection for the gRPC listener (tonic asks each connection for its
-/// peer through `Connected`).
-pub(crate) struct GrpcTls(TlsStream<TcpStream>);
-
-impl tonic::transport::server::Connected for GrpcTls {
-    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.0.get_ref().0.connect_info()
-    }
-}
-
-impl tokio::io::AsyncRead for GrpcTls {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
-    }
-}
-
-impl tokio::io::AsyncWrite for GrpcTls {
-    fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
-    }
-}
-
-/// The connections of `tcp` whose TLS handshake finished, offering HTTP/2 (gRPC)
-/// by ALPN, with the server's certificate.
-pub(crate) fn h2_incoming(
-    tcp: TcpListener,
-    tls: &TlsConfig,
-) -> std::io::Result<impl futures_util::Stream<Item = std::io::Result<GrpcTls>>> {
-    let mut config = (*tls.config).clone();
-    config.alpn_protocols = vec![b"h2".to_vec()];
-    let listener = TlsListener::new(
-        tcp,
-        &TlsConfig {
-            config: Arc::new(config),
-        },
-    )?;
-    Ok(futures_util::stream::unfold(
-        listener,
-        |mut listener| async move {
-            let conn = listener.ready.recv().await?;
-            Some((Ok(GrpcTls(conn.0)), listener))
-        },
-    ))
 }

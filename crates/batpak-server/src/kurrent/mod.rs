@@ -17,6 +17,7 @@
 
 pub(crate) mod proto;
 
+mod conn;
 mod events;
 mod names;
 mod read;
@@ -267,7 +268,6 @@ impl Listener {
             .max_decoding_message_size(max)
             .max_encoding_message_size(usize::MAX);
         let router = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(streams)
             .add_service(features::server_features_server::ServerFeaturesServer::new(
                 Features,
@@ -279,11 +279,13 @@ impl Listener {
             );
         let served = match tls {
             None => {
-                let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.tcp);
+                use futures_util::StreamExt as _;
+                let incoming = tokio_stream::wrappers::TcpListenerStream::new(self.tcp)
+                    .map(|conn| conn.map(conn::QuickAck::new));
                 router.serve_with_incoming_shutdown(incoming, stop).await
             }
             Some(tls) => {
-                let incoming = crate::tls::h2_incoming(self.tcp, &tls)?;
+                let incoming = conn::tls_incoming(self.tcp, &tls)?;
                 router.serve_with_incoming_shutdown(incoming, stop).await
             }
         };
