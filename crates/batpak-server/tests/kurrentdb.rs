@@ -429,6 +429,14 @@ async fn delete_hides_and_lets_the_stream_continue_tombstone_ends_it() {
         .append_to_stream("hard", &Default::default(), vec![order(1)])
         .await
         .unwrap();
+    let mut sub = h
+        .client
+        .subscribe_to_stream(
+            "hard",
+            &kurrentdb::SubscribeToStreamOptions::default().start_from(StreamPosition::Start),
+        )
+        .await;
+    assert_eq!(sub.next().await.unwrap().get_original_event().revision, 0);
     let wrong =
         kurrentdb::TombstoneStreamOptions::default().stream_state(StreamState::StreamRevision(7));
     assert!(h.client.tombstone_stream("hard", &wrong).await.is_err());
@@ -446,6 +454,14 @@ async fn delete_hides_and_lets_the_stream_continue_tombstone_ends_it() {
     );
     let read = h.client.read_stream("hard", &Default::default()).await;
     assert!(matches!(read, Err(kurrentdb::Error::ResourceDeleted)));
+    // The subscription to it ends the same way.
+    let ended = tokio::time::timeout(Duration::from_secs(20), sub.next())
+        .await
+        .expect("the subscription ended");
+    assert!(
+        matches!(ended, Err(kurrentdb::Error::ResourceDeleted)),
+        "{ended:?}"
+    );
     let again = h.client.delete_stream("hard", &Default::default()).await;
     assert!(
         matches!(again, Err(kurrentdb::Error::ResourceDeleted)),

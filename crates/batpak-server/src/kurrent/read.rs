@@ -359,6 +359,12 @@ async fn follow(k: &Kurrent, caller: &Caller, plan: Plan, tx: &Tx) -> Result<(),
             return Err(Status::unavailable("the server is shutting down"));
         }
         let visible = store.store().frontier().visible;
+        // A tombstone ends a subscription to its stream, as it ends reads.
+        if let Source::Stream { entity } = &plan.source {
+            if visible > scanned && k.tombstoned(entity) {
+                return Err(stream_deleted(entity));
+            }
+        }
         if visible > scanned {
             let page = store
                 .query(plan.region.clone(), scanned, PAGE)
