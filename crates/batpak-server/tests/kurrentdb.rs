@@ -770,6 +770,18 @@ async fn events_written_over_http_are_read_by_kurrentdb_clients() {
     assert!(events[0].is_json);
     assert_eq!(&events[0].data[..], br#"{"hello":"world"}"#);
     assert_eq!(&events[0].custom_metadata[..], br#"{"source":"form"}"#);
+    // A kind named after the listener started is the kind of that type.
+    let shipped = batpak::EventKind::custom(3, 8);
+    h.store().name_kind(shipped, "order-shipped").unwrap();
+    h.client
+        .append_to_stream(
+            "from-http",
+            &Default::default(),
+            vec![EventData::json("order-shipped", &json!({})).unwrap()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(h.store().stream("from-http").unwrap()[1].kind, shipped);
     h.finish().await;
 }
 

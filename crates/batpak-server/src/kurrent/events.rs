@@ -66,19 +66,30 @@ impl Kinds {
         if let Some(kind) = by_name.get(name) {
             return Ok(*kind);
         }
-        let taken: std::collections::HashSet<EventKind> = by_name.values().copied().collect();
-        let free = (1..=EventKind::MAX_TYPE_ID)
-            .map(|t| EventKind::custom(CATEGORY, t))
-            .find(|k| !taken.contains(k) && store.kind_name(*k).is_none());
-        let (kind, recorded) = match free {
-            Some(kind) => (kind, name),
-            None => (SHARED_KIND, SHARED_KIND_NAME),
-        };
-        store.name_kind(kind, recorded)?;
-        if recorded == name {
-            by_name.insert(name.to_string(), kind);
+        loop {
+            // Named since this listener started (a typed append, an import)?
+            let names = store.kind_names();
+            if let Some(kind) = names
+                .iter()
+                .find_map(|(k, n)| (n == name && !k.is_reserved()).then_some(*k))
+            {
+                by_name.insert(name.to_string(), kind);
+                return Ok(kind);
+            }
+            let free = (1..=EventKind::MAX_TYPE_ID)
+                .map(|t| EventKind::custom(CATEGORY, t))
+                .find(|k| !names.contains_key(k));
+            let Some(kind) = free else {
+                store.name_kind(SHARED_KIND, SHARED_KIND_NAME)?;
+                return Ok(SHARED_KIND);
+            };
+            store.name_kind(kind, name)?;
+            // Another writer may have named that kind first; then take the next.
+            if store.kind_name(kind).as_deref() == Some(name) {
+                by_name.insert(name.to_string(), kind);
+                return Ok(kind);
+            }
         }
-        Ok(kind)
     }
 
     /// The kind of `name` if it has one already (no allocation).
