@@ -24,6 +24,7 @@ pub const SCOPE: &str = "tenant:acme";
 /// The name of entity number `i` (`order:{i}`).
 pub mod nats;
 pub mod postgres;
+pub mod timing;
 
 pub fn entity_name(i: usize) -> String {
     format!("order:{i}")

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use batpak::{AppendOptions, Batch, Coordinate, EventKind, RawPayload, Store};
+use batpak_bench::timing::Run;
 use serde::{Deserialize, Serialize};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -77,41 +78,6 @@ const ORDER: Order = Order {
 #[derive(Deserialize)]
 struct Page {
     events: Vec<serde::de::IgnoredAny>,
-}
-
-/// Operations per second and per-call latency percentiles of one run.
-struct Run {
-    ops: u64,
-    elapsed: Duration,
-    p50_us: f64,
-    p99_us: f64,
-}
-
-/// The `p` quantile of sorted latencies.
-fn quantile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64()
-    }
-
-    /// One run of the parts of each thread or task: its operations and latencies.
-    fn merge(parts: Vec<(u64, Vec<u64>)>, elapsed: Duration) -> Run {
-        let ops = parts.iter().map(|(n, _)| n).sum();
-        let mut latencies_us: Vec<u64> = parts.into_iter().flat_map(|(_, l)| l).collect();
-        latencies_us.sort_unstable();
-        Run {
-            ops,
-            elapsed,
-            p50_us: quantile(&latencies_us, 0.5),
-            p99_us: quantile(&latencies_us, 0.99),
-        }
-    }
 }
 
 /// The phases of a load: warming up (nothing recorded), measuring, stopped.

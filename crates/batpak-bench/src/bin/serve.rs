@@ -26,50 +26,13 @@ use std::time::{Duration, Instant};
 
 use batpak::{AppendOptions, Coordinate, EventKind, RawPayload, Store};
 use batpak_bench::postgres::{run, Postgres};
+use batpak_bench::timing::Run;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 const PAYLOAD: &str = r#"{"order":1,"total":12.5,"currency":"EUR"}"#;
 const ENTITIES: usize = 1_000;
 const SUBSCRIBERS: usize = 100;
-
-/// Appends per second and latency percentiles of one run.
-struct Run {
-    appends: u64,
-    elapsed: Duration,
-    p50_us: f64,
-    p99_us: f64,
-}
-
-/// The `p` quantile of sorted latencies.
-fn quantile(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize] as f64
-}
-
-impl Run {
-    fn rate(&self) -> f64 {
-        self.appends as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn from_latencies(appends: u64, elapsed: Duration, mut latencies_us: Vec<u64>) -> Run {
-        latencies_us.sort_unstable();
-        Run {
-            appends,
-            elapsed,
-            p50_us: quantile(&latencies_us, 0.5),
-            p99_us: quantile(&latencies_us, 0.99),
-        }
-    }
-
-    fn merge(parts: Vec<(u64, Vec<u64>)>, elapsed: Duration) -> Run {
-        let appends = parts.iter().map(|(n, _)| n).sum();
-        let latencies_us: Vec<u64> = parts.into_iter().flat_map(|(_, l)| l).collect();
-        Run::from_latencies(appends, elapsed, latencies_us)
-    }
-}
 
 /// Runs `work(thread, i)` on `threads` threads for `seconds`; each call is one append.
 fn load(
@@ -273,7 +236,7 @@ fn http(dir: &Path, connections: usize, seconds: Duration) -> Result<Run> {
     }
     drop(served);
     Ok(Run {
-        appends: requests,
+        ops: requests,
         elapsed: Duration::from_secs_f64(requests as f64 / rate),
         p50_us: p50,
         p99_us: p99,
