@@ -87,6 +87,12 @@ impl Store {
         self.lifecycle().deletions()
     }
 
+    /// The recorded deletion of `entity`, if it has one (a lookup, not a copy of
+    /// every deletion).
+    pub fn deletion(&self, entity: &str) -> Option<Deletion> {
+        self.lifecycle().deletion(entity).cloned()
+    }
+
     /// Deletes `entity`: hides every event it has now from every read, query,
     /// subscription and projection (compaction later removes them). With
     /// [`DeleteMode::Soft`] a later append continues the entity from its last version

@@ -221,6 +221,9 @@ fn a_soft_delete_hides_the_entity_and_a_later_append_continues_its_chain() {
         (deletions[0].through_version, deletions[0].mode),
         (2, DeleteMode::Soft)
     );
+    // One entity's deletion by lookup is the same record; others have none.
+    assert_eq!(store.deletion("cart:1").as_ref(), Some(&deletions[0]));
+    assert_eq!(store.deletion("cart:2"), None);
     // The record is a store record, on the lifecycle entity, in the entity's scope.
     let records = store
         .query(

@@ -181,26 +181,20 @@ pub(crate) fn draft(
     })
 }
 
-/// The append options of a draft.
-pub(crate) fn options(draft: &Draft, expected: batpak::ExpectedVersion) -> AppendOptions {
-    let mut options = AppendOptions::expect(expected);
-    options.metadata = draft.metadata.clone();
-    options
-}
-
-/// Pushes a draft onto `batch`.
+/// Pushes a draft onto `batch`, checked against `expected`.
 pub(crate) fn push(
     batch: &mut batpak::Batch,
     coordinate: &Coordinate,
     kind: EventKind,
-    draft: &Draft,
+    draft: Draft,
     expected: batpak::ExpectedVersion,
 ) {
     let payload = match draft.encoding {
         Encoding::Json => batpak::RawPayload::json(&draft.data),
         _ => batpak::RawPayload::opaque(&draft.data),
     };
-    batch.push_raw(coordinate, kind, payload, options(draft, expected));
+    let options = AppendOptions::expect(expected).metadata(draft.metadata);
+    batch.push_raw(coordinate, kind, payload, options);
 }
 
 /// A random (version 4) id, for events a client sent without one.

@@ -135,9 +135,8 @@ impl Kurrent {
         self.app
             .store
             .store()
-            .deletions()
-            .iter()
-            .any(|d| d.entity == entity && d.mode == batpak::DeleteMode::Hard)
+            .deletion(entity)
+            .is_some_and(|d| d.mode == batpak::DeleteMode::Hard)
     }
 
     /// The original result, when the events from version `first` on carry `ids`.
@@ -214,7 +213,7 @@ impl Kurrent {
         }
         if !unknown.is_empty() {
             let state = Arc::clone(&self.app);
-            let kinds_of = self.kinds_handle();
+            let kinds_of = Arc::clone(&self.kinds);
             let found = state
                 .store
                 .run(move |store| {
@@ -231,7 +230,7 @@ impl Kurrent {
             }
         }
         let mut batch = batpak::Batch::new();
-        for (i, (draft, kind)) in drafts.iter().zip(kinds).enumerate() {
+        for (i, (draft, kind)) in drafts.into_iter().zip(kinds).enumerate() {
             let check = if i == 0 {
                 expected
             } else {
@@ -272,10 +271,6 @@ impl Kurrent {
             }
             Err(e) => Err(store_status(e)),
         }
-    }
-
-    fn kinds_handle(&self) -> Arc<events::Kinds> {
-        Arc::clone(&self.kinds)
     }
 
     /// Delete (soft) or tombstone (hard) `entity`; the position of the record.
