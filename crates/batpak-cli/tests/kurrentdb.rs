@@ -10,9 +10,20 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// A running `batpak serve`, killed when dropped, so a failing test leaves no server
+/// behind holding the test run's output open.
+struct Served(Child);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the server; the port of its KurrentDB listener.
-fn serve(dir: &Path) -> (Child, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+fn serve(dir: &Path) -> (Served, u16) {
+    let child = Command::new(env!("CARGO_BIN_EXE_batpak"))
         .arg("--dir")
         .arg(dir)
         .args([
@@ -27,7 +38,8 @@ fn serve(dir: &Path) -> (Child, u16) {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut served = Served(child);
+    let mut out = BufReader::new(served.0.stdout.take().unwrap());
     let mut port = None;
     for _ in 0..2 {
         let mut line = String::new();
@@ -38,7 +50,8 @@ fn serve(dir: &Path) -> (Child, u16) {
             assert!(line.contains("tls=false"), "{line}");
         }
     }
-    (child, port.expect("the server names its KurrentDB address"))
+    let port = port.expect("the server names its KurrentDB address");
+    (served, port)
 }
 
 fn client(port: u16) -> kurrentdb::Client {
@@ -85,8 +98,8 @@ fn a_kill_9_loses_no_append_a_kurrentdb_client_saw_acknowledged() {
         while acked.lock().unwrap().len() < 200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.0.kill().unwrap();
+        child.0.wait().unwrap();
         for w in writers {
             let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
         }
@@ -132,6 +145,6 @@ fn a_kill_9_loses_no_append_a_kurrentdb_client_saw_acknowledged() {
             }
         }
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
 }

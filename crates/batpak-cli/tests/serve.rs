@@ -12,13 +12,22 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// A running `batpak serve`, killed when dropped, so a failing test leaves no server
+/// behind holding the test run's output open.
 struct Served {
     child: Child,
     base: String,
 }
 
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn serve(dir: &Path, extra: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_batpak"))
+    let child = Command::new(env!("CARGO_BIN_EXE_batpak"))
         .arg("--dir")
         .arg(dir)
         .args(["serve", "--addr", "127.0.0.1:0", "--quiet"])
@@ -27,8 +36,12 @@ fn serve(dir: &Path, extra: &[&str]) -> Served {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
+    let mut served = Served {
+        child,
+        base: String::new(),
+    };
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
+    BufReader::new(served.child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let addr = line
@@ -37,10 +50,8 @@ fn serve(dir: &Path, extra: &[&str]) -> Served {
         .and_then(|rest| rest.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string();
-    Served {
-        child,
-        base: format!("http://{addr}"),
-    }
+    served.base = format!("http://{addr}");
+    served
 }
 
 fn agent() -> ureq::Agent {
@@ -194,7 +205,7 @@ fn a_cursor_is_at_least_once_across_a_kill_9() {
 #[test]
 fn sigterm_drains_live_streams_and_closes_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let served = serve(dir.path(), &[]);
+    let mut served = serve(dir.path(), &[]);
     let agent = agent();
     post(
         &agent,
@@ -216,8 +227,7 @@ fn sigterm_drains_live_streams_and_closes_the_store() {
         .status()
         .unwrap();
     assert!(status.success());
-    let mut child = served.child;
-    let exit = child.wait().unwrap();
+    let exit = served.child.wait().unwrap();
     assert!(
         exit.success(),
         "batpak serve exits 0 after SIGTERM: {exit:?}"

@@ -160,10 +160,28 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         |m| m.as_str().to_string(),
     );
     let principal = principal_of(&app, &request);
-    let response = if untimed(&method, request.uri().path()) {
-        next.run(request).await
-    } else {
-        match tokio::time::timeout(app.limits.request_timeout, next.run(request)).await {
+    let limit = app.limits.max_body_bytes;
+    let timed = !untimed(&method, request.uri().path());
+    let body_time = app.limits.request_timeout;
+    let run = async move {
+        // The body arrives within the request time limit even where the answer may
+        // take longer (an append, a cursor's wait).
+        match tokio::time::timeout(body_time, read_body(request, limit)).await {
+            Ok(Ok(request)) => next.run(request).await,
+            Ok(Err(refused)) => refused.into_response(),
+            Err(_) => ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request body did not arrive within this server's limit of {} ms",
+                    body_time.as_millis()
+                ),
+            )
+            .into_response(),
+        }
+    };
+    let response = if timed {
+        match tokio::time::timeout(app.limits.request_timeout, run).await {
             Ok(response) => response,
             Err(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -175,6 +193,8 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
             )
             .into_response(),
         }
+    } else {
+        run.await
     };
     let response = jsonify(response);
     let status = response.status().as_u16();
@@ -189,6 +209,37 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         ));
     }
     response
+}
+
+/// Reads the whole request body before anything answers, so that every answer
+/// (a handler that takes no body, a refusal before the body is looked at) leaves the
+/// connection reusable: hyper closes a keep-alive connection whose unread body had
+/// not arrived when the answer went out, and a client's next request on it fails.
+/// Bodies are bounded by the server's limit and every handler buffers its body
+/// anyway, so this costs no copy worth counting.
+async fn read_body(request: Request, limit: usize) -> Result<Request, ApiError> {
+    use futures_util::StreamExt as _;
+    let (parts, body) = request.into_parts();
+    let mut frames = body.into_data_stream();
+    let mut whole = Vec::new();
+    while let Some(frame) = frames.next().await {
+        let bytes = frame.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        if whole.len() + bytes.len() > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than this server's limit of {limit} bytes"),
+            ));
+        }
+        whole.extend_from_slice(&bytes);
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(whole)))
 }
 
 /// The principal a request's token names, for the log (authentication itself runs

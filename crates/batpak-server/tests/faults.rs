@@ -81,6 +81,29 @@ fn a_request_over_the_time_limit_is_a_503_timeout() {
     assert_eq!(sse.next().unwrap().id.as_deref(), Some("2"));
 }
 
+#[test]
+fn a_body_that_never_arrives_is_a_408_within_the_time_limit_even_for_an_append() {
+    use std::io::{Read, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut limits = Limits::default();
+    limits.request_timeout = Duration::from_millis(200);
+    let server = start(store, move |b| b.limits(limits));
+    let mut tcp = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // Ten bytes promised, two sent: the append cannot start.
+    tcp.write_all(
+        b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{\"",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = tcp.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("did not arrive within"), "{answer}");
+    assert!(answer.contains("200 ms"), "{answer}");
+    assert_eq!(server.client().get("/v1/stats").body["events"], 0);
+}
+
 /// A projection that takes longer than the time limit.
 #[derive(Clone, Default, serde::Serialize)]
 struct Slow;

@@ -689,3 +689,73 @@ fn graceful_shutdown_closes_the_store_with_a_checkpoint_and_releases_the_lock() 
     );
     assert_eq!(store.stream("e").unwrap().len(), 10);
 }
+
+/// Sends `head` then, after a pause that lets the server answer first, `body`, on one
+/// connection; returns the answer's status line and whether the server closed it.
+fn slow_body_request(stream: &mut std::net::TcpStream, head: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    stream.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stream.write_all(body).unwrap_or_else(|e| {
+        panic!("the server answered and closed the connection before reading the body: {e}")
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    // One answer: the head, then a body of the content-length it gives.
+    loop {
+        let n = stream.read(&mut buf).unwrap();
+        assert!(n > 0, "the server closed the connection without answering");
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (k, v) = l.split_once(':')?;
+                    k.eq_ignore_ascii_case("content-length")
+                        .then(|| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if answer.len() >= end + 4 + length {
+                return text[..end].to_string();
+            }
+        }
+    }
+}
+
+#[test]
+fn a_body_the_handler_does_not_need_is_read_so_the_connection_stays_open() {
+    // A POST whose handler takes no body (a cursor's next), or which is refused before
+    // its body is looked at, must still have its body read: otherwise the server closes
+    // a keep-alive connection whose body arrived after the answer, and the client's next
+    // request on it fails.
+    let (_dir, store) = store();
+    let server = start(store, |b| b);
+    let c = server.client();
+    let a = c.post(
+        "/v1/events",
+        &json!({"entity": "e", "scope": "s", "kind": "1:1", "payload": {}}),
+    );
+    assert_eq!(a.status, 201, "{}", a.body);
+    let addr = server.base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let post = |path: &str| {
+        format!("POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n")
+    };
+    for (path, status) in [
+        ("/v1/cursors/c/next?entity=e&max=5", "200"),
+        ("/v1/cursors/c/next?entity=e&max=0", "400"),
+        ("/v1/nowhere", "404"),
+        ("/v1/cursors/c/next?entity=e&max=5", "200"),
+    ] {
+        let head = slow_body_request(&mut stream, &post(path), b"{}");
+        assert!(head.contains(&format!(" {status} ")), "{path}: {head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("connection: close"),
+            "{path}: the server closed the connection: {head}"
+        );
+    }
+}
