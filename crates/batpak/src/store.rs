@@ -553,17 +553,30 @@ impl Store {
 
     /// The event with this id, read from disk with its checksum verified.
     pub fn get(&self, id: EventId) -> Result<Option<StoredEvent>> {
-        let targets = self.locate(|index| index.sequence_of(id).into_iter().collect());
-        Ok(self.read_events(&targets)?.pop())
+        self.get_in(self.sight(), id)
     }
 
     /// The event with this id whether or not retention or a deletion hides it: for
     /// the store's own work on the journal (a redaction must reach a hidden event).
     pub(crate) fn get_in_journal(&self, id: EventId) -> Result<Option<StoredEvent>> {
-        let targets = self.locate_in(crate::index::Sight::All, |index| {
-            index.sequence_of(id).into_iter().collect()
-        });
-        Ok(self.read_events(&targets)?.pop())
+        self.get_in(crate::index::Sight::All, id)
+    }
+
+    /// One event by id, as `sight` sees it, with no list of sequences or results (a
+    /// get is the hottest read path).
+    fn get_in(&self, sight: crate::index::Sight, id: EventId) -> Result<Option<StoredEvent>> {
+        let located = self.locate_in(sight, |index| index.sequence_of(id));
+        self.read_one(&located)
+    }
+
+    /// The one event `located` names, if it names one (no list of results).
+    fn read_one(&self, located: &Located) -> Result<Option<StoredEvent>> {
+        let mut found = None;
+        self.visit_located(located, |event| {
+            found = Some(event.to_stored()?);
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     /// Every visible event of `entity`, in version order (its user events; the
@@ -631,13 +644,10 @@ impl Store {
 
     /// The event at `sequence`, if one is visible there.
     pub fn get_sequence(&self, sequence: u64) -> Result<Option<StoredEvent>> {
-        let targets = self.locate(|index| {
-            (sequence >= 1 && sequence <= index.last_sequence())
-                .then_some(sequence)
-                .into_iter()
-                .collect()
+        let located = self.locate(|index| {
+            (sequence >= 1 && sequence <= index.last_sequence()).then_some(sequence)
         });
-        Ok(self.read_events(&targets)?.pop())
+        self.read_one(&located)
     }
 
     /// How many events `region` selects, counted on the index (no record is read,
@@ -759,15 +769,18 @@ impl Store {
 
     /// Resolves the sequences `pick` chooses to what reading them needs, under one
     /// index lock, leaving out the events retention or a deletion hides.
-    pub(crate) fn locate(&self, pick: impl FnOnce(&Index) -> Vec<u64>) -> Located {
+    pub(crate) fn locate<I: IntoIterator<Item = u64>>(
+        &self,
+        pick: impl FnOnce(&Index) -> I,
+    ) -> Located {
         self.locate_in(self.sight(), pick)
     }
 
     /// `locate`, leaving out what `sight` does not see.
-    pub(crate) fn locate_in(
+    pub(crate) fn locate_in<I: IntoIterator<Item = u64>>(
         &self,
         sight: crate::index::Sight,
-        pick: impl FnOnce(&Index) -> Vec<u64>,
+        pick: impl FnOnce(&Index) -> I,
     ) -> Located {
         let index = self.index();
         let files = self.segments.pin();
