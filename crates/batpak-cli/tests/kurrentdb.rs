@@ -62,7 +62,7 @@ fn client(port: u16) -> kurrentdb::Client {
 #[test]
 fn a_kill_9_loses_no_append_a_kurrentdb_client_saw_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut child, port) = serve(dir.path());
+    let (mut served, port) = serve(dir.path());
     let runtime = tokio::runtime::Runtime::new().unwrap();
     // (stream, revision, id, position) of every acknowledged append.
     let acked = Arc::new(Mutex::new(Vec::<(String, u64, uuid::Uuid, u64)>::new()));
@@ -98,8 +98,8 @@ fn a_kill_9_loses_no_append_a_kurrentdb_client_saw_acknowledged() {
         while acked.lock().unwrap().len() < 200 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        child.0.kill().unwrap();
-        child.0.wait().unwrap();
+        served.0.kill().unwrap();
+        served.0.wait().unwrap();
         for w in writers {
             let _ = tokio::time::timeout(Duration::from_secs(30), w).await;
         }
@@ -126,7 +126,7 @@ fn a_kill_9_loses_no_append_a_kurrentdb_client_saw_acknowledged() {
     }
 
     // A restarted server hands them back.
-    let (mut child, port) = serve(dir.path());
+    let (mut served, port) = serve(dir.path());
     runtime.block_on(async {
         let c = client(port);
         for w in 0..4 {
@@ -145,6 +145,6 @@ fn a_kill_9_loses_no_append_a_kurrentdb_client_saw_acknowledged() {
             }
         }
     });
-    child.0.kill().unwrap();
-    child.0.wait().unwrap();
+    served.0.kill().unwrap();
+    served.0.wait().unwrap();
 }

@@ -160,42 +160,7 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         |m| m.as_str().to_string(),
     );
     let principal = principal_of(&app, &request);
-    let limit = app.limits.max_body_bytes;
-    let timed = !untimed(&method, request.uri().path());
-    let body_time = app.limits.request_timeout;
-    let run = async move {
-        // The body arrives within the request time limit even where the answer may
-        // take longer (an append, a cursor's wait).
-        match tokio::time::timeout(body_time, read_body(request, limit)).await {
-            Ok(Ok(request)) => next.run(request).await,
-            Ok(Err(refused)) => refused.into_response(),
-            Err(_) => ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                format!(
-                    "the request body did not arrive within this server's limit of {} ms",
-                    body_time.as_millis()
-                ),
-            )
-            .into_response(),
-        }
-    };
-    let response = if timed {
-        match tokio::time::timeout(app.limits.request_timeout, run).await {
-            Ok(response) => response,
-            Err(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "timeout",
-                format!(
-                    "the request took longer than this server's limit of {} ms",
-                    app.limits.request_timeout.as_millis()
-                ),
-            )
-            .into_response(),
-        }
-    } else {
-        run.await
-    };
+    let response = answer(&app, request, next, started).await;
     let response = jsonify(response);
     let status = response.status().as_u16();
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
@@ -209,6 +174,44 @@ async fn observe(State(app): State<Arc<App>>, request: Request, next: Next) -> R
         ));
     }
     response
+}
+
+/// The answer within one deadline, the request timeout from `started`: the body
+/// must arrive by it on every route (408), and the answer too except where it is
+/// meant to take longer (`untimed`: 503).
+async fn answer(app: &App, request: Request, next: Next, started: Instant) -> Response {
+    let limit = app.limits.request_timeout;
+    let deadline = tokio::time::Instant::from_std(started + limit);
+    let timed = !untimed(request.method(), request.uri().path());
+    let over = |status, what: &str| {
+        ApiError::new(
+            status,
+            "timeout",
+            format!("{what} this server's limit of {} ms", limit.as_millis()),
+        )
+        .into_response()
+    };
+    let read = tokio::time::timeout_at(deadline, read_body(request, app.limits.max_body_bytes));
+    let request = match read.await {
+        Ok(Ok(request)) => request,
+        Ok(Err(refused)) => return refused.into_response(),
+        Err(_) => {
+            return over(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within",
+            )
+        }
+    };
+    if !timed {
+        return next.run(request).await;
+    }
+    match tokio::time::timeout_at(deadline, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => over(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the request took longer than",
+        ),
+    }
 }
 
 /// Reads the whole request body before anything answers, so that every answer

@@ -89,18 +89,22 @@ fn a_body_that_never_arrives_is_a_408_within_the_time_limit_even_for_an_append()
     let mut limits = Limits::default();
     limits.request_timeout = Duration::from_millis(200);
     let server = start(store, move |b| b.limits(limits));
-    let mut tcp = std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
-    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    // Ten bytes promised, two sent: the append cannot start.
-    tcp.write_all(
-        b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{\"",
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = tcp.read_to_string(&mut answer);
-    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
-    assert!(answer.contains("did not arrive within"), "{answer}");
-    assert!(answer.contains("200 ms"), "{answer}");
+    // An append (whose answer is not timed) and a receipt check (whose answer is).
+    for path in ["/v1/events", "/v1/receipts/verify"] {
+        let mut tcp =
+            std::net::TcpStream::connect(server.base.trim_start_matches("http://")).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // Ten bytes promised, two sent: the handler cannot start.
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 10\r\n\r\n{{\""
+        );
+        tcp.write_all(head.as_bytes()).unwrap();
+        let mut answer = String::new();
+        let _ = tcp.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("did not arrive within"), "{path}: {answer}");
+        assert!(answer.contains("200 ms"), "{path}: {answer}");
+    }
     server.stop().unwrap();
     let store = Store::open(dir.path()).unwrap();
     assert_eq!(store.frontier().visible, 0, "nothing was written");

@@ -691,7 +691,7 @@ fn graceful_shutdown_closes_the_store_with_a_checkpoint_and_releases_the_lock() 
 }
 
 /// Sends `head` then, after a pause that lets the server answer first, `body`, on one
-/// connection; returns the answer's status line and whether the server closed it.
+/// connection; returns the answer's head (status line and headers), its body read.
 fn slow_body_request(stream: &mut std::net::TcpStream, head: &str, body: &[u8]) -> String {
     use std::io::{Read, Write};
     stream.write_all(head.as_bytes()).unwrap();
