@@ -467,9 +467,27 @@ async fn delete_hides_and_lets_the_stream_continue_tombstone_ends_it() {
         matches!(again, Err(kurrentdb::Error::ResourceDeleted)),
         "{again:?}"
     );
+    // A stream that never had an event can be tombstoned: its name stays taken.
+    h.client
+        .tombstone_stream(
+            "reserved",
+            &kurrentdb::TombstoneStreamOptions::default().stream_state(StreamState::NoStream),
+        )
+        .await
+        .unwrap();
+    let append = h
+        .client
+        .append_to_stream("reserved", &Default::default(), vec![order(1)])
+        .await;
+    assert!(
+        matches!(append, Err(kurrentdb::Error::ResourceDeleted)),
+        "{append:?}"
+    );
+    let read = h.client.read_stream("reserved", &Default::default()).await;
+    assert!(matches!(read, Err(kurrentdb::Error::ResourceDeleted)));
     // The deletions are batpak's own records.
     let deletions = h.store().deletions();
-    assert_eq!(deletions.len(), 2);
+    assert_eq!(deletions.len(), 3);
     h.finish().await;
 }
 

@@ -268,12 +268,13 @@ pub enum Error {
         waited: std::time::Duration,
     },
     /// The entity was deleted with `DeleteMode::Hard`: it takes no more events.
-    #[error("entity {entity:?} was deleted (hard, through version {through_version}): it takes no more events")]
+    #[error("entity {entity:?} was deleted (hard, {}): it takes no more events", deleted_through(*.through_version))]
     EntityDeleted {
         /// The entity.
         entity: String,
-        /// Its newest version when it was deleted.
-        through_version: u64,
+        /// Its newest version when it was deleted; `None` when it had no events (its
+        /// name was reserved before its first).
+        through_version: Option<u64>,
     },
     /// No entity has this name (it has never had an event), or the operation does
     /// not apply to it.
@@ -404,6 +405,14 @@ pub(crate) fn io_err(
 ) -> impl FnOnce(io::Error) -> Error {
     let path = path.into();
     move |source| Error::Io { op, path, source }
+}
+
+/// How an `EntityDeleted` error names what the deletion covered.
+fn deleted_through(version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!("through version {v}"),
+        None => "before its first event".to_string(),
+    }
 }
 
 #[cfg(test)]

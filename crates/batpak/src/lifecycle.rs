@@ -12,7 +12,7 @@ use crate::event::Batch;
 use crate::lifecycle_records::{
     EntityDeleted, RetentionChanged, LIFECYCLE_ENTITY, LIFECYCLE_SCOPE,
 };
-use crate::options::AppendOptions;
+use crate::options::{AppendOptions, ExpectedVersion};
 use crate::receipt::AppendReceipt;
 use crate::retention::{
     DeleteMode, Deletion, Recorded, RetentionPolicy, RetentionRule, RetentionSelector,
@@ -100,11 +100,27 @@ impl Store {
     /// [`DeleteMode::Hard`] every later append to it is refused
     /// (`Error::EntityDeleted`). Recorded as a store record caused by nothing, in the
     /// entity's newest scope; returns its receipt. Deleting softly again with nothing
-    /// new returns the earlier record's receipt.
+    /// new returns the earlier record's receipt. A hard deletion of an entity that
+    /// never had an event reserves its name: the record (in the lifecycle scope)
+    /// has no version, and no append to it is ever accepted.
     ///
-    /// Errors: `NoSuchEntity` for an entity without events or one of the store's
-    /// own; `EntityDeleted` when it was deleted hard already; `ReadOnly`.
+    /// Errors: `NoSuchEntity` for a soft deletion of an entity without events, or for
+    /// one of the store's own; `EntityDeleted` when it was deleted hard already;
+    /// `InvalidCoordinate` for a name no event could have; `ReadOnly`.
     pub fn delete_entity(&self, entity: &str, mode: DeleteMode) -> Result<AppendReceipt> {
+        self.delete_entity_expecting(entity, mode, ExpectedVersion::Any)
+    }
+
+    /// [`Store::delete_entity`], when the entity's newest version is `expected`: the
+    /// check and the deletion happen in one turn of the writer, so no append lands
+    /// between them. `VersionConflict` (naming both versions) otherwise, with
+    /// nothing recorded.
+    pub fn delete_entity_expecting(
+        &self,
+        entity: &str,
+        mode: DeleteMode,
+        expected: ExpectedVersion,
+    ) -> Result<AppendReceipt> {
         let writer = self.writer()?;
         let refuse = |reason: &str| Error::NoSuchEntity {
             operation: "delete",
@@ -123,6 +139,7 @@ impl Store {
                 });
             }
         }
+        let hard = mode == DeleteMode::Hard;
         let scope = {
             let index = self.index();
             index
@@ -131,18 +148,15 @@ impl Store {
                 .and_then(|id| index.entity_events(id).last().copied())
                 .and_then(|seq| index.read_target(seq))
                 .map(|(_, _, scope)| index.scopes().shared(scope).to_string())
-                // Compaction removed all it had: the scopes went with the events.
-                .or_else(|| {
-                    index
-                        .horizon_of(entity)
-                        .map(|_| LIFECYCLE_SCOPE.to_string())
-                })
         }
-        .ok_or_else(|| refuse("it has no events"))?;
-        let hard = mode == DeleteMode::Hard;
-        let version = writer
-            .mark_deleted(entity, hard)?
-            .ok_or_else(|| refuse("it has no events"))?;
+        // Compaction removed all it had (the scopes went with the events), or it has
+        // none and a hard deletion reserves the name.
+        .unwrap_or_else(|| LIFECYCLE_SCOPE.to_string());
+        validate_component("entity", entity)?;
+        let version = writer.mark_deleted(entity, hard, expected)?;
+        if version.is_none() && !hard {
+            return Err(refuse("it has no events"));
+        }
         if let Some(d) = recorded.deletion(entity) {
             if !hard && d.through_version == version {
                 return self.receipt_of(d.recorded_by);

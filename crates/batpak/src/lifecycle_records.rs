@@ -65,8 +65,10 @@ impl EventPayload for RetentionChanged {
 pub(crate) struct EntityDeleted {
     /// The entity.
     pub entity: String,
-    /// Its newest version when it was deleted.
-    pub version: u64,
+    /// Its newest version when it was deleted; absent (not written) for a hard
+    /// deletion of an entity that never had an event, which reserves the name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
     /// Soft or hard.
     pub mode: DeleteMode,
 }
@@ -160,7 +162,7 @@ mod tests {
         );
         let deleted = EntityDeleted {
             entity: "order:1".into(),
-            version: 3,
+            version: Some(3),
             mode: DeleteMode::Hard,
         };
         assert_eq!(
@@ -180,6 +182,30 @@ mod tests {
                 "68617264", // "mode": "hard"
             )
         );
+        // A tombstone set before the entity's first event: no version field at all.
+        let reserved = EntityDeleted {
+            entity: "order:2".into(),
+            version: None,
+            mode: DeleteMode::Hard,
+        };
+        assert_eq!(
+            hex(&reserved.encode().unwrap()),
+            concat!(
+                "82",
+                "a6",
+                "656e74697479",
+                "a7",
+                "6f726465723a32", // "entity": "order:2"
+                "a4",
+                "6d6f6465",
+                "a4",
+                "68617264", // "mode": "hard"
+            )
+        );
+        for record in [deleted, reserved] {
+            let back: EntityDeleted = rmp_serde::from_slice(&record.encode().unwrap()).unwrap();
+            assert_eq!(back, record);
+        }
         for rule in [
             RetentionRule::MaxCount(10),
             RetentionRule::BeforeVersion(4),
@@ -220,7 +246,7 @@ mod tests {
             selector in selector(),
             rule in rule(),
             entity in "[a-z:0-9]{1,20}",
-            version in proptest::prelude::any::<u64>(),
+            version in proptest::option::of(proptest::prelude::any::<u64>()),
             hard in proptest::prelude::any::<bool>(),
             noise in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
         ) {

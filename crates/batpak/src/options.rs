@@ -64,7 +64,7 @@ impl std::str::FromStr for ExpectedVersion {
 
 impl ExpectedVersion {
     /// Whether an entity currently at `actual` (`None`: no events) satisfies this.
-    pub(crate) fn admits(self, actual: Option<u64>) -> bool {
+    pub fn admits(self, actual: Option<u64>) -> bool {
         match self {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => actual.is_none(),

@@ -113,8 +113,9 @@ pub struct Deletion {
     /// The deleted entity.
     pub entity: String,
     /// Its newest version when it was deleted: that event and every earlier one are
-    /// hidden.
-    pub through_version: u64,
+    /// hidden. `None` for a hard deletion of an entity that had no events: the name is
+    /// reserved, nothing is hidden.
+    pub through_version: Option<u64>,
     /// Soft or hard.
     pub mode: DeleteMode,
     /// The id of the store record of the deletion.
@@ -164,7 +165,7 @@ impl Recorded {
     pub(crate) fn delete(
         &mut self,
         entity: String,
-        through_version: u64,
+        through_version: Option<u64>,
         mode: DeleteMode,
         by: EventId,
     ) {
@@ -208,7 +209,8 @@ impl Recorded {
     }
 
     /// What the index hides: the rules in force, and each deleted entity with the
-    /// version it is hidden through (`u64::MAX`: all of it).
+    /// version it is hidden through (`u64::MAX`: all of it). A soft deletion of no
+    /// version (which the store never writes) hides nothing.
     pub(crate) fn horizons(&self) -> (Rules, Vec<(String, u64)>) {
         let policies = self
             .policies
@@ -218,12 +220,12 @@ impl Recorded {
         let deleted = self
             .deletions
             .values()
-            .map(|d| {
+            .filter_map(|d| {
                 let through = match d.mode {
-                    DeleteMode::Soft => d.through_version,
+                    DeleteMode::Soft => d.through_version?,
                     DeleteMode::Hard => u64::MAX,
                 };
-                (d.entity.clone(), through)
+                Some((d.entity.clone(), through))
             })
             .collect();
         (policies, deleted)

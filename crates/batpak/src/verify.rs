@@ -1387,11 +1387,13 @@ fn unexplained(h: &Horizon, at_ms: u64, c: &Compacted) -> Option<String> {
             "the deletion named ({cause}) deleted {:?}",
             d.entity
         )),
-        Lifecycle::Deletion(d) if d.mode == DeleteMode::Soft && h.first_kept > d.version + 1 => {
-            Some(format!(
-                "the deletion named ({cause}) hid versions only through {}",
-                d.version
-            ))
+        Lifecycle::Deletion(d)
+            if d.mode == DeleteMode::Soft && h.first_kept > d.version.map_or(0, |v| v + 1) =>
+        {
+            Some(match d.version {
+                Some(v) => format!("the deletion named ({cause}) hid versions only through {v}"),
+                None => format!("the deletion named ({cause}) hid no versions"),
+            })
         }
         Lifecycle::Deletion(_) => None,
         Lifecycle::Retention(r) => {

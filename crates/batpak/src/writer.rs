@@ -35,7 +35,7 @@ use crate::keys::Keys;
 use crate::kind::EventKind;
 use crate::maps::{FastMap, FastSet};
 use crate::open::{apply_pending, check_pending_fits, remove_pending, Resume};
-use crate::options::{idempotency_digest, AppendOptions, Cause, SyncPolicy};
+use crate::options::{idempotency_digest, AppendOptions, Cause, ExpectedVersion, SyncPolicy};
 use crate::receipt::AppendReceipt;
 use crate::segment::io::SegmentFile;
 use crate::segment::writer::ActiveSegment;
@@ -491,15 +491,27 @@ impl Writer {
         lock(&self.state).tombstones = entities.map(Box::from).collect();
     }
 
-    /// The entity's newest version, read under the state lock (so no append lands
-    /// between it and what the caller does next under `hard`): with `hard`, the entity
-    /// is marked deleted in the same turn, so no later append is accepted. `None` when
-    /// the entity has no events (nothing is marked).
-    pub(crate) fn mark_deleted(&self, entity: &str, hard: bool) -> Result<Option<u64>> {
+    /// The entity's newest version (`None`: it has no events), read and checked
+    /// against `expected` under the state lock, so no append lands between the check
+    /// and the mark: with `hard`, the entity is marked deleted in the same turn and no
+    /// later append is accepted.
+    pub(crate) fn mark_deleted(
+        &self,
+        entity: &str,
+        hard: bool,
+        expected: ExpectedVersion,
+    ) -> Result<Option<u64>> {
         let mut state = lock(&self.state);
         self.check_poison()?;
         let version = self.head(&mut state, entity)?.map(|h| h.version);
-        if hard && version.is_some() {
+        if !expected.admits(version) {
+            return Err(Error::VersionConflict {
+                entity: entity.to_string(),
+                expected,
+                actual: version,
+            });
+        }
+        if hard {
             state.tombstones.insert(entity.into());
         }
         Ok(version)
@@ -589,7 +601,7 @@ impl Writer {
             if !draft.system && state.tombstones.contains(entity) {
                 return Err(Error::EntityDeleted {
                     entity: entity.to_string(),
-                    through_version: actual.unwrap_or(0),
+                    through_version: actual,
                 });
             }
             if !draft.options.expected_version.admits(actual) {

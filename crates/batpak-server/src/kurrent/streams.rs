@@ -99,15 +99,6 @@ fn expected_of(revision: Option<u64>, no_stream: bool, exists: bool) -> Expected
     }
 }
 
-fn admits(expected: ExpectedVersion, current: Option<u64>) -> bool {
-    match expected {
-        ExpectedVersion::Any => true,
-        ExpectedVersion::NoStream => current.is_none(),
-        ExpectedVersion::StreamExists => current.is_some(),
-        ExpectedVersion::Exact(v) => current == Some(v),
-    }
-}
-
 fn expected_text(expected: ExpectedVersion) -> String {
     match expected {
         ExpectedVersion::Exact(v) => v.to_string(),
@@ -170,7 +161,7 @@ impl Kurrent {
                 return Err(stream_deleted(entity));
             }
             let current = store.entity_version(entity);
-            return Ok(if admits(expected, current) {
+            return Ok(if expected.admits(current) {
                 Outcome::Success {
                     current,
                     position: None,
@@ -285,45 +276,46 @@ impl Kurrent {
         if self.tombstoned(&entity) {
             return Err(stream_deleted(&entity));
         }
-        let current = self.app.store.store().entity_version(&entity);
-        if !admits(expected, current) {
-            let name = String::from_utf8_lossy(&names::name_of(&entity)).into_owned();
-            return Err(status_with(
-                Code::FailedPrecondition,
-                format!(
-                    "Wrong expected version for stream '{name}': expected {}, actual {}.",
-                    expected_text(expected),
-                    current_text(current)
-                ),
-                &[
-                    ("exception", "wrong-expected-version".to_string()),
-                    ("stream-name", name),
-                    ("expected-version", expected_text(expected)),
-                    ("actual-version", current_text(current)),
-                ],
-            ));
+        if mode == batpak::DeleteMode::Soft
+            && expected.admits(None)
+            && self.app.store.store().entity_version(&entity).is_none()
+        {
+            // Nothing to hide (an append racing this comes after the deletion).
+            return Ok(None);
         }
-        if current.is_none() {
-            if mode == batpak::DeleteMode::Soft {
-                // Nothing to hide.
-                return Ok(None);
-            }
-            let name = String::from_utf8_lossy(&names::name_of(&entity)).into_owned();
-            return Err(status_with(
-                Code::NotFound,
-                format!(
-                    "stream '{name}' has no events: batpak tombstones a stream through its last event, and this one has none"
-                ),
-                &[("exception", "stream-not-found".to_string())],
-            ));
-        }
-        let receipt = self
+        // The store checks the expected version in the same turn as it deletes, so
+        // no append lands between the check and the deletion. A tombstone of a
+        // stream that never had an event reserves its name.
+        let deleted = self
             .app
             .store
-            .run(move |store| store.delete_entity(&entity, mode))
-            .await
-            .map_err(store_status)?;
-        Ok(Some(receipt.sequence))
+            .run(move |store| store.delete_entity_expecting(&entity, mode, expected))
+            .await;
+        match deleted {
+            Ok(receipt) => Ok(Some(receipt.sequence)),
+            Err(batpak::Error::VersionConflict {
+                entity,
+                expected,
+                actual,
+            }) => {
+                let name = String::from_utf8_lossy(&names::name_of(&entity)).into_owned();
+                Err(status_with(
+                    Code::FailedPrecondition,
+                    format!(
+                        "Wrong expected version for stream '{name}': expected {}, actual {}.",
+                        expected_text(expected),
+                        current_text(actual)
+                    ),
+                    &[
+                        ("exception", "wrong-expected-version".to_string()),
+                        ("stream-name", name),
+                        ("expected-version", expected_text(expected)),
+                        ("actual-version", current_text(actual)),
+                    ],
+                ))
+            }
+            Err(e) => Err(store_status(e)),
+        }
     }
 }
 

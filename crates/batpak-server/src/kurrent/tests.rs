@@ -256,20 +256,61 @@ async fn deletes_refuse_bad_input_with_the_trailers_clients_parse() {
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("the delete has no options"));
-    let err = client
-        .tombstone(s::DeleteReq {
-            options: Some(s::append_req::Options {
-                stream_identifier: stream(b"never"),
-                expected_stream_revision: None,
-            }),
-        })
+    // A stream that never had an event: a tombstone expecting it to exist is
+    // refused with both revisions; one expecting no stream reserves the name, so
+    // the first append to it is refused, and so is a second tombstone.
+    let tombstone = |name: &'static [u8], expected| {
+        let mut client = StreamsClient::new(r.channel.clone());
+        async move {
+            client
+                .tombstone(s::DeleteReq {
+                    options: Some(s::append_req::Options {
+                        stream_identifier: stream(name),
+                        expected_stream_revision: expected,
+                    }),
+                })
+                .await
+        }
+    };
+    let err = tombstone(
+        b"never",
+        Some(s::append_req::options::ExpectedStreamRevision::StreamExists(shared::Empty {})),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(exception(&err), Some("wrong-expected-version"));
+    assert_eq!(
+        err.metadata()
+            .get("actual-version")
+            .and_then(|v| v.to_str().ok()),
+        Some("-1")
+    );
+    let done = tombstone(
+        b"never",
+        Some(s::append_req::options::ExpectedStreamRevision::NoStream(
+            shared::Empty {},
+        )),
+    )
+    .await
+    .unwrap()
+    .into_inner();
+    assert!(
+        matches!(
+            done.position_option,
+            Some(s::delete_resp::PositionOption::Position(_))
+        ),
+        "{done:?}"
+    );
+    let err = append(&r, vec![options(b"never"), message(Some("t"), None)])
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Code::NotFound);
-    assert!(
-        err.message().contains("'never' has no events"),
-        "{}",
-        err.message()
+    assert_eq!(exception(&err), Some("stream-deleted"));
+    assert_eq!(err.message(), "Event stream 'never' is deleted.");
+    let err = tombstone(b"never", None).await.unwrap_err();
+    assert_eq!(exception(&err), Some("stream-deleted"));
+    assert_eq!(
+        r.store.store().deletion("never").unwrap().through_version,
+        None
     );
 
     append(&r, vec![options(b"one"), message(Some("t"), good_id())])
