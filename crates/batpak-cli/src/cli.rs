@@ -499,21 +499,25 @@ pub enum RetentionAction {
     },
 }
 
-/// Which entities a policy covers: one of the two.
+/// Which entities a policy covers: one of the three.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct SelectorArgs {
     /// Entities under this prefix (on `:` boundaries); "" is every entity.
     #[arg(long)]
     pub prefix: Option<String>,
+    /// This one entity, by its exact name.
+    #[arg(long)]
+    pub entity: Option<String>,
     /// Events in this scope.
     #[arg(long)]
     pub scope: Option<String>,
 }
 
-/// What a policy keeps: one of the three.
+/// What a policy keeps: any of the three (given several, an event is kept only
+/// while each keeps it).
 #[derive(Debug, Args)]
-#[group(required = true, multiple = false)]
+#[group(required = true, multiple = true)]
 pub struct RuleArgs {
     /// Keep the newest N events of each entity.
     #[arg(long, value_name = "N")]

@@ -1645,23 +1645,36 @@ fn retention_and_delete_commands_hide_events_and_refuse_bad_input() {
         &["retention", "clear", "--prefix", "order"],
         "has no retention policy",
     );
-    // Exactly one selector and one rule.
+    // Exactly one selector, and at least one rule; several rules are one combined
+    // rule, and --entity covers one entity by its exact name.
     let o = batpak(dir, &["retention", "set", "--max-count", "1"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    let o = batpak(
+    let o = batpak(dir, &["retention", "set", "--prefix", "a"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let both: Value = serde_json::from_str(&ok(
         dir,
         &[
             "retention",
             "set",
-            "--prefix",
-            "a",
+            "--entity",
+            "order:1",
             "--max-count",
             "1",
             "--before-version",
             "2",
+            "--json",
         ],
+    ))
+    .unwrap();
+    assert_eq!(both["selector"]["entity"], "order:1");
+    assert_eq!(both["rule"]["combined"]["max_count"], 1);
+    assert_eq!(both["rule"]["combined"]["before_version"], 2);
+    let human = ok(dir, &["retention", "list"]);
+    assert!(
+        human.contains("entity \"order:1\"  keep the last 1, and keep from version 2"),
+        "{human}"
     );
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    ok(dir, &["retention", "clear", "--entity", "order:1"]);
     fails(
         dir,
         &["retention", "set", "--prefix", "a", "--max-count", "0"],

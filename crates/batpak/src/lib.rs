@@ -146,7 +146,9 @@ pub use query::Region;
 pub use receipt::AppendReceipt;
 pub use redact::Redaction;
 pub use registry::{KindCollision, KindRename};
-pub use retention::{DeleteMode, Deletion, RetentionPolicy, RetentionRule, RetentionSelector};
+pub use retention::{
+    DeleteMode, Deletion, RetentionLimits, RetentionPolicy, RetentionRule, RetentionSelector,
+};
 pub use salvage::{SalvageLoss, SalvageReport, SALVAGED_FROM_KEY, SALVAGE_REPORT_FILE};
 pub use segment::recovery::TailCut;
 pub use set::{Route, SetLayout, SetReceipt, StoreSet, StoreSetBuilder, SET_LAYOUT_FILE};

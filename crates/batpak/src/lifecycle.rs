@@ -26,8 +26,9 @@ impl Store {
     /// the policy already in force records nothing and returns that record's receipt.
     ///
     /// Errors: a selector naming the store's own entities (`batpak:...`) or not a
-    /// valid entity prefix or scope (`InvalidCoordinate`); a rule that would keep
-    /// nothing (`MaxCount(0)`, a zero age: `Malformed`); `ReadOnly`.
+    /// valid entity prefix, entity or scope (`InvalidCoordinate`); a rule that would
+    /// keep nothing (`MaxCount(0)`, a zero age, also as a part of a combined rule:
+    /// `Malformed`), or a combined rule with no part; `ReadOnly`.
     pub fn set_retention(
         &self,
         selector: RetentionSelector,
@@ -35,13 +36,7 @@ impl Store {
     ) -> Result<AppendReceipt> {
         self.writer()?;
         check_selector(&selector)?;
-        match rule {
-            RetentionRule::MaxCount(0) => return Err(keeps_nothing("max_count 0")),
-            RetentionRule::MaxAge(age) if RetentionRule::age_ms(age) == 0 => {
-                return Err(keeps_nothing("an age under one millisecond"))
-            }
-            _ => {}
-        }
+        check_rule(rule)?;
         let mut recorded = self.lifecycle();
         if let Some(p) = recorded.policy(&selector).filter(|p| p.rule == rule) {
             return self.receipt_of(p.set_by);
@@ -205,18 +200,18 @@ impl Store {
 }
 
 /// The scope a retention record is filed under: the policy's scope, or the
-/// lifecycle scope for a prefix.
+/// lifecycle scope for a prefix or an entity.
 fn record_scope(selector: &RetentionSelector) -> &str {
     match selector {
         RetentionSelector::Scope(scope) => scope,
-        RetentionSelector::EntityPrefix(_) => LIFECYCLE_SCOPE,
+        RetentionSelector::EntityPrefix(_) | RetentionSelector::Entity(_) => LIFECYCLE_SCOPE,
     }
 }
 
 fn check_selector(selector: &RetentionSelector) -> Result<()> {
     match selector {
         RetentionSelector::EntityPrefix(prefix) if prefix.is_empty() => Ok(()),
-        RetentionSelector::EntityPrefix(prefix) => {
+        RetentionSelector::EntityPrefix(prefix) | RetentionSelector::Entity(prefix) => {
             validate_component("entity", prefix)?;
             if prefix.starts_with(STORE_ENTITY_PREFIX) || prefix == "batpak" {
                 return Err(Error::InvalidCoordinate {
@@ -227,6 +222,26 @@ fn check_selector(selector: &RetentionSelector) -> Result<()> {
             Ok(())
         }
         RetentionSelector::Scope(scope) => validate_component("scope", scope),
+    }
+}
+
+fn check_rule(rule: RetentionRule) -> Result<()> {
+    match rule {
+        RetentionRule::MaxCount(0) => Err(keeps_nothing("max_count 0")),
+        RetentionRule::MaxAge(age) if RetentionRule::age_ms(age) == 0 => {
+            Err(keeps_nothing("an age under one millisecond"))
+        }
+        RetentionRule::Combined(limits) => {
+            if limits.rules().next().is_none() {
+                return Err(Error::Malformed {
+                    what: "retention rule",
+                    detail: "a combined rule sets none of max_count, max_age and before_version"
+                        .into(),
+                });
+            }
+            limits.rules().try_for_each(check_rule)
+        }
+        _ => Ok(()),
     }
 }
 

@@ -152,6 +152,42 @@ mod tests {
                 "000927c0", // {"max_age_ms": 600000}
             )
         );
+        let exact = RetentionChanged {
+            selector: RetentionSelector::Entity("o:1".into()),
+            rule: Some(RetentionRule::Combined(
+                crate::retention::RetentionLimits::new()
+                    .max_count(3)
+                    .max_age(Duration::from_secs(2)),
+            )),
+        };
+        assert_eq!(
+            hex(&exact.encode().unwrap()),
+            concat!(
+                "82",
+                "a8",
+                "73656c6563746f72", // map of 2, "selector"
+                "81",
+                "a6",
+                "656e74697479",
+                "a3",
+                "6f3a31", // {"entity": "o:1"}
+                "a4",
+                "72756c65", // "rule"
+                "81",
+                "a8",
+                "636f6d62696e6564", // {"combined":
+                "82",
+                "a9",
+                "6d61785f636f756e74",
+                "03", // {"max_count": 3,
+                "aa",
+                "6d61785f6167655f6d73",
+                "cd",
+                "07d0", // "max_age_ms": 2000}}
+            )
+        );
+        let back: RetentionChanged = rmp_serde::from_slice(&exact.encode().unwrap()).unwrap();
+        assert_eq!(back, exact);
         let cleared = RetentionChanged {
             selector: RetentionSelector::Scope("s".into()),
             rule: None,
@@ -225,6 +261,7 @@ mod tests {
         prop_oneof![
             "[a-z:]{0,12}".prop_map(RetentionSelector::EntityPrefix),
             "[a-z:]{1,12}".prop_map(RetentionSelector::Scope),
+            "[a-z:]{1,12}".prop_map(RetentionSelector::Entity),
         ]
     }
 
@@ -235,6 +272,18 @@ mod tests {
             any::<u64>().prop_map(|n| Some(RetentionRule::MaxCount(n))),
             any::<u64>().prop_map(|v| Some(RetentionRule::BeforeVersion(v))),
             any::<u64>().prop_map(|ms| Some(RetentionRule::MaxAge(Duration::from_millis(ms)))),
+            (
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<u64>()),
+                proptest::option::of(any::<u64>()),
+            )
+                .prop_map(|(count, ms, version)| {
+                    let mut limits = crate::retention::RetentionLimits::new();
+                    limits.max_count = count;
+                    limits.max_age = ms.map(Duration::from_millis);
+                    limits.before_version = version;
+                    Some(RetentionRule::Combined(limits))
+                }),
         ]
     }
 

@@ -11,7 +11,8 @@ use crate::id::EventId;
 
 /// Which entities a retention policy covers.
 ///
-/// Serde: `{"entity_prefix": "order"}` or `{"scope": "tenant:acme"}`.
+/// Serde: `{"entity_prefix": "order"}`, `{"entity": "order:1"}` or
+/// `{"scope": "tenant:acme"}`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -21,6 +22,8 @@ pub enum RetentionSelector {
     EntityPrefix(String),
     /// Events in this scope.
     Scope(String),
+    /// This one entity, by its exact name (`order:1`, not `order:1:lines`).
+    Entity(String),
 }
 
 impl fmt::Display for RetentionSelector {
@@ -28,6 +31,7 @@ impl fmt::Display for RetentionSelector {
         match self {
             RetentionSelector::EntityPrefix(p) => write!(f, "prefix {p:?}"),
             RetentionSelector::Scope(s) => write!(f, "scope {s:?}"),
+            RetentionSelector::Entity(e) => write!(f, "entity {e:?}"),
         }
     }
 }
@@ -35,7 +39,8 @@ impl fmt::Display for RetentionSelector {
 /// What a retention policy keeps of each entity it covers. Everything before what
 /// it keeps is expired: hidden from every read at once, removed by compaction.
 ///
-/// Serde: `{"max_count": 10}`, `{"max_age_ms": 600000}` or `{"before_version": 5}`.
+/// Serde: `{"max_count": 10}`, `{"max_age_ms": 600000}`, `{"before_version": 5}`, or
+/// several at once as `{"combined": {"max_count": 10, "max_age_ms": 600000}}`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -48,6 +53,65 @@ pub enum RetentionRule {
     MaxAge(Duration),
     /// Keep versions from this one on.
     BeforeVersion(u64),
+    /// Several of the above at once: each expires what it expires, so an event is
+    /// kept only while every one that is set keeps it (at least one must be).
+    Combined(RetentionLimits),
+}
+
+/// The parts of a [`RetentionRule::Combined`]; an absent part limits nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RetentionLimits {
+    /// Keep the newest `n` events of each entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_count: Option<u64>,
+    /// Keep events younger than this.
+    #[serde(
+        rename = "max_age_ms",
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "millis_opt"
+    )]
+    pub max_age: Option<Duration>,
+    /// Keep versions from this one on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_version: Option<u64>,
+}
+
+impl RetentionLimits {
+    /// No limit yet: add them with the builder methods.
+    pub fn new() -> Self {
+        RetentionLimits::default()
+    }
+
+    /// Keep the newest `n`.
+    pub fn max_count(mut self, n: u64) -> Self {
+        self.max_count = Some(n);
+        self
+    }
+
+    /// Keep events younger than `age`.
+    pub fn max_age(mut self, age: Duration) -> Self {
+        self.max_age = Some(age);
+        self
+    }
+
+    /// Keep versions from `v` on.
+    pub fn before_version(mut self, v: u64) -> Self {
+        self.before_version = Some(v);
+        self
+    }
+
+    /// Each part that is set, as a rule of its own.
+    pub fn rules(&self) -> impl Iterator<Item = RetentionRule> {
+        [
+            self.max_count.map(RetentionRule::MaxCount),
+            self.max_age.map(RetentionRule::MaxAge),
+            self.before_version.map(RetentionRule::BeforeVersion),
+        ]
+        .into_iter()
+        .flatten()
+    }
 }
 
 impl fmt::Display for RetentionRule {
@@ -56,6 +120,15 @@ impl fmt::Display for RetentionRule {
             RetentionRule::MaxCount(n) => write!(f, "keep the last {n}"),
             RetentionRule::MaxAge(age) => write!(f, "keep {} ms", age.as_millis()),
             RetentionRule::BeforeVersion(v) => write!(f, "keep from version {v}"),
+            RetentionRule::Combined(limits) => {
+                for (i, rule) in limits.rules().enumerate() {
+                    if i > 0 {
+                        f.write_str(", and ")?;
+                    }
+                    write!(f, "{rule}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -64,6 +137,27 @@ impl RetentionRule {
     /// The policy's age in whole milliseconds (saturating).
     pub(crate) fn age_ms(age: Duration) -> u64 {
         u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+mod millis_opt {
+    use std::time::Duration;
+
+    pub(super) fn serialize<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&super::RetentionRule::age_ms(*d)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let ms: Option<u64> = serde::Deserialize::deserialize(d)?;
+        Ok(ms.map(Duration::from_millis))
     }
 }
 

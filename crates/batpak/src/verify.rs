@@ -1397,34 +1397,60 @@ fn unexplained(h: &Horizon, at_ms: u64, c: &Compacted) -> Option<String> {
         }
         Lifecycle::Deletion(_) => None,
         Lifecycle::Retention(r) => {
-            if let RetentionSelector::EntityPrefix(p) = &r.selector {
-                if !p.is_empty() && !crate::coordinate::prefix_matches(p, &h.entity) {
+            match &r.selector {
+                RetentionSelector::EntityPrefix(p)
+                    if !p.is_empty() && !crate::coordinate::prefix_matches(p, &h.entity) =>
+                {
                     return Some(format!("the policy named ({cause}) covers prefix {p:?}"));
                 }
+                RetentionSelector::Entity(e) if *e != h.entity => {
+                    return Some(format!("the policy named ({cause}) covers entity {e:?}"));
+                }
+                _ => {}
             }
             match r.rule {
                 None => Some(format!("the record named ({cause}) cleared a policy")),
-                Some(RetentionRule::BeforeVersion(v)) if h.first_kept > v => Some(format!(
-                    "the policy named ({cause}) keeps versions from {v}"
-                )),
-                Some(RetentionRule::MaxCount(n))
-                    if c.counts.get(&h.entity).copied().unwrap_or(0) < n =>
-                {
-                    Some(format!(
-                        "the policy named ({cause}) keeps the newest {n}, and fewer are left"
-                    ))
+                Some(RetentionRule::Combined(limits)) => {
+                    // The furthest part alone explains the removed prefix.
+                    let why: Vec<String> = limits
+                        .rules()
+                        .map_while(|part| rule_unexplained(h, at_ms, c, cause, part))
+                        .collect();
+                    (why.len() == limits.rules().count()).then(|| why.join("; "))
                 }
-                Some(RetentionRule::MaxAge(age))
-                    if h.last_removed.unix_millis()
-                        >= at_ms.saturating_sub(RetentionRule::age_ms(age)) =>
-                {
-                    Some(format!(
-                        "the policy named ({cause}) keeps events younger than {} ms, and the last removed one was not older",
-                        RetentionRule::age_ms(age)
-                    ))
-                }
-                Some(_) => None,
+                Some(rule) => rule_unexplained(h, at_ms, c, cause, rule),
             }
         }
+    }
+}
+
+/// Why one simple rule does not explain the removed prefix, if it does not.
+fn rule_unexplained(
+    h: &Horizon,
+    at_ms: u64,
+    c: &Compacted,
+    cause: EventId,
+    rule: crate::retention::RetentionRule,
+) -> Option<String> {
+    use crate::retention::RetentionRule;
+    match rule {
+        RetentionRule::BeforeVersion(v) if h.first_kept > v => Some(format!(
+            "the policy named ({cause}) keeps versions from {v}"
+        )),
+        RetentionRule::MaxCount(n) if c.counts.get(&h.entity).copied().unwrap_or(0) < n => {
+            Some(format!(
+                "the policy named ({cause}) keeps the newest {n}, and fewer are left"
+            ))
+        }
+        RetentionRule::MaxAge(age)
+            if h.last_removed.unix_millis()
+                >= at_ms.saturating_sub(RetentionRule::age_ms(age)) =>
+        {
+            Some(format!(
+                "the policy named ({cause}) keeps events younger than {} ms, and the last removed one was not older",
+                RetentionRule::age_ms(age)
+            ))
+        }
+        _ => None,
     }
 }

@@ -8,7 +8,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use batpak::prelude::*;
-use batpak::{AppendReceipt, DeleteMode, Error, ManualClock, RetentionRule, RetentionSelector};
+use batpak::{
+    AppendReceipt, DeleteMode, Error, ManualClock, RetentionLimits, RetentionRule,
+    RetentionSelector,
+};
 use proptest::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -182,6 +185,76 @@ fn the_furthest_of_several_policies_wins() {
         .unwrap();
     assert_eq!(versions(&store.stream("order:1").unwrap()), [8, 9]);
     assert_eq!(store.retention().len(), 2, "one policy per selector");
+}
+
+#[test]
+fn an_entity_policy_covers_that_entity_only_and_a_combined_rule_keeps_what_every_part_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    {
+        let store = open(dir.path(), &clock);
+        for n in 0..10 {
+            append(&store, "order:1", "shop", n);
+            append(&store, "order:1:lines", "shop", n);
+            append(&store, "order:10", "shop", n);
+            clock.advance(Duration::from_secs(10));
+        }
+        // Events are 10 s apart, the newest 10 s old: an age of 35 s keeps three,
+        // a count of 5 keeps five, so together three.
+        let rule = RetentionRule::Combined(
+            RetentionLimits::new()
+                .max_count(5)
+                .max_age(Duration::from_secs(35)),
+        );
+        store
+            .set_retention(RetentionSelector::Entity("order:1".into()), rule)
+            .unwrap();
+        assert_eq!(versions(&store.stream("order:1").unwrap()), [7, 8, 9]);
+        assert_eq!(store.stream("order:1:lines").unwrap().len(), 10);
+        assert_eq!(store.stream("order:10").unwrap().len(), 10);
+        // Time passing makes the age part the furthest; a version part too.
+        clock.advance(Duration::from_secs(10));
+        assert_eq!(versions(&store.stream("order:1").unwrap()), [8, 9]);
+        let listed = store.retention();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].rule, rule);
+        assert_eq!(
+            listed[0].rule.to_string(),
+            "keep the last 5, and keep 35000 ms"
+        );
+        // Compaction removes exactly what is hidden, and verify explains it by the
+        // combined rule's furthest part.
+        let report = store.compact().unwrap();
+        assert_eq!(report.events_removed, 8);
+        assert!(store.verify().unwrap().body.is_clean());
+        // Bad combined rules are refused by what is wrong.
+        let err = store
+            .set_retention(
+                RetentionSelector::Entity("order:1".into()),
+                RetentionRule::Combined(RetentionLimits::new()),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("sets none of"), "{err}");
+        let err = store
+            .set_retention(
+                RetentionSelector::Entity("order:1".into()),
+                RetentionRule::Combined(RetentionLimits::new().max_count(0).before_version(3)),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("max_count 0"), "{err}");
+        let err = store
+            .set_retention(
+                RetentionSelector::Entity("batpak:kinds".into()),
+                RetentionRule::MaxCount(1),
+            )
+            .unwrap_err();
+        assert_eq!(err.code(), "invalid_coordinate");
+        store.close().unwrap();
+    }
+    let store = open(dir.path(), &clock);
+    assert_eq!(versions(&store.stream("order:1").unwrap()), [8, 9]);
+    assert_eq!(store.stream("order:1:lines").unwrap().len(), 10);
+    assert!(store.verify().unwrap().body.is_clean());
 }
 
 #[test]
@@ -631,11 +704,16 @@ enum Step {
     Compact,
 }
 
-const ENTITIES: [&str; 4] = ["order:1", "order:2", "user:1", "other"];
+const ENTITIES: [&str; 5] = ["order:1", "order:2", "user:1", "other", "order:1:x"];
 const SCOPES: [&str; 2] = ["eu", "us"];
 
 fn selectors() -> Vec<RetentionSelector> {
-    vec![prefix("order"), prefix(""), scope("eu")]
+    vec![
+        prefix("order"),
+        prefix(""),
+        scope("eu"),
+        RetentionSelector::Entity("order:1".into()),
+    ]
 }
 
 fn rules() -> Vec<RetentionRule> {
@@ -644,6 +722,12 @@ fn rules() -> Vec<RetentionRule> {
         RetentionRule::MaxCount(5),
         RetentionRule::BeforeVersion(3),
         RetentionRule::MaxAge(Duration::from_secs(90)),
+        RetentionRule::Combined(
+            RetentionLimits::new()
+                .max_count(4)
+                .max_age(Duration::from_secs(120)),
+        ),
+        RetentionRule::Combined(RetentionLimits::new().max_count(6).before_version(2)),
     ]
 }
 
@@ -651,8 +735,8 @@ fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
         6 => (0..ENTITIES.len(), 0..SCOPES.len()).prop_map(|(entity, scope)| Step::Append { entity, scope }),
         2 => (1..60u64).prop_map(|secs| Step::Advance { secs }),
-        1 => (0..3usize, 0..4usize).prop_map(|(selector, rule)| Step::Set { selector, rule }),
-        1 => (0..3usize).prop_map(|selector| Step::Clear { selector }),
+        1 => (0..4usize, 0..6usize).prop_map(|(selector, rule)| Step::Set { selector, rule }),
+        1 => (0..4usize).prop_map(|selector| Step::Clear { selector }),
         1 => (0..ENTITIES.len(), any::<bool>()).prop_map(|(entity, hard)| Step::Delete { entity, hard }),
         1 => Just(Step::Compact),
     ]
@@ -691,15 +775,22 @@ impl Model {
                         p.is_empty() || ENTITIES[e.0].starts_with(&format!("{p}:"))
                     }
                     RetentionSelector::Scope(s) => SCOPES[e.1] == s,
+                    RetentionSelector::Entity(name) => ENTITIES[e.0] == name,
                     _ => unreachable!(),
                 };
+                let simple =
+                    |rule: &RetentionRule, i: usize, e: &(usize, usize, u64, u64)| match rule {
+                        RetentionRule::MaxCount(n) => (i as u64) + n < mine.len() as u64,
+                        RetentionRule::BeforeVersion(v) => e.2 < *v,
+                        RetentionRule::MaxAge(age) => {
+                            e.3 < now_ms.saturating_sub(age.as_millis() as u64)
+                        }
+                        _ => unreachable!(),
+                    };
+                // A combined rule expires what any of its parts expires.
                 let expired = |i: usize, e: &(usize, usize, u64, u64)| match rule {
-                    RetentionRule::MaxCount(n) => (i as u64) + n < mine.len() as u64,
-                    RetentionRule::BeforeVersion(v) => e.2 < *v,
-                    RetentionRule::MaxAge(age) => {
-                        e.3 < now_ms.saturating_sub(age.as_millis() as u64)
-                    }
-                    _ => unreachable!(),
+                    RetentionRule::Combined(limits) => limits.rules().any(|r| simple(&r, i, e)),
+                    rule => simple(rule, i, e),
                 };
                 let prefix = mine
                     .iter()

@@ -1,8 +1,8 @@
 //! Writing commands: append and redact.
 
 use batpak::{
-    AppendOptions, AppendReceipt, Coordinate, DeleteMode, EventId, RawPayload, RetentionRule,
-    RetentionSelector, Store,
+    AppendOptions, AppendReceipt, Coordinate, DeleteMode, EventId, RawPayload, RetentionLimits,
+    RetentionRule, RetentionSelector, Store,
 };
 use serde_json::{json, Value};
 
@@ -112,17 +112,25 @@ pub fn repair(ctx: &Context, cut: Option<(u64, u64)>, reason: Option<&str>) -> O
 }
 
 fn selector(args: SelectorArgs) -> RetentionSelector {
-    match (args.prefix, args.scope) {
-        (Some(prefix), _) => RetentionSelector::EntityPrefix(prefix),
-        (None, scope) => RetentionSelector::Scope(scope.unwrap_or_default()),
+    match (args.prefix, args.entity, args.scope) {
+        (Some(prefix), _, _) => RetentionSelector::EntityPrefix(prefix),
+        (None, Some(entity), _) => RetentionSelector::Entity(entity),
+        (None, None, scope) => RetentionSelector::Scope(scope.unwrap_or_default()),
     }
 }
 
 fn rule(args: &RuleArgs) -> RetentionRule {
     match (args.max_count, args.max_age, args.before_version) {
-        (Some(n), _, _) => RetentionRule::MaxCount(n),
-        (None, Some(age), _) => RetentionRule::MaxAge(age),
-        (None, None, v) => RetentionRule::BeforeVersion(v.unwrap_or(0)),
+        (Some(n), None, None) => RetentionRule::MaxCount(n),
+        (None, Some(age), None) => RetentionRule::MaxAge(age),
+        (None, None, Some(v)) => RetentionRule::BeforeVersion(v),
+        (count, age, version) => {
+            let mut limits = RetentionLimits::new();
+            limits.max_count = count;
+            limits.max_age = age;
+            limits.before_version = version;
+            RetentionRule::Combined(limits)
+        }
     }
 }
 

@@ -204,6 +204,8 @@ impl Index {
                 None
             }
             RetentionSelector::EntityPrefix(_) => return 0,
+            RetentionSelector::Entity(exact) if exact == name => None,
+            RetentionSelector::Entity(_) => return 0,
             // An entity compaction emptied has no scope until its next event.
             RetentionSelector::Scope(scope) => {
                 match (
@@ -219,16 +221,7 @@ impl Index {
         // Positions in the postings; the version is the base plus the position.
         let postings = self.entity_events(entity);
         let base = self.entity_base(entity);
-        let expired = match rule {
-            RetentionRule::MaxCount(n) => (postings.len() as u64).saturating_sub(n),
-            RetentionRule::BeforeVersion(v) => v.saturating_sub(base).min(postings.len() as u64),
-            RetentionRule::MaxAge(age) => {
-                let cutoff = now_ms.saturating_sub(RetentionRule::age_ms(age));
-                postings.partition_point(|&seq| {
-                    self.id_of(seq).is_some_and(|id| id.unix_millis() < cutoff)
-                }) as u64
-            }
-        };
+        let expired = self.expired(postings, base, rule, now_ms);
         let covered = match scope {
             None => expired,
             // Several scopes: the prefix stops at the first event in another one.
@@ -238,5 +231,25 @@ impl Index {
                 .map_or(expired, |p| p as u64),
         };
         base + covered
+    }
+
+    /// How many of an entity's postings (from version `base`) `rule` expires.
+    fn expired(&self, postings: &[u64], base: u64, rule: RetentionRule, now_ms: u64) -> u64 {
+        match rule {
+            RetentionRule::MaxCount(n) => (postings.len() as u64).saturating_sub(n),
+            RetentionRule::BeforeVersion(v) => v.saturating_sub(base).min(postings.len() as u64),
+            RetentionRule::MaxAge(age) => {
+                let cutoff = now_ms.saturating_sub(RetentionRule::age_ms(age));
+                postings.partition_point(|&seq| {
+                    self.id_of(seq).is_some_and(|id| id.unix_millis() < cutoff)
+                }) as u64
+            }
+            // Each part expires a prefix; together, the longest.
+            RetentionRule::Combined(limits) => limits
+                .rules()
+                .map(|part| self.expired(postings, base, part, now_ms))
+                .max()
+                .unwrap_or(0),
+        }
     }
 }
