@@ -491,6 +491,97 @@ async fn delete_hides_and_lets_the_stream_continue_tombstone_ends_it() {
     h.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_metadata_limits_become_a_retention_policy_on_that_stream_only() {
+    let h = Harness::start().await;
+    let events: Vec<EventData> = (0..6).map(order).collect();
+    h.client
+        .append_to_stream("trim", &Default::default(), events)
+        .await
+        .unwrap();
+    h.client
+        .append_to_stream("trim:lines", &Default::default(), vec![order(0), order(1)])
+        .await
+        .unwrap();
+    let revisions = |events: Vec<kurrentdb::ResolvedEvent>| -> Vec<u64> {
+        events
+            .iter()
+            .map(|e| e.get_original_event().revision)
+            .collect()
+    };
+    // $maxCount keeps the newest two of that stream; the metadata reads back.
+    let two = kurrentdb::StreamMetadataBuilder::new().max_count(2).build();
+    h.client
+        .set_stream_metadata("trim", &Default::default(), &two)
+        .await
+        .unwrap();
+    assert_eq!(revisions(read_all_of(&h.client, "trim").await), [4, 5]);
+    assert_eq!(read_all_of(&h.client, "trim:lines").await.len(), 2);
+    let read = h
+        .client
+        .get_stream_metadata("trim", &Default::default())
+        .await
+        .unwrap();
+    match read {
+        kurrentdb::StreamMetadataResult::Success(m) => assert_eq!(m.metadata(), &two),
+        other => panic!("{other:?}"),
+    }
+    // Several limits at once: each applies; $tb keeps revisions from 5 on. The
+    // protocol's $maxAge is in seconds; this client's builder writes milliseconds,
+    // so the event is written as JSON here.
+    let both = EventData::json(
+        "$metadata",
+        &json!({ "$maxCount": 3, "$maxAge": 3600, "$tb": 5 }),
+    )
+    .unwrap();
+    h.client
+        .append_to_stream("$$trim", &Default::default(), vec![both])
+        .await
+        .unwrap();
+    assert_eq!(revisions(read_all_of(&h.client, "trim").await), [5]);
+    let policies = h.store().retention();
+    assert_eq!(policies.len(), 1);
+    assert_eq!(
+        policies[0].selector,
+        batpak::RetentionSelector::Entity("trim".into())
+    );
+    assert_eq!(
+        policies[0].rule,
+        batpak::RetentionRule::Combined(
+            batpak::RetentionLimits::new()
+                .max_count(3)
+                .max_age(Duration::from_secs(3600))
+                .before_version(5)
+        )
+    );
+    // Metadata without limits (an ACL only: kept, not enforced) clears the policy,
+    // and what compaction had not removed is visible again.
+    let acl_only = kurrentdb::StreamMetadataBuilder::new()
+        .acl(kurrentdb::Acl::Stream(
+            kurrentdb::StreamAclBuilder::new()
+                .add_read_roles("admin")
+                .build(),
+        ))
+        .build();
+    h.client
+        .set_stream_metadata("trim", &Default::default(), &acl_only)
+        .await
+        .unwrap();
+    assert!(h.store().retention().is_empty());
+    assert_eq!(read_all_of(&h.client, "trim").await.len(), 6);
+    // Bad metadata is refused by key, and nothing is written.
+    let before = h.store().entity_version("$$trim");
+    let bad = EventData::json("$metadata", &json!({ "$maxCount": -1 })).unwrap();
+    let err = h
+        .client
+        .append_to_stream("$$trim", &Default::default(), vec![bad])
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("$maxCount"), "{err:?}");
+    assert_eq!(h.store().entity_version("$$trim"), before);
+    h.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_subscription_catches_up_and_goes_live_with_appends_racing_it() {
     let h = Harness::start().await;
@@ -662,6 +753,16 @@ async fn tokens_are_the_passwords_of_basic_credentials() {
             }],
         )
         .unwrap();
+    let meta_only = tokens
+        .add(
+            "dave",
+            vec![Grant {
+                scope: "*".into(),
+                prefix: "$$guarded".into(),
+                permissions: vec![Permission::Read, Permission::Append],
+            }],
+        )
+        .unwrap();
     let h = Harness::start_with(move |b| b.tokens(tokens), "").await;
     let anonymous = h
         .client
@@ -684,6 +785,26 @@ async fn tokens_are_the_passwords_of_basic_credentials() {
         stored[0].metadata.get(batpak_server::PRINCIPAL_KEY),
         Some("alice")
     );
+    // Metadata can expire a stream's events, so writing it takes the right to
+    // write that stream, not only its `$$` stream.
+    let limit = kurrentdb::StreamMetadataBuilder::new().max_count(1).build();
+    let dave = client(
+        h.port,
+        &format!("esdb://dave:{meta_only}@127.0.0.1:PORT?tls=false&defaultDeadline=20000"),
+    );
+    let denied = dave
+        .set_stream_metadata("guarded", &Default::default(), &limit)
+        .await;
+    assert!(
+        matches!(denied, Err(kurrentdb::Error::AccessDenied)),
+        "{denied:?}"
+    );
+    assert!(h.store().retention().is_empty());
+    alice
+        .set_stream_metadata("guarded", &Default::default(), &limit)
+        .await
+        .unwrap();
+    assert_eq!(h.store().retention().len(), 1);
     let bob = client(
         h.port,
         &format!("esdb://bob:{reader}@127.0.0.1:PORT?tls=false&defaultDeadline=20000"),

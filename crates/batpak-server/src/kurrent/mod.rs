@@ -19,6 +19,7 @@ pub(crate) mod proto;
 
 mod conn;
 mod events;
+mod metadata;
 mod names;
 mod read;
 mod streams;
@@ -257,6 +258,14 @@ impl Listener {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let kinds = Arc::new(events::Kinds::load(app.store.store()));
+        if !app.read_only {
+            // Metadata written while no listener ran (or cut off by a crash before
+            // its policy) takes effect now.
+            app.store
+                .run(metadata::reconcile_all)
+                .await
+                .map_err(|e| std::io::Error::other(format!("stream metadata: {e}")))?;
+        }
         let state = Arc::new(Kurrent {
             app,
             scope: self.scope,

@@ -25,7 +25,7 @@ use super::proto::event_store::client::streams::{
     ReadResp,
 };
 use super::proto::google::rpc;
-use super::{names, status_with, store_status, stream_deleted, Kurrent};
+use super::{metadata, names, status_with, store_status, stream_deleted, Kurrent};
 use crate::auth::{Caller, Permission};
 
 /// How many appends the listener remembers for retries without a named place.
@@ -115,6 +115,11 @@ fn current_text(current: Option<u64>) -> String {
 impl Kurrent {
     fn may_append(&self, caller: &Caller, entity: &str) -> Result<(), Status> {
         caller.require(Permission::Append, entity, &self.scope)?;
+        // Metadata can expire the described stream's events: it takes the right to
+        // write that stream too, as deleting it does.
+        if let Some(described) = metadata::described(entity) {
+            caller.require(Permission::Append, &described, &self.scope)?;
+        }
         if self.app.read_only {
             return Err(store_status(batpak::Error::ReadOnly));
         }
@@ -148,8 +153,29 @@ impl Kurrent {
     }
 
     /// Appends `drafts` to `entity` atomically, the first event checked against
-    /// `expected`.
+    /// `expected`. An append to a `$$` stream must be stream metadata, and the
+    /// described stream's retention follows it once it landed (or was found there,
+    /// on a retry).
     pub(crate) async fn append_drafts(
+        &self,
+        entity: &str,
+        expected: ExpectedVersion,
+        drafts: Vec<Draft>,
+    ) -> Result<Outcome, Status> {
+        let describes = metadata::check(entity, &drafts).map_err(invalid)?;
+        let outcome = self.append_checked(entity, expected, drafts).await?;
+        if describes && matches!(outcome, Outcome::Success { .. }) {
+            let meta = entity.to_string();
+            self.app
+                .store
+                .run(move |store| metadata::reconcile(store, &meta))
+                .await
+                .map_err(store_status)?;
+        }
+        Ok(outcome)
+    }
+
+    async fn append_checked(
         &self,
         entity: &str,
         expected: ExpectedVersion,

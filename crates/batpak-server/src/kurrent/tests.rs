@@ -25,7 +25,14 @@ struct Running {
 }
 
 async fn start(configure: impl FnOnce(crate::ServerBuilder) -> crate::ServerBuilder) -> Running {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), configure).await
+}
+
+/// A listener on the store in `dir` (which may hold events already).
+async fn start_in(
+    dir: tempfile::TempDir,
+    configure: impl FnOnce(crate::ServerBuilder) -> crate::ServerBuilder,
+) -> Running {
     let store = batpak::Store::open(dir.path()).unwrap();
     let builder =
         crate::Server::builder(store).kurrentdb("127.0.0.1:0".parse().unwrap(), "kurrentdb");
@@ -85,6 +92,14 @@ fn message(event_type: Option<&str>, id: Option<shared::uuid::Value>) -> s::Appe
             },
         )),
     }
+}
+
+/// `message` with `json` as its data.
+fn data(mut message: s::AppendReq, json: &str) -> s::AppendReq {
+    if let Some(append_req::Content::ProposedMessage(m)) = &mut message.content {
+        m.data = json.as_bytes().to_vec();
+    }
+    message
 }
 
 fn good_id() -> Option<shared::uuid::Value> {
@@ -148,6 +163,28 @@ async fn appends_refuse_bad_input_and_write_nothing() {
         (
             vec![options(b"a"), s::AppendReq { content: None }],
             "message 1 of the append is empty",
+        ),
+        (
+            vec![
+                options(b"$$a"),
+                message(Some("t"), None),
+                data(message(Some("$metadata"), None), r#"{"$tb": -1}"#),
+            ],
+            "event 1: stream metadata $tb must be a whole number of at least 0, not -1",
+        ),
+        (
+            vec![
+                options(b"$$a"),
+                data(message(Some("$metadata"), None), r#"{"$maxCount": 0}"#),
+            ],
+            "event 0: stream metadata $maxCount must be a whole number of at least 1, not 0",
+        ),
+        (
+            vec![
+                options(b"$$a"),
+                data(message(Some("$metadata"), None), "[]"),
+            ],
+            "event 0: stream metadata must be a JSON object",
         ),
     ];
     for (messages, says) in cases {
@@ -479,5 +516,52 @@ async fn deadlines_are_honoured_and_read_only_servers_refuse_appends() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let _ = r.stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_written_while_no_listener_ran_takes_effect_when_it_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = batpak::Store::open(dir.path()).unwrap();
+        let coordinate = |e: &str| batpak::Coordinate::new(e, "kurrentdb").unwrap();
+        for n in 0..3 {
+            store
+                .append_raw(
+                    &coordinate("kept"),
+                    batpak::EventKind::custom(15, 0),
+                    batpak::RawPayload::json(format!("{{\"n\": {n}}}").as_bytes()),
+                    batpak::AppendOptions::default(),
+                )
+                .unwrap();
+        }
+        let mut metadata = batpak::Metadata::new();
+        metadata.insert(super::events::TYPE_KEY, "$metadata");
+        store
+            .append_raw(
+                &coordinate("$$kept"),
+                batpak::EventKind::custom(15, 0),
+                batpak::RawPayload::json(br#"{"$maxCount": 1}"#),
+                batpak::AppendOptions::default().metadata(metadata),
+            )
+            .unwrap();
+        assert!(store.retention().is_empty());
+        store.close().unwrap();
+    }
+    let r = start_in(dir, |b| b).await;
+    // The listener answers only once it started, after bringing policies in line.
+    append(&r, vec![options(b"probe"), message(Some("t"), None)])
+        .await
+        .unwrap();
+    let policies = r.store.store().retention();
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    assert_eq!(
+        (&policies[0].selector, policies[0].rule),
+        (
+            &batpak::RetentionSelector::Entity("kept".into()),
+            batpak::RetentionRule::MaxCount(1)
+        )
+    );
+    assert_eq!(r.store.store().stream("kept").unwrap().len(), 1);
     let _ = r.stop.send(());
 }
