@@ -258,6 +258,11 @@ impl Listener {
         stop: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let kinds = Arc::new(events::Kinds::load(app.store.store()));
+        let recent = app
+            .store
+            .run(streams::RecentAppends::load)
+            .await
+            .map_err(|e| std::io::Error::other(format!("recent client ids: {e}")))?;
         if !app.read_only {
             // Metadata written while no listener ran (or cut off by a crash before
             // its policy) takes effect now.
@@ -270,7 +275,7 @@ impl Listener {
             app,
             scope: self.scope,
             kinds,
-            recent: std::sync::Mutex::new(streams::RecentAppends::default()),
+            recent: std::sync::Mutex::new(recent),
         });
         let max = state.app.limits.max_body_bytes.max(4 << 20);
         let streams = StreamsServer::new(streams::Service(Arc::clone(&state)))

@@ -6,8 +6,10 @@
 //! protocol's rule, not batpak's idempotency keys: when the events at the expected
 //! place already carry the same client ids in the same order, the original result
 //! is returned and nothing is written again. For `any` and `stream exists`, which
-//! name no place, the listener remembers where its recent appends began (the last
-//! 65,536), as the protocol's servers do.
+//! name no place, the listener remembers where the client ids of its recent events
+//! are (the last 65,536), as the protocol's servers keep a cache; it fills that
+//! from the store's newest events when it starts, so a retry after a restart finds
+//! its original too.
 
 use std::collections::{HashMap, VecDeque};
 use std::pin::Pin;
@@ -28,23 +30,56 @@ use super::proto::google::rpc;
 use super::{metadata, names, status_with, store_status, stream_deleted, Kurrent};
 use crate::auth::{Caller, Permission};
 
-/// How many appends the listener remembers for retries without a named place.
+/// How many events' client ids the listener remembers for retries without a
+/// named place.
 const RECENT: usize = 1 << 16;
 
-/// Where recent appends began, by their first client id.
+/// Where recent events are, by their client id: the entity and the version.
 #[derive(Default)]
 pub(crate) struct RecentAppends {
-    by_id: HashMap<u128, (String, u64, usize)>,
+    by_id: HashMap<u128, (Arc<str>, u64)>,
     order: VecDeque<u128>,
 }
 
 impl RecentAppends {
-    fn remember(&mut self, id: u128, entity: &str, first_version: u64, count: usize) {
-        if self
-            .by_id
-            .insert(id, (entity.to_string(), first_version, count))
-            .is_none()
-        {
+    /// The client ids of the newest events written through this protocol (those
+    /// that carry one), up to the cache's size.
+    pub(crate) fn load(store: &batpak::Store) -> batpak::Result<RecentAppends> {
+        let mut found = Vec::new();
+        let mut before = u64::MAX;
+        let mut scanned = 0;
+        while scanned < RECENT {
+            let page = store.query_reverse(&Region::all(), before, 1024)?;
+            let Some(last) = page.last() else { break };
+            before = last.sequence;
+            scanned += page.len();
+            found.extend(page.iter().filter_map(|e| {
+                let id = e.metadata.get(events::ID_KEY)?;
+                let id = uuid::Uuid::parse_str(id).ok()?;
+                Some((
+                    id.as_u128(),
+                    Arc::<str>::from(e.coordinate.entity()),
+                    e.version,
+                ))
+            }));
+        }
+        let mut recent = RecentAppends::default();
+        for (id, entity, version) in found.into_iter().rev() {
+            recent.remember_one(id, entity, version);
+        }
+        Ok(recent)
+    }
+
+    /// Remembers the `ids` of events appended to `entity` from `first_version` on.
+    fn remember(&mut self, ids: &[uuid::Uuid], entity: &str, first_version: u64) {
+        let entity: Arc<str> = Arc::from(entity);
+        for (version, id) in (first_version..).zip(ids) {
+            self.remember_one(id.as_u128(), Arc::clone(&entity), version);
+        }
+    }
+
+    fn remember_one(&mut self, id: u128, entity: Arc<str>, version: u64) {
+        if self.by_id.insert(id, (entity, version)).is_none() {
             self.order.push_back(id);
         }
         while self.order.len() > RECENT {
@@ -208,8 +243,8 @@ impl Kurrent {
                 .by_id
                 .get(&ids[0].as_u128())
                 .cloned();
-            if let Some((e, first, count)) = known {
-                if e == entity && count == ids.len() {
+            if let Some((e, first)) = known {
+                if &*e == entity {
                     if let Some(original) = self.retried(entity, first, &ids).await {
                         return Ok(original);
                     }
@@ -264,7 +299,7 @@ impl Kurrent {
                 self.recent
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .remember(ids[0].as_u128(), entity, first.version, ids.len());
+                    .remember(&ids, entity, first.version);
                 Ok(Outcome::Success {
                     current: Some(last.version),
                     position: Some(last.sequence),

@@ -21,7 +21,19 @@ struct Running {
     channel: Channel,
     store: crate::AsyncStore,
     stop: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
+    serving: tokio::task::JoinHandle<Result<(), crate::ServeError>>,
+    dir: tempfile::TempDir,
+}
+
+impl Running {
+    /// Stops the server, waits until it closed the store, and hands back its
+    /// directory.
+    async fn finish(self) -> tempfile::TempDir {
+        drop(self.store);
+        let _ = self.stop.send(());
+        self.serving.await.unwrap().unwrap();
+        self.dir
+    }
 }
 
 async fn start(configure: impl FnOnce(crate::ServerBuilder) -> crate::ServerBuilder) -> Running {
@@ -43,7 +55,7 @@ async fn start_in(
     let addr = server.kurrentdb_addr().unwrap();
     let store = server.store().clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(server.serve_until(async move {
+    let serving = tokio::spawn(server.serve_until(async move {
         let _ = stopped.await;
     }));
     let channel = Channel::from_shared(format!("http://{addr}"))
@@ -55,7 +67,8 @@ async fn start_in(
         channel,
         store,
         stop,
-        _dir: dir,
+        serving,
+        dir,
     }
 }
 
@@ -564,4 +577,38 @@ async fn metadata_written_while_no_listener_ran_takes_effect_when_it_starts() {
     );
     assert_eq!(r.store.store().stream("kept").unwrap().len(), 1);
     let _ = r.stop.send(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_with_any_after_a_restart_returns_the_original_result() {
+    let ids = [
+        "6f1d2c3b-4a59-4e68-8d7c-0b1a2f3e4d5c",
+        "7a2e3d4c-5b6a-4f79-9e8d-1c2b3a4f5e6d",
+    ];
+    let request = || {
+        let mut messages = vec![options(b"again")];
+        for id in ids {
+            messages.push(message(
+                Some("t"),
+                Some(shared::uuid::Value::String(id.into())),
+            ));
+        }
+        messages
+    };
+    let r = start(|b| b).await;
+    // Something else first, so the retried events are not at the store's start.
+    append(&r, vec![options(b"before"), message(Some("t"), None)])
+        .await
+        .unwrap();
+    let original = append(&r, request()).await.unwrap();
+    let r = start_in(r.finish().await, |b| b).await;
+    let retried = append(&r, request()).await.unwrap();
+    assert_eq!(retried, original);
+    assert_eq!(r.store.store().stream("again").unwrap().len(), 2);
+    // A different set of ids under "any" is a new append.
+    append(&r, vec![options(b"again"), message(Some("t"), None)])
+        .await
+        .unwrap();
+    assert_eq!(r.store.store().stream("again").unwrap().len(), 3);
+    r.finish().await;
 }
