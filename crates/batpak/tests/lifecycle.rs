@@ -45,6 +45,19 @@ fn versions(events: &[StoredEvent]) -> Vec<u64> {
     events.iter().map(|e| e.version).collect()
 }
 
+/// The store's lifecycle records (policies and deletions), oldest first.
+fn lifecycle_records(store: &Store) -> Vec<StoredEvent> {
+    store
+        .query(
+            &Region::all()
+                .entity("batpak:lifecycle")
+                .with_store_records(),
+            0,
+            usize::MAX,
+        )
+        .unwrap()
+}
+
 #[test]
 fn keep_the_last_n_hides_older_events_from_every_read_at_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -298,15 +311,7 @@ fn a_soft_delete_hides_the_entity_and_a_later_append_continues_its_chain() {
     assert_eq!(store.deletion("cart:1").as_ref(), Some(&deletions[0]));
     assert_eq!(store.deletion("cart:2"), None);
     // The record is a store record, on the lifecycle entity, in the entity's scope.
-    let records = store
-        .query(
-            &Region::all()
-                .entity("batpak:lifecycle")
-                .with_store_records(),
-            0,
-            10,
-        )
-        .unwrap();
+    let records = lifecycle_records(&store);
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].coordinate.scope(), "shop");
     assert_eq!(
@@ -429,15 +434,7 @@ fn a_hard_delete_of_a_never_written_entity_reserves_its_name() {
         assert_eq!(err.code(), "invalid_coordinate");
         assert_eq!(store.deletions().len(), 1);
         // The record is in the lifecycle scope; other entities are untouched.
-        let records = store
-            .query(
-                &Region::all()
-                    .entity("batpak:lifecycle")
-                    .with_store_records(),
-                0,
-                10,
-            )
-            .unwrap();
+        let records = lifecycle_records(&store);
         assert_eq!(records.len(), 1);
         assert_eq!(records[0].coordinate.scope(), "batpak:lifecycle");
         assert_eq!(versions(&store.stream("other:1").unwrap()), [0]);

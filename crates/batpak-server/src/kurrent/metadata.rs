@@ -26,6 +26,11 @@ pub(crate) const METADATA_TYPE: &str = "$metadata";
 
 /// The entity whose metadata `entity` holds, when `entity` is a `$$` stream.
 pub(crate) fn described(entity: &str) -> Option<String> {
+    // The escaping leaves `$` alone, so a `$$` stream's entity starts with it too;
+    // every other append is answered here without unescaping its name.
+    if !entity.starts_with("$$") {
+        return None;
+    }
     let name = names::name_of(entity);
     let target = name.strip_prefix(b"$$")?;
     names::entity_of(target).ok()
