@@ -259,7 +259,8 @@ pub enum Command {
     /// the bytes before and after.
     Compact,
     /// Hide every event an entity has now; with --hard, also refuse every later
-    /// append to it. Recorded in the journal.
+    /// append to it (an entity that never had an event has its name reserved).
+    /// Recorded in the journal.
     Delete {
         /// The entity.
         entity: String,

@@ -1692,6 +1692,7 @@ fn retention_and_delete_commands_hide_events_and_refuse_bad_input() {
     let hard: Value =
         serde_json::from_str(&ok(dir, &["delete", "order:1", "--hard", "--json"])).unwrap();
     assert_eq!(hard["mode"], "hard");
+    assert_eq!(hard["through_version"], 1);
     fails(
         dir,
         &[
@@ -1708,8 +1709,21 @@ fn retention_and_delete_commands_hide_events_and_refuse_bad_input() {
     let err: Value = serde_json::from_str(&stderr(&o)).unwrap();
     assert_eq!(err["error"]["code"], "entity_deleted");
     fails(dir, &["delete", "nobody"], "has no events");
+    // A hard delete of an entity that never had an event reserves the name.
+    let reserved = ok(dir, &["delete", "nobody", "--hard"]);
+    assert!(
+        reserved.contains("reserved nobody (hard): it had no events and takes none"),
+        "{reserved}"
+    );
+    fails(
+        dir,
+        &[
+            "append", "--entity", "nobody", "--scope", "t:a", "--kind", "1:1", "{}",
+        ],
+        "before its first event",
+    );
     let stats: Value = serde_json::from_str(&ok(dir, &["stats", "--json"])).unwrap();
-    assert_eq!(stats["deleted_entities"], 2);
+    assert_eq!(stats["deleted_entities"], 3);
     assert_eq!(stats["retention"].as_array().unwrap().len(), 1);
 }
 

@@ -208,13 +208,20 @@ pub fn delete(ctx: &Context, entity: &str, hard: bool) -> Outcome {
         DeleteMode::Soft
     };
     let receipt = store.delete_entity(entity, mode)?;
+    let through = store.deletion(entity).and_then(|d| d.through_version);
     store.close()?;
     if ctx.json {
         print_json(&json!({
             "deleted": entity,
             "mode": serde_json::to_value(mode)?,
+            "through_version": through,
             "record": serde_json::to_value(receipt)?,
         }))
+    } else if through.is_none() {
+        out(&format!(
+            "reserved {entity} (hard): it had no events and takes none; recorded as seq {}\n",
+            receipt.sequence
+        ))
     } else {
         out(&format!(
             "deleted {entity} ({}): its events are hidden{}; recorded as seq {}\n",
