@@ -98,13 +98,23 @@ pub(crate) fn reconcile(store: &Store, meta_entity: &str) -> batpak::Result<()> 
     let Some(target) = described(meta_entity) else {
         return Ok(());
     };
-    // Metadata streams are short: read it whole and take the newest.
-    let rule = store
-        .stream(meta_entity)?
-        .iter()
-        .rev()
-        .find(|e| events::type_of(store, e) == METADATA_TYPE)
-        .and_then(|e| rule_of(&e.payload).ok().flatten());
+    // Newest first, a page at a time: the newest event is nearly always the one.
+    let region = batpak::Region::all().entity(meta_entity);
+    let mut before = u64::MAX;
+    let newest = loop {
+        let page = store.query_reverse(&region, before, 16)?;
+        let Some(oldest) = page.last() else {
+            break None;
+        };
+        before = oldest.sequence;
+        if let Some(found) = page
+            .into_iter()
+            .find(|e| events::type_of(store, e) == METADATA_TYPE)
+        {
+            break Some(found);
+        }
+    };
+    let rule = newest.and_then(|e| rule_of(&e.payload).ok().flatten());
     let selector = RetentionSelector::Entity(target);
     match rule {
         Some(rule) => {
@@ -260,9 +270,11 @@ mod tests {
         assert_eq!(store.stream("trim").unwrap().len(), 5);
         // Other events in a metadata stream are ignored; metadata it cannot read
         // (another writer's) counts as none.
-        append(&store, "$$other", "not-metadata", "{}");
+        for _ in 0..40 {
+            append(&store, "$$other", "not-metadata", "{}");
+        }
         reconcile(&store, "$$other").unwrap();
-        assert_eq!(policy(&store).len(), 1);
+        assert_eq!(policy(&store).len(), 1, "found past pages of other events");
         append(&store, "$$other", METADATA_TYPE, r#"{"$tb": "soon"}"#);
         reconcile(&store, "$$other").unwrap();
         assert!(policy(&store).is_empty());
