@@ -188,9 +188,9 @@ impl Kurrent {
     }
 
     /// Appends `drafts` to `entity` atomically, the first event checked against
-    /// `expected`. An append to a `$$` stream must be stream metadata, and the
-    /// described stream's retention follows it once it landed (or was found there,
-    /// on a retry).
+    /// `expected`. The `$metadata` events of an append to a `$$` stream must be
+    /// metadata batpak reads, and the described stream's retention follows them once
+    /// they landed (or were found there, on a retry).
     pub(crate) async fn append_drafts(
         &self,
         entity: &str,
