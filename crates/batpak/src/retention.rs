@@ -102,6 +102,17 @@ impl RetentionLimits {
         self
     }
 
+    /// The rule these limits make: `None` when none is set, the one rule when one
+    /// is, [`RetentionRule::Combined`] when several are.
+    pub fn rule(self) -> Option<RetentionRule> {
+        let mut parts = self.rules();
+        let first = parts.next()?;
+        Some(match parts.next() {
+            None => first,
+            Some(_) => RetentionRule::Combined(self),
+        })
+    }
+
     /// Each part that is set, as a rule of its own.
     pub fn rules(&self) -> impl Iterator<Item = RetentionRule> {
         [

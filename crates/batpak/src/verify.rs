@@ -1231,6 +1231,61 @@ mod tests {
     use super::*;
     use crate::sign::SigningKey;
 
+    /// A removed prefix under a combined rule is explained when one part alone
+    /// explains it, and named with every part's reason when none does; an entity
+    /// policy explains only its own entity.
+    #[test]
+    fn a_combined_rule_explains_a_removal_by_any_one_part() {
+        use crate::retention::{RetentionLimits, RetentionRule, RetentionSelector};
+        let cause = EventId::from_u128(7);
+        let mut compacted = Compacted {
+            manifest: Manifest {
+                store_id: [0; 16],
+                generation: 1,
+                through: 10,
+                at_ms: 0,
+                running: Hash::ZERO,
+                kept_hash: Hash::ZERO,
+                kept: 0,
+                segments: Vec::new(),
+                horizons: Vec::new(),
+            },
+            kept_hash: Hash::ZERO,
+            kept: 0,
+            recorded: std::collections::HashSet::new(),
+            lifecycle: HashMap::new(),
+            counts: HashMap::from([("e".to_string(), 3)]),
+        };
+        compacted.lifecycle.insert(
+            cause,
+            Lifecycle::Retention(crate::lifecycle_records::RetentionChanged {
+                selector: RetentionSelector::Entity("e".into()),
+                rule: Some(RetentionRule::Combined(
+                    RetentionLimits::new().max_count(3).before_version(2),
+                )),
+            }),
+        );
+        let horizon = |entity: &str, first_kept| Horizon {
+            entity: entity.into(),
+            first_kept,
+            hash: Hash::ZERO,
+            last_removed: EventId::from_u128(1),
+            cause: Some(cause),
+        };
+        // Versions 0 and 1: the version part explains it.
+        assert_eq!(unexplained(&horizon("e", 2), 0, &compacted), None);
+        // Up to version 4 with three kept: the count part explains it.
+        assert_eq!(unexplained(&horizon("e", 5), 0, &compacted), None);
+        // With two kept, neither does, and both say why.
+        compacted.counts.insert("e".into(), 2);
+        let why = unexplained(&horizon("e", 5), 0, &compacted).unwrap();
+        assert!(why.contains("keeps the newest 3"), "{why}");
+        assert!(why.contains("keeps versions from 2"), "{why}");
+        // Another entity is not covered by an entity policy.
+        let why = unexplained(&horizon("e:1", 2), 0, &compacted).unwrap();
+        assert!(why.contains("covers entity \"e\""), "{why}");
+    }
+
     /// The verification body's canonical JSON and hash, cross-checked with Python.
     #[test]
     fn verification_report_golden_bytes() {
@@ -1410,14 +1465,13 @@ fn unexplained(h: &Horizon, at_ms: u64, c: &Compacted) -> Option<String> {
             }
             match r.rule {
                 None => Some(format!("the record named ({cause}) cleared a policy")),
-                Some(RetentionRule::Combined(limits)) => {
-                    // The furthest part alone explains the removed prefix.
-                    let why: Vec<String> = limits
-                        .rules()
-                        .map_while(|part| rule_unexplained(h, at_ms, c, cause, part))
-                        .collect();
-                    (why.len() == limits.rules().count()).then(|| why.join("; "))
-                }
+                // Explained when one part alone explains it (the furthest part
+                // removed the whole prefix): unexplained only if every part is.
+                Some(RetentionRule::Combined(limits)) => limits
+                    .rules()
+                    .map(|part| rule_unexplained(h, at_ms, c, cause, part))
+                    .collect::<Option<Vec<String>>>()
+                    .map(|why| why.join("; ")),
                 Some(rule) => rule_unexplained(h, at_ms, c, cause, rule),
             }
         }

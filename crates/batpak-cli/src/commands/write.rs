@@ -120,18 +120,12 @@ fn selector(args: SelectorArgs) -> RetentionSelector {
 }
 
 fn rule(args: &RuleArgs) -> RetentionRule {
-    match (args.max_count, args.max_age, args.before_version) {
-        (Some(n), None, None) => RetentionRule::MaxCount(n),
-        (None, Some(age), None) => RetentionRule::MaxAge(age),
-        (None, None, Some(v)) => RetentionRule::BeforeVersion(v),
-        (count, age, version) => {
-            let mut limits = RetentionLimits::new();
-            limits.max_count = count;
-            limits.max_age = age;
-            limits.before_version = version;
-            RetentionRule::Combined(limits)
-        }
-    }
+    let mut limits = RetentionLimits::new();
+    limits.max_count = args.max_count;
+    limits.max_age = args.max_age;
+    limits.before_version = args.before_version;
+    // clap requires one of the three; with none, the library names what is missing.
+    limits.rule().unwrap_or(RetentionRule::Combined(limits))
 }
 
 /// `retention set | list | clear`.

@@ -55,23 +55,12 @@ pub(crate) fn rule_of(data: &[u8]) -> Result<Option<RetentionRule>, String> {
             },
         }
     };
-    let count = number("$maxCount", 1)?;
-    let age = number("$maxAge", 1)?.map(Duration::from_secs);
+    let mut limits = RetentionLimits::new();
+    limits.max_count = number("$maxCount", 1)?;
+    limits.max_age = number("$maxAge", 1)?.map(Duration::from_secs);
     // Truncating before revision 0 keeps everything.
-    let before = number("$tb", 0)?.filter(|&v| v > 0);
-    Ok(match (count, age, before) {
-        (None, None, None) => None,
-        (Some(n), None, None) => Some(RetentionRule::MaxCount(n)),
-        (None, Some(a), None) => Some(RetentionRule::MaxAge(a)),
-        (None, None, Some(v)) => Some(RetentionRule::BeforeVersion(v)),
-        (count, age, before) => {
-            let mut limits = RetentionLimits::new();
-            limits.max_count = count;
-            limits.max_age = age;
-            limits.before_version = before;
-            Some(RetentionRule::Combined(limits))
-        }
-    })
+    limits.before_version = number("$tb", 0)?.filter(|&v| v > 0);
+    Ok(limits.rule())
 }
 
 /// Checks what an append to `entity` would write: every `$metadata` event of a
